@@ -1,0 +1,162 @@
+//! Channels: the ways a notification goes out (SPEC 4), one file per kind.
+//! Each adapter sends one rendered notification to one address and
+//! classifies the provider's answer as a `SendOutcome`, by a table that sits
+//! at the top of its file. This module adds what every kind shares: one HTTP
+//! connection pool, per-channel outbound throughput, and a circuit breaker
+//! that stops hammering a provider that said the configuration is wrong.
+
+pub mod email;
+pub mod segments;
+pub mod sms;
+pub mod telegram;
+pub mod vk;
+pub mod webhook;
+pub mod whatsapp;
+
+pub use segments::{SmsEncoding, sms_segments};
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::config::ChannelConfig;
+use crate::core::{ChannelKind, Rate, SendOrder, SendOutcome};
+use crate::notification::Notification;
+
+/// One send, as an adapter sees it.
+pub struct Outgoing<'a> {
+    pub notification: &'a Notification,
+    pub order: &'a SendOrder,
+    pub channel: &'a ChannelConfig,
+    /// The customer's address on this channel (`None` for a webhook without one).
+    pub contact: Option<&'a str>,
+    /// Where customers reach tracking links (`http.public_url`).
+    pub public_url: &'a str,
+}
+
+impl Outgoing<'_> {
+    /// The text for this channel: its own, the kind's, else the default.
+    pub fn text(&self) -> &str {
+        self.notification
+            .text_for(&self.channel.name, self.channel.kind)
+            .unwrap_or("")
+    }
+
+    /// A key that is the same for every attempt of this step, for providers
+    /// that deduplicate (VK `random_id`, SMSC `id`, email `Message-ID`).
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.notification.id, self.order.step)
+    }
+}
+
+/// Outbound throughput limiters by channel and rate (a reload may change the rate).
+type Throttles = HashMap<(String, Rate), Arc<DefaultDirectRateLimiter>>;
+
+/// How long a channel stays closed after a provider said it is misconfigured.
+const BREAKER_OPEN: Duration = Duration::from_secs(60);
+
+/// Sends on any configured channel.
+#[derive(Clone)]
+pub struct Outbound {
+    http: reqwest::Client,
+    pub email: email::Transports,
+    throttles: Arc<Mutex<Throttles>>,
+    /// Channel → (open until, the provider's reason).
+    breakers: Arc<Mutex<HashMap<String, (Instant, String)>>>,
+}
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Outbound {
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Outbound {
+            http,
+            email: email::Transports::default(),
+            throttles: Arc::default(),
+            breakers: Arc::default(),
+        }
+    }
+
+    /// Sends one step and classifies the provider's answer.
+    pub async fn send(&self, out: &Outgoing<'_>) -> SendOutcome {
+        let name = &out.channel.name;
+        if let Some(reason) = self.open_breaker(name) {
+            return SendOutcome::Misconfigured {
+                reason: format!("circuit open: {reason}"),
+            };
+        }
+        if let Some(limiter) = self.throttle(out.channel) {
+            limiter.until_ready().await;
+        }
+        let outcome = match out.channel.kind {
+            ChannelKind::Webhook => webhook::send(&self.http, out).await,
+            ChannelKind::Vk => vk::send(&self.http, out).await,
+            ChannelKind::Sms => sms::send(&self.http, out).await,
+            ChannelKind::Email => email::send(&self.email, out).await,
+            ChannelKind::Telegram => telegram::send(&self.http, out).await,
+            ChannelKind::Whatsapp => whatsapp::send(&self.http, out).await,
+        };
+        if let SendOutcome::Misconfigured { reason } = &outcome {
+            self.trip(name, reason);
+        }
+        outcome
+    }
+
+    fn open_breaker(&self, channel: &str) -> Option<String> {
+        let mut breakers = self.breakers.lock().ok()?;
+        match breakers.get(channel) {
+            Some((until, reason)) if Instant::now() < *until => Some(reason.clone()),
+            Some(_) => {
+                // Half-open: let the next send find out whether it was fixed.
+                breakers.remove(channel);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn trip(&self, channel: &str, reason: &str) {
+        if reason.starts_with("circuit open") {
+            return;
+        }
+        tracing::error!(
+            channel,
+            reason,
+            open_for_s = BREAKER_OPEN.as_secs(),
+            "provider says the channel is misconfigured; stopping sends on it for a while"
+        );
+        if let Ok(mut b) = self.breakers.lock() {
+            b.insert(
+                channel.to_owned(),
+                (Instant::now() + BREAKER_OPEN, reason.to_owned()),
+            );
+        }
+    }
+
+    fn throttle(&self, channel: &ChannelConfig) -> Option<Arc<DefaultDirectRateLimiter>> {
+        let rate = channel.rate?;
+        let mut throttles = self.throttles.lock().ok()?;
+        let key = (channel.name.clone(), rate);
+        if let Some(l) = throttles.get(&key) {
+            return Some(l.clone());
+        }
+        let burst = NonZeroU32::new(rate.count)?;
+        let period = Duration::from_millis((rate.per_ms as u64 / rate.count as u64).max(1));
+        let quota = Quota::with_period(period)?.allow_burst(burst);
+        let limiter = Arc::new(RateLimiter::direct(quota));
+        throttles.insert(key, limiter.clone());
+        Some(limiter)
+    }
+}

@@ -1,0 +1,491 @@
+//! `sms` channels: SMS.ru, SMSC.ru, or any HTTP gateway described by a URL
+//! and a body template — one provider, or an ordered failover list.
+//!
+//! A channel names its provider with `provider = "smsru"` (or `"smsc"`,
+//! `"generic"`), or an ordered failover list with `providers = "smsru,smsc"`.
+//! Each provider reads its own keys (see `smsru`, `smsc`, `generic`).
+//!
+//! **Failover** is deterministic and driven by the core's retries: the
+//! attempts of a step (`[retry] attempts`) are spread over the providers in
+//! order, in contiguous blocks (`provider_index`). With `attempts = 4` and
+//! two providers, attempts 1–2 go to the first and 3–4 to the second; give a
+//! channel at least as many attempts as providers. Every retry follows a
+//! transient or rate-limited answer, so the message provably did not go out
+//! — with one exception: when `on_uncertain = "resend"`, a retry may follow
+//! an ambiguous answer, and a second provider cannot dedupe against the
+//! first, so such a channel never fails over (every attempt goes to the
+//! first provider). A failover list defaults to `on_uncertain = "skip"`, so
+//! an ambiguous answer from SMS.ru (which does not dedupe) is recorded as
+//! uncertain and nothing is sent again anywhere. Permanent and
+//! misconfigured answers do not fail over: a bad number is bad everywhere,
+//! and a misconfigured provider needs a human (the channel alerts and its
+//! circuit opens).
+//!
+//! Before sending, the text's encoding and segment count are computed
+//! (`sms_segments`), logged, and checked against `max_segments` — intake
+//! already refuses longer texts; this guards against a configuration reload
+//! in between.
+
+pub mod generic;
+pub mod smsc;
+pub mod smsru;
+
+use std::time::Duration;
+
+use super::{Outgoing, SmsEncoding, sms_segments};
+use crate::config::ChannelConfig;
+use crate::core::{OnUncertain, SendOutcome};
+use crate::runtime::lifecycle::mask_contact;
+
+/// An SMS gateway this channel kind speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    SmsRu,
+    Smsc,
+    Generic,
+}
+
+impl Provider {
+    pub fn parse(word: &str) -> Option<Provider> {
+        match word.trim() {
+            "smsru" => Some(Provider::SmsRu),
+            "smsc" => Some(Provider::Smsc),
+            "generic" => Some(Provider::Generic),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::SmsRu => "smsru",
+            Provider::Smsc => "smsc",
+            Provider::Generic => "generic",
+        }
+    }
+}
+
+/// The channel's providers in failover order, or why they cannot be read.
+pub fn providers(channel: &ChannelConfig) -> Result<Vec<Provider>, String> {
+    let words = match (channel.setting("provider"), channel.setting("providers")) {
+        (Some(_), Some(_)) => {
+            return Err("set either `provider` or `providers`, not both".into());
+        }
+        (Some(one), None) => vec![one],
+        (None, Some(list)) => list.split(',').filter(|w| !w.trim().is_empty()).collect(),
+        (None, None) => {
+            return Err(
+                "an sms channel needs `provider = \"smsru\"` (or \"smsc\", \"generic\") or `providers = \"smsru,smsc\"`"
+                    .into(),
+            );
+        }
+    };
+    if words.is_empty() {
+        return Err("`providers` is empty; list them in order, e.g. \"smsru,smsc\"".into());
+    }
+    words
+        .iter()
+        .map(|w| {
+            Provider::parse(w).ok_or_else(|| {
+                format!(
+                    "sms provider `{}` is not supported; use \"smsru\", \"smsc\" or \"generic\"",
+                    w.trim()
+                )
+            })
+        })
+        .collect()
+}
+
+/// Which provider (index into the list) takes attempt `attempt` (1-based)
+/// of a step allowed `attempts` in all: contiguous blocks in order, the
+/// last provider taking any attempt beyond the configured count.
+pub fn provider_index(providers: usize, attempts: u8, attempt: u8) -> usize {
+    if providers <= 1 {
+        return 0;
+    }
+    let attempts = usize::from(attempts.max(1));
+    let done = usize::from(attempt.max(1) - 1);
+    (done * providers / attempts).min(providers - 1)
+}
+
+/// SMSC's message id for a step: `1..=2147483647`, the same for every
+/// attempt of the step, so a resend is recognised (error 9) and status
+/// lookups and delivery reports name it. From SHA-256, so it never changes
+/// with the Rust version.
+pub fn numeric_id(idempotency_key: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(idempotency_key.as_bytes());
+    let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+    n % 2_147_483_647 + 1
+}
+
+/// One attempt, as every provider adapter sees it.
+pub struct Attempt<'a> {
+    pub channel: &'a ChannelConfig,
+    /// Only one provider: `base_url` applies to it.
+    pub single_provider: bool,
+    /// E.164 as the customer gave it, e.g. `+79161234567`.
+    pub phone: &'a str,
+    /// The same without `+`, as the Russian gateways take it.
+    pub digits: String,
+    pub text: &'a str,
+    pub sender: Option<&'a str>,
+    /// `<notification id>:<step>`, the same for every attempt of the step.
+    pub key: String,
+    pub timeout: Duration,
+    /// An earlier attempt of this step went to this same provider, so a
+    /// "duplicate request" answer means that attempt was accepted.
+    pub repeat: bool,
+}
+
+impl Attempt<'_> {
+    /// The provider's base URL: `<provider>_base_url`, else `base_url` for a
+    /// channel with one provider, else the provider's public address.
+    pub fn base_url(&self, own_key: &str, default: &str) -> String {
+        let own = self.channel.setting(own_key);
+        let shared = self
+            .single_provider
+            .then(|| self.channel.setting("base_url"))
+            .flatten();
+        own.or(shared)
+            .unwrap_or(default)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
+/// Sends one SMS through the provider this attempt falls to.
+pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
+    let channel = out.channel;
+    let list = match providers(channel) {
+        Ok(list) => list,
+        Err(reason) => return SendOutcome::Misconfigured { reason },
+    };
+    let Some(phone) = out.contact.filter(|p| !p.trim().is_empty()) else {
+        return SendOutcome::Permanent {
+            reason: "the customer has no phone number for this channel".into(),
+        };
+    };
+    let text = out.text();
+    if text.trim().is_empty() {
+        return SendOutcome::Permanent {
+            reason: "the notification has no text for this channel".into(),
+        };
+    }
+    let (encoding, segments, units) = sms_segments(text);
+    let encoding_word = match encoding {
+        SmsEncoding::Gsm7 => "gsm7",
+        SmsEncoding::Ucs2 => "ucs2",
+    };
+    let notification_id = out.notification.id.as_str();
+    let masked = mask_contact(phone);
+    if let Some(max) = channel.max_segments
+        && segments > max
+    {
+        let reason = format!(
+            "the text needs {segments} SMS segments ({units} {}); channel `{}` allows at most {max}",
+            encoding.unit_name(),
+            channel.name
+        );
+        tracing::warn!(
+            notification_id,
+            channel = %channel.name,
+            phone = %masked,
+            encoding = encoding_word,
+            segments,
+            max_segments = max,
+            "sms refused: too many segments"
+        );
+        return SendOutcome::Permanent { reason };
+    }
+
+    let attempt = out.order.attempt.max(1);
+    let attempts = channel.rules.retry.attempts;
+    let may_fail_over = channel.rules.on_uncertain == OnUncertain::Skip;
+    let index_of = |n: u8| {
+        if may_fail_over {
+            provider_index(list.len(), attempts, n)
+        } else {
+            0
+        }
+    };
+    if !may_fail_over && list.len() > 1 && attempt > 1 {
+        tracing::warn!(
+            notification_id,
+            channel = %channel.name,
+            "no failover: on_uncertain = \"resend\" keeps every attempt on the first provider"
+        );
+    }
+    let index = index_of(attempt);
+    let provider = list[index.min(list.len() - 1)];
+    let request = Attempt {
+        channel,
+        single_provider: list.len() == 1,
+        phone,
+        digits: phone.chars().filter(char::is_ascii_digit).collect(),
+        text,
+        sender: channel.setting("sender").filter(|s| !s.is_empty()),
+        key: out.idempotency_key(),
+        timeout: Duration::from_millis(channel.timeout_ms.max(1) as u64),
+        repeat: attempt > 1 && index_of(attempt - 1) == index,
+    };
+    let outcome = match provider {
+        Provider::SmsRu => smsru::send(http, &request).await,
+        Provider::Smsc => smsc::send(http, &request).await,
+        Provider::Generic => generic::send(http, &request).await,
+    };
+    let (word, reason, pmid) = describe(&outcome);
+    tracing::info!(
+        notification_id,
+        channel = %channel.name,
+        provider = provider.as_str(),
+        attempt,
+        phone = %masked,
+        encoding = encoding_word,
+        segments,
+        units,
+        outcome = word,
+        reason,
+        provider_message_id = pmid,
+        "sms attempt"
+    );
+    outcome
+}
+
+/// An outcome's word, reason and message id, for the log line.
+fn describe(o: &SendOutcome) -> (&'static str, Option<&str>, Option<&str>) {
+    match o {
+        SendOutcome::Sent {
+            provider_message_id,
+        } => ("sent", None, provider_message_id.as_deref()),
+        SendOutcome::Transient { reason, .. } => ("transient", Some(reason), None),
+        SendOutcome::RateLimited { .. } => ("rate_limited", None, None),
+        SendOutcome::Permanent { reason } => ("permanent", Some(reason), None),
+        SendOutcome::Misconfigured { reason } => ("misconfigured", Some(reason), None),
+        SendOutcome::Ambiguous { reason } => ("ambiguous", Some(reason), None),
+    }
+}
+
+/// What a failed HTTP request means, for every provider: nothing reached the
+/// provider (transient), the address is unusable (misconfigured), or the
+/// request may have been taken before the answer was lost (ambiguous).
+pub(crate) fn transport_outcome(provider: &str, e: &reqwest::Error) -> SendOutcome {
+    if e.is_connect() {
+        SendOutcome::Transient {
+            reason: format!("{provider}: cannot connect: {e}"),
+            retry_after_ms: None,
+        }
+    } else if e.is_builder() {
+        SendOutcome::Misconfigured {
+            reason: format!("{provider}: bad request address: {e}"),
+        }
+    } else if e.is_timeout() {
+        SendOutcome::Ambiguous {
+            reason: format!("{provider}: no answer within the timeout after sending"),
+        }
+    } else {
+        SendOutcome::Ambiguous {
+            reason: format!("{provider}: no answer after sending: {e}"),
+        }
+    }
+}
+
+/// `Retry-After` in whole seconds, as milliseconds.
+pub(crate) fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> Option<i64> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .map(|s| s.saturating_mul(1000))
+}
+
+/// How an HTTP status that is not 2xx is read, for the gateways that answer
+/// their own errors inside a 200 (SMS.ru, SMSC): 429 rate-limited, 408 and
+/// 5xx transient, anything else means the address or credentials are wrong.
+pub(crate) fn http_status_outcome(
+    provider: &str,
+    status: reqwest::StatusCode,
+    retry_after_ms: Option<i64>,
+) -> SendOutcome {
+    match status.as_u16() {
+        429 => SendOutcome::RateLimited {
+            retry_after_ms: retry_after_ms.unwrap_or(60_000),
+        },
+        408 | 500..=599 => SendOutcome::Transient {
+            reason: format!("{provider}: HTTP {status}"),
+            retry_after_ms,
+        },
+        _ => SendOutcome::Misconfigured {
+            reason: format!("{provider}: HTTP {status}: check the base URL and credentials"),
+        },
+    }
+}
+
+/// A channel with these provider keys, for the adapters' unit tests.
+#[cfg(test)]
+pub(crate) fn test_channel(pairs: &[(&str, &str)]) -> ChannelConfig {
+    let mut c = ChannelConfig {
+        name: "sms".into(),
+        kind: crate::core::ChannelKind::Sms,
+        description: String::new(),
+        rules: crate::core::ChannelRules {
+            kind: crate::core::ChannelKind::Sms,
+            contact_key: Some("sms".into()),
+            retry: Default::default(),
+            on_uncertain: OnUncertain::Skip,
+        },
+        cost: None,
+        cost_per_segment: false,
+        timeout_ms: 1_000,
+        rate: None,
+        max_length: None,
+        max_segments: None,
+        settings: Default::default(),
+    };
+    for (k, v) in pairs {
+        c.settings.insert((*k).into(), (*v).into());
+    }
+    c
+}
+
+/// Sends one attempt through `provider` to a loopback server that answers
+/// every request with `status` and `body`, for the adapters' unit tests.
+#[cfg(test)]
+pub(crate) async fn answer_with(
+    provider: Provider,
+    status: u16,
+    body: &'static str,
+) -> SendOutcome {
+    use axum::http::StatusCode;
+    let code = StatusCode::from_u16(status).unwrap();
+    let app = axum::Router::new().fallback(move || async move { (code, body) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let channel = test_channel(&[
+        ("base_url", base.as_str()),
+        ("url", base.as_str()),
+        ("api_id", "k"),
+        ("apikey", "k"),
+    ]);
+    let attempt = Attempt {
+        channel: &channel,
+        single_provider: true,
+        phone: "+79161234567",
+        digits: "79161234567".into(),
+        text: "hi",
+        sender: None,
+        key: "n:0".into(),
+        timeout: Duration::from_secs(2),
+        repeat: false,
+    };
+    let http = reqwest::Client::new();
+    let outcome = match provider {
+        Provider::SmsRu => smsru::send(&http, &attempt).await,
+        Provider::Smsc => smsc::send(&http, &attempt).await,
+        Provider::Generic => generic::send(&http, &attempt).await,
+    };
+    server.abort();
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_are_spread_over_the_providers_in_blocks() {
+        let order = |n: usize, attempts: u8| -> Vec<usize> {
+            (1..=attempts + 1)
+                .map(|a| provider_index(n, attempts, a))
+                .collect()
+        };
+        assert_eq!(order(1, 4), [0, 0, 0, 0, 0]);
+        assert_eq!(order(2, 4), [0, 0, 1, 1, 1]);
+        assert_eq!(order(2, 3), [0, 0, 1, 1]);
+        assert_eq!(order(3, 3), [0, 1, 2, 2]);
+        assert_eq!(order(3, 6), [0, 0, 1, 1, 2, 2, 2]);
+        // Fewer attempts than providers: the later ones are never reached
+        // (an attempt past the count — which the core never orders — takes the last).
+        assert_eq!(order(3, 1), [0, 2]);
+        assert_eq!(provider_index(2, 0, 0), 0);
+    }
+
+    /// The transport rows every provider shares: nobody listening is
+    /// transient; a request taken but never answered is ambiguous.
+    #[tokio::test]
+    async fn transport_failures() {
+        let http = reqwest::Client::new();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let e = http
+            .post(format!("http://127.0.0.1:{port}/sms/send"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            transport_outcome("SMS.ru", &e),
+            SendOutcome::Transient { .. }
+        ));
+
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let hold = tokio::spawn(async move {
+            let (socket, _) = silent.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(socket);
+        });
+        let e = http
+            .post(format!("http://{addr}/sys/send.php"))
+            .timeout(Duration::from_millis(200))
+            .body("mes=x")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            transport_outcome("SMSC", &e),
+            SendOutcome::Ambiguous {
+                reason: "SMSC: no answer within the timeout after sending".into()
+            }
+        );
+        hold.abort();
+    }
+
+    #[test]
+    fn providers_are_read_from_provider_or_providers() {
+        let channel = |pairs: &[(&str, &str)]| providers(&test_channel(pairs));
+        assert_eq!(channel(&[("provider", "smsc")]), Ok(vec![Provider::Smsc]));
+        assert_eq!(
+            channel(&[("providers", "smsru, smsc,generic")]),
+            Ok(vec![Provider::SmsRu, Provider::Smsc, Provider::Generic])
+        );
+        assert!(channel(&[]).is_err());
+        assert!(channel(&[("providers", " , ")]).is_err());
+        assert!(channel(&[("providers", "smsru,smsaero")]).is_err());
+        assert!(channel(&[("provider", "smsru"), ("providers", "smsc")]).is_err());
+    }
+
+    #[test]
+    fn numeric_ids_are_stable_and_in_range() {
+        let a = numeric_id("order-1001:delayed:1");
+        assert_eq!(a, numeric_id("order-1001:delayed:1"));
+        assert_ne!(a, numeric_id("order-1001:delayed:0"));
+        for i in 0..10_000 {
+            let id = numeric_id(&format!("n-{i}:0"));
+            assert!((1..=2_147_483_647).contains(&id));
+        }
+    }
+
+    #[test]
+    fn the_text_decides_encoding_and_segments() {
+        // Cyrillic is UCS-2: 70 a single SMS, 67 a part.
+        let ru = |n| "ж".repeat(n);
+        assert_eq!(sms_segments(&ru(70)).0, SmsEncoding::Ucs2);
+        assert_eq!(sms_segments(&ru(70)).1, 1);
+        assert_eq!(sms_segments(&ru(71)).1, 2);
+        assert_eq!(sms_segments("Заказ 1001 задерживается на 2 дня").1, 1);
+        assert_eq!(sms_segments(&"a".repeat(160)), (SmsEncoding::Gsm7, 1, 160));
+    }
+}

@@ -1,0 +1,23 @@
+//! The pure decision core: no async, no I/O, no clock. Everything that is hard
+//! to get right — escalation, quiet hours, limits, expiry — lives here and is
+//! tested here, with time passed in as `now`.
+
+pub mod cascade;
+pub mod policy;
+pub mod quiet;
+
+pub use cascade::{
+    Cascade, Context, Decision, Entry, EntryKind, Event, Outcome, Phase, Recipient, SendOrder,
+    SendOutcome, Timing, decide, names_channel, unreachable,
+};
+pub use policy::{
+    ChannelKind, ChannelRules, Limits, OnLimit, OnUncertain, Policy, Rate, RetryPolicy, Step,
+    WaitClock,
+};
+pub use quiet::QuietHours;
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod properties;

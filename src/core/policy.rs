@@ -1,0 +1,336 @@
+//! The rules the decision core follows: policies, steps, channel rules and
+//! per-customer rates. These are plain data; `config` builds them from TOML.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::quiet::QuietHours;
+
+/// The receipt words that end a cascade when a policy names no `stop_on`.
+pub const DEFAULT_STOP_ON: [&str; 4] = ["read", "opened", "clicked", "replied"];
+
+/// The receipt that ends every cascade, whatever its `stop_on` says.
+pub const CANCELLED: &str = "cancelled";
+
+/// The receipt that makes the current step count as failed.
+pub const FAILED: &str = "failed";
+
+/// One escalation policy, resolved: global limits and quiet hours are already
+/// merged with the policy's own overrides, so a snapshot of this value is all
+/// a running cascade needs (SPEC 3: a cascade keeps the policy it started with).
+///
+/// Invariant: `steps` is non-empty and every step names at least one channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    pub stop_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_after_ms: Option<i64>,
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Keyed by channel name or channel kind; the name wins.
+    #[serde(default)]
+    pub quiet_hours: BTreeMap<String, QuietHours>,
+}
+
+/// One step: the channel (or ordered alternatives) and how long to wait for a
+/// stopping receipt before the next step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub channels: Vec<String>,
+    /// `None` on a last step means "done as soon as it is sent".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<i64>,
+    #[serde(default)]
+    pub wait_clock: WaitClock,
+    #[serde(default)]
+    pub on_limit: OnLimit,
+}
+
+/// How a step's wait is counted (SPEC 3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitClock {
+    /// Plain elapsed time.
+    #[default]
+    Wall,
+    /// Only time outside the quiet hours of the channel escalated to counts.
+    Awake,
+}
+
+/// What a step does when a per-customer limit blocks it (SPEC 3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLimit {
+    /// Wait until the limit allows the send.
+    #[default]
+    Defer,
+    /// Move on to the next alternative or step at once.
+    Next,
+}
+
+/// At most `count` sends per `per_ms` milliseconds, e.g. `4/1h`.
+///
+/// Invariant: `count >= 1`, `per_ms >= 1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Rate {
+    pub count: u32,
+    pub per_ms: i64,
+}
+
+impl Rate {
+    /// Given the times of earlier sends (any order), when may the next one go?
+    /// `None` means now. This is the arithmetic of the sliding-window limit;
+    /// the Redis store performs the same sum atomically in Lua.
+    pub fn not_before(&self, earlier_sends_ms: &[i64], now_ms: i64) -> Option<i64> {
+        let mut recent: Vec<i64> = earlier_sends_ms
+            .iter()
+            .copied()
+            .filter(|&t| t > now_ms - self.per_ms)
+            .collect();
+        if recent.len() < self.count as usize {
+            return None;
+        }
+        recent.sort_unstable();
+        // The send that must age out of the window before one more fits.
+        let blocking = recent[recent.len() - self.count as usize];
+        Some(blocking + self.per_ms)
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per = std::time::Duration::from_millis(self.per_ms as u64);
+        write!(f, "{}/{}", self.count, humantime::format_duration(per))
+    }
+}
+
+/// Per-customer limits: all channels together, and per channel (name or kind).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_customer: Option<Rate>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_channel: BTreeMap<String, Rate>,
+}
+
+impl Limits {
+    /// The limits a send on `channel` counts against: `None` for the
+    /// all-channels limit, `Some(key)` for a per-channel one.
+    pub fn applying_to(&self, channel: &str, kind: ChannelKind) -> Vec<(Option<&str>, Rate)> {
+        let all = self.per_customer.map(|rate| (None, rate));
+        let own = self
+            .per_channel
+            .iter()
+            .filter(|(key, _)| Self::covers(key, channel, kind))
+            .map(|(key, rate)| (Some(key.as_str()), *rate));
+        all.into_iter().chain(own).collect()
+    }
+
+    /// Does a `per_channel` key (a channel name or a kind) cover this channel?
+    pub fn covers(key: &str, channel: &str, kind: ChannelKind) -> bool {
+        key == channel || key == kind.as_str()
+    }
+}
+
+/// The kinds of channel of SPEC 4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Vk,
+    Sms,
+    Email,
+    Telegram,
+    Whatsapp,
+    Webhook,
+}
+
+impl ChannelKind {
+    pub const ALL: [ChannelKind; 6] = [
+        ChannelKind::Vk,
+        ChannelKind::Sms,
+        ChannelKind::Email,
+        ChannelKind::Telegram,
+        ChannelKind::Whatsapp,
+        ChannelKind::Webhook,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Vk => "vk",
+            ChannelKind::Sms => "sms",
+            ChannelKind::Email => "email",
+            ChannelKind::Telegram => "telegram",
+            ChannelKind::Whatsapp => "whatsapp",
+            ChannelKind::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The key in `customer.contacts` this kind reads by default. A webhook
+    /// (call-centre task, in-app push) needs no customer address.
+    pub fn default_contact_key(self) -> Option<&'static str> {
+        match self {
+            ChannelKind::Webhook => None,
+            other => Some(other.as_str()),
+        }
+    }
+}
+
+impl std::fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Exponential backoff for transient send errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Send attempts in all, the first included.
+    pub attempts: u8,
+    pub backoff_ms: i64,
+    pub max_backoff_ms: i64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            backoff_ms: 2_000,
+            max_backoff_ms: 300_000,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `next_attempt` (1-based count of failures so
+    /// far), with "equal jitter": half fixed, half spread by `jitter_seed`, so
+    /// many cascades failing together do not retry in lockstep. Pure: the
+    /// seed comes from the notification id, not from a random source.
+    pub fn backoff(&self, failures: u8, jitter_seed: u64) -> i64 {
+        let exp = self
+            .backoff_ms
+            .saturating_mul(1_i64 << failures.saturating_sub(1).min(30));
+        let full = exp.min(self.max_backoff_ms).max(1);
+        let half = full / 2;
+        half + (jitter_seed % (full - half + 1) as u64) as i64
+    }
+}
+
+/// What to do when a send's outcome is unknown (timed out after the request
+/// went out, or the daemon died mid-send).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUncertain {
+    /// Count the step as (possibly) sent and let its wait run: never a blind resend.
+    #[default]
+    Skip,
+    /// Send again. Safe where the provider deduplicates (VK `random_id`, SMSC `id`).
+    Resend,
+}
+
+/// What the core needs to know about a configured channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelRules {
+    pub kind: ChannelKind,
+    /// Key into `customer.contacts`; `None` when the channel needs no address.
+    pub contact_key: Option<String>,
+    pub retry: RetryPolicy,
+    pub on_uncertain: OnUncertain,
+}
+
+impl Policy {
+    /// Quiet hours of a channel under this policy: by name, else by kind.
+    pub fn quiet_hours_for(&self, channel: &str, kind: Option<ChannelKind>) -> Option<QuietHours> {
+        self.quiet_hours
+            .get(channel)
+            .or_else(|| kind.and_then(|k| self.quiet_hours.get(k.as_str())))
+            .copied()
+    }
+
+    /// Does this receipt word end the cascade?
+    pub fn stops_on(&self, event: &str) -> bool {
+        event == CANCELLED || self.stop_on.iter().any(|e| e == event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_window_arithmetic() {
+        let r = Rate {
+            count: 3,
+            per_ms: 1_000,
+        };
+        assert_eq!(r.not_before(&[], 5_000), None);
+        assert_eq!(r.not_before(&[4_100, 4_500], 5_000), None);
+        assert_eq!(r.not_before(&[4_500, 4_100, 4_800], 5_000), Some(5_100));
+        // Sends that have aged out do not count.
+        assert_eq!(
+            r.not_before(&[4_000, 4_200, 4_500, 4_800], 5_000),
+            Some(5_200)
+        );
+    }
+
+    #[test]
+    fn limits_apply_by_channel_name_or_kind() {
+        let r = |count| Rate {
+            count,
+            per_ms: 1_000,
+        };
+        let limits = Limits {
+            per_customer: Some(r(4)),
+            per_channel: [
+                ("sms".to_string(), r(3)),
+                ("sms_backup".to_string(), r(2)),
+                ("vk".to_string(), r(9)),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        assert_eq!(
+            limits.applying_to("sms_backup", ChannelKind::Sms),
+            [
+                (None, r(4)),
+                (Some("sms"), r(3)),
+                (Some("sms_backup"), r(2))
+            ]
+        );
+        assert_eq!(
+            limits.applying_to("email", ChannelKind::Email),
+            [(None, r(4))]
+        );
+        assert!(
+            Limits::default()
+                .applying_to("vk", ChannelKind::Vk)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let p = RetryPolicy {
+            attempts: 5,
+            backoff_ms: 1_000,
+            max_backoff_ms: 10_000,
+        };
+        for seed in [0u64, 1, 77, u64::MAX] {
+            let b1 = p.backoff(1, seed);
+            let b3 = p.backoff(3, seed);
+            let b9 = p.backoff(9, seed);
+            assert!((500..=1_000).contains(&b1), "{b1}");
+            assert!((2_000..=4_000).contains(&b3), "{b3}");
+            assert!((5_000..=10_000).contains(&b9), "{b9}");
+        }
+        assert_ne!(p.backoff(3, 1), p.backoff(3, 2));
+    }
+}

@@ -1,0 +1,261 @@
+//! Quiet hours: a daily range of local wall-clock time in which a channel must
+//! not send. All arithmetic happens in the customer's time zone through jiff,
+//! so ranges that cross midnight and days with a DST change come out right.
+
+use jiff::Timestamp;
+use jiff::civil::{Date, DateTime};
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+/// A daily quiet range `[start, end)` in local minutes since midnight.
+///
+/// Invariant: `start != end`, both `< 1440`. When `start > end` the range
+/// crosses midnight (e.g. 21:00-09:00).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuietHours {
+    pub start_min: u16,
+    pub end_min: u16,
+}
+
+/// Why a `QuietHours` string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QuietHoursError(pub String);
+
+impl QuietHours {
+    /// Parses `"21:00-09:00"`.
+    pub fn parse(s: &str) -> Result<Self, QuietHoursError> {
+        let bad = || {
+            QuietHoursError(format!(
+                "`{s}` is not a quiet-hours range; write it as \"HH:MM-HH:MM\", e.g. \"21:00-09:00\""
+            ))
+        };
+        let (a, b) = s.trim().split_once('-').ok_or_else(bad)?;
+        let start_min = parse_hhmm(a.trim()).ok_or_else(bad)?;
+        let end_min = parse_hhmm(b.trim()).ok_or_else(bad)?;
+        if start_min == end_min {
+            return Err(QuietHoursError(format!(
+                "quiet hours `{s}` start and end at the same time; give a range such as \"21:00-09:00\""
+            )));
+        }
+        Ok(QuietHours { start_min, end_min })
+    }
+
+    fn contains_minute(&self, m: u16) -> bool {
+        if self.start_min < self.end_min {
+            self.start_min <= m && m < self.end_min
+        } else {
+            m >= self.start_min || m < self.end_min
+        }
+    }
+
+    /// Is `at_ms` inside the quiet range, in `tz`?
+    pub fn is_quiet(&self, at_ms: i64, tz: &TimeZone) -> bool {
+        let local = local_time(at_ms, tz);
+        self.contains_minute(minute_of_day(&local))
+    }
+
+    /// The first instant strictly after `at_ms` at which the local clock reads `end`.
+    /// Meaningful when `is_quiet(at_ms)`: it is when sending may resume.
+    pub fn quiet_end_after(&self, at_ms: i64, tz: &TimeZone) -> i64 {
+        next_local_time(at_ms, self.end_min, tz)
+    }
+
+    /// The first instant strictly after `at_ms` at which the local clock reads `start`.
+    pub fn quiet_start_after(&self, at_ms: i64, tz: &TimeZone) -> i64 {
+        next_local_time(at_ms, self.start_min, tz)
+    }
+
+    /// The earliest instant `>= at_ms` that is outside the quiet range.
+    pub fn next_open(&self, at_ms: i64, tz: &TimeZone) -> i64 {
+        if self.is_quiet(at_ms, tz) {
+            self.quiet_end_after(at_ms, tz)
+        } else {
+            at_ms
+        }
+    }
+
+    /// The instant at which `wait_ms` of time *outside* the quiet range has
+    /// passed since `from_ms` (the "awake" wait clock of SPEC 3).
+    pub fn awake_deadline(&self, from_ms: i64, wait_ms: i64, tz: &TimeZone) -> i64 {
+        let mut t = from_ms;
+        let mut remaining = wait_ms.max(0);
+        // Each turn consumes one open stretch (at most one per day), so a
+        // wait of N days takes about N turns; the bound only guards against
+        // a time-zone database gone wrong.
+        for _ in 0..10_000 {
+            if self.is_quiet(t, tz) {
+                t = self.quiet_end_after(t, tz);
+            }
+            if remaining == 0 {
+                return t;
+            }
+            let closes = self.quiet_start_after(t, tz);
+            if t + remaining <= closes {
+                return t + remaining;
+            }
+            remaining -= closes - t;
+            t = closes;
+        }
+        t + remaining
+    }
+}
+
+impl std::fmt::Display for QuietHours {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:02}:{:02}-{:02}:{:02}",
+            self.start_min / 60,
+            self.start_min % 60,
+            self.end_min / 60,
+            self.end_min % 60
+        )
+    }
+}
+
+fn parse_hhmm(s: &str) -> Option<u16> {
+    let (h, m) = s.split_once(':')?;
+    if h.is_empty() || h.len() > 2 || m.len() != 2 {
+        return None;
+    }
+    let h: u16 = h.parse().ok()?;
+    let m: u16 = m.parse().ok()?;
+    // "24:00" is accepted as midnight at the end of the day.
+    if h == 24 && m == 0 {
+        return Some(0);
+    }
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+fn local_time(at_ms: i64, tz: &TimeZone) -> DateTime {
+    let ts = Timestamp::from_millisecond(at_ms).unwrap_or(Timestamp::UNIX_EPOCH);
+    tz.to_datetime(ts)
+}
+
+fn minute_of_day(dt: &DateTime) -> u16 {
+    dt.hour() as u16 * 60 + dt.minute() as u16
+}
+
+/// The first instant strictly after `at_ms` whose local wall clock reads
+/// `minute` (or, if that wall time is skipped by a DST gap, the instant the
+/// clock jumps past it).
+fn next_local_time(at_ms: i64, minute: u16, tz: &TimeZone) -> i64 {
+    let local = local_time(at_ms, tz);
+    let mut date: Date = local.date();
+    for _ in 0..4 {
+        let candidate = date.at((minute / 60) as i8, (minute % 60) as i8, 0, 0);
+        if let Ok(zoned) = tz.to_ambiguous_zoned(candidate).compatible() {
+            let ms = zoned.timestamp().as_millisecond();
+            if ms > at_ms {
+                return ms;
+            }
+        }
+        match date.tomorrow() {
+            Ok(next) => date = next,
+            Err(_) => break,
+        }
+    }
+    // Only reachable at the very end of jiff's supported range.
+    at_ms + 86_400_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(s: &str) -> i64 {
+        s.parse::<Timestamp>().unwrap().as_millisecond()
+    }
+    fn msk() -> TimeZone {
+        TimeZone::get("Europe/Moscow").unwrap()
+    }
+
+    #[test]
+    fn parses_and_rejects() {
+        assert_eq!(
+            QuietHours::parse("21:00-09:00").unwrap(),
+            QuietHours {
+                start_min: 1260,
+                end_min: 540
+            }
+        );
+        assert_eq!(QuietHours::parse("9:30 - 10:00").unwrap().start_min, 570);
+        for bad in [
+            "",
+            "21:00",
+            "25:00-09:00",
+            "21:00-09:60",
+            "10:00-10:00",
+            "a-b",
+            "21-9",
+        ] {
+            assert!(QuietHours::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn crossing_midnight_in_moscow() {
+        let q = QuietHours::parse("21:00-09:00").unwrap();
+        // 17:59Z = 20:59 MSK: open; 18:00Z = 21:00 MSK: quiet; 06:00Z = 09:00 MSK: open.
+        assert!(!q.is_quiet(ms("2026-11-23T17:59:00Z"), &msk()));
+        assert!(q.is_quiet(ms("2026-11-23T18:00:00Z"), &msk()));
+        assert!(q.is_quiet(ms("2026-11-24T05:59:00Z"), &msk()));
+        assert!(!q.is_quiet(ms("2026-11-24T06:00:00Z"), &msk()));
+        assert_eq!(
+            q.next_open(ms("2026-11-23T20:00:00Z"), &msk()),
+            ms("2026-11-24T06:00:00Z")
+        );
+        // Just after midnight local time, the end is the same local day.
+        assert_eq!(
+            q.next_open(ms("2026-11-23T22:30:00Z"), &msk()),
+            ms("2026-11-24T06:00:00Z")
+        );
+    }
+
+    #[test]
+    fn awake_wait_matches_the_spec_example() {
+        // VK at 20:50, 30 awake minutes, SMS quiet 21:00-09:00: escalates at 09:20.
+        let q = QuietHours::parse("21:00-09:00").unwrap();
+        let sent = ms("2026-11-23T17:50:00Z"); // 20:50 MSK
+        assert_eq!(
+            q.awake_deadline(sent, 30 * 60_000, &msk()),
+            ms("2026-11-24T06:20:00Z")
+        );
+        // Sent inside quiet hours: the whole wait starts in the morning.
+        let night = ms("2026-11-23T20:00:00Z");
+        assert_eq!(
+            q.awake_deadline(night, 30 * 60_000, &msk()),
+            ms("2026-11-24T06:30:00Z")
+        );
+        // A wait longer than a day skips every night.
+        assert_eq!(
+            q.awake_deadline(ms("2026-11-23T06:00:00Z"), 24 * 3_600_000, &msk()),
+            ms("2026-11-24T18:00:00Z") // 12 h on the 23rd, 12 h on the 24th
+        );
+    }
+
+    #[test]
+    fn dst_days_in_berlin() {
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let q = QuietHours::parse("22:00-08:00").unwrap();
+        // Night of 2026-03-28 -> 29 (clocks go 02:00 -> 03:00): 08:00 CEST = 06:00Z.
+        assert_eq!(
+            q.next_open(ms("2026-03-28T23:00:00Z"), &berlin),
+            ms("2026-03-29T06:00:00Z")
+        );
+        // Night of 2026-10-24 -> 25 (clocks go 03:00 -> 02:00): 08:00 CET = 07:00Z.
+        assert_eq!(
+            q.next_open(ms("2026-10-24T23:00:00Z"), &berlin),
+            ms("2026-10-25T07:00:00Z")
+        );
+        // A range that starts in the skipped hour still ends correctly.
+        let gap = QuietHours::parse("02:30-04:00").unwrap();
+        assert!(!gap.is_quiet(ms("2026-03-29T00:59:00Z"), &berlin));
+        assert!(gap.is_quiet(ms("2026-03-29T01:00:00Z"), &berlin)); // 03:00 CEST
+        assert_eq!(
+            gap.next_open(ms("2026-03-29T01:00:00Z"), &berlin),
+            ms("2026-03-29T02:00:00Z")
+        );
+    }
+}

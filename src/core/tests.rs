@@ -1,0 +1,697 @@
+//! One test per rule of the state machine, with time passed in as `now`.
+
+use std::collections::BTreeMap;
+
+use jiff::tz::TimeZone;
+
+use super::*;
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+
+fn ms(s: &str) -> i64 {
+    s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+fn rules(kind: ChannelKind, on_uncertain: OnUncertain) -> ChannelRules {
+    ChannelRules {
+        kind,
+        contact_key: kind.default_contact_key().map(str::to_owned),
+        retry: RetryPolicy {
+            attempts: 3,
+            backoff_ms: 1_000,
+            max_backoff_ms: 10_000,
+        },
+        on_uncertain,
+    }
+}
+
+fn channels() -> BTreeMap<String, ChannelRules> {
+    let mut m = BTreeMap::new();
+    m.insert("vk".into(), rules(ChannelKind::Vk, OnUncertain::Resend));
+    m.insert("sms".into(), rules(ChannelKind::Sms, OnUncertain::Skip));
+    m.insert("email".into(), rules(ChannelKind::Email, OnUncertain::Skip));
+    m.insert(
+        "telegram".into(),
+        rules(ChannelKind::Telegram, OnUncertain::Skip),
+    );
+    m.insert(
+        "whatsapp".into(),
+        rules(ChannelKind::Whatsapp, OnUncertain::Skip),
+    );
+    m.insert(
+        "call_centre".into(),
+        rules(ChannelKind::Webhook, OnUncertain::Skip),
+    );
+    m
+}
+
+fn step(channels: &[&str], wait_min: Option<i64>) -> Step {
+    Step {
+        channels: channels.iter().map(|s| s.to_string()).collect(),
+        wait_ms: wait_min.map(|m| m * MIN),
+        wait_clock: WaitClock::Wall,
+        on_limit: OnLimit::Defer,
+    }
+}
+
+fn delivery_delay() -> Policy {
+    Policy {
+        name: "delivery_delay".into(),
+        description: String::new(),
+        stop_on: vec!["read".into()],
+        expire_after_ms: Some(12 * HOUR),
+        steps: vec![step(&["vk"], Some(30)), step(&["sms"], None)],
+        limits: Limits::default(),
+        quiet_hours: BTreeMap::new(),
+    }
+}
+
+fn everyone() -> Recipient {
+    let contacts = [
+        ("vk", "123"),
+        ("sms", "+79161234567"),
+        ("email", "a@b.ru"),
+        ("telegram", "555"),
+        ("whatsapp", "+79161234567"),
+    ];
+    Recipient {
+        contacts: contacts
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        preferences: vec![],
+        opt_out: vec![],
+        tz: TimeZone::get("Europe/Moscow").unwrap(),
+    }
+}
+
+/// Drives one cascade by hand and keeps its timeline.
+struct H {
+    policy: Policy,
+    channels: BTreeMap<String, ChannelRules>,
+    recipient: Recipient,
+    receipts: BTreeMap<String, i64>,
+    timing: Timing,
+    state: Option<Cascade>,
+    now: i64,
+    log: Vec<Entry>,
+    sends: Vec<(i64, SendOrder)>,
+    pending: Option<SendOrder>,
+}
+
+impl H {
+    fn new(policy: Policy, recipient: Recipient, now: i64) -> H {
+        H {
+            policy,
+            channels: channels(),
+            recipient,
+            receipts: BTreeMap::new(),
+            timing: Timing::default(),
+            state: None,
+            now,
+            log: vec![],
+            sends: vec![],
+            pending: None,
+        }
+    }
+
+    fn apply(&mut self, d: Decision) {
+        self.log.extend(d.entries);
+        if let Some(order) = d.send {
+            self.sends.push((self.now, order.clone()));
+            self.pending = Some(order);
+        }
+        self.state = Some(d.cascade);
+    }
+
+    fn start(&mut self, send_at: Option<i64>, expires_at: Option<i64>) {
+        let ctx = self.ctx();
+        let d = Cascade::start(self.now, send_at, expires_at, &ctx);
+        self.apply(d);
+    }
+
+    fn ctx(&self) -> Context<'_> {
+        Context {
+            notification_id: "n-1",
+            policy: &self.policy,
+            channels: &self.channels,
+            recipient: &self.recipient,
+            receipts: &self.receipts,
+            timing: self.timing,
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        let state = self.state.clone().unwrap();
+        let d = decide(state, e, self.now, &self.ctx());
+        self.apply(d);
+    }
+
+    /// Answers the pending send.
+    fn reply(&mut self, outcome: SendOutcome) {
+        let o = self.pending.take().expect("a send is pending");
+        self.event(Event::SendResult {
+            step: o.step,
+            channel: o.channel,
+            outcome,
+        });
+    }
+
+    fn sent(&mut self) {
+        self.reply(SendOutcome::Sent {
+            provider_message_id: Some("p-1".into()),
+        });
+    }
+
+    fn wake(&mut self) {
+        let at = self
+            .state
+            .as_ref()
+            .unwrap()
+            .wake_at_ms()
+            .expect("a wake-up is scheduled");
+        self.now = self.now.max(at);
+        self.event(Event::TimerDue);
+    }
+
+    fn receipt(&mut self, event: &str, at: i64) {
+        self.now = at;
+        self.receipts.insert(event.into(), at);
+        self.event(Event::ReceiptsChanged);
+    }
+
+    fn state(&self) -> &Cascade {
+        self.state.as_ref().unwrap()
+    }
+
+    fn channels_sent(&self) -> Vec<String> {
+        self.log
+            .iter()
+            .filter(|e| e.event == EntryKind::Sent)
+            .map(|e| e.channel.clone().unwrap())
+            .collect()
+    }
+
+    fn events(&self) -> Vec<&'static str> {
+        self.log.iter().map(|e| e.event.as_str()).collect()
+    }
+
+    fn outcome(&self) -> Option<&Outcome> {
+        self.state().outcome()
+    }
+}
+
+const T0: &str = "2026-11-23T09:00:00Z"; // 12:00 in Moscow
+
+#[test]
+fn read_on_the_first_channel_stops_before_the_sms() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    assert_eq!(h.pending.as_ref().unwrap().channel, "vk");
+    h.sent();
+    assert_eq!(h.state().wake_at_ms(), Some(ms(T0) + 30 * MIN));
+    h.receipt("read", ms(T0) + 12 * MIN);
+    assert_eq!(
+        h.outcome(),
+        Some(&Outcome::Completed {
+            event: "read".into()
+        })
+    );
+    assert_eq!(h.channels_sent(), ["vk"]);
+    assert_eq!(h.state().wake_at_ms(), None);
+}
+
+#[test]
+fn unread_escalates_to_sms_after_the_wait() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    assert_eq!(h.now, ms(T0) + 30 * MIN);
+    assert_eq!(h.pending.as_ref().unwrap().channel, "sms");
+    h.sent();
+    assert_eq!(h.outcome(), Some(&Outcome::Exhausted));
+    assert_eq!(
+        h.events(),
+        ["accepted", "sent", "escalated", "sent", "exhausted"]
+    );
+}
+
+#[test]
+fn early_timer_changes_nothing() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    let before = h.state().clone();
+    h.now += MIN;
+    h.event(Event::TimerDue);
+    assert_eq!(h.state(), &before);
+}
+
+#[test]
+fn a_step_without_a_contact_is_skipped_and_recorded() {
+    let mut r = everyone();
+    r.contacts.remove("vk");
+    let mut h = H::new(delivery_delay(), r, ms(T0));
+    h.start(None, None);
+    assert_eq!(h.pending.as_ref().unwrap().channel, "sms");
+    let skip = h
+        .log
+        .iter()
+        .find(|e| e.event == EntryKind::Skipped)
+        .unwrap();
+    assert_eq!(skip.channel.as_deref(), Some("vk"));
+    assert_eq!(skip.reason.as_deref(), Some("no_contact"));
+    assert_eq!(h.sends[0].0, ms(T0), "the SMS goes at once");
+}
+
+#[test]
+fn opt_out_is_a_skip_by_name_kind_or_contact_key() {
+    for word in ["vk", "vk_messages"] {
+        let mut r = everyone();
+        r.opt_out = vec![word.into()];
+        let mut p = delivery_delay();
+        p.steps[0].channels = vec!["vk_messages".into()];
+        let mut h = H::new(p, r, ms(T0));
+        // A channel named apart from its kind: opting out of either word counts.
+        let vk = h.channels["vk"].clone();
+        h.channels.insert("vk_messages".into(), vk);
+        h.start(None, None);
+        assert_eq!(h.pending.as_ref().unwrap().channel, "sms");
+        assert!(
+            h.log
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("opted_out"))
+        );
+    }
+}
+
+fn abandoned_cart() -> Policy {
+    Policy {
+        name: "abandoned_cart".into(),
+        stop_on: vec!["opened".into(), "clicked".into(), "read".into()],
+        steps: vec![
+            step(&["email"], Some(24 * 60)),
+            step(&["telegram", "whatsapp", "vk"], None),
+        ],
+        expire_after_ms: None,
+        ..delivery_delay()
+    }
+}
+
+#[test]
+fn alternatives_follow_the_customer_preferences() {
+    let mut r = everyone();
+    r.preferences = vec!["vk".into(), "whatsapp".into()];
+    let mut h = H::new(abandoned_cart(), r, ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    assert_eq!(h.now, ms(T0) + 24 * HOUR);
+    assert_eq!(h.pending.as_ref().unwrap().channel, "vk");
+
+    // Without preferences: the policy's order, first reachable.
+    let mut r = everyone();
+    r.contacts.remove("telegram");
+    let mut h = H::new(abandoned_cart(), r, ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    assert_eq!(h.pending.as_ref().unwrap().channel, "whatsapp");
+}
+
+#[test]
+fn a_stopping_receipt_ends_the_cascade_at_any_step() {
+    let mut p = delivery_delay();
+    p.steps = vec![
+        step(&["email"], Some(60)),
+        step(&["vk"], Some(60)),
+        step(&["sms"], None),
+    ];
+    let mut h = H::new(p, everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    h.sent();
+    h.receipt("read", h.now + 10 * MIN);
+    assert_eq!(
+        h.outcome(),
+        Some(&Outcome::Completed {
+            event: "read".into()
+        })
+    );
+    assert_eq!(h.channels_sent(), ["email", "vk"]);
+    // A later timer does nothing.
+    h.now += 10 * HOUR;
+    h.event(Event::TimerDue);
+    assert_eq!(h.channels_sent(), ["email", "vk"]);
+}
+
+#[test]
+fn a_permanent_error_escalates_at_once() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.reply(SendOutcome::Permanent {
+        reason: "vk 901: no permission".into(),
+    });
+    let o = h.pending.as_ref().unwrap();
+    assert_eq!((o.step, o.channel.as_str()), (1, "sms"));
+    assert_eq!(h.sends[1].0, ms(T0));
+}
+
+#[test]
+fn a_permanent_error_tries_the_next_alternative_first() {
+    let mut h = H::new(abandoned_cart(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    assert_eq!(h.pending.as_ref().unwrap().channel, "telegram");
+    h.reply(SendOutcome::Permanent {
+        reason: "bot was blocked by the user".into(),
+    });
+    assert_eq!(h.pending.as_ref().unwrap().channel, "whatsapp");
+}
+
+#[test]
+fn a_failed_receipt_escalates_at_once_and_only_once() {
+    let mut p = delivery_delay();
+    p.steps = vec![
+        step(&["vk"], Some(30)),
+        step(&["sms"], Some(60)),
+        step(&["email"], None),
+    ];
+    let mut h = H::new(p, everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.receipt("failed", ms(T0) + MIN);
+    assert_eq!(h.pending.as_ref().unwrap().channel, "sms");
+    h.sent();
+    // The same failed receipt, seen again, does not skip the SMS's wait.
+    h.event(Event::ReceiptsChanged);
+    assert!(h.pending.is_none());
+    assert_eq!(h.state().wake_at_ms(), Some(ms(T0) + MIN + HOUR));
+}
+
+#[test]
+fn transient_errors_retry_with_backoff_then_escalate() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.reply(SendOutcome::Transient {
+        reason: "502".into(),
+        retry_after_ms: None,
+    });
+    let due = h.state().wake_at_ms().unwrap();
+    assert!((ms(T0) + 500..=ms(T0) + 1_000).contains(&due), "{due}");
+    h.wake();
+    assert_eq!(h.pending.as_ref().unwrap().attempt, 2);
+    h.reply(SendOutcome::RateLimited {
+        retry_after_ms: 5_000,
+    });
+    assert!(
+        h.state().wake_at_ms().unwrap() >= h.now + 5_000,
+        "retry_after is honoured"
+    );
+    h.wake();
+    assert_eq!(h.pending.as_ref().unwrap().attempt, 3);
+    h.reply(SendOutcome::Transient {
+        reason: "timeout".into(),
+        retry_after_ms: None,
+    });
+    // Three attempts used: escalate to SMS now.
+    let o = h.pending.as_ref().unwrap();
+    assert_eq!((o.channel.as_str(), o.attempt), ("sms", 1));
+}
+
+#[test]
+fn a_retry_that_succeeds_continues_normally() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.reply(SendOutcome::Transient {
+        reason: "503".into(),
+        retry_after_ms: None,
+    });
+    h.wake();
+    h.sent();
+    let sent_at = h.now;
+    assert_eq!(h.state().wake_at_ms(), Some(sent_at + 30 * MIN));
+}
+
+#[test]
+fn send_at_delays_the_first_step() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(Some(ms(T0) + 2 * HOUR), None);
+    assert!(h.pending.is_none());
+    h.wake();
+    assert_eq!(h.sends[0].0, ms(T0) + 2 * HOUR);
+}
+
+#[test]
+fn expiry_ends_an_unread_cascade() {
+    let mut p = delivery_delay();
+    p.steps[0].wait_ms = Some(20 * HOUR);
+    let mut h = H::new(p, everyone(), ms(T0));
+    h.start(None, Some(ms(T0) + 3 * HOUR));
+    h.sent();
+    h.wake();
+    assert_eq!(h.now, ms(T0) + 3 * HOUR);
+    assert_eq!(h.outcome(), Some(&Outcome::Expired));
+    assert_eq!(h.channels_sent(), ["vk"]);
+
+    // expire_after from the policy when the notification names none.
+    let mut p = delivery_delay();
+    p.steps[0].wait_ms = Some(20 * HOUR);
+    let mut h = H::new(p, everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    assert_eq!(h.now, ms(T0) + 12 * HOUR);
+    assert_eq!(h.outcome(), Some(&Outcome::Expired));
+}
+
+#[test]
+fn quiet_hours_hold_a_night_sms_until_morning() {
+    let mut p = delivery_delay();
+    p.expire_after_ms = None;
+    p.quiet_hours
+        .insert("sms".into(), QuietHours::parse("21:00-09:00").unwrap());
+    // VK at 20:50 Moscow; its 30-minute wall wait ends at 21:20, inside quiet hours.
+    let mut h = H::new(p, everyone(), ms("2026-11-23T17:50:00Z"));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    assert!(h.pending.is_none());
+    let deferred = h
+        .log
+        .iter()
+        .find(|e| e.event == EntryKind::Deferred)
+        .unwrap();
+    assert_eq!(deferred.reason.as_deref(), Some("quiet_hours"));
+    h.wake();
+    assert_eq!(h.now, ms("2026-11-24T06:00:00Z"), "09:00 Moscow");
+    assert_eq!(h.pending.as_ref().unwrap().channel, "sms");
+}
+
+#[test]
+fn the_awake_wait_clock_gives_thirty_waking_minutes() {
+    let mut p = delivery_delay();
+    p.expire_after_ms = None;
+    p.quiet_hours
+        .insert("sms".into(), QuietHours::parse("21:00-09:00").unwrap());
+    p.steps[0].wait_clock = WaitClock::Awake;
+    let mut h = H::new(p, everyone(), ms("2026-11-23T17:50:00Z"));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    assert_eq!(h.now, ms("2026-11-24T06:20:00Z"), "09:20 Moscow");
+    assert_eq!(h.pending.as_ref().unwrap().channel, "sms");
+}
+
+#[test]
+fn quiet_hours_follow_the_customer_time_zone_across_dst() {
+    let mut p = delivery_delay();
+    p.steps = vec![step(&["sms"], None)];
+    p.quiet_hours
+        .insert("sms".into(), QuietHours::parse("22:00-08:00").unwrap());
+    p.expire_after_ms = None;
+    let mut r = everyone();
+    r.tz = TimeZone::get("Europe/Berlin").unwrap();
+    // 00:30 CET on the night clocks go back: 08:00 CET is 07:00Z.
+    let mut h = H::new(p, r, ms("2026-10-24T22:30:00Z"));
+    h.start(None, None);
+    h.wake();
+    assert_eq!(h.sends[0].0, ms("2026-10-25T07:00:00Z"));
+}
+
+#[test]
+fn a_limit_defers_the_step_and_never_drops_it() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    let until = h.now + 3 * HOUR;
+    h.event(Event::LimitBlocked {
+        step: 1,
+        channel: "sms".into(),
+        not_before_ms: until,
+    });
+    assert_eq!(h.state().wake_at_ms(), Some(until));
+    h.wake();
+    assert_eq!(h.pending.as_ref().unwrap().channel, "sms");
+    assert_eq!(h.now, until);
+}
+
+#[test]
+fn on_limit_next_moves_on_at_once() {
+    let mut p = delivery_delay();
+    p.steps = vec![step(&["vk"], Some(30)), step(&["email"], None)];
+    p.steps[0].on_limit = OnLimit::Next;
+    let mut h = H::new(p, everyone(), ms(T0));
+    h.start(None, None);
+    h.event(Event::LimitBlocked {
+        step: 0,
+        channel: "vk".into(),
+        not_before_ms: ms(T0) + 10 * HOUR,
+    });
+    assert_eq!(h.pending.as_ref().unwrap().channel, "email");
+    assert_eq!(h.sends[1].0, ms(T0));
+}
+
+#[test]
+fn an_ambiguous_send_is_resent_only_where_the_provider_dedupes() {
+    // VK dedupes by random_id: retry.
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.reply(SendOutcome::Ambiguous {
+        reason: "timeout after write".into(),
+    });
+    h.wake();
+    assert_eq!(h.pending.as_ref().unwrap().channel, "vk");
+    // SMS does not: recorded as uncertain, and the cascade moves on by its timer.
+    let mut p = delivery_delay();
+    p.steps = vec![step(&["sms"], Some(30)), step(&["email"], None)];
+    let mut h = H::new(p, everyone(), ms(T0));
+    h.start(None, None);
+    h.reply(SendOutcome::Ambiguous {
+        reason: "timeout after write".into(),
+    });
+    assert!(h.pending.is_none());
+    assert!(h.events().contains(&"uncertain"));
+    h.wake();
+    assert_eq!(h.now, ms(T0) + 30 * MIN);
+    assert_eq!(h.pending.as_ref().unwrap().channel, "email");
+    assert_eq!(
+        h.sends.iter().filter(|(_, o)| o.channel == "sms").count(),
+        1
+    );
+}
+
+#[test]
+fn an_interrupted_send_follows_the_same_rule() {
+    let mut p = delivery_delay();
+    p.steps = vec![step(&["sms"], Some(30)), step(&["email"], None)];
+    let mut h = H::new(p, everyone(), ms(T0));
+    h.start(None, None);
+    h.pending = None; // the instance died before the outcome was known
+    h.wake();
+    assert_eq!(h.now, ms(T0) + h.timing.in_flight_timeout_ms);
+    assert!(h.events().contains(&"uncertain"));
+}
+
+#[test]
+fn cancelled_ends_it_whatever_stop_on_says() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.receipt("cancelled", ms(T0) + MIN);
+    assert_eq!(h.outcome(), Some(&Outcome::Cancelled));
+    // A non-stopping receipt does nothing.
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.receipt("delivered", ms(T0) + MIN);
+    assert!(!h.state().is_done());
+}
+
+#[test]
+fn a_read_soon_after_an_escalation_is_a_late_read() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    h.sent(); // SMS out; the cascade is exhausted
+    h.receipt("read", h.now + 5 * MIN);
+    assert!(h.events().contains(&"late_read"));
+    assert!(h.state().late_read);
+    let count = h.events().iter().filter(|e| **e == "late_read").count();
+    h.event(Event::ReceiptsChanged);
+    assert_eq!(
+        h.events().iter().filter(|e| **e == "late_read").count(),
+        count
+    );
+}
+
+#[test]
+fn a_send_in_flight_when_a_read_arrives_is_still_recorded() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.receipts.insert("read".into(), ms(T0));
+    h.sent();
+    assert_eq!(h.channels_sent(), ["vk"]);
+    assert!(h.state().is_done());
+}
+
+#[test]
+fn transitions_are_bounded() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.timing.max_transitions = 5;
+    h.start(None, None);
+    for _ in 0..10 {
+        if h.state().is_done() {
+            break;
+        }
+        h.reply(SendOutcome::RateLimited {
+            retry_after_ms: 1_000,
+        });
+        if !h.state().is_done() {
+            h.wake();
+        }
+    }
+    assert!(h.state().is_done());
+}
+
+#[test]
+fn state_serialises_compactly() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    let json = serde_json::to_string(h.state()).unwrap();
+    assert!(json.len() < 120, "{} bytes: {json}", json.len());
+    let back: Cascade = serde_json::from_str(&json).unwrap();
+    assert_eq!(&back, h.state());
+}
+
+#[test]
+fn an_early_wake_up_still_applies_receipts() {
+    // The daemon wakes a cascade early when a receipt is recorded.
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.now += 5 * MIN;
+    h.receipts.insert("read".into(), h.now);
+    h.event(Event::TimerDue);
+    assert_eq!(
+        h.outcome(),
+        Some(&Outcome::Completed {
+            event: "read".into()
+        })
+    );
+
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.now += 5 * MIN;
+    h.receipts.insert("failed".into(), h.now);
+    h.event(Event::TimerDue);
+    assert_eq!(h.pending.as_ref().unwrap().channel, "sms");
+}

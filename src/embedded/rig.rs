@@ -1,0 +1,155 @@
+//! The provider fakes, started in process, with the configured channels
+//! pointed at them: `demo` sends through the real adapters (`Outbound`) over
+//! loopback, so what it shows is what the daemon would do with real providers.
+
+use std::collections::BTreeMap;
+
+use crate::channels::{Outbound, Outgoing};
+use crate::config::{Catalog, ChannelConfig};
+use crate::core::{ChannelKind, SendOrder, SendOutcome};
+use crate::fakes::script::Script;
+use crate::fakes::{
+    smsc::FakeSmsc, smsru::FakeSmsRu, smtp, telegram::FakeTelegram, vk::FakeVk,
+    webhook::FakeWebhook, whatsapp::FakeWhatsApp,
+};
+use crate::notification::Notification;
+
+/// Fakes, rewired channels and the adapters, on their own small runtime.
+pub struct Rig {
+    runtime: tokio::runtime::Runtime,
+    outbound: Outbound,
+    /// The catalog's channels, pointed at the fakes.
+    pub channels: BTreeMap<String, ChannelConfig>,
+    /// Per channel: the script of the fake its sends reach first.
+    scripts: BTreeMap<String, Script>,
+    public_url: String,
+    pub vk: FakeVk,
+    pub smsru: FakeSmsRu,
+    pub smsc: FakeSmsc,
+    pub smtp: smtp::FakeSmtp,
+    pub telegram: FakeTelegram,
+    pub whatsapp: FakeWhatsApp,
+    pub webhook: FakeWebhook,
+}
+
+impl Rig {
+    pub fn start(catalog: &Catalog) -> std::io::Result<Rig> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let (vk, smsru, smsc, smtp, telegram, whatsapp, webhook) = runtime.block_on(async {
+            Ok::<_, std::io::Error>((
+                FakeVk::start().await,
+                FakeSmsRu::start().await,
+                FakeSmsc::start().await,
+                smtp::start().await?,
+                FakeTelegram::start().await,
+                FakeWhatsApp::start().await,
+                FakeWebhook::start().await?,
+            ))
+        })?;
+        let mut channels = BTreeMap::new();
+        let mut scripts = BTreeMap::new();
+        for (name, config) in &catalog.channels {
+            let mut c = config.clone();
+            // The virtual clock runs far ahead of real time: a real-time
+            // throughput limit would only slow the play down.
+            c.rate = None;
+            let set = |c: &mut ChannelConfig, k: &str, v: String| {
+                c.settings.insert(k.to_owned(), v);
+            };
+            let script = match c.kind {
+                ChannelKind::Vk => {
+                    set(&mut c, "base_url", vk.base_url());
+                    vk.script().clone()
+                }
+                ChannelKind::Sms => {
+                    // Both gateways, so a failing primary hands over to the backup.
+                    c.settings.remove("provider");
+                    set(&mut c, "providers", "smsru,smsc".into());
+                    set(&mut c, "smsru_base_url", smsru.base_url().to_owned());
+                    set(&mut c, "smsc_base_url", smsc.base_url().to_owned());
+                    smsru.script().clone()
+                }
+                ChannelKind::Email => {
+                    set(&mut c, "host", smtp.host());
+                    set(&mut c, "port", smtp.port().to_string());
+                    set(&mut c, "tls", "none".into());
+                    set(&mut c, "username", String::new());
+                    set(&mut c, "password", String::new());
+                    smtp.script().clone()
+                }
+                ChannelKind::Telegram => {
+                    set(&mut c, "base_url", telegram.base_url());
+                    telegram.script().clone()
+                }
+                ChannelKind::Whatsapp => {
+                    set(&mut c, "base_url", whatsapp.base_url());
+                    whatsapp.script().clone()
+                }
+                ChannelKind::Webhook => {
+                    set(&mut c, "url", webhook.url().to_owned());
+                    webhook.script().clone()
+                }
+            };
+            channels.insert(name.clone(), c);
+            scripts.insert(name.clone(), script);
+        }
+        Ok(Rig {
+            runtime,
+            outbound: Outbound::new(),
+            channels,
+            scripts,
+            public_url: catalog.settings.http.public_url.clone(),
+            vk,
+            smsru,
+            smsc,
+            smtp,
+            telegram,
+            whatsapp,
+            webhook,
+        })
+    }
+
+    /// The script of the fake a channel's sends reach first.
+    pub fn script(&self, channel: &str) -> Option<&Script> {
+        self.scripts.get(channel)
+    }
+
+    /// Sends one step through the real adapter to its fake, and waits.
+    pub fn send(&self, notification: &Notification, order: &SendOrder) -> SendOutcome {
+        let Some(channel) = self.channels.get(&order.channel) else {
+            return SendOutcome::Misconfigured {
+                reason: format!("channel `{}` is not configured", order.channel),
+            };
+        };
+        let contact = channel
+            .rules
+            .contact_key
+            .as_ref()
+            .and_then(|k| notification.customer.contacts.get(k))
+            .map(String::as_str);
+        let out = Outgoing {
+            notification,
+            order,
+            channel,
+            contact,
+            public_url: &self.public_url,
+        };
+        self.runtime.block_on(self.outbound.send(&out))
+    }
+
+    /// Messages each fake holds, by provider, to check the summary against.
+    pub fn received(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("vk", self.vk.messages().len()),
+            ("sms.ru", self.smsru.received().len()),
+            ("smsc", self.smsc.received().len()),
+            ("smtp", self.smtp.accepted().len()),
+            ("telegram", self.telegram.messages().len()),
+            ("whatsapp", self.whatsapp.messages().len()),
+            ("webhook", self.webhook.received().len()),
+        ]
+    }
+}

@@ -1,0 +1,309 @@
+//! `cascade simulate`: the timeline a policy would produce for one made-up
+//! customer, with no sends. Ops use it to check a policy before shipping it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde::Serialize;
+
+use super::engine::{Accept, Engine, Providers};
+use crate::config::Catalog;
+use crate::core::{ChannelKind, Entry, Recipient, SendOrder, SendOutcome};
+
+/// The made-up customer and how they behave.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub policy: String,
+    /// Contact keys the customer has (`vk`, `sms`, `email`, …).
+    pub contacts: Vec<String>,
+    pub preferences: Vec<String>,
+    pub opt_out: Vec<String>,
+    pub tz: TimeZone,
+    pub start_ms: i64,
+    pub send_at_ms: Option<i64>,
+    /// `None`: the customer never reads.
+    pub read: Option<Read>,
+    /// Channels whose provider refuses this customer for good.
+    pub failing: Vec<String>,
+}
+
+/// When the customer reads, and on which channel.
+#[derive(Clone, Debug)]
+pub struct Read {
+    pub after_ms: i64,
+    /// Counted from the send on this channel; `None`: the first send.
+    pub on_channel: Option<String>,
+    /// The receipt word; `None`: `opened` for email, else `read`.
+    pub event: Option<String>,
+}
+
+/// Every contact kind a made-up customer can have, with a plausible address.
+pub const SAMPLE_CONTACTS: [(&str, &str); 5] = [
+    ("vk", "123456789"),
+    ("sms", "+79161234567"),
+    ("email", "ivan@example.ru"),
+    ("telegram", "5551234"),
+    ("whatsapp", "+79161234567"),
+];
+
+/// One line of a simulated timeline.
+#[derive(Clone, Debug, Serialize)]
+pub struct Line {
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// The customer's wall clock, for people.
+    pub local: String,
+    /// Seconds since the notification was accepted.
+    pub offset_s: i64,
+    pub event: String,
+    /// Counted from 1, as the steps appear in the policy file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+struct ScriptedWorld<'a> {
+    scenario: &'a Scenario,
+    catalog: &'a Catalog,
+    planned: Vec<(String, String, i64)>,
+    read_planned: bool,
+    sent: u64,
+}
+
+impl Providers<()> for ScriptedWorld<'_> {
+    fn send(&mut self, now_ms: i64, id: &str, _: &(), order: &SendOrder) -> SendOutcome {
+        if self.scenario.failing.contains(&order.channel) {
+            return SendOutcome::Permanent {
+                reason: "provider refused the recipient (simulated)".into(),
+            };
+        }
+        self.sent += 1;
+        if let Some(read) = &self.scenario.read
+            && !self.read_planned
+            && read.on_channel.as_ref().is_none_or(|c| *c == order.channel)
+        {
+            self.read_planned = true;
+            let kind = self.catalog.channels.get(&order.channel).map(|c| c.kind);
+            let event = read.event.clone().unwrap_or_else(|| {
+                if kind == Some(ChannelKind::Email) {
+                    "opened"
+                } else {
+                    "read"
+                }
+                .to_owned()
+            });
+            self.planned
+                .push((id.to_owned(), event, now_ms + read.after_ms));
+        }
+        SendOutcome::Sent {
+            provider_message_id: Some(format!("sim-{}", self.sent)),
+        }
+    }
+
+    fn drain_receipts(&mut self) -> Vec<(String, String, i64)> {
+        std::mem::take(&mut self.planned)
+    }
+}
+
+/// Plays the scenario through the decision core and returns its timeline.
+pub fn simulate(catalog: &Catalog, scenario: &Scenario) -> Result<Vec<Line>, String> {
+    let policy = catalog.policies.get(&scenario.policy).ok_or_else(|| {
+        let known: Vec<&str> = catalog.policies.keys().map(String::as_str).collect();
+        format!(
+            "no policy `{}`; policies: {}",
+            scenario.policy,
+            known.join(", ")
+        )
+    })?;
+    let contacts: BTreeMap<String, String> = scenario
+        .contacts
+        .iter()
+        .map(|k| {
+            let sample = SAMPLE_CONTACTS
+                .iter()
+                .find(|(key, _)| key == k)
+                .map_or("x", |(_, v)| v);
+            (k.clone(), sample.to_owned())
+        })
+        .collect();
+    let recipient = Recipient {
+        contacts,
+        preferences: scenario.preferences.clone(),
+        opt_out: scenario.opt_out.clone(),
+        tz: scenario.tz.clone(),
+    };
+    let mut engine: Engine<()> = Engine::new(
+        catalog.channel_rules.clone(),
+        catalog.timing(),
+        scenario.start_ms,
+    );
+    let mut world = ScriptedWorld {
+        scenario,
+        catalog,
+        planned: Vec::new(),
+        read_planned: false,
+        sent: 0,
+    };
+    let id = "simulated";
+    engine.accept(
+        Accept {
+            id: id.into(),
+            customer_id: "c-simulated".into(),
+            policy: Arc::new(policy.clone()),
+            recipient,
+            send_at_ms: scenario.send_at_ms,
+            expires_at_ms: None,
+            payload: (),
+        },
+        &mut world,
+    );
+    for (rid, event, at) in world.drain_receipts() {
+        engine.receipt(&rid, &event, at);
+    }
+    engine.run_to_end(&mut world);
+    let record = engine.records.get(id).ok_or("the cascade vanished")?;
+    Ok(record.timeline.iter().map(|e| line(e, scenario)).collect())
+}
+
+fn line(e: &Entry, s: &Scenario) -> Line {
+    Line {
+        at: rfc3339(e.at_ms),
+        local: local(e.at_ms, &s.tz),
+        offset_s: (e.at_ms - s.start_ms) / 1000,
+        event: e.event.as_str().to_owned(),
+        step: e.step.map(|s| s + 1),
+        channel: e.channel.clone(),
+        reason: e.reason.clone(),
+        until: e.until_ms.map(|u| local(u, &s.tz)),
+    }
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
+}
+
+pub fn local(ms: i64, tz: &TimeZone) -> String {
+    match Timestamp::from_millisecond(ms) {
+        Ok(t) => t
+            .to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M %Z")
+            .to_string(),
+        Err(_) => ms.to_string(),
+    }
+}
+
+/// `+1d 2h 30m` from seconds.
+pub fn offset(secs: i64) -> String {
+    format!("+{}", crate::config::fmt_ms(secs * 1000))
+}
+
+/// The timeline as aligned text for a terminal.
+pub fn render_text(lines: &[Line]) -> String {
+    let mut out = String::new();
+    for l in lines {
+        let step = l.step.map(|s| format!("step {s}")).unwrap_or_default();
+        let mut detail = Vec::new();
+        if let Some(r) = &l.reason {
+            detail.push(r.replace('_', " "));
+        }
+        if let Some(u) = &l.until {
+            detail.push(format!("until {u}"));
+        }
+        out.push_str(&format!(
+            "{:<22} {:<12} {:<12} {:<7} {:<12} {}\n",
+            l.local,
+            offset(l.offset_s),
+            l.event,
+            step,
+            l.channel.as_deref().unwrap_or(""),
+            detail.join(", ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn catalog() -> Catalog {
+        Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("cascade.toml")).unwrap()
+    }
+
+    fn scenario(policy: &str) -> Scenario {
+        Scenario {
+            policy: policy.into(),
+            contacts: SAMPLE_CONTACTS.iter().map(|(k, _)| k.to_string()).collect(),
+            preferences: vec![],
+            opt_out: vec![],
+            tz: TimeZone::get("Europe/Moscow").unwrap(),
+            start_ms: "2026-11-23T09:00:00Z"
+                .parse::<Timestamp>()
+                .unwrap()
+                .as_millisecond(),
+            send_at_ms: None,
+            read: None,
+            failing: vec![],
+        }
+    }
+
+    fn sends(lines: &[Line]) -> Vec<(String, i64)> {
+        lines
+            .iter()
+            .filter(|l| l.event == "sent")
+            .map(|l| (l.channel.clone().unwrap(), l.offset_s))
+            .collect()
+    }
+
+    #[test]
+    fn read_after_12_minutes_means_no_sms() {
+        let mut s = scenario("delivery_delay");
+        s.read = Some(Read {
+            after_ms: 12 * 60_000,
+            on_channel: None,
+            event: None,
+        });
+        let lines = simulate(&catalog(), &s).unwrap();
+        assert_eq!(sends(&lines), [("vk".to_string(), 0)]);
+        assert_eq!(lines.last().unwrap().event, "completed");
+    }
+
+    #[test]
+    fn never_read_means_sms_after_30_minutes() {
+        let lines = simulate(&catalog(), &scenario("delivery_delay")).unwrap();
+        assert_eq!(
+            sends(&lines),
+            [("vk".to_string(), 0), ("sms".to_string(), 1800)]
+        );
+    }
+
+    #[test]
+    fn no_vk_means_sms_at_once() {
+        let mut s = scenario("delivery_delay");
+        s.contacts.retain(|c| c != "vk");
+        let lines = simulate(&catalog(), &s).unwrap();
+        assert_eq!(sends(&lines), [("sms".to_string(), 0)]);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.event == "skipped" && l.channel.as_deref() == Some("vk"))
+        );
+    }
+
+    #[test]
+    fn order_followup_calls_then_texts() {
+        let lines = simulate(&catalog(), &scenario("order_followup")).unwrap();
+        let s = sends(&lines);
+        assert_eq!(s[0], ("email".to_string(), 0));
+        assert_eq!(s[1], ("call_centre".to_string(), 7200));
+        assert_eq!(s[2], ("sms".to_string(), 14_400));
+    }
+}

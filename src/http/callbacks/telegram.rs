@@ -1,0 +1,231 @@
+//! Telegram webhook updates: `POST /callbacks/telegram/{channel}`, set with
+//! `setWebhook(url, secret_token = <the channel's webhook_secret>)`.
+//!
+//! * Authenticity: the header `X-Telegram-Bot-Api-Secret-Token` must equal
+//!   the channel's `webhook_secret` (constant-time). Missing → 401, wrong (or
+//!   no secret configured) → 403; nothing is recorded.
+//! * Each update is handled once: `update_id` is remembered for two days
+//!   (Telegram keeps undelivered updates for a day).
+//! * A `callback_query` (the customer pressed the message's button) names
+//!   the chat and message id it came from; `<chat_id>:<message_id>` is the
+//!   provider message id the worker remembered, so `read` is recorded for
+//!   that notification. The query is answered (`answerCallbackQuery`) so the
+//!   customer's spinner stops, also when the message is unknown.
+//! * A `message` that replies to one of the bot's messages records `replied`
+//!   for that message's notification. A message that replies to nothing
+//!   cannot be mapped yet (no index from chat to latest notification) and is
+//!   acknowledged and counted as `unmapped`.
+//! * Every authentic update is answered 200, so Telegram does not redeliver
+//!   it; only a store failure answers 503 (Telegram retries).
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+
+use super::count;
+use crate::channels::telegram::{answer_callback_query, provider_message_id};
+use crate::config::ChannelConfig;
+use crate::core::ChannelKind;
+use crate::http::{AppState, constant_time_eq};
+
+pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
+const PROVIDER: &str = "telegram";
+/// How long an `update_id` is remembered.
+const SEEN_TTL_S: u64 = 2 * 24 * 3600;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/callbacks/telegram/{channel}", post(update))
+}
+
+#[derive(Debug, Deserialize)]
+struct Update {
+    update_id: i64,
+    #[serde(default)]
+    callback_query: Option<CallbackQuery>,
+    #[serde(default)]
+    message: Option<Message>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CallbackQuery {
+    id: String,
+    /// Absent when the message is too old for Telegram to include.
+    #[serde(default)]
+    message: Option<MessageRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Message {
+    #[serde(default)]
+    from: Option<User>,
+    #[serde(default)]
+    reply_to_message: Option<MessageRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageRef {
+    message_id: i64,
+    chat: Chat,
+}
+
+#[derive(Debug, Deserialize)]
+struct Chat {
+    id: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct User {
+    #[serde(default)]
+    is_bot: bool,
+}
+
+/// One client for answering callback queries.
+fn client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+fn answer(status: StatusCode) -> Response {
+    (status, "").into_response()
+}
+
+/// The channel's config when the request carries its secret, else the
+/// refusal's status.
+fn authenticate(
+    state: &AppState,
+    channel: &str,
+    headers: &HeaderMap,
+) -> Result<ChannelConfig, StatusCode> {
+    let catalog = state.catalog.load();
+    let Some(config) = catalog
+        .channels
+        .get(channel)
+        .filter(|c| c.kind == ChannelKind::Telegram)
+    else {
+        count(PROVIDER, "refused");
+        return Err(StatusCode::NOT_FOUND);
+    };
+    let Some(given) = headers.get(SECRET_HEADER) else {
+        count(PROVIDER, "refused");
+        tracing::warn!(channel, "telegram update without {SECRET_HEADER}; refused");
+        return Err(StatusCode::UNAUTHORIZED);
+    };
+    let expected = config.setting("webhook_secret").unwrap_or("");
+    if expected.is_empty() || !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        count(PROVIDER, "refused");
+        tracing::warn!(
+            channel,
+            configured = !expected.is_empty(),
+            "telegram update with a wrong secret token; refused"
+        );
+        return Err(StatusCode::FORBIDDEN);
+    }
+    Ok(config.clone())
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let config = match authenticate(&state, &channel, &headers) {
+        Ok(c) => c,
+        Err(refused) => return answer(refused),
+    };
+    let Ok(update) = serde_json::from_slice::<Update>(&body) else {
+        // Authentic but unreadable: redelivering it would not help.
+        count(PROVIDER, "malformed");
+        tracing::warn!(
+            channel,
+            "an authentic telegram update could not be read; acknowledged"
+        );
+        return answer(StatusCode::OK);
+    };
+    let seen_key = format!("{PROVIDER}:{channel}:{}", update.update_id);
+    match state.store.first_time(&seen_key, SEEN_TTL_S).await {
+        Ok(true) => {}
+        Ok(false) => {
+            count(PROVIDER, "duplicate");
+            return answer(StatusCode::OK);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check a telegram update for duplicates");
+            return answer(StatusCode::SERVICE_UNAVAILABLE);
+        }
+    }
+    let (target, event) = if let Some(query) = &update.callback_query {
+        // Stop the customer's spinner whatever becomes of the press.
+        if let Err(e) = answer_callback_query(client(), &config, &query.id).await {
+            tracing::warn!(channel, error = %e, "answerCallbackQuery failed");
+        }
+        (query.message.as_ref(), "read")
+    } else if let Some(message) = &update.message {
+        if message.from.as_ref().is_some_and(|u| u.is_bot) {
+            count(PROVIDER, "ignored");
+            return answer(StatusCode::OK);
+        }
+        match &message.reply_to_message {
+            Some(to) => (Some(to), "replied"),
+            None => {
+                count(PROVIDER, "unmapped");
+                return answer(StatusCode::OK);
+            }
+        }
+    } else {
+        count(PROVIDER, "ignored");
+        return answer(StatusCode::OK);
+    };
+    let Some(target) = target else {
+        count(PROVIDER, "unknown");
+        return answer(StatusCode::OK);
+    };
+    let pmid = provider_message_id(&target.chat.id.to_string(), target.message_id);
+    let found = match state.store.provider_message(&channel, &pmid).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot map a telegram message id");
+            state.store.forget_seen(&seen_key).await;
+            return answer(StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
+    let Some((id, _step)) = found else {
+        count(PROVIDER, "unknown");
+        tracing::info!(
+            channel,
+            provider_message_id = %pmid,
+            "telegram update about a message this daemon does not know; acknowledged"
+        );
+        return answer(StatusCode::OK);
+    };
+    let recorded = crate::http::record(&state, &id, event, Some(&channel)).await;
+    match recorded.status() {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            state.store.forget_seen(&seen_key).await;
+            answer(StatusCode::SERVICE_UNAVAILABLE)
+        }
+        StatusCode::NOT_FOUND => {
+            count(PROVIDER, "unknown");
+            answer(StatusCode::OK)
+        }
+        StatusCode::OK => {
+            count(PROVIDER, "already_recorded");
+            answer(StatusCode::OK)
+        }
+        _ => {
+            count(PROVIDER, "recorded");
+            answer(StatusCode::OK)
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! VK Callback API: `POST /callbacks/vk/{channel}`, the server address set
+//! in the community's settings (Manage → API usage → Callback API), with the
+//! channel's `callback_secret` as its secret key (providers.md §1.4).
+//!
+//! * `{"type":"confirmation"}` is answered with the channel's `confirmation`
+//!   string, as plain text: that is how VK checks the address.
+//! * Every other event must carry `secret` equal to `callback_secret`
+//!   (compared in constant time; VK signs nothing else). Wrong or missing,
+//!   or no secret configured → 403, logged, nothing recorded. When the
+//!   channel names its `group_id`, an event of another community is refused
+//!   the same way.
+//! * Each event is handled once: its `event_id` is remembered for two days
+//!   (VK redelivers an unanswered event for about an hour).
+//! * `message_read` is a watermark: the customer read every message in the
+//!   conversation up to `read_message_id`. Each notification sent to that
+//!   peer with a message id up to it gets `read`.
+//! * `message_new` from the customer (not the community's own, `out = 1`)
+//!   records `replied` for the latest message sent to that peer before it.
+//! * Every authentic event is answered `ok` (200, plain text), also unknown
+//!   kinds and events about messages this daemon does not know, since VK
+//!   stops calling a server that keeps failing; only a store failure
+//!   answers 503 (VK retries) and forgets the `event_id`.
+
+use std::collections::BTreeSet;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::count;
+use crate::config::ChannelConfig;
+use crate::core::ChannelKind;
+use crate::http::{AppState, constant_time_eq};
+
+const PROVIDER: &str = "vk";
+/// How long an `event_id` is remembered.
+const SEEN_TTL_S: u64 = 2 * 24 * 3600;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/callbacks/vk/{channel}", post(event))
+}
+
+/// `callback_base`: every Callback API request.
+#[derive(Debug, Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    object: Value,
+    #[serde(default)]
+    group_id: Option<i64>,
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+/// `message_read`'s object.
+#[derive(Debug, Deserialize)]
+struct Read {
+    #[serde(default)]
+    from_id: Option<i64>,
+    peer_id: i64,
+    read_message_id: i64,
+}
+
+/// The message of a `message_new` (the object's `message` since API 5.103,
+/// the object itself before).
+#[derive(Debug, Deserialize)]
+struct Incoming {
+    #[serde(default)]
+    id: Option<i64>,
+    peer_id: i64,
+    #[serde(default)]
+    from_id: Option<i64>,
+    #[serde(default)]
+    out: Option<i64>,
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    (status, body.to_owned()).into_response()
+}
+
+fn ok() -> Response {
+    text(StatusCode::OK, "ok")
+}
+
+async fn event(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    body: Bytes,
+) -> Response {
+    let config = {
+        let catalog = state.catalog.load();
+        match catalog
+            .channels
+            .get(&channel)
+            .filter(|c| c.kind == ChannelKind::Vk)
+        {
+            Some(c) => c.clone(),
+            None => {
+                count(PROVIDER, "refused");
+                return text(StatusCode::NOT_FOUND, "no such vk channel");
+            }
+        }
+    };
+    let Ok(event) = serde_json::from_slice::<Event>(&body) else {
+        count(PROVIDER, "malformed");
+        tracing::warn!(
+            channel,
+            "a VK callback that is not a Callback API event; refused"
+        );
+        return text(StatusCode::BAD_REQUEST, "expected a Callback API event");
+    };
+    if let Some(refused) = wrong_community(&config, &event) {
+        return refused;
+    }
+    if event.kind == "confirmation" {
+        return confirm(&config);
+    }
+    if let Some(refused) = wrong_secret(&config, &event) {
+        return refused;
+    }
+    let seen_key = event
+        .event_id
+        .as_deref()
+        .map(|e| format!("{PROVIDER}:{channel}:{e}"));
+    if let Some(key) = &seen_key {
+        match state.store.first_time(key, SEEN_TTL_S).await {
+            Ok(true) => {}
+            Ok(false) => {
+                count(PROVIDER, "duplicate");
+                return ok();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check a VK event for duplicates");
+                return text(StatusCode::SERVICE_UNAVAILABLE, "try again");
+            }
+        }
+    }
+    let handled = match event.kind.as_str() {
+        "message_read" => message_read(&state, &channel, &event.object).await,
+        "message_new" => message_new(&state, &channel, &event.object).await,
+        _ => {
+            count(PROVIDER, "ignored");
+            Ok(())
+        }
+    };
+    match handled {
+        Ok(()) => ok(),
+        Err(()) => {
+            if let Some(key) = &seen_key {
+                state.store.forget_seen(key).await;
+            }
+            text(StatusCode::SERVICE_UNAVAILABLE, "try again")
+        }
+    }
+}
+
+/// The refusal when the channel names its community and the event is another's.
+fn wrong_community(config: &ChannelConfig, event: &Event) -> Option<Response> {
+    let expected = config
+        .setting("group_id")
+        .and_then(|g| g.trim().parse::<i64>().ok())?;
+    match event.group_id {
+        Some(g) if g != expected => {
+            count(PROVIDER, "refused");
+            tracing::warn!(
+                channel = %config.name,
+                group_id = g,
+                expected,
+                "VK callback from another community; refused"
+            );
+            Some(text(StatusCode::FORBIDDEN, "wrong community"))
+        }
+        _ => None,
+    }
+}
+
+/// The answer to `confirmation`: the channel's `confirmation` string.
+fn confirm(config: &ChannelConfig) -> Response {
+    match config.setting("confirmation").filter(|c| !c.is_empty()) {
+        Some(code) => {
+            count(PROVIDER, "confirmation");
+            tracing::info!(channel = %config.name, "VK confirmed the callback address");
+            text(StatusCode::OK, code)
+        }
+        None => {
+            count(PROVIDER, "refused");
+            tracing::warn!(
+                channel = %config.name,
+                "VK asks to confirm the callback address, but the channel has no `confirmation` setting"
+            );
+            text(StatusCode::NOT_FOUND, "no confirmation string configured")
+        }
+    }
+}
+
+/// The refusal when `secret` is missing or wrong (or none is configured).
+fn wrong_secret(config: &ChannelConfig, event: &Event) -> Option<Response> {
+    let expected = config.setting("callback_secret").unwrap_or("");
+    let given = event.secret.as_deref().unwrap_or("");
+    if !expected.is_empty() && constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        return None;
+    }
+    count(PROVIDER, "refused");
+    tracing::warn!(
+        channel = %config.name,
+        event = %event.kind,
+        configured = !expected.is_empty(),
+        given = !given.is_empty(),
+        "VK callback with a wrong secret; refused"
+    );
+    Some(text(StatusCode::FORBIDDEN, "bad secret"))
+}
+
+/// `read` for every notification sent to the peer up to the watermark.
+async fn message_read(state: &AppState, channel: &str, object: &Value) -> Result<(), ()> {
+    let Ok(read) = Read::deserialize(object) else {
+        count(PROVIDER, "malformed");
+        tracing::warn!(
+            channel,
+            "an authentic VK message_read without peer_id or read_message_id; acknowledged"
+        );
+        return Ok(());
+    };
+    if read.from_id.is_some_and(|f| f < 0) {
+        // The community reading the customer's messages, not the other way round.
+        count(PROVIDER, "ignored");
+        return Ok(());
+    }
+    let peer = read.peer_id.to_string();
+    let sent = state
+        .store
+        .peer_messages_up_to(channel, &peer, read.read_message_id)
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "cannot look up VK messages by peer"))?;
+    let ids: BTreeSet<String> = sent.into_iter().map(|(id, _step)| id).collect();
+    record_all(state, channel, &ids, "read", read.read_message_id).await
+}
+
+/// `replied` for the latest message sent to the peer before the customer wrote.
+async fn message_new(state: &AppState, channel: &str, object: &Value) -> Result<(), ()> {
+    let message = object.get("message").unwrap_or(object);
+    let Ok(incoming) = Incoming::deserialize(message) else {
+        count(PROVIDER, "malformed");
+        tracing::warn!(
+            channel,
+            "an authentic VK message_new without a message; acknowledged"
+        );
+        return Ok(());
+    };
+    if incoming.out == Some(1) || incoming.from_id.is_some_and(|f| f < 0) {
+        count(PROVIDER, "ignored");
+        return Ok(());
+    }
+    let before = incoming.id.filter(|id| *id > 0).unwrap_or(i64::MAX);
+    let peer = incoming.peer_id.to_string();
+    let sent = state
+        .store
+        .peer_messages_up_to(channel, &peer, before)
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "cannot look up VK messages by peer"))?;
+    let ids: BTreeSet<String> = sent
+        .into_iter()
+        .last()
+        .map(|(id, _)| id)
+        .into_iter()
+        .collect();
+    record_all(state, channel, &ids, "replied", before).await
+}
+
+/// Records `event` for each notification; counts the callback once.
+async fn record_all(
+    state: &AppState,
+    channel: &str,
+    ids: &BTreeSet<String>,
+    event: &str,
+    message_id: i64,
+) -> Result<(), ()> {
+    if ids.is_empty() {
+        count(PROVIDER, "unknown");
+        tracing::info!(
+            channel,
+            provider_message_id = message_id,
+            event,
+            "VK callback about messages this daemon does not know; acknowledged"
+        );
+        return Ok(());
+    }
+    let mut recorded = false;
+    for id in ids {
+        let answer = crate::http::record(state, id, event, Some(channel)).await;
+        match answer.status() {
+            StatusCode::SERVICE_UNAVAILABLE => return Err(()),
+            StatusCode::NOT_FOUND => {}
+            _ => recorded = true,
+        }
+    }
+    count(PROVIDER, if recorded { "recorded" } else { "unknown" });
+    Ok(())
+}

@@ -1,0 +1,449 @@
+//! WhatsApp Cloud API webhooks: `GET` and `POST /callbacks/whatsapp/{channel}`.
+//!
+//! * Verification (`GET ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`):
+//!   the challenge comes back as the body when the token equals the
+//!   channel's `verify_token`; anything else is 403.
+//! * Authenticity (`POST`): `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app_secret,
+//!   raw body)>`, checked over the exact bytes received, in constant time.
+//!   Missing → 401, wrong (or no `app_secret` configured) → 403; nothing is
+//!   recorded.
+//! * `statuses[]`: `delivered`, `read` and `failed` are recorded as the
+//!   receipts of the same names for the notification the wamid was sent
+//!   for; when the wamid is not mapped (a status that overtook the worker's
+//!   bookkeeping), the echoed `biz_opaque_callback_data` (`<id>:<step>`)
+//!   names it. `sent` adds nothing to what the send itself recorded.
+//! * Each (wamid, status) is handled once (Meta redelivers for days). Out of
+//!   order is fine: receipts keep their first time, and a `failed` that
+//!   arrives after `delivered` or `read` of the same message is stale and
+//!   ignored. A `failed` escalates only the step it was sent for: a late
+//!   failure of an earlier step does not skip the current one.
+//! * Meta posts all of an app's statuses to one URL, so a wamid unknown to
+//!   the URL's channel is looked up under the other whatsapp channels too.
+//! * `messages[]` from the customer that reply to one of our messages
+//!   (`context.id`) record `replied`; other inbound messages cannot be
+//!   mapped yet and are counted as `unmapped`.
+//! * Unknown wamids are acknowledged (200) and counted; every authentic
+//!   delivery is answered 200 unless the store fails (503: Meta retries).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+use std::collections::HashMap;
+
+use super::count;
+use crate::config::ChannelConfig;
+use crate::core::ChannelKind;
+use crate::core::cascade::Phase;
+use crate::http::{AppState, constant_time_eq};
+
+pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
+const PROVIDER: &str = "whatsapp";
+/// Meta retries a webhook for up to about a week.
+const SEEN_TTL_S: u64 = 8 * 24 * 3600;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/callbacks/whatsapp/{channel}",
+        get(verify).post(notification),
+    )
+}
+
+/// `sha256=<hex HMAC-SHA256(app_secret, body)>`, as Meta signs.
+pub fn signature(app_secret: &str, body: &[u8]) -> String {
+    crate::channels::webhook::signature(app_secret, body)
+}
+
+/// Whether `header` is Meta's signature of `body` (constant-time compare).
+pub fn signature_matches(app_secret: &str, body: &[u8], header: &str) -> bool {
+    let Some(hex) = header.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    let Some(given) = decode_hex(hex) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn channel_config(state: &AppState, channel: &str) -> Option<ChannelConfig> {
+    state
+        .catalog
+        .load()
+        .channels
+        .get(channel)
+        .filter(|c| c.kind == ChannelKind::Whatsapp)
+        .cloned()
+}
+
+fn empty(status: StatusCode) -> Response {
+    (status, "").into_response()
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(config) = channel_config(&state, &channel) else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    let expected = config.setting("verify_token").unwrap_or("");
+    let token = query.get("hub.verify_token").map(String::as_str);
+    let ok = query.get("hub.mode").map(String::as_str) == Some("subscribe")
+        && !expected.is_empty()
+        && token.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes()));
+    match (ok, query.get("hub.challenge")) {
+        (true, Some(challenge)) => {
+            tracing::info!(channel, "whatsapp webhook verified");
+            (StatusCode::OK, challenge.clone()).into_response()
+        }
+        _ => {
+            count(PROVIDER, "refused");
+            tracing::warn!(channel, "whatsapp webhook verification refused");
+            empty(StatusCode::FORBIDDEN)
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    entry: Vec<Entry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Entry {
+    #[serde(default)]
+    changes: Vec<Change>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Change {
+    #[serde(default)]
+    value: Value,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Value {
+    #[serde(default)]
+    statuses: Vec<Status>,
+    #[serde(default)]
+    messages: Vec<Inbound>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Status {
+    id: String,
+    status: String,
+    #[serde(default)]
+    biz_opaque_callback_data: Option<String>,
+    #[serde(default)]
+    errors: Vec<StatusError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusError {
+    #[serde(default)]
+    code: Option<i64>,
+    #[serde(default)]
+    title: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Inbound {
+    id: String,
+    #[serde(default)]
+    context: Option<Context>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Context {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// The store failed: answer 503 so Meta delivers again.
+struct StoreDown;
+
+async fn notification(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(config) = channel_config(&state, &channel) else {
+        count(PROVIDER, "refused");
+        return empty(StatusCode::NOT_FOUND);
+    };
+    let Some(header) = headers
+        .get(SIGNATURE_HEADER)
+        .map(|h| h.to_str().unwrap_or(""))
+    else {
+        count(PROVIDER, "refused");
+        tracing::warn!(
+            channel,
+            "whatsapp webhook without {SIGNATURE_HEADER}; refused"
+        );
+        return empty(StatusCode::UNAUTHORIZED);
+    };
+    let secret = config.setting("app_secret").unwrap_or("");
+    if secret.is_empty() || !signature_matches(secret, &body, header) {
+        count(PROVIDER, "refused");
+        tracing::warn!(
+            channel,
+            configured = !secret.is_empty(),
+            "whatsapp webhook with a wrong signature; refused"
+        );
+        return empty(StatusCode::FORBIDDEN);
+    }
+    let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) else {
+        count(PROVIDER, "malformed");
+        tracing::warn!(
+            channel,
+            "an authentic whatsapp webhook could not be read; acknowledged"
+        );
+        return empty(StatusCode::OK);
+    };
+    for value in envelope
+        .entry
+        .iter()
+        .flat_map(|e| &e.changes)
+        .map(|c| &c.value)
+    {
+        for status in &value.statuses {
+            if let Err(StoreDown) = on_status(&state, &channel, status).await {
+                return empty(StatusCode::SERVICE_UNAVAILABLE);
+            }
+        }
+        for message in &value.messages {
+            if let Err(StoreDown) = on_inbound(&state, &channel, message).await {
+                return empty(StatusCode::SERVICE_UNAVAILABLE);
+            }
+        }
+    }
+    empty(StatusCode::OK)
+}
+
+fn seen_key(channel: &str, wamid: &str, what: &str) -> String {
+    format!("{PROVIDER}:{channel}:{wamid}:{what}")
+}
+
+async fn on_status(state: &AppState, channel: &str, status: &Status) -> Result<(), StoreDown> {
+    let event = match status.status.as_str() {
+        "delivered" => "delivered",
+        "read" => "read",
+        "failed" => "failed",
+        _ => {
+            count(PROVIDER, "ignored");
+            return Ok(());
+        }
+    };
+    let key = seen_key(channel, &status.id, event);
+    match state.store.first_time(&key, SEEN_TTL_S).await {
+        Ok(true) => {}
+        Ok(false) => {
+            count(PROVIDER, "duplicate");
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check a whatsapp status for duplicates");
+            return Err(StoreDown);
+        }
+    }
+    let result = apply_status(state, channel, status, event).await;
+    if result.is_err() {
+        state.store.forget_seen(&key).await;
+    }
+    result
+}
+
+async fn apply_status(
+    state: &AppState,
+    channel: &str,
+    status: &Status,
+    event: &str,
+) -> Result<(), StoreDown> {
+    let mapped = lookup(state, channel, &status.id).await?;
+    // The echo of our idempotency key: `<notification id>:<step>`.
+    let from_echo = || {
+        let data = status.biz_opaque_callback_data.as_deref()?;
+        let (id, step) = data.rsplit_once(':')?;
+        Some((id.to_owned(), step.parse::<u8>().ok()?))
+    };
+    let Some((id, step)) = mapped.or_else(from_echo) else {
+        count(PROVIDER, "unknown");
+        tracing::info!(
+            channel,
+            provider_message_id = %status.id,
+            status = %status.status,
+            "whatsapp status for a message this daemon does not know; acknowledged"
+        );
+        return Ok(());
+    };
+    if event == "failed" {
+        let error = status.errors.first();
+        tracing::info!(
+            notification_id = %id,
+            channel,
+            provider_message_id = %status.id,
+            code = error.and_then(|e| e.code),
+            title = error.and_then(|e| e.title.as_deref()),
+            "whatsapp reports the message failed"
+        );
+        if !failure_applies(state, channel, &status.id, &id, step).await? {
+            count(PROVIDER, "stale");
+            return Ok(());
+        }
+    }
+    record(state, channel, &id, event).await
+}
+
+/// A `failed` counts only while its step is the one waiting, and only if
+/// the same message was not already reported delivered or read.
+async fn failure_applies(
+    state: &AppState,
+    channel: &str,
+    wamid: &str,
+    id: &str,
+    step: u8,
+) -> Result<bool, StoreDown> {
+    let mut c = state.store.connection();
+    for later in ["delivered", "read"] {
+        let key = state.store.keys.seen(&seen_key(channel, wamid, later));
+        let seen: bool = redis::AsyncCommands::exists(&mut c, key)
+            .await
+            .map_err(|_| StoreDown)?;
+        if seen {
+            return Ok(false);
+        }
+    }
+    let cascade = match state.store.status(id).await {
+        Ok(Some((cascade, _))) => cascade,
+        // Unknown notifications are counted by `record`.
+        Ok(None) => return Ok(true),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load a cascade for a whatsapp failure");
+            return Err(StoreDown);
+        }
+    };
+    Ok(cascade.step == step && matches!(cascade.phase, Phase::Waiting { .. }))
+}
+
+/// The (notification id, step) a wamid was sent for. Meta posts every status
+/// of an app to one webhook, so a channel's URL also receives the statuses of
+/// the other whatsapp channels (a text and a template channel on one
+/// number): this channel is asked first, then the others.
+async fn lookup(
+    state: &AppState,
+    channel: &str,
+    wamid: &str,
+) -> Result<Option<(String, u8)>, StoreDown> {
+    let others: Vec<String> = state
+        .catalog
+        .load()
+        .channels
+        .values()
+        .filter(|c| c.kind == ChannelKind::Whatsapp && c.name != channel)
+        .map(|c| c.name.clone())
+        .collect();
+    for name in std::iter::once(channel).chain(others.iter().map(String::as_str)) {
+        match state.store.provider_message(name, wamid).await {
+            Ok(Some(found)) => return Ok(Some(found)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot map a wamid");
+                return Err(StoreDown);
+            }
+        }
+    }
+    Ok(None)
+}
+
+async fn on_inbound(state: &AppState, channel: &str, message: &Inbound) -> Result<(), StoreDown> {
+    let Some(replied_to) = message.context.as_ref().and_then(|c| c.id.as_deref()) else {
+        count(PROVIDER, "unmapped");
+        return Ok(());
+    };
+    let key = seen_key(channel, &message.id, "inbound");
+    match state.store.first_time(&key, SEEN_TTL_S).await {
+        Ok(true) => {}
+        Ok(false) => {
+            count(PROVIDER, "duplicate");
+            return Ok(());
+        }
+        Err(_) => return Err(StoreDown),
+    }
+    let result = match lookup(state, channel, replied_to).await {
+        Ok(Some((id, _))) => record(state, channel, &id, "replied").await,
+        Ok(None) => {
+            count(PROVIDER, "unknown");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        state.store.forget_seen(&key).await;
+    }
+    result
+}
+
+async fn record(state: &AppState, channel: &str, id: &str, event: &str) -> Result<(), StoreDown> {
+    let response = crate::http::record(state, id, event, Some(channel)).await;
+    match response.status() {
+        StatusCode::SERVICE_UNAVAILABLE => Err(StoreDown),
+        StatusCode::NOT_FOUND => {
+            count(PROVIDER, "unknown");
+            Ok(())
+        }
+        StatusCode::OK => {
+            count(PROVIDER, "already_recorded");
+            Ok(())
+        }
+        _ => {
+            count(PROVIDER, "recorded");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_round_trip() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[]}"#;
+        let header = signature("app-secret", body);
+        assert!(header.starts_with("sha256="));
+        assert!(signature_matches("app-secret", body, &header));
+        assert!(signature_matches(
+            "app-secret",
+            body,
+            &header.to_uppercase().replace("SHA256=", "sha256=")
+        ));
+        assert!(!signature_matches("other", body, &header));
+        assert!(!signature_matches("app-secret", b"{}", &header));
+        assert!(!signature_matches("app-secret", body, "sha256=zz"));
+        assert!(!signature_matches("app-secret", body, "sha1=abcd"));
+        assert!(!signature_matches("app-secret", body, ""));
+    }
+}

@@ -1,0 +1,12 @@
+//! `cascade`: send a notification on one channel first, watch whether the
+//! customer read it, and escalate to the next channel only when they did not.
+
+pub mod bench;
+pub mod channels;
+pub mod config;
+pub mod core;
+pub mod embedded;
+pub mod fakes;
+pub mod http;
+pub mod notification;
+pub mod runtime;

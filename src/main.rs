@@ -1,0 +1,510 @@
+//! The `cascade` command line: parses arguments and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use jiff::Timestamp;
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+
+use cascade::config::{Catalog, parse_duration, parse_timezone};
+use cascade::embedded::demo;
+use cascade::embedded::simulate::{self, Read, SAMPLE_CONTACTS, Scenario};
+use cascade::runtime::daemon::{Daemon, DaemonOptions};
+use cascade::runtime::intake::{self, IntakeConfig};
+use cascade::runtime::keys::Keys;
+use cascade::runtime::store::{ReceiptResult, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "cascade",
+    version,
+    about = "Cascading notification delivery: one channel first, escalate when unread"
+)]
+struct Cli {
+    /// The daemon's settings; `channels/` and `policies/` are read beside it.
+    #[arg(
+        long,
+        global = true,
+        env = "CASCADE_CONFIG",
+        default_value = "cascade.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate cascade.toml, channels/ and policies/; exit 1 with every problem.
+    Check,
+    /// Print the timeline a policy would produce for a made-up customer; sends nothing.
+    Simulate(Box<SimulateArgs>),
+    /// Play a day of traffic for ~1,000 customers through the whole pipeline,
+    /// in process: no RabbitMQ, no Redis, no network, a virtual clock.
+    Demo(DemoArgs),
+    /// The daemon: intake from RabbitMQ, scheduler, receipts HTTP server.
+    Run,
+    /// Publish a notification (a JSON file, or `-` for standard input) to RabbitMQ.
+    Send { file: String },
+    /// Print one notification's timeline.
+    Status {
+        id: String,
+        /// One JSON object per timeline entry.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure the daemon (in-process) against the local RabbitMQ and Redis
+    /// and the floor of that stack; prints one table. See BENCHMARKS.md.
+    Bench(BenchArgs),
+    /// Record a receipt by hand, e.g. `cascade receipt order-1001:delayed read`.
+    Receipt {
+        id: String,
+        event: String,
+        /// The channel the receipt is about.
+        #[arg(long)]
+        channel: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// The policy to play (its file name without `.toml`).
+    policy: String,
+    /// Contact kinds the customer has [default: vk,sms,email,telegram,whatsapp].
+    #[arg(long, value_delimiter = ',')]
+    contacts: Option<Vec<String>>,
+    /// Remove contacts from the default set, e.g. `--without vk`.
+    #[arg(long, value_delimiter = ',')]
+    without: Vec<String>,
+    /// The customer's channel preferences, most preferred first.
+    #[arg(long, value_delimiter = ',')]
+    prefer: Vec<String>,
+    /// Channels the customer opted out of.
+    #[arg(long, value_delimiter = ',')]
+    opt_out: Vec<String>,
+    /// The customer reads this long after the first message (or after the one on `--read-on`).
+    #[arg(long, conflicts_with = "never_read")]
+    read_after: Option<String>,
+    /// Count `--read-after` from the send on this channel.
+    #[arg(long, requires = "read_after")]
+    read_on: Option<String>,
+    /// The receipt word [default: `opened` for email, else `read`].
+    #[arg(long, requires = "read_after")]
+    event: Option<String>,
+    /// The customer never reads (the default when `--read-after` is not given).
+    #[arg(long)]
+    never_read: bool,
+    /// Channels whose provider refuses this customer (invalid number, blocked bot).
+    #[arg(long, value_delimiter = ',')]
+    fail: Vec<String>,
+    /// The customer's IANA time zone [default: defaults.timezone of cascade.toml].
+    #[arg(long)]
+    tz: Option<String>,
+    /// When the notification arrives: RFC 3339 (`2026-11-23T17:50:00Z`) or the
+    /// customer's local time (`2026-11-23T20:50`) [default: now].
+    #[arg(long)]
+    start: Option<String>,
+    /// Delay the first step to this moment (same forms as `--start`).
+    #[arg(long)]
+    send_at: Option<String>,
+    /// One JSON object per timeline entry.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Sets the size of every workload at once (W1, W2, W3).
+    #[arg(long)]
+    n: Option<usize>,
+    /// W1: notifications pre-published before the daemon starts.
+    #[arg(long, default_value_t = 50_000)]
+    w1_n: usize,
+    /// W2: cascades made due at the same moment.
+    #[arg(long, default_value_t = 20_000)]
+    w2_n: usize,
+    /// W3: cascades left waiting.
+    #[arg(long, default_value_t = 200_000)]
+    w3_n: usize,
+    /// Round trips of the provider and Redis floors.
+    #[arg(long, default_value_t = 20_000)]
+    floor_n: usize,
+    /// The longest any one wait of a workload may take, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// The daemon's `amqp.prefetch` (and the consume-and-ack floor's).
+    #[arg(long, default_value_t = 256)]
+    prefetch: u16,
+    /// The scheduler's concurrency (and the provider and Redis floors').
+    #[arg(long, default_value_t = 512)]
+    concurrency: usize,
+    /// Which workloads to run, e.g. `--only w1,w2` (the floors always run).
+    #[arg(long, value_delimiter = ',', default_values_t = ["w1".to_owned(), "w2".to_owned(), "w3".to_owned()])]
+    only: Vec<String>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// How many customers.
+    #[arg(long, default_value_t = 1000)]
+    customers: usize,
+    /// Seed of the made-up traffic; the same seed plays the same day.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// How many timelines to print in full.
+    #[arg(long, default_value_t = 6)]
+    timelines: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Check => return check(&cli),
+        Command::Simulate(args) => simulate_cmd(&cli, args),
+        Command::Demo(args) => demo_cmd(&cli, args),
+        Command::Run => with_runtime(run_cmd(&cli)),
+        Command::Bench(args) => with_runtime(bench_cmd(&cli, args)),
+        Command::Send { file } => with_runtime(send_cmd(&cli, file)),
+        Command::Status { id, json } => with_runtime(status_cmd(&cli, id, *json)),
+        Command::Receipt { id, event, channel } => {
+            with_runtime(receipt_cmd(&cli, id, event, channel.as_deref()))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Catalog> {
+    Catalog::load(&cli.config)
+        .map_err(|errors| anyhow::anyhow!("the configuration is not valid:\n{errors}"))
+}
+
+fn check(cli: &Cli) -> ExitCode {
+    match Catalog::load(&cli.config) {
+        Ok(catalog) => {
+            println!(
+                "ok: {} channels ({}), {} policies",
+                catalog.channels.len(),
+                catalog
+                    .channels
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                catalog.policies.len()
+            );
+            for line in catalog.summary() {
+                println!("  {line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "{} problem{} found",
+                errors.0.len(),
+                if errors.0.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// RFC 3339 with an offset, or a civil date-time in `tz`.
+fn parse_moment(s: &str, tz: &TimeZone) -> anyhow::Result<i64> {
+    if let Ok(ts) = s.parse::<Timestamp>() {
+        return Ok(ts.as_millisecond());
+    }
+    let civil: DateTime = s.parse().with_context(|| {
+        format!(
+            "`{s}` is neither RFC 3339 (2026-11-23T17:50:00Z) nor a local time (2026-11-23T20:50)"
+        )
+    })?;
+    let zoned = tz.to_ambiguous_zoned(civil).compatible()?;
+    Ok(zoned.timestamp().as_millisecond())
+}
+
+fn simulate_cmd(cli: &Cli, a: &SimulateArgs) -> anyhow::Result<()> {
+    let catalog = load(cli)?;
+    let tz = match &a.tz {
+        Some(name) => parse_timezone(name).map_err(anyhow::Error::msg)?,
+        None => catalog.settings.defaults.timezone.clone(),
+    };
+    let start_ms = match &a.start {
+        Some(s) => parse_moment(s, &tz)?,
+        None => Timestamp::now().as_millisecond(),
+    };
+    let send_at_ms = a
+        .send_at
+        .as_deref()
+        .map(|s| parse_moment(s, &tz))
+        .transpose()?;
+    let mut contacts: Vec<String> = match &a.contacts {
+        Some(c) => c.clone(),
+        None => SAMPLE_CONTACTS.iter().map(|(k, _)| k.to_string()).collect(),
+    };
+    contacts.retain(|c| !a.without.contains(c));
+    for ch in a.fail.iter().chain(&a.read_on) {
+        if !catalog.channels.contains_key(ch) {
+            bail!(
+                "no channel `{ch}`; channels: {}",
+                catalog
+                    .channels
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let read = match &a.read_after {
+        Some(d) => Some(Read {
+            after_ms: cascade::config::duration_ms(parse_duration(d).map_err(anyhow::Error::msg)?),
+            on_channel: a.read_on.clone(),
+            event: a.event.clone(),
+        }),
+        None => None,
+    };
+    let scenario = Scenario {
+        policy: a.policy.clone(),
+        contacts,
+        preferences: a.prefer.clone(),
+        opt_out: a.opt_out.clone(),
+        tz,
+        start_ms,
+        send_at_ms,
+        read,
+        failing: a.fail.clone(),
+    };
+    let lines = simulate::simulate(&catalog, &scenario).map_err(anyhow::Error::msg)?;
+    if a.json {
+        for l in &lines {
+            println!("{}", serde_json::to_string(l)?);
+        }
+    } else {
+        let policy = &catalog.policies[&scenario.policy];
+        println!("policy {}: {}", policy.name, policy.description);
+        let reads = match &scenario.read {
+            Some(r) => format!(
+                "reads {} after the {} message",
+                cascade::config::fmt_ms(r.after_ms),
+                r.on_channel.as_deref().unwrap_or("first")
+            ),
+            None => "never reads".into(),
+        };
+        println!(
+            "customer: contacts {}; time zone {}; {reads}\n",
+            if scenario.contacts.is_empty() {
+                "none".into()
+            } else {
+                scenario.contacts.join(", ")
+            },
+            scenario.tz.iana_name().unwrap_or("?"),
+        );
+        print!("{}", simulate::render_text(&lines));
+    }
+    Ok(())
+}
+
+fn demo_cmd(cli: &Cli, a: &DemoArgs) -> anyhow::Result<()> {
+    let catalog = load(cli)?;
+    let started = std::time::Instant::now();
+    let opts = demo::DemoOptions {
+        customers: a.customers,
+        seed: a.seed,
+        timelines: a.timelines,
+    };
+    let report = demo::run(&catalog, &opts);
+    println!(
+        "cascade demo: {} customers, {} notifications over one day (virtual clock), seed {}\n",
+        a.customers, report.published, a.seed
+    );
+    print!("{}", report.text);
+    println!(
+        "\nPlayed in {:.2} s of real time.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn with_runtime(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
+/// JSON log lines on standard output; `CASCADE_LOG` filters (default `info`).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CASCADE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .init();
+}
+
+async fn run_cmd(cli: &Cli) -> anyhow::Result<()> {
+    init_logs();
+    let catalog = load(cli)?;
+    let options = DaemonOptions {
+        config_path: Some(cli.config.clone()),
+        ..Default::default()
+    };
+    let daemon = Daemon::start(catalog, options).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+    }
+    daemon.stop(std::time::Duration::from_secs(20)).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bench_cmd(cli: &Cli, a: &BenchArgs) -> anyhow::Result<()> {
+    // Warnings only, on standard error: the table goes to standard output.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CASCADE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .init();
+    // Only the service addresses are taken from the settings.
+    let catalog = load(cli)?;
+    let opts = cascade::bench::BenchOptions {
+        amqp_url: catalog.settings.amqp.url.clone(),
+        redis_url: catalog.settings.redis.url.clone(),
+        w1_n: a.n.unwrap_or(a.w1_n),
+        w2_n: a.n.unwrap_or(a.w2_n),
+        w3_n: a.n.unwrap_or(a.w3_n),
+        floor_n: a.floor_n,
+        timeout: std::time::Duration::from_secs(a.timeout),
+        prefetch: a.prefetch,
+        concurrency: a.concurrency,
+        run_w1: a.only.iter().any(|w| w == "w1"),
+        run_w2: a.only.iter().any(|w| w == "w2"),
+        run_w3: a.only.iter().any(|w| w == "w3"),
+    };
+    eprintln!(
+        "cascade bench: W1 {}, W2 {}, W3 {} (floors {}) against {} and {}",
+        opts.w1_n, opts.w2_n, opts.w3_n, opts.floor_n, opts.amqp_url, opts.redis_url
+    );
+    let report = cascade::bench::run(&opts).await?;
+    println!(
+        "cascade bench, {}, {} CPUs",
+        jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    print!("{}", cascade::bench::render(&report, &opts));
+    Ok(())
+}
+
+async fn send_cmd(cli: &Cli, file: &str) -> anyhow::Result<()> {
+    let catalog = load(cli)?;
+    let body = if file == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+        b
+    } else {
+        std::fs::read(file).with_context(|| format!("cannot read {file}"))?
+    };
+    // Say what is wrong now rather than leave it to the dead-letter queue.
+    if let Err(e) = cascade::notification::admit(&body, &catalog) {
+        eprintln!(
+            "warning: the daemon will dead-letter this message: {} ({})",
+            e.message,
+            e.code.as_str()
+        );
+    }
+    let config = IntakeConfig::from(&catalog.settings.amqp);
+    if !intake::publish(&config, &body).await? {
+        bail!("RabbitMQ did not confirm the message");
+    }
+    println!("published to {}", config.queue);
+    Ok(())
+}
+
+async fn store(catalog: &Catalog) -> anyhow::Result<Store> {
+    let r = &catalog.settings.redis;
+    Ok(Store::connect(&r.url, Keys::new(&r.prefix, r.timer_shards), r.retention_ms).await?)
+}
+
+async fn status_cmd(cli: &Cli, id: &str, json: bool) -> anyhow::Result<()> {
+    let catalog = load(cli)?;
+    let Some((cascade, entries)) = store(&catalog).await?.status(id).await? else {
+        bail!("no notification `{id}` (unknown, or its retention ran out)");
+    };
+    if json {
+        for e in &entries {
+            println!("{}", serde_json::to_string(e)?);
+        }
+        return Ok(());
+    }
+    let state = match cascade.outcome() {
+        Some(o) => o.word().to_owned(),
+        None => format!(
+            "running (step {}, next wake-up {})",
+            cascade.step + 1,
+            cascade
+                .wake_at_ms()
+                .map(simulate::rfc3339)
+                .unwrap_or_default()
+        ),
+    };
+    println!("{id}: {state}");
+    for e in &entries {
+        println!(
+            "  {:<26} {:<12} {:<7} {:<12} {}",
+            simulate::rfc3339(e.at_ms),
+            e.event.as_str(),
+            e.step
+                .map(|s| format!("step {}", s + 1))
+                .unwrap_or_default(),
+            e.channel.as_deref().unwrap_or(""),
+            [
+                e.reason.clone(),
+                e.provider_message_id.clone(),
+                e.until_ms
+                    .map(|u| format!("until {}", simulate::rfc3339(u)))
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn receipt_cmd(
+    cli: &Cli,
+    id: &str,
+    event: &str,
+    channel: Option<&str>,
+) -> anyhow::Result<()> {
+    let catalog = load(cli)?;
+    let now = Timestamp::now().as_millisecond();
+    match store(&catalog)
+        .await?
+        .record_receipt(id, event, channel, now)
+        .await?
+    {
+        ReceiptResult::Recorded => println!("recorded {event} for {id}"),
+        ReceiptResult::AlreadyRecorded => println!("{event} was already recorded for {id}"),
+        ReceiptResult::UnknownNotification => bail!("no notification `{id}`"),
+    }
+    Ok(())
+}

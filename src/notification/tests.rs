@@ -1,0 +1,574 @@
+use std::path::Path;
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+
+use super::*;
+
+/// The example of SPEC section 2.
+fn example() -> Value {
+    json!({
+      "id": "order-1001:delayed",
+      "policy": "delivery_delay",
+      "customer": {
+        "id": "c-42",
+        "timezone": "Europe/Moscow",
+        "segment": "new",
+        "contacts": { "vk": "123456789", "sms": "+79161234567", "email": "ivan@example.ru",
+                      "telegram": "5551234", "whatsapp": "+79161234567" },
+        "preferences": ["telegram", "vk"],
+        "opt_out": ["whatsapp"]
+      },
+      "content": {
+        "text": "Заказ 1001 задерживается на 2 дня",
+        "subject": "Заказ задерживается",
+        "html": "<p>Заказ 1001 задерживается на 2 дня</p>",
+        "link": "https://shop.example.ru/orders/1001",
+        "channels": { "sms": { "text": "Заказ 1001 задерживается" } }
+      },
+      "send_at": "2026-11-23T09:00:00Z",
+      "expires_at": "2026-11-24T12:00:00Z"
+    })
+}
+
+/// The example with the value at JSON pointer `at` replaced (or removed, for `None`).
+fn changed(at: &str, value: Option<Value>) -> Vec<u8> {
+    let mut v = example();
+    let (parent, key) = at.rsplit_once('/').expect("pointer");
+    let obj = v
+        .pointer_mut(parent)
+        .and_then(Value::as_object_mut)
+        .expect("parent object");
+    match value {
+        Some(value) => obj.insert(key.to_owned(), value),
+        None => obj.remove(key),
+    };
+    serde_json::to_vec(&v).expect("json")
+}
+
+fn catalog() -> &'static Catalog {
+    static CATALOG: OnceLock<Catalog> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cascade.toml");
+        Catalog::load_with_env(&path, &|_| None).expect("the repository's config loads")
+    })
+}
+
+const BIG: usize = 256 * 1024;
+
+fn parse_err(body: &[u8]) -> IntakeError {
+    parse(body, BIG).expect_err("should be refused")
+}
+
+fn admit_err(body: &[u8]) -> IntakeError {
+    admit(body, catalog()).expect_err("should be refused")
+}
+
+#[track_caller]
+fn assert_refused(err: &IntakeError, code: ErrorCode, mentions: &str) {
+    assert_eq!(err.code, code, "{}", err.message);
+    assert!(
+        err.message.contains(mentions),
+        "{:?} should mention {mentions:?}",
+        err.message
+    );
+}
+
+#[test]
+fn the_spec_example_is_admitted() {
+    let body = serde_json::to_vec(&example()).unwrap();
+    let a = admit(&body, catalog()).unwrap();
+    let n = &a.notification;
+    assert_eq!(n.id, "order-1001:delayed");
+    assert_eq!(n.customer.contacts.len(), 5);
+    assert_eq!(n.customer.opt_out, ["whatsapp"]);
+    assert_eq!(a.recipient.tz.iana_name(), Some("Europe/Moscow"));
+    assert_eq!(a.send_at_ms, Some(1_795_424_400_000));
+    assert_eq!(a.expires_at_ms, Some(1_795_521_600_000));
+    assert_eq!(
+        n.text_for("sms", ChannelKind::Sms),
+        Some("Заказ 1001 задерживается")
+    );
+    assert_eq!(
+        n.text_for("vk", ChannelKind::Vk),
+        Some("Заказ 1001 задерживается на 2 дня")
+    );
+    assert_eq!(
+        n.subject_for("email", ChannelKind::Email),
+        Some("Заказ задерживается")
+    );
+}
+
+#[test]
+fn codes_are_stable_words() {
+    let words: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(
+        words,
+        [
+            "body_too_large",
+            "invalid_utf8",
+            "malformed_json",
+            "missing_field",
+            "invalid_field",
+            "invalid_id",
+            "unknown_policy",
+            "invalid_timezone",
+            "invalid_time",
+            "invalid_contact",
+            "no_reachable_channel",
+            "missing_text",
+            "text_too_long",
+        ]
+    );
+    for code in ErrorCode::ALL {
+        assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+        assert_eq!(
+            serde_json::to_value(code).unwrap(),
+            Value::String(code.as_str().into())
+        );
+    }
+}
+
+#[test]
+fn body_too_large() {
+    let body = serde_json::to_vec(&example()).unwrap();
+    let err = parse(&body, 100).unwrap_err();
+    assert_refused(&err, ErrorCode::BodyTooLarge, "at most 100");
+}
+
+#[test]
+fn invalid_utf8() {
+    let err = parse_err(b"{\"id\": \"\xff\"}");
+    assert_refused(&err, ErrorCode::InvalidUtf8, "offset 8");
+}
+
+#[test]
+fn malformed_json() {
+    assert_refused(&parse_err(b""), ErrorCode::MalformedJson, "empty");
+    assert_refused(
+        &parse_err(b"{\"id\": \"a\",\n \"policy\" \"p\"}"),
+        ErrorCode::MalformedJson,
+        "line 2, column 11",
+    );
+    assert_refused(
+        &parse_err(b"{\"id\": \"a\""),
+        ErrorCode::MalformedJson,
+        "ends before",
+    );
+    let mut body = serde_json::to_vec(&example()).unwrap();
+    body.extend_from_slice(b" {}");
+    assert_refused(&parse_err(&body), ErrorCode::MalformedJson, "trailing");
+}
+
+#[test]
+fn missing_field() {
+    let err = parse_err(&changed("/customer/id", None));
+    assert_refused(&err, ErrorCode::MissingField, "customer.id is required");
+    let err = parse_err(&changed("/policy", None));
+    assert_refused(&err, ErrorCode::MissingField, "policy is required");
+    assert!(!err.message.contains("customer"), "{}", err.message);
+    let err = parse_err(&changed("/customer", None));
+    assert_refused(&err, ErrorCode::MissingField, "customer is required");
+}
+
+#[test]
+fn invalid_field() {
+    let err = parse_err(&changed("/customer/contacts/sms", Some(json!(true))));
+    assert_refused(
+        &err,
+        ErrorCode::InvalidField,
+        "customer.contacts.sms must be a string or a whole number, not boolean `true`",
+    );
+    let err = parse_err(&changed("/customer/opt_out", Some(json!(["sms", 5]))));
+    assert_refused(&err, ErrorCode::InvalidField, "customer.opt_out[1]");
+    let err = parse_err(&changed("/customer", Some(json!(["c-42"]))));
+    assert_refused(
+        &err,
+        ErrorCode::InvalidField,
+        "customer must be an object, not an array",
+    );
+    let err = parse_err(&changed("/customer/id", Some(json!({}))));
+    assert_refused(
+        &err,
+        ErrorCode::InvalidField,
+        "customer.id must be a string",
+    );
+    let err = parse_err(br#"["order-1", "delivery_delay", {"id": "c"}]"#);
+    assert_refused(&err, ErrorCode::InvalidField, "the body must be an object");
+    let err = parse_err(&changed("/policy", Some(json!(""))));
+    assert_refused(&err, ErrorCode::InvalidField, "policy");
+    let err = parse_err(&changed("/customer/id", Some(json!(" "))));
+    assert_refused(&err, ErrorCode::InvalidField, "customer.id");
+    let many: serde_json::Map<String, Value> =
+        (0..33).map(|i| (format!("k{i}"), json!("x"))).collect();
+    let err = parse_err(&changed("/customer/contacts", Some(Value::Object(many))));
+    assert_refused(&err, ErrorCode::InvalidField, "33 entries");
+    let err = parse_err(&changed(
+        "/customer/preferences",
+        Some(json!(vec!["vk"; 17])),
+    ));
+    assert_refused(&err, ErrorCode::InvalidField, "customer.preferences has 17");
+    let err = parse_err(&changed(
+        "/customer/contacts/email",
+        Some(json!("a".repeat(321))),
+    ));
+    assert_refused(
+        &err,
+        ErrorCode::InvalidField,
+        "customer.contacts.email is 321",
+    );
+    let err = parse_err(&changed(
+        "/content/link",
+        Some(json!("javascript:alert(1)")),
+    ));
+    assert_refused(&err, ErrorCode::InvalidField, "content.link");
+    let err = parse_err(&changed(
+        "/content/channels/sms",
+        Some(json!("just a string")),
+    ));
+    assert_refused(
+        &err,
+        ErrorCode::InvalidField,
+        "content.channels.sms must be an object",
+    );
+    let err = parse_err(br#"{"id": "a", "id": "b", "policy": "p", "customer": {"id": "c"}}"#);
+    assert_refused(&err, ErrorCode::InvalidField, "id is given twice");
+}
+
+#[test]
+fn invalid_id() {
+    for (id, mentions) in [
+        ("", "empty"),
+        ("order 1001", "a space"),
+        ("order-{1001}", "`{`"),
+        ("order\u{7}1001", "control character (U+0007)"),
+        ("order-1001\n", "U+000A"),
+    ] {
+        let err = parse_err(&changed("/id", Some(json!(id))));
+        assert_refused(&err, ErrorCode::InvalidId, mentions);
+        assert!(!err.message.contains('\n') && !err.message.contains('\u{7}'));
+    }
+    let err = parse_err(&changed("/id", Some(json!("x".repeat(201)))));
+    assert_refused(&err, ErrorCode::InvalidId, "201 bytes");
+    assert!(parse(&changed("/id", Some(json!("x".repeat(200)))), BIG).is_ok());
+}
+
+#[test]
+fn unknown_policy() {
+    let err = admit_err(&changed("/policy", Some(json!("delivery_delayed"))));
+    assert_refused(
+        &err,
+        ErrorCode::UnknownPolicy,
+        "known policies: abandoned_cart, delivery_delay, order_followup",
+    );
+}
+
+#[test]
+fn invalid_timezone() {
+    for tz in ["Moscow", "Europe/Mordor", "../../etc/passwd", "UTC+3"] {
+        let err = admit_err(&changed("/customer/timezone", Some(json!(tz))));
+        assert_refused(&err, ErrorCode::InvalidTimezone, "customer.timezone");
+    }
+    let err = admit_err(&changed("/customer/timezone", Some(json!(5))));
+    assert_eq!(err.code, ErrorCode::InvalidField);
+    // Absent, null or empty: the configured default.
+    for tz in [None, Some(Value::Null), Some(json!(""))] {
+        let a = admit(&changed("/customer/timezone", tz), catalog()).unwrap();
+        assert_eq!(a.recipient.tz.iana_name(), Some("Europe/Moscow"));
+    }
+    let a = admit(
+        &changed("/customer/timezone", Some(json!("asia/yekaterinburg"))),
+        catalog(),
+    )
+    .unwrap();
+    assert_eq!(a.recipient.tz.iana_name(), Some("Asia/Yekaterinburg"));
+}
+
+#[test]
+fn invalid_time() {
+    for bad in [
+        json!("tomorrow"),
+        json!("2026-11-23 09:00"),
+        json!("2026-11-23T09:00:00"),
+        json!("2026-13-01T00:00:00Z"),
+        json!(1795424400000_i64),
+    ] {
+        let err = parse_err(&changed("/send_at", Some(bad)));
+        assert_refused(
+            &err,
+            ErrorCode::InvalidTime,
+            "send_at must be an RFC 3339 time",
+        );
+    }
+    let err = parse_err(&changed("/expires_at", Some(json!("soon"))));
+    assert_refused(&err, ErrorCode::InvalidTime, "expires_at");
+    let n = parse(
+        &changed("/send_at", Some(json!("2026-11-23T12:00:00+03:00"))),
+        BIG,
+    )
+    .unwrap();
+    assert_eq!(n.send_at, Some("2026-11-23T09:00:00Z".parse().unwrap()));
+}
+
+#[test]
+fn invalid_contact() {
+    let err = admit_err(&changed("/customer/contacts/sms", Some(json!("+7916"))));
+    assert_eq!(err.code, ErrorCode::InvalidContact);
+    assert_eq!(
+        err.message,
+        "customer.contacts.sms `+7916` is not a phone number in E.164 form such as +79161234567"
+    );
+    let err = admit_err(&changed("/customer/contacts/vk", Some(json!("id123"))));
+    assert_refused(
+        &err,
+        ErrorCode::InvalidContact,
+        "customer.contacts.vk `id123`",
+    );
+    // A contact no channel of the policy uses is not checked.
+    assert!(
+        admit(
+            &changed("/customer/contacts/email", Some(json!("not an email"))),
+            catalog()
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn contacts_of_an_opted_out_channel_are_not_checked() {
+    let mut v = example();
+    v["customer"]["contacts"]["sms"] = json!("garbage");
+    v["customer"]["opt_out"] = json!(["sms"]);
+    assert!(admit(&serde_json::to_vec(&v).unwrap(), catalog()).is_ok());
+}
+
+#[test]
+fn contacts_are_normalised() {
+    let mut v = example();
+    v["customer"]["contacts"]["sms"] = json!(" +7 (916) 123-45-67 ");
+    v["customer"]["contacts"]["vk"] = json!(123456789);
+    v["customer"]["contacts"]["telegram"] = Value::Null;
+    let a = admit(&serde_json::to_vec(&v).unwrap(), catalog()).unwrap();
+    let contacts = &a.notification.customer.contacts;
+    assert_eq!(contacts["sms"], "+79161234567");
+    assert_eq!(contacts["vk"], "123456789");
+    assert!(!contacts.contains_key("telegram"));
+    assert_eq!(a.recipient.contacts, *contacts);
+}
+
+#[test]
+fn no_reachable_channel() {
+    let mut v = example();
+    v["customer"]["contacts"] = json!({ "email": "ivan@example.ru", "sms": "  " });
+    let err = admit_err(&serde_json::to_vec(&v).unwrap());
+    assert_refused(
+        &err,
+        ErrorCode::NoReachableChannel,
+        "vk (no contact), sms (no contact)",
+    );
+    v["customer"]["contacts"] = json!({ "vk": "1", "sms": "+79161234567" });
+    v["customer"]["opt_out"] = json!(["vk", "sms"]);
+    let err = admit_err(&serde_json::to_vec(&v).unwrap());
+    assert_refused(&err, ErrorCode::NoReachableChannel, "vk (opted out)");
+}
+
+#[test]
+fn missing_text() {
+    let err = admit_err(&changed("/content", None));
+    assert_refused(&err, ErrorCode::MissingText, "channel `vk`");
+    // A blank text is no text.
+    let err = admit_err(&changed("/content/text", Some(json!("  "))));
+    assert_refused(&err, ErrorCode::MissingText, "content.channels.vk.text");
+    // The sms text alone does not serve vk.
+    let err = admit_err(&changed("/content/text", None));
+    assert_refused(&err, ErrorCode::MissingText, "channel `vk`");
+}
+
+#[test]
+fn email_may_carry_html_alone() {
+    let mut v = example();
+    v["policy"] = json!("abandoned_cart");
+    v["customer"]["contacts"] = json!({ "email": "ivan@example.ru", "telegram": "5551234" });
+    v["content"] = json!({ "html": "<p>Вы забыли корзину</p>", "channels": { "telegram": { "text": "Вы забыли корзину" } } });
+    assert!(admit(&serde_json::to_vec(&v).unwrap(), catalog()).is_ok());
+    // Every alternative the customer can be reached on may be used (the one
+    // before it may fail), so vk needs a text as soon as there is a vk contact.
+    v["customer"]["contacts"]["vk"] = json!("123456789");
+    let err = admit_err(&serde_json::to_vec(&v).unwrap());
+    assert_refused(&err, ErrorCode::MissingText, "channel `vk`");
+}
+
+#[test]
+fn webhook_steps_need_text_too() {
+    let mut v = example();
+    v["policy"] = json!("order_followup");
+    v["content"] =
+        json!({ "html": "<p>Спасибо за заказ</p>", "channels": { "sms": { "text": "Спасибо" } } });
+    let err = admit_err(&serde_json::to_vec(&v).unwrap());
+    assert_refused(&err, ErrorCode::MissingText, "channel `call_centre`");
+    v["content"]["channels"]["webhook"] = json!({ "text": "Позвонить клиенту" });
+    assert!(admit(&serde_json::to_vec(&v).unwrap(), catalog()).is_ok());
+}
+
+#[test]
+fn text_too_long() {
+    // sms.toml allows 3 segments: 201 Cyrillic characters fit, 202 do not.
+    let fits = "ж".repeat(201);
+    assert!(
+        admit(
+            &changed("/content/channels/sms/text", Some(json!(fits))),
+            catalog()
+        )
+        .is_ok()
+    );
+    let err = admit_err(&changed(
+        "/content/channels/sms/text",
+        Some(json!("ж".repeat(202))),
+    ));
+    assert_refused(
+        &err,
+        ErrorCode::TextTooLong,
+        "content.channels.sms.text needs 4 SMS segments (202 UTF-16 units); channel `sms` allows at most 3",
+    );
+    // VK takes 4096 characters by default.
+    let err = admit_err(&changed("/content/text", Some(json!("ж".repeat(4097)))));
+    assert_refused(
+        &err,
+        ErrorCode::TextTooLong,
+        "content.text is 4097 characters long; channel `vk` takes at most 4096",
+    );
+    // Structural limit of parse.
+    let err = parse_err(&changed(
+        "/content/html",
+        Some(json!("a".repeat(65 * 1024))),
+    ));
+    assert_refused(&err, ErrorCode::TextTooLong, "content.html");
+}
+
+#[test]
+fn a_past_expiry_is_not_an_error() {
+    let a = admit(
+        &changed("/expires_at", Some(json!("2001-01-01T00:00:00Z"))),
+        catalog(),
+    )
+    .unwrap();
+    assert_eq!(a.expires_at_ms, Some(978_307_200_000));
+}
+
+#[test]
+fn unknown_fields_nulls_and_bom_are_tolerated() {
+    let mut v = example();
+    v["priority"] = json!({ "deep": [1, 2, { "x": null }] });
+    v["customer"]["loyalty"] = json!(3);
+    v["content"]["channels"]["sms"]["emoji"] = json!(false);
+    v["customer"]["preferences"] = Value::Null;
+    v["send_at"] = Value::Null;
+    let mut body = "\u{feff}".as_bytes().to_vec();
+    body.extend(serde_json::to_vec(&v).unwrap());
+    let a = admit(&body, catalog()).unwrap();
+    assert!(a.notification.customer.preferences.is_empty());
+    assert_eq!(a.send_at_ms, None);
+}
+
+#[test]
+fn text_lookup_order() {
+    let mut v = example();
+    v["content"]["channels"] = json!({
+        "sms": { "text": "by name", "subject": " " },
+        "vk": { "html": "<b>vk</b>" },
+    });
+    let n = parse(&serde_json::to_vec(&v).unwrap(), BIG).unwrap();
+    assert_eq!(n.text_for("sms", ChannelKind::Sms), Some("by name"));
+    // A channel named `sms_backup` of kind sms falls back to the kind's text.
+    assert_eq!(n.text_for("sms_backup", ChannelKind::Sms), Some("by name"));
+    assert_eq!(
+        n.text_for("vk", ChannelKind::Vk),
+        Some("Заказ 1001 задерживается на 2 дня")
+    );
+    assert_eq!(
+        n.subject_for("sms", ChannelKind::Sms),
+        Some("Заказ задерживается")
+    );
+    assert_eq!(n.html_for("vk", ChannelKind::Vk), Some("<b>vk</b>"));
+    let mut bare = n.clone();
+    bare.content = Content::default();
+    assert_eq!(bare.text_for("sms", ChannelKind::Sms), None);
+}
+
+#[test]
+fn serialising_round_trips() {
+    let n = parse(&serde_json::to_vec(&example()).unwrap(), BIG).unwrap();
+    let again = serde_json::to_vec(&n).unwrap();
+    assert_eq!(parse(&again, BIG).unwrap(), n);
+    let v: Value = serde_json::from_slice(&again).unwrap();
+    assert_eq!(v["send_at"], "2026-11-23T09:00:00Z");
+    assert_eq!(v, example());
+}
+
+#[test]
+fn messages_are_bounded_and_single_line() {
+    let huge = format!("{}\n", "x".repeat(100_000));
+    let err = parse_err(&changed("/send_at", Some(json!(huge))));
+    assert_eq!(err.code, ErrorCode::InvalidTime);
+    assert!(err.message.len() <= MAX_MESSAGE_BYTES);
+    assert!(!err.message.contains('\n'));
+    assert_eq!(err.to_string(), err.message);
+}
+
+#[test]
+fn containers_where_a_contact_belongs() {
+    for bad in [json!([1, 2]), json!([]), json!({}), json!({"a": 1})] {
+        let mut v = example();
+        v["customer"]["contacts"]["sms"] = bad;
+        for body in [
+            serde_json::to_vec(&v).unwrap(),
+            serde_json::to_vec_pretty(&v).unwrap(),
+        ] {
+            let err = parse_err(&body);
+            assert_eq!(err.code, ErrorCode::InvalidField);
+            assert!(
+                err.message.starts_with(
+                    "customer.contacts.sms must be a string or a whole number, not an "
+                ),
+                "{}",
+                err.message
+            );
+        }
+    }
+}
+
+#[test]
+fn deep_nesting_does_not_overflow() {
+    // serde_json skips unknown fields without recursion, so depth is no danger there.
+    let open = "[".repeat(100_000);
+    let close = "]".repeat(100_000);
+    let deep = format!("{{\"x\": {open}{close}}}");
+    assert_eq!(parse_err(deep.as_bytes()).code, ErrorCode::MissingField);
+    let deep = format!("{open}{close}");
+    assert_refused(
+        &parse_err(deep.as_bytes()),
+        ErrorCode::InvalidField,
+        "the body must be an object, not an array",
+    );
+    let mut v = example();
+    v["customer"]["contacts"]["sms"] = json!("PLACEHOLDER");
+    let body = serde_json::to_string(&v)
+        .unwrap()
+        .replace("\"PLACEHOLDER\"", &format!("{open}{close}"));
+    assert_refused(
+        &parse_err(body.as_bytes()),
+        ErrorCode::InvalidField,
+        "customer.contacts.sms",
+    );
+}
+
+#[test]
+fn a_value_that_looks_like_serde_wording_does_not_confuse_the_message() {
+    let err = parse_err(&changed("/send_at", Some(json!("x, expected y"))));
+    assert!(
+        err.message
+            .starts_with("send_at must be an RFC 3339 time with an offset, such as 2026-11-23T09:00:00Z, not string \"x, expected y\""),
+        "{}",
+        err.message
+    );
+}

@@ -1,0 +1,204 @@
+//! `cascade run`: intake, scheduler and HTTP server in one process, with one
+//! cancellation token for a graceful stop. Tests start it in-process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Health;
+use super::clock::{Clock, SystemClock};
+use super::intake::{self, IntakeConfig};
+use super::keys::Keys;
+use super::scheduler::{self, SchedulerConfig};
+use super::store::Store;
+use super::worker::Worker;
+use crate::channels::Outbound;
+use crate::config::Catalog;
+use crate::http::{AppState, router};
+
+/// How to start a daemon beyond its configuration.
+pub struct DaemonOptions {
+    pub clock: Arc<dyn Clock>,
+    pub scheduler: SchedulerConfig,
+    /// Overrides `http.listen` (tests pass `127.0.0.1:0`).
+    pub listen: Option<String>,
+    /// The settings file to watch for hot reload; `None` disables it.
+    pub config_path: Option<std::path::PathBuf>,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            clock: Arc::new(SystemClock::default()),
+            scheduler: SchedulerConfig::default(),
+            listen: None,
+            config_path: None,
+        }
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub http_addr: SocketAddr,
+    pub store: Store,
+    pub health: Arc<Health>,
+    pub catalog: Arc<ArcSwap<Catalog>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("stopped before Redis could be reached")]
+    Stopped,
+}
+
+impl Daemon {
+    /// Starts every part. Waits for Redis (retrying) but not for RabbitMQ,
+    /// whose connection is retried in the background; `/readyz` tells.
+    pub async fn start(catalog: Catalog, options: DaemonOptions) -> Result<Daemon, StartError> {
+        let shutdown = CancellationToken::new();
+        let settings = catalog.settings.clone();
+        let keys = Keys::new(&settings.redis.prefix, settings.redis.timer_shards);
+        let store = connect_store(
+            &settings.redis.url,
+            keys,
+            settings.redis.retention_ms,
+            &shutdown,
+        )
+        .await?;
+        let health = Arc::new(Health::default());
+        health
+            .redis
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let catalog = Arc::new(ArcSwap::from_pointee(catalog));
+        let poke = Arc::new(Notify::new());
+        let tasks = TaskTracker::new();
+        super::telemetry::handle();
+        tasks.spawn(super::telemetry::upkeep(shutdown.clone()));
+
+        let addr = options
+            .listen
+            .clone()
+            .unwrap_or(settings.http.listen.clone());
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Listen { addr, source })?;
+        let app = router(AppState {
+            store: store.clone(),
+            clock: options.clock.clone(),
+            health: health.clone(),
+            receipt_token: settings.http.receipt_token.clone(),
+            catalog: catalog.clone(),
+        });
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        });
+
+        let worker = Arc::new(Worker {
+            store: store.clone(),
+            catalog: catalog.clone(),
+            outbound: Outbound::new(),
+            clock: options.clock.clone(),
+        });
+        tasks.spawn(scheduler::run(
+            worker,
+            SchedulerConfig {
+                lease_ms: settings.defaults.claim_lease_ms,
+                ..options.scheduler
+            },
+            poke.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(intake::run(
+            IntakeConfig::from(&settings.amqp),
+            catalog.clone(),
+            store.clone(),
+            options.clock.clone(),
+            poke,
+            health.clone(),
+            shutdown.clone(),
+        ));
+        if let Some(path) = options.config_path.clone() {
+            tasks.spawn(super::reload::watch(
+                path,
+                catalog.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tasks.close();
+        tracing::info!(http = %http_addr, queue = %settings.amqp.queue, "cascade is running");
+        Ok(Daemon {
+            http_addr,
+            store,
+            health,
+            catalog,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops intake and the scheduler, lets work in progress finish (up to
+    /// `grace`), and returns. Anything unfinished is handed back by its lease.
+    pub async fn stop(self, grace: Duration) {
+        self.shutdown.cancel();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "work still in progress at the end of the grace period; its leases will hand it to another instance"
+            );
+        }
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+async fn connect_store(
+    url: &str,
+    keys: Keys,
+    retention_ms: i64,
+    shutdown: &CancellationToken,
+) -> Result<Store, StartError> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match Store::connect(url, keys.clone(), retention_ms).await {
+            Ok(store) => return Ok(store),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach Redis; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return Err(StartError::Stopped),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,333 @@
+//! Intake: consume `cascade.notifications`, admit each message, record the
+//! cascade in Redis, and only then acknowledge. Bad input goes to the
+//! dead-letter queue under a publisher confirm, with its error code and
+//! sentence in headers, and only then is acknowledged (SPEC 2).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Health;
+use super::clock::Clock;
+use super::lifecycle::log_entries;
+use super::store::Store;
+use super::telemetry;
+use crate::config::Catalog;
+use crate::core::{Cascade, Context, Entry, EntryKind};
+use crate::notification::{self, IntakeError};
+
+/// Where intake reads and dead-letters.
+#[derive(Clone, Debug)]
+pub struct IntakeConfig {
+    pub url: String,
+    pub queue: String,
+    pub dead_letter_queue: String,
+    pub prefetch: u16,
+}
+
+impl From<&crate::config::Amqp> for IntakeConfig {
+    fn from(a: &crate::config::Amqp) -> Self {
+        IntakeConfig {
+            url: a.url.clone(),
+            queue: a.queue.clone(),
+            dead_letter_queue: a.dead_letter_queue.clone(),
+            prefetch: a.prefetch,
+        }
+    }
+}
+
+/// Consumes until `shutdown`, reconnecting with backoff when RabbitMQ goes away.
+pub async fn run(
+    config: IntakeConfig,
+    catalog: Arc<ArcSwap<Catalog>>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    poke: Arc<Notify>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        match consume(&config, &catalog, &store, &clock, &poke, &health, &shutdown).await {
+            Ok(()) => break,
+            Err(e) => {
+                health.amqp.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "RabbitMQ connection lost; reconnecting");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    health.amqp.store(false, Ordering::Relaxed);
+}
+
+/// Declares the queues this daemon needs; also used by `cascade send`.
+pub async fn declare(channel: &Channel, config: &IntakeConfig) -> lapin::Result<()> {
+    for q in [&config.queue, &config.dead_letter_queue] {
+        channel
+            .queue_declare(
+                ShortString::from(q.as_str()),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+async fn consume(
+    config: &IntakeConfig,
+    catalog: &Arc<ArcSwap<Catalog>>,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+    poke: &Arc<Notify>,
+    health: &Arc<Health>,
+    shutdown: &CancellationToken,
+) -> lapin::Result<()> {
+    let conn = Connection::connect(&config.url, ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    declare(&channel, config).await?;
+    channel
+        .basic_qos(config.prefetch, BasicQosOptions::default())
+        .await?;
+    let dead = conn.create_channel().await?;
+    dead.confirm_select(ConfirmSelectOptions::default()).await?;
+    let mut consumer = channel
+        .basic_consume(
+            ShortString::from(config.queue.as_str()),
+            ShortString::from("cascade-intake"),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    health.amqp.store(true, Ordering::Relaxed);
+    tracing::info!(queue = %config.queue, prefetch = config.prefetch, "consuming");
+
+    // Deliveries are handled concurrently, at most `prefetch` at a time.
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(config.prefetch.max(1) as usize));
+    let result = loop {
+        let next = tokio::select! {
+            d = consumer.next() => d,
+            _ = shutdown.cancelled() => break Ok(()),
+        };
+        let delivery = match next {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => break Err(e),
+            None => {
+                break Err(lapin::Error::from(
+                    lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
+                ));
+            }
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break Ok(());
+        };
+        let (catalog, store, clock, poke, dead, config) = (
+            catalog.load_full(),
+            store.clone(),
+            clock.clone(),
+            poke.clone(),
+            dead.clone(),
+            config.clone(),
+        );
+        tracker.spawn(async move {
+            handle(
+                delivery,
+                &catalog,
+                &store,
+                clock.as_ref(),
+                &poke,
+                &dead,
+                &config,
+            )
+            .await;
+            drop(permit);
+        });
+    };
+    // Stop taking deliveries; let those in hand finish (unacked ones are redelivered).
+    tracker.close();
+    tracker.wait().await;
+    let _ = conn.close(200, ShortString::from("shutting down")).await;
+    result
+}
+
+async fn handle(
+    delivery: Delivery,
+    catalog: &Catalog,
+    store: &Store,
+    clock: &dyn Clock,
+    poke: &Notify,
+    dead: &Channel,
+    config: &IntakeConfig,
+) {
+    let admitted = match notification::admit(&delivery.data, catalog) {
+        Ok(a) => a,
+        Err(e) => {
+            reject(delivery, &e, dead, config, store, clock).await;
+            return;
+        }
+    };
+    let n = &admitted.notification;
+    let Some(policy) = catalog.policies.get(&n.policy) else {
+        return;
+    };
+    let now = clock.now_ms();
+    let receipts = Default::default();
+    let ctx = Context {
+        notification_id: &n.id,
+        policy,
+        channels: &catalog.channel_rules,
+        recipient: &admitted.recipient,
+        receipts: &receipts,
+        timing: catalog.timing(),
+    };
+    let decision = Cascade::accept(now, admitted.send_at_ms, admitted.expires_at_ms, &ctx);
+    match store.accept(&admitted, policy, &decision).await {
+        Ok(true) => {
+            if delivery.ack(BasicAckOptions::default()).await.is_ok() {
+                telemetry::intake("accepted", None);
+                log_entries(&n.id, &n.customer.id, &policy.name, &decision.entries);
+                poke.notify_one();
+            }
+        }
+        Ok(false) => {
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+            let entry = intake_entry(now, EntryKind::Duplicate, None);
+            if let Err(e) = store.append_event(Some(&n.id), &entry).await {
+                tracing::warn!(error = %e, "cannot append to the events stream");
+            }
+            telemetry::intake("duplicate", None);
+            tracing::info!(target: "cascade::lifecycle", event = "duplicate", notification_id = %n.id, customer_id = %n.customer.id, policy = %n.policy, "duplicate");
+        }
+        Err(e) => {
+            // Not recorded: hand the message back so it is not lost.
+            telemetry::intake("requeued", None);
+            tracing::warn!(notification_id = %n.id, error = %e, "cannot record the cascade in Redis; returning the message to the queue");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await;
+        }
+    }
+}
+
+/// Dead-letters a bad message with its reason, under a publisher confirm,
+/// then acknowledges it. If the dead-letter publish fails, the message goes
+/// back to the queue instead: it is never dropped.
+async fn reject(
+    delivery: Delivery,
+    error: &IntakeError,
+    dead: &Channel,
+    config: &IntakeConfig,
+    store: &Store,
+    clock: &dyn Clock,
+) {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        ShortString::from("x-cascade-error-code"),
+        AMQPValue::LongString(LongString::from(error.code.as_str())),
+    );
+    headers.insert(
+        ShortString::from("x-cascade-error"),
+        AMQPValue::LongString(LongString::from(error.message.as_str())),
+    );
+    let properties = delivery
+        .properties
+        .clone()
+        .with_headers(headers)
+        .with_delivery_mode(2);
+    let confirmed = match dead
+        .basic_publish(
+            ShortString::from(""),
+            ShortString::from(config.dead_letter_queue.as_str()),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        )
+        .await
+    {
+        Ok(confirm) => confirm.await.map(|c| c.is_ack()).unwrap_or(false),
+        Err(_) => false,
+    };
+    if confirmed {
+        let _ = delivery.ack(BasicAckOptions::default()).await;
+        let reason = format!("{}: {}", error.code.as_str(), error.message);
+        let entry = intake_entry(clock.now_ms(), EntryKind::Rejected, Some(reason));
+        if let Err(e) = store.append_event(None, &entry).await {
+            tracing::warn!(error = %e, "cannot append to the events stream");
+        }
+        telemetry::intake("rejected", Some(error.code.as_str()));
+        tracing::info!(target: "cascade::lifecycle", event = "rejected", code = error.code.as_str(), reason = %error.message, "rejected");
+    } else {
+        tracing::warn!(
+            code = error.code.as_str(),
+            "cannot dead-letter a rejected message; returning it to the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await;
+    }
+}
+
+/// Publishes one notification with a confirm (for `cascade send`).
+pub async fn publish(config: &IntakeConfig, body: &[u8]) -> lapin::Result<bool> {
+    let conn = Connection::connect(&config.url, ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    declare(&channel, config).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let confirm = channel
+        .basic_publish(
+            ShortString::from(""),
+            ShortString::from(config.queue.as_str()),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type(ShortString::from("application/json")),
+        )
+        .await?
+        .await?;
+    let _ = conn.close(200, ShortString::from("done")).await;
+    Ok(confirm.is_ack())
+}
+
+fn intake_entry(at_ms: i64, event: EntryKind, reason: Option<String>) -> Entry {
+    Entry {
+        at_ms,
+        event,
+        step: None,
+        channel: None,
+        reason,
+        until_ms: None,
+        provider_message_id: None,
+    }
+}

@@ -1,0 +1,110 @@
+//! Redis key names. Everything about one notification shares the hash tag
+//! `{<id>}`, so a Redis Cluster keeps it on one node and a Lua script may
+//! touch it all; timers are spread over shards with their own tags.
+
+/// Builds the keys under one prefix (`cascade` unless tests isolate themselves).
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+    shards: u16,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, shards: u16) -> Self {
+        Keys {
+            prefix: prefix.to_owned(),
+            shards: shards.max(1),
+        }
+    }
+
+    pub fn shards(&self) -> u16 {
+        self.shards
+    }
+
+    /// The cascade: state, version, notification, policy hash, time zone, customer.
+    pub fn state(&self, id: &str) -> String {
+        format!("{}:{{{id}}}:state", self.prefix)
+    }
+
+    /// SPEC 6: event word → Unix ms; any system may write here.
+    pub fn receipts(&self, id: &str) -> String {
+        format!("{}:{{{id}}}:receipts", self.prefix)
+    }
+
+    /// The timeline entries, oldest first, for `cascade status`.
+    pub fn timeline(&self, id: &str) -> String {
+        format!("{}:{{{id}}}:timeline", self.prefix)
+    }
+
+    /// The wake-up sorted set an id belongs to.
+    pub fn timer_of(&self, id: &str) -> String {
+        self.timer(shard_of(id, self.shards))
+    }
+
+    pub fn timer(&self, shard: u16) -> String {
+        format!("{}:timers:{{{shard}}}", self.prefix)
+    }
+
+    /// The bounded stream of every lifecycle event (SPEC 7).
+    pub fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// A policy snapshot by content hash, shared by the cascades that started on it.
+    pub fn policy(&self, hash: &str) -> String {
+        format!("{}:policy:{hash}", self.prefix)
+    }
+
+    /// A provider's message id → `step<TAB>notification id`.
+    pub fn provider_message(&self, channel: &str, provider_message_id: &str) -> String {
+        format!("{}:pmid:{{{channel}:{provider_message_id}}}", self.prefix)
+    }
+
+    /// The messages sent to one peer of a channel, scored by provider message id.
+    pub fn peer_messages(&self, channel: &str, peer: &str) -> String {
+        format!("{}:peer:{{{channel}:{peer}}}", self.prefix)
+    }
+
+    /// A callback dedup key seen recently.
+    pub fn seen(&self, key: &str) -> String {
+        format!("{}:seen:{{{key}}}", self.prefix)
+    }
+
+    /// A customer's sliding-window limit: `all` channels, or one channel or kind.
+    pub fn limit(&self, customer: &str, scope: &str) -> String {
+        format!("{}:limit:{{{customer}}}:{scope}", self.prefix)
+    }
+}
+
+/// FNV-1a of the id, modulo the shard count: stable across instances.
+pub fn shard_of(id: &str, shards: u16) -> u16 {
+    (fnv1a(id.as_bytes()) % shards.max(1) as u64) as u16
+}
+
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_key_is_the_spec_one() {
+        let k = Keys::new("cascade", 16);
+        assert_eq!(
+            k.receipts("order-1001:delayed"),
+            "cascade:{order-1001:delayed}:receipts"
+        );
+        assert_eq!(k.timer(3), "cascade:timers:{3}");
+        assert!(k.timer_of("x").starts_with("cascade:timers:{"));
+        let spread: std::collections::BTreeSet<u16> =
+            (0..200).map(|i| shard_of(&format!("n-{i}"), 16)).collect();
+        assert_eq!(spread.len(), 16);
+    }
+}

@@ -1,0 +1,28 @@
+//! The daemon: intake from RabbitMQ, state and timers in Redis, the
+//! scheduler that wakes cascades, and the HTTP server for receipts.
+
+pub mod clock;
+pub mod daemon;
+pub mod intake;
+pub mod keys;
+pub mod lifecycle;
+pub mod reload;
+pub mod scheduler;
+pub mod store;
+pub mod telemetry;
+pub mod worker;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What `/readyz` reports: both services reachable.
+#[derive(Default)]
+pub struct Health {
+    pub amqp: AtomicBool,
+    pub redis: AtomicBool,
+}
+
+impl Health {
+    pub fn ready(&self) -> bool {
+        self.amqp.load(Ordering::Relaxed) && self.redis.load(Ordering::Relaxed)
+    }
+}

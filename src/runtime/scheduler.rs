@@ -1,0 +1,110 @@
+//! The scheduler: claims due cascades from the timer shards (atomically, with
+//! a lease, so several instances share the work) and wakes each one on a
+//! bounded pool of tasks.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Health;
+use super::worker::Worker;
+
+/// Tunables of the claim loop.
+#[derive(Clone, Copy, Debug)]
+pub struct SchedulerConfig {
+    /// How long a claimed cascade is ours before another instance may take it.
+    pub lease_ms: i64,
+    /// Most cascades claimed from one shard per round trip.
+    pub batch: usize,
+    /// Most cascades being woken at once.
+    pub concurrency: usize,
+    /// Sleep between polls when nothing is due (a poke cuts it short).
+    pub idle_poll: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            lease_ms: 10_000,
+            batch: 256,
+            concurrency: 512,
+            idle_poll: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Runs until `shutdown`; then stops claiming and lets the wake-ups in
+/// progress finish (what is left over goes back to the shards when its lease ends).
+pub async fn run(
+    worker: Arc<Worker>,
+    config: SchedulerConfig,
+    poke: Arc<Notify>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let shards = worker.store.keys.shards();
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        let now = worker.clock.now_ms();
+        let mut claimed = 0usize;
+        let mut failed = false;
+        for shard in 0..shards {
+            // Claim no more than there are free hands for.
+            let room = permits.available_permits().min(config.batch);
+            if room == 0 {
+                break;
+            }
+            match worker.store.claim(shard, now, config.lease_ms, room).await {
+                Ok(ids) => {
+                    claimed += ids.len();
+                    if !ids.is_empty() {
+                        super::telemetry::claimed(ids.len());
+                    }
+                    for id in ids {
+                        let Ok(permit) = permits.clone().acquire_owned().await else {
+                            break;
+                        };
+                        let worker = worker.clone();
+                        tracker.spawn(async move {
+                            if let Err(e) = worker.wake(&id).await {
+                                // The lease brings it back; nothing is lost.
+                                tracing::warn!(notification_id = %id, error = %e, "wake-up failed; it will be retried after the lease");
+                            }
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim due cascades from Redis");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        health.redis.store(!failed, Ordering::Relaxed);
+        if failed {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.cancelled() => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        if claimed == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(config.idle_poll) => {}
+                _ = poke.notified() => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+    tracker.close();
+    tracker.wait().await;
+}

@@ -1,0 +1,63 @@
+-- commit.lua: store one decision of the core, atomically.
+-- KEYS[1] state hash      cascade:{<id>}:state
+-- KEYS[2] receipts hash   cascade:{<id>}:receipts
+-- KEYS[3] timeline list   cascade:{<id>}:timeline
+-- KEYS[4] timer shard     cascade:timers:{<n>}
+-- KEYS[5] events stream   cascade:events
+-- ARGV[1] notification id    ARGV[2] the version the decision was made on
+-- ARGV[3] new state (JSON)   ARGV[4] wake-up ms, or "" when finished
+-- ARGV[5] "1" when the decision orders a send: refuse it if a stopping
+--         receipt is recorded (SPEC 6: receipts are read again in the same
+--         atomic step that claims the send)
+-- ARGV[6] stopping receipt words, comma-separated (also used to wake the
+--         cascade at once when one is already recorded)
+-- ARGV[7] retention ms       ARGV[8] events stream max length
+-- ARGV[9..] timeline entries (JSON)
+-- Returns the new version; -1 if the state changed meanwhile (decide again);
+-- -2 if a stopping receipt arrived (decide again); -3 if the cascade is gone.
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then
+  return -3
+end
+if v ~= ARGV[2] then
+  return -1
+end
+if ARGV[5] == '1' then
+  if redis.call('HEXISTS', KEYS[2], 'cancelled') == 1 then
+    return -2
+  end
+  for word in string.gmatch(ARGV[6], '[^,]+') do
+    if redis.call('HEXISTS', KEYS[2], word) == 1 then
+      return -2
+    end
+  end
+end
+local next_v = tonumber(v) + 1
+redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', next_v)
+for i = 9, #ARGV do
+  redis.call('RPUSH', KEYS[3], ARGV[i])
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[1], 'e', ARGV[i])
+end
+if ARGV[4] ~= '' then
+  -- A receipt recorded while this decision was being made (say, during a
+  -- send) poked the timer, and the ZADD below would undo that poke: wake the
+  -- cascade at once instead, so the receipt is acted on now.
+  local due = ARGV[4]
+  if redis.call('HEXISTS', KEYS[2], 'cancelled') == 1 or redis.call('HEXISTS', KEYS[2], 'failed') == 1 then
+    due = 0
+  else
+    for word in string.gmatch(ARGV[6], '[^,]+') do
+      if redis.call('HEXISTS', KEYS[2], word) == 1 then
+        due = 0
+        break
+      end
+    end
+  end
+  redis.call('ZADD', KEYS[4], due, ARGV[1])
+else
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+  redis.call('PEXPIRE', KEYS[3], ARGV[7])
+end
+return next_v

@@ -1,0 +1,33 @@
+-- receipt.lua: record a receipt and wake the cascade so it decides at once.
+-- KEYS[1] state hash      cascade:{<id>}:state
+-- KEYS[2] receipts hash   cascade:{<id>}:receipts
+-- KEYS[3] timeline list   cascade:{<id>}:timeline
+-- KEYS[4] timer shard     cascade:timers:{<n>}
+-- KEYS[5] events stream   cascade:events
+-- ARGV[1] notification id   ARGV[2] event word   ARGV[3] now ms
+-- ARGV[4] entry (JSON)      ARGV[5] events stream max length
+-- The first time of an event is kept, except `failed`, whose latest time
+-- counts (it escalates the step that is current when it arrives).
+-- Returns 1 when recorded, 2 when the event was already recorded, 0 for an
+-- unknown notification.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local fresh
+if ARGV[2] == 'failed' then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  fresh = 1
+else
+  fresh = redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])
+end
+if fresh == 0 then
+  return 2
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+redis.call('RPUSH', KEYS[3], ARGV[4])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1], 'e', ARGV[4])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+return 1

@@ -1,0 +1,15 @@
+-- touch.lua: put a cascade's wake-up back where its state says, unless the
+-- state changed meanwhile (then its newer writer has set the timer).
+-- KEYS[1] state hash   cascade:{<id>}:state
+-- KEYS[2] timer shard  cascade:timers:{<n>}
+-- ARGV[1] notification id   ARGV[2] version read   ARGV[3] wake-up ms, or "" when finished
+-- Returns 1 when the timer was set, 0 when the state had moved on.
+if redis.call('HGET', KEYS[1], 'v') ~= ARGV[2] then
+  return 0
+end
+if ARGV[3] ~= '' then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+else
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return 1

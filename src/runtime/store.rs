@@ -1,0 +1,599 @@
+//! The Redis store: cascade state, receipts, timelines, timers and
+//! per-customer limits. Every change of a cascade is one Lua script, so it is
+//! one round trip and atomic (see `scripts/*.lua` for keys and arguments).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use super::keys::{Keys, fnv1a};
+use crate::config::ChannelConfig;
+use crate::core::{Cascade, Decision, Entry, EntryKind, Policy, Recipient};
+use crate::notification::{Admitted, Notification};
+
+/// Bounds the `cascade:events` stream (approximate trimming).
+pub const EVENTS_MAX_LEN: u64 = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("stored data for {id} is unreadable: {why}")]
+    Corrupt { id: String, why: String },
+}
+
+/// What `commit` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Commit {
+    /// Stored; the new version.
+    Done(i64),
+    /// Another decision was stored first: load and decide again.
+    Conflict,
+    /// A stopping receipt arrived before the send could be claimed: decide again.
+    StoppedByReceipt,
+    /// The cascade's keys are gone (retention ran out).
+    Gone,
+}
+
+/// What `record_receipt` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReceiptResult {
+    Recorded,
+    AlreadyRecorded,
+    UnknownNotification,
+}
+
+/// A cascade as loaded for a decision.
+pub struct Loaded {
+    pub cascade: Cascade,
+    pub version: i64,
+    pub notification: Notification,
+    pub policy: Arc<Policy>,
+    pub recipient: Recipient,
+    pub customer_id: String,
+    pub receipts: BTreeMap<String, i64>,
+}
+
+/// A policy as last stored, and its snapshot hash.
+type Snapshot = (Arc<Policy>, String);
+
+struct Scripts {
+    accept: Script,
+    claim: Script,
+    commit: Script,
+    receipt: Script,
+    limit: Script,
+    touch: Script,
+}
+
+/// The Redis side of the daemon. Cheap to clone: the connection manager
+/// multiplexes one connection and reconnects by itself.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    pub keys: Keys,
+    retention_ms: i64,
+    scripts: Arc<Scripts>,
+    /// Policy snapshots by hash: they never change, so they are read once.
+    policies: Arc<Mutex<HashMap<String, Arc<Policy>>>>,
+    /// The latest snapshot hash of each policy by name, so intake does not
+    /// encode and hash the policy for every notification.
+    hashes: Arc<Mutex<HashMap<String, Snapshot>>>,
+}
+
+impl Store {
+    pub async fn connect(url: &str, keys: Keys, retention_ms: i64) -> Result<Store, StoreError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(std::time::Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Store {
+            conn,
+            keys,
+            retention_ms,
+            scripts: Arc::new(Scripts {
+                accept: Script::new(include_str!("scripts/accept.lua")),
+                claim: Script::new(include_str!("scripts/claim.lua")),
+                commit: Script::new(include_str!("scripts/commit.lua")),
+                receipt: Script::new(include_str!("scripts/receipt.lua")),
+                limit: Script::new(include_str!("scripts/limit.lua")),
+                touch: Script::new(include_str!("scripts/touch.lua")),
+            }),
+            policies: Arc::new(Mutex::new(HashMap::new())),
+            hashes: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Stores the policy snapshot (once per content) and returns its hash.
+    async fn snapshot_policy(&self, policy: &Policy) -> Result<String, StoreError> {
+        let cached = self.hashes.lock().ok().and_then(|m| {
+            m.get(&policy.name)
+                .filter(|(p, _)| **p == *policy)
+                .map(|(_, h)| h.clone())
+        });
+        if let Some(hash) = cached {
+            return Ok(hash);
+        }
+        let json = serde_json::to_string(policy).map_err(|e| StoreError::Corrupt {
+            id: policy.name.clone(),
+            why: e.to_string(),
+        })?;
+        let hash = format!("{:016x}", fnv1a(json.as_bytes()));
+        let known = self
+            .policies
+            .lock()
+            .map(|m| m.contains_key(&hash))
+            .unwrap_or(false);
+        if !known {
+            let mut c = self.conn.clone();
+            let _: () = redis::cmd("SET")
+                .arg(self.keys.policy(&hash))
+                .arg(&json)
+                .arg("NX")
+                .query_async(&mut c)
+                .await?;
+            if let Ok(mut m) = self.policies.lock() {
+                m.insert(hash.clone(), Arc::new(policy.clone()));
+            }
+        }
+        if let Ok(mut m) = self.hashes.lock() {
+            m.insert(
+                policy.name.clone(),
+                (Arc::new(policy.clone()), hash.clone()),
+            );
+        }
+        Ok(hash)
+    }
+
+    async fn policy(&self, id: &str, hash: &str) -> Result<Arc<Policy>, StoreError> {
+        if let Some(p) = self.policies.lock().ok().and_then(|m| m.get(hash).cloned()) {
+            return Ok(p);
+        }
+        let mut c = self.conn.clone();
+        let json: Option<String> = c.get(self.keys.policy(hash)).await?;
+        let json = json.ok_or_else(|| StoreError::Corrupt {
+            id: id.into(),
+            why: format!("policy snapshot {hash} is missing"),
+        })?;
+        let policy: Policy = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+            id: id.into(),
+            why: e.to_string(),
+        })?;
+        let policy = Arc::new(policy);
+        if let Ok(mut m) = self.policies.lock() {
+            m.insert(hash.to_owned(), policy.clone());
+        }
+        Ok(policy)
+    }
+
+    /// Records a newly accepted cascade. Returns false for a known id (a duplicate).
+    pub async fn accept(
+        &self,
+        admitted: &Admitted,
+        policy: &Policy,
+        decision: &Decision,
+    ) -> Result<bool, StoreError> {
+        let n = &admitted.notification;
+        let hash = self.snapshot_policy(policy).await?;
+        let state = to_json(&n.id, &decision.cascade)?;
+        let notification = to_json(&n.id, n)?;
+        let tz = admitted
+            .recipient
+            .tz
+            .iana_name()
+            .unwrap_or("UTC")
+            .to_owned();
+        let wake = decision
+            .cascade
+            .wake_at_ms()
+            .map(|w| w.to_string())
+            .unwrap_or_default();
+        let mut inv = self.scripts.accept.prepare_invoke();
+        inv.key(self.keys.state(&n.id))
+            .key(self.keys.timeline(&n.id))
+            .key(self.keys.receipts(&n.id))
+            .key(self.keys.timer_of(&n.id))
+            .key(self.keys.events())
+            .arg(&n.id)
+            .arg(state)
+            .arg(notification)
+            .arg(hash)
+            .arg(tz)
+            .arg(&n.customer.id)
+            .arg(wake)
+            .arg(self.retention_ms)
+            .arg(EVENTS_MAX_LEN);
+        for e in &decision.entries {
+            inv.arg(to_json(&n.id, e)?);
+        }
+        let mut c = self.conn.clone();
+        let fresh: i64 = inv.invoke_async(&mut c).await?;
+        Ok(fresh == 1)
+    }
+
+    /// Claims up to `limit` due cascades of one shard, leasing them for `lease_ms`.
+    pub async fn claim(
+        &self,
+        shard: u16,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = self
+            .scripts
+            .claim
+            .key(self.keys.timer(shard))
+            .arg(now_ms)
+            .arg(lease_ms)
+            .arg(limit)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(ids)
+    }
+
+    /// Loads a cascade and its receipts in one round trip.
+    pub async fn load(&self, id: &str) -> Result<Option<Loaded>, StoreError> {
+        let mut c = self.conn.clone();
+        let (state, receipts): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
+            .hgetall(self.keys.state(id))
+            .hgetall(self.keys.receipts(id))
+            .query_async(&mut c)
+            .await?;
+        if state.is_empty() {
+            return Ok(None);
+        }
+        let field = |name: &str| {
+            state.get(name).ok_or_else(|| StoreError::Corrupt {
+                id: id.into(),
+                why: format!("field `{name}` is missing"),
+            })
+        };
+        let cascade: Cascade = from_json(id, field("s")?)?;
+        let version: i64 = field("v")?.parse().map_err(|_| StoreError::Corrupt {
+            id: id.into(),
+            why: "bad version".into(),
+        })?;
+        let notification: Notification = from_json(id, field("n")?)?;
+        let policy = self.policy(id, field("pol")?).await?;
+        let tz = jiff::tz::TimeZone::get(field("tz")?).unwrap_or(jiff::tz::TimeZone::UTC);
+        let recipient = Recipient {
+            contacts: notification.customer.contacts.clone(),
+            preferences: notification.customer.preferences.clone(),
+            opt_out: notification.customer.opt_out.clone(),
+            tz,
+        };
+        // Values a foreign writer got wrong are read as "now-ish" rather than dropped:
+        // a stopping receipt must stop, whatever its timestamp looks like.
+        let receipts = receipts
+            .into_iter()
+            .map(|(k, v)| {
+                let at = v.trim().parse::<i64>().unwrap_or(0);
+                (k, at)
+            })
+            .collect();
+        Ok(Some(Loaded {
+            cascade,
+            version,
+            customer_id: field("cust")?.clone(),
+            notification,
+            policy,
+            recipient,
+            receipts,
+        }))
+    }
+
+    /// Stores a decision made on `version`. When it orders a send, a stopping
+    /// receipt recorded meanwhile refuses it (SPEC 6).
+    pub async fn commit(
+        &self,
+        id: &str,
+        version: i64,
+        decision: &Decision,
+        stop_on: &[String],
+    ) -> Result<Commit, StoreError> {
+        let state = to_json(id, &decision.cascade)?;
+        let wake = decision
+            .cascade
+            .wake_at_ms()
+            .map(|w| w.to_string())
+            .unwrap_or_default();
+        let mut inv = self.scripts.commit.prepare_invoke();
+        inv.key(self.keys.state(id))
+            .key(self.keys.receipts(id))
+            .key(self.keys.timeline(id))
+            .key(self.keys.timer_of(id))
+            .key(self.keys.events())
+            .arg(id)
+            .arg(version)
+            .arg(state)
+            .arg(wake)
+            .arg(if decision.send.is_some() { "1" } else { "0" })
+            .arg(stop_on.join(","))
+            .arg(self.retention_ms)
+            .arg(EVENTS_MAX_LEN);
+        for e in &decision.entries {
+            inv.arg(to_json(id, e)?);
+        }
+        let mut c = self.conn.clone();
+        let v: i64 = inv.invoke_async(&mut c).await?;
+        Ok(match v {
+            -1 => Commit::Conflict,
+            -2 => Commit::StoppedByReceipt,
+            -3 => Commit::Gone,
+            v => Commit::Done(v),
+        })
+    }
+
+    /// Puts the timer back at the state's wake-up after a decision that
+    /// changed nothing (claiming moved it to the lease's end).
+    pub async fn touch(
+        &self,
+        id: &str,
+        version: i64,
+        wake_at_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = self
+            .scripts
+            .touch
+            .key(self.keys.state(id))
+            .key(self.keys.timer_of(id))
+            .arg(id)
+            .arg(version)
+            .arg(wake_at_ms.map(|w| w.to_string()).unwrap_or_default())
+            .invoke_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a receipt (SPEC 6) and wakes the cascade to decide at once.
+    pub async fn record_receipt(
+        &self,
+        id: &str,
+        event: &str,
+        channel: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ReceiptResult, StoreError> {
+        let entry = Entry {
+            at_ms: now_ms,
+            event: EntryKind::Receipt,
+            step: None,
+            channel: channel.map(str::to_owned),
+            reason: Some(event.to_owned()),
+            until_ms: None,
+            provider_message_id: None,
+        };
+        let mut c = self.conn.clone();
+        let r: i64 = self
+            .scripts
+            .receipt
+            .key(self.keys.state(id))
+            .key(self.keys.receipts(id))
+            .key(self.keys.timeline(id))
+            .key(self.keys.timer_of(id))
+            .key(self.keys.events())
+            .arg(id)
+            .arg(event)
+            .arg(now_ms)
+            .arg(to_json(id, &entry)?)
+            .arg(EVENTS_MAX_LEN)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(match r {
+            1 => ReceiptResult::Recorded,
+            2 => ReceiptResult::AlreadyRecorded,
+            _ => ReceiptResult::UnknownNotification,
+        })
+    }
+
+    /// Takes one send from the customer's limits that apply to `channel`, or
+    /// returns when it would fit. `member` makes a repeated take idempotent.
+    pub async fn take_limit(
+        &self,
+        customer: &str,
+        policy: &Policy,
+        channel: &ChannelConfig,
+        member: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let scopes = limit_scopes(policy, channel);
+        if scopes.is_empty() {
+            return Ok(None);
+        }
+        let mut inv = self.scripts.limit.prepare_invoke();
+        inv.arg(now_ms).arg(member);
+        for (scope, rate) in &scopes {
+            inv.key(self.keys.limit(customer, scope))
+                .arg(rate.count)
+                .arg(rate.per_ms);
+        }
+        let mut c = self.conn.clone();
+        let not_before: i64 = inv.invoke_async(&mut c).await?;
+        Ok((not_before > 0).then_some(not_before))
+    }
+
+    /// Gives back a send taken by `take_limit` that did not reach the customer.
+    pub async fn release_limit(
+        &self,
+        customer: &str,
+        policy: &Policy,
+        channel: &ChannelConfig,
+        member: &str,
+    ) -> Result<(), StoreError> {
+        let scopes = limit_scopes(policy, channel);
+        if scopes.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (scope, _) in &scopes {
+            pipe.zrem(self.keys.limit(customer, scope), member).ignore();
+        }
+        let mut c = self.conn.clone();
+        let _: () = pipe.query_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// Maps a provider's message id back to the notification and step, for
+    /// its callbacks. With a `peer` (VK), also keeps the messages to that peer
+    /// ordered by id, for read watermarks. Both expire with the retention.
+    pub async fn remember_provider_message(
+        &self,
+        channel: &str,
+        provider_message_id: &str,
+        peer: Option<&str>,
+        id: &str,
+        step: u8,
+    ) -> Result<(), StoreError> {
+        let value = format!("{step}\t{id}");
+        let ttl = (self.retention_ms / 1000).max(1);
+        let mut pipe = redis::pipe();
+        pipe.set_ex(
+            self.keys.provider_message(channel, provider_message_id),
+            &value,
+            ttl as u64,
+        )
+        .ignore();
+        if let Some(peer) = peer
+            && let Ok(n) = provider_message_id.parse::<f64>()
+        {
+            let key = self.keys.peer_messages(channel, peer);
+            pipe.zadd(&key, &value, n).ignore();
+            pipe.expire(&key, ttl).ignore();
+        }
+        let mut c = self.conn.clone();
+        let _: () = pipe.query_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// The (notification id, step) a provider message id was sent for.
+    pub async fn provider_message(
+        &self,
+        channel: &str,
+        provider_message_id: &str,
+    ) -> Result<Option<(String, u8)>, StoreError> {
+        let mut c = self.conn.clone();
+        let v: Option<String> = c
+            .get(self.keys.provider_message(channel, provider_message_id))
+            .await?;
+        Ok(v.as_deref().and_then(parse_step_id))
+    }
+
+    /// Every (notification id, step) sent to `peer` with a message id up to
+    /// `max_id`: what a VK `message_read` watermark marks as read.
+    pub async fn peer_messages_up_to(
+        &self,
+        channel: &str,
+        peer: &str,
+        max_id: i64,
+    ) -> Result<Vec<(String, u8)>, StoreError> {
+        let mut c = self.conn.clone();
+        let members: Vec<String> = c
+            .zrangebyscore(self.keys.peer_messages(channel, peer), "-inf", max_id)
+            .await?;
+        Ok(members.iter().filter_map(|m| parse_step_id(m)).collect())
+    }
+
+    /// True the first time a callback's dedup key is seen within `ttl_s`
+    /// (VK `event_id`, Telegram `update_id`, (wamid, status), …).
+    pub async fn first_time(&self, key: &str, ttl_s: u64) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.keys.seen(key))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl_s.max(1))
+            .query_async(&mut c)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Forgets a callback's dedup key, so the provider's redelivery of an
+    /// event that could not be recorded gets through (best effort: called
+    /// right after the store failed).
+    pub async fn forget_seen(&self, key: &str) {
+        let mut c = self.conn.clone();
+        let _: Result<(), _> = c.del(self.keys.seen(key)).await;
+    }
+
+    /// Appends an intake event (`duplicate`, `rejected`) that belongs to no
+    /// stored cascade to the events stream.
+    pub async fn append_event(&self, id: Option<&str>, entry: &Entry) -> Result<(), StoreError> {
+        let json = to_json(id.unwrap_or(""), entry)?;
+        let mut c = self.conn.clone();
+        let _: String = redis::cmd("XADD")
+            .arg(self.keys.events())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(EVENTS_MAX_LEN)
+            .arg("*")
+            .arg("id")
+            .arg(id.unwrap_or(""))
+            .arg("e")
+            .arg(json)
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// The stored timeline and state of one notification, for `cascade status`.
+    pub async fn status(&self, id: &str) -> Result<Option<(Cascade, Vec<Entry>)>, StoreError> {
+        let mut c = self.conn.clone();
+        let (state, timeline): (Option<String>, Vec<String>) = redis::pipe()
+            .hget(self.keys.state(id), "s")
+            .lrange(self.keys.timeline(id), 0, -1)
+            .query_async(&mut c)
+            .await?;
+        let Some(state) = state else { return Ok(None) };
+        let cascade: Cascade = from_json(id, &state)?;
+        let entries = timeline
+            .iter()
+            .map(|e| from_json(id, e))
+            .collect::<Result<Vec<Entry>, _>>()?;
+        Ok(Some((cascade, entries)))
+    }
+}
+
+fn to_json<T: serde::Serialize>(id: &str, v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt {
+        id: id.into(),
+        why: e.to_string(),
+    })
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(id: &str, s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+        id: id.into(),
+        why: e.to_string(),
+    })
+}
+
+/// The limit keys (`all`, `ch:<key>`) and rates a send on `channel` counts against.
+fn limit_scopes(policy: &Policy, channel: &ChannelConfig) -> Vec<(String, crate::core::Rate)> {
+    policy
+        .limits
+        .applying_to(&channel.name, channel.kind)
+        .into_iter()
+        .map(|(key, rate)| {
+            (
+                key.map_or_else(|| "all".into(), |k| format!("ch:{k}")),
+                rate,
+            )
+        })
+        .collect()
+}
+
+fn parse_step_id(v: &str) -> Option<(String, u8)> {
+    let (step, id) = v.split_once('\t')?;
+    Some((id.to_owned(), step.parse().ok()?))
+}

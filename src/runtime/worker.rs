@@ -1,0 +1,190 @@
+//! Wakes one cascade: load it, let the core decide, store the decision, carry
+//! out the send it orders (limits first), and feed the outcome back, until
+//! the cascade waits for time or a receipt. Only the instance whose commit of
+//! the in-flight state succeeded performs a send, so a step goes out once.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::clock::Clock;
+use super::lifecycle::log_entries;
+use super::store::{Commit, Loaded, Store, StoreError};
+use crate::channels::{Outbound, Outgoing};
+use crate::config::Catalog;
+use crate::core::{ChannelKind, Context, Event, SendOutcome, decide};
+
+/// Everything a wake-up needs; shared by the scheduler's tasks.
+pub struct Worker {
+    pub store: Store,
+    pub catalog: Arc<ArcSwap<Catalog>>,
+    pub outbound: Outbound,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Most decisions one wake-up makes before it yields (a send and its
+/// outcome take two; conflicts a few more).
+const MAX_ROUNDS: usize = 16;
+
+impl Worker {
+    /// Handles a due timer (or a poke after a receipt) for one cascade.
+    pub async fn wake(&self, id: &str) -> Result<(), StoreError> {
+        let mut event = Event::TimerDue;
+        // After a send this instance owns, the state it just stored is fresh
+        // enough to decide on: a receipt that arrives meanwhile wakes the
+        // cascade again, and a changed version is caught by the commit.
+        let mut fresh: Option<Loaded> = None;
+        for _ in 0..MAX_ROUNDS {
+            let loaded = match fresh.take() {
+                Some(l) => l,
+                None => match self.store.load(id).await? {
+                    Some(l) => l,
+                    None => return Ok(()),
+                },
+            };
+            let catalog = self.catalog.load();
+            let now = self.clock.now_ms();
+            let ctx = Context {
+                notification_id: id,
+                policy: &loaded.policy,
+                channels: &catalog.channel_rules,
+                recipient: &loaded.recipient,
+                receipts: &loaded.receipts,
+                timing: catalog.timing(),
+            };
+            let decision = decide(loaded.cascade.clone(), event.clone(), now, &ctx);
+            if decision.send.is_none()
+                && decision.entries.is_empty()
+                && decision.cascade == loaded.cascade
+            {
+                // Nothing to do yet (an early or repeated wake-up): the
+                // claim moved the timer to the lease's end, so put it back.
+                return self
+                    .store
+                    .touch(id, loaded.version, loaded.cascade.wake_at_ms())
+                    .await;
+            }
+            let version = match self
+                .store
+                .commit(id, loaded.version, &decision, &loaded.policy.stop_on)
+                .await?
+            {
+                Commit::Done(v) => v,
+                // Someone else decided first, or a stopping receipt just
+                // arrived: look again with fresh state and receipts.
+                Commit::Conflict | Commit::StoppedByReceipt => continue,
+                Commit::Gone => return Ok(()),
+            };
+            log_entries(
+                id,
+                &loaded.customer_id,
+                &loaded.policy.name,
+                &decision.entries,
+            );
+            let Some(order) = decision.send else {
+                return Ok(());
+            };
+            // This instance owns the send now.
+            let Some(channel) = catalog.channels.get(&order.channel) else {
+                event = Event::SendResult {
+                    step: order.step,
+                    channel: order.channel.clone(),
+                    outcome: SendOutcome::Misconfigured {
+                        reason: format!("channel `{}` is no longer configured", order.channel),
+                    },
+                };
+                fresh = Some(Loaded {
+                    cascade: decision.cascade,
+                    version,
+                    ..loaded
+                });
+                continue;
+            };
+            let member = format!("{id}:{}", order.step);
+            if let Some(not_before_ms) = self
+                .store
+                .take_limit(&loaded.customer_id, &loaded.policy, channel, &member, now)
+                .await?
+            {
+                event = Event::LimitBlocked {
+                    step: order.step,
+                    channel: order.channel,
+                    not_before_ms,
+                };
+                fresh = Some(Loaded {
+                    cascade: decision.cascade,
+                    version,
+                    ..loaded
+                });
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let contact = channel
+                .rules
+                .contact_key
+                .as_ref()
+                .and_then(|k| loaded.recipient.contacts.get(k))
+                .map(String::as_str);
+            let outgoing = Outgoing {
+                notification: &loaded.notification,
+                order: &order,
+                channel,
+                contact,
+                public_url: &catalog.settings.http.public_url,
+            };
+            let outcome = self.outbound.send(&outgoing).await;
+            if let SendOutcome::Sent {
+                provider_message_id: Some(pmid),
+            } = &outcome
+            {
+                // Provider callbacks name their message id: map it back here.
+                let peer = (channel.kind == ChannelKind::Vk)
+                    .then_some(contact)
+                    .flatten();
+                if let Err(e) = self
+                    .store
+                    .remember_provider_message(&channel.name, pmid, peer, id, order.step)
+                    .await
+                {
+                    tracing::warn!(notification_id = id, error = %e, "cannot map the provider message id; its callbacks will be counted as unknown");
+                }
+            }
+            super::telemetry::send(&channel.name, outcome_word(&outcome), started.elapsed());
+            if !matches!(
+                outcome,
+                SendOutcome::Sent { .. } | SendOutcome::Ambiguous { .. }
+            ) {
+                // It did not reach the customer: it must not count against their limits.
+                self.store
+                    .release_limit(&loaded.customer_id, &loaded.policy, channel, &member)
+                    .await?;
+            }
+            event = Event::SendResult {
+                step: order.step,
+                channel: order.channel,
+                outcome,
+            };
+            fresh = Some(Loaded {
+                cascade: decision.cascade,
+                version,
+                ..loaded
+            });
+        }
+        tracing::warn!(
+            notification_id = id,
+            "a wake-up made {MAX_ROUNDS} decisions without settling; it will be woken again"
+        );
+        Ok(())
+    }
+}
+
+fn outcome_word(o: &SendOutcome) -> &'static str {
+    match o {
+        SendOutcome::Sent { .. } => "sent",
+        SendOutcome::Transient { .. } => "transient",
+        SendOutcome::RateLimited { .. } => "rate_limited",
+        SendOutcome::Permanent { .. } => "permanent",
+        SendOutcome::Misconfigured { .. } => "misconfigured",
+        SendOutcome::Ambiguous { .. } => "ambiguous",
+    }
+}

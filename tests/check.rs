@@ -1,0 +1,173 @@
+//! `cascade check` on the shipped files and on broken ones, through the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cascade(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("CASCADE_CONFIG")
+        .output()
+        .expect("run cascade");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A copy of the shipped configuration in a fresh folder, to break at will.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cascade-check-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["channels", "policies"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for entry in std::fs::read_dir(repo().join(sub)).unwrap() {
+            let p = entry.unwrap().path();
+            std::fs::copy(&p, dir.join(sub).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::copy(repo().join("cascade.toml"), dir.join("cascade.toml")).unwrap();
+    dir
+}
+
+#[test]
+fn the_shipped_configuration_is_ok() {
+    let (code, out, err) = cascade(&repo().join("cascade.toml"), &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok"), "{out}");
+    for p in ["delivery_delay", "abandoned_cart", "order_followup"] {
+        assert!(out.contains(&format!("{p}: ")), "{out}");
+    }
+}
+
+#[test]
+fn a_broken_policy_is_reported_with_file_line_and_column() {
+    let dir = scratch("broken");
+    std::fs::write(
+        dir.join("policies/broken.toml"),
+        "stop_on = [\"read\"]\n\n[[steps]]\nchannel = \"vkk\"\nwait = \"30 minutes please\"\n\n[[steps]]\nchannel = \"sms\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("policies/empty.toml"),
+        "description = \"nothing\"\nsteps = []\n",
+    )
+    .unwrap();
+    let settings = std::fs::read_to_string(dir.join("cascade.toml")).unwrap();
+    std::fs::write(
+        dir.join("cascade.toml"),
+        settings.replace("Europe/Moscow", "Europe/Atlantis"),
+    )
+    .unwrap();
+
+    let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1, "{out}{err}");
+    // Every problem, each at its place, each saying what would be right.
+    assert!(err.contains("broken.toml:4:11: unknown channel `vkk`; channels configured: call_centre, email, sms, telegram, vk, whatsapp"), "{err}");
+    assert!(
+        err.contains("broken.toml:5:8: `30 minutes please` is not a duration"),
+        "{err}"
+    );
+    assert!(err.contains("empty.toml:2:9: steps is empty"), "{err}");
+    assert!(
+        err.contains("cascade.toml:") && err.contains("`Europe/Atlantis` is not an IANA time zone"),
+        "{err}"
+    );
+    assert!(err.contains("4 problems found"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_missing_secret_names_the_variable() {
+    let dir = scratch("secret");
+    std::fs::write(
+        dir.join("channels/tg2.toml"),
+        "kind = \"telegram\"\nbot_token = \"${CASCADE_TEST_UNSET_TOKEN}\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("tg2.toml:2:14: environment variable CASCADE_TEST_UNSET_TOKEN is not set"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_setting_of_the_wrong_kind_is_named() {
+    let dir = scratch("kind");
+    std::fs::write(
+        dir.join("channels/sms2.toml"),
+        "kind = \"sms\"\nprovider = \"smsru\"\nbot_token = \"x\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("sms2.toml:3:1: `bot_token` is not a setting of a sms channel"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn simulate_shows_the_escalation_rules() {
+    let cfg = repo().join("cascade.toml");
+    let start = ["--start", "2026-11-23T12:00", "--json"];
+    let sends = |extra: &[&str]| -> Vec<(String, i64)> {
+        let mut args = vec!["simulate", "delivery_delay"];
+        args.extend_from_slice(&start);
+        args.extend_from_slice(extra);
+        let (code, out, err) = cascade(&cfg, &args);
+        assert_eq!(code, 0, "{err}");
+        out.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("one JSON object per line")
+            })
+            .filter(|v| v["event"] == "sent")
+            .map(|v| {
+                (
+                    v["channel"].as_str().unwrap().to_owned(),
+                    v["offset_s"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(sends(&["--read-after", "12m"]), [("vk".into(), 0)]);
+    assert_eq!(
+        sends(&["--never-read"]),
+        [("vk".into(), 0), ("sms".into(), 1800)]
+    );
+    assert_eq!(sends(&["--without", "vk"]), [("sms".into(), 0)]);
+}
+
+#[test]
+fn adapter_settings_are_checked_at_load() {
+    let dir = scratch("adapters");
+    std::fs::write(
+        dir.join("channels/sms3.toml"),
+        "kind = \"sms\"\napi_id = \"x\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("channels/mail2.toml"),
+        "kind = \"email\"\nhost = \"smtp.example.ru\"\nfrom = \"noreply@example.ru\"\ntls = \"maybe\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("sms3.toml: an sms channel needs `provider"),
+        "{err}"
+    );
+    assert!(err.contains("mail2.toml: ") && err.contains("tls"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,885 @@
+//! Shared by the integration tests: a private configuration per test (own
+//! queues, own Redis key prefix), a fake HTTP receiver, and waiting helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::Value;
+
+pub const TOKEN: &str = "test-token";
+
+/// A unique word for this test run, for queue names and key prefixes.
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// What the fake receiver got: (path, body) in arrival order.
+#[derive(Clone, Default)]
+pub struct Received(pub Arc<Mutex<Vec<(String, Value)>>>);
+
+impl Received {
+    pub fn on(&self, path: &str) -> Vec<Value> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+    pub fn count(&self, path: &str) -> usize {
+        self.on(path).len()
+    }
+}
+
+/// A loopback HTTP receiver that answers 200 and records every POST.
+/// `fail_paths` answer 503.
+pub async fn fake_receiver(fail_paths: Vec<String>) -> (String, Received) {
+    let received = Received::default();
+    #[derive(Clone)]
+    struct S {
+        received: Received,
+        fail: Arc<Vec<String>>,
+    }
+    async fn take(
+        State(s): State<S>,
+        UrlPath(path): UrlPath<String>,
+        Json(body): Json<Value>,
+    ) -> (StatusCode, Json<Value>) {
+        if s.fail.contains(&path) {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"error": "down"})),
+            );
+        }
+        let n = {
+            let mut r = s.received.0.lock().unwrap();
+            r.push((path, body));
+            r.len()
+        };
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({ "id": format!("task-{n}") })),
+        )
+    }
+    let app = Router::new().route("/{path}", post(take)).with_state(S {
+        received: received.clone(),
+        fail: Arc::new(fail_paths),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), received)
+}
+
+/// A configuration folder of its own: queues and key prefix named after the
+/// test, channels `vk` and `sms` as webhooks to the fake receiver.
+pub struct TestConfig {
+    pub dir: PathBuf,
+    pub name: String,
+}
+
+impl TestConfig {
+    pub fn new(name: &str, receiver: &str, cascade_extra: &str, policy: &str) -> TestConfig {
+        let name = unique(name);
+        let dir = std::env::temp_dir().join(format!("cascade-{name}"));
+        std::fs::create_dir_all(dir.join("channels")).unwrap();
+        std::fs::create_dir_all(dir.join("policies")).unwrap();
+        std::fs::write(
+            dir.join("cascade.toml"),
+            format!(
+                "[amqp]\nqueue = \"{name}.notifications\"\ndead_letter_queue = \"{name}.dead\"\nprefetch = 64\n\n\
+                 [redis]\nprefix = \"{name}\"\ntimer_shards = 4\nretention = \"1h\"\n\n\
+                 [http]\nlisten = \"127.0.0.1:0\"\nreceipt_token = \"{TOKEN}\"\n\n{cascade_extra}\n"
+            ),
+        )
+        .unwrap();
+        for (ch, contact) in [("vk", "vk"), ("sms", "sms")] {
+            std::fs::write(
+                dir.join("channels").join(format!("{ch}.toml")),
+                format!("kind = \"webhook\"\ncontact = \"{contact}\"\nurl = \"{receiver}/{ch}\"\ntimeout = \"2s\"\n[retry]\nattempts = 3\nbackoff = \"100ms\"\nmax_backoff = \"200ms\"\n"),
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.join("policies/delivery_delay.toml"), policy).unwrap();
+        TestConfig { dir, name }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("cascade.toml")
+    }
+
+    pub fn catalog(&self) -> cascade::config::Catalog {
+        cascade::config::Catalog::load_with_env(&self.path(), &|_| None).unwrap()
+    }
+}
+
+impl Drop for TestConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub const DELIVERY_DELAY: &str = "stop_on = [\"read\"]\nexpire_after = \"12h\"\n\n[[steps]]\nchannel = \"vk\"\nwait = \"30m\"\n\n[[steps]]\nchannel = \"sms\"\n";
+
+/// A notification for `delivery_delay` with both contacts.
+pub fn notification(id: &str, customer: &str) -> Vec<u8> {
+    serde_json::json!({
+        "id": id,
+        "policy": "delivery_delay",
+        "customer": { "id": customer, "contacts": { "vk": "123456", "sms": "+79161234567" } },
+        "content": { "text": "Заказ задерживается" }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+pub async fn wait_until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+pub async fn redis() -> redis::aio::MultiplexedConnection {
+    redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Deletes every key under a test's prefix.
+pub async fn clean_redis(prefix: &str) {
+    let mut c = redis().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut c)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: () = redis::cmd("DEL")
+            .arg(chunk)
+            .query_async(&mut c)
+            .await
+            .unwrap_or(());
+    }
+}
+
+/// Deletes a test's queues.
+pub async fn clean_queues(name: &str) {
+    if let Ok(conn) =
+        lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", Default::default())
+            .await
+        && let Ok(ch) = conn.create_channel().await
+    {
+        for q in [format!("{name}.notifications"), format!("{name}.dead")] {
+            let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
+        }
+        let _ = conn.close(200, "bye".into()).await;
+    }
+}
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl TestConfig {
+    /// Like `new`, with `amqp_extra` written inside the `[amqp]` table (TOML
+    /// allows a table once, and `cascade_extra` lands after `[http]`), e.g.
+    /// `"max_body_bytes = 4096"`.
+    pub fn with_amqp(
+        name: &str,
+        receiver: &str,
+        amqp_extra: &str,
+        cascade_extra: &str,
+        policy: &str,
+    ) -> TestConfig {
+        let cfg = TestConfig::new(name, receiver, cascade_extra, policy);
+        let path = cfg.path();
+        let toml = std::fs::read_to_string(&path).unwrap();
+        let toml = toml.replacen("[amqp]\n", &format!("[amqp]\n{amqp_extra}\n"), 1);
+        std::fs::write(&path, toml).unwrap();
+        cfg
+    }
+
+    /// Writes one more file into the configuration folder, e.g.
+    /// `policies/other.toml` or `channels/sms_gateway.toml`.
+    pub fn write(&self, relative: &str, content: &str) {
+        std::fs::write(self.dir.join(relative), content).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Resilience helpers: a receiver that records idempotency keys, bulk
+// publishing, the daemon as a child process, a private Redis server, and
+// reading cascades back from Redis.
+// ---------------------------------------------------------------------------
+
+/// One POST seen by the keyed receiver.
+#[derive(Clone, Debug)]
+pub struct Post {
+    pub path: String,
+    pub at: Instant,
+}
+
+/// What a keyed receiver got: for each `Idempotency-Key`
+/// (`<notification id>:<step index>`), every POST that carried it.
+#[derive(Clone, Default)]
+pub struct Deliveries(pub Arc<Mutex<std::collections::HashMap<String, Vec<Post>>>>);
+
+impl Deliveries {
+    /// How many distinct keys arrived.
+    pub fn distinct(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// How many distinct keys arrived on `path`.
+    pub fn distinct_on(&self, path: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|posts| posts.iter().any(|p| p.path == path))
+            .count()
+    }
+
+    /// POSTs that repeated a key already received (same-key resends).
+    pub fn resends(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .values()
+            .map(|posts| posts.len() - 1)
+            .sum()
+    }
+
+    /// How many POSTs carried `key`.
+    pub fn times(&self, key: &str) -> usize {
+        self.0.lock().unwrap().get(key).map_or(0, Vec::len)
+    }
+
+    pub fn snapshot(&self) -> std::collections::HashMap<String, Vec<Post>> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A loopback HTTP receiver that answers 200 to every POST and records its
+/// `Idempotency-Key` header (`<missing>` when there is none), path and time.
+pub async fn keyed_receiver() -> (String, Deliveries) {
+    async fn take(
+        State(d): State<Deliveries>,
+        UrlPath(path): UrlPath<String>,
+        headers: axum::http::HeaderMap,
+        _body: axum::body::Bytes,
+    ) -> (StatusCode, Json<Value>) {
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("<missing>")
+            .to_owned();
+        let n = {
+            let mut d = d.0.lock().unwrap();
+            let posts = d.entry(key.clone()).or_default();
+            posts.push(Post {
+                path,
+                at: Instant::now(),
+            });
+            posts.len()
+        };
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({ "id": format!("{key}#{n}") })),
+        )
+    }
+    let deliveries = Deliveries::default();
+    let app = Router::new()
+        .route("/{path}", post(take))
+        .with_state(deliveries.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), deliveries)
+}
+
+/// The intake settings of a catalog, for publishing to its queue.
+pub fn intake_config_of(
+    catalog: &cascade::config::Catalog,
+) -> cascade::runtime::intake::IntakeConfig {
+    let a = &catalog.settings.amqp;
+    cascade::runtime::intake::IntakeConfig {
+        url: a.url.clone(),
+        queue: a.queue.clone(),
+        dead_letter_queue: a.dead_letter_queue.clone(),
+        prefetch: a.prefetch,
+    }
+}
+
+/// Publishes many messages on one connection and one channel with publisher
+/// confirms (pipelined: all are sent, then every confirm is awaited).
+/// Returns an error if the broker did not ack every one.
+pub async fn publish_many(
+    config: &cascade::runtime::intake::IntakeConfig,
+    bodies: impl IntoIterator<Item = Vec<u8>>,
+) -> anyhow::Result<usize> {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    let conn = lapin::Connection::connect(&config.url, Default::default()).await?;
+    let channel = conn.create_channel().await?;
+    cascade::runtime::intake::declare(&channel, config).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let mut confirms = Vec::new();
+    for body in bodies {
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                config.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                lapin::BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into()),
+            )
+            .await?;
+        confirms.push(confirm);
+    }
+    let total = confirms.len();
+    let mut acked = 0;
+    for confirm in confirms {
+        if confirm.await?.is_ack() {
+            acked += 1;
+        }
+    }
+    let _ = conn.close(200, "published".into()).await;
+    anyhow::ensure!(acked == total, "the broker acked only {acked} messages");
+    Ok(acked)
+}
+
+impl TestConfig {
+    /// Points `[redis] url` at another server (e.g. a private one).
+    pub fn set_redis_url(&self, url: &str) {
+        let path = self.path();
+        let toml = std::fs::read_to_string(&path).unwrap();
+        let toml = toml.replacen("[redis]\n", &format!("[redis]\nurl = \"{url}\"\n"), 1);
+        std::fs::write(&path, toml).unwrap();
+    }
+}
+
+/// A port that was free a moment ago (bind to port 0, then release it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `cascade --config <path> run` as a child process, logging at `warn` into
+/// `log`. Killed with SIGKILL when dropped.
+pub struct ChildDaemon {
+    child: Option<std::process::Child>,
+}
+
+impl ChildDaemon {
+    pub fn spawn(config: &Path, log: &Path) -> ChildDaemon {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let err = out.try_clone().unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("CASCADE_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("the cascade binary starts");
+        ChildDaemon { child: Some(child) }
+    }
+
+    /// `kill -9`, and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for ChildDaemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A private `redis-server` on its own port and data folder, with the
+/// append-only file fsynced on every write, so a restart keeps every
+/// acknowledged write. Killed and its folder removed when dropped.
+pub struct PrivateRedis {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub async fn start(name: &str) -> PrivateRedis {
+        let dir = std::env::temp_dir().join(format!("cascade-redis-{}", unique(name)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = PrivateRedis {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and folder, and waits until
+    /// it answers PING (after loading its append-only file).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "the private Redis is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("redis.log"))
+            .unwrap();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let url = self.url();
+        wait_until(
+            "the private Redis answers PING",
+            Duration::from_secs(10),
+            async || {
+                let Ok(client) = redis::Client::open(url.as_str()) else {
+                    return false;
+                };
+                let Ok(mut c) = client.get_multiplexed_async_connection().await else {
+                    return false;
+                };
+                redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+            },
+        )
+        .await;
+    }
+
+    /// SIGKILL: no chance to save anything beyond what is already in the AOF.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub async fn redis_at(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// One cascade as stored: its state (None if unknown) and its timeline.
+pub struct Stored {
+    pub cascade: Option<cascade::core::Cascade>,
+    pub timeline: Vec<cascade::core::Entry>,
+}
+
+impl Stored {
+    pub fn outcome(&self) -> Option<&'static str> {
+        self.cascade
+            .as_ref()
+            .and_then(|c| c.outcome())
+            .map(|o| o.word())
+    }
+
+    /// Timeline entries of one kind for one step (0-based).
+    pub fn entries(&self, event: &str, step: u8) -> Vec<&cascade::core::Entry> {
+        self.timeline
+            .iter()
+            .filter(|e| e.event.as_str() == event && e.step == Some(step))
+            .collect()
+    }
+}
+
+/// Reads many cascades under `prefix` in pipelined round trips.
+pub async fn read_cascades(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    ids: &[String],
+) -> Vec<Stored> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let mut pipe = redis::pipe();
+        for id in chunk {
+            pipe.hget(format!("{prefix}:{{{id}}}:state"), "s").lrange(
+                format!("{prefix}:{{{id}}}:timeline"),
+                0,
+                -1,
+            );
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(conn).await.unwrap();
+        for pair in replies.chunks(2) {
+            let state: Option<String> = redis::from_redis_value(pair[0].clone()).unwrap();
+            let timeline: Vec<String> = redis::from_redis_value(pair[1].clone()).unwrap();
+            out.push(Stored {
+                cascade: state.map(|s| serde_json::from_str(&s).unwrap()),
+                timeline: timeline
+                    .iter()
+                    .map(|e| serde_json::from_str(e).unwrap())
+                    .collect(),
+            });
+        }
+    }
+    out
+}
+
+/// Deletes a test's Redis keys and queues when dropped, also when the test
+/// fails (on a thread of its own, since `Drop` cannot await).
+pub struct CleanUp(pub String);
+
+impl Drop for CleanUp {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    clean_redis(&name).await;
+                    clean_queues(&name).await;
+                });
+            }
+        })
+        .join();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The daemon in-process: what every end-to-end harness wraps.
+// ---------------------------------------------------------------------------
+
+/// When `Running`'s `Drop` waits 300 ms for the cancelled daemon's last
+/// writes before deleting the test's keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    Never,
+    /// Only when the test is panicking (a graceful `stop` came first otherwise).
+    OnPanic,
+    Always,
+}
+
+/// One test's daemon, started in-process with a `SystemClock` on its own
+/// configuration, and the intake settings for publishing to it. Dropping it
+/// (also when the test panics) cancels the daemon and deletes the test's
+/// queues and Redis keys, on a thread of its own since `Drop` cannot await.
+pub struct Running {
+    pub cfg: TestConfig,
+    pub clock: Arc<cascade::runtime::clock::SystemClock>,
+    pub intake: cascade::runtime::intake::IntakeConfig,
+    pub http: reqwest::Client,
+    daemon: Option<cascade::runtime::daemon::Daemon>,
+    settle: Settle,
+    strict: bool,
+}
+
+/// How long anything that should happen "at once" may take on a busy machine.
+pub const AT_ONCE: Duration = Duration::from_secs(5);
+
+impl Running {
+    pub async fn start(cfg: TestConfig) -> Running {
+        Running::start_with(cfg, None).await
+    }
+
+    /// `listen` overrides `http.listen`.
+    pub async fn start_with(cfg: TestConfig, listen: Option<String>) -> Running {
+        let clock = Arc::new(cascade::runtime::clock::SystemClock::default());
+        let catalog = cfg.catalog();
+        let intake = cascade::runtime::intake::IntakeConfig::from(&catalog.settings.amqp);
+        let options = cascade::runtime::daemon::DaemonOptions {
+            clock: clock.clone(),
+            listen,
+            ..Default::default()
+        };
+        let daemon = cascade::runtime::daemon::Daemon::start(catalog, options)
+            .await
+            .expect("daemon starts");
+        Running {
+            cfg,
+            clock,
+            intake,
+            http: reqwest::Client::new(),
+            daemon: Some(daemon),
+            settle: Settle::OnPanic,
+            strict: false,
+        }
+    }
+
+    /// Sets when `Drop` waits for the cancelled daemon before cleaning up.
+    pub fn settle(mut self, settle: Settle) -> Running {
+        self.settle = settle;
+        self
+    }
+
+    /// `Drop` panics if cleaning up failed (unless the test already panics).
+    pub fn strict(mut self) -> Running {
+        self.strict = true;
+        self
+    }
+
+    pub fn daemon(&self) -> &cascade::runtime::daemon::Daemon {
+        self.daemon.as_ref().expect("the daemon is running")
+    }
+
+    /// A notification id of this test only.
+    pub fn id(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.cfg.name)
+    }
+
+    /// `http://<the daemon's address><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.daemon().http_addr)
+    }
+
+    /// Publishes a notification to the test's queue; RabbitMQ must confirm it.
+    pub async fn publish_bytes(&self, body: &[u8]) {
+        assert!(
+            cascade::runtime::intake::publish(&self.intake, body)
+                .await
+                .expect("RabbitMQ takes the message"),
+            "RabbitMQ confirms the message"
+        );
+    }
+
+    pub async fn publish(&self, body: &Value) {
+        self.publish_bytes(body.to_string().as_bytes()).await;
+    }
+
+    /// The timeline of `id` (empty while unknown).
+    pub async fn timeline(&self, id: &str) -> Vec<cascade::core::Entry> {
+        match self.daemon().store.status(id).await.unwrap() {
+            Some((_, timeline)) => timeline,
+            None => Vec::new(),
+        }
+    }
+
+    /// The event words of `id`'s timeline, in order.
+    pub async fn events(&self, id: &str) -> Vec<String> {
+        self.timeline(id)
+            .await
+            .iter()
+            .map(|e| e.event.as_str().to_owned())
+            .collect()
+    }
+
+    /// The timeline entries of `id` of one kind.
+    pub async fn entries(&self, id: &str, event: &str) -> Vec<cascade::core::Entry> {
+        self.timeline(id)
+            .await
+            .into_iter()
+            .filter(|e| e.event.as_str() == event)
+            .collect()
+    }
+
+    /// The outcome word (`completed`, `cancelled`, …), or `None` while running
+    /// or unknown.
+    pub async fn outcome(&self, id: &str) -> Option<&'static str> {
+        let status = self.daemon().store.status(id).await.unwrap();
+        status.and_then(|(c, _)| c.outcome().map(|o| o.word()))
+    }
+
+    pub async fn wait_outcome(&self, id: &str, word: &str) {
+        self.wait_outcome_for(id, word, AT_ONCE).await;
+    }
+
+    pub async fn wait_outcome_for(&self, id: &str, word: &str, timeout: Duration) {
+        wait_until(&format!("{id} ends as {word}"), timeout, async || {
+            self.outcome(id).await == Some(word)
+        })
+        .await;
+    }
+
+    /// Waits until `id`'s timeline holds `n` entries of `event`; all of them.
+    pub async fn wait_entries(&self, id: &str, event: &str, n: usize) -> Vec<cascade::core::Entry> {
+        let mut found = Vec::new();
+        wait_until(&format!("{id}: {n} × {event}"), AT_ONCE, async || {
+            found = self.entries(id, event).await;
+            found.len() >= n
+        })
+        .await;
+        found
+    }
+
+    /// The first entry of `event` (for `step`, if given), once it exists.
+    pub async fn wait_entry(
+        &self,
+        id: &str,
+        event: &str,
+        step: Option<u8>,
+    ) -> cascade::core::Entry {
+        let mut found = None;
+        wait_until(&format!("{id}: {event}"), AT_ONCE, async || {
+            found = self
+                .timeline(id)
+                .await
+                .into_iter()
+                .find(|e| e.event.as_str() == event && step.is_none_or(|s| e.step == Some(s)));
+            found.is_some()
+        })
+        .await;
+        found.unwrap()
+    }
+
+    /// The receipts hash of a notification.
+    pub async fn receipts<V: redis::FromRedisValue>(
+        &self,
+        id: &str,
+    ) -> std::collections::HashMap<String, V> {
+        let mut r = redis().await;
+        redis::AsyncCommands::hgetall(&mut r, format!("{}:{{{id}}}:receipts", self.cfg.name))
+            .await
+            .unwrap()
+    }
+
+    /// The daemon's Prometheus page.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the daemon gracefully; `Drop` then cleans up.
+    pub async fn stop(&mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.stop(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// Sums the `cascade_callbacks_total` samples of one provider and result on a
+/// Prometheus page.
+pub fn callbacks_in(page: &str, provider: &str, result: &str) -> u64 {
+    page.lines()
+        .filter(|l| l.starts_with("cascade_callbacks_total{"))
+        .filter(|l| {
+            l.contains(&format!("provider=\"{provider}\""))
+                && l.contains(&format!("result=\"{result}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.shutdown_token().cancel();
+        }
+        let name = self.cfg.name.clone();
+        let panicking = std::thread::panicking();
+        let settle = match self.settle {
+            Settle::Never => false,
+            Settle::OnPanic => panicking,
+            Settle::Always => true,
+        };
+        let cleaned = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for cleaning up");
+            rt.block_on(async {
+                if settle {
+                    // Let the cancelled daemon stop writing before its keys go.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                clean_redis(&name).await;
+                clean_queues(&name).await;
+            });
+        })
+        .join();
+        if cleaned.is_err() && self.strict && !panicking {
+            panic!("cleaning up after {} failed", self.cfg.name);
+        }
+    }
+}
+
+/// `impl Deref<Target = Running>` for a test's harness that wraps a `Running`
+/// in its field `run`, so tests reach the shared helpers directly.
+#[macro_export]
+macro_rules! wraps_running {
+    ($harness:ty) => {
+        impl std::ops::Deref for $harness {
+            type Target = $crate::common::Running;
+            fn deref(&self) -> &$crate::common::Running {
+                &self.run
+            }
+        }
+    };
+}

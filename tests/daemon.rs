@@ -1,0 +1,114 @@
+//! The daemon end to end, against the real RabbitMQ and Redis of this machine.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use redis::AsyncCommands;
+
+use cascade::runtime::clock::SystemClock;
+use cascade::runtime::daemon::{Daemon, DaemonOptions};
+use cascade::runtime::intake::{self, IntakeConfig};
+
+const MIN: i64 = 60_000;
+
+async fn start(cfg: &TestConfig, clock: Arc<SystemClock>) -> Daemon {
+    let options = DaemonOptions {
+        clock,
+        ..Default::default()
+    };
+    Daemon::start(cfg.catalog(), options)
+        .await
+        .expect("daemon starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_stops_the_cascade_and_no_receipt_escalates() {
+    let (url, received) = fake_receiver(vec![]).await;
+    let cfg = TestConfig::new("e2e", &url, "", DELIVERY_DELAY);
+    let clock = Arc::new(SystemClock::default());
+    let daemon = start(&cfg, clock.clone()).await;
+    let catalog = cfg.catalog();
+    let config = IntakeConfig::from(&catalog.settings.amqp);
+
+    let read_id = format!("{}-read", cfg.name);
+    let unread_id = format!("{}-unread", cfg.name);
+    assert!(
+        intake::publish(&config, &notification(&read_id, "c-1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        intake::publish(&config, &notification(&unread_id, "c-2"))
+            .await
+            .unwrap()
+    );
+
+    wait_until(
+        "step 1 of both on the VK-like webhook",
+        Duration::from_secs(10),
+        async || received.count("vk") == 2,
+    )
+    .await;
+    let first = received.on("vk");
+    assert!(
+        first
+            .iter()
+            .any(|b| b["notification_id"] == read_id.as_str()
+                && b["step"] == 1
+                && b["contact"] == "123456")
+    );
+
+    // Any system may write a stopping receipt straight into Redis (SPEC 6).
+    let mut r = redis().await;
+    let receipts = format!("{}:{{{read_id}}}:receipts", cfg.name);
+    let _: () = r
+        .hset(&receipts, "read", clock.now_ms_for_tests())
+        .await
+        .unwrap();
+
+    // Half an hour later (virtual): the unread one escalates to SMS, the read one completes.
+    clock.advance(31 * MIN);
+    wait_until(
+        "the SMS for the unread notification",
+        Duration::from_secs(10),
+        async || received.count("sms") == 1,
+    )
+    .await;
+    let sms = received.on("sms");
+    assert_eq!(sms[0]["notification_id"], unread_id.as_str());
+    assert_eq!(sms[0]["step"], 2);
+
+    let store = daemon.store.clone();
+    wait_until("the read cascade completes", Duration::from_secs(10), async || {
+        matches!(store.status(&read_id).await.unwrap(), Some((c, _)) if c.outcome().map(|o| o.word()) == Some("completed"))
+    })
+    .await;
+    let (unread, timeline) = store.status(&unread_id).await.unwrap().unwrap();
+    assert_eq!(unread.outcome().map(|o| o.word()), Some("exhausted"));
+    let words: Vec<&str> = timeline.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        words,
+        ["accepted", "sent", "escalated", "sent", "exhausted"]
+    );
+    // Nothing more went out.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!((received.count("vk"), received.count("sms")), (2, 1));
+
+    daemon.stop(Duration::from_secs(5)).await;
+    clean_redis(&cfg.name).await;
+    clean_queues(&cfg.name).await;
+}
+
+trait NowForTests {
+    fn now_ms_for_tests(&self) -> i64;
+}
+
+impl NowForTests for SystemClock {
+    fn now_ms_for_tests(&self) -> i64 {
+        use cascade::runtime::clock::Clock;
+        self.now_ms()
+    }
+}
