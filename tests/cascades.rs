@@ -93,6 +93,7 @@ async fn vk_then_sms_stopped_by_message_read_or_sent_by_sms_ru_with_a_delivery_r
     .await;
 
     // Half an hour later only the unread one goes out by SMS.
+    run.wait_entries(&unread, "sent", 1).await;
     run.clock.advance(31 * MIN);
     wait_until("the SMS", Duration::from_secs(10), async || {
         sms.received().len() == 1
@@ -209,6 +210,7 @@ async fn email_then_telegram_stopped_by_the_open_pixel() {
     .await;
 
     // A day later only the unopened one goes to Telegram.
+    run.wait_entries(&unopened, "sent", 1).await;
     run.clock.advance(25 * 60 * MIN);
     wait_until(
         "the Telegram message",

@@ -677,6 +677,8 @@ async fn cyrillic_counts_ucs2_segments_and_too_many_are_refused_at_send() {
     h.publish_to(&en, "sms_second", &latin).await;
     h.wait_call_centre(&ru).await;
     h.wait_call_centre(&en).await;
+    h.wait_entry(&ru, "sent").await;
+    h.wait_entry(&en, "sent").await;
 
     // The channel now allows one segment (a reload between intake and send).
     let mut catalog = (**h.daemon().catalog.load()).clone();

@@ -61,6 +61,16 @@ async fn a_receipt_stops_the_cascade_and_no_receipt_escalates() {
                 && b["contact"] == "123456")
     );
 
+    // The provider answered; wait until both sends are committed, so the
+    // wait is counted from before the clock moves.
+    let store = daemon.store.clone();
+    for id in [&read_id, &unread_id] {
+        wait_until("the send is recorded", Duration::from_secs(10), async || {
+            matches!(store.status(id).await.unwrap(), Some((_, t)) if t.iter().any(|e| e.event.as_str() == "sent"))
+        })
+        .await;
+    }
+
     // Any system may write a stopping receipt straight into Redis (SPEC 6).
     let mut r = redis().await;
     let receipts = format!("{}:{{{read_id}}}:receipts", cfg.name);
@@ -81,7 +91,6 @@ async fn a_receipt_stops_the_cascade_and_no_receipt_escalates() {
     assert_eq!(sms[0]["notification_id"], unread_id.as_str());
     assert_eq!(sms[0]["step"], 2);
 
-    let store = daemon.store.clone();
     wait_until("the read cascade completes", Duration::from_secs(10), async || {
         matches!(store.status(&read_id).await.unwrap(), Some((c, _)) if c.outcome().map(|o| o.word()) == Some("completed"))
     })
