@@ -124,7 +124,7 @@ impl Daemon {
             clock: options.clock.clone(),
         });
         tasks.spawn(scheduler::run(
-            worker,
+            worker.clone(),
             SchedulerConfig {
                 lease_ms: settings.defaults.claim_lease_ms,
                 ..options.scheduler
@@ -135,9 +135,7 @@ impl Daemon {
         ));
         tasks.spawn(intake::run(
             IntakeConfig::from(&settings.amqp),
-            catalog.clone(),
-            store.clone(),
-            options.clock.clone(),
+            worker,
             poke,
             health.clone(),
             shutdown.clone(),

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -15,17 +14,17 @@ use lapin::options::{
     ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{Acker, BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Health;
-use super::clock::Clock;
+use super::ack_batch::AckBatch;
 use super::lifecycle::log_entries;
-use super::store::Store;
+use super::store::{Accepted, Loaded};
 use super::telemetry;
-use crate::config::Catalog;
+use super::worker::Worker;
 use crate::core::{Cascade, Context, Entry, EntryKind};
 use crate::notification::{self, IntakeError};
 
@@ -50,18 +49,18 @@ impl From<&crate::config::Amqp> for IntakeConfig {
 }
 
 /// Consumes until `shutdown`, reconnecting with backoff when RabbitMQ goes away.
+/// A cascade due at once goes straight on to its first send through `worker`;
+/// a later one waits in the timers.
 pub async fn run(
     config: IntakeConfig,
-    catalog: Arc<ArcSwap<Catalog>>,
-    store: Store,
-    clock: Arc<dyn Clock>,
+    worker: Arc<Worker>,
     poke: Arc<Notify>,
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match consume(&config, &catalog, &store, &clock, &poke, &health, &shutdown).await {
+        match consume(&config, &worker, &poke, &health, &shutdown).await {
             Ok(()) => break,
             Err(e) => {
                 health.amqp.store(false, Ordering::Relaxed);
@@ -94,11 +93,18 @@ pub async fn declare(channel: &Channel, config: &IntakeConfig) -> lapin::Result<
     Ok(())
 }
 
+/// What every delivery's handler shares on one connection.
+struct Hands {
+    worker: Arc<Worker>,
+    poke: Arc<Notify>,
+    dead: Channel,
+    config: IntakeConfig,
+    acks: AckBatch<Acker>,
+}
+
 async fn consume(
     config: &IntakeConfig,
-    catalog: &Arc<ArcSwap<Catalog>>,
-    store: &Store,
-    clock: &Arc<dyn Clock>,
+    worker: &Arc<Worker>,
     poke: &Arc<Notify>,
     health: &Arc<Health>,
     shutdown: &CancellationToken,
@@ -122,7 +128,15 @@ async fn consume(
     health.amqp.store(true, Ordering::Relaxed);
     tracing::info!(queue = %config.queue, prefetch = config.prefetch, "consuming");
 
-    // Deliveries are handled concurrently, at most `prefetch` at a time.
+    // Deliveries are handled concurrently, at most `prefetch` at a time
+    // (a handler holds its permit through the first send it starts).
+    let hands = Arc::new(Hands {
+        worker: worker.clone(),
+        poke: poke.clone(),
+        dead,
+        config: config.clone(),
+        acks: AckBatch::default(),
+    });
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.prefetch.max(1) as usize));
     let result = loop {
@@ -142,25 +156,10 @@ async fn consume(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break Ok(());
         };
-        let (catalog, store, clock, poke, dead, config) = (
-            catalog.load_full(),
-            store.clone(),
-            clock.clone(),
-            poke.clone(),
-            dead.clone(),
-            config.clone(),
-        );
+        hands.acks.arrived(delivery.delivery_tag);
+        let hands = hands.clone();
         tracker.spawn(async move {
-            handle(
-                delivery,
-                &catalog,
-                &store,
-                clock.as_ref(),
-                &poke,
-                &dead,
-                &config,
-            )
-            .await;
+            handle(delivery, &hands).await;
             drop(permit);
         });
     };
@@ -171,19 +170,14 @@ async fn consume(
     result
 }
 
-async fn handle(
-    delivery: Delivery,
-    catalog: &Catalog,
-    store: &Store,
-    clock: &dyn Clock,
-    poke: &Notify,
-    dead: &Channel,
-    config: &IntakeConfig,
-) {
-    let admitted = match notification::admit(&delivery.data, catalog) {
+async fn handle(delivery: Delivery, hands: &Hands) {
+    let worker = &hands.worker;
+    let catalog = worker.catalog.load_full();
+    let store = &worker.store;
+    let admitted = match notification::admit(&delivery.data, &catalog) {
         Ok(a) => a,
         Err(e) => {
-            reject(delivery, &e, dead, config, store, clock).await;
+            reject(delivery, &e, hands).await;
             return;
         }
     };
@@ -191,7 +185,7 @@ async fn handle(
     let Some(policy) = catalog.policies.get(&n.policy) else {
         return;
     };
-    let now = clock.now_ms();
+    let now = worker.clock.now_ms();
     let receipts = Default::default();
     let ctx = Context {
         notification_id: &n.id,
@@ -202,16 +196,38 @@ async fn handle(
         timing: catalog.timing(),
     };
     let decision = Cascade::accept(now, admitted.send_at_ms, admitted.expires_at_ms, &ctx);
-    match store.accept(&admitted, policy, &decision).await {
-        Ok(true) => {
-            if delivery.ack(BasicAckOptions::default()).await.is_ok() {
-                telemetry::intake("accepted", None);
-                log_entries(&n.id, &n.customer.id, &policy.name, &decision.entries);
-                poke.notify_one();
+    // Due now: this handler takes it to its first send itself, under a lease.
+    let due_now = decision.cascade.wake_at_ms().is_some_and(|w| w <= now);
+    let leased_until = due_now.then(|| now + catalog.settings.defaults.claim_lease_ms);
+    match store
+        .accept(&admitted, policy, &decision, leased_until)
+        .await
+    {
+        Ok(Accepted::New(snapshot)) => {
+            acknowledge(&hands.acks, &delivery).await;
+            telemetry::intake("accepted", None);
+            log_entries(&n.id, &n.customer.id, &policy.name, &decision.entries);
+            if !due_now {
+                hands.poke.notify_one();
+                return;
+            }
+            let id = n.id.clone();
+            let accepted = Loaded {
+                cascade: decision.cascade,
+                version: 1,
+                customer_id: admitted.notification.customer.id.clone(),
+                notification: admitted.notification,
+                policy: snapshot,
+                recipient: admitted.recipient,
+                receipts,
+            };
+            if let Err(e) = worker.start_accepted(&id, accepted).await {
+                // The lease hands it to the scheduler; nothing is lost.
+                tracing::warn!(notification_id = %id, error = %e, "first step failed; it will be retried after the lease");
             }
         }
-        Ok(false) => {
-            let _ = delivery.ack(BasicAckOptions::default()).await;
+        Ok(Accepted::Duplicate) => {
+            acknowledge(&hands.acks, &delivery).await;
             let entry = intake_entry(now, EntryKind::Duplicate, None);
             if let Err(e) = store.append_event(Some(&n.id), &entry).await {
                 tracing::warn!(error = %e, "cannot append to the events stream");
@@ -223,28 +239,40 @@ async fn handle(
             // Not recorded: hand the message back so it is not lost.
             telemetry::intake("requeued", None);
             tracing::warn!(notification_id = %n.id, error = %e, "cannot record the cascade in Redis; returning the message to the queue");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let _ = delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await;
+            hand_back(&hands.acks, delivery).await;
         }
+    }
+}
+
+/// Acknowledges a recorded delivery, together with the finished ones before
+/// it when a batch is due. A failed ack means the channel is gone: RabbitMQ
+/// redelivers, and the redelivery is counted as a duplicate.
+async fn acknowledge(acks: &AckBatch<Acker>, delivery: &Delivery) {
+    if let Some(acker) = acks.done(delivery.delivery_tag, delivery.acker.clone()) {
+        let _ = acker.ack(BasicAckOptions { multiple: true }).await;
+    }
+}
+
+/// Returns a delivery that could not be handled to the queue, after a pause
+/// so a failing dependency is not hammered.
+async fn hand_back(acks: &AckBatch<Acker>, delivery: Delivery) {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await;
+    if let Some(acker) = acks.settled(delivery.delivery_tag) {
+        let _ = acker.ack(BasicAckOptions { multiple: true }).await;
     }
 }
 
 /// Dead-letters a bad message with its reason, under a publisher confirm,
 /// then acknowledges it. If the dead-letter publish fails, the message goes
 /// back to the queue instead: it is never dropped.
-async fn reject(
-    delivery: Delivery,
-    error: &IntakeError,
-    dead: &Channel,
-    config: &IntakeConfig,
-    store: &Store,
-    clock: &dyn Clock,
-) {
+async fn reject(delivery: Delivery, error: &IntakeError, hands: &Hands) {
+    let (dead, config) = (&hands.dead, &hands.config);
     let mut headers = delivery.properties.headers().clone().unwrap_or_default();
     headers.insert(
         ShortString::from("x-cascade-error-code"),
@@ -273,10 +301,11 @@ async fn reject(
         Err(_) => false,
     };
     if confirmed {
-        let _ = delivery.ack(BasicAckOptions::default()).await;
+        acknowledge(&hands.acks, &delivery).await;
         let reason = format!("{}: {}", error.code.as_str(), error.message);
-        let entry = intake_entry(clock.now_ms(), EntryKind::Rejected, Some(reason));
-        if let Err(e) = store.append_event(None, &entry).await {
+        let now = hands.worker.clock.now_ms();
+        let entry = intake_entry(now, EntryKind::Rejected, Some(reason));
+        if let Err(e) = hands.worker.store.append_event(None, &entry).await {
             tracing::warn!(error = %e, "cannot append to the events stream");
         }
         telemetry::intake("rejected", Some(error.code.as_str()));
@@ -286,13 +315,7 @@ async fn reject(
             code = error.code.as_str(),
             "cannot dead-letter a rejected message; returning it to the queue"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let _ = delivery
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await;
+        hand_back(&hands.acks, delivery).await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! The daemon: intake from RabbitMQ, state and timers in Redis, the
 //! scheduler that wakes cascades, and the HTTP server for receipts.
 
+mod ack_batch;
 pub mod clock;
 pub mod daemon;
 pub mod intake;

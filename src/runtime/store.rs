@@ -37,6 +37,15 @@ pub enum Commit {
     Gone,
 }
 
+/// What `accept` found.
+#[derive(Debug)]
+pub enum Accepted {
+    /// Recorded; the policy snapshot it runs on.
+    New(Arc<Policy>),
+    /// The id is already known.
+    Duplicate,
+}
+
 /// What `record_receipt` found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReceiptResult {
@@ -113,15 +122,16 @@ impl Store {
         self.conn.clone()
     }
 
-    /// Stores the policy snapshot (once per content) and returns its hash.
-    async fn snapshot_policy(&self, policy: &Policy) -> Result<String, StoreError> {
-        let cached = self.hashes.lock().ok().and_then(|m| {
-            m.get(&policy.name)
-                .filter(|(p, _)| **p == *policy)
-                .map(|(_, h)| h.clone())
-        });
-        if let Some(hash) = cached {
-            return Ok(hash);
+    /// Stores the policy snapshot (once per content) and returns its hash
+    /// and the shared copy the worker decides on.
+    async fn snapshot_policy(&self, policy: &Policy) -> Result<Snapshot, StoreError> {
+        let cached = self
+            .hashes
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&policy.name).filter(|(p, _)| **p == *policy).cloned());
+        if let Some(snapshot) = cached {
+            return Ok(snapshot);
         }
         let json = serde_json::to_string(policy).map_err(|e| StoreError::Corrupt {
             id: policy.name.clone(),
@@ -145,13 +155,11 @@ impl Store {
                 m.insert(hash.clone(), Arc::new(policy.clone()));
             }
         }
+        let snapshot = (Arc::new(policy.clone()), hash);
         if let Ok(mut m) = self.hashes.lock() {
-            m.insert(
-                policy.name.clone(),
-                (Arc::new(policy.clone()), hash.clone()),
-            );
+            m.insert(policy.name.clone(), snapshot.clone());
         }
-        Ok(hash)
+        Ok(snapshot)
     }
 
     async fn policy(&self, id: &str, hash: &str) -> Result<Arc<Policy>, StoreError> {
@@ -175,15 +183,19 @@ impl Store {
         Ok(policy)
     }
 
-    /// Records a newly accepted cascade. Returns false for a known id (a duplicate).
+    /// Records a newly accepted cascade, unless its id is known (a duplicate).
+    /// With `leased_until`, the caller goes on to decide for it at once: its
+    /// timer is set to the lease's end rather than to the wake-up, so no
+    /// other instance takes it meanwhile, and it comes back if the caller dies.
     pub async fn accept(
         &self,
         admitted: &Admitted,
         policy: &Policy,
         decision: &Decision,
-    ) -> Result<bool, StoreError> {
+        leased_until: Option<i64>,
+    ) -> Result<Accepted, StoreError> {
         let n = &admitted.notification;
-        let hash = self.snapshot_policy(policy).await?;
+        let (snapshot, hash) = self.snapshot_policy(policy).await?;
         let state = to_json(&n.id, &decision.cascade)?;
         let notification = to_json(&n.id, n)?;
         let tz = admitted
@@ -195,7 +207,7 @@ impl Store {
         let wake = decision
             .cascade
             .wake_at_ms()
-            .map(|w| w.to_string())
+            .map(|w| leased_until.unwrap_or(w).to_string())
             .unwrap_or_default();
         let mut inv = self.scripts.accept.prepare_invoke();
         inv.key(self.keys.state(&n.id))
@@ -217,7 +229,11 @@ impl Store {
         }
         let mut c = self.conn.clone();
         let fresh: i64 = inv.invoke_async(&mut c).await?;
-        Ok(fresh == 1)
+        Ok(if fresh == 1 {
+            Accepted::New(snapshot)
+        } else {
+            Accepted::Duplicate
+        })
     }
 
     /// Claims up to `limit` due cascades of one shard, leasing them for `lease_ms`.

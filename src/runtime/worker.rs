@@ -29,11 +29,20 @@ const MAX_ROUNDS: usize = 16;
 impl Worker {
     /// Handles a due timer (or a poke after a receipt) for one cascade.
     pub async fn wake(&self, id: &str) -> Result<(), StoreError> {
+        self.run(id, None).await
+    }
+
+    /// Takes a cascade intake has just stored (and leased to itself) to its
+    /// first send without loading it back: the state in hand is the stored one.
+    pub async fn start_accepted(&self, id: &str, accepted: Loaded) -> Result<(), StoreError> {
+        self.run(id, Some(accepted)).await
+    }
+
+    async fn run(&self, id: &str, mut fresh: Option<Loaded>) -> Result<(), StoreError> {
         let mut event = Event::TimerDue;
         // After a send this instance owns, the state it just stored is fresh
         // enough to decide on: a receipt that arrives meanwhile wakes the
         // cascade again, and a changed version is caught by the commit.
-        let mut fresh: Option<Loaded> = None;
         for _ in 0..MAX_ROUNDS {
             let loaded = match fresh.take() {
                 Some(l) => l,
