@@ -76,8 +76,12 @@ impl Default for Outbound {
 
 impl Outbound {
     pub fn new() -> Self {
+        // Keep as many idle connections as sends run at once (the
+        // scheduler's concurrency): a smaller pool closes and reopens a
+        // connection per send under load (thousands of TIME_WAITs a second).
         let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();

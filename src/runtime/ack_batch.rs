@@ -1,10 +1,14 @@
 //! Acknowledges intake deliveries several at a time: one `basic.ack` with
 //! `multiple` covers the longest run of finished deliveries at the front, so
 //! a delivery is never acknowledged before its own handler said so, even
-//! though handlers finish out of order.
+//! though handlers finish out of order. Batches are handed on in order to one
+//! sender: a `multiple` ack overtaken by a later one would name a tag the
+//! broker no longer knows, which closes the channel.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+
+use tokio::sync::mpsc::UnboundedSender;
 
 /// Most finished deliveries held back for one `basic.ack`.
 const MOST_AT_ONCE: usize = 32;
@@ -29,40 +33,38 @@ struct Inner<A> {
 /// what acknowledges one delivery (`lapin::Acker`).
 pub struct AckBatch<A> {
     inner: Mutex<Inner<A>>,
+    /// Where due batches go, in order: the acker to call with `multiple`.
+    due: UnboundedSender<A>,
 }
 
-impl<A> Default for AckBatch<A> {
-    fn default() -> Self {
+impl<A> AckBatch<A> {
+    pub fn new(due: UnboundedSender<A>) -> AckBatch<A> {
         AckBatch {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 ready: None,
             }),
+            due,
         }
     }
-}
 
-impl<A> AckBatch<A> {
     /// Notes a delivery as it arrives, before its handler starts.
     pub fn arrived(&self, tag: u64) {
         self.lock().queue.push_back((tag, Slot::Working));
     }
 
-    /// Its handler recorded it. Returns the acker to call with `multiple`
-    /// when a batch is due: enough are held back, or none is still at work.
-    #[must_use]
-    pub fn done(&self, tag: u64, acker: A) -> Option<A> {
+    /// Its handler recorded it. A batch is due when enough are held back,
+    /// or when none is still at work.
+    pub fn done(&self, tag: u64, acker: A) {
         self.finish(tag, Slot::Done(acker))
     }
 
-    /// Its handler answered it on its own (a nack). Returns a batch that
-    /// became due, as `done` does.
-    #[must_use]
-    pub fn settled(&self, tag: u64) -> Option<A> {
+    /// Its handler answered it on its own (a nack).
+    pub fn settled(&self, tag: u64) {
         self.finish(tag, Slot::Settled)
     }
 
-    fn finish(&self, tag: u64, slot: Slot<A>) -> Option<A> {
+    fn finish(&self, tag: u64, slot: Slot<A>) {
         let mut inner = self.lock();
         if let Some(entry) = inner.queue.iter_mut().find(|(t, _)| *t == tag) {
             entry.1 = slot;
@@ -83,10 +85,10 @@ impl<A> AckBatch<A> {
             .ready
             .as_ref()
             .is_some_and(|(_, n)| *n >= MOST_AT_ONCE || inner.queue.is_empty());
-        if due {
-            inner.ready.take().map(|(acker, _)| acker)
-        } else {
-            None
+        if due && let Some((acker, _)) = inner.ready.take() {
+            // Still under the lock, so batches leave in tag order. A closed
+            // receiver means the connection is gone: RabbitMQ redelivers.
+            let _ = self.due.send(acker);
         }
     }
 
@@ -99,43 +101,84 @@ impl<A> AckBatch<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+    fn batch() -> (AckBatch<u64>, UnboundedReceiver<u64>) {
+        let (tx, rx) = unbounded_channel();
+        (AckBatch::new(tx), rx)
+    }
+
+    fn sent(rx: &mut UnboundedReceiver<u64>) -> Vec<u64> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
 
     #[test]
     fn acknowledges_only_the_finished_run_at_the_front() {
-        let batch = AckBatch::default();
+        let (batch, mut rx) = batch();
         for tag in 1..=3 {
             batch.arrived(tag);
         }
         // 2 and 3 finish first: 1 is still at work, so nothing may go.
-        assert_eq!(batch.done(3, 3), None);
-        assert_eq!(batch.done(2, 2), None);
+        batch.done(3, 3);
+        batch.done(2, 2);
+        assert_eq!(sent(&mut rx), [0u64; 0]);
         // 1 finishes: one ack, multiple, up to 3.
-        assert_eq!(batch.done(1, 1), Some(3));
-        assert_eq!(batch.done(1, 1), None, "nothing left");
+        batch.done(1, 1);
+        assert_eq!(sent(&mut rx), [3]);
     }
 
     #[test]
     fn a_settled_delivery_is_stepped_over_and_not_acknowledged() {
-        let batch = AckBatch::default();
+        let (batch, mut rx) = batch();
         for tag in 1..=3 {
             batch.arrived(tag);
         }
-        assert_eq!(batch.done(1, 1), None, "2 and 3 are still at work");
-        assert_eq!(batch.settled(2), None);
-        assert_eq!(batch.done(3, 3), Some(3));
+        batch.done(1, 1);
+        batch.settled(2);
+        assert_eq!(sent(&mut rx), [0u64; 0], "3 is still at work");
+        batch.done(3, 3);
+        assert_eq!(sent(&mut rx), [3]);
 
         // A settled delivery alone acknowledges nothing.
         batch.arrived(4);
-        assert_eq!(batch.settled(4), None);
+        batch.settled(4);
+        assert_eq!(sent(&mut rx), [0u64; 0]);
     }
 
     #[test]
-    fn under_load_a_batch_goes_every_so_many() {
-        let batch = AckBatch::default();
+    fn under_load_a_batch_goes_every_so_many_in_order() {
+        let (batch, mut rx) = batch();
         for tag in 1..=100 {
             batch.arrived(tag);
         }
-        let sent: Vec<u64> = (1..=100).filter_map(|t| batch.done(t, t)).collect();
-        assert_eq!(sent, [32, 64, 96, 100]);
+        for tag in 1..=100 {
+            batch.done(tag, tag);
+        }
+        assert_eq!(sent(&mut rx), [32, 64, 96, 100]);
+    }
+
+    #[test]
+    fn batches_from_many_threads_leave_in_tag_order() {
+        let (batch, mut rx) = batch();
+        let batch = std::sync::Arc::new(batch);
+        for tag in 1..=10_000 {
+            batch.arrived(tag);
+        }
+        let threads: Vec<_> = (0..4u64)
+            .map(|k| {
+                let batch = batch.clone();
+                std::thread::spawn(move || {
+                    for tag in (1..=10_000).filter(|t| t % 4 == k) {
+                        batch.done(tag, tag);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let acks = sent(&mut rx);
+        assert!(acks.windows(2).all(|w| w[0] < w[1]), "{acks:?}");
+        assert_eq!(acks.last(), Some(&10_000));
     }
 }

@@ -130,12 +130,19 @@ async fn consume(
 
     // Deliveries are handled concurrently, at most `prefetch` at a time
     // (a handler holds its permit through the first send it starts).
+    let (due_acks, mut acks_to_send) = tokio::sync::mpsc::unbounded_channel::<Acker>();
     let hands = Arc::new(Hands {
         worker: worker.clone(),
         poke: poke.clone(),
         dead,
         config: config.clone(),
-        acks: AckBatch::default(),
+        acks: AckBatch::new(due_acks),
+    });
+    // One sender, so batches reach the broker in the order they were made.
+    let acking = tokio::spawn(async move {
+        while let Some(acker) = acks_to_send.recv().await {
+            let _ = acker.ack(BasicAckOptions { multiple: true }).await;
+        }
     });
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.prefetch.max(1) as usize));
@@ -166,6 +173,8 @@ async fn consume(
     // Stop taking deliveries; let those in hand finish (unacked ones are redelivered).
     tracker.close();
     tracker.wait().await;
+    drop(hands);
+    let _ = acking.await;
     let _ = conn.close(200, ShortString::from("shutting down")).await;
     result
 }
@@ -204,7 +213,7 @@ async fn handle(delivery: Delivery, hands: &Hands) {
         .await
     {
         Ok(Accepted::New(snapshot)) => {
-            acknowledge(&hands.acks, &delivery).await;
+            acknowledge(&hands.acks, &delivery);
             telemetry::intake("accepted", None);
             log_entries(&n.id, &n.customer.id, &policy.name, &decision.entries);
             if !due_now {
@@ -227,7 +236,7 @@ async fn handle(delivery: Delivery, hands: &Hands) {
             }
         }
         Ok(Accepted::Duplicate) => {
-            acknowledge(&hands.acks, &delivery).await;
+            acknowledge(&hands.acks, &delivery);
             let entry = intake_entry(now, EntryKind::Duplicate, None);
             if let Err(e) = store.append_event(Some(&n.id), &entry).await {
                 tracing::warn!(error = %e, "cannot append to the events stream");
@@ -247,10 +256,8 @@ async fn handle(delivery: Delivery, hands: &Hands) {
 /// Acknowledges a recorded delivery, together with the finished ones before
 /// it when a batch is due. A failed ack means the channel is gone: RabbitMQ
 /// redelivers, and the redelivery is counted as a duplicate.
-async fn acknowledge(acks: &AckBatch<Acker>, delivery: &Delivery) {
-    if let Some(acker) = acks.done(delivery.delivery_tag, delivery.acker.clone()) {
-        let _ = acker.ack(BasicAckOptions { multiple: true }).await;
-    }
+fn acknowledge(acks: &AckBatch<Acker>, delivery: &Delivery) {
+    acks.done(delivery.delivery_tag, delivery.acker.clone());
 }
 
 /// Returns a delivery that could not be handled to the queue, after a pause
@@ -263,9 +270,7 @@ async fn hand_back(acks: &AckBatch<Acker>, delivery: Delivery) {
             ..Default::default()
         })
         .await;
-    if let Some(acker) = acks.settled(delivery.delivery_tag) {
-        let _ = acker.ack(BasicAckOptions { multiple: true }).await;
-    }
+    acks.settled(delivery.delivery_tag);
 }
 
 /// Dead-letters a bad message with its reason, under a publisher confirm,
@@ -301,7 +306,7 @@ async fn reject(delivery: Delivery, error: &IntakeError, hands: &Hands) {
         Err(_) => false,
     };
     if confirmed {
-        acknowledge(&hands.acks, &delivery).await;
+        acknowledge(&hands.acks, &delivery);
         let reason = format!("{}: {}", error.code.as_str(), error.message);
         let now = hands.worker.clock.now_ms();
         let entry = intake_entry(now, EntryKind::Rejected, Some(reason));

@@ -54,10 +54,12 @@ pub async fn run(
         let now = worker.clock.now_ms();
         let mut claimed = 0usize;
         let mut failed = false;
+        let mut saturated = false;
         for shard in 0..shards {
             // Claim no more than there are free hands for.
             let room = permits.available_permits().min(config.batch);
             if room == 0 {
+                saturated = true;
                 break;
             }
             match worker.store.claim(shard, now, config.lease_ms, room).await {
@@ -97,7 +99,14 @@ pub async fn run(
             continue;
         }
         backoff = Duration::from_millis(100);
-        if claimed == 0 {
+        if saturated {
+            // Every hand is busy: go on as soon as one is free, not after
+            // an idle poll (that gap was most of a sweep's lateness).
+            tokio::select! {
+                p = permits.clone().acquire_owned() => drop(p),
+                _ = shutdown.cancelled() => {}
+            }
+        } else if claimed == 0 {
             tokio::select! {
                 _ = tokio::time::sleep(config.idle_poll) => {}
                 _ = poke.notified() => {}
