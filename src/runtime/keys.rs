@@ -21,7 +21,8 @@ impl Keys {
         self.shards
     }
 
-    /// The cascade: state, version, notification, policy hash, time zone, customer.
+    /// The cascade: state, version, notification, policy hash, time zone,
+    /// customer and timeline (see `scripts/accept.lua`).
     pub fn state(&self, id: &str) -> String {
         format!("{}:{{{id}}}:state", self.prefix)
     }
@@ -29,11 +30,6 @@ impl Keys {
     /// SPEC 6: event word → Unix ms; any system may write here.
     pub fn receipts(&self, id: &str) -> String {
         format!("{}:{{{id}}}:receipts", self.prefix)
-    }
-
-    /// The timeline entries, oldest first, for `cascade status`.
-    pub fn timeline(&self, id: &str) -> String {
-        format!("{}:{{{id}}}:timeline", self.prefix)
     }
 
     /// The wake-up sorted set an id belongs to.

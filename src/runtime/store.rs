@@ -211,16 +211,13 @@ impl Store {
             .unwrap_or_default();
         let mut inv = self.scripts.accept.prepare_invoke();
         inv.key(self.keys.state(&n.id))
-            .key(self.keys.timeline(&n.id))
             .key(self.keys.receipts(&n.id))
             .key(self.keys.timer_of(&n.id))
             .key(self.keys.events())
             .arg(&n.id)
             .arg(state)
             .arg(notification)
-            .arg(hash)
-            .arg(tz)
-            .arg(&n.customer.id)
+            .arg(format!("{hash}\t{tz}\t{}", n.customer.id))
             .arg(wake)
             .arg(self.retention_ms)
             .arg(EVENTS_MAX_LEN);
@@ -280,8 +277,16 @@ impl Store {
             why: "bad version".into(),
         })?;
         let notification: Notification = from_json(id, field("n")?)?;
-        let policy = self.policy(id, field("pol")?).await?;
-        let tz = jiff::tz::TimeZone::get(field("tz")?).unwrap_or(jiff::tz::TimeZone::UTC);
+        let mut meta = field("m")?.splitn(3, '\t');
+        let (Some(hash), Some(tz), Some(customer_id)) = (meta.next(), meta.next(), meta.next())
+        else {
+            return Err(StoreError::Corrupt {
+                id: id.into(),
+                why: "field `m` is not `policy\\ttz\\tcustomer`".into(),
+            });
+        };
+        let policy = self.policy(id, hash).await?;
+        let tz = jiff::tz::TimeZone::get(tz).unwrap_or(jiff::tz::TimeZone::UTC);
         let recipient = Recipient {
             contacts: notification.customer.contacts.clone(),
             preferences: notification.customer.preferences.clone(),
@@ -300,7 +305,7 @@ impl Store {
         Ok(Some(Loaded {
             cascade,
             version,
-            customer_id: field("cust")?.clone(),
+            customer_id: customer_id.to_owned(),
             notification,
             policy,
             recipient,
@@ -326,7 +331,6 @@ impl Store {
         let mut inv = self.scripts.commit.prepare_invoke();
         inv.key(self.keys.state(id))
             .key(self.keys.receipts(id))
-            .key(self.keys.timeline(id))
             .key(self.keys.timer_of(id))
             .key(self.keys.events())
             .arg(id)
@@ -395,7 +399,6 @@ impl Store {
             .receipt
             .key(self.keys.state(id))
             .key(self.keys.receipts(id))
-            .key(self.keys.timeline(id))
             .key(self.keys.timer_of(id))
             .key(self.keys.events())
             .arg(id)
@@ -460,8 +463,8 @@ impl Store {
     }
 
     /// Maps a provider's message id back to the notification and step, for
-    /// its callbacks. With a `peer` (VK), also keeps the messages to that peer
-    /// ordered by id, for read watermarks. Both expire with the retention.
+    /// its callbacks. With a `peer` (VK), keeps the messages to that peer
+    /// ordered by id instead, for read watermarks. Both expire with the retention.
     pub async fn remember_provider_message(
         &self,
         channel: &str,
@@ -473,18 +476,22 @@ impl Store {
         let value = format!("{step}\t{id}");
         let ttl = (self.retention_ms / 1000).max(1);
         let mut pipe = redis::pipe();
-        pipe.set_ex(
-            self.keys.provider_message(channel, provider_message_id),
-            &value,
-            ttl as u64,
-        )
-        .ignore();
-        if let Some(peer) = peer
-            && let Ok(n) = provider_message_id.parse::<f64>()
-        {
-            let key = self.keys.peer_messages(channel, peer);
-            pipe.zadd(&key, &value, n).ignore();
-            pipe.expire(&key, ttl).ignore();
+        match peer.zip(provider_message_id.parse::<f64>().ok()) {
+            // VK's callbacks name the peer and a message id watermark, never
+            // one message: the peer's set is all they need.
+            Some((peer, n)) => {
+                let key = self.keys.peer_messages(channel, peer);
+                pipe.zadd(&key, &value, n).ignore();
+                pipe.expire(&key, ttl).ignore();
+            }
+            None => {
+                pipe.set_ex(
+                    self.keys.provider_message(channel, provider_message_id),
+                    &value,
+                    ttl as u64,
+                )
+                .ignore();
+            }
         }
         let mut c = self.conn.clone();
         let _: () = pipe.query_async(&mut c).await?;
@@ -565,18 +572,15 @@ impl Store {
     /// The stored timeline and state of one notification, for `cascade status`.
     pub async fn status(&self, id: &str) -> Result<Option<(Cascade, Vec<Entry>)>, StoreError> {
         let mut c = self.conn.clone();
-        let (state, timeline): (Option<String>, Vec<String>) = redis::pipe()
-            .hget(self.keys.state(id), "s")
-            .lrange(self.keys.timeline(id), 0, -1)
+        let (state, timeline): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.state(id))
+            .arg("s")
+            .arg("t")
             .query_async(&mut c)
             .await?;
         let Some(state) = state else { return Ok(None) };
         let cascade: Cascade = from_json(id, &state)?;
-        let entries = timeline
-            .iter()
-            .map(|e| from_json(id, e))
-            .collect::<Result<Vec<Entry>, _>>()?;
-        Ok(Some((cascade, entries)))
+        Ok(Some((cascade, parse_timeline(id, timeline.as_deref())?)))
     }
 }
 
@@ -606,6 +610,16 @@ fn limit_scopes(policy: &Policy, channel: &ChannelConfig) -> Vec<(String, crate:
                 rate,
             )
         })
+        .collect()
+}
+
+/// The state's `t` field: timeline entries (JSON), one per line.
+pub fn parse_timeline(id: &str, stored: Option<&str>) -> Result<Vec<Entry>, StoreError> {
+    stored
+        .unwrap_or("")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|e| from_json(id, e))
         .collect()
 }
 

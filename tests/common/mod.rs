@@ -573,22 +573,16 @@ pub async fn read_cascades(
     for chunk in ids.chunks(500) {
         let mut pipe = redis::pipe();
         for id in chunk {
-            pipe.hget(format!("{prefix}:{{{id}}}:state"), "s").lrange(
-                format!("{prefix}:{{{id}}}:timeline"),
-                0,
-                -1,
-            );
+            pipe.cmd("HMGET")
+                .arg(format!("{prefix}:{{{id}}}:state"))
+                .arg("s")
+                .arg("t");
         }
-        let replies: Vec<redis::Value> = pipe.query_async(conn).await.unwrap();
-        for pair in replies.chunks(2) {
-            let state: Option<String> = redis::from_redis_value(pair[0].clone()).unwrap();
-            let timeline: Vec<String> = redis::from_redis_value(pair[1].clone()).unwrap();
+        let replies: Vec<(Option<String>, Option<String>)> = pipe.query_async(conn).await.unwrap();
+        for (state, timeline) in replies {
             out.push(Stored {
                 cascade: state.map(|s| serde_json::from_str(&s).unwrap()),
-                timeline: timeline
-                    .iter()
-                    .map(|e| serde_json::from_str(e).unwrap())
-                    .collect(),
+                timeline: cascade::runtime::store::parse_timeline("", timeline.as_deref()).unwrap(),
             });
         }
     }

@@ -1,9 +1,8 @@
 -- commit.lua: store one decision of the core, atomically.
 -- KEYS[1] state hash      cascade:{<id>}:state
 -- KEYS[2] receipts hash   cascade:{<id>}:receipts
--- KEYS[3] timeline list   cascade:{<id>}:timeline
--- KEYS[4] timer shard     cascade:timers:{<n>}
--- KEYS[5] events stream   cascade:events
+-- KEYS[3] timer shard     cascade:timers:{<n>}
+-- KEYS[4] events stream   cascade:events
 -- ARGV[1] notification id    ARGV[2] the version the decision was made on
 -- ARGV[3] new state (JSON)   ARGV[4] wake-up ms, or "" when finished
 -- ARGV[5] "1" when the decision orders a send: refuse it if a stopping
@@ -12,7 +11,7 @@
 -- ARGV[6] stopping receipt words, comma-separated (also used to wake the
 --         cascade at once when one is already recorded)
 -- ARGV[7] retention ms       ARGV[8] events stream max length
--- ARGV[9..] timeline entries (JSON)
+-- ARGV[9..] timeline entries (JSON), appended to the state's `t`, one per line
 -- Returns the new version; -1 if the state changed meanwhile (decide again);
 -- -2 if a stopping receipt arrived (decide again); -3 if the cascade is gone.
 local v = redis.call('HGET', KEYS[1], 'v')
@@ -34,9 +33,17 @@ if ARGV[5] == '1' then
 end
 local next_v = tonumber(v) + 1
 redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', next_v)
-for i = 9, #ARGV do
-  redis.call('RPUSH', KEYS[3], ARGV[i])
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[1], 'e', ARGV[i])
+if #ARGV >= 9 then
+  local entries = {}
+  local timeline = redis.call('HGET', KEYS[1], 't')
+  if timeline and timeline ~= '' then
+    entries[1] = timeline
+  end
+  for i = 9, #ARGV do
+    entries[#entries + 1] = ARGV[i]
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[1], 'e', ARGV[i])
+  end
+  redis.call('HSET', KEYS[1], 't', table.concat(entries, '\n'))
 end
 if ARGV[4] ~= '' then
   -- A receipt recorded while this decision was being made (say, during a
@@ -53,11 +60,10 @@ if ARGV[4] ~= '' then
       end
     end
   end
-  redis.call('ZADD', KEYS[4], due, ARGV[1])
+  redis.call('ZADD', KEYS[3], due, ARGV[1])
 else
-  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ARGV[7])
   redis.call('PEXPIRE', KEYS[2], ARGV[7])
-  redis.call('PEXPIRE', KEYS[3], ARGV[7])
 end
 return next_v

@@ -1,9 +1,8 @@
 -- receipt.lua: record a receipt and wake the cascade so it decides at once.
 -- KEYS[1] state hash      cascade:{<id>}:state
 -- KEYS[2] receipts hash   cascade:{<id>}:receipts
--- KEYS[3] timeline list   cascade:{<id>}:timeline
--- KEYS[4] timer shard     cascade:timers:{<n>}
--- KEYS[5] events stream   cascade:events
+-- KEYS[3] timer shard     cascade:timers:{<n>}
+-- KEYS[4] events stream   cascade:events
 -- ARGV[1] notification id   ARGV[2] event word   ARGV[3] now ms
 -- ARGV[4] entry (JSON)      ARGV[5] events stream max length
 -- The first time of an event is kept, except `failed`, whose latest time
@@ -27,7 +26,12 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-redis.call('RPUSH', KEYS[3], ARGV[4])
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1], 'e', ARGV[4])
-redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+local timeline = redis.call('HGET', KEYS[1], 't')
+if timeline and timeline ~= '' then
+  redis.call('HSET', KEYS[1], 't', timeline .. '\n' .. ARGV[4])
+else
+  redis.call('HSET', KEYS[1], 't', ARGV[4])
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1], 'e', ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 return 1
