@@ -230,7 +230,7 @@ async fn handle(delivery: Delivery, hands: &Hands) {
                 recipient: admitted.recipient,
                 receipts,
             };
-            if let Err(e) = worker.start_accepted(&id, accepted).await {
+            if let Err(e) = worker.wake_loaded(&id, accepted).await {
                 // The lease hands it to the scheduler; nothing is lost.
                 tracing::warn!(notification_id = %id, error = %e, "first step failed; it will be retried after the lease");
             }

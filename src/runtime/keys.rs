@@ -17,6 +17,10 @@ impl Keys {
         }
     }
 
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn shards(&self) -> u16 {
         self.shards
     }

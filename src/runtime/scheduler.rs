@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Health;
+use super::store::Claimed;
 use super::worker::Worker;
 
 /// Tunables of the claim loop.
@@ -63,18 +64,23 @@ pub async fn run(
                 break;
             }
             match worker.store.claim(shard, now, config.lease_ms, room).await {
-                Ok(ids) => {
-                    claimed += ids.len();
-                    if !ids.is_empty() {
-                        super::telemetry::claimed(ids.len());
+                Ok(cascades) => {
+                    claimed += cascades.len();
+                    if !cascades.is_empty() {
+                        super::telemetry::claimed(cascades.len());
                     }
-                    for id in ids {
+                    for Claimed { id, loaded } in cascades {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
                         };
                         let worker = worker.clone();
                         tracker.spawn(async move {
-                            if let Err(e) = worker.wake(&id).await {
+                            let woken = match loaded {
+                                Ok(Some(loaded)) => worker.wake_loaded(&id, loaded).await,
+                                Ok(None) => Ok(()),
+                                Err(e) => Err(e),
+                            };
+                            if let Err(e) = woken {
                                 // The lease brings it back; nothing is lost.
                                 tracing::warn!(notification_id = %id, error = %e, "wake-up failed; it will be retried after the lease");
                             }

@@ -65,6 +65,16 @@ pub struct Loaded {
     pub receipts: BTreeMap<String, i64>,
 }
 
+/// The state hash's `v`, `s`, `n` and `m`, as `HMGET` returns them.
+type StateFields = [Option<String>; 4];
+
+/// A cascade the scheduler claimed, as loaded in the same round trip.
+pub struct Claimed {
+    pub id: String,
+    /// `Ok(None)`: its keys are gone (retention ran out).
+    pub loaded: Result<Option<Loaded>, StoreError>,
+}
+
 /// A policy as last stored, and its snapshot hash.
 type Snapshot = (Arc<Policy>, String);
 
@@ -233,51 +243,78 @@ impl Store {
         })
     }
 
-    /// Claims up to `limit` due cascades of one shard, leasing them for `lease_ms`.
+    /// Claims up to `limit` due cascades of one shard, leasing them for
+    /// `lease_ms`, and loads each in the same round trip. A cascade that
+    /// cannot be read comes with its error (its lease brings it back).
     pub async fn claim(
         &self,
         shard: u16,
         now_ms: i64,
         lease_ms: i64,
         limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<Claimed>, StoreError> {
         let mut c = self.conn.clone();
-        let ids: Vec<String> = self
+        let rows: Vec<(String, StateFields, HashMap<String, String>)> = self
             .scripts
             .claim
             .key(self.keys.timer(shard))
             .arg(now_ms)
             .arg(lease_ms)
             .arg(limit)
+            .arg(self.keys.prefix())
             .invoke_async(&mut c)
             .await?;
-        Ok(ids)
+        let mut claimed = Vec::with_capacity(rows.len());
+        for (id, state, receipts) in rows {
+            let loaded = self.loaded(&id, state, receipts).await;
+            claimed.push(Claimed { id, loaded });
+        }
+        Ok(claimed)
     }
 
     /// Loads a cascade and its receipts in one round trip.
     pub async fn load(&self, id: &str) -> Result<Option<Loaded>, StoreError> {
         let mut c = self.conn.clone();
-        let (state, receipts): (HashMap<String, String>, HashMap<String, String>) = redis::pipe()
-            .hgetall(self.keys.state(id))
+        let (state, receipts): (StateFields, HashMap<String, String>) = redis::pipe()
+            .cmd("HMGET")
+            .arg(self.keys.state(id))
+            .arg(&["v", "s", "n", "m"])
             .hgetall(self.keys.receipts(id))
             .query_async(&mut c)
             .await?;
-        if state.is_empty() {
+        self.loaded(id, state, receipts).await
+    }
+
+    /// A cascade from its stored fields (`v`, `s`, `n`, `m`; all absent when
+    /// the cascade is unknown) and receipts.
+    async fn loaded(
+        &self,
+        id: &str,
+        state: StateFields,
+        receipts: HashMap<String, String>,
+    ) -> Result<Option<Loaded>, StoreError> {
+        let [v, s, n, m] = state;
+        if v.is_none() && s.is_none() {
             return Ok(None);
         }
-        let field = |name: &str| {
-            state.get(name).ok_or_else(|| StoreError::Corrupt {
-                id: id.into(),
-                why: format!("field `{name}` is missing"),
-            })
+        let missing = |name: &str| StoreError::Corrupt {
+            id: id.into(),
+            why: format!("field `{name}` is missing"),
         };
-        let cascade: Cascade = from_json(id, field("s")?)?;
-        let version: i64 = field("v")?.parse().map_err(|_| StoreError::Corrupt {
+        let field = |value: &Option<String>, name: &str| value.clone().ok_or_else(|| missing(name));
+        let (v, s, n, m) = (
+            field(&v, "v")?,
+            field(&s, "s")?,
+            field(&n, "n")?,
+            field(&m, "m")?,
+        );
+        let cascade: Cascade = from_json(id, &s)?;
+        let version: i64 = v.parse().map_err(|_| StoreError::Corrupt {
             id: id.into(),
             why: "bad version".into(),
         })?;
-        let notification: Notification = from_json(id, field("n")?)?;
-        let mut meta = field("m")?.splitn(3, '\t');
+        let notification: Notification = from_json(id, &n)?;
+        let mut meta = m.splitn(3, '\t');
         let (Some(hash), Some(tz), Some(customer_id)) = (meta.next(), meta.next(), meta.next())
         else {
             return Err(StoreError::Corrupt {

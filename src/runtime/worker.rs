@@ -32,10 +32,11 @@ impl Worker {
         self.run(id, None).await
     }
 
-    /// Takes a cascade intake has just stored (and leased to itself) to its
-    /// first send without loading it back: the state in hand is the stored one.
-    pub async fn start_accepted(&self, id: &str, accepted: Loaded) -> Result<(), StoreError> {
-        self.run(id, Some(accepted)).await
+    /// Wakes a cascade already loaded: one intake has just stored (and leased
+    /// to itself), or one the scheduler claimed and loaded in one round trip.
+    /// A state that is stale by now is caught by the commit's version check.
+    pub async fn wake_loaded(&self, id: &str, loaded: Loaded) -> Result<(), StoreError> {
+        self.run(id, Some(loaded)).await
     }
 
     async fn run(&self, id: &str, mut fresh: Option<Loaded>) -> Result<(), StoreError> {
