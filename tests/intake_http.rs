@@ -479,6 +479,58 @@ async fn a_read_receipt_completes_a_waiting_cascade_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_cascade_expires_and_a_late_receipt_keeps_it_expiring() {
+    let (url, received) = fake_receiver(vec![]).await;
+    let cfg = TestConfig::new("expiry", &url, "", DELIVERY_DELAY);
+    let h = Harness::start(cfg, received).await;
+    let id = h.id("n");
+    h.publish(&notification(&id, "c-1")).await;
+    h.wait_sent(&id).await;
+    let mut r = redis().await;
+    let record = format!("{}:{{{id}}}:state", h.cfg.name);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&record)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(ttl, -1, "a running cascade does not expire");
+
+    let (status, _) = h.receipt(&id, "read").await;
+    assert_eq!(status, 202);
+    h.wait_outcome(&id, "completed", SOON).await;
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&record)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert!(
+        ttl > 0 && ttl <= 3_600_000,
+        "kept for the retention (1h): {ttl}"
+    );
+
+    // A receipt after the end is still recorded in the timeline, and the
+    // record keeps expiring.
+    let (status, _) = h.receipt(&id, "clicked").await;
+    assert_eq!(status, 202);
+    wait_until("the late receipt is in the timeline", SOON, async || {
+        h.events(&id)
+            .await
+            .iter()
+            .filter(|e| *e == "receipt")
+            .count()
+            == 2
+    })
+    .await;
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&record)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "still expiring after a late receipt: {ttl}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 
 async fn a_cancel_ends_a_waiting_cascade_at_once() {
     let (url, received) = fake_receiver(vec![]).await;

@@ -25,8 +25,8 @@ impl Keys {
         self.shards
     }
 
-    /// The cascade: state, version, notification, policy hash, time zone,
-    /// customer and timeline (see `scripts/accept.lua`).
+    /// The cascade's record: version, state, notification, timeline, policy
+    /// hash, time zone and customer in one string (see `scripts/accept.lua`).
     pub fn state(&self, id: &str) -> String {
         format!("{}:{{{id}}}:state", self.prefix)
     }

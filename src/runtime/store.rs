@@ -65,8 +65,38 @@ pub struct Loaded {
     pub receipts: BTreeMap<String, i64>,
 }
 
-/// The state hash's `v`, `s`, `n` and `m`, as `HMGET` returns them.
-type StateFields = [Option<String>; 4];
+/// A cascade's record as stored: one string of five fields separated by
+/// `\x1f` (layout: `scripts/accept.lua`).
+pub struct Record<'a> {
+    pub version: &'a str,
+    /// The cascade state (JSON).
+    pub state: &'a str,
+    /// The notification (JSON).
+    pub notification: &'a str,
+    /// Timeline entries (JSON), one per line.
+    pub timeline: &'a str,
+    /// `<policy snapshot hash>\t<time zone>\t<customer id>`.
+    pub meta: &'a str,
+}
+
+impl<'a> Record<'a> {
+    pub fn parse(id: &str, raw: &'a str) -> Result<Record<'a>, StoreError> {
+        let mut fields = raw.splitn(5, '\x1f');
+        let mut next = || {
+            fields.next().ok_or_else(|| StoreError::Corrupt {
+                id: id.into(),
+                why: "the record has fewer than five fields".into(),
+            })
+        };
+        Ok(Record {
+            version: next()?,
+            state: next()?,
+            notification: next()?,
+            timeline: next()?,
+            meta: next()?,
+        })
+    }
+}
 
 /// A cascade the scheduler claimed, as loaded in the same round trip.
 pub struct Claimed {
@@ -254,7 +284,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut c = self.conn.clone();
-        let rows: Vec<(String, StateFields, HashMap<String, String>)> = self
+        let rows: Vec<(String, Option<String>, HashMap<String, String>)> = self
             .scripts
             .claim
             .key(self.keys.timer(shard))
@@ -275,45 +305,37 @@ impl Store {
     /// Loads a cascade and its receipts in one round trip.
     pub async fn load(&self, id: &str) -> Result<Option<Loaded>, StoreError> {
         let mut c = self.conn.clone();
-        let (state, receipts): (StateFields, HashMap<String, String>) = redis::pipe()
-            .cmd("HMGET")
-            .arg(self.keys.state(id))
-            .arg(&["v", "s", "n", "m"])
+        let (state, receipts): (Option<String>, HashMap<String, String>) = redis::pipe()
+            .get(self.keys.state(id))
             .hgetall(self.keys.receipts(id))
             .query_async(&mut c)
             .await?;
         self.loaded(id, state, receipts).await
     }
 
-    /// A cascade from its stored fields (`v`, `s`, `n`, `m`; all absent when
-    /// the cascade is unknown) and receipts.
+    /// A cascade from its stored record (`None` when unknown) and receipts.
     async fn loaded(
         &self,
         id: &str,
-        state: StateFields,
+        record: Option<String>,
         receipts: HashMap<String, String>,
     ) -> Result<Option<Loaded>, StoreError> {
-        let [v, s, n, m] = state;
-        if v.is_none() && s.is_none() {
+        let Some(record) = record else {
             return Ok(None);
-        }
-        let missing = |name: &str| StoreError::Corrupt {
-            id: id.into(),
-            why: format!("field `{name}` is missing"),
         };
-        let field = |value: &Option<String>, name: &str| value.clone().ok_or_else(|| missing(name));
-        let (v, s, n, m) = (
-            field(&v, "v")?,
-            field(&s, "s")?,
-            field(&n, "n")?,
-            field(&m, "m")?,
-        );
-        let cascade: Cascade = from_json(id, &s)?;
+        let Record {
+            version: v,
+            state: s,
+            notification: n,
+            meta: m,
+            ..
+        } = Record::parse(id, &record)?;
+        let cascade: Cascade = from_json(id, s)?;
         let version: i64 = v.parse().map_err(|_| StoreError::Corrupt {
             id: id.into(),
             why: "bad version".into(),
         })?;
-        let notification: Notification = from_json(id, &n)?;
+        let notification: Notification = from_json(id, n)?;
         let mut meta = m.splitn(3, '\t');
         let (Some(hash), Some(tz), Some(customer_id)) = (meta.next(), meta.next(), meta.next())
         else {
@@ -609,15 +631,13 @@ impl Store {
     /// The stored timeline and state of one notification, for `cascade status`.
     pub async fn status(&self, id: &str) -> Result<Option<(Cascade, Vec<Entry>)>, StoreError> {
         let mut c = self.conn.clone();
-        let (state, timeline): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(self.keys.state(id))
-            .arg("s")
-            .arg("t")
-            .query_async(&mut c)
-            .await?;
-        let Some(state) = state else { return Ok(None) };
-        let cascade: Cascade = from_json(id, &state)?;
-        Ok(Some((cascade, parse_timeline(id, timeline.as_deref())?)))
+        let record: Option<String> = c.get(self.keys.state(id)).await?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let record = Record::parse(id, &record)?;
+        let cascade: Cascade = from_json(id, record.state)?;
+        Ok(Some((cascade, parse_timeline(id, record.timeline)?)))
     }
 }
 
@@ -650,10 +670,9 @@ fn limit_scopes(policy: &Policy, channel: &ChannelConfig) -> Vec<(String, crate:
         .collect()
 }
 
-/// The state's `t` field: timeline entries (JSON), one per line.
-pub fn parse_timeline(id: &str, stored: Option<&str>) -> Result<Vec<Entry>, StoreError> {
+/// A record's timeline: entries (JSON), one per line.
+pub fn parse_timeline(id: &str, stored: &str) -> Result<Vec<Entry>, StoreError> {
     stored
-        .unwrap_or("")
         .lines()
         .filter(|l| !l.is_empty())
         .map(|e| from_json(id, e))

@@ -27,13 +27,9 @@ pub struct Worker {
 const MAX_ROUNDS: usize = 16;
 
 impl Worker {
-    /// Handles a due timer (or a poke after a receipt) for one cascade.
-    pub async fn wake(&self, id: &str) -> Result<(), StoreError> {
-        self.run(id, None).await
-    }
-
-    /// Wakes a cascade already loaded: one intake has just stored (and leased
-    /// to itself), or one the scheduler claimed and loaded in one round trip.
+    /// Handles a due timer (or a poke after a receipt) for a cascade already
+    /// loaded: one intake has just stored (and leased to itself), or one the
+    /// scheduler claimed and loaded in one round trip.
     /// A state that is stale by now is caught by the commit's version check.
     pub async fn wake_loaded(&self, id: &str, loaded: Loaded) -> Result<(), StoreError> {
         self.run(id, Some(loaded)).await

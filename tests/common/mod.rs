@@ -10,6 +10,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
+use cascade::runtime::store::{Record, parse_timeline};
 use serde_json::Value;
 
 pub const TOKEN: &str = "test-token";
@@ -573,16 +574,18 @@ pub async fn read_cascades(
     for chunk in ids.chunks(500) {
         let mut pipe = redis::pipe();
         for id in chunk {
-            pipe.cmd("HMGET")
-                .arg(format!("{prefix}:{{{id}}}:state"))
-                .arg("s")
-                .arg("t");
+            pipe.get(format!("{prefix}:{{{id}}}:state"));
         }
-        let replies: Vec<(Option<String>, Option<String>)> = pipe.query_async(conn).await.unwrap();
-        for (state, timeline) in replies {
+        let records: Vec<Option<String>> = pipe.query_async(conn).await.unwrap();
+        for record in records {
+            let stored = record.as_deref().map(|r| Record::parse("", r).unwrap());
             out.push(Stored {
-                cascade: state.map(|s| serde_json::from_str(&s).unwrap()),
-                timeline: cascade::runtime::store::parse_timeline("", timeline.as_deref()).unwrap(),
+                cascade: stored
+                    .as_ref()
+                    .map(|r| serde_json::from_str(r.state).unwrap()),
+                timeline: stored
+                    .map(|r| parse_timeline("", r.timeline).unwrap())
+                    .unwrap_or_default(),
             });
         }
     }

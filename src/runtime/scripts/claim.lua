@@ -7,14 +7,14 @@
 --         this keeps the daemon to a single Redis node or primary)
 -- Each claimed id's score moves to now + lease, so no other instance takes
 -- it meanwhile; if this instance dies, the lease runs out and another does.
--- Returns, per claimed id: { id, { v, s, n, m } (state fields), receipts (flat field/value list) }.
+-- Returns, per claimed id: { id, its record (nil when gone), receipts (flat field/value list) }.
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local until_ms = tonumber(ARGV[1]) + tonumber(ARGV[2])
 local claimed = {}
 for _, id in ipairs(ids) do
   local base = ARGV[4] .. ':{' .. id .. '}:'
-  local state = redis.call('HMGET', base .. 'state', 'v', 's', 'n', 'm')
-  if state[1] then
+  local state = redis.call('GET', base .. 'state')
+  if state then
     redis.call('ZADD', KEYS[1], until_ms, id)
   else
     -- Its keys are gone (deleted by hand): nothing left to wake.

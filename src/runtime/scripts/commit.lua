@@ -1,5 +1,5 @@
 -- commit.lua: store one decision of the core, atomically.
--- KEYS[1] state hash      cascade:{<id>}:state
+-- KEYS[1] cascade record  cascade:{<id>}:state (layout: accept.lua)
 -- KEYS[2] receipts hash   cascade:{<id>}:receipts
 -- KEYS[3] timer shard     cascade:timers:{<n>}
 -- KEYS[4] events stream   cascade:events
@@ -11,14 +11,15 @@
 -- ARGV[6] stopping receipt words, comma-separated (also used to wake the
 --         cascade at once when one is already recorded)
 -- ARGV[7] retention ms       ARGV[8] events stream max length
--- ARGV[9..] timeline entries (JSON), appended to the state's `t`, one per line
+-- ARGV[9..] timeline entries (JSON), appended to the record's timeline
 -- Returns the new version; -1 if the state changed meanwhile (decide again);
 -- -2 if a stopping receipt arrived (decide again); -3 if the cascade is gone.
-local v = redis.call('HGET', KEYS[1], 'v')
-if not v then
+local record = redis.call('GET', KEYS[1])
+if not record then
   return -3
 end
-if v ~= ARGV[2] then
+local v_end = string.find(record, '\31', 1, true)
+if string.sub(record, 1, v_end - 1) ~= ARGV[2] then
   return -1
 end
 if ARGV[5] == '1' then
@@ -31,20 +32,26 @@ if ARGV[5] == '1' then
     end
   end
 end
-local next_v = tonumber(v) + 1
-redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', next_v)
-if #ARGV >= 9 then
-  local entries = {}
-  local timeline = redis.call('HGET', KEYS[1], 't')
-  if timeline and timeline ~= '' then
-    entries[1] = timeline
-  end
-  for i = 9, #ARGV do
-    entries[#entries + 1] = ARGV[i]
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[1], 'e', ARGV[i])
-  end
-  redis.call('HSET', KEYS[1], 't', table.concat(entries, '\n'))
+local s_end = string.find(record, '\31', v_end + 1, true)
+local n_end = string.find(record, '\31', s_end + 1, true)
+local t_end = string.find(record, '\31', n_end + 1, true)
+local timeline = string.sub(record, n_end + 1, t_end - 1)
+local entries = {}
+if timeline ~= '' then
+  entries[1] = timeline
 end
+for i = 9, #ARGV do
+  entries[#entries + 1] = ARGV[i]
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[1], 'e', ARGV[i])
+end
+local next_v = tonumber(ARGV[2]) + 1
+redis.call('SET', KEYS[1], table.concat({
+  string.format('%d', next_v),
+  ARGV[3],
+  string.sub(record, s_end + 1, n_end - 1),
+  table.concat(entries, '\n'),
+  string.sub(record, t_end + 1),
+}, '\31'), 'KEEPTTL')
 if ARGV[4] ~= '' then
   -- A receipt recorded while this decision was being made (say, during a
   -- send) poked the timer, and the ZADD below would undo that poke: wake the

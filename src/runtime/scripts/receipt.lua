@@ -1,5 +1,5 @@
 -- receipt.lua: record a receipt and wake the cascade so it decides at once.
--- KEYS[1] state hash      cascade:{<id>}:state
+-- KEYS[1] cascade record  cascade:{<id>}:state (layout: accept.lua)
 -- KEYS[2] receipts hash   cascade:{<id>}:receipts
 -- KEYS[3] timer shard     cascade:timers:{<n>}
 -- KEYS[4] events stream   cascade:events
@@ -26,12 +26,17 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
-local timeline = redis.call('HGET', KEYS[1], 't')
-if timeline and timeline ~= '' then
-  redis.call('HSET', KEYS[1], 't', timeline .. '\n' .. ARGV[4])
-else
-  redis.call('HSET', KEYS[1], 't', ARGV[4])
+-- Append the entry to the record's timeline (the fourth field).
+local record = redis.call('GET', KEYS[1])
+local v_end = string.find(record, '\31', 1, true)
+local s_end = string.find(record, '\31', v_end + 1, true)
+local n_end = string.find(record, '\31', s_end + 1, true)
+local t_end = string.find(record, '\31', n_end + 1, true)
+local sep = '\n'
+if t_end == n_end + 1 then
+  sep = ''
 end
+redis.call('SET', KEYS[1], string.sub(record, 1, t_end - 1) .. sep .. ARGV[4] .. string.sub(record, t_end), 'KEEPTTL')
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1], 'e', ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 return 1
