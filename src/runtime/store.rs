@@ -37,6 +37,18 @@ pub enum Commit {
     Gone,
 }
 
+/// A provider's message id for a send, to find the notification again
+/// when the provider's callback names it.
+#[derive(Clone, Debug)]
+pub struct ProviderMessage {
+    pub channel: String,
+    pub provider_message_id: String,
+    /// The recipient, for providers whose callbacks name a peer and a
+    /// watermark rather than a message (VK).
+    pub peer: Option<String>,
+    pub step: u8,
+}
+
 /// What `accept` found.
 #[derive(Debug)]
 pub enum Accepted {
@@ -373,13 +385,16 @@ impl Store {
     }
 
     /// Stores a decision made on `version`. When it orders a send, a stopping
-    /// receipt recorded meanwhile refuses it (SPEC 6).
+    /// receipt recorded meanwhile refuses it (SPEC 6). `sent` maps the
+    /// provider's message id of the send this decision records back to the
+    /// notification and step, for callbacks; it expires with the retention.
     pub async fn commit(
         &self,
         id: &str,
         version: i64,
         decision: &Decision,
         stop_on: &[String],
+        sent: Option<&ProviderMessage>,
     ) -> Result<Commit, StoreError> {
         let state = to_json(id, &decision.cascade)?;
         let wake = decision
@@ -400,6 +415,18 @@ impl Store {
             .arg(stop_on.join(","))
             .arg(self.retention_ms)
             .arg(EVENTS_MAX_LEN);
+        match sent {
+            Some(m) => {
+                let (key, score) = self.provider_message_target(m);
+                inv.arg(key)
+                    .arg(score.map(|n| n.to_string()).unwrap_or_default())
+                    .arg(format!("{}\t{id}", m.step))
+                    .arg((self.retention_ms / 1000).max(1));
+            }
+            None => {
+                inv.arg("").arg("").arg("").arg("");
+            }
+        }
         for e in &decision.entries {
             inv.arg(to_json(id, e)?);
         }
@@ -521,40 +548,23 @@ impl Store {
         Ok(())
     }
 
-    /// Maps a provider's message id back to the notification and step, for
-    /// its callbacks. With a `peer` (VK), keeps the messages to that peer
-    /// ordered by id instead, for read watermarks. Both expire with the retention.
-    pub async fn remember_provider_message(
-        &self,
-        channel: &str,
-        provider_message_id: &str,
-        peer: Option<&str>,
-        id: &str,
-        step: u8,
-    ) -> Result<(), StoreError> {
-        let value = format!("{step}\t{id}");
-        let ttl = (self.retention_ms / 1000).max(1);
-        let mut pipe = redis::pipe();
-        match peer.zip(provider_message_id.parse::<f64>().ok()) {
-            // VK's callbacks name the peer and a message id watermark, never
-            // one message: the peer's set is all they need.
-            Some((peer, n)) => {
-                let key = self.keys.peer_messages(channel, peer);
-                pipe.zadd(&key, &value, n).ignore();
-                pipe.expire(&key, ttl).ignore();
-            }
-            None => {
-                pipe.set_ex(
-                    self.keys.provider_message(channel, provider_message_id),
-                    &value,
-                    ttl as u64,
-                )
-                .ignore();
-            }
+    /// Where a provider message id is kept for its callbacks, and its score
+    /// when that is a peer's sorted set. VK's callbacks name the peer and a
+    /// message id watermark, never one message: the peer's set is all they
+    /// need. Others name one message: a key per message id.
+    fn provider_message_target(&self, m: &ProviderMessage) -> (String, Option<f64>) {
+        match m
+            .peer
+            .as_deref()
+            .zip(m.provider_message_id.parse::<f64>().ok())
+        {
+            Some((peer, n)) => (self.keys.peer_messages(&m.channel, peer), Some(n)),
+            None => (
+                self.keys
+                    .provider_message(&m.channel, &m.provider_message_id),
+                None,
+            ),
         }
-        let mut c = self.conn.clone();
-        let _: () = pipe.query_async(&mut c).await?;
-        Ok(())
     }
 
     /// The (notification id, step) a provider message id was sent for.

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 
 use super::clock::Clock;
 use super::lifecycle::log_entries;
-use super::store::{Commit, Loaded, Store, StoreError};
+use super::store::{Commit, Loaded, ProviderMessage, Store, StoreError};
 use crate::channels::{Outbound, Outgoing};
 use crate::config::Catalog;
 use crate::core::{ChannelKind, Context, Event, SendOutcome, decide};
@@ -40,6 +40,8 @@ impl Worker {
         // After a send this instance owns, the state it just stored is fresh
         // enough to decide on: a receipt that arrives meanwhile wakes the
         // cascade again, and a changed version is caught by the commit.
+        // A provider message id waiting to be stored with the next commit.
+        let mut sent: Option<ProviderMessage> = None;
         for _ in 0..MAX_ROUNDS {
             let loaded = match fresh.take() {
                 Some(l) => l,
@@ -72,10 +74,19 @@ impl Worker {
             }
             let version = match self
                 .store
-                .commit(id, loaded.version, &decision, &loaded.policy.stop_on)
+                .commit(
+                    id,
+                    loaded.version,
+                    &decision,
+                    &loaded.policy.stop_on,
+                    sent.as_ref(),
+                )
                 .await?
             {
-                Commit::Done(v) => v,
+                Commit::Done(v) => {
+                    sent = None;
+                    v
+                }
                 // Someone else decided first, or a stopping receipt just
                 // arrived: look again with fresh state and receipts.
                 Commit::Conflict | Commit::StoppedByReceipt => continue,
@@ -143,17 +154,17 @@ impl Worker {
                 provider_message_id: Some(pmid),
             } = &outcome
             {
-                // Provider callbacks name their message id: map it back here.
-                let peer = (channel.kind == ChannelKind::Vk)
-                    .then_some(contact)
-                    .flatten();
-                if let Err(e) = self
-                    .store
-                    .remember_provider_message(&channel.name, pmid, peer, id, order.step)
-                    .await
-                {
-                    tracing::warn!(notification_id = id, error = %e, "cannot map the provider message id; its callbacks will be counted as unknown");
-                }
+                // Provider callbacks name their message id: the commit of
+                // this outcome maps it back to us.
+                sent = Some(ProviderMessage {
+                    channel: channel.name.clone(),
+                    provider_message_id: pmid.clone(),
+                    peer: (channel.kind == ChannelKind::Vk)
+                        .then_some(contact)
+                        .flatten()
+                        .map(str::to_owned),
+                    step: order.step,
+                });
             }
             super::telemetry::send(&channel.name, outcome_word(&outcome), started.elapsed());
             if !matches!(

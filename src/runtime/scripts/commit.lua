@@ -11,7 +11,12 @@
 -- ARGV[6] stopping receipt words, comma-separated (also used to wake the
 --         cascade at once when one is already recorded)
 -- ARGV[7] retention ms       ARGV[8] events stream max length
--- ARGV[9..] timeline entries (JSON), appended to the record's timeline
+-- ARGV[9] where to keep the provider message id of the send this decision
+--         records ("" for none): a key per message id, or a peer's sorted
+--         set (VK); built by the caller, so like claim.lua this needs one node
+-- ARGV[10] its score in the peer's set, or "" for a key
+-- ARGV[11] "<step>\t<notification id>"   ARGV[12] its time to live, seconds
+-- ARGV[13..] timeline entries (JSON), appended to the record's timeline
 -- Returns the new version; -1 if the state changed meanwhile (decide again);
 -- -2 if a stopping receipt arrived (decide again); -3 if the cascade is gone.
 local record = redis.call('GET', KEYS[1])
@@ -40,9 +45,17 @@ local entries = {}
 if timeline ~= '' then
   entries[1] = timeline
 end
-for i = 9, #ARGV do
+for i = 13, #ARGV do
   entries[#entries + 1] = ARGV[i]
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[1], 'e', ARGV[i])
+end
+if ARGV[9] ~= '' then
+  if ARGV[10] == '' then
+    redis.call('SET', ARGV[9], ARGV[11], 'EX', ARGV[12])
+  else
+    redis.call('ZADD', ARGV[9], ARGV[10], ARGV[11])
+    redis.call('EXPIRE', ARGV[9], ARGV[12])
+  end
 end
 local next_v = tonumber(ARGV[2]) + 1
 redis.call('SET', KEYS[1], table.concat({
