@@ -479,6 +479,32 @@ async fn a_read_receipt_completes_a_waiting_cascade_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_written_before_the_notification_arrives_prevents_every_send() {
+    let (url, received) = fake_receiver(vec![]).await;
+    let cfg = TestConfig::new("cancel-first", &url, "", DELIVERY_DELAY);
+    let h = Harness::start(cfg, received).await;
+    let (cancelled, read) = (h.id("cancelled"), h.id("read"));
+    // The order was delivered before the delay notice was even enqueued.
+    let mut r = redis().await;
+    for (id, word) in [(&cancelled, "cancelled"), (&read, "read")] {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("{}:{{{id}}}:receipts", h.cfg.name))
+            .arg(word)
+            .arg(1)
+            .query_async(&mut r)
+            .await
+            .unwrap();
+    }
+    h.publish(&notification(&cancelled, "c-1")).await;
+    h.publish(&notification(&read, "c-2")).await;
+    h.wait_outcome(&cancelled, "cancelled", SOON).await;
+    h.wait_outcome(&read, "completed", SOON).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.received.count("vk"), 0, "nothing is sent");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_cascade_expires_and_a_late_receipt_keeps_it_expiring() {
     let (url, received) = fake_receiver(vec![]).await;
     let cfg = TestConfig::new("expiry", &url, "", DELIVERY_DELAY);

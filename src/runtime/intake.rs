@@ -25,7 +25,7 @@ use super::lifecycle::log_entries;
 use super::store::{Accepted, Loaded};
 use super::telemetry;
 use super::worker::Worker;
-use crate::core::{Cascade, Context, Entry, EntryKind};
+use crate::core::{Cascade, Context, Decision, Entry, EntryKind, Event, decide};
 use crate::notification::{self, IntakeError};
 
 /// Where intake reads and dead-letters.
@@ -204,25 +204,46 @@ async fn handle(delivery: Delivery, hands: &Hands) {
         receipts: &receipts,
         timing: catalog.timing(),
     };
-    let decision = Cascade::accept(now, admitted.send_at_ms, admitted.expires_at_ms, &ctx);
-    // Due now: this handler takes it to its first send itself, under a lease.
-    let due_now = decision.cascade.wake_at_ms().is_some_and(|w| w <= now);
-    let leased_until = due_now.then(|| now + catalog.settings.defaults.claim_lease_ms);
-    match store
-        .accept(&admitted, policy, &decision, leased_until)
-        .await
-    {
+    let accepted = Cascade::accept(now, admitted.send_at_ms, admitted.expires_at_ms, &ctx);
+    let due_now = accepted.cascade.wake_at_ms().is_some_and(|w| w <= now);
+    let lease = now + catalog.settings.defaults.claim_lease_ms;
+    // Due now: decide the first step as well and store both in one go; this
+    // handler then carries out the send (the in-flight timer covers a crash).
+    let mut first = due_now
+        .then(|| decide(accepted.cascade.clone(), Event::TimerDue, now, &ctx))
+        .filter(|d| d.send.is_some())
+        .map(|first| Decision {
+            cascade: first.cascade,
+            send: first.send,
+            entries: [accepted.entries.clone(), first.entries].concat(),
+        });
+    let mut stored = match &first {
+        Some(both) => store.accept(&admitted, policy, both, None).await,
+        None => Ok(Accepted::SendRefused),
+    };
+    if matches!(stored, Ok(Accepted::SendRefused)) {
+        // No first send to store with it (or a receipt recorded before the
+        // notification arrived refused it): store the cascade alone, leased
+        // to this handler when it is due now.
+        first = None;
+        stored = store
+            .accept(&admitted, policy, &accepted, due_now.then_some(lease))
+            .await;
+    }
+    match stored {
         Ok(Accepted::New(snapshot)) => {
             acknowledge(&hands.acks, &delivery);
             telemetry::intake("accepted", None);
-            log_entries(&n.id, &n.customer.id, &policy.name, &decision.entries);
+            if first.is_none() {
+                log_entries(&n.id, &n.customer.id, &policy.name, &accepted.entries);
+            }
             if !due_now {
                 hands.poke.notify_one();
                 return;
             }
             let id = n.id.clone();
-            let accepted = Loaded {
-                cascade: decision.cascade,
+            let before = Loaded {
+                cascade: accepted.cascade,
                 version: 1,
                 customer_id: admitted.notification.customer.id.clone(),
                 notification: admitted.notification,
@@ -230,10 +251,19 @@ async fn handle(delivery: Delivery, hands: &Hands) {
                 recipient: admitted.recipient,
                 receipts,
             };
-            if let Err(e) = worker.wake_loaded(&id, accepted).await {
-                // The lease hands it to the scheduler; nothing is lost.
-                tracing::warn!(notification_id = %id, error = %e, "first step failed; it will be retried after the lease");
+            let woken = match first {
+                Some(both) => worker.carry_out(&id, before, both, 1).await,
+                None => worker.wake_loaded(&id, before).await,
+            };
+            if let Err(e) = woken {
+                // The in-flight timer or the lease hands it to the scheduler.
+                tracing::warn!(notification_id = %id, error = %e, "first step failed; it will be retried");
             }
+        }
+        Ok(Accepted::SendRefused) => {
+            // Not asked for a send the second time: cannot happen; the
+            // message goes back rather than being lost.
+            hand_back(&hands.acks, delivery).await;
         }
         Ok(Accepted::Duplicate) => {
             acknowledge(&hands.acks, &delivery);

@@ -56,6 +56,9 @@ pub enum Accepted {
     New(Arc<Policy>),
     /// The id is already known.
     Duplicate,
+    /// The decision ordered the first send, but a stopping receipt was
+    /// recorded before the notification arrived: nothing stored.
+    SendRefused,
 }
 
 /// What `record_receipt` found.
@@ -236,7 +239,10 @@ impl Store {
     }
 
     /// Records a newly accepted cascade, unless its id is known (a duplicate).
-    /// With `leased_until`, the caller goes on to decide for it at once: its
+    /// `decision` may already order the first send (the accept decision and
+    /// the first step's, merged); then a stopping receipt recorded before the
+    /// notification arrived refuses it. With `leased_until`, the caller goes
+    /// on to decide for it at once: its
     /// timer is set to the lease's end rather than to the wake-up, so no
     /// other instance takes it meanwhile, and it comes back if the caller dies.
     pub async fn accept(
@@ -273,15 +279,20 @@ impl Store {
             .arg(wake)
             .arg(self.retention_ms)
             .arg(EVENTS_MAX_LEN);
+        if decision.send.is_some() {
+            inv.arg(policy.stop_on.join(","));
+        } else {
+            inv.arg("");
+        }
         for e in &decision.entries {
             inv.arg(to_json(&n.id, e)?);
         }
         let mut c = self.conn.clone();
-        let fresh: i64 = inv.invoke_async(&mut c).await?;
-        Ok(if fresh == 1 {
-            Accepted::New(snapshot)
-        } else {
-            Accepted::Duplicate
+        let answer: i64 = inv.invoke_async(&mut c).await?;
+        Ok(match answer {
+            1 => Accepted::New(snapshot),
+            2 => Accepted::SendRefused,
+            _ => Accepted::Duplicate,
         })
     }
 

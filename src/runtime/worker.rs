@@ -12,7 +12,7 @@ use super::lifecycle::log_entries;
 use super::store::{Commit, Loaded, ProviderMessage, Store, StoreError};
 use crate::channels::{Outbound, Outgoing};
 use crate::config::Catalog;
-use crate::core::{ChannelKind, Context, Event, SendOutcome, decide};
+use crate::core::{ChannelKind, Context, Decision, Event, SendOutcome, decide};
 
 /// Everything a wake-up needs; shared by the scheduler's tasks.
 pub struct Worker {
@@ -32,10 +32,28 @@ impl Worker {
     /// scheduler claimed and loaded in one round trip.
     /// A state that is stale by now is caught by the commit's version check.
     pub async fn wake_loaded(&self, id: &str, loaded: Loaded) -> Result<(), StoreError> {
-        self.run(id, Some(loaded)).await
+        self.run(id, Some(loaded), None).await
     }
 
-    async fn run(&self, id: &str, mut fresh: Option<Loaded>) -> Result<(), StoreError> {
+    /// Carries out a decision already stored as version `version` (intake
+    /// stores a new cascade together with its first step), starting from
+    /// `before`, the state it was made on.
+    pub async fn carry_out(
+        &self,
+        id: &str,
+        before: Loaded,
+        decision: Decision,
+        version: i64,
+    ) -> Result<(), StoreError> {
+        self.run(id, Some(before), Some((decision, version))).await
+    }
+
+    async fn run(
+        &self,
+        id: &str,
+        mut fresh: Option<Loaded>,
+        mut stored: Option<(Decision, i64)>,
+    ) -> Result<(), StoreError> {
         let mut event = Event::TimerDue;
         // After a send this instance owns, the state it just stored is fresh
         // enough to decide on: a receipt that arrives meanwhile wakes the
@@ -52,45 +70,50 @@ impl Worker {
             };
             let catalog = self.catalog.load();
             let now = self.clock.now_ms();
-            let ctx = Context {
-                notification_id: id,
-                policy: &loaded.policy,
-                channels: &catalog.channel_rules,
-                recipient: &loaded.recipient,
-                receipts: &loaded.receipts,
-                timing: catalog.timing(),
-            };
-            let decision = decide(loaded.cascade.clone(), event.clone(), now, &ctx);
-            if decision.send.is_none()
-                && decision.entries.is_empty()
-                && decision.cascade == loaded.cascade
-            {
-                // Nothing to do yet (an early or repeated wake-up): the
-                // claim moved the timer to the lease's end, so put it back.
-                return self
-                    .store
-                    .touch(id, loaded.version, loaded.cascade.wake_at_ms())
-                    .await;
-            }
-            let version = match self
-                .store
-                .commit(
-                    id,
-                    loaded.version,
-                    &decision,
-                    &loaded.policy.stop_on,
-                    sent.as_ref(),
-                )
-                .await?
-            {
-                Commit::Done(v) => {
-                    sent = None;
-                    v
+            let (decision, version) = match stored.take() {
+                Some(stored) => stored,
+                None => {
+                    let ctx = Context {
+                        notification_id: id,
+                        policy: &loaded.policy,
+                        channels: &catalog.channel_rules,
+                        recipient: &loaded.recipient,
+                        receipts: &loaded.receipts,
+                        timing: catalog.timing(),
+                    };
+                    let decision = decide(loaded.cascade.clone(), event.clone(), now, &ctx);
+                    if decision.send.is_none()
+                        && decision.entries.is_empty()
+                        && decision.cascade == loaded.cascade
+                    {
+                        // Nothing to do yet (an early or repeated wake-up): the
+                        // claim moved the timer to the lease's end, so put it back.
+                        return self
+                            .store
+                            .touch(id, loaded.version, loaded.cascade.wake_at_ms())
+                            .await;
+                    }
+                    let committed = self
+                        .store
+                        .commit(
+                            id,
+                            loaded.version,
+                            &decision,
+                            &loaded.policy.stop_on,
+                            sent.as_ref(),
+                        )
+                        .await?;
+                    match committed {
+                        Commit::Done(version) => {
+                            sent = None;
+                            (decision, version)
+                        }
+                        // Someone else decided first, or a stopping receipt just
+                        // arrived: look again with fresh state and receipts.
+                        Commit::Conflict | Commit::StoppedByReceipt => continue,
+                        Commit::Gone => return Ok(()),
+                    }
                 }
-                // Someone else decided first, or a stopping receipt just
-                // arrived: look again with fresh state and receipts.
-                Commit::Conflict | Commit::StoppedByReceipt => continue,
-                Commit::Gone => return Ok(()),
             };
             log_entries(
                 id,

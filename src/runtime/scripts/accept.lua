@@ -7,17 +7,31 @@
 -- ARGV[3] notification (JSON)  ARGV[4] "<policy snapshot hash>\t<time zone>\t<customer id>"
 -- ARGV[5] wake-up ms, or "" when already finished
 -- ARGV[6] retention ms         ARGV[7] events stream max length
--- ARGV[8..] timeline entries (JSON)
+-- ARGV[8] when the state stored already orders the first send: the stopping
+--         receipt words, comma-separated (a receipt recorded before the
+--         notification arrived refuses it, as in commit.lua); else ""
+-- ARGV[9..] timeline entries (JSON)
 -- The record is one string: version, state, notification, timeline (entries
 -- one per line) and the meta line, separated by \31 (unit separator, which
 -- JSON never holds unescaped; the meta line, which might, comes last). One
 -- string costs Redis far less than a hash of long values.
--- Returns 1 when recorded, 0 for a duplicate id.
+-- Returns 1 when recorded, 0 for a duplicate id, 2 when a stopping receipt
+-- refused the send (nothing stored: record it without the send).
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
+if ARGV[8] ~= '' then
+  if redis.call('HEXISTS', KEYS[2], 'cancelled') == 1 then
+    return 2
+  end
+  for word in string.gmatch(ARGV[8], '[^,]+') do
+    if redis.call('HEXISTS', KEYS[2], word) == 1 then
+      return 2
+    end
+  end
+end
 local entries = {}
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   entries[#entries + 1] = ARGV[i]
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'id', ARGV[1], 'e', ARGV[i])
 end
