@@ -144,7 +144,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = 256)]
     prefetch: u16,
     /// The scheduler's concurrency (and the provider and Redis floors').
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 512)]
     concurrency: usize,
     /// Which workloads to run, e.g. `--only w1,w2` (the floors always run).
     #[arg(long, value_delimiter = ',', default_values_t = ["w1".to_owned(), "w2".to_owned(), "w3".to_owned()])]

@@ -21,10 +21,7 @@ pub struct SchedulerConfig {
     pub lease_ms: i64,
     /// Most cascades claimed from one shard per round trip.
     pub batch: usize,
-    /// Most cascades being woken at once. 256 measured better than 512 or
-    /// 1,024 on two cores (less contention, see BENCHMARKS.md); with a real
-    /// provider answering in 100 ms it still allows 2,560 sends a second, more
-    /// than a channel's own `rate` usually permits.
+    /// Most cascades being woken at once.
     pub concurrency: usize,
     /// Sleep between polls when nothing is due (a poke cuts it short).
     pub idle_poll: Duration,
@@ -35,7 +32,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             lease_ms: 10_000,
             batch: 256,
-            concurrency: 256,
+            concurrency: 512,
             idle_poll: Duration::from_millis(100),
         }
     }
