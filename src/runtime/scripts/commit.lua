@@ -27,15 +27,25 @@ local v_end = string.find(record, '\31', 1, true)
 if string.sub(record, 1, v_end - 1) ~= ARGV[2] then
   return -1
 end
-if ARGV[5] == '1' then
-  if redis.call('HEXISTS', KEYS[2], 'cancelled') == 1 then
-    return -2
+-- The receipts, read once (a small hash; most cascades have none).
+local recorded = {}
+local flat = redis.call('HGETALL', KEYS[2])
+for i = 1, #flat, 2 do
+  recorded[flat[i]] = true
+end
+local function stopped()
+  if recorded['cancelled'] then
+    return true
   end
   for word in string.gmatch(ARGV[6], '[^,]+') do
-    if redis.call('HEXISTS', KEYS[2], word) == 1 then
-      return -2
+    if recorded[word] then
+      return true
     end
   end
+  return false
+end
+if ARGV[5] == '1' and stopped() then
+  return -2
 end
 local s_end = string.find(record, '\31', v_end + 1, true)
 local n_end = string.find(record, '\31', s_end + 1, true)
@@ -70,15 +80,8 @@ if ARGV[4] ~= '' then
   -- send) poked the timer, and the ZADD below would undo that poke: wake the
   -- cascade at once instead, so the receipt is acted on now.
   local due = ARGV[4]
-  if redis.call('HEXISTS', KEYS[2], 'cancelled') == 1 or redis.call('HEXISTS', KEYS[2], 'failed') == 1 then
+  if recorded['failed'] or stopped() then
     due = 0
-  else
-    for word in string.gmatch(ARGV[6], '[^,]+') do
-      if redis.call('HEXISTS', KEYS[2], word) == 1 then
-        due = 0
-        break
-      end
-    end
   end
   redis.call('ZADD', KEYS[3], due, ARGV[1])
 else
