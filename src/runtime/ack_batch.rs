@@ -53,6 +53,14 @@ impl<A> AckBatch<A> {
         self.lock().queue.push_back((tag, Slot::Working));
     }
 
+    /// Whether its handler has answered it yet.
+    pub fn is_working(&self, tag: u64) -> bool {
+        self.lock()
+            .queue
+            .iter()
+            .any(|(t, slot)| *t == tag && matches!(slot, Slot::Working))
+    }
+
     /// Its handler recorded it. A batch is due when enough are held back,
     /// or when none is still at work.
     pub fn done(&self, tag: u64, acker: A) {
@@ -143,6 +151,18 @@ mod tests {
         batch.arrived(4);
         batch.settled(4);
         assert_eq!(sent(&mut rx), [0u64; 0]);
+    }
+
+    #[test]
+    fn a_delivery_still_at_work_is_known() {
+        let (batch, _rx) = batch();
+        batch.arrived(1);
+        batch.arrived(2);
+        batch.done(2, 2);
+        assert!(batch.is_working(1));
+        assert!(!batch.is_working(2));
+        batch.settled(1);
+        assert!(!batch.is_working(1));
     }
 
     #[test]

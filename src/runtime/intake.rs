@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -166,7 +168,26 @@ async fn consume(
         hands.acks.arrived(delivery.delivery_tag);
         let hands = hands.clone();
         tracker.spawn(async move {
-            handle(delivery, &hands).await;
+            let (tag, acker) = (delivery.delivery_tag, delivery.acker.clone());
+            let handled = AssertUnwindSafe(handle(delivery, &hands))
+                .catch_unwind()
+                .await;
+            if handled.is_err() || hands.acks.is_working(tag) {
+                // A handler that panicked or left its delivery unanswered must
+                // not hold back the acks behind it, nor be covered by one:
+                // return the message to the queue first, then step over it.
+                tracing::error!(
+                    delivery_tag = tag,
+                    "a delivery was left unanswered; returning it to the queue"
+                );
+                let _ = acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+                hands.acks.settled(tag);
+            }
             drop(permit);
         });
     };
@@ -192,7 +213,8 @@ async fn handle(delivery: Delivery, hands: &Hands) {
     };
     let n = &admitted.notification;
     let Some(policy) = catalog.policies.get(&n.policy) else {
-        return;
+        // `admit` checked the policy against this same catalog.
+        unreachable!("an admitted notification names a known policy");
     };
     let now = worker.clock.now_ms();
     let receipts = Default::default();

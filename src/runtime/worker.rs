@@ -54,10 +54,10 @@ impl Worker {
         mut fresh: Option<Loaded>,
         mut stored: Option<(Decision, i64)>,
     ) -> Result<(), StoreError> {
-        let mut event = Event::TimerDue;
         // After a send this instance owns, the state it just stored is fresh
-        // enough to decide on: a receipt that arrives meanwhile wakes the
-        // cascade again, and a changed version is caught by the commit.
+        // enough to decide on (`fresh`): a receipt that arrives meanwhile
+        // wakes the cascade again, and a changed version is caught by the commit.
+        let mut event = Event::TimerDue;
         // A provider message id waiting to be stored with the next commit.
         let mut sent: Option<ProviderMessage> = None;
         for _ in 0..MAX_ROUNDS {
