@@ -624,3 +624,70 @@ async fn an_authentic_token_for_an_unknown_notification_is_answered_and_counted(
     );
     h.stop().await;
 }
+
+/// A hard bounce as an MTA returns it (RFC 3464), about `message_id`.
+fn bounce_about(message_id: &str, action: &str, status: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@mx.example.ru\r\nMessage-ID: <bounce@mx.example.ru>\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.ru\r\n\r\n\
+         Final-Recipient: rfc822; {ADDRESS}\r\nAction: {action}\r\nStatus: {status}\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\
+         --B\r\nContent-Type: text/rfc822-headers\r\n\r\n\
+         From: Shop <noreply@shop.example.ru>\r\nMessage-ID: {message_id}\r\n--B--\r\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_bounce_escalates_at_once_and_a_forged_or_soft_one_does_not() {
+    let h = Harness::start_with("email-bounce", "bounce_secret = \"b-secret\"").await;
+    let id = h.id("n");
+    h.publish(&id).await;
+    let mail = h.sent_mail(&id).await;
+    let message_id = mail.header("Message-ID").expect("a Message-ID");
+    let post = |secret: &str, body: String| {
+        h.http
+            .post(h.url(&format!("/callbacks/email/email/{secret}")))
+            .body(body)
+            .send()
+    };
+
+    // A wrong secret is refused; a delay and a soft failure record nothing.
+    let forged = post("wrong", bounce_about(&message_id, "failed", "5.1.1"))
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let delayed = post("b-secret", bounce_about(&message_id, "delayed", "4.4.7"))
+        .await
+        .unwrap();
+    assert_eq!(delayed.status(), 200);
+    let not_a_bounce = post("b-secret", "Subject: hi\r\n\r\nhello".into())
+        .await
+        .unwrap();
+    assert_eq!(not_a_bounce.status(), 400);
+    let unknown = post(
+        "b-secret",
+        bounce_about("<nope@shop.example.ru>", "failed", "5.1.1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown.status(), 200, "acknowledged, counted as unknown");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.messenger_posts(&id), 0, "nothing escalated yet");
+
+    // The hard bounce: the messenger step goes out now, not in a day.
+    let hard = post("b-secret", bounce_about(&message_id, "failed", "5.1.1"))
+        .await
+        .unwrap();
+    assert_eq!(hard.status(), 200);
+    wait_until("the messenger step after the bounce", SOON, async || {
+        h.messenger_posts(&id) == 1
+    })
+    .await;
+    let failed = h.wait_entries(&id, "send_failed", 1).await;
+    assert_eq!(
+        failed.reason.as_deref(),
+        Some("failed receipt"),
+        "{failed:?}"
+    );
+}

@@ -124,6 +124,7 @@ pub fn kind_settings(kind: ChannelKind) -> (&'static [&'static str], &'static [&
                 "reply_to",
                 "unsubscribe_url",
                 "tracking_secret",
+                "bounce_secret",
             ],
             &["host", "from"],
         ),

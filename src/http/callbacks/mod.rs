@@ -4,6 +4,7 @@
 //! that fails authentication is refused (401/403), logged and not recorded;
 //! one about an unknown message is acknowledged to the provider and counted.
 
+pub mod email;
 pub mod sms;
 pub mod telegram;
 pub mod tracking;
@@ -11,14 +12,17 @@ pub mod vk;
 pub mod whatsapp;
 
 use axum::Router;
+use axum::http::StatusCode;
 
-use super::AppState;
+use super::{AppState, record};
+use crate::core::Phase;
 
 /// Every callback route, merged into the daemon's router.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(vk::routes())
         .merge(sms::routes())
+        .merge(email::routes())
         .merge(whatsapp::routes())
         .merge(telegram::routes())
         .merge(tracking::routes())
@@ -28,4 +32,80 @@ pub fn routes() -> Router<AppState> {
 pub fn count(provider: &'static str, result: &'static str) {
     metrics::counter!("cascade_callbacks_total", "provider" => provider, "result" => result)
         .increment(1);
+}
+
+/// The store could not be reached; the report was not (fully) applied, and
+/// the provider should send it again.
+pub struct Unavailable;
+
+/// Applies one delivery report that names a provider message id (an SMS
+/// report, an email bounce): maps it back to the notification and step,
+/// applies each (message id, event) once, and records a `failed` only while
+/// the cascade still waits on that message, so a late one cannot escalate a
+/// later step (or another alternative of the same step).
+pub async fn apply_report(
+    state: &AppState,
+    provider: &'static str,
+    channel: &str,
+    message_id: &str,
+    event: &'static str,
+    ttl_s: u64,
+) -> Result<(), Unavailable> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, provider, "cannot apply a delivery report");
+        Unavailable
+    };
+    let Some((id, step)) = state
+        .store
+        .provider_message(channel, message_id)
+        .await
+        .map_err(|e| unavailable(&e))?
+    else {
+        count(provider, "unknown");
+        tracing::info!(
+            channel,
+            provider_message_id = %message_id,
+            event,
+            "delivery report about an unknown message"
+        );
+        return Ok(());
+    };
+    let key = format!("{provider}:{channel}:{message_id}:{event}");
+    if !state
+        .store
+        .first_time(&key, ttl_s)
+        .await
+        .map_err(|e| unavailable(&e))?
+    {
+        count(provider, "duplicate");
+        return Ok(());
+    }
+    if event == crate::core::policy::FAILED {
+        let waiting_here = state
+            .store
+            .status(&id)
+            .await
+            .map_err(|e| unavailable(&e))?
+            .is_some_and(|(cascade, _)| {
+                cascade.step == step
+                    && matches!(&cascade.phase, Phase::Waiting { channel: c, .. } if c == channel)
+            });
+        if !waiting_here {
+            count(provider, "stale");
+            tracing::info!(
+                notification_id = %id,
+                channel,
+                step,
+                "a failed report about a step the cascade no longer waits on; not recorded"
+            );
+            return Ok(());
+        }
+    }
+    let answer = record(state, &id, event, Some(channel)).await;
+    if answer.status() == StatusCode::SERVICE_UNAVAILABLE {
+        state.store.forget_seen(&key).await;
+        return Err(Unavailable);
+    }
+    count(provider, "recorded");
+    Ok(())
 }

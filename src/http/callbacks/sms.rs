@@ -31,9 +31,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::count;
-use crate::core::{ChannelKind, Phase};
-use crate::http::{AppState, constant_time_eq, record};
+use super::{Unavailable, apply_report, count};
+use crate::core::ChannelKind;
+use crate::http::{AppState, constant_time_eq};
 
 const METRIC: &str = "sms";
 
@@ -200,9 +200,6 @@ async fn report(
     (StatusCode::OK, ack).into_response()
 }
 
-/// The store could not be reached; the report was not (fully) applied.
-struct Unavailable;
-
 /// Applies one report.
 async fn apply(
     state: &AppState,
@@ -211,68 +208,11 @@ async fn apply(
     event: Option<&'static str>,
     ttl_s: u64,
 ) -> Result<(), Unavailable> {
-    let unavailable = |e: &dyn std::fmt::Display| {
-        tracing::warn!(error = %e, "cannot apply an sms delivery report");
-        Unavailable
-    };
     let Some(event) = event else {
         count(METRIC, "pending");
         return Ok(());
     };
-    let Some((id, step)) = state
-        .store
-        .provider_message(channel, &r.message_id)
-        .await
-        .map_err(|e| unavailable(&e))?
-    else {
-        count(METRIC, "unknown");
-        tracing::info!(
-            channel,
-            provider_message_id = %r.message_id,
-            code = r.code,
-            "sms delivery report about an unknown message"
-        );
-        return Ok(());
-    };
-    let key = format!("sms:{channel}:{}:{event}", r.message_id);
-    if !state
-        .store
-        .first_time(&key, ttl_s)
-        .await
-        .map_err(|e| unavailable(&e))?
-    {
-        count(METRIC, "duplicate");
-        return Ok(());
-    }
-    if event == crate::core::policy::FAILED {
-        // `failed` escalates whatever step waits when it arrives: record it
-        // only while the cascade still waits on this SMS.
-        let waiting_here = state
-            .store
-            .status(&id)
-            .await
-            .map_err(|e| unavailable(&e))?
-            .is_some_and(|(cascade, _)| {
-                cascade.step == step
-                    && matches!(&cascade.phase, Phase::Waiting { channel: c, .. } if c == channel)
-            });
-        if !waiting_here {
-            count(METRIC, "stale");
-            tracing::info!(
-                notification_id = %id,
-                channel,
-                step,
-                "a failed sms report about a step the cascade no longer waits on; not recorded"
-            );
-            return Ok(());
-        }
-    }
-    let answer = record(state, &id, event, Some(channel)).await;
-    if answer.status() == StatusCode::SERVICE_UNAVAILABLE {
-        return Err(Unavailable);
-    }
-    count(METRIC, "recorded");
-    Ok(())
+    apply_report(state, METRIC, channel, &r.message_id, event, ttl_s).await
 }
 
 #[cfg(test)]
