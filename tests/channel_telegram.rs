@@ -199,6 +199,29 @@ async fn a_reply_to_the_message_is_recorded_as_replied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_quoting_nothing_is_a_reply_to_the_newest_message_before_it() {
+    let h = Harness::start("tg-unquoted").await;
+    let (near, far) = (h.id("near"), h.id("far"));
+    h.publish(&near).await;
+    let message = h.sent(&near).await;
+    // A few messages later in the same chat, quoting nothing.
+    let plain = h.tg.unquoted(&message, 3, "А когда привезут?");
+    assert_eq!(h.tg.deliver(&h.webhook(), Some(SECRET), &plain).await, 200);
+    wait_until("the replied receipt", SOON, async || {
+        h.receipts(&near).await.contains_key("replied")
+    })
+    .await;
+
+    // Far beyond the look-back: acknowledged, not attributed.
+    h.publish(&far).await;
+    let other = h.sent(&far).await;
+    let late = h.tg.unquoted(&other, 1_000, "ещё вопрос");
+    assert_eq!(h.tg.deliver(&h.webhook(), Some(SECRET), &late).await, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!h.receipts(&far).await.contains_key("replied"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_requests_waits_the_retry_after_then_sends() {
     let h = Harness::start("tg-429").await;
     h.tg.script()

@@ -192,6 +192,21 @@ impl FakeTelegram {
         })
     }
 
+    /// The update for a message the customer writes in the chat of
+    /// `message` without quoting anything, `later` ids after it.
+    pub fn unquoted(&self, message: &Message, later: i64, text: &str) -> Value {
+        json!({
+            "update_id": self.next_update_id(),
+            "message": {
+                "message_id": message.message_id + later,
+                "from": { "id": message.chat_id, "is_bot": false, "first_name": "Ivan" },
+                "chat": { "id": message.chat_id, "type": "private" },
+                "date": 1_763_900_000,
+                "text": text,
+            }
+        })
+    }
+
     /// POSTs an update to the daemon's webhook (`<daemon>/callbacks/telegram/<channel>`)
     /// with `X-Telegram-Bot-Api-Secret-Token: secret` (none if `None`);
     /// returns the HTTP status (0 if the daemon did not answer).

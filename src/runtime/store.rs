@@ -591,6 +591,22 @@ impl Store {
         Ok(v.as_deref().and_then(parse_step_id))
     }
 
+    /// The (notification id, step) of the first of `provider_message_ids`
+    /// (newest first) that this daemon sent, in one round trip.
+    pub async fn newest_known_provider_message(
+        &self,
+        channel: &str,
+        provider_message_ids: &[String],
+    ) -> Result<Option<(String, u8)>, StoreError> {
+        let keys: Vec<String> = provider_message_ids
+            .iter()
+            .map(|m| self.keys.provider_message(channel, m))
+            .collect();
+        let mut c = self.conn.clone();
+        let found: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut c).await?;
+        Ok(found.into_iter().flatten().find_map(|v| parse_step_id(&v)))
+    }
+
     /// Every (notification id, step) sent to `peer` with a message id up to
     /// `max_id`: what a VK `message_read` watermark marks as read.
     pub async fn peer_messages_up_to(

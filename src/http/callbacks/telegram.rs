@@ -12,9 +12,12 @@
 //!   that notification. The query is answered (`answerCallbackQuery`) so the
 //!   customer's spinner stops, also when the message is unknown.
 //! * A `message` that replies to one of the bot's messages records `replied`
-//!   for that message's notification. A message that replies to nothing
-//!   cannot be mapped yet (no index from chat to latest notification) and is
-//!   acknowledged and counted as `unmapped`.
+//!   for that message's notification. A message that quotes nothing is taken
+//!   as a reply to the newest of the bot's messages just before it in that
+//!   chat: message ids count up within a private chat (observed; the Bot
+//!   API only promises them unique per chat), so the daemon looks at the
+//!   `UNQUOTED_LOOKBACK` ids before the customer's (one `MGET`). Further back
+//!   (or nothing of ours there) it is acknowledged and counted as `unmapped`.
 //! * Every authentic update is answered 200, so Telegram does not redeliver
 //!   it; only a store failure answers 503 (Telegram retries).
 
@@ -38,6 +41,9 @@ pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
 const PROVIDER: &str = "telegram";
 /// How long an `update_id` is remembered.
 const SEEN_TTL_S: u64 = 2 * 24 * 3600;
+/// How many message ids before an unquoted message are searched for the
+/// bot's newest message in that chat.
+pub const UNQUOTED_LOOKBACK: i64 = 20;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/callbacks/telegram/{channel}", post(update))
@@ -62,6 +68,10 @@ struct CallbackQuery {
 
 #[derive(Debug, Deserialize)]
 struct Message {
+    #[serde(default)]
+    message_id: i64,
+    #[serde(default)]
+    chat: Option<Chat>,
     #[serde(default)]
     from: Option<User>,
     #[serde(default)]
@@ -165,34 +175,49 @@ async fn update(
             return answer(StatusCode::SERVICE_UNAVAILABLE);
         }
     }
-    let (target, event) = if let Some(query) = &update.callback_query {
+    let pmid = |m: &MessageRef| provider_message_id(&m.chat.id.to_string(), m.message_id);
+    // The provider message ids the update may be about, newest first.
+    let (candidates, event): (Vec<String>, _) = if let Some(query) = &update.callback_query {
         // Stop the customer's spinner whatever becomes of the press.
         if let Err(e) = answer_callback_query(client(), &config, &query.id).await {
             tracing::warn!(channel, error = %e, "answerCallbackQuery failed");
         }
-        (query.message.as_ref(), "read")
+        (query.message.iter().map(pmid).collect(), "read")
     } else if let Some(message) = &update.message {
         if message.from.as_ref().is_some_and(|u| u.is_bot) {
             count(PROVIDER, "ignored");
             return answer(StatusCode::OK);
         }
-        match &message.reply_to_message {
-            Some(to) => (Some(to), "replied"),
-            None => {
-                count(PROVIDER, "unmapped");
-                return answer(StatusCode::OK);
+        match (&message.reply_to_message, &message.chat) {
+            (Some(to), _) => (vec![pmid(to)], "replied"),
+            (None, Some(chat)) => {
+                let chat = chat.id.to_string();
+                let before = (1..=UNQUOTED_LOOKBACK)
+                    .map(|back| message.message_id - back)
+                    .filter(|id| *id > 0)
+                    .map(|id| provider_message_id(&chat, id))
+                    .collect();
+                (before, "replied")
             }
+            (None, None) => (Vec::new(), "replied"),
         }
     } else {
         count(PROVIDER, "ignored");
         return answer(StatusCode::OK);
     };
-    let Some(target) = target else {
-        count(PROVIDER, "unknown");
+    let unquoted = update
+        .message
+        .as_ref()
+        .is_some_and(|m| m.reply_to_message.is_none());
+    if candidates.is_empty() {
+        count(PROVIDER, if unquoted { "unmapped" } else { "unknown" });
         return answer(StatusCode::OK);
-    };
-    let pmid = provider_message_id(&target.chat.id.to_string(), target.message_id);
-    let found = match state.store.provider_message(&channel, &pmid).await {
+    }
+    let found = match state
+        .store
+        .newest_known_provider_message(&channel, &candidates)
+        .await
+    {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(error = %e, "cannot map a telegram message id");
@@ -201,10 +226,14 @@ async fn update(
         }
     };
     let Some((id, _step)) = found else {
+        if unquoted {
+            count(PROVIDER, "unmapped");
+            return answer(StatusCode::OK);
+        }
         count(PROVIDER, "unknown");
         tracing::info!(
             channel,
-            provider_message_id = %pmid,
+            provider_message_id = %candidates[0],
             "telegram update about a message this daemon does not know; acknowledged"
         );
         return answer(StatusCode::OK);
