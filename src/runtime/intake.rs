@@ -227,42 +227,44 @@ async fn handle(delivery: Delivery, hands: &Hands) {
         timing: catalog.timing(),
     };
     let accepted = Cascade::accept(now, admitted.send_at_ms, admitted.expires_at_ms, &ctx);
-    let due_now = accepted.cascade.wake_at_ms().is_some_and(|w| w <= now);
-    let lease = now + catalog.settings.defaults.claim_lease_ms;
-    // Due now: decide the first step as well and store both in one go; this
-    // handler then carries out the send (the in-flight timer covers a crash).
-    let mut first = due_now
-        .then(|| decide(accepted.cascade.clone(), Event::TimerDue, now, &ctx))
-        .filter(|d| d.send.is_some())
-        .map(|first| Decision {
-            cascade: first.cascade,
-            send: first.send,
-            entries: [accepted.entries.clone(), first.entries].concat(),
+    // Due now: decide the first step too and store both in one go; a send
+    // it orders then goes out from this handler (the in-flight timer covers
+    // a crash).
+    let mut first = accepted
+        .cascade
+        .wake_at_ms()
+        .is_some_and(|w| w <= now)
+        .then(|| {
+            let first = decide(accepted.cascade.clone(), Event::TimerDue, now, &ctx);
+            Decision {
+                cascade: first.cascade,
+                send: first.send,
+                entries: [accepted.entries.clone(), first.entries].concat(),
+            }
         });
-    let mut stored = match &first {
-        Some(both) => store.accept(&admitted, policy, both, None).await,
-        None => Ok(Accepted::SendRefused),
-    };
+    let mut stored = store
+        .accept(&admitted, policy, first.as_ref().unwrap_or(&accepted))
+        .await;
     if matches!(stored, Ok(Accepted::SendRefused)) {
-        // No first send to store with it (or a receipt recorded before the
-        // notification arrived refused it): store the cascade alone, leased
-        // to this handler when it is due now.
+        // A receipt recorded before the notification arrived refused the
+        // send: store the cascade alone, due now, for the scheduler, which
+        // reads the receipts.
         first = None;
-        stored = store
-            .accept(&admitted, policy, &accepted, due_now.then_some(lease))
-            .await;
+        stored = store.accept(&admitted, policy, &accepted).await;
     }
     match stored {
         Ok(Accepted::New(snapshot)) => {
             acknowledge(&hands.acks, &delivery);
             telemetry::intake("accepted", None);
-            if first.is_none() {
-                log_entries(&n.id, &n.customer.id, &policy.name, &accepted.entries);
-            }
-            if !due_now {
-                hands.poke.notify_one();
-                return;
-            }
+            let both = match first {
+                Some(both) if both.send.is_some() => both,
+                stored => {
+                    let entries = stored.map_or(accepted.entries, |d| d.entries);
+                    log_entries(&n.id, &n.customer.id, &policy.name, &entries);
+                    hands.poke.notify_one();
+                    return;
+                }
+            };
             let id = n.id.clone();
             let before = Loaded {
                 cascade: accepted.cascade,
@@ -273,18 +275,14 @@ async fn handle(delivery: Delivery, hands: &Hands) {
                 recipient: admitted.recipient,
                 receipts,
             };
-            let woken = match first {
-                Some(both) => worker.carry_out(&id, before, both, 1).await,
-                None => worker.wake_loaded(&id, before).await,
-            };
-            if let Err(e) = woken {
-                // The in-flight timer or the lease hands it to the scheduler.
+            if let Err(e) = worker.carry_out(&id, before, both, 1).await {
+                // The in-flight timer hands it to the scheduler.
                 tracing::warn!(notification_id = %id, error = %e, "first step failed; it will be retried");
             }
         }
         Ok(Accepted::SendRefused) => {
-            // Not asked for a send the second time: cannot happen; the
-            // message goes back rather than being lost.
+            // Only a decision that orders a send can be refused, and the
+            // second one does not: the message goes back rather than be lost.
             hand_back(&hands.acks, delivery).await;
         }
         Ok(Accepted::Duplicate) => {

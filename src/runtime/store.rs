@@ -239,18 +239,14 @@ impl Store {
     }
 
     /// Records a newly accepted cascade, unless its id is known (a duplicate).
-    /// `decision` may already order the first send (the accept decision and
-    /// the first step's, merged); then a stopping receipt recorded before the
-    /// notification arrived refuses it. With `leased_until`, the caller goes
-    /// on to decide for it at once: its
-    /// timer is set to the lease's end rather than to the wake-up, so no
-    /// other instance takes it meanwhile, and it comes back if the caller dies.
+    /// `decision` may already include the first step's (the accept decision
+    /// and the first step's, merged); when it orders a send, a stopping
+    /// receipt recorded before the notification arrived refuses it.
     pub async fn accept(
         &self,
         admitted: &Admitted,
         policy: &Policy,
         decision: &Decision,
-        leased_until: Option<i64>,
     ) -> Result<Accepted, StoreError> {
         let n = &admitted.notification;
         let (snapshot, hash) = self.snapshot_policy(policy).await?;
@@ -265,7 +261,7 @@ impl Store {
         let wake = decision
             .cascade
             .wake_at_ms()
-            .map(|w| leased_until.unwrap_or(w).to_string())
+            .map(|w| w.to_string())
             .unwrap_or_default();
         let mut inv = self.scripts.accept.prepare_invoke();
         inv.key(self.keys.state(&n.id))

@@ -22,15 +22,24 @@ pub struct Worker {
     pub clock: Arc<dyn Clock>,
 }
 
+/// What deciding on a loaded state came to.
+enum Decided {
+    /// Stored as this version; carry out its send, if any.
+    Stored(Decision, i64),
+    /// The state moved on meanwhile: load it and decide again.
+    Again,
+    /// Nothing more to do in this wake-up.
+    Settled,
+}
+
 /// Most decisions one wake-up makes before it yields (a send and its
 /// outcome take two; conflicts a few more).
 const MAX_ROUNDS: usize = 16;
 
 impl Worker {
-    /// Handles a due timer (or a poke after a receipt) for a cascade already
-    /// loaded: one intake has just stored (and leased to itself), or one the
-    /// scheduler claimed and loaded in one round trip.
-    /// A state that is stale by now is caught by the commit's version check.
+    /// Handles a due timer (or a poke after a receipt) for a cascade the
+    /// scheduler claimed and loaded in one round trip. A state that is
+    /// stale by now is caught by the commit's version check.
     pub async fn wake_loaded(&self, id: &str, loaded: Loaded) -> Result<(), StoreError> {
         self.run(id, Some(loaded), None).await
     }
@@ -72,48 +81,14 @@ impl Worker {
             let now = self.clock.now_ms();
             let (decision, version) = match stored.take() {
                 Some(stored) => stored,
-                None => {
-                    let ctx = Context {
-                        notification_id: id,
-                        policy: &loaded.policy,
-                        channels: &catalog.channel_rules,
-                        recipient: &loaded.recipient,
-                        receipts: &loaded.receipts,
-                        timing: catalog.timing(),
-                    };
-                    let decision = decide(loaded.cascade.clone(), event.clone(), now, &ctx);
-                    if decision.send.is_none()
-                        && decision.entries.is_empty()
-                        && decision.cascade == loaded.cascade
-                    {
-                        // Nothing to do yet (an early or repeated wake-up): the
-                        // claim moved the timer to the lease's end, so put it back.
-                        return self
-                            .store
-                            .touch(id, loaded.version, loaded.cascade.wake_at_ms())
-                            .await;
-                    }
-                    let committed = self
-                        .store
-                        .commit(
-                            id,
-                            loaded.version,
-                            &decision,
-                            &loaded.policy.stop_on,
-                            sent.as_ref(),
-                        )
-                        .await?;
-                    match committed {
-                        Commit::Done(version) => {
-                            sent = None;
-                            (decision, version)
-                        }
-                        // Someone else decided first, or a stopping receipt just
-                        // arrived: look again with fresh state and receipts.
-                        Commit::Conflict | Commit::StoppedByReceipt => continue,
-                        Commit::Gone => return Ok(()),
-                    }
-                }
+                None => match self
+                    .decide_and_commit(id, &loaded, &catalog, &event, now, &mut sent)
+                    .await?
+                {
+                    Decided::Stored(decision, version) => (decision, version),
+                    Decided::Again => continue,
+                    Decided::Settled => return Ok(()),
+                },
             };
             log_entries(
                 id,
@@ -215,6 +190,59 @@ impl Worker {
             "a wake-up made {MAX_ROUNDS} decisions without settling; it will be woken again"
         );
         Ok(())
+    }
+
+    /// Lets the core decide on `loaded` and stores the decision (with the
+    /// provider message id of a send it records, which is then taken).
+    async fn decide_and_commit(
+        &self,
+        id: &str,
+        loaded: &Loaded,
+        catalog: &Catalog,
+        event: &Event,
+        now: i64,
+        sent: &mut Option<ProviderMessage>,
+    ) -> Result<Decided, StoreError> {
+        let ctx = Context {
+            notification_id: id,
+            policy: &loaded.policy,
+            channels: &catalog.channel_rules,
+            recipient: &loaded.recipient,
+            receipts: &loaded.receipts,
+            timing: catalog.timing(),
+        };
+        let decision = decide(loaded.cascade.clone(), event.clone(), now, &ctx);
+        if decision.send.is_none()
+            && decision.entries.is_empty()
+            && decision.cascade == loaded.cascade
+        {
+            // Nothing to do yet (an early or repeated wake-up): the claim
+            // moved the timer to the lease's end, so put it back.
+            self.store
+                .touch(id, loaded.version, loaded.cascade.wake_at_ms())
+                .await?;
+            return Ok(Decided::Settled);
+        }
+        let committed = self
+            .store
+            .commit(
+                id,
+                loaded.version,
+                &decision,
+                &loaded.policy.stop_on,
+                sent.as_ref(),
+            )
+            .await?;
+        Ok(match committed {
+            Commit::Done(version) => {
+                *sent = None;
+                Decided::Stored(decision, version)
+            }
+            // Someone else decided first, or a stopping receipt just
+            // arrived: look again with fresh state and receipts.
+            Commit::Conflict | Commit::StoppedByReceipt => Decided::Again,
+            Commit::Gone => Decided::Settled,
+        })
     }
 }
 

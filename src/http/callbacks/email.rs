@@ -21,9 +21,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
-use super::{apply_report, count};
+use super::{apply_report, count, path_secret_matches};
 use crate::core::ChannelKind;
-use crate::http::{AppState, constant_time_eq};
+use crate::http::AppState;
 
 const METRIC: &str = "email";
 
@@ -94,25 +94,16 @@ async fn bounce(
     Path((channel, secret)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let catalog = state.catalog.load();
-    let expected = catalog
-        .channels
-        .get(&channel)
-        .filter(|c| c.kind == ChannelKind::Email)
-        .and_then(|c| c.setting("bounce_secret"))
-        .filter(|s| !s.is_empty());
-    let authentic = expected.is_some_and(|e| constant_time_eq(e.as_bytes(), secret.as_bytes()));
-    if !authentic {
-        count(METRIC, "forbidden");
-        tracing::warn!(
-            channel = %channel,
-            "email bounce refused: unknown channel or wrong bounce secret"
-        );
+    if !path_secret_matches(
+        &state,
+        METRIC,
+        &channel,
+        ChannelKind::Email,
+        "bounce_secret",
+        &secret,
+    ) {
         return (StatusCode::FORBIDDEN, "forbidden").into_response();
     }
-    let ttl_s = (catalog.settings.redis.retention_ms / 1000).max(3600) as u64;
-    drop(catalog);
-
     let Some(bounce) = parse_bounce(&String::from_utf8_lossy(&body)) else {
         count(METRIC, "malformed");
         return (
@@ -121,11 +112,7 @@ async fn bounce(
         )
             .into_response();
     };
-    let Some(event) = bounce.event() else {
-        count(METRIC, "pending");
-        return (StatusCode::OK, "ok").into_response();
-    };
-    match apply_report(&state, METRIC, &channel, &bounce.message_id, event, ttl_s).await {
+    match apply_report(&state, METRIC, &channel, &bounce.message_id, bounce.event()).await {
         Ok(()) => (StatusCode::OK, "ok").into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response(),
     }

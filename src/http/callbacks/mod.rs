@@ -14,8 +14,8 @@ pub mod whatsapp;
 use axum::Router;
 use axum::http::StatusCode;
 
-use super::{AppState, record};
-use crate::core::Phase;
+use super::{AppState, constant_time_eq, record};
+use crate::core::{ChannelKind, Phase};
 
 /// Every callback route, merged into the daemon's router.
 pub fn routes() -> Router<AppState> {
@@ -34,6 +34,37 @@ pub fn count(provider: &'static str, result: &'static str) {
         .increment(1);
 }
 
+/// Checks the secret path segment of a report from a provider that does not
+/// sign its reports: it must equal the `setting` of channel `channel`, which
+/// must be of `kind` and have it set. A mismatch is logged and counted; the
+/// caller answers 403 and records nothing.
+pub fn path_secret_matches(
+    state: &AppState,
+    provider: &'static str,
+    channel: &str,
+    kind: ChannelKind,
+    setting: &str,
+    secret: &str,
+) -> bool {
+    let catalog = state.catalog.load();
+    let expected = catalog
+        .channels
+        .get(channel)
+        .filter(|c| c.kind == kind)
+        .and_then(|c| c.setting(setting))
+        .filter(|s| !s.is_empty());
+    if expected.is_some_and(|e| constant_time_eq(e.as_bytes(), secret.as_bytes())) {
+        return true;
+    }
+    count(provider, "forbidden");
+    tracing::warn!(
+        provider,
+        channel,
+        "{provider} report refused: unknown channel or wrong `{setting}`"
+    );
+    false
+}
+
 /// The store could not be reached; the report was not (fully) applied, and
 /// the provider should send it again.
 pub struct Unavailable;
@@ -43,18 +74,23 @@ pub struct Unavailable;
 /// applies each (message id, event) once, and records a `failed` only while
 /// the cascade still waits on that message, so a late one cannot escalate a
 /// later step (or another alternative of the same step).
+/// `event` `None` is a report that is not final yet: acknowledged and counted.
 pub async fn apply_report(
     state: &AppState,
     provider: &'static str,
     channel: &str,
     message_id: &str,
-    event: &'static str,
-    ttl_s: u64,
+    event: Option<&'static str>,
 ) -> Result<(), Unavailable> {
+    let Some(event) = event else {
+        count(provider, "pending");
+        return Ok(());
+    };
     let unavailable = |e: &dyn std::fmt::Display| {
         tracing::warn!(error = %e, provider, "cannot apply a delivery report");
         Unavailable
     };
+    let ttl_s = (state.catalog.load().settings.redis.retention_ms / 1000).max(3600) as u64;
     let Some((id, step)) = state
         .store
         .provider_message(channel, message_id)

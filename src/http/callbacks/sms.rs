@@ -31,9 +31,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::{Unavailable, apply_report, count};
+use super::{apply_report, count, path_secret_matches};
 use crate::core::ChannelKind;
-use crate::http::{AppState, constant_time_eq};
+use crate::http::AppState;
 
 const METRIC: &str = "sms";
 
@@ -152,25 +152,16 @@ async fn report(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
-    let catalog = state.catalog.load();
-    let expected = catalog
-        .channels
-        .get(&channel)
-        .filter(|c| c.kind == ChannelKind::Sms)
-        .and_then(|c| c.setting("report_secret"))
-        .filter(|s| !s.is_empty());
-    let authentic = expected.is_some_and(|e| constant_time_eq(e.as_bytes(), secret.as_bytes()));
-    if !authentic {
-        count(METRIC, "forbidden");
-        tracing::warn!(
-            channel = %channel,
-            "sms delivery report refused: unknown channel or wrong report secret"
-        );
+    if !path_secret_matches(
+        &state,
+        METRIC,
+        &channel,
+        ChannelKind::Sms,
+        "report_secret",
+        &secret,
+    ) {
         return (StatusCode::FORBIDDEN, "forbidden").into_response();
     }
-    let ttl_s = (catalog.settings.redis.retention_ms / 1000).max(3600) as u64;
-    drop(catalog);
-
     let mut pairs = form_pairs(query.as_deref().unwrap_or(""));
     pairs.extend(form_pairs(&String::from_utf8_lossy(&body)));
     let Some(parsed) = parse_reports(&pairs) else {
@@ -192,27 +183,15 @@ async fn report(
         ),
     };
     for (event, r) in events {
-        if apply(&state, &channel, &r, event, ttl_s).await.is_err() {
+        if apply_report(&state, METRIC, &channel, &r.message_id, event)
+            .await
+            .is_err()
+        {
             // Not `100`/`OK`: the provider sends the report again later.
             return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
         }
     }
     (StatusCode::OK, ack).into_response()
-}
-
-/// Applies one report.
-async fn apply(
-    state: &AppState,
-    channel: &str,
-    r: &Report,
-    event: Option<&'static str>,
-    ttl_s: u64,
-) -> Result<(), Unavailable> {
-    let Some(event) = event else {
-        count(METRIC, "pending");
-        return Ok(());
-    };
-    apply_report(state, METRIC, channel, &r.message_id, event, ttl_s).await
 }
 
 #[cfg(test)]

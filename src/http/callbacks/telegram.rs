@@ -177,38 +177,36 @@ async fn update(
     }
     let pmid = |m: &MessageRef| provider_message_id(&m.chat.id.to_string(), m.message_id);
     // The provider message ids the update may be about, newest first.
-    let (candidates, event): (Vec<String>, _) = if let Some(query) = &update.callback_query {
-        // Stop the customer's spinner whatever becomes of the press.
-        if let Err(e) = answer_callback_query(client(), &config, &query.id).await {
-            tracing::warn!(channel, error = %e, "answerCallbackQuery failed");
-        }
-        (query.message.iter().map(pmid).collect(), "read")
-    } else if let Some(message) = &update.message {
-        if message.from.as_ref().is_some_and(|u| u.is_bot) {
+    // `unquoted`: a message that names none of ours, whose candidates are guesses.
+    let (candidates, event, unquoted): (Vec<String>, _, _) =
+        if let Some(query) = &update.callback_query {
+            // Stop the customer's spinner whatever becomes of the press.
+            if let Err(e) = answer_callback_query(client(), &config, &query.id).await {
+                tracing::warn!(channel, error = %e, "answerCallbackQuery failed");
+            }
+            (query.message.iter().map(pmid).collect(), "read", false)
+        } else if let Some(message) = &update.message {
+            if message.from.as_ref().is_some_and(|u| u.is_bot) {
+                count(PROVIDER, "ignored");
+                return answer(StatusCode::OK);
+            }
+            match (&message.reply_to_message, &message.chat) {
+                (Some(to), _) => (vec![pmid(to)], "replied", false),
+                (None, Some(chat)) => {
+                    let chat = chat.id.to_string();
+                    let before = (1..=UNQUOTED_LOOKBACK)
+                        .map(|back| message.message_id - back)
+                        .filter(|id| *id > 0)
+                        .map(|id| provider_message_id(&chat, id))
+                        .collect();
+                    (before, "replied", true)
+                }
+                (None, None) => (Vec::new(), "replied", true),
+            }
+        } else {
             count(PROVIDER, "ignored");
             return answer(StatusCode::OK);
-        }
-        match (&message.reply_to_message, &message.chat) {
-            (Some(to), _) => (vec![pmid(to)], "replied"),
-            (None, Some(chat)) => {
-                let chat = chat.id.to_string();
-                let before = (1..=UNQUOTED_LOOKBACK)
-                    .map(|back| message.message_id - back)
-                    .filter(|id| *id > 0)
-                    .map(|id| provider_message_id(&chat, id))
-                    .collect();
-                (before, "replied")
-            }
-            (None, None) => (Vec::new(), "replied"),
-        }
-    } else {
-        count(PROVIDER, "ignored");
-        return answer(StatusCode::OK);
-    };
-    let unquoted = update
-        .message
-        .as_ref()
-        .is_some_and(|m| m.reply_to_message.is_none());
+        };
     if candidates.is_empty() {
         count(PROVIDER, if unquoted { "unmapped" } else { "unknown" });
         return answer(StatusCode::OK);
