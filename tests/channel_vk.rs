@@ -15,6 +15,7 @@ use cascade::channels::vk::random_id;
 use cascade::core::Entry;
 use cascade::fakes::script::Scripted;
 use cascade::fakes::vk::FakeVk;
+use cascade::runtime::clock::Clock;
 
 const MIN: i64 = 60_000;
 /// How long anything that should happen "at once" may take on a busy machine.
@@ -155,12 +156,26 @@ async fn a_message_goes_out_with_peer_text_link_and_a_stable_random_id() {
     // per-message key is kept for VK (it would only cost Redis memory).
     let store = &h.daemon().store;
     assert_eq!(store.provider_message("vk", "1001").await.unwrap(), None);
+    let now = h.clock.now_ms();
+    let read_up_to =
+        |watermark: i64, at: i64| store.peer_messages_up_to("vk", "123456", watermark, at);
+    assert_eq!(read_up_to(1001, now).await.unwrap(), vec![(id.clone(), 0)]);
     assert_eq!(
-        store
-            .peer_messages_up_to("vk", "123456", 1001)
-            .await
-            .unwrap(),
+        read_up_to(1000, now).await.unwrap(),
+        vec![],
+        "below the watermark"
+    );
+    // Kept by the day it was sent, and looked for as long as the cascade is
+    // kept (this test's retention is 1 h: today and the day before).
+    const DAY: i64 = 86_400_000;
+    assert_eq!(
+        read_up_to(1001, now + DAY).await.unwrap(),
         vec![(id.clone(), 0)]
+    );
+    assert_eq!(
+        read_up_to(1001, now + 3 * DAY).await.unwrap(),
+        vec![],
+        "past the retention"
     );
     settle().await;
     assert_eq!(h.sms.count("sms"), 0, "VK went out: no SMS before the wait");

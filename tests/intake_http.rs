@@ -670,6 +670,8 @@ async fn the_per_customer_limit_defers_a_second_notification() {
     let vk = h.received.on("vk");
     assert_eq!(vk[1]["notification_id"], second.as_str());
     assert_eq!(vk[1]["step"], 1);
+    // The fake saw the request; the send's outcome is committed just after.
+    h.wait_sent(&second).await;
     let words = h.events(&second).await;
     assert_eq!(words, ["accepted", "deferred", "sent"]);
     assert_eq!(h.received.count("sms"), 0);

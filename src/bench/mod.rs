@@ -191,6 +191,14 @@ impl Rig {
             .map(|d| d.as_nanos() % 1_000_000_000)
             .unwrap_or(0);
         let name = format!("bench-{tag}-{}-{nanos}", std::process::id());
+        // Keys and ids as long as a real deployment's: a prefix of the
+        // default's length (`cascade`) and ids like SPEC's `order-1001:delayed`.
+        // Redis bytes per cascade grow with both (every key and the timer
+        // entry hold them), so a longer run-unique name would inflate them.
+        let prefix = format!(
+            "b{tag}{:04x}",
+            (std::process::id() as u128 ^ nanos) & 0xffff
+        );
         let dir = std::env::temp_dir().join(format!("cascade-{name}"));
         std::fs::create_dir_all(dir.join("channels"))?;
         std::fs::create_dir_all(dir.join("policies"))?;
@@ -198,7 +206,7 @@ impl Rig {
             dir.join("cascade.toml"),
             format!(
                 "[amqp]\nurl = \"{}\"\nqueue = \"{name}.notifications\"\ndead_letter_queue = \"{name}.dead\"\nprefetch = {}\n\n\
-                 [redis]\nurl = \"{}\"\nprefix = \"{name}\"\ntimer_shards = {TIMER_SHARDS}\nretention = \"1d\"\n\n\
+                 [redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\ntimer_shards = {TIMER_SHARDS}\nretention = \"1d\"\n\n\
                  [http]\nlisten = \"127.0.0.1:0\"\nreceipt_token = \"bench\"\n",
                 opts.amqp_url, opts.prefetch, opts.redis_url
             ),
@@ -226,7 +234,7 @@ impl Rig {
         let catalog = Catalog::load_with_env(&dir.join("cascade.toml"), &|_| None)
             .map_err(|e| BenchError::Config(e.to_string()))?;
         let intake = IntakeConfig::from(&catalog.settings.amqp);
-        let keys = Keys::new(&name, TIMER_SHARDS);
+        let keys = Keys::new(&prefix, TIMER_SHARDS);
         Ok(Rig {
             name,
             dir,
@@ -237,7 +245,7 @@ impl Rig {
     }
 
     fn id(&self, i: usize) -> String {
-        format!("{}-{i}", self.name)
+        format!("order-{i}:delayed")
     }
 
     fn body(&self, i: usize) -> Vec<u8> {
@@ -296,7 +304,7 @@ impl Rig {
             }
             let _ = conn.close(200, ShortString::from("bench done")).await;
         }
-        let _ = delete_prefix(&opts.redis_url, &self.name).await;
+        let _ = delete_prefix(&opts.redis_url, self.keys.prefix()).await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -790,7 +798,7 @@ async fn w3(opts: &BenchOptions) -> Result<Footprint, BenchError> {
         rss_peak_kib = rss_peak_kib.max(rss_now);
         let redis_after = used_memory(&opts.redis_url).await?;
         daemon.stop(Duration::from_secs(5)).await;
-        let breakdown = breakdown(&mut conn, &rig.name, n).await?;
+        let breakdown = breakdown(&mut conn, rig.keys.prefix(), n).await?;
         Ok::<_, BenchError>(Footprint {
             n,
             waiting,
@@ -824,8 +832,8 @@ async fn breakdown(
             "events stream".into()
         } else if rest.starts_with(":pmid:") {
             "provider message id".into()
-        } else if rest.starts_with(":peer:") {
-            "VK peer zset".into()
+        } else if rest.starts_with(":peers:") {
+            "VK peer hashes".into()
         } else if rest.starts_with(":policy:") {
             "policy snapshot".into()
         } else {

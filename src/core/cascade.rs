@@ -235,6 +235,29 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    pub const ALL: [EntryKind; 15] = [
+        EntryKind::Accepted,
+        EntryKind::Sent,
+        EntryKind::SendFailed,
+        EntryKind::Uncertain,
+        EntryKind::Deferred,
+        EntryKind::Skipped,
+        EntryKind::Escalated,
+        EntryKind::Completed,
+        EntryKind::Exhausted,
+        EntryKind::Expired,
+        EntryKind::Cancelled,
+        EntryKind::LateRead,
+        EntryKind::Receipt,
+        EntryKind::Duplicate,
+        EntryKind::Rejected,
+    ];
+
+    /// The kind a lifecycle word names ([`EntryKind::as_str`] backwards).
+    pub fn from_word(word: &str) -> Option<EntryKind> {
+        EntryKind::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EntryKind::Accepted => "accepted",

@@ -60,9 +60,13 @@ impl Keys {
         format!("{}:pmid:{{{channel}:{provider_message_id}}}", self.prefix)
     }
 
-    /// The messages sent to one peer of a channel, scored by provider message id.
-    pub fn peer_messages(&self, channel: &str, peer: &str) -> String {
-        format!("{}:peer:{{{channel}:{peer}}}", self.prefix)
+    /// The messages a channel sent on one day (Unix days), to the peers of
+    /// one bucket: a hash of peer → `<message id> <step> <notification id>`
+    /// triples. Shared by many peers, so a peer costs a hash field rather
+    /// than a key of its own; the day's hash expires as a whole.
+    pub fn peer_messages(&self, channel: &str, peer: &str, day: i64) -> String {
+        let bucket = fnv1a(peer.as_bytes()) % PEER_BUCKETS;
+        format!("{}:peers:{{{channel}:{bucket}}}:{day}", self.prefix)
     }
 
     /// A callback dedup key seen recently.
@@ -75,6 +79,11 @@ impl Keys {
         format!("{}:limit:{{{customer}}}:{scope}", self.prefix)
     }
 }
+
+/// How many hashes a channel's peers are spread over per day: few enough
+/// fields each (about 60 at a million peers a day) for Redis to keep every
+/// hash in its compact encoding.
+const PEER_BUCKETS: u64 = 16_384;
 
 /// FNV-1a of the id, modulo the shard count: stable across instances.
 pub fn shard_of(id: &str, shards: u16) -> u16 {

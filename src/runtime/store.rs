@@ -9,6 +9,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use super::keys::{Keys, fnv1a};
+use super::record::{Record, encode_entry, encode_state};
 use crate::config::ChannelConfig;
 use crate::core::{Cascade, Decision, Entry, EntryKind, Policy, Recipient};
 use crate::notification::{Admitted, Notification};
@@ -47,7 +48,11 @@ pub struct ProviderMessage {
     /// watermark rather than a message (VK).
     pub peer: Option<String>,
     pub step: u8,
+    /// When it was sent: a peer's messages are kept by day.
+    pub sent_ms: i64,
 }
+
+const DAY_MS: i64 = 86_400_000;
 
 /// What `accept` found.
 #[derive(Debug)]
@@ -78,39 +83,6 @@ pub struct Loaded {
     pub recipient: Recipient,
     pub customer_id: String,
     pub receipts: BTreeMap<String, i64>,
-}
-
-/// A cascade's record as stored: one string of five fields separated by
-/// `\x1f` (layout: `scripts/accept.lua`).
-pub struct Record<'a> {
-    pub version: &'a str,
-    /// The cascade state (JSON).
-    pub state: &'a str,
-    /// The notification (JSON).
-    pub notification: &'a str,
-    /// Timeline entries (JSON), one per line.
-    pub timeline: &'a str,
-    /// `<policy snapshot hash>\t<time zone>\t<customer id>`.
-    pub meta: &'a str,
-}
-
-impl<'a> Record<'a> {
-    pub fn parse(id: &str, raw: &'a str) -> Result<Record<'a>, StoreError> {
-        let mut fields = raw.splitn(5, '\x1f');
-        let mut next = || {
-            fields.next().ok_or_else(|| StoreError::Corrupt {
-                id: id.into(),
-                why: "the record has fewer than five fields".into(),
-            })
-        };
-        Ok(Record {
-            version: next()?,
-            state: next()?,
-            notification: next()?,
-            timeline: next()?,
-            meta: next()?,
-        })
-    }
 }
 
 /// A cascade the scheduler claimed, as loaded in the same round trip.
@@ -250,14 +222,16 @@ impl Store {
     ) -> Result<Accepted, StoreError> {
         let n = &admitted.notification;
         let (snapshot, hash) = self.snapshot_policy(policy).await?;
-        let state = to_json(&n.id, &decision.cascade)?;
+        let state = encode_state(&decision.cascade);
         let notification = to_json(&n.id, n)?;
-        let tz = admitted
-            .recipient
-            .tz
-            .iana_name()
-            .unwrap_or("UTC")
-            .to_owned();
+        // The zone the cascade runs in is kept only when it is not the
+        // notification's own (a default from the configuration, which may change).
+        let tz = admitted.recipient.tz.iana_name().unwrap_or("UTC");
+        let tz = if n.customer.timezone.as_deref() == Some(tz) {
+            ""
+        } else {
+            tz
+        };
         let wake = decision
             .cascade
             .wake_at_ms()
@@ -271,7 +245,7 @@ impl Store {
             .arg(&n.id)
             .arg(state)
             .arg(notification)
-            .arg(format!("{hash}\t{tz}\t{}", n.customer.id))
+            .arg(format!("{hash}\t{tz}"))
             .arg(wake)
             .arg(self.retention_ms)
             .arg(EVENTS_MAX_LEN);
@@ -281,7 +255,7 @@ impl Store {
             inv.arg("");
         }
         for e in &decision.entries {
-            inv.arg(to_json(&n.id, e)?);
+            inv.arg(encode_entry(e));
         }
         let mut c = self.conn.clone();
         let answer: i64 = inv.invoke_async(&mut c).await?;
@@ -342,28 +316,24 @@ impl Store {
         let Some(record) = record else {
             return Ok(None);
         };
-        let Record {
-            version: v,
-            state: s,
-            notification: n,
-            meta: m,
-            ..
-        } = Record::parse(id, &record)?;
-        let cascade: Cascade = from_json(id, s)?;
-        let version: i64 = v.parse().map_err(|_| StoreError::Corrupt {
-            id: id.into(),
-            why: "bad version".into(),
-        })?;
-        let notification: Notification = from_json(id, n)?;
-        let mut meta = m.splitn(3, '\t');
-        let (Some(hash), Some(tz), Some(customer_id)) = (meta.next(), meta.next(), meta.next())
-        else {
-            return Err(StoreError::Corrupt {
-                id: id.into(),
-                why: "field `m` is not `policy\\ttz\\tcustomer`".into(),
-            });
+        let corrupt = |why: String| StoreError::Corrupt { id: id.into(), why };
+        let r = Record::parse(&record).map_err(corrupt)?;
+        let cascade = r.cascade().map_err(corrupt)?;
+        let version: i64 = r
+            .version
+            .parse()
+            .map_err(|_| corrupt("bad version".into()))?;
+        let notification: Notification = from_json(id, r.notification)?;
+        // `<policy hash>\t<zone>`; records of earlier versions add `\t<customer>`.
+        let mut meta = r.meta.split('\t');
+        let (Some(hash), tz) = (meta.next(), meta.next().unwrap_or("")) else {
+            return Err(corrupt("the meta field has no policy hash".into()));
         };
         let policy = self.policy(id, hash).await?;
+        let tz = match tz {
+            "" => notification.customer.timezone.as_deref().unwrap_or("UTC"),
+            tz => tz,
+        };
         let tz = jiff::tz::TimeZone::get(tz).unwrap_or(jiff::tz::TimeZone::UTC);
         let recipient = Recipient {
             contacts: notification.customer.contacts.clone(),
@@ -383,7 +353,7 @@ impl Store {
         Ok(Some(Loaded {
             cascade,
             version,
-            customer_id: customer_id.to_owned(),
+            customer_id: notification.customer.id.clone(),
             notification,
             policy,
             recipient,
@@ -423,19 +393,34 @@ impl Store {
             .arg(self.retention_ms)
             .arg(EVENTS_MAX_LEN);
         match sent {
-            Some(m) => {
-                let (key, score) = self.provider_message_target(m);
-                inv.arg(key)
-                    .arg(score.map(|n| n.to_string()).unwrap_or_default())
+            Some(m) => match m.peer.as_deref() {
+                // VK's callbacks name the peer and a message id watermark,
+                // never one message: the peer's messages of the day are all
+                // they need. The day's hash outlives the retention by a day.
+                Some(peer) => {
+                    let day = m.sent_ms.div_euclid(DAY_MS);
+                    inv.arg(self.keys.peer_messages(&m.channel, peer, day))
+                        .arg(peer)
+                        .arg(format!("{} {} {id}", m.provider_message_id, m.step))
+                        .arg(((self.retention_ms + DAY_MS) / 1000).max(1));
+                }
+                // Others name one message: a key per message id.
+                None => {
+                    inv.arg(
+                        self.keys
+                            .provider_message(&m.channel, &m.provider_message_id),
+                    )
+                    .arg("")
                     .arg(format!("{}\t{id}", m.step))
                     .arg((self.retention_ms / 1000).max(1));
-            }
+                }
+            },
             None => {
                 inv.arg("").arg("").arg("").arg("");
             }
         }
         for e in &decision.entries {
-            inv.arg(to_json(id, e)?);
+            inv.arg(encode_entry(e));
         }
         let mut c = self.conn.clone();
         let v: i64 = inv.invoke_async(&mut c).await?;
@@ -497,7 +482,7 @@ impl Store {
             .arg(id)
             .arg(event)
             .arg(now_ms)
-            .arg(to_json(id, &entry)?)
+            .arg(encode_entry(&entry))
             .arg(EVENTS_MAX_LEN)
             .invoke_async(&mut c)
             .await?;
@@ -555,25 +540,6 @@ impl Store {
         Ok(())
     }
 
-    /// Where a provider message id is kept for its callbacks, and its score
-    /// when that is a peer's sorted set. VK's callbacks name the peer and a
-    /// message id watermark, never one message: the peer's set is all they
-    /// need. Others name one message: a key per message id.
-    fn provider_message_target(&self, m: &ProviderMessage) -> (String, Option<f64>) {
-        match m
-            .peer
-            .as_deref()
-            .zip(m.provider_message_id.parse::<f64>().ok())
-        {
-            Some((peer, n)) => (self.keys.peer_messages(&m.channel, peer), Some(n)),
-            None => (
-                self.keys
-                    .provider_message(&m.channel, &m.provider_message_id),
-                None,
-            ),
-        }
-    }
-
     /// The (notification id, step) a provider message id was sent for.
     pub async fn provider_message(
         &self,
@@ -604,18 +570,35 @@ impl Store {
     }
 
     /// Every (notification id, step) sent to `peer` with a message id up to
-    /// `max_id`: what a VK `message_read` watermark marks as read.
+    /// `max_id`, oldest first: what a VK `message_read` watermark marks as
+    /// read. Looks through the days a cascade can still be kept.
     pub async fn peer_messages_up_to(
         &self,
         channel: &str,
         peer: &str,
         max_id: i64,
+        now_ms: i64,
     ) -> Result<Vec<(String, u8)>, StoreError> {
+        let today = now_ms.div_euclid(DAY_MS);
+        let mut pipe = redis::pipe();
+        for day in (today - self.retention_ms / DAY_MS - 1)..=today {
+            pipe.hget(self.keys.peer_messages(channel, peer, day), peer);
+        }
         let mut c = self.conn.clone();
-        let members: Vec<String> = c
-            .zrangebyscore(self.keys.peer_messages(channel, peer), "-inf", max_id)
-            .await?;
-        Ok(members.iter().filter_map(|m| parse_step_id(m)).collect())
+        let days: Vec<Option<String>> = pipe.query_async(&mut c).await?;
+        let mut sent: Vec<(i64, String, u8)> = Vec::new();
+        for triples in days.iter().flatten() {
+            let words: Vec<&str> = triples.split(' ').collect();
+            for t in words.chunks_exact(3) {
+                if let (Ok(message), Ok(step)) = (t[0].parse::<i64>(), t[1].parse::<u8>())
+                    && message <= max_id
+                {
+                    sent.push((message, t[2].to_owned(), step));
+                }
+            }
+        }
+        sent.sort();
+        Ok(sent.into_iter().map(|(_, id, step)| (id, step)).collect())
     }
 
     /// True the first time a callback's dedup key is seen within `ttl_s`
@@ -644,7 +627,6 @@ impl Store {
     /// Appends an intake event (`duplicate`, `rejected`) that belongs to no
     /// stored cascade to the events stream.
     pub async fn append_event(&self, id: Option<&str>, entry: &Entry) -> Result<(), StoreError> {
-        let json = to_json(id.unwrap_or(""), entry)?;
         let mut c = self.conn.clone();
         let _: String = redis::cmd("XADD")
             .arg(self.keys.events())
@@ -655,7 +637,7 @@ impl Store {
             .arg("id")
             .arg(id.unwrap_or(""))
             .arg("e")
-            .arg(json)
+            .arg(encode_entry(entry))
             .query_async(&mut c)
             .await?;
         Ok(())
@@ -668,9 +650,12 @@ impl Store {
         let Some(record) = record else {
             return Ok(None);
         };
-        let record = Record::parse(id, &record)?;
-        let cascade: Cascade = from_json(id, record.state)?;
-        Ok(Some((cascade, parse_timeline(id, record.timeline)?)))
+        let corrupt = |why: String| StoreError::Corrupt { id: id.into(), why };
+        let record = Record::parse(&record).map_err(corrupt)?;
+        Ok(Some((
+            record.cascade().map_err(corrupt)?,
+            record.entries().map_err(corrupt)?,
+        )))
     }
 }
 
@@ -700,15 +685,6 @@ fn limit_scopes(policy: &Policy, channel: &ChannelConfig) -> Vec<(String, crate:
                 rate,
             )
         })
-        .collect()
-}
-
-/// A record's timeline: entries (JSON), one per line.
-pub fn parse_timeline(id: &str, stored: &str) -> Result<Vec<Entry>, StoreError> {
-    stored
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|e| from_json(id, e))
         .collect()
 }
 

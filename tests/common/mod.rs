@@ -10,7 +10,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use cascade::runtime::store::{Record, parse_timeline};
+use cascade::runtime::record::Record;
 use serde_json::Value;
 
 pub const TOKEN: &str = "test-token";
@@ -578,14 +578,10 @@ pub async fn read_cascades(
         }
         let records: Vec<Option<String>> = pipe.query_async(conn).await.unwrap();
         for record in records {
-            let stored = record.as_deref().map(|r| Record::parse("", r).unwrap());
+            let stored = record.as_deref().map(|r| Record::parse(r).unwrap());
             out.push(Stored {
-                cascade: stored
-                    .as_ref()
-                    .map(|r| serde_json::from_str(r.state).unwrap()),
-                timeline: stored
-                    .map(|r| parse_timeline("", r.timeline).unwrap())
-                    .unwrap_or_default(),
+                cascade: stored.as_ref().map(|r| r.cascade().unwrap()),
+                timeline: stored.map(|r| r.entries().unwrap()).unwrap_or_default(),
             });
         }
     }

@@ -237,7 +237,7 @@ async fn message_read(state: &AppState, channel: &str, object: &Value) -> Result
     let peer = read.peer_id.to_string();
     let sent = state
         .store
-        .peer_messages_up_to(channel, &peer, read.read_message_id)
+        .peer_messages_up_to(channel, &peer, read.read_message_id, state.clock.now_ms())
         .await
         .map_err(|e| tracing::warn!(error = %e, "cannot look up VK messages by peer"))?;
     let ids: BTreeSet<String> = sent.into_iter().map(|(id, _step)| id).collect();
@@ -263,7 +263,7 @@ async fn message_new(state: &AppState, channel: &str, object: &Value) -> Result<
     let peer = incoming.peer_id.to_string();
     let sent = state
         .store
-        .peer_messages_up_to(channel, &peer, before)
+        .peer_messages_up_to(channel, &peer, before, state.clock.now_ms())
         .await
         .map_err(|e| tracing::warn!(error = %e, "cannot look up VK messages by peer"))?;
     let ids: BTreeSet<String> = sent

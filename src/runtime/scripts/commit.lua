@@ -4,7 +4,7 @@
 -- KEYS[3] timer shard     cascade:timers:{<n>}
 -- KEYS[4] events stream   cascade:events
 -- ARGV[1] notification id    ARGV[2] the version the decision was made on
--- ARGV[3] new state (JSON)   ARGV[4] wake-up ms, or "" when finished
+-- ARGV[3] new state          ARGV[4] wake-up ms, or "" when finished
 -- ARGV[5] "1" when the decision orders a send: refuse it if a stopping
 --         receipt is recorded (SPEC 6: receipts are read again in the same
 --         atomic step that claims the send)
@@ -12,11 +12,14 @@
 --         cascade at once when one is already recorded)
 -- ARGV[7] retention ms       ARGV[8] events stream max length
 -- ARGV[9] where to keep the provider message id of the send this decision
---         records ("" for none): a key per message id, or a peer's sorted
---         set (VK); built by the caller, so like claim.lua this needs one node
--- ARGV[10] its score in the peer's set, or "" for a key
--- ARGV[11] "<step>\t<notification id>"   ARGV[12] its time to live, seconds
--- ARGV[13..] timeline entries (JSON), appended to the record's timeline
+--         records ("" for none): a key per message id, or the day's hash of
+--         a bucket of peers (VK); built by the caller, so like claim.lua this
+--         needs one node
+-- ARGV[10] the peer (its field in that hash), or "" for a key
+-- ARGV[11] for a key "<step>\t<notification id>"; for a peer
+--          "<message id> <step> <notification id>", appended to its field
+-- ARGV[12] the key's time to live, seconds
+-- ARGV[13..] timeline entries, appended to the record's timeline and the stream
 -- Returns the new version; -1 if the state changed meanwhile (decide again);
 -- -2 if a stopping receipt arrived (decide again); -3 if the cascade is gone.
 local record = redis.call('GET', KEYS[1])
@@ -55,15 +58,23 @@ local entries = {}
 if timeline ~= '' then
   entries[1] = timeline
 end
-for i = 13, #ARGV do
-  entries[#entries + 1] = ARGV[i]
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[1], 'e', ARGV[i])
+if #ARGV >= 13 then
+  local added = table.concat(ARGV, '\n', 13)
+  entries[#entries + 1] = added
+  -- One stream entry per decision, its timeline entries one per line.
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[1], 'e', added)
 end
 if ARGV[9] ~= '' then
   if ARGV[10] == '' then
     redis.call('SET', ARGV[9], ARGV[11], 'EX', ARGV[12])
   else
-    redis.call('ZADD', ARGV[9], ARGV[10], ARGV[11])
+    local sent = redis.call('HGET', ARGV[9], ARGV[10])
+    if sent then
+      sent = sent .. ' ' .. ARGV[11]
+    else
+      sent = ARGV[11]
+    end
+    redis.call('HSET', ARGV[9], ARGV[10], sent)
     redis.call('EXPIRE', ARGV[9], ARGV[12])
   end
 end

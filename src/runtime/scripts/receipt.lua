@@ -4,7 +4,7 @@
 -- KEYS[3] timer shard     cascade:timers:{<n>}
 -- KEYS[4] events stream   cascade:events
 -- ARGV[1] notification id   ARGV[2] event word   ARGV[3] now ms
--- ARGV[4] entry (JSON)      ARGV[5] events stream max length
+-- ARGV[4] timeline entry     ARGV[5] events stream max length
 -- The first time of an event is kept, except `failed`, whose latest time
 -- counts (it escalates the step that is current when it arrives).
 -- Returns 1 when recorded, 2 when the event was already recorded, 0 for an

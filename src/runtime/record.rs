@@ -1,0 +1,413 @@
+//! How one cascade is stored in Redis: a single string record, and the
+//! compact text forms of its state and timeline entries.
+//!
+//! A waiting cascade is mostly bytes in Redis, so the forms are short: the
+//! fields of a state or an entry are separated by tabs, in a fixed order,
+//! with trailing empty fields left off. They stay readable in `redis-cli`.
+//! Text fields (a channel name, a reason) escape `\`, tab, newline and the
+//! record separator, so a line never holds one of them raw. Records written
+//! as JSON by earlier versions are still read.
+
+use crate::core::{Cascade, Entry, EntryKind, Outcome, Phase};
+
+/// Separates the record's fields (unit separator; the Lua scripts split on it).
+pub const FIELD_SEPARATOR: char = '\x1f';
+
+/// A cascade's record as stored: five fields separated by `\x1f` (layout:
+/// `scripts/accept.lua`).
+pub struct Record<'a> {
+    pub version: &'a str,
+    /// The cascade state ([`encode_state`]).
+    pub state: &'a str,
+    /// The notification (JSON, as admitted).
+    pub notification: &'a str,
+    /// Timeline entries ([`encode_entry`]), one per line.
+    pub timeline: &'a str,
+    /// `<policy snapshot hash>\t<time zone>`; the zone is empty when it is
+    /// the notification's own.
+    pub meta: &'a str,
+}
+
+impl<'a> Record<'a> {
+    pub fn parse(raw: &'a str) -> Result<Record<'a>, String> {
+        let mut fields = raw.splitn(5, FIELD_SEPARATOR);
+        let mut next = || {
+            fields
+                .next()
+                .ok_or_else(|| "the record has fewer than five fields".to_owned())
+        };
+        Ok(Record {
+            version: next()?,
+            state: next()?,
+            notification: next()?,
+            timeline: next()?,
+            meta: next()?,
+        })
+    }
+
+    pub fn cascade(&self) -> Result<Cascade, String> {
+        decode_state(self.state)
+    }
+
+    pub fn entries(&self) -> Result<Vec<Entry>, String> {
+        decode_timeline(self.timeline)
+    }
+}
+
+/// `step alt failures transitions phase… [x<ms>] [e<ms>] [h<ms>] [l]`, where
+/// the phase is `D at`, `F channel deadline`, `W channel sent until` or
+/// `X outcome at [event]`.
+pub fn encode_state(c: &Cascade) -> String {
+    let mut out = format!("{}\t{}\t{}\t{}\t", c.step, c.alt, c.failures, c.transitions);
+    match &c.phase {
+        Phase::Due { at_ms } => push_fields(&mut out, &["D", &at_ms.to_string()]),
+        Phase::InFlight {
+            channel,
+            deadline_ms,
+        } => push_fields(&mut out, &["F", &escape(channel), &deadline_ms.to_string()]),
+        Phase::Waiting {
+            channel,
+            sent_ms,
+            until_ms,
+        } => push_fields(
+            &mut out,
+            &[
+                "W",
+                &escape(channel),
+                &sent_ms.to_string(),
+                &until_ms.to_string(),
+            ],
+        ),
+        Phase::Done { outcome, at_ms } => {
+            push_fields(&mut out, &["X", outcome.word(), &at_ms.to_string()]);
+            if let Outcome::Completed { event } = outcome {
+                out.push('\t');
+                out.push_str(&escape(event));
+            }
+        }
+    }
+    for (tag, v) in [
+        ('x', c.expires_at_ms),
+        ('e', c.last_escalation_ms),
+        ('h', c.handled_failed_ms),
+    ] {
+        if let Some(v) = v {
+            out.push('\t');
+            out.push(tag);
+            out.push_str(&v.to_string());
+        }
+    }
+    if c.late_read {
+        out.push_str("\tl");
+    }
+    out
+}
+
+pub fn decode_state(s: &str) -> Result<Cascade, String> {
+    if s.starts_with('{') {
+        return serde_json::from_str(s).map_err(|e| e.to_string());
+    }
+    let bad = || format!("unreadable state `{s}`");
+    let mut f = s.split('\t');
+    let mut next = || f.next().ok_or_else(bad);
+    let step = next()?.parse().map_err(|_| bad())?;
+    let alt = next()?.parse().map_err(|_| bad())?;
+    let failures = next()?.parse().map_err(|_| bad())?;
+    let transitions = next()?.parse().map_err(|_| bad())?;
+    let ms = |v: &str| v.parse::<i64>().map_err(|_| bad());
+    let phase = match next()? {
+        "D" => Phase::Due {
+            at_ms: ms(next()?)?,
+        },
+        "F" => Phase::InFlight {
+            channel: unescape(next()?),
+            deadline_ms: ms(next()?)?,
+        },
+        "W" => Phase::Waiting {
+            channel: unescape(next()?),
+            sent_ms: ms(next()?)?,
+            until_ms: ms(next()?)?,
+        },
+        "X" => {
+            let word = next()?;
+            let at_ms = ms(next()?)?;
+            let outcome = match word {
+                "completed" => Outcome::Completed {
+                    event: unescape(next()?),
+                },
+                "exhausted" => Outcome::Exhausted,
+                "expired" => Outcome::Expired,
+                "cancelled" => Outcome::Cancelled,
+                _ => return Err(bad()),
+            };
+            Phase::Done { outcome, at_ms }
+        }
+        _ => return Err(bad()),
+    };
+    let mut c = Cascade {
+        step,
+        alt,
+        failures,
+        phase,
+        expires_at_ms: None,
+        last_escalation_ms: None,
+        handled_failed_ms: None,
+        late_read: false,
+        transitions,
+    };
+    for opt in f {
+        match opt.split_at_checked(1) {
+            Some(("x", v)) => c.expires_at_ms = Some(ms(v)?),
+            Some(("e", v)) => c.last_escalation_ms = Some(ms(v)?),
+            Some(("h", v)) => c.handled_failed_ms = Some(ms(v)?),
+            Some(("l", "")) => c.late_read = true,
+            _ => return Err(bad()),
+        }
+    }
+    Ok(c)
+}
+
+/// `at event [step [channel [until [provider message id [reason]]]]]`.
+pub fn encode_entry(e: &Entry) -> String {
+    let mut fields = vec![
+        e.at_ms.to_string(),
+        e.event.as_str().to_owned(),
+        e.step.map(|s| s.to_string()).unwrap_or_default(),
+        e.channel.as_deref().map(escape).unwrap_or_default(),
+        e.until_ms.map(|u| u.to_string()).unwrap_or_default(),
+        e.provider_message_id
+            .as_deref()
+            .map(escape)
+            .unwrap_or_default(),
+        e.reason.as_deref().map(escape).unwrap_or_default(),
+    ];
+    while fields.last().is_some_and(String::is_empty) {
+        fields.pop();
+    }
+    fields.join("\t")
+}
+
+pub fn decode_entry(line: &str) -> Result<Entry, String> {
+    if line.starts_with('{') {
+        return serde_json::from_str(line).map_err(|e| e.to_string());
+    }
+    let bad = || format!("unreadable timeline entry `{line}`");
+    let mut f = line.split('\t');
+    let at_ms = f.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    let event = f.next().and_then(EntryKind::from_word).ok_or_else(bad)?;
+    let mut text = || f.next().filter(|v| !v.is_empty());
+    let step = text().map(|v| v.parse().map_err(|_| bad())).transpose()?;
+    let channel = text().map(unescape);
+    let until_ms = text().map(|v| v.parse().map_err(|_| bad())).transpose()?;
+    let provider_message_id = text().map(unescape);
+    let reason = text().map(unescape);
+    Ok(Entry {
+        at_ms,
+        event,
+        step,
+        channel,
+        reason,
+        until_ms,
+        provider_message_id,
+    })
+}
+
+/// A record's timeline: entries, one per line.
+pub fn decode_timeline(stored: &str) -> Result<Vec<Entry>, String> {
+    stored
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(decode_entry)
+        .collect()
+}
+
+fn push_fields(out: &mut String, fields: &[&str]) {
+    out.push_str(&fields.join("\t"));
+}
+
+fn escape(text: &str) -> String {
+    if !text.contains(['\\', '\t', '\n', '\r', FIELD_SEPARATOR]) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 4);
+    for ch in text.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            FIELD_SEPARATOR => out.push_str("\\u"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn unescape(text: &str) -> String {
+    if !text.contains('\\') {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(ch) = chars.next() {
+        if ch != '\\' {
+            out.push(ch);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('u') => out.push(FIELD_SEPARATOR),
+            Some(c) => out.push(c),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "[a-z_]{1,8}",
+            "[\\\\\t\n\r\u{1f} a-zа-я{}\"]{0,20}",
+        ]
+    }
+
+    fn phase() -> impl Strategy<Value = Phase> {
+        prop_oneof![
+            any::<i64>().prop_map(|at_ms| Phase::Due { at_ms }),
+            (text(), any::<i64>()).prop_map(|(channel, deadline_ms)| Phase::InFlight {
+                channel,
+                deadline_ms
+            }),
+            (text(), any::<i64>(), any::<i64>()).prop_map(|(channel, sent_ms, until_ms)| {
+                Phase::Waiting {
+                    channel,
+                    sent_ms,
+                    until_ms,
+                }
+            }),
+            (
+                prop_oneof![
+                    text().prop_map(|event| Outcome::Completed { event }),
+                    Just(Outcome::Exhausted),
+                    Just(Outcome::Expired),
+                    Just(Outcome::Cancelled),
+                ],
+                any::<i64>()
+            )
+                .prop_map(|(outcome, at_ms)| Phase::Done { outcome, at_ms }),
+        ]
+    }
+
+    fn cascade() -> impl Strategy<Value = Cascade> {
+        (
+            (any::<u8>(), any::<u8>(), any::<u8>(), any::<u16>()),
+            phase(),
+            proptest::option::of(any::<i64>()),
+            proptest::option::of(any::<i64>()),
+            proptest::option::of(any::<i64>()),
+            any::<bool>(),
+        )
+            .prop_map(
+                |((step, alt, failures, transitions), phase, x, e, h, l)| Cascade {
+                    step,
+                    alt,
+                    failures,
+                    phase,
+                    expires_at_ms: x,
+                    last_escalation_ms: e,
+                    handled_failed_ms: h,
+                    late_read: l,
+                    transitions,
+                },
+            )
+    }
+
+    fn entry() -> impl Strategy<Value = Entry> {
+        let kinds = EntryKind::ALL.to_vec();
+        (
+            any::<i64>(),
+            proptest::sample::select(kinds),
+            proptest::option::of(any::<u8>()),
+            proptest::option::of(text()),
+            proptest::option::of(text()),
+            proptest::option::of(any::<i64>()),
+            proptest::option::of(text()),
+        )
+            .prop_map(
+                |(at_ms, event, step, channel, reason, until_ms, provider_message_id)| Entry {
+                    at_ms,
+                    event,
+                    step,
+                    // An empty text is stored as absent, as JSON never needed to.
+                    channel: channel.filter(|c| !c.is_empty()),
+                    reason: reason.filter(|r| !r.is_empty()),
+                    until_ms,
+                    provider_message_id: provider_message_id.filter(|p| !p.is_empty()),
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn a_state_reads_back_as_written(c in cascade()) {
+            let stored = encode_state(&c);
+            prop_assert!(!stored.contains(['\n', FIELD_SEPARATOR]));
+            prop_assert_eq!(decode_state(&stored).unwrap(), c);
+        }
+
+        #[test]
+        fn an_entry_reads_back_as_written(e in entry()) {
+            let stored = encode_entry(&e);
+            prop_assert!(!stored.contains(['\n', '\r', FIELD_SEPARATOR]));
+            prop_assert_eq!(decode_entry(&stored).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn the_compact_forms_are_short_and_json_still_reads() {
+        let c = Cascade {
+            step: 0,
+            alt: 0,
+            failures: 0,
+            phase: Phase::Waiting {
+                channel: "vk".into(),
+                sent_ms: 1_795_450_472_833,
+                until_ms: 1_795_454_072_833,
+            },
+            expires_at_ms: None,
+            last_escalation_ms: None,
+            handled_failed_ms: None,
+            late_read: false,
+            transitions: 2,
+        };
+        assert_eq!(
+            encode_state(&c),
+            "0\t0\t0\t2\tW\tvk\t1795450472833\t1795454072833"
+        );
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(decode_state(&json).unwrap(), c);
+
+        let e = Entry {
+            at_ms: 1_795_450_472_833,
+            event: EntryKind::Sent,
+            step: Some(0),
+            channel: Some("vk".into()),
+            reason: None,
+            until_ms: None,
+            provider_message_id: Some("4711".into()),
+        };
+        assert_eq!(encode_entry(&e), "1795450472833\tsent\t0\tvk\t\t4711");
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(decode_entry(&json).unwrap(), e);
+        assert!(decode_entry("1795450472833\tnonsense").is_err());
+        assert!(decode_state("0\t0\t0\t2\tQ").is_err());
+    }
+}
