@@ -279,7 +279,9 @@ impl Rig {
         Ok(Daemon::start(self.catalog.clone(), options).await?)
     }
 
-    /// Cascades whose timer is later than `after_ms` (waiting on the 1 h step).
+    /// Cascades whose timer is later than `after_ms` (waiting on the 1 h
+    /// step): in the shards' sorted sets, and in their far slots' lists,
+    /// which hold only wake-ups beyond the horizon (`after_ms` is earlier).
     async fn waiting_after(
         &self,
         conn: &mut redis::aio::ConnectionManager,
@@ -288,9 +290,17 @@ impl Rig {
         let mut pipe = redis::pipe();
         for shard in 0..TIMER_SHARDS {
             pipe.zcount(self.keys.timer(shard), format!("({after_ms}"), "+inf");
+            pipe.zrange(self.keys.later(shard), 0, -1);
         }
-        let counts: Vec<u64> = pipe.query_async(conn).await?;
-        Ok(counts.iter().sum())
+        let per_shard: Vec<(u64, Vec<String>)> = pipe.query_async(conn).await?;
+        let mut pipe = redis::pipe();
+        for (shard, (_, slots)) in per_shard.iter().enumerate() {
+            for slot in slots {
+                pipe.llen(format!("{}:{slot}", self.keys.later(shard as u16)));
+            }
+        }
+        let far: Vec<u64> = pipe.query_async(conn).await?;
+        Ok(per_shard.iter().map(|(near, _)| near).sum::<u64>() + far.iter().sum::<u64>())
     }
 
     async fn clean(&self, opts: &BenchOptions) {
@@ -828,6 +838,8 @@ async fn breakdown(
         let rest = key.strip_prefix(prefix).unwrap_or(key);
         if rest.starts_with(":timers:") {
             "timers (zsets)".into()
+        } else if rest.starts_with(":later:") {
+            "timers (far lists)".into()
         } else if rest == ":events" {
             "events stream".into()
         } else if rest.starts_with(":pmid:") {

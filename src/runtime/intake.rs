@@ -243,14 +243,14 @@ async fn handle(delivery: Delivery, hands: &Hands) {
             }
         });
     let mut stored = store
-        .accept(&admitted, policy, first.as_ref().unwrap_or(&accepted))
+        .accept(&admitted, policy, first.as_ref().unwrap_or(&accepted), now)
         .await;
     if matches!(stored, Ok(Accepted::SendRefused)) {
         // A receipt recorded before the notification arrived refused the
         // send: store the cascade alone, due now, for the scheduler, which
         // reads the receipts.
         first = None;
-        stored = store.accept(&admitted, policy, &accepted).await;
+        stored = store.accept(&admitted, policy, &accepted, now).await;
     }
     match stored {
         Ok(Accepted::New(snapshot)) => {

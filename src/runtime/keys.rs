@@ -45,6 +45,16 @@ impl Keys {
         format!("{}:timers:{{{shard}}}", self.prefix)
     }
 
+    /// The index of a timer shard's far slots; each slot's wake-ups are the
+    /// list `<this>:<slot>` (see `scripts/wake.lua`).
+    pub fn later(&self, shard: u16) -> String {
+        format!("{}:later:{{{shard}}}", self.prefix)
+    }
+
+    pub fn later_of(&self, id: &str) -> String {
+        self.later(shard_of(id, self.shards))
+    }
+
     /// The bounded stream of every lifecycle event (SPEC 7).
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)

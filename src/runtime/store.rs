@@ -17,6 +17,14 @@ use crate::notification::{Admitted, Notification};
 /// Bounds the `cascade:events` stream (approximate trimming).
 pub const EVENTS_MAX_LEN: u64 = 100_000;
 
+/// Wake-ups further off than this wait in per-minute lists, not in the
+/// sorted set (`scripts/wake.lua`).
+const WAKE_HORIZON_MS: i64 = 120_000;
+/// The length of one such list's slot.
+const WAKE_SLOT_MS: i64 = 60_000;
+/// Most far wake-ups one claim moves into the sorted set.
+const WAKE_MOVE_BUDGET: usize = 10_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("redis: {0}")]
@@ -133,12 +141,21 @@ impl Store {
             keys,
             retention_ms,
             scripts: Arc::new(Scripts {
-                accept: Script::new(include_str!("scripts/accept.lua")),
+                accept: Script::new(concat!(
+                    include_str!("scripts/wake.lua"),
+                    include_str!("scripts/accept.lua")
+                )),
                 claim: Script::new(include_str!("scripts/claim.lua")),
-                commit: Script::new(include_str!("scripts/commit.lua")),
+                commit: Script::new(concat!(
+                    include_str!("scripts/wake.lua"),
+                    include_str!("scripts/commit.lua")
+                )),
                 receipt: Script::new(include_str!("scripts/receipt.lua")),
                 limit: Script::new(include_str!("scripts/limit.lua")),
-                touch: Script::new(include_str!("scripts/touch.lua")),
+                touch: Script::new(concat!(
+                    include_str!("scripts/wake.lua"),
+                    include_str!("scripts/touch.lua")
+                )),
             }),
             policies: Arc::new(Mutex::new(HashMap::new())),
             hashes: Arc::new(Mutex::new(HashMap::new())),
@@ -219,6 +236,7 @@ impl Store {
         admitted: &Admitted,
         policy: &Policy,
         decision: &Decision,
+        now_ms: i64,
     ) -> Result<Accepted, StoreError> {
         let n = &admitted.notification;
         let (snapshot, hash) = self.snapshot_policy(policy).await?;
@@ -242,6 +260,7 @@ impl Store {
             .key(self.keys.receipts(&n.id))
             .key(self.keys.timer_of(&n.id))
             .key(self.keys.events())
+            .key(self.keys.later_of(&n.id))
             .arg(&n.id)
             .arg(state)
             .arg(notification)
@@ -254,6 +273,7 @@ impl Store {
         } else {
             inv.arg("");
         }
+        inv.arg(now_ms + WAKE_HORIZON_MS).arg(WAKE_SLOT_MS);
         for e in &decision.entries {
             inv.arg(encode_entry(e));
         }
@@ -281,10 +301,14 @@ impl Store {
             .scripts
             .claim
             .key(self.keys.timer(shard))
+            .key(self.keys.later(shard))
             .arg(now_ms)
             .arg(lease_ms)
             .arg(limit)
             .arg(self.keys.prefix())
+            .arg(now_ms + WAKE_HORIZON_MS)
+            .arg(WAKE_SLOT_MS)
+            .arg(WAKE_MOVE_BUDGET)
             .invoke_async(&mut c)
             .await?;
         let mut claimed = Vec::with_capacity(rows.len());
@@ -372,6 +396,7 @@ impl Store {
         decision: &Decision,
         stop_on: &[String],
         sent: Option<&ProviderMessage>,
+        now_ms: i64,
     ) -> Result<Commit, StoreError> {
         let state = to_json(id, &decision.cascade)?;
         let wake = decision
@@ -384,6 +409,7 @@ impl Store {
             .key(self.keys.receipts(id))
             .key(self.keys.timer_of(id))
             .key(self.keys.events())
+            .key(self.keys.later_of(id))
             .arg(id)
             .arg(version)
             .arg(state)
@@ -419,6 +445,7 @@ impl Store {
                 inv.arg("").arg("").arg("").arg("");
             }
         }
+        inv.arg(now_ms + WAKE_HORIZON_MS).arg(WAKE_SLOT_MS);
         for e in &decision.entries {
             inv.arg(encode_entry(e));
         }
@@ -439,6 +466,7 @@ impl Store {
         id: &str,
         version: i64,
         wake_at_ms: Option<i64>,
+        now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let _: i64 = self
@@ -446,9 +474,12 @@ impl Store {
             .touch
             .key(self.keys.state(id))
             .key(self.keys.timer_of(id))
+            .key(self.keys.later_of(id))
             .arg(id)
             .arg(version)
             .arg(wake_at_ms.map(|w| w.to_string()).unwrap_or_default())
+            .arg(now_ms + WAKE_HORIZON_MS)
+            .arg(WAKE_SLOT_MS)
             .invoke_async(&mut c)
             .await?;
         Ok(())

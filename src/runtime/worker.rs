@@ -220,7 +220,7 @@ impl Worker {
             // Nothing to do yet (an early or repeated wake-up): the claim
             // moved the timer to the lease's end, so put it back.
             self.store
-                .touch(id, loaded.version, loaded.cascade.wake_at_ms())
+                .touch(id, loaded.version, loaded.cascade.wake_at_ms(), now)
                 .await?;
             return Ok(Decided::Settled);
         }
@@ -232,6 +232,7 @@ impl Worker {
                 &decision,
                 &loaded.policy.stop_on,
                 sent.as_ref(),
+                now,
             )
             .await?;
         Ok(match committed {

@@ -3,6 +3,7 @@
 -- KEYS[2] receipts hash   cascade:{<id>}:receipts
 -- KEYS[3] timer shard     cascade:timers:{<n>}
 -- KEYS[4] events stream   cascade:events
+-- KEYS[5] the shard's index of far slots   cascade:later:{<n>} (wake.lua)
 -- ARGV[1] notification id      ARGV[2] cascade state (runtime/record.rs)
 -- ARGV[3] notification (JSON)  ARGV[4] "<policy snapshot hash>\t<time zone or empty>"
 -- ARGV[5] wake-up ms, or "" when already finished
@@ -10,7 +11,8 @@
 -- ARGV[8] when the state stored already orders the first send: the stopping
 --         receipt words, comma-separated (a receipt recorded before the
 --         notification arrived refuses it, as in commit.lua); else ""
--- ARGV[9..] timeline entries (runtime/record.rs), also appended to the events stream
+-- ARGV[9] now + the horizon, ms   ARGV[10] slot length, ms (wake.lua)
+-- ARGV[11..] timeline entries (runtime/record.rs), also appended to the events stream
 -- The record is one string: version, state, notification, timeline (entries
 -- one per line) and the meta line, separated by \31 (unit separator, which
 -- JSON never holds unescaped and the state and entries escape). One string
@@ -30,12 +32,12 @@ if ARGV[8] ~= '' then
     end
   end
 end
-local timeline = table.concat(ARGV, '\n', 9)
+local timeline = table.concat(ARGV, '\n', 11)
 -- One stream entry per decision, its timeline entries one per line.
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'id', ARGV[1], 'e', timeline)
 redis.call('SET', KEYS[1], table.concat({ '1', ARGV[2], ARGV[3], timeline, ARGV[4] }, '\31'))
 if ARGV[5] ~= '' then
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+  set_wake(KEYS[3], KEYS[5], ARGV[1], ARGV[5], ARGV[9], ARGV[10])
 else
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
   redis.call('PEXPIRE', KEYS[2], ARGV[6])

@@ -3,6 +3,7 @@
 -- KEYS[2] receipts hash   cascade:{<id>}:receipts
 -- KEYS[3] timer shard     cascade:timers:{<n>}
 -- KEYS[4] events stream   cascade:events
+-- KEYS[5] the shard's index of far slots   cascade:later:{<n>} (wake.lua)
 -- ARGV[1] notification id    ARGV[2] the version the decision was made on
 -- ARGV[3] new state          ARGV[4] wake-up ms, or "" when finished
 -- ARGV[5] "1" when the decision orders a send: refuse it if a stopping
@@ -19,7 +20,8 @@
 -- ARGV[11] for a key "<step>\t<notification id>"; for a peer
 --          "<message id> <step> <notification id>", appended to its field
 -- ARGV[12] the key's time to live, seconds
--- ARGV[13..] timeline entries, appended to the record's timeline and the stream
+-- ARGV[13] now + the horizon, ms   ARGV[14] slot length, ms (wake.lua)
+-- ARGV[15..] timeline entries, appended to the record's timeline and the stream
 -- Returns the new version; -1 if the state changed meanwhile (decide again);
 -- -2 if a stopping receipt arrived (decide again); -3 if the cascade is gone.
 local record = redis.call('GET', KEYS[1])
@@ -58,8 +60,8 @@ local entries = {}
 if timeline ~= '' then
   entries[1] = timeline
 end
-if #ARGV >= 13 then
-  local added = table.concat(ARGV, '\n', 13)
+if #ARGV >= 15 then
+  local added = table.concat(ARGV, '\n', 15)
   entries[#entries + 1] = added
   -- One stream entry per decision, its timeline entries one per line.
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[1], 'e', added)
@@ -94,7 +96,7 @@ if ARGV[4] ~= '' then
   if recorded['failed'] or stopped() then
     due = 0
   end
-  redis.call('ZADD', KEYS[3], due, ARGV[1])
+  set_wake(KEYS[3], KEYS[5], ARGV[1], due, ARGV[13], ARGV[14])
 else
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ARGV[7])

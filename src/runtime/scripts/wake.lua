@@ -1,0 +1,21 @@
+-- wake.lua: prepended to the scripts that set a cascade's wake-up.
+-- A wake-up due within the horizon goes into the shard's sorted set, where
+-- claim.lua takes it. One further off goes to the list of its slot (a
+-- minute), as "<due ms> <id>", and the slot into the shard's index of slots;
+-- claim.lua moves a slot's list into the sorted set shortly before it comes
+-- due. Most cascades wait far ahead (30 minutes, a day), and a list entry
+-- costs Redis about a third of a sorted-set entry.
+-- timers: the shard's sorted set   later: its index of slots (a sorted set;
+-- also the prefix of the slot lists, `<later>:<slot>`)
+-- far_after: now + horizon, ms     slot_ms: the length of a slot
+local function set_wake(timers, later, id, due, far_after, slot_ms)
+  if tonumber(due) > tonumber(far_after) then
+    local slot = math.floor(tonumber(due) / tonumber(slot_ms))
+    -- Out of the set, or its lease there would wake it early.
+    redis.call('ZREM', timers, id)
+    redis.call('RPUSH', later .. ':' .. slot, due .. ' ' .. id)
+    redis.call('ZADD', later, slot, slot)
+  else
+    redis.call('ZADD', timers, due, id)
+  end
+end

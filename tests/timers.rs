@@ -1,0 +1,166 @@
+//! Wake-ups far ahead wait in per-minute lists and come due on time
+//! (`scripts/wake.lua`, `scripts/claim.lua`), against the real Redis.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use redis::AsyncCommands;
+
+use cascade::runtime::keys::Keys;
+use cascade::runtime::store::Store;
+
+const MIN: i64 = 60_000;
+const NOW: i64 = 1_800_000_000_000;
+const LEASE: i64 = 10_000;
+
+struct Rig {
+    keys: Keys,
+    store: Store,
+    redis: redis::aio::MultiplexedConnection,
+    _clean: CleanUp,
+}
+
+impl Rig {
+    async fn new(name: &str) -> Rig {
+        let prefix = unique(name);
+        let keys = Keys::new(&prefix, 1);
+        let store = Store::connect("redis://127.0.0.1:6379", keys.clone(), 3_600_000)
+            .await
+            .unwrap();
+        Rig {
+            keys,
+            store,
+            redis: redis().await,
+            _clean: CleanUp(prefix),
+        }
+    }
+
+    fn list(&self, due: i64) -> String {
+        format!("{}:{}", self.keys.later(0), due / MIN)
+    }
+
+    /// Puts a wake-up in a far slot, as `wake.lua` does.
+    async fn far(&mut self, id: &str, due: i64) {
+        let _: () = redis::pipe()
+            .rpush(self.list(due), format!("{due} {id}"))
+            .zadd(self.keys.later(0), due / MIN, due / MIN)
+            .query_async(&mut self.redis)
+            .await
+            .unwrap();
+    }
+
+    async fn claim(&self, now: i64) -> BTreeSet<String> {
+        self.claim_leasing(now, LEASE).await
+    }
+
+    async fn claim_leasing(&self, now: i64, lease: i64) -> BTreeSet<String> {
+        let claimed = self.store.claim(0, now, lease, 100_000).await.unwrap();
+        claimed.into_iter().map(|c| c.id).collect()
+    }
+
+    async fn score(&mut self, id: &str) -> Option<i64> {
+        self.redis.zscore(self.keys.timer(0), id).await.unwrap()
+    }
+}
+
+fn ids(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn far_wake_ups_move_into_the_set_before_they_are_due() {
+    let mut r = Rig::new("timers-far").await;
+    let due = NOW + 30 * MIN;
+    r.far("waits", due).await;
+    // Poked by a receipt: due now in the set, its far entry left behind.
+    r.far("poked", due).await;
+    let _: () = r.redis.zadd(r.keys.timer(0), "poked", NOW).await.unwrap();
+    let _: () = r.redis.set(r.keys.state("poked"), "1").await.unwrap();
+    // Written late into a slot already past, by an instance whose clock is behind.
+    r.far("late", NOW - MIN).await;
+
+    assert_eq!(r.claim(NOW).await, ids(&["poked", "late"]));
+    assert_eq!(
+        r.score("waits").await,
+        None,
+        "30 minutes ahead: still in its list"
+    );
+    assert_eq!(
+        r.score("late").await,
+        None,
+        "claimed without a record: removed"
+    );
+
+    // Within the horizon (2 minutes) of its slot it moves, with its exact
+    // time. The poked one keeps its earlier time, the end of its lease
+    // (`LT`), so it is claimed again now that nobody stored a decision.
+    assert_eq!(
+        r.claim_leasing(due - 2 * MIN, 5 * MIN).await,
+        ids(&["poked"])
+    );
+    assert_eq!(r.score("waits").await, Some(due));
+    let lists: Vec<String> = r.redis.zrange(r.keys.later(0), 0, -1).await.unwrap();
+    assert!(
+        lists.is_empty(),
+        "every moved slot leaves the index: {lists:?}"
+    );
+    let left: bool = r.redis.exists(r.list(due)).await.unwrap();
+    assert!(!left);
+
+    assert_eq!(r.claim(due - 1).await, ids(&[]));
+    assert_eq!(r.claim(due).await, ids(&["waits"]));
+}
+
+#[tokio::test]
+async fn a_large_slot_moves_in_parts() {
+    let mut r = Rig::new("timers-large").await;
+    let due = NOW + 30 * MIN;
+    let n = 25_000;
+    let entries: Vec<String> = (0..n).map(|i| format!("{due} n-{i}")).collect();
+    let _: () = redis::pipe()
+        .rpush(r.list(due), &entries)
+        .zadd(r.keys.later(0), due / MIN, due / MIN)
+        .query_async(&mut r.redis)
+        .await
+        .unwrap();
+    // Each claim moves at most 10,000 (one script call must stay short).
+    let mut moved = Vec::new();
+    for _ in 0..3 {
+        r.claim(due - MIN).await;
+        let in_set: usize = r.redis.zcard(r.keys.timer(0)).await.unwrap();
+        moved.push(in_set);
+    }
+    assert_eq!(moved, [10_000, 20_000, 25_000]);
+    assert_eq!(r.claim(due).await.len(), n);
+}
+
+#[tokio::test]
+async fn touch_puts_a_far_wake_up_in_its_list_and_a_near_one_in_the_set() {
+    let mut r = Rig::new("timers-touch").await;
+    let record = "1\x1fstate\x1fnotification\x1f\x1fhash\t";
+    let _: () = r.redis.set(r.keys.state("c"), record).await.unwrap();
+    // Claimed: leased in the set. Nothing to do yet, and the wake-up is far.
+    let _: () = r
+        .redis
+        .zadd(r.keys.timer(0), "c", NOW + LEASE)
+        .await
+        .unwrap();
+    let due = NOW + 30 * MIN;
+    r.store.touch("c", 1, Some(due), NOW).await.unwrap();
+    assert_eq!(
+        r.score("c").await,
+        None,
+        "out of the set, or the lease would wake it"
+    );
+    let listed: Vec<String> = r.redis.lrange(r.list(due), 0, -1).await.unwrap();
+    assert_eq!(listed, [format!("{due} c")]);
+
+    let near = NOW + MIN;
+    r.store.touch("c", 1, Some(near), NOW).await.unwrap();
+    assert_eq!(r.score("c").await, Some(near));
+    // A stale version changes nothing.
+    r.store.touch("c", 0, Some(due), NOW).await.unwrap();
+    assert_eq!(r.score("c").await, Some(near));
+}
