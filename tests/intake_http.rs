@@ -520,6 +520,20 @@ async fn a_finished_cascade_expires_and_a_late_receipt_keeps_it_expiring() {
         .await
         .unwrap();
     assert_eq!(ttl, -1, "a running cascade does not expire");
+    // Stored compactly once the send's outcome is committed: tab-separated
+    // state and entries, the notification without the id and policy name.
+    let raw: String = redis::cmd("GET")
+        .arg(&record)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let stored = cascade::runtime::record::Record::parse(&raw).unwrap();
+    assert!(stored.state.starts_with("0\t0\t0\t"), "{raw:?}");
+    assert!(
+        stored.timeline.lines().all(|l| !l.starts_with('{')),
+        "{raw:?}"
+    );
+    assert!(!stored.notification.contains(&id), "{raw:?}");
 
     let (status, _) = h.receipt(&id, "read").await;
     assert_eq!(status, 202);

@@ -299,7 +299,11 @@ impl Rig {
                 pipe.llen(format!("{}:{slot}", self.keys.later(shard as u16)));
             }
         }
-        let far: Vec<u64> = pipe.query_async(conn).await?;
+        let far: Vec<u64> = if pipe.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(conn).await?
+        };
         Ok(per_shard.iter().map(|(near, _)| near).sum::<u64>() + far.iter().sum::<u64>())
     }
 

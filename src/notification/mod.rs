@@ -16,6 +16,7 @@
 mod contact;
 mod error;
 mod json;
+mod kept;
 #[cfg(test)]
 mod tests;
 

@@ -241,7 +241,10 @@ impl Store {
         let n = &admitted.notification;
         let (snapshot, hash) = self.snapshot_policy(policy).await?;
         let state = encode_state(&decision.cascade);
-        let notification = to_json(&n.id, n)?;
+        let notification = n.to_kept_json().map_err(|e| StoreError::Corrupt {
+            id: n.id.clone(),
+            why: e.to_string(),
+        })?;
         // The zone the cascade runs in is kept only when it is not the
         // notification's own (a default from the configuration, which may change).
         let tz = admitted.recipient.tz.iana_name().unwrap_or("UTC");
@@ -347,13 +350,14 @@ impl Store {
             .version
             .parse()
             .map_err(|_| corrupt("bad version".into()))?;
-        let notification: Notification = from_json(id, r.notification)?;
         // `<policy hash>\t<zone>`; records of earlier versions add `\t<customer>`.
         let mut meta = r.meta.split('\t');
         let (Some(hash), tz) = (meta.next(), meta.next().unwrap_or("")) else {
             return Err(corrupt("the meta field has no policy hash".into()));
         };
         let policy = self.policy(id, hash).await?;
+        let notification = Notification::from_kept(id, &policy.name, r.notification)
+            .map_err(|e| corrupt(e.to_string()))?;
         let tz = match tz {
             "" => notification.customer.timezone.as_deref().unwrap_or("UTC"),
             tz => tz,
@@ -398,7 +402,7 @@ impl Store {
         sent: Option<&ProviderMessage>,
         now_ms: i64,
     ) -> Result<Commit, StoreError> {
-        let state = to_json(id, &decision.cascade)?;
+        let state = encode_state(&decision.cascade);
         let wake = decision
             .cascade
             .wake_at_ms()
@@ -688,20 +692,6 @@ impl Store {
             record.entries().map_err(corrupt)?,
         )))
     }
-}
-
-fn to_json<T: serde::Serialize>(id: &str, v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt {
-        id: id.into(),
-        why: e.to_string(),
-    })
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(id: &str, s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
-        id: id.into(),
-        why: e.to_string(),
-    })
 }
 
 /// The limit keys (`all`, `ch:<key>`) and rates a send on `channel` counts against.
