@@ -126,6 +126,10 @@ pub struct Sweep {
     pub lateness_max: Duration,
     /// Cascades still in the timer shards (due or leased) after the settle time.
     pub unsettled: u64,
+    /// CPU time Redis and this process (daemon and fakes) used from the
+    /// clock jump to the last expected SMS.
+    pub redis_cpu: Duration,
+    pub process_cpu: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -358,6 +362,35 @@ async fn used_memory(url: &str) -> Result<u64, BenchError> {
         .find_map(|l| l.strip_prefix("used_memory:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0))
+}
+
+/// CPU time the Redis server has used (`INFO cpu`, user + system).
+async fn redis_cpu(conn: &mut redis::aio::ConnectionManager) -> Result<Duration, BenchError> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    let field = |name: &str| -> f64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(Duration::from_secs_f64(
+        field("used_cpu_user:") + field("used_cpu_sys:"),
+    ))
+}
+
+/// CPU time this process has used, user + system (`/proc/self/stat`, in
+/// clock ticks of 1/100 s, as on every Linux this runs on; zero elsewhere).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11) // state … cmajflt; then utime, stime
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 /// `VmRSS` and `VmHWM` of this process, in KiB (0 where /proc is missing).
@@ -695,10 +728,13 @@ async fn w2(opts: &BenchOptions) -> Result<Sweep, BenchError> {
         let read: HashSet<String> = (0..n).step_by(2).map(|i| rig.id(i)).collect();
         let expected = n - read.len();
         // Everything is due from this instant on.
+        let cpu_before = (redis_cpu(&mut conn).await?, process_cpu());
         let due = Instant::now();
         clock.advance(WAIT_MS + 1_000);
         let (_, last, _) = watch(expected, opts.timeout, || sms.received_count()).await;
         let elapsed = last.unwrap_or_else(Instant::now) - due;
+        let redis_cpu = redis_cpu(&mut conn).await?.saturating_sub(cpu_before.0);
+        let process_cpu = process_cpu().saturating_sub(cpu_before.1);
         // Give wrong sends (to readers) a moment to show up.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let unsettled = rig.waiting_after(&mut conn, i64::MIN).await?;
@@ -712,6 +748,8 @@ async fn w2(opts: &BenchOptions) -> Result<Sweep, BenchError> {
             sms_expected: expected,
             elapsed,
             unsettled,
+            redis_cpu,
+            process_cpu,
             ..Sweep::default()
         };
         for r in &received {
@@ -1002,6 +1040,17 @@ pub fn render(report: &Report, opts: &BenchOptions) -> String {
             ms(w.lateness_p50),
             ms(w.lateness_p99),
             ms(w.lateness_max)
+        );
+        let per_sms = |d: Duration| d.as_secs_f64() * 1e6 / w.sms_distinct.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "| W2 CPU per SMS: Redis / daemon + fakes | {} | {:.0} µs / {:.0} µs | | | {:.2} s / {:.2} s of CPU from the jump to the last SMS ({:.2} s) |",
+            w.n,
+            per_sms(w.redis_cpu),
+            per_sms(w.process_cpu),
+            w.redis_cpu.as_secs_f64(),
+            w.process_cpu.as_secs_f64(),
+            w.elapsed.as_secs_f64()
         );
     }
     if let Some(w) = &report.w3 {
