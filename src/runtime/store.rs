@@ -135,28 +135,46 @@ impl Store {
             .set_response_timeout(Some(std::time::Duration::from_secs(5)))
             .set_number_of_retries(2)
             .set_max_delay(std::time::Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let mut conn = ConnectionManager::new_with_config(client, config).await?;
+        let scripts = Scripts {
+            accept: Script::new(concat!(
+                include_str!("scripts/wake.lua"),
+                include_str!("scripts/accept.lua")
+            )),
+            claim: Script::new(include_str!("scripts/claim.lua")),
+            commit: Script::new(concat!(
+                include_str!("scripts/record.lua"),
+                include_str!("scripts/wake.lua"),
+                include_str!("scripts/commit.lua")
+            )),
+            receipt: Script::new(concat!(
+                include_str!("scripts/record.lua"),
+                include_str!("scripts/receipt.lua")
+            )),
+            limit: Script::new(include_str!("scripts/limit.lua")),
+            touch: Script::new(concat!(
+                include_str!("scripts/wake.lua"),
+                include_str!("scripts/touch.lua")
+            )),
+        };
+        // Loaded up front: otherwise hundreds of first calls in flight at
+        // once each get NOSCRIPT and send the whole script again. (After a
+        // Redis restart, a call that gets NOSCRIPT still loads it itself.)
+        for script in [
+            &scripts.accept,
+            &scripts.claim,
+            &scripts.commit,
+            &scripts.receipt,
+            &scripts.limit,
+            &scripts.touch,
+        ] {
+            script.load_async(&mut conn).await?;
+        }
         Ok(Store {
             conn,
             keys,
             retention_ms,
-            scripts: Arc::new(Scripts {
-                accept: Script::new(concat!(
-                    include_str!("scripts/wake.lua"),
-                    include_str!("scripts/accept.lua")
-                )),
-                claim: Script::new(include_str!("scripts/claim.lua")),
-                commit: Script::new(concat!(
-                    include_str!("scripts/wake.lua"),
-                    include_str!("scripts/commit.lua")
-                )),
-                receipt: Script::new(include_str!("scripts/receipt.lua")),
-                limit: Script::new(include_str!("scripts/limit.lua")),
-                touch: Script::new(concat!(
-                    include_str!("scripts/wake.lua"),
-                    include_str!("scripts/touch.lua")
-                )),
-            }),
+            scripts: Arc::new(scripts),
             policies: Arc::new(Mutex::new(HashMap::new())),
             hashes: Arc::new(Mutex::new(HashMap::new())),
         })

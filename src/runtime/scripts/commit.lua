@@ -28,7 +28,7 @@ local record = redis.call('GET', KEYS[1])
 if not record then
   return -3
 end
-local v_end = string.find(record, '\31', 1, true)
+local v_end, s_end, n_end, t_end = record_ends(record)
 if string.sub(record, 1, v_end - 1) ~= ARGV[2] then
   return -1
 end
@@ -52,9 +52,6 @@ end
 if ARGV[5] == '1' and stopped() then
   return -2
 end
-local s_end = string.find(record, '\31', v_end + 1, true)
-local n_end = string.find(record, '\31', s_end + 1, true)
-local t_end = string.find(record, '\31', n_end + 1, true)
 local timeline = string.sub(record, n_end + 1, t_end - 1)
 local entries = {}
 if timeline ~= '' then

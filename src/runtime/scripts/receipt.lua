@@ -28,10 +28,7 @@ if ttl > 0 then
 end
 -- Append the entry to the record's timeline (the fourth field).
 local record = redis.call('GET', KEYS[1])
-local v_end = string.find(record, '\31', 1, true)
-local s_end = string.find(record, '\31', v_end + 1, true)
-local n_end = string.find(record, '\31', s_end + 1, true)
-local t_end = string.find(record, '\31', n_end + 1, true)
+local _, _, n_end, t_end = record_ends(record)
 local sep = '\n'
 if t_end == n_end + 1 then
   sep = ''
