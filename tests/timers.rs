@@ -80,6 +80,8 @@ async fn far_wake_ups_move_into_the_set_before_they_are_due() {
     let _: () = r.redis.set(r.keys.state("poked"), "1").await.unwrap();
     // Written late into a slot already past, by an instance whose clock is behind.
     r.far("late", NOW - MIN).await;
+    // Not written by `wake.lua`: skipped, and the shard goes on.
+    let _: () = r.redis.rpush(r.list(NOW - MIN), "garbage").await.unwrap();
 
     assert_eq!(r.claim(NOW).await, ids(&["poked", "late"]));
     assert_eq!(

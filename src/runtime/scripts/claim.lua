@@ -26,8 +26,13 @@ for _, slot in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', upto)) do
   local entries = redis.call('LPOP', list, budget)
   if entries then
     for _, e in ipairs(entries) do
+      -- "<due ms> <id>"; anything else (not written by wake.lua) is dropped
+      -- rather than failing, which would stall the shard for good.
       local sp = string.find(e, ' ', 1, true)
-      redis.call('ZADD', KEYS[1], 'LT', string.sub(e, 1, sp - 1), string.sub(e, sp + 1))
+      local due = sp and tonumber(string.sub(e, 1, sp - 1))
+      if due then
+        redis.call('ZADD', KEYS[1], 'LT', due, string.sub(e, sp + 1))
+      end
     end
     budget = budget - #entries
   end
