@@ -8,6 +8,8 @@
 //! record separator, so a line never holds one of them raw. Records written
 //! as JSON by earlier versions are still read.
 
+use std::fmt::Write as _;
+
 use crate::core::{Cascade, Entry, EntryKind, Outcome, Phase};
 
 /// Separates the record's fields (unit separator; the Lua scripts split on it).
@@ -58,31 +60,39 @@ impl<'a> Record<'a> {
 /// the phase is `D at`, `F channel deadline`, `W channel sent until` or
 /// `X outcome at [event]`.
 pub fn encode_state(c: &Cascade) -> String {
-    let mut out = format!("{}\t{}\t{}\t{}\t", c.step, c.alt, c.failures, c.transitions);
+    // Writing into a String cannot fail.
+    let mut out = String::with_capacity(48);
+    let _ = write!(
+        out,
+        "{}\t{}\t{}\t{}\t",
+        c.step, c.alt, c.failures, c.transitions
+    );
     match &c.phase {
-        Phase::Due { at_ms } => push_fields(&mut out, &["D", &at_ms.to_string()]),
+        Phase::Due { at_ms } => {
+            let _ = write!(out, "D\t{at_ms}");
+        }
         Phase::InFlight {
             channel,
             deadline_ms,
-        } => push_fields(&mut out, &["F", &escape(channel), &deadline_ms.to_string()]),
+        } => {
+            out.push_str("F\t");
+            push_escaped(&mut out, channel);
+            let _ = write!(out, "\t{deadline_ms}");
+        }
         Phase::Waiting {
             channel,
             sent_ms,
             until_ms,
-        } => push_fields(
-            &mut out,
-            &[
-                "W",
-                &escape(channel),
-                &sent_ms.to_string(),
-                &until_ms.to_string(),
-            ],
-        ),
+        } => {
+            out.push_str("W\t");
+            push_escaped(&mut out, channel);
+            let _ = write!(out, "\t{sent_ms}\t{until_ms}");
+        }
         Phase::Done { outcome, at_ms } => {
-            push_fields(&mut out, &["X", outcome.word(), &at_ms.to_string()]);
+            let _ = write!(out, "X\t{}\t{at_ms}", outcome.word());
             if let Outcome::Completed { event } = outcome {
                 out.push('\t');
-                out.push_str(&escape(event));
+                push_escaped(&mut out, event);
             }
         }
     }
@@ -92,9 +102,7 @@ pub fn encode_state(c: &Cascade) -> String {
         ('h', c.handled_failed_ms),
     ] {
         if let Some(v) = v {
-            out.push('\t');
-            out.push(tag);
-            out.push_str(&v.to_string());
+            let _ = write!(out, "\t{tag}{v}");
         }
     }
     if c.late_read {
@@ -169,22 +177,26 @@ pub fn decode_state(s: &str) -> Result<Cascade, String> {
 
 /// `at event [step [channel [until [provider message id [reason]]]]]`.
 pub fn encode_entry(e: &Entry) -> String {
-    let mut fields = vec![
-        e.at_ms.to_string(),
-        e.event.as_str().to_owned(),
-        e.step.map(|s| s.to_string()).unwrap_or_default(),
-        e.channel.as_deref().map(escape).unwrap_or_default(),
-        e.until_ms.map(|u| u.to_string()).unwrap_or_default(),
-        e.provider_message_id
-            .as_deref()
-            .map(escape)
-            .unwrap_or_default(),
-        e.reason.as_deref().map(escape).unwrap_or_default(),
-    ];
-    while fields.last().is_some_and(String::is_empty) {
-        fields.pop();
+    let mut out = String::with_capacity(48);
+    let _ = write!(out, "{}\t{}\t", e.at_ms, e.event.as_str());
+    if let Some(step) = e.step {
+        let _ = write!(out, "{step}");
     }
-    fields.join("\t")
+    out.push('\t');
+    push_escaped(&mut out, e.channel.as_deref().unwrap_or(""));
+    out.push('\t');
+    if let Some(until) = e.until_ms {
+        let _ = write!(out, "{until}");
+    }
+    out.push('\t');
+    push_escaped(&mut out, e.provider_message_id.as_deref().unwrap_or(""));
+    out.push('\t');
+    push_escaped(&mut out, e.reason.as_deref().unwrap_or(""));
+    // Empty trailing fields are left off; a field never ends in a raw tab
+    // (text escapes it), so these are only separators.
+    let kept = out.trim_end_matches('\t').len();
+    out.truncate(kept);
+    out
 }
 
 pub fn decode_entry(line: &str) -> Result<Entry, String> {
@@ -221,15 +233,9 @@ pub fn decode_timeline(stored: &str) -> Result<Vec<Entry>, String> {
         .collect()
 }
 
-fn push_fields(out: &mut String, fields: &[&str]) {
-    out.push_str(&fields.join("\t"));
-}
-
-fn escape(text: &str) -> String {
-    if !text.contains(['\\', '\t', '\n', '\r', FIELD_SEPARATOR]) {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len() + 4);
+/// Appends `text` with `\`, tab, newline, carriage return and the record
+/// separator escaped.
+fn push_escaped(out: &mut String, text: &str) {
     for ch in text.chars() {
         match ch {
             '\\' => out.push_str("\\\\"),
@@ -240,7 +246,6 @@ fn escape(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
 fn unescape(text: &str) -> String {

@@ -56,8 +56,6 @@ pub struct ProviderMessage {
     /// watermark rather than a message (VK).
     pub peer: Option<String>,
     pub step: u8,
-    /// When it was sent: a peer's messages are kept by day.
-    pub sent_ms: i64,
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -445,8 +443,9 @@ impl Store {
                 // VK's callbacks name the peer and a message id watermark,
                 // never one message: the peer's messages of the day are all
                 // they need. The day's hash outlives the retention by a day.
+                // (This commit stores the send's outcome, just after it.)
                 Some(peer) => {
-                    let day = m.sent_ms.div_euclid(DAY_MS);
+                    let day = now_ms.div_euclid(DAY_MS);
                     inv.arg(self.keys.peer_messages(&m.channel, peer, day))
                         .arg(peer)
                         .arg(format!("{} {} {id}", m.provider_message_id, m.step))

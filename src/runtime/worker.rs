@@ -162,7 +162,6 @@ impl Worker {
                         .flatten()
                         .map(str::to_owned),
                     step: order.step,
-                    sent_ms: self.clock.now_ms(),
                 });
             }
             super::telemetry::send(&channel.name, outcome_word(&outcome), started.elapsed());
