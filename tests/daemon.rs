@@ -121,3 +121,64 @@ impl NowForTests for SystemClock {
         self.now_ms()
     }
 }
+
+/// An instance claimed the due SMS step and died before storing anything:
+/// once its lease runs out, the daemon takes the cascade over and, since the
+/// SMS may already have gone out, counts it uncertain (`on_uncertain`)
+/// rather than sending it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_lapses_makes_its_send_uncertain_and_sends_nothing_twice() {
+    use cascade::runtime::clock::Clock;
+    use cascade::runtime::keys::shard_of;
+    let (url, received) = fake_receiver(vec![]).await;
+    let cfg = TestConfig::new("lapsed", &url, "", DELIVERY_DELAY);
+    cfg.write(
+        "channels/sms.toml",
+        &format!(
+            "kind = \"webhook\"\ncontact = \"sms\"\nurl = \"{url}/sms\"\ntimeout = \"2s\"\non_uncertain = \"skip\"\n"
+        ),
+    );
+    let run = Running::start(cfg).await;
+    let id = run.id("n");
+    run.publish_bytes(&notification(&id, "c-1")).await;
+    run.wait_entries(&id, "sent", 1).await;
+
+    // The other instance: claims the wake-up 31 minutes on, then is gone.
+    let at = run.clock.now_ms() + 31 * MIN;
+    let lease_ms = 30_000;
+    let claimed = run
+        .daemon()
+        .store
+        .claim(shard_of(&id, 4), at, lease_ms, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(!claimed[0].lapsed);
+
+    // Its lease holds: the daemon leaves the cascade alone meanwhile.
+    run.clock.advance(31 * MIN);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(received.count("sms"), 0);
+    assert_eq!(
+        run.events(&id).await.last().map(String::as_str),
+        Some("sent")
+    );
+
+    run.clock.advance(lease_ms + 1_000);
+    run.wait_outcome(&id, "exhausted").await;
+    assert_eq!(
+        received.count("sms"),
+        0,
+        "the SMS the dead instance may have sent goes out no second time"
+    );
+    let uncertain = run.entries(&id, "uncertain").await;
+    assert_eq!(uncertain.len(), 1);
+    assert_eq!(uncertain[0].step, Some(1));
+    assert!(
+        uncertain[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("claim ran out")),
+        "{uncertain:?}"
+    );
+}

@@ -9,11 +9,15 @@ use common::*;
 use redis::AsyncCommands;
 
 use cascade::runtime::keys::Keys;
-use cascade::runtime::store::Store;
+use cascade::runtime::store::{ReceiptResult, Store};
 
 const MIN: i64 = 60_000;
 const NOW: i64 = 1_800_000_000_000;
 const LEASE: i64 = 10_000;
+/// `Loaded::receipts_seen` of a cascade without receipts.
+const NONE_SEEN: &str = "0\t";
+/// A record as `accept.lua` lays it out (version 1), for scripts that read one.
+const RECORD: &str = "1\x1fstate\x1fnotification\x1f\x1fhash\t";
 
 struct Rig {
     keys: Keys,
@@ -63,6 +67,11 @@ impl Rig {
     async fn score(&mut self, id: &str) -> Option<i64> {
         self.redis.zscore(self.keys.timer(0), id).await.unwrap()
     }
+
+    /// A score as stored: a lease's has a fraction.
+    async fn raw_score(&mut self, id: &str) -> Option<f64> {
+        self.redis.zscore(self.keys.timer(0), id).await.unwrap()
+    }
 }
 
 fn ids(list: &[&str]) -> BTreeSet<String> {
@@ -96,8 +105,8 @@ async fn far_wake_ups_move_into_the_set_before_they_are_due() {
     );
 
     // Within the horizon (2 minutes) of its slot it moves, with its exact
-    // time. The poked one keeps its earlier time, the end of its lease
-    // (`LT`), so it is claimed again now that nobody stored a decision.
+    // time. The poked one keeps its lease (`NX`: what is in the set is
+    // newer), so it is claimed again now that nobody stored a decision.
     assert_eq!(
         r.claim_leasing(due - 2 * MIN, 5 * MIN).await,
         ids(&["poked"])
@@ -141,8 +150,7 @@ async fn a_large_slot_moves_in_parts() {
 #[tokio::test]
 async fn touch_puts_a_far_wake_up_in_its_list_and_a_near_one_in_the_set() {
     let mut r = Rig::new("timers-touch").await;
-    let record = "1\x1fstate\x1fnotification\x1f\x1fhash\t";
-    let _: () = r.redis.set(r.keys.state("c"), record).await.unwrap();
+    let _: () = r.redis.set(r.keys.state("c"), RECORD).await.unwrap();
     // Claimed: leased in the set. Nothing to do yet, and the wake-up is far.
     let _: () = r
         .redis
@@ -150,7 +158,10 @@ async fn touch_puts_a_far_wake_up_in_its_list_and_a_near_one_in_the_set() {
         .await
         .unwrap();
     let due = NOW + 30 * MIN;
-    r.store.touch("c", 1, Some(due), NOW).await.unwrap();
+    r.store
+        .touch("c", 1, Some(due), NONE_SEEN, NOW)
+        .await
+        .unwrap();
     assert_eq!(
         r.score("c").await,
         None,
@@ -160,9 +171,99 @@ async fn touch_puts_a_far_wake_up_in_its_list_and_a_near_one_in_the_set() {
     assert_eq!(listed, [format!("{due} c")]);
 
     let near = NOW + MIN;
-    r.store.touch("c", 1, Some(near), NOW).await.unwrap();
+    r.store
+        .touch("c", 1, Some(near), NONE_SEEN, NOW)
+        .await
+        .unwrap();
     assert_eq!(r.score("c").await, Some(near));
     // A stale version changes nothing.
-    r.store.touch("c", 0, Some(due), NOW).await.unwrap();
+    r.store
+        .touch("c", 0, Some(due), NONE_SEEN, NOW)
+        .await
+        .unwrap();
     assert_eq!(r.score("c").await, Some(near));
+}
+
+#[tokio::test]
+async fn a_lease_that_runs_out_is_found_lapsed_and_a_receipt_leaves_it_alone() {
+    let mut r = Rig::new("timers-lease").await;
+    let _: () = r.redis.set(r.keys.state("c"), RECORD).await.unwrap();
+    let _: () = r.redis.zadd(r.keys.timer(0), "c", NOW).await.unwrap();
+
+    let claimed = r.store.claim(0, NOW, LEASE, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(!claimed[0].lapsed, "first claim of a plain wake-up");
+    assert_eq!(claimed[0].lease_until_ms, NOW + LEASE);
+    let lease = (NOW + LEASE) as f64 + 0.5;
+    assert_eq!(r.raw_score("c").await, Some(lease));
+
+    // A receipt while it is claimed: recorded, but no poke, which would let
+    // a second claim take it while the first may be sending.
+    let recorded = r
+        .store
+        .record_receipt("c", "delivered", None, NOW + 1_000)
+        .await
+        .unwrap();
+    assert_eq!(recorded, ReceiptResult::Recorded);
+    assert_eq!(r.raw_score("c").await, Some(lease));
+    assert!(r.claim(NOW + LEASE - 1).await.is_empty());
+
+    // Nobody stored a decision before the lease ran out.
+    let claimed = r.store.claim(0, NOW + LEASE + 1, LEASE, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(claimed[0].lapsed, "found under a lease that ran out");
+
+    // A receipt on a cascade nobody holds pokes it at once.
+    let _: () = r
+        .redis
+        .zadd(r.keys.timer(0), "c", NOW + 30 * MIN)
+        .await
+        .unwrap();
+    r.store
+        .record_receipt("c", "opened", None, NOW + 2 * LEASE)
+        .await
+        .unwrap();
+    assert_eq!(r.score("c").await, Some(NOW + 2 * LEASE));
+}
+
+#[tokio::test]
+async fn touch_wakes_at_once_when_the_receipts_changed_since_they_were_read() {
+    let mut r = Rig::new("timers-touch-receipts").await;
+    let _: () = r.redis.set(r.keys.state("c"), RECORD).await.unwrap();
+    let _: () = r
+        .redis
+        .hset(r.keys.receipts("c"), "delivered", NOW)
+        .await
+        .unwrap();
+    let due = NOW + 30 * MIN;
+    // Read with no receipts; one arrived since (while the cascade was claimed).
+    r.store
+        .touch("c", 1, Some(due), NONE_SEEN, NOW)
+        .await
+        .unwrap();
+    assert_eq!(r.score("c").await, Some(NOW), "woken now, to act on it");
+    // Read with that receipt: nothing new, back to its wake-up.
+    r.store.touch("c", 1, Some(due), "1\t", NOW).await.unwrap();
+    assert_eq!(r.score("c").await, None);
+    let listed: Vec<String> = r.redis.lrange(r.list(due), 0, -1).await.unwrap();
+    assert_eq!(listed, [format!("{due} c")]);
+    // A `failed` report is overwritten in place: its value tells.
+    let _: () = r
+        .redis
+        .hset(r.keys.receipts("c"), "failed", NOW)
+        .await
+        .unwrap();
+    let seen = format!("2\t{NOW}");
+    r.store.touch("c", 1, Some(due), &seen, NOW).await.unwrap();
+    assert_eq!(r.score("c").await, None);
+    let _: () = r
+        .redis
+        .hset(r.keys.receipts("c"), "failed", NOW + 1)
+        .await
+        .unwrap();
+    r.store
+        .touch("c", 1, Some(due), &seen, NOW + 5)
+        .await
+        .unwrap();
+    assert_eq!(r.score("c").await, Some(NOW + 5));
 }

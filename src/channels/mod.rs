@@ -93,16 +93,29 @@ impl Outbound {
         }
     }
 
-    /// Sends one step and classifies the provider's answer.
+    /// Sends one step, once the channel's throughput allows, and classifies
+    /// the provider's answer.
     pub async fn send(&self, out: &Outgoing<'_>) -> SendOutcome {
+        if let Some(limiter) = self.throttle(out.channel) {
+            limiter.until_ready().await;
+        }
+        self.send_admitted(out).await
+    }
+
+    /// Takes one send's share of the channel's throughput if it is free at
+    /// once (always, for a channel without a `rate`); the send then goes out
+    /// with `send_admitted`, without waiting.
+    pub fn try_admit(&self, channel: &ChannelConfig) -> bool {
+        self.throttle(channel).is_none_or(|l| l.check().is_ok())
+    }
+
+    /// `send` for a send whose throughput `try_admit` has already taken.
+    pub async fn send_admitted(&self, out: &Outgoing<'_>) -> SendOutcome {
         let name = &out.channel.name;
         if let Some(reason) = self.open_breaker(name) {
             return SendOutcome::Misconfigured {
                 reason: format!("circuit open: {reason}"),
             };
-        }
-        if let Some(limiter) = self.throttle(out.channel) {
-            limiter.until_ready().await;
         }
         let outcome = match out.channel.kind {
             ChannelKind::Webhook => webhook::send(&self.http, out).await,

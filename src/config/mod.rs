@@ -30,6 +30,11 @@ use channel::{COMMON_KEYS, RawChannel, dedupes_by_default, default_max_length};
 use policy::{RawPolicy, RawStep};
 use settings::{RawLimits, RawSettings};
 
+/// `defaults.claim_lease` when unset. A claimed wake-up sends on its lease
+/// when the channel's timeout fits in it with 5 s to spare (runtime/worker.rs):
+/// 30 s covers the default 10 s timeout.
+const DEFAULT_CLAIM_LEASE_MS: i64 = 30_000;
+
 /// Everything the daemon runs on: settings, channels and policies.
 #[derive(Clone, Debug)]
 pub struct Catalog {
@@ -525,7 +530,7 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
     };
     let claim_lease = match &raw.defaults.claim_lease {
         Some(v) => check.duration_ms(v),
-        None => Some(10_000),
+        None => Some(DEFAULT_CLAIM_LEASE_MS),
     };
     let in_flight = match &raw.defaults.in_flight_timeout {
         Some(v) => check.duration_ms(v),

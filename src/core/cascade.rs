@@ -154,6 +154,11 @@ pub enum Event {
     },
     /// The receipts hash changed; look at it again.
     ReceiptsChanged,
+    /// The wake-up is due, and the instance that claimed it earlier let its
+    /// claim run out without storing a decision (it died or stalled): a
+    /// send it ordered may have gone out. Decided as `TimerDue`, except that
+    /// the send this wake-up orders counts as uncertain (`on_uncertain`).
+    ClaimLapsed,
 }
 
 /// How a provider answered, classified by the channel adapter (SPEC 4).
@@ -378,68 +383,11 @@ impl Cascade {
 /// Handles one event. See the module comment.
 pub fn decide(cascade: Cascade, event: Event, now_ms: i64, ctx: &Context) -> Decision {
     let mut run = Run::new(cascade, now_ms, ctx);
-    if run.cascade.is_done() {
-        run.after_done(&event);
-        return run.finish();
-    }
-    // A timer that fires early (clock skew between instances, a stale
-    // wake-up) changes nothing — but receipts still apply: recording one
-    // wakes the cascade this way, so it completes (or escalates on `failed`)
-    // at once rather than when its wait runs out.
-    if event == Event::TimerDue && run.cascade.wake_at_ms().is_some_and(|at| at > now_ms) {
-        run.check_receipts();
-        return run.finish();
-    }
-    run.cascade.transitions = run.cascade.transitions.saturating_add(1);
-    if run.cascade.transitions > ctx.timing.max_transitions {
-        run.done(Outcome::Exhausted, Some("transition_limit"));
-        return run.finish();
-    }
-    // Receipts first: a stopping receipt beats everything else, including a
-    // send result, so nothing further goes out once it is recorded.
-    if let Event::SendResult {
-        step,
-        channel,
-        outcome: SendOutcome::Sent {
-            provider_message_id,
-        },
-    } = &event
-        && run.in_flight_matches(*step, channel)
-        && run.receipt_stops().is_some()
-    {
-        // The send did happen; record it before closing the cascade.
-        run.entry(Entry {
-            provider_message_id: provider_message_id.clone(),
-            ..run.blank(EntryKind::Sent, Some(*step), Some(channel), None)
-        });
-    }
-    if run.check_receipts() {
-        return run.finish();
-    }
-    if run.expired() {
-        return run.finish();
-    }
-    match event {
-        Event::TimerDue => run.timer_due(),
-        Event::SendResult {
-            step,
-            channel,
-            outcome,
-        } => {
-            if run.in_flight_matches(step, &channel) {
-                run.send_result(step, channel, outcome);
-            }
-        }
-        Event::LimitBlocked {
-            step,
-            channel,
-            not_before_ms,
-        } => {
-            if run.in_flight_matches(step, &channel) {
-                run.limit_blocked(step, channel, not_before_ms);
-            }
-        }
-        Event::ReceiptsChanged => {}
+    if event == Event::ClaimLapsed {
+        run.handle(Event::TimerDue);
+        run.claim_lapsed();
+    } else {
+        run.handle(event);
     }
     run.finish()
 }
@@ -469,6 +417,83 @@ impl<'c, 'a> Run<'c, 'a> {
             cascade: self.cascade,
             send: self.send,
             entries: self.entries,
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        if self.cascade.is_done() {
+            self.after_done(&event);
+            return;
+        }
+        // A timer that fires early (clock skew between instances, a stale
+        // wake-up) changes nothing — but receipts still apply: recording one
+        // wakes the cascade this way, so it completes (or escalates on `failed`)
+        // at once rather than when its wait runs out.
+        if event == Event::TimerDue && self.cascade.wake_at_ms().is_some_and(|at| at > self.now_ms)
+        {
+            self.check_receipts();
+            return;
+        }
+        self.cascade.transitions = self.cascade.transitions.saturating_add(1);
+        if self.cascade.transitions > self.ctx.timing.max_transitions {
+            self.done(Outcome::Exhausted, Some("transition_limit"));
+            return;
+        }
+        // Receipts first: a stopping receipt beats everything else, including a
+        // send result, so nothing further goes out once it is recorded.
+        if let Event::SendResult {
+            step,
+            channel,
+            outcome: SendOutcome::Sent {
+                provider_message_id,
+            },
+        } = &event
+            && self.in_flight_matches(*step, channel)
+            && self.receipt_stops().is_some()
+        {
+            // The send did happen; record it before closing the cascade.
+            self.entry(Entry {
+                provider_message_id: provider_message_id.clone(),
+                ..self.blank(EntryKind::Sent, Some(*step), Some(channel), None)
+            });
+        }
+        if self.check_receipts() || self.expired() {
+            return;
+        }
+        match event {
+            Event::TimerDue => self.timer_due(),
+            Event::SendResult {
+                step,
+                channel,
+                outcome,
+            } => {
+                if self.in_flight_matches(step, &channel) {
+                    self.send_result(step, channel, outcome);
+                }
+            }
+            Event::LimitBlocked {
+                step,
+                channel,
+                not_before_ms,
+            } => {
+                if self.in_flight_matches(step, &channel) {
+                    self.limit_blocked(step, channel, not_before_ms);
+                }
+            }
+            Event::ReceiptsChanged | Event::ClaimLapsed => {}
+        }
+    }
+
+    /// After `handle(TimerDue)` for a lapsed claim: the one send the earlier
+    /// claimant could have made unrecorded is the one this wake-up orders.
+    /// (Any send after it would have been stored in flight first.)
+    fn claim_lapsed(&mut self) {
+        if let Some(order) = self.send.take() {
+            self.uncertain_send(
+                order.step,
+                order.channel,
+                "interrupted: the claim ran out before an outcome was stored",
+            );
         }
     }
 

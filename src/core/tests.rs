@@ -148,6 +148,14 @@ impl H {
         self.apply(d);
     }
 
+    /// Decides `e` on a cascade just accepted and due now (as stored by
+    /// `Cascade::accept`, before its first step).
+    fn event_on_new(&mut self, e: Event) {
+        let d = Cascade::accept(self.now, None, None, &self.ctx());
+        self.apply(d);
+        self.event(e);
+    }
+
     /// Answers the pending send.
     fn reply(&mut self, outcome: SendOutcome) {
         let o = self.pending.take().expect("a send is pending");
@@ -596,6 +604,46 @@ fn an_interrupted_send_follows_the_same_rule() {
     h.wake();
     assert_eq!(h.now, ms(T0) + h.timing.in_flight_timeout_ms);
     assert!(h.events().contains(&"uncertain"));
+}
+
+#[test]
+fn a_lapsed_claim_makes_the_send_it_orders_uncertain() {
+    // SMS does not dedupe (`skip`): the SMS the dead instance may have sent
+    // is not sent again; the cascade waits on it as if it had gone out.
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.now += 30 * MIN;
+    h.event(Event::ClaimLapsed);
+    assert!(h.pending.is_none(), "nothing is sent again");
+    let events = h.events();
+    assert_eq!(
+        events[events.len() - 3..],
+        ["escalated", "uncertain", "exhausted"]
+    );
+    assert_eq!(h.outcome(), Some(&Outcome::Exhausted));
+    // VK dedupes by random_id (`resend`): tried again after the backoff, as
+    // the second attempt.
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.now -= 10 * MIN;
+    h.event_on_new(Event::ClaimLapsed);
+    assert!(h.pending.is_none());
+    assert!(matches!(h.state().phase, Phase::Due { .. }));
+    h.wake();
+    let order = h.pending.clone().expect("resent after the backoff");
+    assert_eq!((order.channel.as_str(), order.attempt), ("vk", 2));
+}
+
+#[test]
+fn a_lapsed_claim_that_orders_no_send_is_a_plain_wake_up() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.receipts.insert("read".into(), ms(T0) + MIN);
+    h.now += 30 * MIN;
+    h.event(Event::ClaimLapsed);
+    assert!(matches!(h.outcome(), Some(Outcome::Completed { .. })));
+    assert!(!h.events().contains(&"uncertain"));
 }
 
 #[test]

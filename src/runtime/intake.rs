@@ -274,6 +274,7 @@ async fn handle(delivery: Delivery, hands: &Hands) {
                 policy: snapshot,
                 recipient: admitted.recipient,
                 receipts,
+                receipts_seen: "0\t".into(),
             };
             if let Err(e) = worker.carry_out(&id, before, both, 1).await {
                 // The in-flight timer hands it to the scheduler.

@@ -69,14 +69,24 @@ pub async fn run(
                     if !cascades.is_empty() {
                         super::telemetry::claimed(cascades.len());
                     }
-                    for Claimed { id, loaded } in cascades {
+                    for Claimed {
+                        id,
+                        loaded,
+                        lease_until_ms,
+                        lapsed,
+                    } in cascades
+                    {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
                         };
                         let worker = worker.clone();
                         tracker.spawn(async move {
                             let woken = match loaded {
-                                Ok(Some(loaded)) => worker.wake_loaded(&id, loaded).await,
+                                Ok(Some(loaded)) => {
+                                    worker
+                                        .wake_claimed(&id, loaded, lease_until_ms, lapsed)
+                                        .await
+                                }
                                 Ok(None) => Ok(()),
                                 Err(e) => Err(e),
                             };

@@ -11,6 +11,7 @@ use redis::{AsyncCommands, Script};
 use super::keys::{Keys, fnv1a};
 use super::record::{Record, encode_entry, encode_state};
 use crate::config::ChannelConfig;
+use crate::core::policy::FAILED;
 use crate::core::{Cascade, Decision, Entry, EntryKind, Policy, Recipient};
 use crate::notification::{Admitted, Notification};
 
@@ -89,6 +90,9 @@ pub struct Loaded {
     pub recipient: Recipient,
     pub customer_id: String,
     pub receipts: BTreeMap<String, i64>,
+    /// The receipts as read, `<fields>\t<failed value>`: `touch` wakes the
+    /// cascade at once when the hash no longer looks like this.
+    pub receipts_seen: String,
 }
 
 /// A cascade the scheduler claimed, as loaded in the same round trip.
@@ -96,7 +100,15 @@ pub struct Claimed {
     pub id: String,
     /// `Ok(None)`: its keys are gone (retention ran out).
     pub loaded: Result<Option<Loaded>, StoreError>,
+    /// When the lease this claim holds runs out (ms, the claimer's clock).
+    pub lease_until_ms: i64,
+    /// It was found under an earlier claim's lease that had run out: that
+    /// claim's holder stopped without storing what it did.
+    pub lapsed: bool,
 }
+
+/// One cascade as `claim.lua` returns it: id, record, receipts, lapsed.
+type ClaimRow = (String, Option<String>, HashMap<String, String>, u8);
 
 /// A policy as last stored, and its snapshot hash.
 type Snapshot = (Arc<Policy>, String);
@@ -316,13 +328,15 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut c = self.conn.clone();
-        let rows: Vec<(String, Option<String>, HashMap<String, String>)> = self
+        let lease_until_ms = now_ms + lease_ms;
+        let rows: Vec<ClaimRow> = self
             .scripts
             .claim
             .key(self.keys.timer(shard))
             .key(self.keys.later(shard))
             .arg(now_ms)
-            .arg(lease_ms)
+            // The half marks the score as a lease (claim.lua).
+            .arg(format!("{lease_until_ms}.5"))
             .arg(limit)
             .arg(self.keys.prefix())
             .arg(now_ms + WAKE_HORIZON_MS)
@@ -331,9 +345,14 @@ impl Store {
             .invoke_async(&mut c)
             .await?;
         let mut claimed = Vec::with_capacity(rows.len());
-        for (id, state, receipts) in rows {
+        for (id, state, receipts, lapsed) in rows {
             let loaded = self.loaded(&id, state, receipts).await;
-            claimed.push(Claimed { id, loaded });
+            claimed.push(Claimed {
+                id,
+                loaded,
+                lease_until_ms,
+                lapsed: lapsed == 1,
+            });
         }
         Ok(claimed)
     }
@@ -385,6 +404,11 @@ impl Store {
             opt_out: notification.customer.opt_out.clone(),
             tz,
         };
+        let receipts_seen = format!(
+            "{}\t{}",
+            receipts.len(),
+            receipts.get(FAILED).map_or("", String::as_str)
+        );
         // Values a foreign writer got wrong are read as "now-ish" rather than dropped:
         // a stopping receipt must stop, whatever its timestamp looks like.
         let receipts = receipts
@@ -402,17 +426,22 @@ impl Store {
             policy,
             recipient,
             receipts,
+            receipts_seen,
         }))
     }
 
-    /// Stores a decision made on `version`. When it orders a send, a stopping
-    /// receipt recorded meanwhile refuses it (SPEC 6). `sent` maps the
-    /// provider's message id of the send this decision records back to the
-    /// notification and step, for callbacks; it expires with the retention.
+    /// Stores a decision made on `version`, after the entries of an
+    /// `earlier` one not stored on its own (a send made on a claim's lease).
+    /// When it orders a send, a stopping receipt recorded meanwhile refuses
+    /// it (SPEC 6). `sent` maps the provider's message id of the send this
+    /// decision records back to the notification and step, for callbacks;
+    /// it expires with the retention.
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &self,
         id: &str,
         version: i64,
+        earlier: &[Entry],
         decision: &Decision,
         stop_on: &[String],
         sent: Option<&ProviderMessage>,
@@ -467,7 +496,7 @@ impl Store {
             }
         }
         inv.arg(now_ms + WAKE_HORIZON_MS).arg(WAKE_SLOT_MS);
-        for e in &decision.entries {
+        for e in earlier.iter().chain(&decision.entries) {
             inv.arg(encode_entry(e));
         }
         let mut c = self.conn.clone();
@@ -481,12 +510,14 @@ impl Store {
     }
 
     /// Puts the timer back at the state's wake-up after a decision that
-    /// changed nothing (claiming moved it to the lease's end).
+    /// changed nothing (claiming moved it to the lease's end), or wakes it
+    /// now if the receipts changed since `receipts_seen` (`Loaded`).
     pub async fn touch(
         &self,
         id: &str,
         version: i64,
         wake_at_ms: Option<i64>,
+        receipts_seen: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
@@ -496,11 +527,14 @@ impl Store {
             .key(self.keys.state(id))
             .key(self.keys.timer_of(id))
             .key(self.keys.later_of(id))
+            .key(self.keys.receipts(id))
             .arg(id)
             .arg(version)
             .arg(wake_at_ms.map(|w| w.to_string()).unwrap_or_default())
             .arg(now_ms + WAKE_HORIZON_MS)
             .arg(WAKE_SLOT_MS)
+            .arg(receipts_seen)
+            .arg(now_ms)
             .invoke_async(&mut c)
             .await?;
         Ok(())

@@ -32,11 +32,14 @@ local v_end, s_end, n_end, t_end = record_ends(record)
 if string.sub(record, 1, v_end - 1) ~= ARGV[2] then
   return -1
 end
--- The receipts, read once (a small hash; most cascades have none).
+-- The receipts, read once (a small hash; most cascades have none), and
+-- only when they matter: to refuse a send, or to wake a running cascade.
 local recorded = {}
-local flat = redis.call('HGETALL', KEYS[2])
-for i = 1, #flat, 2 do
-  recorded[flat[i]] = true
+if ARGV[5] == '1' or ARGV[4] ~= '' then
+  local flat = redis.call('HGETALL', KEYS[2])
+  for i = 1, #flat, 2 do
+    recorded[flat[i]] = true
+  end
 end
 local function stopped()
   if recorded['cancelled'] then
@@ -78,25 +81,28 @@ if ARGV[9] ~= '' then
   end
 end
 local next_v = tonumber(ARGV[2]) + 1
-redis.call('SET', KEYS[1], table.concat({
+local stored = table.concat({
   string.format('%d', next_v),
   ARGV[3],
   string.sub(record, s_end + 1, n_end - 1),
   table.concat(entries, '\n'),
   string.sub(record, t_end + 1),
-}, '\31'), 'KEEPTTL')
+}, '\31')
 if ARGV[4] ~= '' then
+  redis.call('SET', KEYS[1], stored, 'KEEPTTL')
   -- A receipt recorded while this decision was being made (say, during a
-  -- send) poked the timer, and the ZADD below would undo that poke: wake the
-  -- cascade at once instead, so the receipt is acted on now.
+  -- send) either poked the timer, which the ZADD below would undo, or found
+  -- the cascade under a claim's lease and left the waking to this commit
+  -- (receipt.lua): wake the cascade at once, so the receipt is acted on now.
   local due = ARGV[4]
   if recorded['failed'] or stopped() then
     due = 0
   end
   set_wake(KEYS[3], KEYS[5], ARGV[1], due, ARGV[13], ARGV[14])
 else
+  -- Finished: kept for `status` and late receipts until the retention ends.
+  redis.call('SET', KEYS[1], stored, 'PX', ARGV[7])
   redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[7])
   redis.call('PEXPIRE', KEYS[2], ARGV[7])
 end
 return next_v
