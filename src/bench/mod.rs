@@ -130,6 +130,10 @@ pub struct Sweep {
     /// clock jump to the last expected SMS.
     pub redis_cpu: Duration,
     pub process_cpu: Duration,
+    /// Script calls Redis ran from the clock jump to the end of the settle
+    /// time, and the time it spent in them (`INFO commandstats`, `evalsha`).
+    pub script_calls: u64,
+    pub script_time: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -376,6 +380,28 @@ async fn redis_cpu(conn: &mut redis::aio::ConnectionManager) -> Result<Duration,
     Ok(Duration::from_secs_f64(
         field("used_cpu_user:") + field("used_cpu_sys:"),
     ))
+}
+
+/// `EVALSHA` calls Redis has run since its stats were reset, and the time
+/// it spent in them (the commands the scripts ran included).
+async fn script_stats(
+    conn: &mut redis::aio::ConnectionManager,
+) -> Result<(u64, Duration), BenchError> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await?;
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+        .unwrap_or("");
+    let field = |name: &str| -> u64 {
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("calls="), Duration::from_micros(field("usec="))))
 }
 
 /// CPU time this process has used, user + system (`/proc/self/stat`, in
@@ -729,6 +755,7 @@ async fn w2(opts: &BenchOptions) -> Result<Sweep, BenchError> {
         let expected = n - read.len();
         // Everything is due from this instant on.
         let cpu_before = (redis_cpu(&mut conn).await?, process_cpu());
+        let scripts_before = script_stats(&mut conn).await?;
         let due = Instant::now();
         clock.advance(WAIT_MS + 1_000);
         let (_, last, _) = watch(expected, opts.timeout, || sms.received_count()).await;
@@ -737,6 +764,7 @@ async fn w2(opts: &BenchOptions) -> Result<Sweep, BenchError> {
         let process_cpu = process_cpu().saturating_sub(cpu_before.1);
         // Give wrong sends (to readers) a moment to show up.
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let scripts_after = script_stats(&mut conn).await?;
         let unsettled = rig.waiting_after(&mut conn, i64::MIN).await?;
         daemon.stop(Duration::from_secs(5)).await;
 
@@ -750,6 +778,8 @@ async fn w2(opts: &BenchOptions) -> Result<Sweep, BenchError> {
             unsettled,
             redis_cpu,
             process_cpu,
+            script_calls: scripts_after.0.saturating_sub(scripts_before.0),
+            script_time: scripts_after.1.saturating_sub(scripts_before.1),
             ..Sweep::default()
         };
         for r in &received {
@@ -1051,6 +1081,15 @@ pub fn render(report: &Report, opts: &BenchOptions) -> String {
             w.redis_cpu.as_secs_f64(),
             w.process_cpu.as_secs_f64(),
             w.elapsed.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "| W2 Redis scripts per SMS: calls / time in them | {} | {:.2} / {:.0} µs | | | {} calls, {:.2} s, from the jump to 2 s after the last SMS (INFO commandstats) |",
+            w.n,
+            w.script_calls as f64 / w.sms_distinct.max(1) as f64,
+            per_sms(w.script_time),
+            w.script_calls,
+            w.script_time.as_secs_f64()
         );
     }
     if let Some(w) = &report.w3 {
