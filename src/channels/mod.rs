@@ -15,7 +15,7 @@ pub mod whatsapp;
 
 pub use segments::{SmsEncoding, sms_segments};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,6 +49,34 @@ impl Outgoing<'_> {
     /// that deduplicate (VK `random_id`, SMSC `id`, email `Message-ID`).
     pub fn idempotency_key(&self) -> String {
         format!("{}:{}", self.notification.id, self.order.step)
+    }
+}
+
+/// A provider URL, parsed once and then kept: every send to a channel uses
+/// the same one, and parsing it cost more than the rest of building the
+/// request. `None` when it does not parse (the caller then passes the
+/// string on, for the HTTP client's own error).
+pub fn parsed_url(url: &str) -> Option<reqwest::Url> {
+    /// Past this many (a reload with ever new URLs), start over.
+    const MOST: usize = 256;
+    static PARSED: Mutex<BTreeMap<String, reqwest::Url>> = Mutex::new(BTreeMap::new());
+    let mut parsed = PARSED.lock().ok()?;
+    if let Some(u) = parsed.get(url) {
+        return Some(u.clone());
+    }
+    let u = reqwest::Url::parse(url).ok()?;
+    if parsed.len() >= MOST {
+        parsed.clear();
+    }
+    parsed.insert(url.to_owned(), u.clone());
+    Some(u)
+}
+
+/// `http.post(url)`, with the URL parsed once (`parsed_url`).
+pub fn post(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
+    match parsed_url(url) {
+        Some(u) => http.post(u),
+        None => http.post(url),
     }
 }
 

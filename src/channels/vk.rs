@@ -260,8 +260,7 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
         ("message", message),
     ];
     // The token goes in the body, never in the URL, so it is not logged with it.
-    let request = http
-        .post(format!("{base}/messages.send"))
+    let request = super::post(http, &format!("{base}/messages.send"))
         .timeout(Duration::from_millis(channel.timeout_ms.max(1) as u64))
         .form(&form);
     let response = match request.send().await {

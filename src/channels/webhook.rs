@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde::Serialize;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -62,6 +62,29 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>) -> SendOutcom
     }
 }
 
+/// The JSON body of a POST (written straight from the notification, no
+/// intermediate JSON tree: this runs for every send).
+#[derive(Serialize)]
+struct Task<'a> {
+    notification_id: &'a str,
+    policy: &'a str,
+    /// Counted from 1.
+    step: u32,
+    channel: &'a str,
+    attempt: u8,
+    customer: TaskCustomer<'a>,
+    contact: Option<&'a str>,
+    text: Option<&'a str>,
+    subject: Option<&'a str>,
+    link: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct TaskCustomer<'a> {
+    id: &'a str,
+    segment: Option<&'a str>,
+}
+
 /// Posts the notification and classifies the answer.
 pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
     let (channel, notification, order) = (out.channel, out.notification, out.order);
@@ -70,21 +93,30 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
             reason: "the webhook channel has no url".into(),
         };
     };
-    let body = json!({
-        "notification_id": notification.id,
-        "policy": notification.policy,
-        "step": order.step as u32 + 1,
-        "channel": channel.name,
-        "attempt": order.attempt,
-        "customer": { "id": notification.customer.id, "segment": notification.customer.segment },
-        "contact": out.contact,
-        "text": notification.text_for(&channel.name, channel.kind),
-        "subject": notification.subject_for(&channel.name, channel.kind),
-        "link": notification.content.link,
-    });
-    let bytes = body.to_string().into_bytes();
-    let mut request = http
-        .post(url)
+    let task = Task {
+        notification_id: &notification.id,
+        policy: &notification.policy,
+        step: order.step as u32 + 1,
+        channel: &channel.name,
+        attempt: order.attempt,
+        customer: TaskCustomer {
+            id: &notification.customer.id,
+            segment: notification.customer.segment.as_deref(),
+        },
+        contact: out.contact,
+        text: notification.text_for(&channel.name, channel.kind),
+        subject: notification.subject_for(&channel.name, channel.kind),
+        link: notification.content.link.as_deref(),
+    };
+    let bytes = match serde_json::to_vec(&task) {
+        Ok(b) => b,
+        Err(e) => {
+            return SendOutcome::Permanent {
+                reason: format!("cannot encode the task: {e}"),
+            };
+        }
+    };
+    let mut request = super::post(http, url)
         .timeout(Duration::from_millis(channel.timeout_ms.max(1) as u64))
         .header("Idempotency-Key", out.idempotency_key())
         .header(reqwest::header::CONTENT_TYPE, "application/json");

@@ -2,18 +2,44 @@
 //! `{<id>}`, so a Redis Cluster keeps it on one node and a Lua script may
 //! touch it all; timers are spread over shards with their own tags.
 
+use std::sync::Arc;
+
 /// Builds the keys under one prefix (`cascade` unless tests isolate themselves).
+/// Keys are built for every script call, so they are joined by hand (the
+/// formatting machinery costs several times more) and the per-shard and
+/// global ones are built once.
 #[derive(Clone, Debug)]
 pub struct Keys {
     prefix: String,
     shards: u16,
+    timers: Arc<[String]>,
+    laters: Arc<[String]>,
+    events: String,
+}
+
+/// The parts, joined.
+fn join(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
 }
 
 impl Keys {
     pub fn new(prefix: &str, shards: u16) -> Self {
+        let shards = shards.max(1);
+        let per_shard = |kind: &str| -> Arc<[String]> {
+            (0..shards)
+                .map(|n| format!("{prefix}:{kind}:{{{n}}}"))
+                .collect()
+        };
         Keys {
             prefix: prefix.to_owned(),
-            shards: shards.max(1),
+            shards,
+            timers: per_shard("timers"),
+            laters: per_shard("later"),
+            events: format!("{prefix}:events"),
         }
     }
 
@@ -28,12 +54,12 @@ impl Keys {
     /// The cascade's record: version, state, notification, timeline, policy
     /// hash, time zone and customer in one string (see `scripts/accept.lua`).
     pub fn state(&self, id: &str) -> String {
-        format!("{}:{{{id}}}:state", self.prefix)
+        join(&[&self.prefix, ":{", id, "}:state"])
     }
 
     /// SPEC 6: event word → Unix ms; any system may write here.
     pub fn receipts(&self, id: &str) -> String {
-        format!("{}:{{{id}}}:receipts", self.prefix)
+        join(&[&self.prefix, ":{", id, "}:receipts"])
     }
 
     /// The wake-up sorted set an id belongs to.
@@ -42,13 +68,13 @@ impl Keys {
     }
 
     pub fn timer(&self, shard: u16) -> String {
-        format!("{}:timers:{{{shard}}}", self.prefix)
+        self.timers[(shard % self.shards) as usize].clone()
     }
 
     /// The index of a timer shard's far slots; each slot's wake-ups are the
     /// list `<this>:<slot>` (see `scripts/wake.lua`).
     pub fn later(&self, shard: u16) -> String {
-        format!("{}:later:{{{shard}}}", self.prefix)
+        self.laters[(shard % self.shards) as usize].clone()
     }
 
     pub fn later_of(&self, id: &str) -> String {
@@ -57,7 +83,7 @@ impl Keys {
 
     /// The bounded stream of every lifecycle event (SPEC 7).
     pub fn events(&self) -> String {
-        format!("{}:events", self.prefix)
+        self.events.clone()
     }
 
     /// A policy snapshot by content hash, shared by the cascades that started on it.
@@ -67,7 +93,14 @@ impl Keys {
 
     /// A provider's message id → `step<TAB>notification id`.
     pub fn provider_message(&self, channel: &str, provider_message_id: &str) -> String {
-        format!("{}:pmid:{{{channel}:{provider_message_id}}}", self.prefix)
+        join(&[
+            &self.prefix,
+            ":pmid:{",
+            channel,
+            ":",
+            provider_message_id,
+            "}",
+        ])
     }
 
     /// The messages a channel sent on one day (Unix days), to the peers of
@@ -121,6 +154,10 @@ mod tests {
             "cascade:{order-1001:delayed}:receipts"
         );
         assert_eq!(k.timer(3), "cascade:timers:{3}");
+        assert_eq!(k.later(15), "cascade:later:{15}");
+        assert_eq!(k.state("a"), "cascade:{a}:state");
+        assert_eq!(k.events(), "cascade:events");
+        assert_eq!(k.provider_message("sms", "m-1"), "cascade:pmid:{sms:m-1}");
         assert!(k.timer_of("x").starts_with("cascade:timers:{"));
         let spread: std::collections::BTreeSet<u16> =
             (0..200).map(|i| shard_of(&format!("n-{i}"), 16)).collect();

@@ -122,6 +122,45 @@ struct Scripts {
     touch: Script,
 }
 
+/// One script call: `EVALSHA` with its keys and arguments written straight
+/// into the command (redis-rs's `ScriptInvocation` keeps each in a buffer of
+/// its own and copies them all again to send: this runs for every
+/// decision). A Redis that lost its scripts (a restart) gets the script
+/// loaded and the call made again.
+struct Call<'s> {
+    script: &'s Script,
+    cmd: redis::Cmd,
+}
+
+impl<'s> Call<'s> {
+    fn new(script: &'s Script, keys: &[&str]) -> Self {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(script.get_hash()).arg(keys.len());
+        for k in keys {
+            cmd.arg(*k);
+        }
+        Call { script, cmd }
+    }
+
+    fn arg(&mut self, arg: impl redis::ToRedisArgs) -> &mut Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut ConnectionManager,
+    ) -> redis::RedisResult<T> {
+        match self.cmd.query_async(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.script.load_async(conn).await?;
+                self.cmd.query_async(conn).await
+            }
+            answer => answer,
+        }
+    }
+}
+
 /// The Redis side of the daemon. Cheap to clone: the connection manager
 /// multiplexes one connection and reconnects by itself.
 #[derive(Clone)]
@@ -286,13 +325,17 @@ impl Store {
             .wake_at_ms()
             .map(|w| w.to_string())
             .unwrap_or_default();
-        let mut inv = self.scripts.accept.prepare_invoke();
-        inv.key(self.keys.state(&n.id))
-            .key(self.keys.receipts(&n.id))
-            .key(self.keys.timer_of(&n.id))
-            .key(self.keys.events())
-            .key(self.keys.later_of(&n.id))
-            .arg(&n.id)
+        let mut inv = Call::new(
+            &self.scripts.accept,
+            &[
+                &self.keys.state(&n.id),
+                &self.keys.receipts(&n.id),
+                &self.keys.timer_of(&n.id),
+                &self.keys.events(),
+                &self.keys.later_of(&n.id),
+            ],
+        );
+        inv.arg(&n.id)
             .arg(state)
             .arg(notification)
             .arg(format!("{hash}\t{tz}"))
@@ -309,7 +352,7 @@ impl Store {
             inv.arg(encode_entry(e));
         }
         let mut c = self.conn.clone();
-        let answer: i64 = inv.invoke_async(&mut c).await?;
+        let answer: i64 = inv.invoke(&mut c).await?;
         Ok(match answer {
             1 => Accepted::New(snapshot),
             2 => Accepted::SendRefused,
@@ -329,21 +372,20 @@ impl Store {
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut c = self.conn.clone();
         let lease_until_ms = now_ms + lease_ms;
-        let rows: Vec<ClaimRow> = self
-            .scripts
-            .claim
-            .key(self.keys.timer(shard))
-            .key(self.keys.later(shard))
-            .arg(now_ms)
-            // The half marks the score as a lease (claim.lua).
-            .arg(format!("{lease_until_ms}.5"))
-            .arg(limit)
-            .arg(self.keys.prefix())
-            .arg(now_ms + WAKE_HORIZON_MS)
-            .arg(WAKE_SLOT_MS)
-            .arg(WAKE_MOVE_BUDGET)
-            .invoke_async(&mut c)
-            .await?;
+        let rows: Vec<ClaimRow> = Call::new(
+            &self.scripts.claim,
+            &[&self.keys.timer(shard), &self.keys.later(shard)],
+        )
+        .arg(now_ms)
+        // The half marks the score as a lease (claim.lua).
+        .arg(format!("{lease_until_ms}.5"))
+        .arg(limit)
+        .arg(self.keys.prefix())
+        .arg(now_ms + WAKE_HORIZON_MS)
+        .arg(WAKE_SLOT_MS)
+        .arg(WAKE_MOVE_BUDGET)
+        .invoke(&mut c)
+        .await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for (id, state, receipts, lapsed) in rows {
             let loaded = self.loaded(&id, state, receipts).await;
@@ -453,13 +495,17 @@ impl Store {
             .wake_at_ms()
             .map(|w| w.to_string())
             .unwrap_or_default();
-        let mut inv = self.scripts.commit.prepare_invoke();
-        inv.key(self.keys.state(id))
-            .key(self.keys.receipts(id))
-            .key(self.keys.timer_of(id))
-            .key(self.keys.events())
-            .key(self.keys.later_of(id))
-            .arg(id)
+        let mut inv = Call::new(
+            &self.scripts.commit,
+            &[
+                &self.keys.state(id),
+                &self.keys.receipts(id),
+                &self.keys.timer_of(id),
+                &self.keys.events(),
+                &self.keys.later_of(id),
+            ],
+        );
+        inv.arg(id)
             .arg(version)
             .arg(state)
             .arg(wake)
@@ -500,7 +546,7 @@ impl Store {
             inv.arg(encode_entry(e));
         }
         let mut c = self.conn.clone();
-        let v: i64 = inv.invoke_async(&mut c).await?;
+        let v: i64 = inv.invoke(&mut c).await?;
         Ok(match v {
             -1 => Commit::Conflict,
             -2 => Commit::StoppedByReceipt,
@@ -521,22 +567,24 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let _: i64 = self
-            .scripts
-            .touch
-            .key(self.keys.state(id))
-            .key(self.keys.timer_of(id))
-            .key(self.keys.later_of(id))
-            .key(self.keys.receipts(id))
-            .arg(id)
-            .arg(version)
-            .arg(wake_at_ms.map(|w| w.to_string()).unwrap_or_default())
-            .arg(now_ms + WAKE_HORIZON_MS)
-            .arg(WAKE_SLOT_MS)
-            .arg(receipts_seen)
-            .arg(now_ms)
-            .invoke_async(&mut c)
-            .await?;
+        let _: i64 = Call::new(
+            &self.scripts.touch,
+            &[
+                &self.keys.state(id),
+                &self.keys.timer_of(id),
+                &self.keys.later_of(id),
+                &self.keys.receipts(id),
+            ],
+        )
+        .arg(id)
+        .arg(version)
+        .arg(wake_at_ms.map(|w| w.to_string()).unwrap_or_default())
+        .arg(now_ms + WAKE_HORIZON_MS)
+        .arg(WAKE_SLOT_MS)
+        .arg(receipts_seen)
+        .arg(now_ms)
+        .invoke(&mut c)
+        .await?;
         Ok(())
     }
 
@@ -558,20 +606,22 @@ impl Store {
             provider_message_id: None,
         };
         let mut c = self.conn.clone();
-        let r: i64 = self
-            .scripts
-            .receipt
-            .key(self.keys.state(id))
-            .key(self.keys.receipts(id))
-            .key(self.keys.timer_of(id))
-            .key(self.keys.events())
-            .arg(id)
-            .arg(event)
-            .arg(now_ms)
-            .arg(encode_entry(&entry))
-            .arg(EVENTS_MAX_LEN)
-            .invoke_async(&mut c)
-            .await?;
+        let r: i64 = Call::new(
+            &self.scripts.receipt,
+            &[
+                &self.keys.state(id),
+                &self.keys.receipts(id),
+                &self.keys.timer_of(id),
+                &self.keys.events(),
+            ],
+        )
+        .arg(id)
+        .arg(event)
+        .arg(now_ms)
+        .arg(encode_entry(&entry))
+        .arg(EVENTS_MAX_LEN)
+        .invoke(&mut c)
+        .await?;
         Ok(match r {
             1 => ReceiptResult::Recorded,
             2 => ReceiptResult::AlreadyRecorded,
@@ -593,15 +643,18 @@ impl Store {
         if scopes.is_empty() {
             return Ok(None);
         }
-        let mut inv = self.scripts.limit.prepare_invoke();
+        let keys: Vec<String> = scopes
+            .iter()
+            .map(|(scope, _)| self.keys.limit(customer, scope))
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut inv = Call::new(&self.scripts.limit, &keys);
         inv.arg(now_ms).arg(member);
-        for (scope, rate) in &scopes {
-            inv.key(self.keys.limit(customer, scope))
-                .arg(rate.count)
-                .arg(rate.per_ms);
+        for (_, rate) in &scopes {
+            inv.arg(rate.count).arg(rate.per_ms);
         }
         let mut c = self.conn.clone();
-        let not_before: i64 = inv.invoke_async(&mut c).await?;
+        let not_before: i64 = inv.invoke(&mut c).await?;
         Ok((not_before > 0).then_some(not_before))
     }
 

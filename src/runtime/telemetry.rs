@@ -2,9 +2,11 @@
 //! sets only: lifecycle words, channel names from the configuration, intake
 //! error codes, send outcomes.
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -42,17 +44,63 @@ pub fn intake(result: &'static str, code: Option<&'static str>) {
         .increment(1);
 }
 
+/// Metric handles by their two label values, for the metrics counted
+/// several times per send: registering one builds its key and labels anew,
+/// looking it up here does not allocate.
+struct Handles<T> {
+    by: Mutex<BTreeMap<&'static str, BTreeMap<String, T>>>,
+}
+
+impl<T: Clone> Handles<T> {
+    const fn new() -> Self {
+        Handles {
+            by: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn get(&self, word: &'static str, name: &str, register: impl FnOnce() -> T) -> T {
+        // Until the recorder is installed a handle counts nothing: keep none.
+        if handle().is_none() {
+            return register();
+        }
+        let Ok(mut by) = self.by.lock() else {
+            return register();
+        };
+        let names = by.entry(word).or_default();
+        if let Some(h) = names.get(name) {
+            return h.clone();
+        }
+        let h = register();
+        names.insert(name.to_owned(), h.clone());
+        h
+    }
+}
+
+static SENDS: Handles<Counter> = Handles::new();
+static SEND_DURATIONS: Handles<Histogram> = Handles::new();
+static LIFECYCLE: Handles<Counter> = Handles::new();
+
 /// One provider answer and how long it took.
 pub fn send(channel: &str, outcome: &'static str, took: Duration) {
-    metrics::counter!("cascade_sends_total", "channel" => channel.to_owned(), "outcome" => outcome)
+    SENDS
+        .get(outcome, channel, || {
+            metrics::counter!("cascade_sends_total", "channel" => channel.to_owned(), "outcome" => outcome)
+        })
         .increment(1);
-    metrics::histogram!("cascade_send_duration_seconds", "channel" => channel.to_owned())
+    SEND_DURATIONS
+        .get("", channel, || {
+            metrics::histogram!("cascade_send_duration_seconds", "channel" => channel.to_owned())
+        })
         .record(took.as_secs_f64());
 }
 
 /// One lifecycle event of a cascade (the log line is written beside it).
 pub fn lifecycle(event: &'static str, channel: Option<&str>) {
-    metrics::counter!("cascade_lifecycle_events_total", "event" => event, "channel" => channel.unwrap_or("").to_owned())
+    let channel = channel.unwrap_or("");
+    LIFECYCLE
+        .get(event, channel, || {
+            metrics::counter!("cascade_lifecycle_events_total", "event" => event, "channel" => channel.to_owned())
+        })
         .increment(1);
 }
 

@@ -81,7 +81,9 @@ impl Worker {
         } else {
             (Event::TimerDue, Some(lease_until_ms))
         };
-        self.run(id, Some(loaded), None, event, lease).await
+        // Boxed: the scheduler spawns this, and a task is moved a few times
+        // on its way into the runtime; the state machine is some 5 KB.
+        Box::pin(self.run(id, Some(loaded), None, event, lease)).await
     }
 
     /// Carries out a decision already stored as version `version` (intake
@@ -219,18 +221,20 @@ impl Worker {
                 contact,
                 public_url: &catalog.settings.http.public_url,
             };
+            // The send futures of all channel kinds are large: boxed, they
+            // do not make every wake-up's task that large.
             let outcome = match lease {
                 Some(until) if on_lease => {
                     // Done well before the lease runs out, or counted as uncertain.
                     let left_ms = (until - self.clock.now_ms() - LEASE_MARGIN_MS / 2).max(0);
-                    let send = self.outbound.send_admitted(&outgoing);
+                    let send = Box::pin(self.outbound.send_admitted(&outgoing));
                     tokio::time::timeout(Duration::from_millis(left_ms as u64), send)
                         .await
                         .unwrap_or_else(|_| SendOutcome::Ambiguous {
                             reason: "no answer before the claim's lease ran short".into(),
                         })
                 }
-                _ => self.outbound.send(&outgoing).await,
+                _ => Box::pin(self.outbound.send(&outgoing)).await,
             };
             if let SendOutcome::Sent {
                 provider_message_id: Some(pmid),

@@ -144,7 +144,8 @@ pub async fn send(http: &reqwest::Client, a: &Attempt<'_>) -> SendOutcome {
         "{}/sys/send.php",
         a.base_url("smsc_base_url", "https://smsc.ru")
     );
-    let response = match http.post(&url).timeout(a.timeout).form(&form).send().await {
+    let request = crate::channels::post(http, &url);
+    let response = match request.timeout(a.timeout).form(&form).send().await {
         Ok(r) => r,
         Err(e) => return transport_outcome(NAME, &e),
     };

@@ -206,7 +206,8 @@ pub async fn send(http: &reqwest::Client, a: &Attempt<'_>) -> SendOutcome {
     if let Some(sender) = a.sender {
         form.push(("from", sender));
     }
-    let response = match http.post(&url).timeout(a.timeout).form(&form).send().await {
+    let request = crate::channels::post(http, &url);
+    let response = match request.timeout(a.timeout).form(&form).send().await {
         Ok(r) => r,
         Err(e) => return transport_outcome(NAME, &e),
     };
