@@ -153,7 +153,7 @@ async fn a_claim_that_lapses_makes_its_send_uncertain_and_sends_nothing_twice() 
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
-    assert!(!claimed[0].lapsed);
+    assert_eq!(claimed[0].lapsed_claim_at_ms, None);
 
     // Its lease holds: the daemon leaves the cascade alone meanwhile.
     run.clock.advance(31 * MIN);

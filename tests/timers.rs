@@ -192,8 +192,11 @@ async fn a_lease_that_runs_out_is_found_lapsed_and_a_receipt_leaves_it_alone() {
 
     let claimed = r.store.claim(0, NOW, LEASE, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    assert!(!claimed[0].lapsed, "first claim of a plain wake-up");
-    assert_eq!(claimed[0].lease_until_ms, NOW + LEASE);
+    assert_eq!(
+        claimed[0].lapsed_claim_at_ms, None,
+        "first claim of a plain wake-up"
+    );
+    assert_eq!(claimed[0].lease.until_ms, NOW + LEASE);
     let lease = (NOW + LEASE) as f64 + 0.5;
     assert_eq!(r.raw_score("c").await, Some(lease));
 
@@ -211,7 +214,19 @@ async fn a_lease_that_runs_out_is_found_lapsed_and_a_receipt_leaves_it_alone() {
     // Nobody stored a decision before the lease ran out.
     let claimed = r.store.claim(0, NOW + LEASE + 1, LEASE, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    assert!(claimed[0].lapsed, "found under a lease that ran out");
+    assert_eq!(
+        claimed[0].lapsed_claim_at_ms,
+        Some(NOW),
+        "found under a lease that ran out, claimed at NOW"
+    );
+
+    // A claim given back (its wake-up failed before it stored or sent
+    // anything) comes back as a plain wake-up when its lease would end.
+    let lease = claimed[0].lease;
+    r.store.release_claim("c", &lease).await.unwrap();
+    assert_eq!(r.raw_score("c").await, Some(lease.until_ms as f64));
+    let claimed = r.store.claim(0, lease.until_ms, LEASE, 10).await.unwrap();
+    assert_eq!(claimed[0].lapsed_claim_at_ms, None);
 
     // A receipt on a cascade nobody holds pokes it at once.
     let _: () = r

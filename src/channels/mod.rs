@@ -124,6 +124,9 @@ impl Outbound {
     /// Sends one step, once the channel's throughput allows, and classifies
     /// the provider's answer.
     pub async fn send(&self, out: &Outgoing<'_>) -> SendOutcome {
+        if let Some(open) = self.breaker_outcome(out.channel) {
+            return open;
+        }
         if let Some(limiter) = self.throttle(out.channel) {
             limiter.until_ready().await;
         }
@@ -131,19 +134,19 @@ impl Outbound {
     }
 
     /// Takes one send's share of the channel's throughput if it is free at
-    /// once (always, for a channel without a `rate`); the send then goes out
+    /// once (always, for a channel without a `rate`, and none while its
+    /// circuit is open: that send fails at once); the send then goes out
     /// with `send_admitted`, without waiting.
     pub fn try_admit(&self, channel: &ChannelConfig) -> bool {
-        self.throttle(channel).is_none_or(|l| l.check().is_ok())
+        self.open_breaker(&channel.name).is_some()
+            || self.throttle(channel).is_none_or(|l| l.check().is_ok())
     }
 
     /// `send` for a send whose throughput `try_admit` has already taken.
     pub async fn send_admitted(&self, out: &Outgoing<'_>) -> SendOutcome {
         let name = &out.channel.name;
-        if let Some(reason) = self.open_breaker(name) {
-            return SendOutcome::Misconfigured {
-                reason: format!("circuit open: {reason}"),
-            };
+        if let Some(open) = self.breaker_outcome(out.channel) {
+            return open;
         }
         let outcome = match out.channel.kind {
             ChannelKind::Webhook => webhook::send(&self.http, out).await,
@@ -157,6 +160,14 @@ impl Outbound {
             self.trip(name, reason);
         }
         outcome
+    }
+
+    /// The outcome of a send while the channel's circuit is open.
+    fn breaker_outcome(&self, channel: &ChannelConfig) -> Option<SendOutcome> {
+        let reason = self.open_breaker(&channel.name)?;
+        Some(SendOutcome::Misconfigured {
+            reason: format!("circuit open: {reason}"),
+        })
     }
 
     fn open_breaker(&self, channel: &str) -> Option<String> {

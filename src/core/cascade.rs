@@ -154,11 +154,13 @@ pub enum Event {
     },
     /// The receipts hash changed; look at it again.
     ReceiptsChanged,
-    /// The wake-up is due, and the instance that claimed it earlier let its
-    /// claim run out without storing a decision (it died or stalled): a
-    /// send it ordered may have gone out. Decided as `TimerDue`, except that
-    /// the send this wake-up orders counts as uncertain (`on_uncertain`).
-    ClaimLapsed,
+    /// The wake-up is due, and the instance that claimed it at
+    /// `claimed_at_ms` let its claim run out without storing a decision (it
+    /// died or stalled): a send it ordered then may have gone out. The core
+    /// replays that wake-up; the send it would have ordered counts as
+    /// uncertain (`on_uncertain`), and the cascade goes on from there now.
+    /// If it would have ordered none, this is a plain `TimerDue`.
+    ClaimLapsed { claimed_at_ms: i64 },
 }
 
 /// How a provider answered, classified by the channel adapter (SPEC 4).
@@ -382,13 +384,35 @@ impl Cascade {
 
 /// Handles one event. See the module comment.
 pub fn decide(cascade: Cascade, event: Event, now_ms: i64, ctx: &Context) -> Decision {
-    let mut run = Run::new(cascade, now_ms, ctx);
-    if event == Event::ClaimLapsed {
-        run.handle(Event::TimerDue);
-        run.claim_lapsed();
-    } else {
-        run.handle(event);
+    if let Event::ClaimLapsed { claimed_at_ms } = event {
+        return claim_lapsed(cascade, claimed_at_ms.min(now_ms), now_ms, ctx);
     }
+    let mut run = Run::new(cascade, now_ms, ctx);
+    run.handle(event);
+    run.finish()
+}
+
+/// `Event::ClaimLapsed`: what the lapsed claim's holder decided, replayed
+/// (on the receipts known now, a superset of what it saw), then its send
+/// made uncertain at `now_ms`. Any send after that one the holder would
+/// have stored in flight first, so only this one can be unrecorded.
+fn claim_lapsed(cascade: Cascade, claimed_at_ms: i64, now_ms: i64, ctx: &Context) -> Decision {
+    let mut then = Run::new(cascade.clone(), claimed_at_ms, ctx);
+    then.handle(Event::TimerDue);
+    let Some(order) = then.send.take() else {
+        let mut run = Run::new(cascade, now_ms, ctx);
+        run.handle(Event::TimerDue);
+        return run.finish();
+    };
+    let mut run = Run::new(then.cascade, now_ms, ctx);
+    run.entries = then.entries;
+    run.handle(Event::SendResult {
+        step: order.step,
+        channel: order.channel,
+        outcome: SendOutcome::Ambiguous {
+            reason: "interrupted: the claim ran out before an outcome was stored".into(),
+        },
+    });
     run.finish()
 }
 
@@ -480,20 +504,7 @@ impl<'c, 'a> Run<'c, 'a> {
                     self.limit_blocked(step, channel, not_before_ms);
                 }
             }
-            Event::ReceiptsChanged | Event::ClaimLapsed => {}
-        }
-    }
-
-    /// After `handle(TimerDue)` for a lapsed claim: the one send the earlier
-    /// claimant could have made unrecorded is the one this wake-up orders.
-    /// (Any send after it would have been stored in flight first.)
-    fn claim_lapsed(&mut self) {
-        if let Some(order) = self.send.take() {
-            self.uncertain_send(
-                order.step,
-                order.channel,
-                "interrupted: the claim ran out before an outcome was stored",
-            );
+            Event::ReceiptsChanged | Event::ClaimLapsed { .. } => {}
         }
     }
 

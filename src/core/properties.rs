@@ -9,7 +9,10 @@
 //! - never a send at or after expiry;
 //! - a step deferred by a limit is tried again, unless the cascade ends
 //!   through expiry, a stopping receipt or cancellation first;
-//! - every cascade ends, without hitting the transition bound.
+//! - every cascade ends, without hitting the transition bound;
+//! - all of the above also when an instance sends on its claim's lease and
+//!   dies before storing anything (`Event::ClaimLapsed`), and such a send
+//!   is never made again on a channel that cannot dedupe.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -184,6 +187,10 @@ enum Answer {
     Outcome(SendOutcome),
     /// The instance died mid-send: no outcome ever arrives.
     Silence,
+    /// The instance sent on its claim's lease and died before storing
+    /// anything: the decision is lost, and the next claim finds the lease
+    /// lapsed (a send decided on a timer only; otherwise `Silence`).
+    Lapsed,
 }
 
 fn answer(choice: u8, extra: u8) -> Answer {
@@ -206,6 +213,7 @@ fn answer(choice: u8, extra: u8) -> Answer {
             reason: "timeout".into(),
         }),
         10 => Answer::Silence,
+        11 => Answer::Lapsed,
         _ => Answer::Outcome(SendOutcome::Sent {
             provider_message_id: Some(format!("m{extra}")),
         }),
@@ -242,9 +250,15 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
     let mut sent_steps: BTreeSet<(u8, String)> = BTreeSet::new();
     let mut deferred: Option<u8> = None;
     let mut turn = 0usize;
+    // The state, time and tracking from before the current decision, when
+    // it was made on a timer (a claimed wake-up), for `Answer::Lapsed`.
+    let mut before: Option<(Cascade, i64)> = None;
+    // Sends a lapsed holder may have made, on channels that cannot dedupe.
+    let mut maybe_sent: BTreeSet<(u8, String)> = BTreeSet::new();
 
     for _ in 0..2_000 {
-        let state = decision.cascade.clone();
+        let mut state = decision.cascade.clone();
+        let mut added = Vec::new();
         for e in &decision.entries {
             match e.event {
                 EntryKind::Sent | EntryKind::Uncertain
@@ -256,6 +270,7 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
                         "{key:?} sent twice: {:?}",
                         decision.entries
                     );
+                    added.push(key);
                 }
                 EntryKind::Deferred if e.reason.as_deref() == Some("limit") => deferred = e.step,
                 EntryKind::Exhausted => {
@@ -275,6 +290,10 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
             prop_assert!(
                 !sent_steps.contains(&key),
                 "{key:?} ordered again after it went out"
+            );
+            prop_assert!(
+                !maybe_sent.contains(&key),
+                "{key:?} ordered again after a lapsed claim may have sent it"
             );
             let ch = &channels[&order.channel];
             if let Some(q) = policy.quiet_hours_for(&order.channel, Some(ch.kind)) {
@@ -322,6 +341,25 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
                         outcome,
                     }),
                     Answer::Silence => None,
+                    Answer::Lapsed => match before.take() {
+                        Some((was, decided_at)) => {
+                            // Never stored: what it recorded did not happen
+                            // (but its send was tried, as far as a deferred
+                            // step goes: it may have gone out).
+                            for key in &added {
+                                sent_steps.remove(key);
+                            }
+                            if channels[&order.channel].on_uncertain == OnUncertain::Skip {
+                                maybe_sent.insert((order.step, order.channel.clone()));
+                            }
+                            state = was;
+                            now += 30_000;
+                            Some(Event::ClaimLapsed {
+                                claimed_at_ms: decided_at,
+                            })
+                        }
+                        None => None,
+                    },
                 }
             }
             None => None,
@@ -352,6 +390,8 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
             receipts: &receipts,
             timing,
         };
+        before =
+            matches!(event, Event::TimerDue | Event::ReceiptsChanged).then(|| (state.clone(), now));
         decision = decide(state, event, now, &c);
     }
     prop_assert!(false, "the cascade did not end");

@@ -148,12 +148,11 @@ impl H {
         self.apply(d);
     }
 
-    /// Decides `e` on a cascade just accepted and due now (as stored by
-    /// `Cascade::accept`, before its first step).
-    fn event_on_new(&mut self, e: Event) {
+    /// Accepts the notification as intake stores it when it cannot send
+    /// at once: due now, its first step not yet decided.
+    fn accept(&mut self) {
         let d = Cascade::accept(self.now, None, None, &self.ctx());
         self.apply(d);
-        self.event(e);
     }
 
     /// Answers the pending send.
@@ -613,8 +612,9 @@ fn a_lapsed_claim_makes_the_send_it_orders_uncertain() {
     let mut h = H::new(delivery_delay(), everyone(), ms(T0));
     h.start(None, None);
     h.sent();
-    h.now += 30 * MIN;
-    h.event(Event::ClaimLapsed);
+    let claimed_at_ms = h.now + 30 * MIN;
+    h.now = claimed_at_ms + 30_000;
+    h.event(Event::ClaimLapsed { claimed_at_ms });
     assert!(h.pending.is_none(), "nothing is sent again");
     let events = h.events();
     assert_eq!(
@@ -625,8 +625,10 @@ fn a_lapsed_claim_makes_the_send_it_orders_uncertain() {
     // VK dedupes by random_id (`resend`): tried again after the backoff, as
     // the second attempt.
     let mut h = H::new(delivery_delay(), everyone(), ms(T0));
-    h.now -= 10 * MIN;
-    h.event_on_new(Event::ClaimLapsed);
+    h.accept();
+    let claimed_at_ms = h.now;
+    h.now += 30_000;
+    h.event(Event::ClaimLapsed { claimed_at_ms });
     assert!(h.pending.is_none());
     assert!(matches!(h.state().phase, Phase::Due { .. }));
     h.wake();
@@ -641,8 +643,46 @@ fn a_lapsed_claim_that_orders_no_send_is_a_plain_wake_up() {
     h.sent();
     h.receipts.insert("read".into(), ms(T0) + MIN);
     h.now += 30 * MIN;
-    h.event(Event::ClaimLapsed);
+    h.event(Event::ClaimLapsed {
+        claimed_at_ms: h.now - 30_000,
+    });
     assert!(matches!(h.outcome(), Some(Outcome::Completed { .. })));
+    assert!(!h.events().contains(&"uncertain"));
+}
+
+#[test]
+fn a_lapsed_claim_replays_the_holders_decision_at_its_claim_time() {
+    // SMS quiet hours from 21:00 Moscow (18:00 UTC). The holder claimed at
+    // 20:59:50, when the SMS could go out, and died: by now (21:00:25) it is
+    // quiet, but the SMS may have gone, so it is not sent again at 09:00.
+    let mut p = delivery_delay();
+    p.quiet_hours
+        .insert("sms".into(), QuietHours::parse("21:00-09:00").unwrap());
+    let sent_vk = ms("2026-11-23T17:29:50Z");
+    let mut h = H::new(p, everyone(), sent_vk);
+    h.start(None, None);
+    h.sent();
+    let claimed_at_ms = ms("2026-11-23T17:59:50Z");
+    h.now = ms("2026-11-23T18:00:25Z");
+    h.event(Event::ClaimLapsed { claimed_at_ms });
+    assert!(h.pending.is_none());
+    let events = h.events();
+    assert_eq!(
+        events[events.len() - 3..],
+        ["escalated", "uncertain", "exhausted"],
+        "{events:?}"
+    );
+    // The other way round: the holder's claim was early (nothing to send
+    // then); the wait ran out since. Nothing was sent: send now.
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    let due = h.state().wake_at_ms().unwrap();
+    h.now = due + 10_000;
+    h.event(Event::ClaimLapsed {
+        claimed_at_ms: due - 20_000,
+    });
+    assert_eq!(h.pending.as_ref().map(|o| o.channel.as_str()), Some("sms"));
     assert!(!h.events().contains(&"uncertain"));
 }
 

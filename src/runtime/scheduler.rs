@@ -30,7 +30,7 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
-            lease_ms: 10_000,
+            lease_ms: 30_000,
             batch: 256,
             concurrency: 512,
             idle_poll: Duration::from_millis(100),
@@ -72,8 +72,8 @@ pub async fn run(
                     for Claimed {
                         id,
                         loaded,
-                        lease_until_ms,
-                        lapsed,
+                        lease,
+                        lapsed_claim_at_ms,
                     } in cascades
                     {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -84,11 +84,18 @@ pub async fn run(
                             let woken = match loaded {
                                 Ok(Some(loaded)) => {
                                     worker
-                                        .wake_claimed(&id, loaded, lease_until_ms, lapsed)
+                                        .wake_claimed(&id, loaded, lease, lapsed_claim_at_ms)
                                         .await
                                 }
                                 Ok(None) => Ok(()),
-                                Err(e) => Err(e),
+                                Err(e) => {
+                                    // Nothing decided on this claim: give it back
+                                    // (unless it keeps a lapsed holder's mark).
+                                    if lapsed_claim_at_ms.is_none() {
+                                        let _ = worker.store.release_claim(&id, &lease).await;
+                                    }
+                                    Err(e)
+                                }
                             };
                             if let Err(e) = woken {
                                 // The lease brings it back; nothing is lost.

@@ -100,15 +100,27 @@ pub struct Claimed {
     pub id: String,
     /// `Ok(None)`: its keys are gone (retention ran out).
     pub loaded: Result<Option<Loaded>, StoreError>,
-    /// When the lease this claim holds runs out (ms, the claimer's clock).
-    pub lease_until_ms: i64,
-    /// It was found under an earlier claim's lease that had run out: that
-    /// claim's holder stopped without storing what it did.
-    pub lapsed: bool,
+    /// The lease this claim holds.
+    pub lease: Lease,
+    /// When an earlier claim was made whose lease it was found under, run
+    /// out: that claim's holder stopped (died, stalled, lost Redis) without
+    /// storing what it did. Taken as the lease's end less this instance's
+    /// `claim_lease`: every instance is meant to run with the same.
+    pub lapsed_claim_at_ms: Option<i64>,
 }
 
-/// One cascade as `claim.lua` returns it: id, record, receipts, lapsed.
-type ClaimRow = (String, Option<String>, HashMap<String, String>, u8);
+/// A claim's lease on a cascade: its score in the timer set ends at
+/// `until_ms`; by this process's monotonic clock it ends at `deadline`
+/// (measured from before the claim, so it is never later than Redis's).
+#[derive(Clone, Copy, Debug)]
+pub struct Lease {
+    pub until_ms: i64,
+    pub deadline: std::time::Instant,
+}
+
+/// One cascade as `claim.lua` returns it: id, record, receipts, the end of a
+/// lapsed lease (or 0).
+type ClaimRow = (String, Option<String>, HashMap<String, String>, i64);
 
 /// A policy as last stored, and its snapshot hash.
 type Snapshot = (Arc<Policy>, String);
@@ -371,7 +383,12 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut c = self.conn.clone();
-        let lease_until_ms = now_ms + lease_ms;
+        let lease = Lease {
+            until_ms: now_ms + lease_ms,
+            deadline: std::time::Instant::now()
+                + std::time::Duration::from_millis(lease_ms.max(0) as u64),
+        };
+        let lease_until_ms = lease.until_ms;
         let rows: Vec<ClaimRow> = Call::new(
             &self.scripts.claim,
             &[&self.keys.timer(shard), &self.keys.later(shard)],
@@ -387,13 +404,13 @@ impl Store {
         .invoke(&mut c)
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());
-        for (id, state, receipts, lapsed) in rows {
+        for (id, state, receipts, lapsed_until_ms) in rows {
             let loaded = self.loaded(&id, state, receipts).await;
             claimed.push(Claimed {
                 id,
                 loaded,
-                lease_until_ms,
-                lapsed: lapsed == 1,
+                lease,
+                lapsed_claim_at_ms: (lapsed_until_ms > 0).then(|| lapsed_until_ms - lease_ms),
             });
         }
         Ok(claimed)
@@ -553,6 +570,25 @@ impl Store {
             -3 => Commit::Gone,
             v => Commit::Done(v),
         })
+    }
+
+    /// Gives back a claim's lease on `id` that nothing was stored under (a
+    /// wake-up that failed before it could send or store): the cascade is
+    /// woken again when the lease would have ended, as a plain wake-up, not
+    /// as a lapsed claim, whose send would count as uncertain. `LT`: a
+    /// score someone wrote meanwhile stays, unless it is later, which at
+    /// worst wakes the cascade early.
+    pub async fn release_claim(&self, id: &str, lease: &Lease) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = redis::cmd("ZADD")
+            .arg(self.keys.timer_of(id))
+            .arg("XX")
+            .arg("LT")
+            .arg(lease.until_ms)
+            .arg(id)
+            .query_async(&mut c)
+            .await?;
+        Ok(())
     }
 
     /// Puts the timer back at the state's wake-up after a decision that

@@ -9,22 +9,22 @@
 //! goes out on the lease, and the one commit after it stores the decision
 //! and the outcome together; if this instance dies in between, the next
 //! claimant finds the lease run out (`Event::ClaimLapsed`) and the core
-//! counts that send as uncertain. Every other send, and one whose channel
-//! could not finish well inside the lease, stores its in-flight state first.
+//! counts that send as uncertain. Every other send stores its in-flight
+//! state first: a later send of the same wake-up, a wake-up of a lapsed
+//! claim, and one whose channel could not finish well inside what is left
+//! of the lease or would have to wait for its throughput.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
 use super::clock::Clock;
 use super::lifecycle::log_entries;
-use super::store::{Commit, Loaded, ProviderMessage, Store, StoreError};
+use super::store::{Commit, Lease, Loaded, ProviderMessage, Store, StoreError};
 use crate::channels::{Outbound, Outgoing};
 use crate::config::{Catalog, ChannelConfig};
-use crate::core::{
-    Cascade, ChannelKind, Context, Decision, Entry, Event, SendOrder, SendOutcome, decide,
-};
+use crate::core::{Cascade, ChannelKind, Context, Decision, Entry, Event, SendOutcome, decide};
 
 /// Everything a wake-up needs; shared by the scheduler's tasks.
 pub struct Worker {
@@ -38,16 +38,18 @@ pub struct Worker {
 enum Decided {
     /// Stored as this version; carry out its send, if any.
     Stored(Decision, i64),
-    /// Not stored: its send goes out on the claim's lease first.
-    OnLease(Decision),
+    /// Not stored: a send decided on the claim, which may go out on its
+    /// lease (`Worker::run` settles that right before sending).
+    OnClaim(Decision),
     /// The state moved on meanwhile: load it and decide again.
     Again,
     /// Nothing more to do in this wake-up.
     Settled,
 }
 
-/// A decision whose send went out on the claim's lease: stored with the
-/// next commit, which must find the version it was made on.
+/// A decision not stored yet, whose send goes (or went) out on the claim's
+/// lease: stored with the next commit, which must find the version it was
+/// made on.
 struct Unsaved {
     cascade: Cascade,
     entries: Vec<Entry>,
@@ -61,29 +63,36 @@ const MAX_ROUNDS: usize = 16;
 /// A send goes out on a claim's lease only when its channel's timeout fits
 /// in what is left of the lease with this to spare: for the commit after
 /// it, and for clocks that differ between instances.
-const LEASE_MARGIN_MS: i64 = 5_000;
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 impl Worker {
     /// Handles a due timer (or a poke after a receipt) for a cascade the
-    /// scheduler claimed and loaded in one round trip. A state that is
-    /// stale by now is caught by the commit's version check.
-    /// `lease_until_ms` and `lapsed` are the claim's (`store::Claimed`).
+    /// scheduler claimed and loaded in one round trip, under `lease`. A
+    /// state that is stale by now is caught by the commit's version check.
+    /// `lapsed_claim_at_ms` is the claim's (`store::Claimed`).
     pub async fn wake_claimed(
         &self,
         id: &str,
         loaded: Loaded,
-        lease_until_ms: i64,
-        lapsed: bool,
+        lease: Lease,
+        lapsed_claim_at_ms: Option<i64>,
     ) -> Result<(), StoreError> {
-        let (event, lease) = if lapsed {
-            // Sends of this wake-up store their in-flight state first.
-            (Event::ClaimLapsed, None)
-        } else {
-            (Event::TimerDue, Some(lease_until_ms))
+        let event = match lapsed_claim_at_ms {
+            Some(claimed_at_ms) => Event::ClaimLapsed { claimed_at_ms },
+            None => Event::TimerDue,
+        };
+        let lapsed = lapsed_claim_at_ms.is_some();
+        let claim = Claim {
+            lease,
+            version: loaded.version,
+            lapsed,
+            // A lapsed claim's wake-up sends nothing on its own lease: the
+            // core replays what the lapsed holder did first.
+            may_send: !lapsed,
         };
         // Boxed: the scheduler spawns this, and a task is moved a few times
         // on its way into the runtime; the state machine is some 5 KB.
-        Box::pin(self.run(id, Some(loaded), None, event, lease)).await
+        Box::pin(self.run(id, Some(loaded), None, event, Some(claim))).await
     }
 
     /// Carries out a decision already stored as version `version` (intake
@@ -106,33 +115,70 @@ impl Worker {
         .await
     }
 
+    /// `rounds`, and when it fails while the claim's lease is still all
+    /// there is (nothing stored, nothing sent), gives the lease back, so the
+    /// retry is a plain wake-up: a lapsed claim would count a send that
+    /// never started as uncertain. (A claim that was itself found lapsed
+    /// keeps that mark: the lapsed holder's send may still have gone out.)
     async fn run(
+        &self,
+        id: &str,
+        fresh: Option<Loaded>,
+        stored: Option<(Decision, i64)>,
+        event: Event,
+        mut claim: Option<Claim>,
+    ) -> Result<(), StoreError> {
+        let result = self.rounds(id, fresh, stored, event, &mut claim).await;
+        if let (Err(_), Some(held)) = (&result, &claim)
+            && !held.lapsed
+            && let Err(e) = self.store.release_claim(id, &held.lease).await
+        {
+            tracing::warn!(notification_id = id, error = %e, "cannot give back the claim of a failed wake-up; it will count as lapsed");
+        }
+        result
+    }
+
+    /// Decides, stores and sends until the cascade waits. `claim` is the
+    /// scheduler's while only its lease stands for this wake-up (nothing
+    /// stored, nothing sent yet); it is taken as soon as that changes.
+    async fn rounds(
         &self,
         id: &str,
         mut fresh: Option<Loaded>,
         mut stored: Option<(Decision, i64)>,
         mut event: Event,
-        mut lease_until_ms: Option<i64>,
+        claim: &mut Option<Claim>,
     ) -> Result<(), StoreError> {
         // After a send this instance owns, the state it just stored (or
         // sent on) is fresh enough to decide on (`fresh`): a receipt that
-        // arrives meanwhile wakes the cascade again, and a changed version
-        // is caught by the commit.
+        // arrives meanwhile is acted on by the commit that follows (it
+        // wakes the cascade at once), and a changed version is caught there.
         // A provider message id waiting to be stored with the next commit.
         let mut sent: Option<ProviderMessage> = None;
         let mut unsaved: Option<Unsaved> = None;
+        // The claim's version and lease, kept for this wake-up's first send.
+        let first = claim.as_ref().map(|c| (c.version, c.lease));
         for _ in 0..MAX_ROUNDS {
             let loaded = match fresh.take() {
                 Some(l) => l,
                 None => match self.store.load(id).await? {
-                    Some(l) => resume(id, l, &mut unsaved),
+                    Some(l) => {
+                        if matches!(event, Event::ClaimLapsed { .. })
+                            && first.is_some_and(|(v, _)| v != l.version)
+                        {
+                            // Someone stored a decision since the lapsed claim:
+                            // that claim is settled, this is a plain wake-up.
+                            event = Event::TimerDue;
+                        }
+                        resume(id, l, &mut unsaved)
+                    }
                     None => return Ok(()),
                 },
             };
             let catalog = self.catalog.load();
             let now = self.clock.now_ms();
-            // Only the wake-up's first decision may send on the claim's lease.
-            let lease = lease_until_ms.take();
+            // Only the wake-up's first decision may send on the lease.
+            let on_claim = unsaved.is_none() && claim.as_ref().is_some_and(|c| c.may_send);
             let (decision, version) = match stored.take() {
                 Some(stored) => stored,
                 None => match self
@@ -142,14 +188,17 @@ impl Worker {
                         &catalog,
                         &event,
                         now,
-                        lease,
+                        on_claim,
                         &mut sent,
                         &mut unsaved,
                     )
                     .await?
                 {
-                    Decided::Stored(decision, version) => (decision, version),
-                    Decided::OnLease(decision) => {
+                    Decided::Stored(decision, version) => {
+                        *claim = None;
+                        (decision, version)
+                    }
+                    Decided::OnClaim(decision) => {
                         unsaved = Some(Unsaved {
                             cascade: decision.cascade.clone(),
                             entries: decision.entries.clone(),
@@ -157,12 +206,21 @@ impl Worker {
                         });
                         (decision, loaded.version)
                     }
-                    Decided::Again => continue,
-                    Decided::Settled => return Ok(()),
+                    Decided::Again => {
+                        // Someone else may have written the timer: the lease
+                        // may be gone, so nothing goes out on it any more.
+                        if let Some(c) = claim.as_mut() {
+                            c.may_send = false;
+                        }
+                        continue;
+                    }
+                    Decided::Settled => {
+                        *claim = None;
+                        return Ok(());
+                    }
                 },
             };
-            let on_lease = unsaved.is_some();
-            if !on_lease {
+            if unsaved.is_none() {
                 log_entries(
                     id,
                     &loaded.customer_id,
@@ -207,7 +265,66 @@ impl Worker {
                 });
                 continue;
             }
-            let started = std::time::Instant::now();
+            // A send decided on the claim: on its lease if the channel is sure
+            // to be done well before the lease ends and its throughput is
+            // free now; else stored in flight first, like any other.
+            let mut on_lease = None;
+            let mut version = version;
+            if let Some(u) = unsaved.take() {
+                let lease = first.map(|(_, lease)| lease);
+                match lease.filter(|l| self.fits_lease(l, channel)) {
+                    Some(lease) => {
+                        on_lease = Some(lease);
+                        unsaved = Some(u);
+                        *claim = None;
+                    }
+                    None => {
+                        let in_flight = Decision {
+                            cascade: u.cascade,
+                            send: Some(order.clone()),
+                            entries: u.entries,
+                        };
+                        let committed = self
+                            .store
+                            .commit(
+                                id,
+                                u.version,
+                                &[],
+                                &in_flight,
+                                &loaded.policy.stop_on,
+                                None,
+                                now,
+                            )
+                            .await?;
+                        *claim = None;
+                        match committed {
+                            Commit::Done(v) => {
+                                version = v;
+                                log_entries(
+                                    id,
+                                    &loaded.customer_id,
+                                    &loaded.policy.name,
+                                    &in_flight.entries,
+                                );
+                            }
+                            Commit::Conflict | Commit::StoppedByReceipt => {
+                                // Not sent: give the limit back, and look again.
+                                self.store
+                                    .release_limit(
+                                        &loaded.customer_id,
+                                        &loaded.policy,
+                                        channel,
+                                        &member,
+                                    )
+                                    .await?;
+                                continue;
+                            }
+                            Commit::Gone => return Ok(()),
+                        }
+                    }
+                }
+            }
+            let started = Instant::now();
             let contact = channel
                 .rules
                 .contact_key
@@ -223,18 +340,21 @@ impl Worker {
             };
             // The send futures of all channel kinds are large: boxed, they
             // do not make every wake-up's task that large.
-            let outcome = match lease {
-                Some(until) if on_lease => {
+            let outcome = match on_lease {
+                Some(lease) => {
                     // Done well before the lease runs out, or counted as uncertain.
-                    let left_ms = (until - self.clock.now_ms() - LEASE_MARGIN_MS / 2).max(0);
+                    let left = lease
+                        .deadline
+                        .saturating_duration_since(Instant::now())
+                        .saturating_sub(LEASE_MARGIN / 2);
                     let send = Box::pin(self.outbound.send_admitted(&outgoing));
-                    tokio::time::timeout(Duration::from_millis(left_ms as u64), send)
-                        .await
-                        .unwrap_or_else(|_| SendOutcome::Ambiguous {
+                    tokio::time::timeout(left, send).await.unwrap_or_else(|_| {
+                        SendOutcome::Ambiguous {
                             reason: "no answer before the claim's lease ran short".into(),
-                        })
+                        }
+                    })
                 }
-                _ => Box::pin(self.outbound.send(&outgoing)).await,
+                None => Box::pin(self.outbound.send(&outgoing)).await,
             };
             if let SendOutcome::Sent {
                 provider_message_id: Some(pmid),
@@ -283,8 +403,7 @@ impl Worker {
     /// Lets the core decide on `loaded` and stores the decision (with the
     /// provider message id of a send it records, which is then taken, and
     /// the entries of a decision sent on the lease before it). A decision
-    /// made on the claim (`lease`) whose send may go out on the lease is
-    /// not stored yet.
+    /// made `on_claim` that orders a send is not stored yet.
     #[allow(clippy::too_many_arguments)]
     async fn decide_and_commit(
         &self,
@@ -293,7 +412,7 @@ impl Worker {
         catalog: &Catalog,
         event: &Event,
         now: i64,
-        lease: Option<i64>,
+        on_claim: bool,
         sent: &mut Option<ProviderMessage>,
         unsaved: &mut Option<Unsaved>,
     ) -> Result<Decided, StoreError> {
@@ -306,10 +425,8 @@ impl Worker {
             timing: catalog.timing(),
         };
         let decision = decide(loaded.cascade.clone(), event.clone(), now, &ctx);
-        if let (Some(until), Some(order)) = (lease, &decision.send)
-            && self.may_send_on_lease(catalog, order, until, now)
-        {
-            return Ok(Decided::OnLease(decision));
+        if on_claim && decision.send.is_some() {
+            return Ok(Decided::OnClaim(decision));
         }
         if unsaved.is_none()
             && decision.send.is_none()
@@ -357,22 +474,27 @@ impl Worker {
         })
     }
 
-    /// Whether `order`, decided on a claim leased until `until`, may go out
-    /// on that lease: its channel finishes (or times out) well before the
-    /// lease ends, and its throughput is free now (waiting for it could
-    /// outlast the lease). Takes that throughput when it says yes.
-    fn may_send_on_lease(
-        &self,
-        catalog: &Catalog,
-        order: &SendOrder,
-        until: i64,
-        now: i64,
-    ) -> bool {
-        let Some(channel): Option<&ChannelConfig> = catalog.channels.get(&order.channel) else {
-            return false;
-        };
-        until - now >= channel.timeout_ms + LEASE_MARGIN_MS && self.outbound.try_admit(channel)
+    /// Whether a send on `channel` may go out on `lease`: the channel
+    /// finishes (or times out) well before the lease ends, and its
+    /// throughput is free now (waiting for it could outlast the lease).
+    /// Takes that throughput when it says yes.
+    fn fits_lease(&self, lease: &Lease, channel: &ChannelConfig) -> bool {
+        let left = lease.deadline.saturating_duration_since(Instant::now());
+        let needs = Duration::from_millis(channel.timeout_ms.max(0) as u64) + LEASE_MARGIN;
+        left >= needs && self.outbound.try_admit(channel)
     }
+}
+
+/// The scheduler's claim on the cascade a wake-up runs for.
+#[derive(Clone, Copy)]
+struct Claim {
+    lease: Lease,
+    /// The version the claim read.
+    version: i64,
+    /// The claim found the cascade under a lapsed lease.
+    lapsed: bool,
+    /// Whether the wake-up's first send may go out on the lease.
+    may_send: bool,
 }
 
 /// A state loaded again after a commit was refused. A decision sent on the

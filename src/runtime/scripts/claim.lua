@@ -22,7 +22,8 @@
 -- in-flight state first, so finding a lease run out means its holder died
 -- or stalled before storing what it did (the worker's `ClaimLapsed`).
 -- Returns, per claimed id: { id, its record (nil when gone), receipts (flat
--- field/value list), 1 when it was found under a lapsed lease else 0 }.
+-- field/value list), the end (ms) of the lapsed lease it was found under,
+-- else 0 }.
 local budget = tonumber(ARGV[7])
 local upto = math.floor(tonumber(ARGV[5]) / tonumber(ARGV[6]))
 for _, slot in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', upto)) do
@@ -61,7 +62,7 @@ for i = 1, #due, 2 do
   end
   local lapsed = 0
   if score ~= math.floor(score) then
-    lapsed = 1
+    lapsed = math.floor(score)
   end
   claimed[#claimed + 1] = { id, state, redis.call('HGETALL', base .. 'receipts'), lapsed }
 end
