@@ -146,6 +146,9 @@ struct BenchArgs {
     /// The scheduler's concurrency (and the provider and Redis floors').
     #[arg(long, default_value_t = 512)]
     concurrency: usize,
+    /// The scheduler's batch: most cascades claimed per call.
+    #[arg(long, default_value_t = cascade::runtime::scheduler::SchedulerConfig::default().batch)]
+    batch: usize,
     /// Which workloads to run, e.g. `--only w1,w2` (the floors always run).
     #[arg(long, value_delimiter = ',', default_values_t = ["w1".to_owned(), "w2".to_owned(), "w3".to_owned()])]
     only: Vec<String>,
@@ -399,6 +402,7 @@ async fn bench_cmd(cli: &Cli, a: &BenchArgs) -> anyhow::Result<()> {
         timeout: std::time::Duration::from_secs(a.timeout),
         prefetch: a.prefetch,
         concurrency: a.concurrency,
+        batch: a.batch,
         run_w1: a.only.iter().any(|w| w == "w1"),
         run_w2: a.only.iter().any(|w| w == "w2"),
         run_w3: a.only.iter().any(|w| w == "w3"),

@@ -62,6 +62,8 @@ pub struct BenchOptions {
     pub prefetch: u16,
     /// The scheduler's concurrency, and that of the provider and Redis floors.
     pub concurrency: usize,
+    /// The scheduler's batch (most cascades per claim).
+    pub batch: usize,
     pub run_w1: bool,
     pub run_w2: bool,
     pub run_w3: bool,
@@ -279,6 +281,7 @@ impl Rig {
             clock,
             scheduler: SchedulerConfig {
                 concurrency: opts.concurrency,
+                batch: opts.batch,
                 ..SchedulerConfig::default()
             },
             listen: Some("127.0.0.1:0".into()),
@@ -994,10 +997,10 @@ pub fn render(report: &Report, opts: &BenchOptions) -> String {
     let _ = writeln!(
         out,
         "settings: prefetch {}, scheduler concurrency {}, scheduler batch {}, timer shards {TIMER_SHARDS}, \
-         floors at concurrency {} ({} round trips), one Redis ConnectionManager, timeout {} s",
+         floors at concurrency {} ({} round trips), Redis connections: one for the claims, one for the rest, timeout {} s",
         opts.prefetch,
         opts.concurrency,
-        SchedulerConfig::default().batch,
+        opts.batch,
         opts.concurrency,
         opts.floor_n,
         opts.timeout.as_secs()

@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Health;
-use super::store::Claimed;
 use super::worker::Worker;
 
 /// Tunables of the claim loop.
@@ -69,19 +68,15 @@ pub async fn run(
                     if !cascades.is_empty() {
                         super::telemetry::claimed(cascades.len());
                     }
-                    for Claimed {
-                        id,
-                        loaded,
-                        lease,
-                        lapsed_claim_at_ms,
-                    } in cascades
-                    {
+                    for mut claimed in cascades {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
                         };
                         let worker = worker.clone();
                         tracker.spawn(async move {
-                            let woken = match loaded {
+                            let (id, lease, lapsed_claim_at_ms) =
+                                (claimed.id.clone(), claimed.lease, claimed.lapsed_claim_at_ms);
+                            let woken = match worker.store.load_claimed(&mut claimed).await {
                                 Ok(Some(loaded)) => {
                                     worker
                                         .wake_claimed(&id, loaded, lease, lapsed_claim_at_ms)

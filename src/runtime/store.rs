@@ -95,11 +95,14 @@ pub struct Loaded {
     pub receipts_seen: String,
 }
 
-/// A cascade the scheduler claimed, as loaded in the same round trip.
+/// A cascade the scheduler claimed, with its record and receipts as read in
+/// the same round trip: `Store::load_claimed` turns them into a `Loaded`
+/// (in the task that wakes it, so the scheduler goes on claiming).
 pub struct Claimed {
     pub id: String,
-    /// `Ok(None)`: its keys are gone (retention ran out).
-    pub loaded: Result<Option<Loaded>, StoreError>,
+    /// `None`: its keys are gone (retention ran out).
+    record: Option<String>,
+    receipts: HashMap<String, String>,
     /// The lease this claim holds.
     pub lease: Lease,
     /// When an earlier claim was made whose lease it was found under, run
@@ -178,6 +181,8 @@ impl<'s> Call<'s> {
 #[derive(Clone)]
 pub struct Store {
     conn: ConnectionManager,
+    /// The scheduler's claims only (see `claim`).
+    claims: ConnectionManager,
     pub keys: Keys,
     retention_ms: i64,
     scripts: Arc<Scripts>,
@@ -196,7 +201,8 @@ impl Store {
             .set_response_timeout(Some(std::time::Duration::from_secs(5)))
             .set_number_of_retries(2)
             .set_max_delay(std::time::Duration::from_secs(2));
-        let mut conn = ConnectionManager::new_with_config(client, config).await?;
+        let mut conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+        let claims = ConnectionManager::new_with_config(client, config).await?;
         let scripts = Scripts {
             accept: Script::new(concat!(
                 include_str!("scripts/wake.lua"),
@@ -233,6 +239,7 @@ impl Store {
         }
         Ok(Store {
             conn,
+            claims,
             keys,
             retention_ms,
             scripts: Arc::new(scripts),
@@ -373,8 +380,10 @@ impl Store {
     }
 
     /// Claims up to `limit` due cascades of one shard, leasing them for
-    /// `lease_ms`, and loads each in the same round trip. A cascade that
-    /// cannot be read comes with its error (its lease brings it back).
+    /// `lease_ms`, and reads each in the same round trip. Claims go over a
+    /// connection of their own, so they do not queue behind the commits of
+    /// the wake-ups in progress (the scheduler waits for each claim, and
+    /// workers would sit idle meanwhile).
     pub async fn claim(
         &self,
         shard: u16,
@@ -382,7 +391,7 @@ impl Store {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let mut c = self.conn.clone();
+        let mut c = self.claims.clone();
         let lease = Lease {
             until_ms: now_ms + lease_ms,
             deadline: std::time::Instant::now()
@@ -403,17 +412,25 @@ impl Store {
         .arg(WAKE_MOVE_BUDGET)
         .invoke(&mut c)
         .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for (id, state, receipts, lapsed_until_ms) in rows {
-            let loaded = self.loaded(&id, state, receipts).await;
-            claimed.push(Claimed {
+        Ok(rows
+            .into_iter()
+            .map(|(id, record, receipts, lapsed_until_ms)| Claimed {
                 id,
-                loaded,
+                record,
+                receipts,
                 lease,
                 lapsed_claim_at_ms: (lapsed_until_ms > 0).then(|| lapsed_until_ms - lease_ms),
-            });
-        }
-        Ok(claimed)
+            })
+            .collect())
+    }
+
+    /// A claimed cascade as loaded for a decision; `None` when its keys are
+    /// gone. A cascade that cannot be read comes with its error (its lease
+    /// brings it back).
+    pub async fn load_claimed(&self, claimed: &mut Claimed) -> Result<Option<Loaded>, StoreError> {
+        let record = claimed.record.take();
+        let receipts = std::mem::take(&mut claimed.receipts);
+        self.loaded(&claimed.id, record, receipts).await
     }
 
     /// Loads a cascade and its receipts in one round trip.
