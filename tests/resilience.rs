@@ -27,9 +27,11 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// VK (a webhook) first; SMS (a webhook) if unread after two seconds.
 const TWO_STEPS: &str = "stop_on = [\"read\"]\n\n[[steps]]\nchannel = \"vk\"\nwait = \"2s\"\n\n[[steps]]\nchannel = \"sms\"\n";
 
-/// A send with no outcome after 3 s counts as interrupted, so a crash is
-/// recovered from in seconds rather than the default two minutes.
-const FAST_RECOVERY: &str = "[defaults]\nin_flight_timeout = \"3s\"\n";
+/// A send with no outcome after 3 s counts as interrupted, and a claim is
+/// taken over after 10 s, so a crash is recovered from in seconds rather
+/// than the defaults' two minutes and 30 s. (The channels' 2 s timeout
+/// still fits in the lease with 5 s to spare: sends go out on the lease.)
+const FAST_RECOVERY: &str = "[defaults]\nin_flight_timeout = \"3s\"\nclaim_lease = \"10s\"\n";
 
 /// `n` notification ids under a test's name.
 fn ids(name: &str, tag: &str, n: usize) -> Vec<String> {
@@ -264,7 +266,9 @@ async fn kill_9_mid_stream_loses_nothing_and_sends_no_step_twice() {
     let all_delivered = started.elapsed();
     let after_restart = restarted.elapsed();
     let mut r = redis().await;
-    let stored = wait_all_finished(&mut r, &cfg.name, &ids, Duration::from_secs(15)).await;
+    // A send made on a lease the kill left behind is stored only when the
+    // lease has run out and another claim finds it lapsed.
+    let stored = wait_all_finished(&mut r, &cfg.name, &ids, Duration::from_secs(25)).await;
     assert!(daemon.running(), "the restarted daemon died; see {log:?}");
     daemon.kill();
 
@@ -288,8 +292,8 @@ async fn kill_9_mid_stream_loses_nothing_and_sends_no_step_twice() {
         .map(|l| l.lines().count())
         .unwrap_or(0);
     // A cascade is complete when its second step arrives. Those the killed
-    // daemon had claimed but not yet decided come back only when the claim's
-    // lease (30 s, fixed for `cascade run`) runs out: count them apart.
+    // daemon had claimed but not yet sent come back only when the claim's
+    // lease (`claim_lease`, 10 s here) runs out: count them apart.
     let mut completed: Vec<Instant> = ids
         .iter()
         .filter_map(|id| got.get(&format!("{id}:1")))
@@ -298,7 +302,7 @@ async fn kill_9_mid_stream_loses_nothing_and_sends_no_step_twice() {
     completed.sort();
     let lease_bound = completed
         .iter()
-        .filter(|at| **at > restarted + Duration::from_secs(20))
+        .filter(|at| **at > restarted + Duration::from_secs(7))
         .count();
     let prompt = &completed[..N - lease_bound];
     let prompt_s = (*prompt.last().unwrap() - started).as_secs_f64();
@@ -363,7 +367,7 @@ async fn two_daemons_share_one_queue_and_one_customer_limit() {
     .await;
     let elapsed = started.elapsed();
     let mut r = redis().await;
-    let stored = wait_all_finished(&mut r, &cfg.name, &ids, Duration::from_secs(10)).await;
+    let stored = wait_all_finished(&mut r, &cfg.name, &ids, Duration::from_secs(25)).await;
     let resends = assert_each_step_once(&deliveries, &ids, &busy, &stored);
     assert_eq!(resends, 0, "nothing was killed, yet keys were sent again");
 
@@ -509,7 +513,7 @@ async fn rabbitmq_dropping_every_connection_loses_nothing() {
     )
     .await;
     let mut r = redis().await;
-    let stored = wait_all_finished(&mut r, &cfg.name, &everyone, Duration::from_secs(10)).await;
+    let stored = wait_all_finished(&mut r, &cfg.name, &everyone, Duration::from_secs(25)).await;
     let resends = assert_each_step_once(&deliveries, &everyone, &[], &stored);
     assert!(
         ready(&http, daemon.http_addr).await,
@@ -602,7 +606,7 @@ async fn redis_restart_while_cascades_wait_loses_nothing() {
     )
     .await;
     let mut r = redis_at(&redis_server.url()).await;
-    let stored = wait_all_finished(&mut r, &cfg.name, &everyone, Duration::from_secs(10)).await;
+    let stored = wait_all_finished(&mut r, &cfg.name, &everyone, Duration::from_secs(25)).await;
     let resends = assert_each_step_once(&deliveries, &everyone, &[], &stored);
     assert_eq!(
         resends, 0,
