@@ -56,7 +56,7 @@ impl Outgoing<'_> {
 /// the same one, and parsing it cost more than the rest of building the
 /// request. `None` when it does not parse (the caller then passes the
 /// string on, for the HTTP client's own error).
-pub fn parsed_url(url: &str) -> Option<reqwest::Url> {
+fn parsed_url(url: &str) -> Option<reqwest::Url> {
     /// Past this many (a reload with ever new URLs), start over.
     const MOST: usize = 256;
     static PARSED: Mutex<BTreeMap<String, reqwest::Url>> = Mutex::new(BTreeMap::new());

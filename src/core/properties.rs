@@ -250,8 +250,8 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
     let mut sent_steps: BTreeSet<(u8, String)> = BTreeSet::new();
     let mut deferred: Option<u8> = None;
     let mut turn = 0usize;
-    // The state, time and tracking from before the current decision, when
-    // it was made on a timer (a claimed wake-up), for `Answer::Lapsed`.
+    // The state and time the current decision was made on, when it was made
+    // on a claimed wake-up, for `Answer::Lapsed`.
     let mut before: Option<(Cascade, i64)> = None;
     // Sends a lapsed holder may have made, on channels that cannot dedupe.
     let mut maybe_sent: BTreeSet<(u8, String)> = BTreeSet::new();

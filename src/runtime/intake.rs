@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use super::Health;
 use super::ack_batch::AckBatch;
 use super::lifecycle::log_entries;
-use super::store::{Accepted, Loaded};
+use super::store::{Accepted, Loaded, receipts_seen};
 use super::telemetry;
 use super::worker::Worker;
 use crate::core::{Cascade, Context, Decision, Entry, EntryKind, Event, decide};
@@ -273,8 +273,8 @@ async fn handle(delivery: Delivery, hands: &Hands) {
                 notification: admitted.notification,
                 policy: snapshot,
                 recipient: admitted.recipient,
+                receipts_seen: receipts_seen(receipts.len(), None),
                 receipts,
-                receipts_seen: "0\t".into(),
             };
             if let Err(e) = worker.carry_out(&id, before, both, 1).await {
                 // The in-flight timer hands it to the scheduler.

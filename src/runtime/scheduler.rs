@@ -68,30 +68,14 @@ pub async fn run(
                     if !cascades.is_empty() {
                         super::telemetry::claimed(cascades.len());
                     }
-                    for mut claimed in cascades {
+                    for claimed in cascades {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
                         };
                         let worker = worker.clone();
                         tracker.spawn(async move {
-                            let (id, lease, lapsed_claim_at_ms) =
-                                (claimed.id.clone(), claimed.lease, claimed.lapsed_claim_at_ms);
-                            let woken = match worker.store.load_claimed(&mut claimed).await {
-                                Ok(Some(loaded)) => {
-                                    worker
-                                        .wake_claimed(&id, loaded, lease, lapsed_claim_at_ms)
-                                        .await
-                                }
-                                Ok(None) => Ok(()),
-                                Err(e) => {
-                                    // Nothing decided on this claim: give it back
-                                    // (unless it keeps a lapsed holder's mark).
-                                    if lapsed_claim_at_ms.is_none() {
-                                        let _ = worker.store.release_claim(&id, &lease).await;
-                                    }
-                                    Err(e)
-                                }
-                            };
+                            let id = claimed.id.clone();
+                            let woken = worker.wake_claimed(claimed).await;
                             if let Err(e) = woken {
                                 // The lease brings it back; nothing is lost.
                                 tracing::warn!(notification_id = %id, error = %e, "wake-up failed; it will be retried after the lease");

@@ -208,7 +208,10 @@ impl Store {
                 include_str!("scripts/wake.lua"),
                 include_str!("scripts/accept.lua")
             )),
-            claim: Script::new(include_str!("scripts/claim.lua")),
+            claim: Script::new(concat!(
+                include_str!("scripts/wake.lua"),
+                include_str!("scripts/claim.lua")
+            )),
             commit: Script::new(concat!(
                 include_str!("scripts/record.lua"),
                 include_str!("scripts/wake.lua"),
@@ -216,6 +219,7 @@ impl Store {
             )),
             receipt: Script::new(concat!(
                 include_str!("scripts/record.lua"),
+                include_str!("scripts/wake.lua"),
                 include_str!("scripts/receipt.lua")
             )),
             limit: Script::new(include_str!("scripts/limit.lua")),
@@ -480,11 +484,7 @@ impl Store {
             opt_out: notification.customer.opt_out.clone(),
             tz,
         };
-        let receipts_seen = format!(
-            "{}\t{}",
-            receipts.len(),
-            receipts.get(FAILED).map_or("", String::as_str)
-        );
+        let receipts_seen = receipts_seen(receipts.len(), receipts.get(FAILED).map(String::as_str));
         // Values a foreign writer got wrong are read as "now-ish" rather than dropped:
         // a stopping receipt must stop, whatever its timestamp looks like.
         let receipts = receipts
@@ -864,6 +864,12 @@ fn limit_scopes(policy: &Policy, channel: &ChannelConfig) -> Vec<(String, crate:
             )
         })
         .collect()
+}
+
+/// `Loaded::receipts_seen` of a receipts hash with `fields` fields and this
+/// `failed` value (touch.lua builds the same from the hash it reads).
+pub fn receipts_seen(fields: usize, failed: Option<&str>) -> String {
+    format!("{fields}\t{}", failed.unwrap_or(""))
 }
 
 fn parse_step_id(v: &str) -> Option<(String, u8)> {

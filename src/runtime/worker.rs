@@ -21,10 +21,12 @@ use arc_swap::ArcSwap;
 
 use super::clock::Clock;
 use super::lifecycle::log_entries;
-use super::store::{Commit, Lease, Loaded, ProviderMessage, Store, StoreError};
+use super::store::{Claimed, Commit, Lease, Loaded, ProviderMessage, Store, StoreError};
 use crate::channels::{Outbound, Outgoing};
 use crate::config::{Catalog, ChannelConfig};
-use crate::core::{Cascade, ChannelKind, Context, Decision, Entry, Event, SendOutcome, decide};
+use crate::core::{
+    Cascade, ChannelKind, Context, Decision, Entry, Event, SendOrder, SendOutcome, decide,
+};
 
 /// Everything a wake-up needs; shared by the scheduler's tasks.
 pub struct Worker {
@@ -67,23 +69,24 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 impl Worker {
     /// Handles a due timer (or a poke after a receipt) for a cascade the
-    /// scheduler claimed and loaded in one round trip, under `lease`. A
-    /// state that is stale by now is caught by the commit's version check.
-    /// `lapsed_claim_at_ms` is the claim's (`store::Claimed`).
-    pub async fn wake_claimed(
-        &self,
-        id: &str,
-        loaded: Loaded,
-        lease: Lease,
-        lapsed_claim_at_ms: Option<i64>,
-    ) -> Result<(), StoreError> {
-        let event = match lapsed_claim_at_ms {
+    /// scheduler claimed and read in one round trip. A state that is stale
+    /// by now is caught by the commit's version check.
+    pub async fn wake_claimed(&self, mut claimed: Claimed) -> Result<(), StoreError> {
+        let lapsed = claimed.lapsed_claim_at_ms.is_some();
+        let loaded = match self.store.load_claimed(&mut claimed).await {
+            Ok(Some(loaded)) => loaded,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                self.give_back(&claimed.id, &claimed.lease, lapsed).await;
+                return Err(e);
+            }
+        };
+        let event = match claimed.lapsed_claim_at_ms {
             Some(claimed_at_ms) => Event::ClaimLapsed { claimed_at_ms },
             None => Event::TimerDue,
         };
-        let lapsed = lapsed_claim_at_ms.is_some();
         let claim = Claim {
-            lease,
+            lease: claimed.lease,
             version: loaded.version,
             lapsed,
             // A lapsed claim's wake-up sends nothing on its own lease: the
@@ -92,7 +95,7 @@ impl Worker {
         };
         // Boxed: the scheduler spawns this, and a task is moved a few times
         // on its way into the runtime; the state machine is some 5 KB.
-        Box::pin(self.run(id, Some(loaded), None, event, Some(claim))).await
+        Box::pin(self.run(&claimed.id, Some(loaded), None, event, Some(claim))).await
     }
 
     /// Carries out a decision already stored as version `version` (intake
@@ -129,13 +132,22 @@ impl Worker {
         mut claim: Option<Claim>,
     ) -> Result<(), StoreError> {
         let result = self.rounds(id, fresh, stored, event, &mut claim).await;
-        if let (Err(_), Some(held)) = (&result, &claim)
-            && !held.lapsed
-            && let Err(e) = self.store.release_claim(id, &held.lease).await
-        {
-            tracing::warn!(notification_id = id, error = %e, "cannot give back the claim of a failed wake-up; it will count as lapsed");
+        if let (Err(_), Some(held)) = (&result, &claim) {
+            self.give_back(id, &held.lease, held.lapsed).await;
         }
         result
+    }
+
+    /// Gives back the lease of a claim nothing was stored or sent under,
+    /// unless the claim was itself found lapsed: that mark stays, since the
+    /// lapsed holder's send may still have gone out.
+    async fn give_back(&self, id: &str, lease: &Lease, lapsed: bool) {
+        if lapsed {
+            return;
+        }
+        if let Err(e) = self.store.release_claim(id, lease).await {
+            tracing::warn!(notification_id = id, error = %e, "cannot give back the claim of a failed wake-up; it will count as lapsed");
+        }
     }
 
     /// Decides, stores and sends until the cascade waits. `claim` is the
@@ -156,15 +168,13 @@ impl Worker {
         // A provider message id waiting to be stored with the next commit.
         let mut sent: Option<ProviderMessage> = None;
         let mut unsaved: Option<Unsaved> = None;
-        // The claim's version and lease, kept for this wake-up's first send.
-        let first = claim.as_ref().map(|c| (c.version, c.lease));
         for _ in 0..MAX_ROUNDS {
             let loaded = match fresh.take() {
                 Some(l) => l,
                 None => match self.store.load(id).await? {
                     Some(l) => {
                         if matches!(event, Event::ClaimLapsed { .. })
-                            && first.is_some_and(|(v, _)| v != l.version)
+                            && claim.as_ref().is_some_and(|c| c.version != l.version)
                         {
                             // Someone stored a decision since the lapsed claim:
                             // that claim is settled, this is a plain wake-up.
@@ -198,10 +208,11 @@ impl Worker {
                         *claim = None;
                         (decision, version)
                     }
-                    Decided::OnClaim(decision) => {
+                    Decided::OnClaim(mut decision) => {
+                        // Logged when stored, with the decision after it.
                         unsaved = Some(Unsaved {
                             cascade: decision.cascade.clone(),
-                            entries: decision.entries.clone(),
+                            entries: std::mem::take(&mut decision.entries),
                             version: loaded.version,
                         });
                         (decision, loaded.version)
@@ -271,56 +282,30 @@ impl Worker {
             let mut on_lease = None;
             let mut version = version;
             if let Some(u) = unsaved.take() {
-                let lease = first.map(|(_, lease)| lease);
-                match lease.filter(|l| self.fits_lease(l, channel)) {
-                    Some(lease) => {
-                        on_lease = Some(lease);
-                        unsaved = Some(u);
-                        *claim = None;
-                    }
-                    None => {
-                        let in_flight = Decision {
-                            cascade: u.cascade,
-                            send: Some(order.clone()),
-                            entries: u.entries,
-                        };
-                        let committed = self
-                            .store
-                            .commit(
-                                id,
-                                u.version,
-                                &[],
-                                &in_flight,
-                                &loaded.policy.stop_on,
-                                None,
-                                now,
-                            )
-                            .await?;
-                        *claim = None;
-                        match committed {
-                            Commit::Done(v) => {
-                                version = v;
-                                log_entries(
-                                    id,
+                let lease = claim.as_ref().map(|c| c.lease);
+                if let Some(lease) = lease.filter(|l| self.fits_lease(l, channel)) {
+                    on_lease = Some(lease);
+                    unsaved = Some(u);
+                    *claim = None;
+                } else {
+                    let stored = self.store_in_flight(id, &loaded, u, &order, now).await?;
+                    // Stored or refused, the lease no longer stands alone for it.
+                    *claim = None;
+                    match stored {
+                        Commit::Done(v) => version = v,
+                        Commit::Conflict | Commit::StoppedByReceipt => {
+                            // Not sent: give the limit back, and look again.
+                            self.store
+                                .release_limit(
                                     &loaded.customer_id,
-                                    &loaded.policy.name,
-                                    &in_flight.entries,
-                                );
-                            }
-                            Commit::Conflict | Commit::StoppedByReceipt => {
-                                // Not sent: give the limit back, and look again.
-                                self.store
-                                    .release_limit(
-                                        &loaded.customer_id,
-                                        &loaded.policy,
-                                        channel,
-                                        &member,
-                                    )
-                                    .await?;
-                                continue;
-                            }
-                            Commit::Gone => return Ok(()),
+                                    &loaded.policy,
+                                    channel,
+                                    &member,
+                                )
+                                .await?;
+                            continue;
                         }
+                        Commit::Gone => return Ok(()),
                     }
                 }
             }
@@ -472,6 +457,45 @@ impl Worker {
             Commit::Conflict | Commit::StoppedByReceipt => Decided::Again,
             Commit::Gone => Decided::Settled,
         })
+    }
+
+    /// Stores a decision made on the claim, whose send `order` does not go
+    /// out on the lease, with that send in flight (refused, like any send,
+    /// if a stopping receipt arrived); logs it once stored.
+    async fn store_in_flight(
+        &self,
+        id: &str,
+        loaded: &Loaded,
+        decided: Unsaved,
+        order: &SendOrder,
+        now: i64,
+    ) -> Result<Commit, StoreError> {
+        let in_flight = Decision {
+            cascade: decided.cascade,
+            send: Some(order.clone()),
+            entries: decided.entries,
+        };
+        let committed = self
+            .store
+            .commit(
+                id,
+                decided.version,
+                &[],
+                &in_flight,
+                &loaded.policy.stop_on,
+                None,
+                now,
+            )
+            .await?;
+        if matches!(committed, Commit::Done(_)) {
+            log_entries(
+                id,
+                &loaded.customer_id,
+                &loaded.policy.name,
+                &in_flight.entries,
+            );
+        }
+        Ok(committed)
     }
 
     /// Whether a send on `channel` may go out on `lease`: the channel

@@ -51,7 +51,7 @@ end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
 local claimed = {}
 for i = 1, #due, 2 do
-  local id, score = due[i], tonumber(due[i + 1])
+  local id, score = due[i], due[i + 1]
   local base = ARGV[4] .. ':{' .. id .. '}:'
   local state = redis.call('GET', base .. 'state')
   if state then
@@ -61,8 +61,8 @@ for i = 1, #due, 2 do
     redis.call('ZREM', KEYS[1], id)
   end
   local lapsed = 0
-  if score ~= math.floor(score) then
-    lapsed = math.floor(score)
+  if is_lease(score) then
+    lapsed = math.floor(tonumber(score))
   end
   claimed[#claimed + 1] = { id, state, redis.call('HGETALL', base .. 'receipts'), lapsed }
 end

@@ -35,12 +35,11 @@ if t_end == n_end + 1 then
 end
 redis.call('SET', KEYS[1], string.sub(record, 1, t_end - 1) .. sep .. ARGV[4] .. string.sub(record, t_end), 'KEEPTTL')
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'id', ARGV[1], 'e', ARGV[4])
--- Wake it now, unless an instance holds it under a claim's lease (a score
--- with a fraction, claim.lua): it may be sending on that lease, and a second
--- claim now could send the same step again. The holder's commit reads the
--- receipts and wakes the cascade at once itself (commit.lua, touch.lua).
-local score = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if not score or tonumber(score) == math.floor(tonumber(score)) then
+-- Wake it now, unless an instance holds it under a claim's lease (wake.lua):
+-- it may be sending on that lease, and a second claim now could send the
+-- same step again. The holder's commit reads the receipts and wakes the
+-- cascade at once itself (commit.lua, touch.lua).
+if not is_lease(redis.call('ZSCORE', KEYS[3], ARGV[1])) then
   redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 end
 return 1

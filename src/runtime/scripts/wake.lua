@@ -1,4 +1,5 @@
--- wake.lua: prepended to the scripts that set a cascade's wake-up.
+-- wake.lua: prepended to the scripts that set a cascade's wake-up or read
+-- the timer set.
 -- A wake-up due within the horizon goes into the shard's sorted set, where
 -- claim.lua takes it. One further off goes to the list of its slot (a
 -- minute), as "<due ms> <id>", and the slot into the shard's index of slots;
@@ -18,4 +19,14 @@ local function set_wake(timers, later, id, due, far_after, slot_ms)
   else
     redis.call('ZADD', timers, due, id)
   end
+end
+-- A claim's lease is the only score in the shard's set with a fraction
+-- (`<end ms>.5`, claim.lua); wake-ups are whole ms.
+-- `score` as ZSCORE or WITHSCORES give it (false when not in the set).
+local function is_lease(score)
+  if not score then
+    return false
+  end
+  local s = tonumber(score)
+  return s ~= math.floor(s)
 end
