@@ -44,14 +44,27 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate cascade.toml, channels/ and policies/; exit 1 with every problem.
-    Check,
+    /// Warnings (unsafe secrets, settings that defeat their purpose) are
+    /// printed and exit 0, unless `--strict`.
+    Check {
+        /// Exit 1 on warnings too (for CI pipelines).
+        #[arg(long)]
+        strict: bool,
+    },
     /// Print the timeline a policy would produce for a made-up customer; sends nothing.
     Simulate(Box<SimulateArgs>),
     /// Play a day of traffic for ~1,000 customers through the whole pipeline,
     /// in process: no RabbitMQ, no Redis, no network, a virtual clock.
     Demo(DemoArgs),
     /// The daemon: intake from RabbitMQ, scheduler, receipts HTTP server.
-    Run,
+    /// Refuses to start on an empty, short or shipped example secret.
+    Run {
+        /// Start even on the example secrets shipped in the repository
+        /// (and other unsafe ones), warning every minute: for a local
+        /// try-out, never for a daemon anyone else can reach.
+        #[arg(long, env = "CASCADE_INSECURE_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
+        insecure_demo_secrets: bool,
+    },
     /// Publish a notification (a JSON file, or `-` for standard input) to RabbitMQ.
     Send { file: String },
     /// Print one notification's timeline.
@@ -170,10 +183,12 @@ struct DemoArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Check => return check(&cli),
+        Command::Check { strict } => return check(&cli, *strict),
         Command::Simulate(args) => simulate_cmd(&cli, args),
         Command::Demo(args) => demo_cmd(&cli, args),
-        Command::Run => with_runtime(run_cmd(&cli)),
+        Command::Run {
+            insecure_demo_secrets,
+        } => with_runtime(run_cmd(&cli, *insecure_demo_secrets)),
         Command::Bench(args) => with_runtime(bench_cmd(&cli, args)),
         Command::Send { file } => with_runtime(send_cmd(&cli, file)),
         Command::Status { id, json } => with_runtime(status_cmd(&cli, id, *json)),
@@ -195,9 +210,10 @@ fn load(cli: &Cli) -> anyhow::Result<Catalog> {
         .map_err(|errors| anyhow::anyhow!("the configuration is not valid:\n{errors}"))
 }
 
-fn check(cli: &Cli) -> ExitCode {
+fn check(cli: &Cli, strict: bool) -> ExitCode {
     match Catalog::load(&cli.config) {
         Ok(catalog) => {
+            let warnings = catalog.warnings();
             println!(
                 "ok: {} channels ({}), {} policies",
                 catalog.channels.len(),
@@ -212,7 +228,21 @@ fn check(cli: &Cli) -> ExitCode {
             for line in catalog.summary() {
                 println!("  {line}");
             }
-            ExitCode::SUCCESS
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            if warnings.is_empty() {
+                ExitCode::SUCCESS
+            } else if strict {
+                eprintln!(
+                    "{} warning{} (--strict makes them fatal)",
+                    warnings.len(),
+                    if warnings.len() == 1 { "" } else { "s" }
+                );
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(errors) => {
             for e in &errors.0 {
@@ -364,11 +394,29 @@ fn init_logs() {
         .init();
 }
 
-async fn run_cmd(cli: &Cli) -> anyhow::Result<()> {
+async fn run_cmd(cli: &Cli, insecure_demo_secrets: bool) -> anyhow::Result<()> {
     init_logs();
     let catalog = load(cli)?;
+    let unsafe_secrets = &catalog.secret_problems;
+    if !unsafe_secrets.is_empty() {
+        if !insecure_demo_secrets {
+            for problem in unsafe_secrets {
+                eprintln!("error: {problem}");
+            }
+            bail!(
+                "refusing to start on {} unsafe secret{} (for a local try-out only: --insecure-demo-secrets or CASCADE_INSECURE_DEMO=1)",
+                unsafe_secrets.len(),
+                if unsafe_secrets.len() == 1 { "" } else { "s" }
+            );
+        }
+        tracing::warn!(
+            unsafe_secrets = unsafe_secrets.len(),
+            "--insecure-demo-secrets: running on unsafe secrets; never expose this daemon"
+        );
+    }
     let options = DaemonOptions {
         config_path: Some(cli.config.clone()),
+        insecure_demo_secrets,
         ..Default::default()
     };
     let daemon = Daemon::start(catalog, options).await?;

@@ -169,7 +169,7 @@ impl Harness {
 
     /// `cascade_callbacks_total{provider="tracking",result=…}` now.
     async fn tracking_count(&self, result: &str) -> u64 {
-        let text = reqwest::get(self.url("/metrics"))
+        let text = reqwest::get(self.admin_url("/metrics"))
             .await
             .unwrap()
             .text()

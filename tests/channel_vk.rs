@@ -421,7 +421,10 @@ async fn a_forged_callback_is_refused_and_changes_nothing() {
             &h.vk.message_read(SECRET, 901, message_id),
         )
         .await;
-    assert_eq!(status, 404, "no such channel");
+    assert_eq!(
+        status, 403,
+        "no such channel: answered as a wrong secret is"
+    );
 
     settle().await;
     assert!(h.receipts(&id).await.is_empty());
@@ -521,11 +524,12 @@ async fn confirmation_unknown_messages_and_unknown_events_are_answered() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status().as_u16(), 400);
+    // Unauthenticated (the secret is inside the event): refused.
+    assert_eq!(res.status().as_u16(), 403);
 
     let metrics = h
         .http
-        .get(h.url("/metrics"))
+        .get(h.admin_url("/metrics"))
         .send()
         .await
         .unwrap()

@@ -197,7 +197,7 @@ async fn the_verification_get_answers_the_challenge_only_to_the_right_token() {
     assert_eq!(wrong_mode.status().as_u16(), 403);
     // Not a whatsapp channel.
     let other = format!("http://{}/callbacks/whatsapp/sms", h.daemon().http_addr);
-    assert_eq!(h.wa.verify(&other, VERIFY_TOKEN, "1").await.0, 404);
+    assert_eq!(h.wa.verify(&other, VERIFY_TOKEN, "1").await.0, 403);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,7 +216,7 @@ async fn a_bad_signature_is_refused_and_changes_nothing() {
         h.wa.deliver_raw(&hook, Some(&forged), bytes.clone()).await,
         403
     );
-    assert_eq!(h.wa.deliver_raw(&hook, None, bytes.clone()).await, 401);
+    assert_eq!(h.wa.deliver_raw(&hook, None, bytes.clone()).await, 403);
     let other = cascade::http::callbacks::whatsapp::signature(APP_SECRET, b"{}");
     assert_eq!(
         h.wa.deliver_raw(&hook, Some(&other), bytes.clone()).await,

@@ -624,18 +624,18 @@ async fn health_and_readiness_answer() {
     let cfg = TestConfig::new("health", &url, "", DELIVERY_DELAY);
     let h = Harness::start(cfg, received).await;
 
-    let res = h.http.get(h.url("/healthz")).send().await.unwrap();
+    let res = h.http.get(h.admin_url("/healthz")).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(res.text().await.unwrap(), "ok");
 
     wait_until("readiness", Duration::from_secs(10), async || {
-        match h.http.get(h.url("/readyz")).send().await {
+        match h.http.get(h.admin_url("/readyz")).send().await {
             Ok(res) => res.status().as_u16() == 200,
             Err(_) => false,
         }
     })
     .await;
-    let res = h.http.get(h.url("/readyz")).send().await.unwrap();
+    let res = h.http.get(h.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body, json!({ "rabbitmq": true, "redis": true }));

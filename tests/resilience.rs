@@ -471,7 +471,7 @@ async fn rabbitmq_dropping_every_connection_loses_nothing() {
     let daemon = start(&cfg).await;
     let http = reqwest::Client::new();
     wait_until("/readyz is 200", Duration::from_secs(10), async || {
-        ready(&http, daemon.http_addr).await
+        ready(&http, daemon.admin_addr).await
     })
     .await;
 
@@ -493,7 +493,7 @@ async fn rabbitmq_dropping_every_connection_loses_nothing() {
             .args(["close_all_connections", "test"])
             .output()
     });
-    let (down, up) = watch_readiness(&http, daemon.http_addr, t0, Duration::from_secs(30)).await;
+    let (down, up) = watch_readiness(&http, daemon.admin_addr, t0, Duration::from_secs(30)).await;
     let out = close.await.unwrap().expect("rabbitmqctl runs");
     assert!(
         out.status.success(),
@@ -516,7 +516,7 @@ async fn rabbitmq_dropping_every_connection_loses_nothing() {
     let stored = wait_all_finished(&mut r, &cfg.name, &everyone, Duration::from_secs(25)).await;
     let resends = assert_each_step_once(&deliveries, &everyone, &[], &stored);
     assert!(
-        ready(&http, daemon.http_addr).await,
+        ready(&http, daemon.admin_addr).await,
         "ready again at the end"
     );
     let down = down.expect("/readyz never reported the lost RabbitMQ connection");
@@ -550,7 +550,7 @@ async fn redis_restart_while_cascades_wait_loses_nothing() {
     let daemon = start(&cfg).await;
     let http = reqwest::Client::new();
     wait_until("/readyz is 200", Duration::from_secs(10), async || {
-        ready(&http, daemon.http_addr).await
+        ready(&http, daemon.admin_addr).await
     })
     .await;
 
@@ -586,14 +586,15 @@ async fn redis_restart_while_cascades_wait_loses_nothing() {
     // New notifications arrive while Redis is down; the waits run out meanwhile.
     let during = ids(&cfg.name, "b", N / 3);
     publish_many(&config, bodies(&during)).await.unwrap();
-    let (down, _) = watch_readiness(&http, daemon.http_addr, t0, Duration::from_millis(2500)).await;
+    let (down, _) =
+        watch_readiness(&http, daemon.admin_addr, t0, Duration::from_millis(2500)).await;
     let outage = t0.elapsed();
     redis_server.restart().await;
     let restarted = t0.elapsed();
     wait_until(
         "/readyz is 200 after the restart",
         Duration::from_secs(30),
-        async || ready(&http, daemon.http_addr).await,
+        async || ready(&http, daemon.admin_addr).await,
     )
     .await;
     let up = t0.elapsed();

@@ -217,7 +217,7 @@ impl Rig {
             format!(
                 "[amqp]\nurl = \"{}\"\nqueue = \"{name}.notifications\"\ndead_letter_queue = \"{name}.dead\"\nprefetch = {}\n\n\
                  [redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\ntimer_shards = {TIMER_SHARDS}\nretention = \"1d\"\n\n\
-                 [http]\nlisten = \"127.0.0.1:0\"\nreceipt_token = \"bench\"\n",
+                 [http]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nreceipt_token = \"bench\"\n",
                 opts.amqp_url, opts.prefetch, opts.redis_url
             ),
         )?;
@@ -285,6 +285,8 @@ impl Rig {
                 ..SchedulerConfig::default()
             },
             listen: Some("127.0.0.1:0".into()),
+            admin_listen: Some("127.0.0.1:0".into()),
+            insecure_demo_secrets: false,
             config_path: None,
         };
         Ok(Daemon::start(self.catalog.clone(), options).await?)

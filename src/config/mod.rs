@@ -6,6 +6,7 @@
 mod channel;
 mod error;
 mod policy;
+pub mod secrets;
 mod settings;
 mod values;
 
@@ -18,7 +19,8 @@ use toml::de::{DeTable, DeValue};
 
 pub use channel::{ChannelConfig, kind_settings};
 pub use error::{ConfigError, ConfigErrors, line_col};
-pub use settings::{Amqp, Defaults, ENV_OVERRIDES, Http, Redis, Settings};
+pub use secrets::SecretProblem;
+pub use settings::{Amqp, Defaults, ENV_OVERRIDES, Http, ReceiptToken, Redis, Settings};
 pub use values::{duration_ms, interpolate, parse_duration, parse_rate, parse_timezone};
 
 use crate::core::policy::DEFAULT_STOP_ON;
@@ -43,6 +45,9 @@ pub struct Catalog {
     pub policies: BTreeMap<String, Policy>,
     /// The rules the decision core reads, by channel name.
     pub channel_rules: BTreeMap<String, ChannelRules>,
+    /// Secrets in use that a daemon must not run on (`secrets`): `run`
+    /// refuses them, `check` warns.
+    pub secret_problems: Vec<SecretProblem>,
 }
 
 /// Reads an environment variable; injected so tests do not touch the process environment.
@@ -64,6 +69,7 @@ impl Catalog {
             .map(Path::to_path_buf)
             .unwrap_or_default();
         let mut errors = Vec::new();
+        let mut secret_problems = Vec::new();
 
         let settings_src = read(config_path, &mut errors);
         let raw_settings: RawSettings = settings_src
@@ -81,6 +87,7 @@ impl Catalog {
                 src: &src,
                 errors: &mut errors,
                 env,
+                secrets: &mut secret_problems,
             };
             if let Some(ch) = load_channel(&name, &mut check) {
                 channels.insert(name, ch);
@@ -100,6 +107,7 @@ impl Catalog {
             src: &src,
             errors: &mut errors,
             env,
+            secrets: &mut secret_problems,
         };
         let settings = build_settings(&raw_settings, &mut check);
         let global_limits = build_limits(&raw_settings.limits, &known, &mut check);
@@ -115,6 +123,7 @@ impl Catalog {
                 src: &src,
                 errors: &mut errors,
                 env,
+                secrets: &mut secret_problems,
             };
             let Some(raw) = parse_toml::<RawPolicy>(&path, &src, check.errors) else {
                 continue;
@@ -148,6 +157,7 @@ impl Catalog {
                     channels,
                     policies,
                     channel_rules,
+                    secret_problems,
                 })
             }
             _ => Err(ConfigErrors(errors)),
@@ -161,6 +171,50 @@ impl Catalog {
             late_read_window_ms: self.settings.defaults.late_read_window_ms,
             ..Timing::default()
         }
+    }
+
+    /// What `cascade check` warns about (and `--strict` refuses): the
+    /// secrets `cascade run` would refuse, and settings that work but
+    /// defeat their purpose.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.secret_problems.iter().map(|p| p.to_string()).collect();
+        let http = &self.settings.http;
+        let tracking: Vec<&str> = self
+            .channels
+            .values()
+            .filter(|c| c.kind == ChannelKind::Email)
+            .filter(|c| c.setting("tracking_secret").is_some_and(|s| !s.is_empty()))
+            .map(|c| c.name.as_str())
+            .collect();
+        if !tracking.is_empty() && !public_url_reachable(&http.public_url) {
+            out.push(format!(
+                "http.public_url `{}` is plain http or a loopback address, but email tracking is on ({}): customers' mail clients cannot reach the pixel and links over the internet, and plain http exposes them; set an https address that reaches this daemon",
+                http.public_url,
+                tracking.join(", ")
+            ));
+        }
+        let in_flight = self.settings.defaults.in_flight_timeout_ms;
+        for c in self.channels.values().filter(|c| c.timeout_ms > in_flight) {
+            out.push(format!(
+                "channels/{}.toml: timeout {} is longer than defaults.in_flight_timeout {}: a send still waiting for its provider would be counted as interrupted",
+                c.name,
+                fmt_ms(c.timeout_ms),
+                fmt_ms(in_flight)
+            ));
+        }
+        let lease = self.settings.defaults.claim_lease_ms;
+        if let Some(c) = self.channels.values().max_by_key(|c| c.timeout_ms)
+            && lease < c.timeout_ms + 5_000
+        {
+            out.push(format!(
+                "defaults.claim_lease {} is shorter than the longest channel timeout ({} on {}) + 5s: that channel's escalations store their in-flight state before each send (a Redis call more); make the lease at least {}",
+                fmt_ms(lease),
+                fmt_ms(c.timeout_ms),
+                c.name,
+                fmt_ms(c.timeout_ms + 5_000)
+            ));
+        }
+        out
     }
 
     /// One line per policy for `cascade check`.
@@ -192,6 +246,25 @@ impl Catalog {
             })
             .collect()
     }
+}
+
+/// Whether customers on the internet can reach `url` safely: https, and
+/// not a loopback host.
+fn public_url_reachable(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    !host.is_empty() && !loopback
 }
 
 /// `5_400_000` → `1h 30m`, in the units policy files use.
@@ -246,6 +319,8 @@ struct FileCheck<'a> {
     src: &'a str,
     errors: &'a mut Vec<ConfigError>,
     env: Env<'a>,
+    /// Secrets in use that fail `secrets::judge`.
+    secrets: &'a mut Vec<SecretProblem>,
 }
 
 impl FileCheck<'_> {
@@ -452,10 +527,12 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
         &raw.defaults.timezone,
         "Europe/Moscow",
     );
-    let receipt_token = match env("CASCADE_HTTP_RECEIPT_TOKEN") {
-        Some(v) => Some(v),
-        None => raw.http.receipt_token.as_ref().and_then(|v| check.text(v)),
-    };
+    let admin_listen = text(
+        "CASCADE_HTTP_ADMIN_LISTEN",
+        &raw.http.admin_listen,
+        "127.0.0.1:9090",
+    );
+    let receipt_tokens = build_receipt_tokens(&raw.http, check);
 
     let mut int = |var: &str,
                    v: &Option<Spanned<i64>>,
@@ -498,6 +575,13 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
         16,
         1024,
     );
+    let max_connections = int(
+        "CASCADE_HTTP_MAX_CONNECTIONS",
+        &raw.http.max_connections,
+        "http.max_connections",
+        1024,
+        65_535,
+    );
 
     let retention_ms = retention.and_then(|r| match parse_duration(&r) {
         Ok(d) => Some(duration_ms(d)),
@@ -536,6 +620,14 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
         Some(v) => check.duration_ms(v),
         None => Some(timing.in_flight_timeout_ms),
     };
+    let header_read_timeout = match &raw.http.header_read_timeout {
+        Some(v) => check.duration_ms(v),
+        None => Some(10_000),
+    };
+    let request_timeout = match &raw.http.request_timeout {
+        Some(v) => check.duration_ms(v),
+        None => Some(30_000),
+    };
     if check.errors.len() > before {
         return None;
     }
@@ -555,8 +647,12 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
         },
         http: settings::Http {
             listen: listen?,
-            receipt_token,
+            admin_listen: admin_listen?,
+            receipt_tokens,
             public_url: public_url?,
+            header_read_timeout_ms: header_read_timeout?.max(1),
+            request_timeout_ms: request_timeout?.max(1),
+            max_connections: max_connections? as usize,
         },
         defaults: settings::Defaults {
             timezone: timezone?,
@@ -566,6 +662,101 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
             claim_lease_ms: claim_lease?.max(1_000),
         },
     })
+}
+
+/// The receipts API's tokens: the shared `receipt_token` (or the
+/// `CASCADE_HTTP_RECEIPT_TOKEN` variable, or a `*_file`) and the named ones
+/// of `[http.receipt_tokens]`. Each is judged as a secret; an empty one
+/// serves nobody.
+fn build_receipt_tokens(raw: &settings::RawHttp, check: &mut FileCheck) -> Vec<ReceiptToken> {
+    use secrets::{Role, Source};
+    let env = check.env;
+    let mut found: Vec<(String, String, String, Source)> = Vec::new();
+    let from_file = |check: &mut FileCheck, v: &Spanned<String>| -> Option<(String, Source)> {
+        let path = check.text(v)?;
+        match secrets::read_secret_file(Path::new(&path)) {
+            Ok(token) => Some((token, Source::SecretFile(PathBuf::from(path)))),
+            Err(msg) => {
+                check.err(v.span(), msg);
+                None
+            }
+        }
+    };
+    let shared = if let Some(v) = env("CASCADE_HTTP_RECEIPT_TOKEN") {
+        Some((v, Source::Env("CASCADE_HTTP_RECEIPT_TOKEN".into())))
+    } else if let Some(path) = env("CASCADE_HTTP_RECEIPT_TOKEN_FILE") {
+        match secrets::read_secret_file(Path::new(&path)) {
+            Ok(token) => Some((token, Source::SecretFile(PathBuf::from(path)))),
+            Err(msg) => {
+                check.err_file(format!("CASCADE_HTTP_RECEIPT_TOKEN_FILE: {msg}"));
+                None
+            }
+        }
+    } else {
+        match (&raw.receipt_token, &raw.receipt_token_file) {
+            (Some(_), Some(f)) => {
+                check.err(
+                    f.span(),
+                    "set `receipt_token` or `receipt_token_file`, not both",
+                );
+                None
+            }
+            (Some(v), None) => check.text(v).map(|t| (t, Source::written(v.get_ref()))),
+            (None, Some(f)) => from_file(check, f),
+            (None, None) => None,
+        }
+    };
+    if let Some((token, source)) = shared {
+        found.push(("shared".into(), "receipt_token".into(), token, source));
+    }
+    for (key, v) in &raw.receipt_tokens {
+        let (name, token) = match key.strip_suffix("_file") {
+            Some(name) => (name, from_file(check, v)),
+            None => (
+                key.as_str(),
+                check.text(v).map(|t| (t, Source::written(v.get_ref()))),
+            ),
+        };
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            check.err(
+                v.span(),
+                format!("`{key}`: a caller's name is letters, digits, `_` and `-`"),
+            );
+            continue;
+        }
+        if let Some((token, source)) = token {
+            found.push((
+                name.to_owned(),
+                format!("receipt_tokens.{key}"),
+                token,
+                source,
+            ));
+        }
+    }
+    let mut tokens: Vec<ReceiptToken> = Vec::new();
+    for (name, key, token, source) in found {
+        let file = check.file.to_path_buf();
+        if let Some(p) = secrets::judge(&file, &key, source, &token, Role::Guard, false) {
+            check.secrets.push(p);
+        }
+        if token.is_empty() {
+            continue;
+        }
+        // Two callers with one token could not be told apart in the log.
+        if let Some(twin) = tokens.iter().find(|t| t.token == token) {
+            check.err_file(format!(
+                "http: the receipt tokens of `{}` and `{name}` are the same; give each caller its own",
+                twin.name
+            ));
+            continue;
+        }
+        tokens.push(ReceiptToken { name, token });
+    }
+    tokens
 }
 
 fn build_limits(raw: &RawLimits, known: &KnownChannels, check: &mut FileCheck) -> Limits {
@@ -643,9 +834,43 @@ fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelConfig> {
         Ok(t) => t.into_inner(),
         Err(_) => return None, // already reported by parse_toml
     };
+    // Where each secret's value came from, to name it in a refusal.
+    let mut sources: BTreeMap<String, secrets::Source> = BTreeMap::new();
     for (key, value) in table.iter() {
         let key_name: &str = key.get_ref();
         if COMMON_KEYS.contains(&key_name) {
+            continue;
+        }
+        // `<secret>_file`: the secret is read from that file.
+        if let Some(secret) = key_name
+            .strip_suffix("_file")
+            .filter(|k| secrets::channel_secret_role(kind, k).is_some())
+        {
+            if table.iter().any(|(k, _)| k.get_ref() == secret) {
+                check.err(
+                    key.span(),
+                    format!("set `{secret}` or `{key_name}`, not both"),
+                );
+                continue;
+            }
+            let DeValue::String(path) = value.get_ref() else {
+                check.err(value.span(), format!("`{key_name}` must be a file path"));
+                continue;
+            };
+            let spanned = Spanned::new(value.span(), path.to_string());
+            let Some(path) = check.text(&spanned) else {
+                continue;
+            };
+            match secrets::read_secret_file(Path::new(&path)) {
+                Ok(v) => {
+                    settings.insert(secret.to_owned(), v);
+                    sources.insert(
+                        secret.to_owned(),
+                        secrets::Source::SecretFile(PathBuf::from(path)),
+                    );
+                }
+                Err(msg) => check.err(value.span(), msg),
+            }
             continue;
         }
         if !allowed.contains(&key_name) {
@@ -670,13 +895,20 @@ fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelConfig> {
                 continue;
             }
         };
+        if secrets::channel_secret_role(kind, key_name).is_some() {
+            sources.insert(key_name.to_owned(), secrets::Source::written(&text));
+        }
         let spanned = Spanned::new(value.span(), text);
         if let Some(v) = check.text(&spanned) {
             settings.insert(key_name.to_owned(), v);
         }
     }
     for req in required {
-        if !table.iter().any(|(k, _)| k.get_ref() == req) {
+        let from_file = format!("{req}_file");
+        if !table
+            .iter()
+            .any(|(k, _)| k.get_ref() == req || *k.get_ref() == from_file)
+        {
             check.err_file(format!(
                 "a {kind} channel needs `{req}`; add `{req} = \"…\"` (secrets as \"${{ENV_VAR}}\")"
             ));
@@ -776,7 +1008,64 @@ fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelConfig> {
         check.err_file(problem);
         return None;
     }
+    judge_channel_secrets(&channel, sources, check);
     Some(channel)
+}
+
+/// Records the problems of the secrets `channel` uses (`secrets`).
+fn judge_channel_secrets(
+    channel: &ChannelConfig,
+    mut sources: BTreeMap<String, secrets::Source>,
+    check: &mut FileCheck,
+) {
+    for &(key, role) in secrets::channel_secrets(channel.kind) {
+        let Some(value) = channel.setting(key) else {
+            continue;
+        };
+        if !uses_secret(channel, key) {
+            continue;
+        }
+        // Documented as "empty: this feature is off".
+        let off_when_empty = matches!(
+            (channel.kind, key),
+            (
+                ChannelKind::Email,
+                "tracking_secret" | "bounce_secret" | "password"
+            ) | (ChannelKind::Sms, "authorization")
+        );
+        let source = sources
+            .remove(key)
+            .unwrap_or(secrets::Source::File { var: None });
+        if let Some(p) = secrets::judge(check.file, key, source, value, role, off_when_empty) {
+            check.secrets.push(p);
+        }
+    }
+}
+
+/// Whether `channel` uses its secret `key`: an SMS credential only for the
+/// gateways it sends through, an SMTP password only with a username.
+fn uses_secret(channel: &ChannelConfig, key: &str) -> bool {
+    match channel.kind {
+        ChannelKind::Sms => {
+            let providers = crate::channels::sms::providers(channel).unwrap_or_default();
+            let uses = |p: crate::channels::sms::Provider| providers.contains(&p);
+            match key {
+                "api_id" => uses(crate::channels::sms::Provider::SmsRu),
+                "apikey" => uses(crate::channels::sms::Provider::Smsc),
+                // SMSC takes `apikey` over `login` + `password`.
+                "password" => {
+                    uses(crate::channels::sms::Provider::Smsc)
+                        && channel.setting("apikey").is_none()
+                }
+                "authorization" => uses(crate::channels::sms::Provider::Generic),
+                _ => true,
+            }
+        }
+        ChannelKind::Email if key == "password" => {
+            channel.setting("username").is_some_and(|u| !u.is_empty())
+        }
+        _ => true,
+    }
 }
 
 fn build_policy(

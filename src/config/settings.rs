@@ -37,11 +37,35 @@ pub struct Redis {
 
 #[derive(Clone, Debug)]
 pub struct Http {
+    /// The public listener: provider callbacks, tracking links, `/v1/…`.
     pub listen: String,
-    /// Bearer token for `POST /v1/receipts` and `/cancel`; `None` disables them.
-    pub receipt_token: Option<String>,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz` (loopback by default).
+    pub admin_listen: String,
+    /// Bearer tokens for `POST /v1/receipts` and `/cancel`; none disables them.
+    pub receipt_tokens: Vec<ReceiptToken>,
     /// Base URL under which customers reach tracking links (pixel, clicks).
     pub public_url: String,
+    /// A client must send a request's headers within this long of the
+    /// connection waiting for one (the first request, or the next on a
+    /// kept-alive connection, so it is also the idle timeout).
+    pub header_read_timeout_ms: i64,
+    /// The longest one request may take, its body included.
+    pub request_timeout_ms: i64,
+    /// Connections served at once per listener; past it, new ones wait.
+    pub max_connections: usize,
+}
+
+/// One caller of the receipts API: its name is logged with each receipt it records.
+#[derive(Clone)]
+pub struct ReceiptToken {
+    pub name: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for ReceiptToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReceiptToken({}, ••••)", self.name)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -96,8 +120,17 @@ pub(super) struct RawRedis {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
     pub listen: Option<Spanned<String>>,
+    pub admin_listen: Option<Spanned<String>>,
     pub receipt_token: Option<Spanned<String>>,
+    pub receipt_token_file: Option<Spanned<String>>,
+    /// Named tokens, one per calling system: `crm = "${CRM_TOKEN}"`, or
+    /// `crm_file = "/run/secrets/crm"`.
+    #[serde(default)]
+    pub receipt_tokens: BTreeMap<String, Spanned<String>>,
     pub public_url: Option<Spanned<String>>,
+    pub header_read_timeout: Option<Spanned<String>>,
+    pub request_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,7 +153,7 @@ pub(super) struct RawLimits {
 
 /// The environment variables that override settings, with the setting each
 /// replaces. Listed once so `--help` text, the README and the code agree.
-pub const ENV_OVERRIDES: [(&str, &str); 13] = [
+pub const ENV_OVERRIDES: [(&str, &str); 16] = [
     ("CASCADE_AMQP_URL", "amqp.url"),
     ("CASCADE_AMQP_QUEUE", "amqp.queue"),
     ("CASCADE_AMQP_DEAD_LETTER_QUEUE", "amqp.dead_letter_queue"),
@@ -131,7 +164,10 @@ pub const ENV_OVERRIDES: [(&str, &str); 13] = [
     ("CASCADE_REDIS_RETENTION", "redis.retention"),
     ("CASCADE_REDIS_TIMER_SHARDS", "redis.timer_shards"),
     ("CASCADE_HTTP_LISTEN", "http.listen"),
+    ("CASCADE_HTTP_ADMIN_LISTEN", "http.admin_listen"),
     ("CASCADE_HTTP_RECEIPT_TOKEN", "http.receipt_token"),
+    ("CASCADE_HTTP_RECEIPT_TOKEN_FILE", "http.receipt_token_file"),
+    ("CASCADE_HTTP_MAX_CONNECTIONS", "http.max_connections"),
     ("CASCADE_HTTP_PUBLIC_URL", "http.public_url"),
     ("CASCADE_DEFAULTS_TIMEZONE", "defaults.timezone"),
 ];

@@ -1,17 +1,25 @@
-//! The daemon's HTTP server: the receipts API, cancellation, health and
-//! readiness. Provider callbacks and tracking links join it with the adapters.
+//! The daemon's two HTTP listeners. The public one serves what the
+//! internet must reach: provider callbacks, tracking links and the
+//! authenticated `/v1/…` API, each route with a body limit of its own and
+//! every request under one timeout. The admin one (loopback by default)
+//! serves `/metrics`, `/healthz` and `/readyz`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 pub mod callbacks;
+pub mod refusal;
+pub mod serve;
 
 use crate::runtime::Health;
 use crate::runtime::clock::Clock;
@@ -23,20 +31,54 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub health: Arc<Health>,
-    /// `None` disables the receipts API (no token configured).
-    pub receipt_token: Option<String>,
-    /// Channels (and their callback secrets) as currently loaded.
+    /// Channels (and their callback secrets) and the receipts API's tokens,
+    /// as currently loaded: a reload rotates them.
     pub catalog: Arc<arc_swap::ArcSwap<crate::config::Catalog>>,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Body limits per route, in bytes: what each sender documents or needs,
+/// with room to spare, instead of one large limit everywhere. A longer body
+/// is answered `413`.
+pub mod body_limits {
+    /// `{"id", "event", "channel"}`: a few hundred bytes.
+    pub const RECEIPTS_API: usize = 16 * 1024;
+    /// One Callback API event; a `message_new` carries at most 4,096 characters of text.
+    pub const VK: usize = 64 * 1024;
+    /// SMS.ru batches reports (about 50 bytes each); SMSC sends one.
+    pub const SMS: usize = 64 * 1024;
+    /// One Telegram update: a message of at most 4,096 characters, and the one it quotes.
+    pub const TELEGRAM: usize = 64 * 1024;
+    /// Meta batches statuses and messages (about 1 KiB each) in one webhook.
+    pub const WHATSAPP: usize = 256 * 1024;
+    /// A bounce report may quote the whole message it returns.
+    pub const EMAIL_BOUNCE: usize = 256 * 1024;
+    /// Tracking links are GETs; nothing to read.
+    pub const TRACKING: usize = 1024;
+}
+
+/// The public listener's routes, each with its body limit, all under
+/// `request_timeout` (a client trickling its body is cut off with `408`).
+pub fn public_router(state: AppState, request_timeout: Duration) -> Router {
+    let api = Router::new()
         .route("/v1/receipts", post(post_receipt))
         .route("/v1/notifications/{id}/cancel", post(cancel))
+        .layer(RequestBodyLimitLayer::new(body_limits::RECEIPTS_API));
+    Router::new()
+        .merge(api)
+        .merge(callbacks::routes())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .with_state(state)
+}
+
+/// The admin listener's routes: metrics and probes.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
-        .merge(callbacks::routes())
         .with_state(state)
 }
 
@@ -52,25 +94,50 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-/// The refusal to send when the bearer token is missing or wrong.
-fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    let Some(token) = &state.receipt_token else {
-        return Some(error(
+/// Why a request to the `/v1` API was refused (a metric label).
+type Refused = &'static str;
+
+/// The answer to a refused `/v1` request: `401` whatever was wrong with the
+/// token, `403` while the API has no token at all.
+fn refused(reason: Refused) -> Response {
+    refusal::note("v1", reason);
+    if reason == "disabled" {
+        return error(
             StatusCode::FORBIDDEN,
             "the receipts API is disabled: set http.receipt_token",
-        ));
-    };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => None,
-        _ => Some(error(
-            StatusCode::UNAUTHORIZED,
-            "a valid bearer token is required",
-        )),
+        );
     }
+    let mut answer = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+    answer
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    answer
+}
+
+/// The caller's name when the request carries one of the receipts API's
+/// bearer tokens.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, Refused> {
+    let catalog = state.catalog.load();
+    let tokens = &catalog.settings.http.receipt_tokens;
+    if tokens.is_empty() {
+        return Err("disabled");
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|g| !g.is_empty());
+    let Some(given) = given else {
+        return Err("missing_token");
+    };
+    // Compare with every token, so the time taken does not tell which matched.
+    let mut caller = None;
+    for t in tokens {
+        if constant_time_eq(given.as_bytes(), t.token.as_bytes()) {
+            caller = Some(t.name.clone());
+        }
+    }
+    caller.ok_or("wrong_token")
 }
 
 /// Compares secrets without leaking where they differ through timing.
@@ -92,9 +159,10 @@ async fn post_receipt(
     headers: HeaderMap,
     body: Result<Json<ReceiptBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
-        return refused;
-    }
+    let caller = match authenticate(&state, &headers) {
+        Ok(caller) => caller,
+        Err(reason) => return refused(reason),
+    };
     let Json(body) = match body {
         Ok(b) => b,
         Err(e) => {
@@ -104,7 +172,14 @@ async fn post_receipt(
             );
         }
     };
-    record(&state, &body.id, &body.event, body.channel.as_deref()).await
+    record_from(
+        &state,
+        &body.id,
+        &body.event,
+        body.channel.as_deref(),
+        Some(&caller),
+    )
+    .await
 }
 
 async fn cancel(
@@ -112,14 +187,33 @@ async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers) {
-        return refused;
-    }
-    record(&state, &id, crate::core::policy::CANCELLED, None).await
+    let caller = match authenticate(&state, &headers) {
+        Ok(caller) => caller,
+        Err(reason) => return refused(reason),
+    };
+    record_from(
+        &state,
+        &id,
+        crate::core::policy::CANCELLED,
+        None,
+        Some(&caller),
+    )
+    .await
 }
 
 /// Records a receipt and logs it; shared with the provider callbacks.
 pub async fn record(state: &AppState, id: &str, event: &str, channel: Option<&str>) -> Response {
+    record_from(state, id, event, channel, None).await
+}
+
+/// Records a receipt and logs it with the API caller that sent it.
+async fn record_from(
+    state: &AppState,
+    id: &str,
+    event: &str,
+    channel: Option<&str>,
+    caller: Option<&str>,
+) -> Response {
     if !valid_event(event) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -133,7 +227,7 @@ pub async fn record(state: &AppState, id: &str, event: &str, channel: Option<&st
     {
         Ok(ReceiptResult::Recorded) => {
             crate::runtime::telemetry::receipt(event);
-            tracing::info!(target: "cascade::lifecycle", event = "receipt", notification_id = id, receipt = event, channel, "receipt");
+            tracing::info!(target: "cascade::lifecycle", event = "receipt", notification_id = id, receipt = event, channel, caller, "receipt");
             (StatusCode::ACCEPTED, Json(json!({ "status": "recorded" }))).into_response()
         }
         Ok(ReceiptResult::AlreadyRecorded) => (

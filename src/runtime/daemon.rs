@@ -19,7 +19,8 @@ use super::store::Store;
 use super::worker::Worker;
 use crate::channels::Outbound;
 use crate::config::Catalog;
-use crate::http::{AppState, router};
+use crate::http::serve::{ConnectionLimits, serve};
+use crate::http::{AppState, admin_router, public_router};
 
 /// How to start a daemon beyond its configuration.
 pub struct DaemonOptions {
@@ -27,6 +28,11 @@ pub struct DaemonOptions {
     pub scheduler: SchedulerConfig,
     /// Overrides `http.listen` (tests pass `127.0.0.1:0`).
     pub listen: Option<String>,
+    /// Overrides `http.admin_listen` (tests pass `127.0.0.1:0`).
+    pub admin_listen: Option<String>,
+    /// Runs on secrets that `config::secrets` finds unsafe (the shipped
+    /// example values), warning every minute: for a local try-out only.
+    pub insecure_demo_secrets: bool,
     /// The settings file to watch for hot reload; `None` disables it.
     pub config_path: Option<std::path::PathBuf>,
 }
@@ -37,6 +43,8 @@ impl Default for DaemonOptions {
             clock: Arc::new(SystemClock::default()),
             scheduler: SchedulerConfig::default(),
             listen: None,
+            admin_listen: None,
+            insecure_demo_secrets: false,
             config_path: None,
         }
     }
@@ -44,7 +52,10 @@ impl Default for DaemonOptions {
 
 /// A running daemon.
 pub struct Daemon {
+    /// The public listener: callbacks, tracking, `/v1/…`.
     pub http_addr: SocketAddr,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
+    pub admin_addr: SocketAddr,
     pub store: Store,
     pub health: Arc<Health>,
     pub catalog: Arc<ArcSwap<Catalog>>,
@@ -87,35 +98,40 @@ impl Daemon {
         super::telemetry::handle();
         tasks.spawn(super::telemetry::upkeep(shutdown.clone()));
 
-        let addr = options
-            .listen
-            .clone()
-            .unwrap_or(settings.http.listen.clone());
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: addr.clone(),
-                source,
-            })?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Listen { addr, source })?;
-        let app = router(AppState {
+        let state = AppState {
             store: store.clone(),
             clock: options.clock.clone(),
             health: health.clone(),
-            receipt_token: settings.http.receipt_token.clone(),
             catalog: catalog.clone(),
-        });
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "the HTTP server stopped");
-            }
-        });
+        };
+        let public_limits = ConnectionLimits {
+            header_read_timeout: Duration::from_millis(settings.http.header_read_timeout_ms as u64),
+            max_connections: settings.http.max_connections,
+        };
+        let (listener, http_addr) = bind(options.listen.as_ref(), &settings.http.listen).await?;
+        tasks.spawn(serve(
+            listener,
+            public_router(
+                state.clone(),
+                Duration::from_millis(settings.http.request_timeout_ms as u64),
+            ),
+            public_limits,
+            shutdown.clone(),
+        ));
+        let (admin, admin_addr) =
+            bind(options.admin_listen.as_ref(), &settings.http.admin_listen).await?;
+        tasks.spawn(serve(
+            admin,
+            admin_router(state),
+            ConnectionLimits {
+                max_connections: ADMIN_MAX_CONNECTIONS,
+                ..public_limits
+            },
+            shutdown.clone(),
+        ));
+        if options.insecure_demo_secrets {
+            tasks.spawn(warn_insecure(catalog.clone(), shutdown.clone()));
+        }
 
         let worker = Arc::new(Worker {
             store: store.clone(),
@@ -144,13 +160,15 @@ impl Daemon {
             tasks.spawn(super::reload::watch(
                 path,
                 catalog.clone(),
+                options.insecure_demo_secrets,
                 shutdown.clone(),
             ));
         }
         tasks.close();
-        tracing::info!(http = %http_addr, queue = %settings.amqp.queue, "cascade is running");
+        tracing::info!(http = %http_addr, admin = %admin_addr, queue = %settings.amqp.queue, "cascade is running");
         Ok(Daemon {
             http_addr,
+            admin_addr,
             store,
             health,
             catalog,
@@ -176,6 +194,40 @@ impl Daemon {
 
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+}
+
+/// Connections the admin listener serves at once (a scraper and a few probes).
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Binds `over` if given, else `configured`.
+async fn bind(
+    over: Option<&String>,
+    configured: &str,
+) -> Result<(tokio::net::TcpListener, SocketAddr), StartError> {
+    let addr = over.map_or(configured, String::as_str).to_owned();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr, source })?;
+    Ok((listener, local))
+}
+
+/// With `--insecure-demo-secrets`, says so every minute, naming each unsafe secret.
+async fn warn_insecure(catalog: Arc<ArcSwap<Catalog>>, shutdown: CancellationToken) {
+    loop {
+        for problem in &catalog.load().secret_problems {
+            tracing::warn!(problem = %problem, "running on an unsafe secret (--insecure-demo-secrets): for a local try-out only");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.cancelled() => return,
+        }
     }
 }
 

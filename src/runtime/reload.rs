@@ -19,6 +19,7 @@ use crate::config::Catalog;
 pub async fn watch(
     config_path: PathBuf,
     catalog: Arc<ArcSwap<Catalog>>,
+    insecure_demo_secrets: bool,
     shutdown: CancellationToken,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(4);
@@ -66,18 +67,36 @@ pub async fn watch(
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
             _ = shutdown.cancelled() => return,
         };
-        reload(&config_path, &catalog, why);
+        reload(&config_path, &catalog, insecure_demo_secrets, why);
     }
 }
 
-/// Loads the configuration again and swaps it in if it validates.
-pub fn reload(config_path: &Path, catalog: &ArcSwap<Catalog>, why: &str) -> bool {
+/// Loads the configuration again and swaps it in if it validates (and,
+/// unless `insecure_demo_secrets`, uses no unsafe secret: a reload must not
+/// bring in what `cascade run` would have refused).
+pub fn reload(
+    config_path: &Path,
+    catalog: &ArcSwap<Catalog>,
+    insecure_demo_secrets: bool,
+    why: &str,
+) -> bool {
     match Catalog::load(config_path) {
+        Ok(fresh) if !insecure_demo_secrets && !fresh.secret_problems.is_empty() => {
+            for problem in &fresh.secret_problems {
+                tracing::error!(problem = %problem, "configuration change refused: an unsafe secret");
+            }
+            tracing::error!(
+                problems = fresh.secret_problems.len(),
+                "keeping the last good configuration"
+            );
+            false
+        }
         Ok(mut fresh) => {
             // Connection settings stay as started; the rest applies now.
             fresh.settings.amqp = catalog.load().settings.amqp.clone();
             fresh.settings.redis = catalog.load().settings.redis.clone();
             fresh.settings.http.listen = catalog.load().settings.http.listen.clone();
+            fresh.settings.http.admin_listen = catalog.load().settings.http.admin_listen.clone();
             tracing::info!(
                 reason = why,
                 policies = fresh.policies.len(),

@@ -13,7 +13,9 @@ use axum::{Json, Router};
 use cascade::runtime::record::Record;
 use serde_json::Value;
 
-pub const TOKEN: &str = "test-token";
+/// The receipts API token of every test configuration (long enough for
+/// `cascade run`, which refuses short ones).
+pub const TOKEN: &str = "test-receipt-token-0123456789";
 
 /// A unique word for this test run, for queue names and key prefixes.
 pub fn unique(name: &str) -> String {
@@ -103,7 +105,7 @@ impl TestConfig {
             format!(
                 "[amqp]\nqueue = \"{name}.notifications\"\ndead_letter_queue = \"{name}.dead\"\nprefetch = 64\n\n\
                  [redis]\nprefix = \"{name}\"\ntimer_shards = 4\nretention = \"1h\"\n\n\
-                 [http]\nlisten = \"127.0.0.1:0\"\nreceipt_token = \"{TOKEN}\"\n\n{cascade_extra}\n"
+                 [http]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nreceipt_token = \"{TOKEN}\"\n\n{cascade_extra}\n"
             ),
         )
         .unwrap();
@@ -691,9 +693,14 @@ impl Running {
         format!("{}-{suffix}", self.cfg.name)
     }
 
-    /// `http://<the daemon's address><path>`.
+    /// `http://<the daemon's public address><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.daemon().http_addr)
+    }
+
+    /// `http://<the daemon's admin address><path>` (`/metrics`, `/healthz`, `/readyz`).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.daemon().admin_addr)
     }
 
     /// Publishes a notification to the test's queue; RabbitMQ must confirm it.
@@ -799,7 +806,7 @@ impl Running {
     /// The daemon's Prometheus page.
     pub async fn metrics(&self) -> String {
         self.http
-            .get(self.url("/metrics"))
+            .get(self.admin_url("/metrics"))
             .send()
             .await
             .unwrap()

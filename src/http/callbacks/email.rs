@@ -21,14 +21,21 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
+use tower_http::limit::RequestBodyLimitLayer;
+
 use super::{apply_report, count, path_secret_matches};
 use crate::core::ChannelKind;
 use crate::http::AppState;
+use crate::http::refusal::forbidden;
 
 const METRIC: &str = "email";
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/callbacks/email/{channel}/{secret}", post(bounce))
+    Router::new()
+        .route("/callbacks/email/{channel}/{secret}", post(bounce))
+        .layer(RequestBodyLimitLayer::new(
+            crate::http::body_limits::EMAIL_BOUNCE,
+        ))
 }
 
 /// What a delivery status notification says about our message.
@@ -102,7 +109,7 @@ async fn bounce(
         "bounce_secret",
         &secret,
     ) {
-        return (StatusCode::FORBIDDEN, "forbidden").into_response();
+        return forbidden("callbacks/email", "wrong_secret");
     }
     let Some(bounce) = parse_bounce(&String::from_utf8_lossy(&body)) else {
         count(METRIC, "malformed");

@@ -36,8 +36,9 @@ pub fn count(provider: &'static str, result: &'static str) {
 
 /// Checks the secret path segment of a report from a provider that does not
 /// sign its reports: it must equal the `setting` of channel `channel`, which
-/// must be of `kind` and have it set. A mismatch is logged and counted; the
-/// caller answers 403 and records nothing.
+/// must be of `kind` and have it set. A mismatch is counted (and logged at
+/// most once a minute, `refusal`); the caller answers with
+/// `refusal::forbidden` and records nothing.
 pub fn path_secret_matches(
     state: &AppState,
     provider: &'static str,
@@ -57,11 +58,6 @@ pub fn path_secret_matches(
         return true;
     }
     count(provider, "forbidden");
-    tracing::warn!(
-        provider,
-        channel,
-        "{provider} report refused: unknown channel or wrong `{setting}`"
-    );
     false
 }
 

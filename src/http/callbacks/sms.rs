@@ -31,17 +31,23 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use tower_http::limit::RequestBodyLimitLayer;
+
 use super::{apply_report, count, path_secret_matches};
 use crate::core::ChannelKind;
 use crate::http::AppState;
+use crate::http::refusal::forbidden;
 
 const METRIC: &str = "sms";
+const ROUTE: &str = "callbacks/sms";
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/callbacks/sms/{channel}/{secret}",
-        get(report).post(report),
-    )
+    Router::new()
+        .route(
+            "/callbacks/sms/{channel}/{secret}",
+            get(report).post(report),
+        )
+        .layer(RequestBodyLimitLayer::new(crate::http::body_limits::SMS))
 }
 
 /// The receipt an SMS.ru status code stands for (`None`: not final yet).
@@ -160,7 +166,7 @@ async fn report(
         "report_secret",
         &secret,
     ) {
-        return (StatusCode::FORBIDDEN, "forbidden").into_response();
+        return forbidden(ROUTE, "wrong_secret");
     }
     let mut pairs = form_pairs(query.as_deref().unwrap_or(""));
     pairs.extend(form_pairs(&String::from_utf8_lossy(&body)));

@@ -25,6 +25,9 @@ use std::sync::OnceLock;
 
 use axum::Router;
 use axum::body::Bytes;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::http::refusal::forbidden;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -46,7 +49,11 @@ const SEEN_TTL_S: u64 = 2 * 24 * 3600;
 pub const UNQUOTED_LOOKBACK: i64 = 20;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/callbacks/telegram/{channel}", post(update))
+    Router::new()
+        .route("/callbacks/telegram/{channel}", post(update))
+        .layer(RequestBodyLimitLayer::new(
+            crate::http::body_limits::TELEGRAM,
+        ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,36 +117,27 @@ fn answer(status: StatusCode) -> Response {
     (status, "").into_response()
 }
 
-/// The channel's config when the request carries its secret, else the
-/// refusal's status.
+/// The channel's config when the request carries its secret, else why not
+/// (answered the same way for an unknown channel and a wrong secret).
 fn authenticate(
     state: &AppState,
     channel: &str,
     headers: &HeaderMap,
-) -> Result<ChannelConfig, StatusCode> {
+) -> Result<ChannelConfig, &'static str> {
     let catalog = state.catalog.load();
     let Some(config) = catalog
         .channels
         .get(channel)
         .filter(|c| c.kind == ChannelKind::Telegram)
     else {
-        count(PROVIDER, "refused");
-        return Err(StatusCode::NOT_FOUND);
+        return Err("unknown_channel");
     };
     let Some(given) = headers.get(SECRET_HEADER) else {
-        count(PROVIDER, "refused");
-        tracing::warn!(channel, "telegram update without {SECRET_HEADER}; refused");
-        return Err(StatusCode::UNAUTHORIZED);
+        return Err("missing_secret");
     };
     let expected = config.setting("webhook_secret").unwrap_or("");
     if expected.is_empty() || !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-        count(PROVIDER, "refused");
-        tracing::warn!(
-            channel,
-            configured = !expected.is_empty(),
-            "telegram update with a wrong secret token; refused"
-        );
-        return Err(StatusCode::FORBIDDEN);
+        return Err("wrong_secret");
     }
     Ok(config.clone())
 }
@@ -152,7 +150,10 @@ async fn update(
 ) -> Response {
     let config = match authenticate(&state, &channel, &headers) {
         Ok(c) => c,
-        Err(refused) => return answer(refused),
+        Err(reason) => {
+            count(PROVIDER, "refused");
+            return forbidden("callbacks/telegram", reason);
+        }
     };
     let Ok(update) = serde_json::from_slice::<Update>(&body) else {
         // Authentic but unreadable: redelivering it would not help.

@@ -47,6 +47,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/t/o/{file}", get(open))
         .route("/t/c/{token}", get(click))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            crate::http::body_limits::TRACKING,
+        ))
 }
 
 /// Verifies a token against the secret of the email channel it names.

@@ -25,6 +25,9 @@ use std::collections::BTreeSet;
 
 use axum::Router;
 use axum::body::Bytes;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::http::refusal::forbidden;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -37,12 +40,15 @@ use crate::config::ChannelConfig;
 use crate::core::ChannelKind;
 use crate::http::{AppState, constant_time_eq};
 
+const ROUTE: &str = "callbacks/vk";
 const PROVIDER: &str = "vk";
 /// How long an `event_id` is remembered.
 const SEEN_TTL_S: u64 = 2 * 24 * 3600;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/callbacks/vk/{channel}", post(event))
+    Router::new()
+        .route("/callbacks/vk/{channel}", post(event))
+        .layer(RequestBodyLimitLayer::new(crate::http::body_limits::VK))
 }
 
 /// `callback_base`: every Callback API request.
@@ -105,17 +111,14 @@ async fn event(
             Some(c) => c.clone(),
             None => {
                 count(PROVIDER, "refused");
-                return text(StatusCode::NOT_FOUND, "no such vk channel");
+                return forbidden(ROUTE, "unknown_channel");
             }
         }
     };
     let Ok(event) = serde_json::from_slice::<Event>(&body) else {
+        // Not authenticated yet (the secret is inside): the same answer.
         count(PROVIDER, "malformed");
-        tracing::warn!(
-            channel,
-            "a VK callback that is not a Callback API event; refused"
-        );
-        return text(StatusCode::BAD_REQUEST, "expected a Callback API event");
+        return forbidden(ROUTE, "malformed");
     };
     if let Some(refused) = wrong_community(&config, &event) {
         return refused;
@@ -170,13 +173,7 @@ fn wrong_community(config: &ChannelConfig, event: &Event) -> Option<Response> {
     match event.group_id {
         Some(g) if g != expected => {
             count(PROVIDER, "refused");
-            tracing::warn!(
-                channel = %config.name,
-                group_id = g,
-                expected,
-                "VK callback from another community; refused"
-            );
-            Some(text(StatusCode::FORBIDDEN, "wrong community"))
+            Some(forbidden(ROUTE, "wrong_community"))
         }
         _ => None,
     }
@@ -196,7 +193,7 @@ fn confirm(config: &ChannelConfig) -> Response {
                 channel = %config.name,
                 "VK asks to confirm the callback address, but the channel has no `confirmation` setting"
             );
-            text(StatusCode::NOT_FOUND, "no confirmation string configured")
+            forbidden(ROUTE, "no_confirmation")
         }
     }
 }
@@ -209,14 +206,14 @@ fn wrong_secret(config: &ChannelConfig, event: &Event) -> Option<Response> {
         return None;
     }
     count(PROVIDER, "refused");
-    tracing::warn!(
-        channel = %config.name,
-        event = %event.kind,
-        configured = !expected.is_empty(),
-        given = !given.is_empty(),
-        "VK callback with a wrong secret; refused"
-    );
-    Some(text(StatusCode::FORBIDDEN, "bad secret"))
+    Some(forbidden(
+        ROUTE,
+        if given.is_empty() {
+            "missing_secret"
+        } else {
+            "wrong_secret"
+        },
+    ))
 }
 
 /// `read` for every notification sent to the peer up to the watermark.

@@ -27,6 +27,9 @@
 
 use axum::Router;
 use axum::body::Bytes;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::http::refusal::forbidden;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -44,14 +47,19 @@ use crate::http::{AppState, constant_time_eq};
 
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
 const PROVIDER: &str = "whatsapp";
+const ROUTE: &str = "callbacks/whatsapp";
 /// Meta retries a webhook for up to about a week.
 const SEEN_TTL_S: u64 = 8 * 24 * 3600;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/callbacks/whatsapp/{channel}",
-        get(verify).post(notification),
-    )
+    Router::new()
+        .route(
+            "/callbacks/whatsapp/{channel}",
+            get(verify).post(notification),
+        )
+        .layer(RequestBodyLimitLayer::new(
+            crate::http::body_limits::WHATSAPP,
+        ))
 }
 
 /// `sha256=<hex HMAC-SHA256(app_secret, body)>`, as Meta signs.
@@ -104,7 +112,8 @@ async fn verify(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(config) = channel_config(&state, &channel) else {
-        return empty(StatusCode::NOT_FOUND);
+        count(PROVIDER, "refused");
+        return forbidden(ROUTE, "unknown_channel");
     };
     let expected = config.setting("verify_token").unwrap_or("");
     let token = query.get("hub.verify_token").map(String::as_str);
@@ -118,8 +127,7 @@ async fn verify(
         }
         _ => {
             count(PROVIDER, "refused");
-            tracing::warn!(channel, "whatsapp webhook verification refused");
-            empty(StatusCode::FORBIDDEN)
+            forbidden(ROUTE, "wrong_verify_token")
         }
     }
 }
@@ -192,28 +200,19 @@ async fn notification(
 ) -> Response {
     let Some(config) = channel_config(&state, &channel) else {
         count(PROVIDER, "refused");
-        return empty(StatusCode::NOT_FOUND);
+        return forbidden(ROUTE, "unknown_channel");
     };
     let Some(header) = headers
         .get(SIGNATURE_HEADER)
         .map(|h| h.to_str().unwrap_or(""))
     else {
         count(PROVIDER, "refused");
-        tracing::warn!(
-            channel,
-            "whatsapp webhook without {SIGNATURE_HEADER}; refused"
-        );
-        return empty(StatusCode::UNAUTHORIZED);
+        return forbidden(ROUTE, "missing_signature");
     };
     let secret = config.setting("app_secret").unwrap_or("");
     if secret.is_empty() || !signature_matches(secret, &body, header) {
         count(PROVIDER, "refused");
-        tracing::warn!(
-            channel,
-            configured = !secret.is_empty(),
-            "whatsapp webhook with a wrong signature; refused"
-        );
-        return empty(StatusCode::FORBIDDEN);
+        return forbidden(ROUTE, "wrong_signature");
     }
     let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) else {
         count(PROVIDER, "malformed");
