@@ -525,6 +525,7 @@ async fn tampered_or_forged_tokens_are_refused_and_change_nothing() {
                 notification_id: id.clone(),
                 step: 0,
                 tracked,
+                until_ms: i64::MAX,
             },
         )
     };
@@ -593,6 +594,7 @@ async fn an_authentic_token_for_an_unknown_notification_is_answered_and_counted(
                 notification_id: h.id("never-sent"),
                 step: 0,
                 tracked,
+                until_ms: i64::MAX,
             },
         )
     };

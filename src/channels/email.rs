@@ -508,6 +508,7 @@ fn compose(out: &Outgoing<'_>, s: &EmailSettings, to: Mailbox) -> Result<Compose
         channel: &channel.name,
         notification_id: &notification.id,
         step,
+        until_ms: out.tracking_until_ms,
     });
     let link = notification
         .content
@@ -802,6 +803,16 @@ pub struct TrackingToken {
     pub notification_id: String,
     pub step: u8,
     pub tracked: Tracked,
+    /// After this (Unix ms) the link still answers (the pixel, the
+    /// redirect) but records nothing.
+    pub until_ms: i64,
+}
+
+impl TrackingToken {
+    /// Whether the link may still record a receipt at `now_ms`.
+    pub fn records_at(&self, now_ms: i64) -> bool {
+        now_ms <= self.until_ms
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -811,14 +822,37 @@ struct Payload {
     s: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     u: Option<String>,
+    /// Until when it records; tokens of the first version had none.
+    #[serde(default)]
+    x: i64,
 }
 
-/// Keeps tracking MACs apart from any other use of the same secret.
-const MAC_CONTEXT: &[u8] = b"cascade email tracking v1\n";
+/// Keeps tracking MACs apart from any other use of the same secret. The
+/// first version signed the same fields without an expiry, under another
+/// context; those tokens still verify (so old links still redirect) and
+/// read as long expired, so they record nothing.
+const MAC_CONTEXT: &[u8] = b"cascade email tracking v2\n";
+const MAC_CONTEXT_V1: &[u8] = b"cascade email tracking v1\n";
+
+/// How long a cascade without an expiry keeps recording opens and clicks.
+const TRACKING_WITHOUT_EXPIRY_MS: i64 = 30 * 24 * 3_600_000;
+
+/// Until when a link sent at `now_ms` records: the cascade's expiry (or 30
+/// days on, for a cascade without one) plus the retention, after which the
+/// cascade's keys are gone anyway.
+pub fn tracking_until(expires_at_ms: Option<i64>, now_ms: i64, retention_ms: i64) -> i64 {
+    expires_at_ms
+        .unwrap_or(now_ms.saturating_add(TRACKING_WITHOUT_EXPIRY_MS))
+        .saturating_add(retention_ms)
+}
 
 fn mac(secret: &str, payload_b64: &str) -> Option<Hmac<Sha256>> {
+    mac_in(MAC_CONTEXT, secret, payload_b64)
+}
+
+fn mac_in(context: &[u8], secret: &str, payload_b64: &str) -> Option<Hmac<Sha256>> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).ok()?;
-    mac.update(MAC_CONTEXT);
+    mac.update(context);
     mac.update(payload_b64.as_bytes());
     Some(mac)
 }
@@ -833,6 +867,7 @@ pub fn sign(secret: &str, token: &TrackingToken) -> String {
             Tracked::Open => None,
             Tracked::Click { url } => Some(url.clone()),
         },
+        x: token.until_ms,
     };
     let json = serde_json::to_vec(&payload).unwrap_or_default();
     let payload_b64 = URL_SAFE_NO_PAD.encode(json);
@@ -857,7 +892,15 @@ pub fn verify(
     let payload: Payload =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload_b64).ok()?).ok()?;
     let secret = secret_of(&payload.c)?;
-    mac(&secret, payload_b64)?.verify_slice(&tag).ok()?;
+    let current = mac(&secret, payload_b64)?.verify_slice(&tag).is_ok();
+    let until_ms = if current {
+        payload.x
+    } else {
+        mac_in(MAC_CONTEXT_V1, &secret, payload_b64)?
+            .verify_slice(&tag)
+            .ok()?;
+        i64::MIN
+    };
     let tracked = match payload.u {
         None => Tracked::Open,
         Some(url) if is_http_url(&url) => Tracked::Click { url },
@@ -868,6 +911,7 @@ pub fn verify(
         notification_id: payload.n,
         step: payload.s,
         tracked,
+        until_ms,
     })
 }
 
@@ -879,6 +923,7 @@ struct Tracker<'a> {
     channel: &'a str,
     notification_id: &'a str,
     step: u8,
+    until_ms: i64,
 }
 
 impl Tracker<'_> {
@@ -890,6 +935,7 @@ impl Tracker<'_> {
                 notification_id: self.notification_id.to_owned(),
                 step: self.step,
                 tracked,
+                until_ms: self.until_ms,
             },
         )
     }
@@ -985,7 +1031,36 @@ mod tests {
             notification_id: "order-1".into(),
             step: 0,
             tracked,
+            until_ms: 1_800_000_000_000,
         }
+    }
+
+    #[test]
+    fn tokens_carry_their_expiry_and_first_version_tokens_read_as_expired() {
+        let secret = || Some("s3cret".to_owned());
+        let t = token(Tracked::Open);
+        let verified = verify(&sign("s3cret", &t), |_| secret()).unwrap();
+        assert!(verified.records_at(1_800_000_000_000));
+        assert!(!verified.records_at(1_800_000_000_001));
+        // A token of the first version: the same fields, no expiry, the old context.
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"c":"email","n":"order-1","s":0}"#);
+        let tag = mac_in(MAC_CONTEXT_V1, "s3cret", &payload).unwrap();
+        let old = format!(
+            "{payload}.{}",
+            URL_SAFE_NO_PAD.encode(tag.finalize().into_bytes())
+        );
+        let verified = verify(&old, |_| secret()).unwrap();
+        assert_eq!(verified.notification_id, "order-1");
+        assert!(!verified.records_at(0));
+        // The expiry is signed: raising it breaks the token.
+        let signed = sign("s3cret", &t);
+        let (_, tag) = signed.split_once('.').unwrap();
+        let later =
+            URL_SAFE_NO_PAD.encode(br#"{"c":"email","n":"order-1","s":0,"x":9999999999999}"#);
+        assert_eq!(verify(&format!("{later}.{tag}"), |_| secret()), None);
+        assert_eq!(tracking_until(Some(1_000), 5, 7), 1_007);
+        assert_eq!(tracking_until(None, 5, 7), 5 + 30 * 24 * 3_600_000 + 7);
+        assert_eq!(tracking_until(Some(i64::MAX - 1), 0, 7), i64::MAX);
     }
 
     #[test]
@@ -1246,6 +1321,7 @@ mod tests {
             channel: &ch,
             contact: Some(contact),
             public_url: "http://127.0.0.1:8080/",
+            tracking_until_ms: i64::MAX,
         };
         send(transports, &out).await
     }
@@ -1433,7 +1509,8 @@ mod tests {
                 channel: "email".into(),
                 notification_id: "order-7:cart".into(),
                 step: 0,
-                tracked: Tracked::Open
+                tracked: Tracked::Open,
+                until_ms: i64::MAX,
             }
         );
         let links = mail.links();

@@ -35,6 +35,8 @@ pub struct Outgoing<'a> {
     pub contact: Option<&'a str>,
     /// Where customers reach tracking links (`http.public_url`).
     pub public_url: &'a str,
+    /// Until when this send's tracking links record (`email::tracking_until`).
+    pub tracking_until_ms: i64,
 }
 
 impl Outgoing<'_> {

@@ -94,7 +94,7 @@ impl Providers<Payload> for FakeWorld<'_> {
                 script.then(Scripted::Permanent, 1);
             }
         }
-        let outcome = self.rig.send(&payload.notification, order);
+        let outcome = self.rig.send(now_ms, &payload.notification, order);
         if !matches!(outcome, SendOutcome::Sent { .. }) {
             return outcome;
         }

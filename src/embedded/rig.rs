@@ -118,7 +118,9 @@ impl Rig {
     }
 
     /// Sends one step through the real adapter to its fake, and waits.
-    pub fn send(&self, notification: &Notification, order: &SendOrder) -> SendOutcome {
+    /// `now_ms` is the virtual clock's: tracking links record until the
+    /// notification's expiry (or 30 days on) plus a week.
+    pub fn send(&self, now_ms: i64, notification: &Notification, order: &SendOrder) -> SendOutcome {
         let Some(channel) = self.channels.get(&order.channel) else {
             return SendOutcome::Misconfigured {
                 reason: format!("channel `{}` is not configured", order.channel),
@@ -136,6 +138,11 @@ impl Rig {
             channel,
             contact,
             public_url: &self.public_url,
+            tracking_until_ms: crate::channels::email::tracking_until(
+                notification.expires_at.map(|t| t.as_millisecond()),
+                now_ms,
+                7 * 24 * 3_600_000,
+            ),
         };
         self.runtime.block_on(self.outbound.send(&out))
     }

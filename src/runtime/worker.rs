@@ -322,6 +322,11 @@ impl Worker {
                 channel,
                 contact,
                 public_url: &catalog.settings.http.public_url,
+                tracking_until_ms: crate::channels::email::tracking_until(
+                    loaded.cascade.expires_at_ms,
+                    now,
+                    catalog.settings.redis.retention_ms,
+                ),
             };
             // The send futures of all channel kinds are large: boxed, they
             // do not make every wake-up's task that large.

@@ -11,6 +11,9 @@
 //!   the query string is never read, so this is no open redirect. A bad
 //!   token answers 404 without a `Location`.
 //!
+//! A token carries its step and the moment after which it records nothing
+//! (the cascade's expiry plus the retention): an expired link still shows
+//! the pixel and still redirects to the URL it signs, but records nothing.
 //! A token names its channel; the channel's current `tracking_secret` (in
 //! `state.catalog`) checks it, so rotating the secret invalidates old links.
 //! Receipts are idempotent: a second open or click is acknowledged and
@@ -29,9 +32,12 @@ use tokio::sync::Semaphore;
 use super::count;
 use crate::channels::email::{Tracked, TrackingToken, verify};
 use crate::core::ChannelKind;
+use crate::http::refusal::note;
 use crate::http::{AppState, record};
 
 const PROVIDER: &str = "tracking";
+const ROUTE_OPEN: &str = "tracking/open";
+const ROUTE_CLICK: &str = "tracking/click";
 /// Opens being recorded in the background at most at once; past that, the
 /// pixel waits for a free slot (only an overloaded store makes that happen).
 const MAX_BACKGROUND_OPENS: usize = 256;
@@ -79,6 +85,10 @@ async fn open(State(state): State<AppState>, Path(file): Path<String>) -> Respon
         .and_then(|token| check(&state, token))
         .filter(|t| t.tracked == Tracked::Open);
     match verified {
+        Some(token) if !token.records_at(state.clock.now_ms()) => {
+            count(PROVIDER, "expired");
+            note(ROUTE_OPEN, "expired");
+        }
         Some(token) => {
             let permit = match background_slots().try_acquire_owned() {
                 Ok(p) => Some(p),
@@ -97,36 +107,43 @@ async fn open(State(state): State<AppState>, Path(file): Path<String>) -> Respon
             });
         }
         None => {
-            tracing::info!(target: "cascade::callbacks", provider = PROVIDER, "an open pixel with a bad token");
             count(PROVIDER, "forged");
+            note(ROUTE_OPEN, "bad_token");
         }
     }
     pixel()
 }
 
 async fn click(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    let Some(token) = check(&state, &token) else {
-        tracing::info!(target: "cascade::callbacks", provider = PROVIDER, "a tracked link with a bad token");
+    let unknown = || {
         count(PROVIDER, "forged");
-        return (StatusCode::NOT_FOUND, "unknown link\n").into_response();
+        note(ROUTE_CLICK, "bad_token");
+        (StatusCode::NOT_FOUND, "unknown link\n").into_response()
+    };
+    let Some(token) = check(&state, &token) else {
+        return unknown();
     };
     let Tracked::Click { url } = &token.tracked else {
-        count(PROVIDER, "forged");
-        return (StatusCode::NOT_FOUND, "unknown link\n").into_response();
+        return unknown();
     };
     let Ok(location) = HeaderValue::from_str(&location_safe(url)) else {
-        count(PROVIDER, "forged");
-        return (StatusCode::NOT_FOUND, "unknown link\n").into_response();
+        return unknown();
     };
-    // The customer goes on to the shop whatever the store says.
-    let answer = record(
-        &state,
-        &token.notification_id,
-        "clicked",
-        Some(&token.channel),
-    )
-    .await;
-    count(PROVIDER, result_word("clicked", answer.status()));
+    // The customer goes on to the shop whatever the store says, and also
+    // when the link is too old to record.
+    if token.records_at(state.clock.now_ms()) {
+        let answer = record(
+            &state,
+            &token.notification_id,
+            "clicked",
+            Some(&token.channel),
+        )
+        .await;
+        count(PROVIDER, result_word("clicked", answer.status()));
+    } else {
+        count(PROVIDER, "expired");
+        note(ROUTE_CLICK, "expired");
+    }
     (
         StatusCode::FOUND,
         [
