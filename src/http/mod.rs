@@ -125,7 +125,9 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, Refused
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|g| !g.is_empty());
     let Some(given) = given else {
         return Err("missing_token");
