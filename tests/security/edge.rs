@@ -420,7 +420,7 @@ async fn slow_clients_are_cut_off_while_health_answers_and_cascades_escalate() {
     let policy = "stop_on = [\"read\"]\n\n[[steps]]\nchannel = \"vk\"\nwait = \"3s\"\n\n[[steps]]\nchannel = \"sms\"\n";
     let (run, received) = start(
         "sec-slow",
-        "header_read_timeout = \"1s\"\nrequest_timeout = \"2s\"\nmax_connections = 100\n",
+        "header_read_timeout = \"1s\"\nrequest_timeout = \"2s\"\nmax_connections = 500\n",
         policy,
     )
     .await;
@@ -430,17 +430,17 @@ async fn slow_clients_are_cut_off_while_health_answers_and_cascades_escalate() {
         .await;
     let sent = run.wait_entry(&id, "sent", Some(0)).await;
 
-    // 300 clients trickling headers (three times the connection cap), and
-    // 50 trickling a body they promised.
+    // 1,500 clients trickling headers and 500 trickling a body they
+    // promised: four times the connection cap.
     let mut slow = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..1_500 {
         slow.push(tokio::spawn(trickle(
             addr,
             "GET /t/o/x.gif HTTP/1.1\r\nHost: x\r\nX-Slow: ",
             Duration::from_millis(200),
         )));
     }
-    for _ in 0..50 {
+    for _ in 0..500 {
         slow.push(tokio::spawn(trickle(
             addr,
             "POST /v1/receipts HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{",
@@ -462,8 +462,8 @@ async fn slow_clients_are_cut_off_while_health_answers_and_cascades_escalate() {
         assert!(t.elapsed() < Duration::from_secs(1));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Every slow client was cut off: the first 100 after about a second
-    // (headers) or two (bodies); the rest once a slot freed up.
+    // Every slow client was cut off: the first 500 after about a second
+    // (headers) or two (bodies); the rest as slots freed up.
     let mut longest = Duration::ZERO;
     for s in slow {
         longest = longest.max(s.await.unwrap());
@@ -472,6 +472,7 @@ async fn slow_clients_are_cut_off_while_health_answers_and_cascades_escalate() {
         longest < Duration::from_secs(15),
         "a slow client lived {longest:?}"
     );
+    eprintln!("2,000 slow clients against a cap of 500: the longest lived {longest:?}");
     // And the cascade escalated on time: the SMS 3 s after the VK message.
     wait_until("the SMS goes out", AT_ONCE, async || {
         received.count("sms") == 1
