@@ -29,9 +29,10 @@ use serde::{Deserialize, Serialize};
 use crate::channels::{SmsEncoding, sms_segments};
 use crate::config::{Catalog, ChannelConfig};
 use crate::core::{ChannelKind, Recipient, unreachable};
+use crate::pii;
 
-use error::quote;
 pub use error::{ErrorCode, IntakeError, MAX_MESSAGE_BYTES};
+use error::{grouped, quote};
 
 /// Longest `id`, in bytes.
 pub const MAX_ID_BYTES: usize = 200;
@@ -244,8 +245,9 @@ pub fn parse(body: &[u8], max_body_bytes: usize) -> Result<Notification, IntakeE
         return Err(IntakeError::new(
             ErrorCode::BodyTooLarge,
             format!(
-                "the body is {} bytes; at most {max_body_bytes} are accepted (amqp.max_body_bytes)",
-                body.len()
+                "the body is {} bytes; at most {} are accepted (amqp.max_body_bytes)",
+                grouped(body.len()),
+                grouped(max_body_bytes)
             ),
         ));
     }
@@ -254,7 +256,7 @@ pub fn parse(body: &[u8], max_body_bytes: usize) -> Result<Notification, IntakeE
             ErrorCode::InvalidUtf8,
             format!(
                 "the body is not UTF-8: invalid bytes at offset {}",
-                e.valid_up_to()
+                grouped(e.valid_up_to())
             ),
         )
     })?;
@@ -331,7 +333,9 @@ pub fn admit(body: &[u8], catalog: &Catalog) -> Result<Admitted, IntakeError> {
                     format!(
                         "customer.contacts{} {} {expected}",
                         json::segment(key),
-                        quote(value)
+                        // Masked by kind: a value scrub would not know
+                        // for a contact (`id123456789`) still is one.
+                        quote(&pii::mask_contact(config.kind, value))
                     ),
                 )
             })?;
