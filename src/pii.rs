@@ -97,8 +97,8 @@ pub fn mask_contact(kind: ChannelKind, value: &str) -> String {
 /// there was nothing to mask.
 ///
 /// An email address is a local part, `@` and a domain. A phone-like number
-/// is at least `MIN_DIGITS` digits, perhaps after a `+` (or a `-`: a
-/// Telegram group), perhaps in groups parted by a space, a dash or
+/// is at least `MIN_DIGITS` digits, perhaps after a `+` (also as `%2B`,
+/// in a URL) or a `-` (a Telegram group), perhaps in groups parted by a space, a dash or
 /// parentheses (`+7 (916) 123-45-67`). Not taken: digits glued to letters
 /// (`FAKE000001`, `gsmtp7a1b`), dotted or colon-separated numbers
 /// (`5.1.1`, `127.0.0.1:2525`, `09:00:00`), and ISO dates (`2026-11-23`).
@@ -236,17 +236,31 @@ struct Run {
 fn number_at(text: &str, i: usize) -> Option<Run> {
     let bytes = text.as_bytes();
     let b = bytes[i];
-    let signed = matches!(b, b'+' | b'-');
-    if !(b.is_ascii_digit() || (signed && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))) {
+    // A `+` in a URL's query (`?to=%2B79161234567`, in an HTTP client's
+    // error) is percent-encoded.
+    let sign_len = match b {
+        b'+' | b'-' => 1,
+        b'%' if bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|h| h.eq_ignore_ascii_case(b"2B")) =>
+        {
+            3
+        }
+        _ => 0,
+    };
+    let signed = sign_len > 0;
+    let first_digit = bytes.get(i + sign_len).is_some_and(u8::is_ascii_digit);
+    if !first_digit || !starts_a_number(text, i) {
         return None;
     }
-    if !starts_a_number(text, i) {
-        return None;
-    }
-    let sign = if signed { &text[i..i + 1] } else { "" };
+    let sign = match sign_len {
+        0 => "",
+        1 => &text[i..i + 1],
+        _ => "+",
+    };
     // Groups of digits as byte ranges.
     let mut groups: Vec<(usize, usize)> = Vec::new();
-    let mut j = if signed { i + 1 } else { i };
+    let mut j = i + sign_len;
     loop {
         let start = j;
         while j < bytes.len() && bytes[j].is_ascii_digit() {
@@ -431,6 +445,10 @@ mod tests {
         assert_eq!(
             scrub("chat_id=-1001234567890&peer_id=2000000001"),
             "chat_id=-1001•••7890&peer_id=20•••01"
+        );
+        assert_eq!(
+            scrub("error sending request for url (http://gw/send?to=%2B79161234567&text=Hi)"),
+            "error sending request for url (http://gw/send?to=+7916•••4567&text=Hi)"
         );
         assert_eq!(
             scrub("call +7 (916) 123-45-67 or 8-916-123-45-67 now"),

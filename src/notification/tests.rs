@@ -80,7 +80,12 @@ fn the_spec_example_is_admitted() {
     let a = admit(&body, catalog()).unwrap();
     let n = &a.notification;
     assert_eq!(n.id, "order-1001:delayed");
-    assert_eq!(n.customer.contacts.len(), 5);
+    // `delivery_delay` reads `vk` and `sms` only; the other contacts are not kept.
+    assert_eq!(
+        n.customer.contacts.keys().collect::<Vec<_>>(),
+        ["sms", "vk"]
+    );
+    assert_eq!(a.recipient.contacts, n.customer.contacts);
     assert_eq!(n.customer.opt_out, ["whatsapp"]);
     assert_eq!(a.recipient.tz.iana_name(), Some("Europe/Moscow"));
     assert_eq!(a.send_at_ms, Some(1_795_424_400_000));
@@ -644,6 +649,21 @@ fn refusals_mask_the_contacts_they_quote() {
             err.message
         );
     }
+}
+
+#[test]
+fn only_the_contacts_the_policy_reads_are_kept() {
+    let mut v = example();
+    v["policy"] = json!("abandoned_cart");
+    v["customer"]["contacts"]["fax"] = json!("+74951234567");
+    let a = admit(&serde_json::to_vec(&v).unwrap(), catalog()).unwrap();
+    // email, then telegram, whatsapp or vk: no sms, no fax. The opted-out
+    // whatsapp stays: its channel is one of the policy's.
+    assert_eq!(
+        a.notification.customer.contacts.keys().collect::<Vec<_>>(),
+        ["email", "telegram", "vk", "whatsapp"]
+    );
+    assert_eq!(a.recipient.contacts, a.notification.customer.contacts);
 }
 
 /// The example for `abandoned_cart` (email, then a messenger), with one contact changed.
