@@ -14,7 +14,8 @@
 //! (a WhatsApp id), `iv•••@example.ru`, `12•••89` (a VK or Telegram id).
 //! Digits are kept from each end only when at least three stay hidden.
 //!
-//! This module is a leaf: it knows no other part of the daemon.
+//! This module is a leaf: of the rest of the daemon it knows only
+//! `ChannelKind`.
 
 use std::borrow::Cow;
 
@@ -97,11 +98,13 @@ pub fn mask_contact(kind: ChannelKind, value: &str) -> String {
 /// there was nothing to mask.
 ///
 /// An email address is a local part, `@` and a domain. A phone-like number
-/// is at least `MIN_DIGITS` digits, perhaps after a `+` (also as `%2B`,
-/// in a URL) or a `-` (a Telegram group), perhaps in groups parted by a space, a dash or
-/// parentheses (`+7 (916) 123-45-67`). Not taken: digits glued to letters
-/// (`FAKE000001`, `gsmtp7a1b`), dotted or colon-separated numbers
-/// (`5.1.1`, `127.0.0.1:2525`, `09:00:00`), and ISO dates (`2026-11-23`).
+/// is at least `MIN_DIGITS` digits, perhaps after a `+` (also as `%2B`, in
+/// a URL) or a `-` (a Telegram group), perhaps in groups parted by a space,
+/// a dash or parentheses (`+7 (916) 123-45-67`). Not taken: digits glued to
+/// letters (`FAKE000001`, `gsmtp7a1b`), dotted, comma- or colon-separated
+/// numbers (`5.1.1`, `127.0.0.1:2525`, `1,048,576`, `09:00:00`), and ISO
+/// dates (`2026-11-23`). Erring the other way is cheaper: a long number
+/// that is no contact (`HTTP 503 1234567`) is masked too.
 pub fn scrub(text: &str) -> Cow<'_, str> {
     match scrub_emails(text) {
         Cow::Borrowed(t) => scrub_numbers(t),
@@ -495,6 +498,12 @@ mod tests {
     fn a_phone_next_to_a_time_is_still_masked() {
         assert_eq!(scrub("+79161234567 12:00"), "+7916•••4567 12:00");
         assert_eq!(scrub("2026-11-23 79161234567"), "2026-11-23 7916•••4567");
+    }
+
+    #[test]
+    fn a_long_number_is_masked_even_when_it_is_no_contact() {
+        assert_eq!(scrub("HTTP 503 1234567"), "HTTP 50•••67");
+        assert_eq!(scrub("random_id 4827361950"), "random_id 48•••50");
     }
 
     #[test]

@@ -335,8 +335,8 @@ pub fn admit(body: &[u8], catalog: &Catalog) -> Result<Admitted, IntakeError> {
                     format!(
                         "customer.contacts{} {} {expected}",
                         json::segment(key),
-                        // Masked by kind: a value scrub would not know
-                        // for a contact (`id123456789`) still is one.
+                        // Masked by its kind: `scrub` would not see the
+                        // id in a malformed one such as `id123456789`.
                         quote(&pii::mask_contact(config.kind, value))
                     ),
                 )
