@@ -9,4 +9,5 @@ pub mod embedded;
 pub mod fakes;
 pub mod http;
 pub mod notification;
+pub mod pii;
 pub mod runtime;

@@ -501,9 +501,18 @@ async fn store(catalog: &Catalog) -> anyhow::Result<Store> {
 
 async fn status_cmd(cli: &Cli, id: &str, json: bool) -> anyhow::Result<()> {
     let catalog = load(cli)?;
-    let Some((cascade, entries)) = store(&catalog).await?.status(id).await? else {
+    let Some((cascade, mut entries)) = store(&catalog).await?.status(id).await? else {
         bail!("no notification `{id}` (unknown, or its retention ran out)");
     };
+    // Reasons are masked when they are recorded; a record kept by an
+    // earlier version may still quote a provider's answer in the clear.
+    for e in &mut entries {
+        if let Some(reason) = &mut e.reason
+            && let std::borrow::Cow::Owned(masked) = cascade::pii::scrub(reason)
+        {
+            *reason = masked;
+        }
+    }
     if json {
         for e in &entries {
             println!("{}", serde_json::to_string(e)?);

@@ -465,7 +465,8 @@ pub async fn send(transports: &Transports, out: &Outgoing<'_>) -> SendOutcome {
                 channel = %out.channel.name,
                 notification_id = %out.notification.id,
                 message_id = %composed.message_id,
-                reply = response.first_line().unwrap_or(""),
+                // Some relays repeat the recipient in their answer.
+                reply = %crate::pii::scrub(response.first_line().unwrap_or("")),
                 "the relay took the message"
             );
             return SendOutcome::Sent {

@@ -158,6 +158,7 @@ impl Outbound {
             ChannelKind::Telegram => telegram::send(&self.http, out).await,
             ChannelKind::Whatsapp => whatsapp::send(&self.http, out).await,
         };
+        let outcome = scrubbed(outcome);
         if let SendOutcome::Misconfigured { reason } = &outcome {
             self.trip(name, reason);
         }
@@ -216,5 +217,37 @@ impl Outbound {
         let limiter = Arc::new(RateLimiter::direct(quota));
         throttles.insert(key, limiter.clone());
         Some(limiter)
+    }
+}
+
+/// The outcome with contacts masked in its reason. Every send passes here,
+/// and a reason becomes a timeline entry, a log line, an events-stream entry
+/// and `cascade status` output, while providers like to repeat the address
+/// they refused (`550 5.1.1 <ivan@example.ru>: Recipient address rejected`).
+fn scrubbed(outcome: SendOutcome) -> SendOutcome {
+    let scrub = |reason: String| match crate::pii::scrub(&reason) {
+        std::borrow::Cow::Borrowed(_) => reason,
+        std::borrow::Cow::Owned(masked) => masked,
+    };
+    match outcome {
+        SendOutcome::Transient {
+            reason,
+            retry_after_ms,
+        } => SendOutcome::Transient {
+            reason: scrub(reason),
+            retry_after_ms,
+        },
+        SendOutcome::Permanent { reason } => SendOutcome::Permanent {
+            reason: scrub(reason),
+        },
+        SendOutcome::Misconfigured { reason } => SendOutcome::Misconfigured {
+            reason: scrub(reason),
+        },
+        SendOutcome::Ambiguous { reason } => SendOutcome::Ambiguous {
+            reason: scrub(reason),
+        },
+        sent_or_limited @ (SendOutcome::Sent { .. } | SendOutcome::RateLimited { .. }) => {
+            sent_or_limited
+        }
     }
 }

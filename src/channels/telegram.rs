@@ -65,7 +65,7 @@ pub struct Parameters {
 /// |---|---|
 /// | 2xx, `ok: true` | sent; provider message id `<result.chat.id>:<result.message_id>` |
 /// | 2xx without `ok: true` (unreadable) | ambiguous: something answered, the message may be out |
-/// | any status with `parameters.migrate_to_chat_id` | permanent; the reason names the new chat id |
+/// | any status with `parameters.migrate_to_chat_id` | permanent; the reason names the new chat id (masked on its way to the timeline, like every contact) |
 /// | 429 | rate-limited, after `parameters.retry_after` seconds (default 5 s) |
 /// | 401 `Unauthorized`, 404 `Not Found` | misconfigured: the bot token (or base URL) is wrong |
 /// | 403 (`bot was blocked by the user`, `user is deactivated`, `bot can't initiate conversation`, `bot was kicked`) | permanent for this customer |

@@ -43,7 +43,8 @@ pub enum Answer {
     Accept,
     /// `450 4.7.1` to RCPT TO (greylisting, throttling).
     RcptTransient,
-    /// `550 5.1.1 user unknown` to RCPT TO.
+    /// `550 5.1.1 <address>: Recipient address rejected: User unknown …` to
+    /// RCPT TO (as Postfix says it, repeating the address).
     RcptPermanent,
     /// `451 4.3.0` after the final `.`.
     DataTransient,
@@ -278,9 +279,11 @@ async fn session(stream: TcpStream, shared: &Shared, script: &Script) -> std::io
                 (_, Some(Answer::RcptTransient)) => {
                     "450 4.7.1 Too many messages, try again later\r\n".into()
                 }
-                (_, Some(Answer::RcptPermanent)) => {
-                    "550 5.1.1 User unknown in virtual mailbox table\r\n".into()
-                }
+                // Postfix's words: the reply repeats the address.
+                (_, Some(Answer::RcptPermanent)) => format!(
+                    "550 5.1.1 <{}>: Recipient address rejected: User unknown in virtual mailbox table\r\n",
+                    angle(&line)
+                ),
                 _ => {
                     rcpt.push(angle(&line));
                     "250 2.1.5 Ok\r\n".into()

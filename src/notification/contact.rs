@@ -5,22 +5,23 @@
 use crate::core::ChannelKind;
 
 /// The contact in its normal form (trimmed; phone separators removed;
-/// numeric ids in plain decimal), or what it should have looked like.
+/// numeric ids in plain decimal), or what it should have looked like. The
+/// hints describe the form rather than show a sample contact: the sentence
+/// is masked (`pii::scrub`), and a masked sample would only confuse.
 pub(super) fn normalise(kind: ChannelKind, value: &str) -> Result<String, &'static str> {
     let value = value.trim();
     match kind {
-        ChannelKind::Sms | ChannelKind::Whatsapp => {
-            phone(value).ok_or("is not a phone number in E.164 form such as +79161234567")
-        }
+        ChannelKind::Sms | ChannelKind::Whatsapp => phone(value)
+            .ok_or("is not a phone number in E.164 form: a + and 8 to 15 digits, the first not 0"),
         ChannelKind::Email => email(value)
             .then(|| value.to_owned())
-            .ok_or("is not an email address such as ivan@example.ru"),
+            .ok_or("is not an email address: a local part, one @ and a domain such as example.ru"),
         ChannelKind::Vk => vk_peer_id(value)
             .map(|id| id.to_string())
-            .ok_or("is not a VK peer id (a positive whole number such as 123456789)"),
+            .ok_or("is not a VK peer id (a positive whole number)"),
         ChannelKind::Telegram => telegram_chat_id(value)
             .map(|id| id.to_string())
-            .ok_or("is not a Telegram chat id (a whole number such as 5551234)"),
+            .ok_or("is not a Telegram chat id (a whole number other than 0, negative for groups)"),
         // A webhook's address, if it reads one, means something only to the receiver.
         ChannelKind::Webhook => Ok(value.to_owned()),
     }

@@ -97,7 +97,9 @@ impl fmt::Display for ErrorCode {
 /// the field and says what would be right.
 ///
 /// Invariant: `message` is non-empty, has no control characters (it goes
-/// into an AMQP header and a log line) and is at most `MAX_MESSAGE_BYTES`.
+/// into an AMQP header and a log line), holds no contact in the clear
+/// (phones, email addresses and messenger ids quoted from the message are
+/// masked by `pii::scrub`, SPEC 7) and is at most `MAX_MESSAGE_BYTES`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct IntakeError {
@@ -115,6 +117,10 @@ impl IntakeError {
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
+        // Sentences quote the message's values, and serde_json's texts
+        // quote them too: masked here, before the cut, so no contact is
+        // cut in half and left readable.
+        let message = crate::pii::scrub(&message);
         let message = message.trim();
         let message = if message.is_empty() {
             format!("the notification was refused ({code})")
@@ -154,5 +160,20 @@ pub(super) fn quote(value: &str) -> String {
         }
     }
     out.push('`');
+    out
+}
+
+/// `1048577` → `1,048,577`: a count that may run to millions (body sizes,
+/// byte offsets), grouped so that `pii::scrub` does not take it for a
+/// phone number and the reader need not count digits.
+pub(super) fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
     out
 }

@@ -1,6 +1,7 @@
 //! A notification as a cascade's record keeps it: without its id (the
 //! record's key holds it) and its policy name (the policy snapshot holds
-//! it), since every byte of a waiting cascade is Redis memory.
+//! it), since every byte of a waiting cascade is Redis memory. Its contacts
+//! are those `admit` left: only the ones a channel of the policy reads.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};

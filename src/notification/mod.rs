@@ -29,9 +29,10 @@ use serde::{Deserialize, Serialize};
 use crate::channels::{SmsEncoding, sms_segments};
 use crate::config::{Catalog, ChannelConfig};
 use crate::core::{ChannelKind, Recipient, unreachable};
+use crate::pii;
 
-use error::quote;
 pub use error::{ErrorCode, IntakeError, MAX_MESSAGE_BYTES};
+use error::{grouped, quote};
 
 /// Longest `id`, in bytes.
 pub const MAX_ID_BYTES: usize = 200;
@@ -227,7 +228,8 @@ impl Notification {
 ///
 /// Invariant: at least one channel of `notification.policy` can reach
 /// `recipient`; every such channel's contact is well-formed (and stored in
-/// its normal form in both `notification` and `recipient`) and has a text.
+/// its normal form in both `notification` and `recipient`) and has a text;
+/// both hold only the contacts some channel of the policy reads.
 #[derive(Clone, Debug)]
 pub struct Admitted {
     pub notification: Notification,
@@ -244,8 +246,9 @@ pub fn parse(body: &[u8], max_body_bytes: usize) -> Result<Notification, IntakeE
         return Err(IntakeError::new(
             ErrorCode::BodyTooLarge,
             format!(
-                "the body is {} bytes; at most {max_body_bytes} are accepted (amqp.max_body_bytes)",
-                body.len()
+                "the body is {} bytes; at most {} are accepted (amqp.max_body_bytes)",
+                grouped(body.len()),
+                grouped(max_body_bytes)
             ),
         ));
     }
@@ -254,7 +257,7 @@ pub fn parse(body: &[u8], max_body_bytes: usize) -> Result<Notification, IntakeE
             ErrorCode::InvalidUtf8,
             format!(
                 "the body is not UTF-8: invalid bytes at offset {}",
-                e.valid_up_to()
+                grouped(e.valid_up_to())
             ),
         )
     })?;
@@ -278,8 +281,9 @@ pub fn parse(body: &[u8], max_body_bytes: usize) -> Result<Notification, IntakeE
 /// (default `[defaults] timezone`); and for every channel of every step that
 /// can reach the customer, the contact has the right form for the channel's
 /// kind and a text exists that fits the channel. At least one channel must be
-/// reachable. An `expires_at` in the past is not an error: the runtime
-/// records the cascade as expired.
+/// reachable. Contacts no channel of the policy reads are dropped. An
+/// `expires_at` in the past is not an error: the runtime records the
+/// cascade as expired.
 pub fn admit(body: &[u8], catalog: &Catalog) -> Result<Admitted, IntakeError> {
     let mut notification = parse(body, catalog.settings.amqp.max_body_bytes)?;
     let Some(policy) = catalog.policies.get(&notification.policy) else {
@@ -331,7 +335,9 @@ pub fn admit(body: &[u8], catalog: &Catalog) -> Result<Admitted, IntakeError> {
                     format!(
                         "customer.contacts{} {} {expected}",
                         json::segment(key),
-                        quote(value)
+                        // Masked by its kind: `scrub` would not see the
+                        // id in a malformed one such as `id123456789`.
+                        quote(&pii::mask_contact(config.kind, value))
                     ),
                 )
             })?;
@@ -342,6 +348,19 @@ pub fn admit(body: &[u8], catalog: &Catalog) -> Result<Admitted, IntakeError> {
         }
         check_text(&notification, &policy.name, config)?;
     }
+    // The record keeps only what the cascade can use: a contact no channel
+    // of the policy reads is personal data with no purpose there (SPEC 7).
+    let used: BTreeSet<&str> = seen
+        .iter()
+        .filter_map(|ch| catalog.channels.get(*ch)?.rules.contact_key.as_deref())
+        .collect();
+    notification
+        .customer
+        .contacts
+        .retain(|key, _| used.contains(key.as_str()));
+    recipient
+        .contacts
+        .retain(|key, _| used.contains(key.as_str()));
     if seen.len() == skipped.len() {
         return Err(IntakeError::new(
             ErrorCode::NoReachableChannel,

@@ -80,7 +80,12 @@ fn the_spec_example_is_admitted() {
     let a = admit(&body, catalog()).unwrap();
     let n = &a.notification;
     assert_eq!(n.id, "order-1001:delayed");
-    assert_eq!(n.customer.contacts.len(), 5);
+    // `delivery_delay` reads `vk` and `sms` only; the other contacts are not kept.
+    assert_eq!(
+        n.customer.contacts.keys().collect::<Vec<_>>(),
+        ["sms", "vk"]
+    );
+    assert_eq!(a.recipient.contacts, n.customer.contacts);
     assert_eq!(n.customer.opt_out, ["whatsapp"]);
     assert_eq!(a.recipient.tz.iana_name(), Some("Europe/Moscow"));
     assert_eq!(a.send_at_ms, Some(1_795_424_400_000));
@@ -316,13 +321,24 @@ fn invalid_contact() {
     assert_eq!(err.code, ErrorCode::InvalidContact);
     assert_eq!(
         err.message,
-        "customer.contacts.sms `+7916` is not a phone number in E.164 form such as +79161234567"
+        "customer.contacts.sms `+•••` is not a phone number in E.164 form: a + and 8 to 15 digits, the first not 0"
     );
-    let err = admit_err(&changed("/customer/contacts/vk", Some(json!("id123"))));
+    let err = admit_err(&changed(
+        "/customer/contacts/vk",
+        Some(json!("id123456789")),
+    ));
+    assert_eq!(
+        err.message,
+        "customer.contacts.vk `•••` is not a VK peer id (a positive whole number)"
+    );
+    let err = admit_err(&changed(
+        "/customer/contacts/sms",
+        Some(json!("89161234567")),
+    ));
     assert_refused(
         &err,
         ErrorCode::InvalidContact,
-        "customer.contacts.vk `id123`",
+        "customer.contacts.sms `8916•••4567` is not",
     );
     // A contact no channel of the policy uses is not checked.
     assert!(
@@ -570,5 +586,100 @@ fn a_value_that_looks_like_serde_wording_does_not_confuse_the_message() {
             .starts_with("send_at must be an RFC 3339 time with an offset, such as 2026-11-23T09:00:00Z, not string \"x, expected y\""),
         "{}",
         err.message
+    );
+}
+
+/// SPEC 7: a refusal's sentence goes into a dead-letter header, a log line
+/// and the events stream, so it quotes no contact in the clear, however the
+/// contact got into it.
+#[test]
+fn refusals_mask_the_contacts_they_quote() {
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        // serde_json quotes a string of the wrong type.
+        (
+            changed("/customer/contacts", Some(json!("+79161234567"))),
+            "customer.contacts must be an object, not string \"+7916•••4567\"",
+        ),
+        (
+            changed("/customer/segment", Some(json!(["ivan@example.ru"]))),
+            "customer.segment must be a string, not an array",
+        ),
+        (
+            changed("/customer/opt_out", Some(json!("ivan@example.ru"))),
+            "customer.opt_out must be an array, not string \"iv•••@example.ru\"",
+        ),
+        (
+            changed("/send_at", Some(json!("+79161234567"))),
+            "send_at must be an RFC 3339 time with an offset, such as 2026-11-23T09:00:00Z, not string \"+7916•••4567\"",
+        ),
+        // Our own sentences quote values too.
+        (
+            changed("/id", Some(json!("ivan@example.ru 79161234567"))),
+            "id `iv•••@example.ru 7916•••4567` contains a space",
+        ),
+        (
+            abandoned_cart("email", "ivan@example"),
+            "customer.contacts.email `iv•••@example` is not an email address",
+        ),
+        (
+            abandoned_cart("telegram", "@ivan_79161234567"),
+            "customer.contacts.telegram `•••` is not a Telegram chat id",
+        ),
+        (
+            changed("/content/link", Some(json!("mailto:ivan@example.ru"))),
+            "content.link `mailto:iv•••@example.ru` must be",
+        ),
+        // A syntax error: serde_json names no value, the body is not quoted.
+        (
+            br#"{"id": "x", "customer": {"contacts": {"sms": "+79161234567"}"#.to_vec(),
+            "the body ends before the JSON does",
+        ),
+    ];
+    for (body, mentions) in cases {
+        let err = match parse(&body, BIG) {
+            Ok(_) => admit_err(&body),
+            Err(e) => e,
+        };
+        for raw in ["79161234567", "ivan@", "ivan_79161234567"] {
+            assert!(!err.message.contains(raw), "{raw} in {:?}", err.message);
+        }
+        assert!(
+            err.message.contains(mentions),
+            "{:?} should mention {mentions:?}",
+            err.message
+        );
+    }
+}
+
+#[test]
+fn only_the_contacts_the_policy_reads_are_kept() {
+    let mut v = example();
+    v["policy"] = json!("abandoned_cart");
+    v["customer"]["contacts"]["fax"] = json!("+74951234567");
+    let a = admit(&serde_json::to_vec(&v).unwrap(), catalog()).unwrap();
+    // email, then telegram, whatsapp or vk: no sms, no fax. The opted-out
+    // whatsapp stays: its channel is one of the policy's.
+    assert_eq!(
+        a.notification.customer.contacts.keys().collect::<Vec<_>>(),
+        ["email", "telegram", "vk", "whatsapp"]
+    );
+    assert_eq!(a.recipient.contacts, a.notification.customer.contacts);
+}
+
+/// The example for `abandoned_cart` (email, then a messenger), with one contact changed.
+fn abandoned_cart(key: &str, contact: &str) -> Vec<u8> {
+    let mut v = example();
+    v["policy"] = json!("abandoned_cart");
+    v["customer"]["opt_out"] = json!([]);
+    v["customer"]["contacts"][key] = json!(contact);
+    serde_json::to_vec(&v).expect("json")
+}
+
+#[test]
+fn large_counts_are_grouped_not_masked() {
+    let err = parse(&vec![b' '; 1_048_577], 1_048_576).unwrap_err();
+    assert_eq!(
+        err.message,
+        "the body is 1,048,577 bytes; at most 1,048,576 are accepted (amqp.max_body_bytes)"
     );
 }

@@ -23,30 +23,3 @@ pub fn log_entries(id: &str, customer_id: &str, policy: &str, entries: &[Entry])
         );
     }
 }
-
-/// Masks a phone number or email address for logs: `+7916***4567`, `iv***@example.ru`.
-pub fn mask_contact(s: &str) -> String {
-    if let Some((local, domain)) = s.split_once('@') {
-        let keep: String = local.chars().take(2).collect();
-        return format!("{keep}***@{domain}");
-    }
-    let chars: Vec<char> = s.chars().collect();
-    if chars.len() <= 6 {
-        return "***".into();
-    }
-    let head: String = chars[..5.min(chars.len())].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}***{tail}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks() {
-        assert_eq!(mask_contact("+79161234567"), "+7916***4567");
-        assert_eq!(mask_contact("ivan@example.ru"), "iv***@example.ru");
-        assert_eq!(mask_contact("12345"), "***");
-    }
-}

@@ -30,7 +30,8 @@ const WAKE_MOVE_BUDGET: usize = 10_000;
 pub enum StoreError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("stored data for {id} is unreadable: {why}")]
+    /// `why` may be serde_json's text, which quotes the stored values.
+    #[error("stored data for {id} is unreadable: {}", crate::pii::scrub(why))]
     Corrupt { id: String, why: String },
 }
 

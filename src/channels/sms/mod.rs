@@ -35,7 +35,7 @@ use std::time::Duration;
 use super::{Outgoing, SmsEncoding, sms_segments};
 use crate::config::ChannelConfig;
 use crate::core::{OnUncertain, SendOutcome};
-use crate::runtime::lifecycle::mask_contact;
+use crate::pii;
 
 /// An SMS gateway this channel kind speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,7 +177,7 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
         SmsEncoding::Ucs2 => "ucs2",
     };
     let notification_id = out.notification.id.as_str();
-    let masked = mask_contact(phone);
+    let masked = pii::mask_phone(phone);
     if let Some(max) = channel.max_segments
         && segments > max
     {
@@ -234,6 +234,8 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
         Provider::Generic => generic::send(http, &request).await,
     };
     let (word, reason, pmid) = describe(&outcome);
+    // The gateway's answer may repeat the number.
+    let reason = reason.map(pii::scrub);
     tracing::info!(
         notification_id,
         channel = %channel.name,
@@ -244,7 +246,7 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
         segments,
         units,
         outcome = word,
-        reason,
+        reason = reason.as_deref(),
         provider_message_id = pmid,
         "sms attempt"
     );

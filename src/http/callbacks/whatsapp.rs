@@ -305,7 +305,11 @@ async fn apply_status(
             channel,
             provider_message_id = %status.id,
             code = error.and_then(|e| e.code),
-            title = error.and_then(|e| e.title.as_deref()),
+            // Meta's titles are generic, but free text may name the number.
+            title = error
+                .and_then(|e| e.title.as_deref())
+                .map(crate::pii::scrub)
+                .as_deref(),
             "whatsapp reports the message failed"
         );
         if !failure_applies(state, channel, &status.id, &id, step).await? {
