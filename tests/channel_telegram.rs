@@ -108,12 +108,14 @@ async fn a_message_carries_the_buttons_and_a_press_stops_the_cascade() {
     let data = keyboard[0][0]["callback_data"].as_str().unwrap();
     assert!((1..=64).contains(&data.len()));
     assert_eq!(keyboard[1][0]["url"], "https://shop.example.ru/orders/1001");
-    // The provider message id is `<chat_id>:<message_id>`.
+    // The provider message id is `<message_id>@<a keyed pseudonym of the
+    // chat>`: the customer's chat id is not in it.
     let sent = h.wait_entry(&id, "sent").await;
-    assert_eq!(
-        sent.provider_message_id.as_deref(),
-        Some(format!("{CHAT}:{}", message.message_id).as_str())
-    );
+    let pmid = sent.provider_message_id.unwrap();
+    let (message_id, pseudonym) = pmid.split_once('@').unwrap();
+    assert_eq!(message_id, message.message_id.to_string());
+    assert_eq!(pseudonym.len(), 16);
+    assert!(!pmid.contains(CHAT));
 
     // The customer presses the button.
     assert_eq!(h.tg.press_button(&h.webhook(), SECRET, &message).await, 200);

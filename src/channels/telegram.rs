@@ -59,11 +59,12 @@ pub struct Parameters {
 }
 
 /// How a `sendMessage` answer is read. `chat_id` is the chat the message
-/// went to, for the provider message id `<chat_id>:<message_id>`.
+/// went to, and `bot_token` keys its pseudonym in the provider message id
+/// (`provider_message_id`).
 ///
 /// | answer | outcome |
 /// |---|---|
-/// | 2xx, `ok: true` | sent; provider message id `<result.chat.id>:<result.message_id>` |
+/// | 2xx, `ok: true` | sent; provider message id `<result.message_id>@<pseudonym of result.chat.id>` |
 /// | 2xx without `ok: true` (unreadable) | ambiguous: something answered, the message may be out |
 /// | any status with `parameters.migrate_to_chat_id` | permanent; the reason names the new chat id (masked on its way to the timeline, like every contact) |
 /// | 429 | rate-limited, after `parameters.retry_after` seconds (default 5 s) |
@@ -79,7 +80,12 @@ pub struct Parameters {
 /// error. It is one for this notification only: treating it as
 /// misconfigured would open the circuit breaker and stop the channel for
 /// every customer because of one bad text, so it is permanent here.
-pub fn classify(status: u16, answer: Option<&Answer>, chat_id: &str) -> SendOutcome {
+pub fn classify(
+    status: u16,
+    answer: Option<&Answer>,
+    chat_id: &str,
+    bot_token: &str,
+) -> SendOutcome {
     let description = answer
         .and_then(|a| a.description.as_deref())
         .unwrap_or("")
@@ -95,7 +101,10 @@ pub fn classify(status: u16, answer: Option<&Answer>, chat_id: &str) -> SendOutc
     if (200..300).contains(&status) {
         return match answer {
             Some(a) if a.ok => SendOutcome::Sent {
-                provider_message_id: a.result.as_ref().and_then(|r| message_id(r, chat_id)),
+                provider_message_id: a
+                    .result
+                    .as_ref()
+                    .and_then(|r| message_id(r, chat_id, bot_token)),
             },
             _ => SendOutcome::Ambiguous {
                 reason: format!("HTTP {status} without a readable Bot API answer"),
@@ -130,20 +139,40 @@ pub fn classify(status: u16, answer: Option<&Answer>, chat_id: &str) -> SendOutc
     }
 }
 
-/// `<chat id>:<message id>` from a sent `Message`.
-fn message_id(result: &Value, chat_id: &str) -> Option<String> {
+/// The provider message id of a sent `Message`.
+fn message_id(result: &Value, chat_id: &str, bot_token: &str) -> Option<String> {
     let message_id = result.get("message_id")?.as_i64()?;
     let chat = result
         .get("chat")
         .and_then(|c| c.get("id"))
         .and_then(Value::as_i64)
         .map_or_else(|| chat_id.to_owned(), |id| id.to_string());
-    Some(provider_message_id(&chat, message_id))
+    Some(provider_message_id(bot_token, &chat, message_id))
 }
 
-/// The provider message id the worker remembers and callbacks look up.
-pub fn provider_message_id(chat_id: &str, message_id: i64) -> String {
-    format!("{chat_id}:{message_id}")
+/// The provider message id the worker remembers and callbacks look up:
+/// `<message id>@<pseudonym>`. A message id is unique only within its chat,
+/// and the chat id is the customer's Telegram id, which must not appear in
+/// logs, the timeline or the events stream; so the chat is named by the
+/// first 8 bytes of an HMAC of its id keyed with the bot token (which both
+/// the sender and the webhook have, and an outsider does not, so the
+/// pseudonym cannot be reversed by trying every id).
+pub fn provider_message_id(bot_token: &str, chat_id: &str, message_id: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let tag = Hmac::<sha2::Sha256>::new_from_slice(bot_token.as_bytes())
+        .map(|mut mac| {
+            mac.update(b"cascade telegram chat\n");
+            mac.update(chat_id.as_bytes());
+            mac.finalize().into_bytes()
+        })
+        .map(|bytes| {
+            bytes[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        })
+        .unwrap_or_default();
+    format!("{message_id}@{tag}")
 }
 
 /// `{base_url}/bot<token>/<method>`.
@@ -215,7 +244,8 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
                 }
                 Err(_) => None,
             };
-            classify(status, answer.as_ref(), chat_id)
+            let bot_token = channel.setting("bot_token").unwrap_or("");
+            classify(status, answer.as_ref(), chat_id, bot_token)
         }
         // The token is part of the URL: errors are reported without it.
         Err(e) if e.is_connect() => SendOutcome::Transient {
@@ -265,7 +295,35 @@ mod tests {
     }
 
     fn c(status: u16, body: &str) -> SendOutcome {
-        classify(status, Some(&answer(body)), "5551234")
+        classify(status, Some(&answer(body)), "5551234", "123:bot-token")
+    }
+
+    #[test]
+    fn provider_message_ids_name_the_chat_by_a_keyed_pseudonym() {
+        // HMAC-SHA256("123:bot-token", "cascade telegram chat\n5551234"), first 8 bytes.
+        let expected = {
+            use hmac::{Hmac, Mac};
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"123:bot-token").unwrap();
+            mac.update(b"cascade telegram chat\n5551234");
+            let bytes = mac.finalize().into_bytes();
+            bytes[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        assert_eq!(
+            provider_message_id("123:bot-token", "5551234", 42),
+            format!("42@{expected}")
+        );
+        assert!(!provider_message_id("123:bot-token", "5551234", 42).contains("5551234"));
+        assert_ne!(
+            provider_message_id("another:token", "5551234", 42),
+            provider_message_id("123:bot-token", "5551234", 42)
+        );
+        assert_ne!(
+            provider_message_id("123:bot-token", "5551235", 42),
+            provider_message_id("123:bot-token", "5551234", 42)
+        );
     }
 
     #[test]
@@ -276,14 +334,14 @@ mod tests {
                 r#"{"ok":true,"result":{"message_id":42,"date":1,"chat":{"id":5551234,"type":"private"},"text":"x"}}"#
             ),
             SendOutcome::Sent {
-                provider_message_id: Some("5551234:42".into())
+                provider_message_id: Some(provider_message_id("123:bot-token", "5551234", 42))
             }
         );
         // Without `chat` in the result, the chat id we sent to is used.
         assert_eq!(
             c(200, r#"{"ok":true,"result":{"message_id":7}}"#),
             SendOutcome::Sent {
-                provider_message_id: Some("5551234:7".into())
+                provider_message_id: Some(provider_message_id("123:bot-token", "5551234", 7))
             }
         );
     }
@@ -291,7 +349,7 @@ mod tests {
     #[test]
     fn unreadable_success_is_ambiguous() {
         assert!(matches!(
-            classify(200, None, "1"),
+            classify(200, None, "1", "t"),
             SendOutcome::Ambiguous { .. }
         ));
         assert!(matches!(
@@ -312,7 +370,7 @@ mod tests {
             }
         );
         assert_eq!(
-            classify(429, None, "1"),
+            classify(429, None, "1", "t"),
             SendOutcome::RateLimited {
                 retry_after_ms: DEFAULT_RETRY_AFTER_MS
             }
@@ -392,7 +450,7 @@ mod tests {
     #[test]
     fn server_errors_are_transient() {
         assert!(matches!(
-            classify(502, None, "1"),
+            classify(502, None, "1", "t"),
             SendOutcome::Transient {
                 retry_after_ms: None,
                 ..

@@ -366,6 +366,15 @@ async fn no_contact_appears_raw_in_logs_events_or_dead_letters() {
     assert_eq!(fakes.smsru.received().len(), 1);
     assert_eq!(fakes.call_centre.received_count(), 1);
 
+    // A Telegram message that goes out: its provider message id, in the
+    // log, the timeline and the events stream, names the chat by a pseudonym.
+    let sent_id = run.id("telegram-sent");
+    run.publish(&notification(&sent_id, json!({ "telegram": TELEGRAM_ID })))
+        .await;
+    let tg_sent = run.wait_entry(&sent_id, "sent", Some(1)).await;
+    assert_eq!(tg_sent.channel.as_deref(), Some("telegram"));
+    assert_eq!(fakes.telegram.calls("sendMessage").len(), 2);
+
     let (dead, headers) = dead_letter_headers(&format!("{prefix}.dead"), 4).await;
     assert_eq!(dead, 4, "four notifications are dead-lettered:\n{headers}");
     let mut events = String::new();

@@ -176,7 +176,9 @@ async fn update(
             return answer(StatusCode::SERVICE_UNAVAILABLE);
         }
     }
-    let pmid = |m: &MessageRef| provider_message_id(&m.chat.id.to_string(), m.message_id);
+    let bot_token = config.setting("bot_token").unwrap_or("");
+    let pmid =
+        |m: &MessageRef| provider_message_id(bot_token, &m.chat.id.to_string(), m.message_id);
     // The provider message ids the update may be about, newest first.
     // `unquoted`: a message that names none of ours, whose candidates are guesses.
     let (candidates, event, unquoted): (Vec<String>, _, _) =
@@ -198,7 +200,7 @@ async fn update(
                     let before = (1..=UNQUOTED_LOOKBACK)
                         .map(|back| message.message_id - back)
                         .filter(|id| *id > 0)
-                        .map(|id| provider_message_id(&chat, id))
+                        .map(|id| provider_message_id(bot_token, &chat, id))
                         .collect();
                     (before, "replied", true)
                 }
