@@ -161,7 +161,25 @@ pub async fn wait_until(what: &str, timeout: Duration, mut check: impl AsyncFnMu
     panic!("timed out after {timeout:?} waiting for: {what}");
 }
 
+/// Panics at once, saying what to do, when Redis or RabbitMQ is not
+/// listening (a daemon would otherwise wait for them forever).
+pub async fn require_services() {
+    for (port, name) in [(6379, "Redis"), (5672, "RabbitMQ")] {
+        let reached = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await;
+        if !matches!(reached, Ok(Ok(_))) {
+            panic!(
+                "{name} is not reachable on 127.0.0.1:{port}; these tests need it running                  (scripts/test starts local servers when they are installed)"
+            );
+        }
+    }
+}
+
 pub async fn redis() -> redis::aio::MultiplexedConnection {
+    require_services().await;
     redis::Client::open("redis://127.0.0.1:6379")
         .unwrap()
         .get_multiplexed_async_connection()
@@ -398,7 +416,9 @@ pub fn free_port() -> u16 {
 }
 
 /// `cascade --config <path> run` as a child process, logging at `warn` into
-/// `log`. Killed with SIGKILL when dropped.
+/// `log`, with a clean environment (no `CASCADE_…` or provider variable of
+/// the caller's can change what the test configured). Killed with SIGKILL
+/// when dropped.
 pub struct ChildDaemon {
     child: Option<std::process::Child>,
 }
@@ -415,6 +435,7 @@ impl ChildDaemon {
             .arg("--config")
             .arg(config)
             .arg("run")
+            .env_clear()
             .env("CASCADE_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .stdout(out)
@@ -650,6 +671,7 @@ impl Running {
 
     /// `listen` overrides `http.listen`.
     pub async fn start_with(cfg: TestConfig, listen: Option<String>) -> Running {
+        require_services().await;
         let clock = Arc::new(cascade::runtime::clock::SystemClock::default());
         let catalog = cfg.catalog();
         let intake = cascade::runtime::intake::IntakeConfig::from(&catalog.settings.amqp);
