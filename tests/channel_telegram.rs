@@ -225,6 +225,28 @@ async fn a_message_quoting_nothing_is_a_reply_to_the_newest_message_before_it() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_look_back_for_a_message_quoting_nothing_ends_at_twenty_ids() {
+    let h = Harness::start("tg-lookback").await;
+    let id = h.id("n");
+    h.publish(&id).await;
+    let message = h.sent(&id).await;
+    // 21 ids later: one past the look-back, not attributed. The webhook
+    // answers after handling the update, so nothing is still on its way.
+    let unmapped = h.callbacks("unmapped").await;
+    let past = h.tg.unquoted(&message, 21, "вопрос");
+    assert_eq!(h.tg.deliver(&h.webhook(), Some(SECRET), &past).await, 200);
+    assert!(!h.receipts(&id).await.contains_key("replied"));
+    assert!(
+        h.callbacks("unmapped").await > unmapped,
+        "counted as unmapped"
+    );
+    // 20 ids later: the edge, attributed.
+    let edge = h.tg.unquoted(&message, 20, "ещё вопрос");
+    assert_eq!(h.tg.deliver(&h.webhook(), Some(SECRET), &edge).await, 200);
+    assert!(h.receipts(&id).await.contains_key("replied"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_requests_waits_the_retry_after_then_sends() {
     let h = Harness::start("tg-429").await;
     h.tg.script()
