@@ -63,16 +63,17 @@ impl Harness {
     async fn start_on(name: &str, channel: impl FnOnce(u16) -> String) -> Harness {
         let sink = smtp::start().await.expect("the SMTP sink starts");
         let (url, messenger) = fake_receiver(vec![]).await;
-        let port = free_port();
-        let cfg = TestConfig::new(
-            name,
-            &url,
-            &format!("public_url = \"http://127.0.0.1:{port}\""),
-            DELIVERY_DELAY,
-        );
+        let cfg = TestConfig::new(name, &url, "", DELIVERY_DELAY);
         cfg.write("policies/abandoned_cart.toml", POLICY);
         cfg.write("channels/email.toml", &channel(sink.port()));
-        let mut run = Running::start_with(cfg, Some(format!("127.0.0.1:{port}"))).await;
+        let mut run = Running::start(cfg).await;
+        // Tracking links point at the port the daemon was given.
+        let public_url = format!("http://{}", run.daemon().http_addr);
+        run.daemon().catalog.rcu(|c| {
+            let mut c = (**c).clone();
+            c.settings.http.public_url = public_url.clone();
+            c
+        });
         run.http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

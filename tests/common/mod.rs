@@ -494,15 +494,35 @@ impl PrivateRedis {
     }
 
     /// Starts the server (again) on the same port and folder, and waits until
-    /// it answers PING (after loading its append-only file).
+    /// it answers PING (after loading its append-only file). The port was
+    /// free a moment ago; if another process took it meanwhile, the first
+    /// start moves to another port (a restart must keep its port). That the
+    /// server answering is this one is checked by its data folder.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "the private Redis is already running");
+        let first = !self.dir.join("appendonlydir").exists();
+        for _ in 0..5 {
+            if self.try_start().await {
+                return;
+            }
+            assert!(
+                first,
+                "the private Redis cannot get its port {} back",
+                self.port
+            );
+            self.port = free_port();
+        }
+        panic!("the private Redis found no free port");
+    }
+
+    /// One start on `self.port`: whether it came up (else it is reaped).
+    async fn try_start(&mut self) -> bool {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("redis.log"))
             .unwrap();
-        let child = std::process::Command::new("redis-server")
+        let mut child = std::process::Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args([
                 "--appendonly",
@@ -519,25 +539,41 @@ impl PrivateRedis {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("redis-server starts");
-        self.child = Some(child);
         let url = self.url();
-        wait_until(
-            "the private Redis answers PING",
-            Duration::from_secs(10),
-            async || {
-                let Ok(client) = redis::Client::open(url.as_str()) else {
-                    return false;
-                };
-                let Ok(mut c) = client.get_multiplexed_async_connection().await else {
-                    return false;
-                };
-                redis::cmd("PING")
-                    .query_async::<String>(&mut c)
+        let dir = self.dir.canonicalize().unwrap_or(self.dir.clone());
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return false; // it exited: the port was taken
+            }
+            let ours = async {
+                let client = redis::Client::open(url.as_str()).ok()?;
+                let mut c = client.get_multiplexed_async_connection().await.ok()?;
+                let (_, served): (String, String) = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("dir")
+                    .query_async(&mut c)
                     .await
-                    .is_ok()
-            },
-        )
-        .await;
+                    .ok()?;
+                Some(std::path::Path::new(&served) == dir)
+            };
+            match ours.await {
+                Some(true) => {
+                    self.child = Some(child);
+                    return true;
+                }
+                Some(false) => {
+                    // Another server answers on this port.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the private Redis did not answer within 10 s");
     }
 
     /// SIGKILL: no chance to save anything beyond what is already in the AOF.
