@@ -204,7 +204,8 @@ async fn handle(delivery: Delivery, hands: &Hands) {
     let worker = &hands.worker;
     let catalog = worker.catalog.load_full();
     let store = &worker.store;
-    let admitted = match notification::admit(&delivery.data, &catalog) {
+    let now = worker.clock.now_ms();
+    let admitted = match notification::admit_at(&delivery.data, &catalog, now) {
         Ok(a) => a,
         Err(e) => {
             reject(delivery, &e, hands).await;
@@ -216,7 +217,6 @@ async fn handle(delivery: Delivery, hands: &Hands) {
         // `admit` checked the policy against this same catalog.
         unreachable!("an admitted notification names a known policy");
     };
-    let now = worker.clock.now_ms();
     let receipts = Default::default();
     let ctx = Context {
         notification_id: &n.id,

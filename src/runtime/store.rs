@@ -396,10 +396,13 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut c = self.claims.clone();
+        // Saturating: an absurd `claim_lease` must not panic the scheduler.
+        let started = std::time::Instant::now();
         let lease = Lease {
-            until_ms: now_ms + lease_ms,
-            deadline: std::time::Instant::now()
-                + std::time::Duration::from_millis(lease_ms.max(0) as u64),
+            until_ms: now_ms.saturating_add(lease_ms),
+            deadline: started
+                .checked_add(std::time::Duration::from_millis(lease_ms.max(0) as u64))
+                .unwrap_or(started),
         };
         let lease_until_ms = lease.until_ms;
         let rows: Vec<ClaimRow> = Call::new(
