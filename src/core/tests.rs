@@ -946,17 +946,30 @@ mod hostile_times {
 
     use super::*;
 
+    /// Any i64, often close to either end, where sums overflow.
+    fn instant() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            any::<i64>(),
+            (i64::MAX - MIN)..=i64::MAX,
+            i64::MIN..=(i64::MIN + MIN),
+            -YEAR_9999_MS..=YEAR_9999_MS,
+        ]
+    }
+
     proptest! {
         /// Whatever a provider says, a retry is due within `max_backoff`
         /// of now (and not before now).
         #[test]
         fn a_retry_is_due_within_max_backoff(
             now in -YEAR_9999_MS..=YEAR_9999_MS,
-            retry_after_ms in any::<i64>(),
-            max_backoff_ms in 1..=i64::MAX,
+            retry_after_ms in prop_oneof![any::<i64>(), 0..=3_600_000_i64],
+            max_backoff_ms in prop_oneof![1..=i64::MAX, 1..=600_000_i64],
             rate_limited in any::<bool>(),
         ) {
-            let mut h = H::new(delivery_delay(), everyone(), now);
+            // No expiry, so the wake-up is the retry's own.
+            let mut policy = delivery_delay();
+            policy.expire_after_ms = None;
+            let mut h = H::new(policy, everyone(), now);
             for rules in h.channels.values_mut() {
                 rules.retry.max_backoff_ms = max_backoff_ms;
             }
@@ -975,13 +988,13 @@ mod hostile_times {
         /// a cascade never overflows (an overflow panics in tests).
         #[test]
         fn no_time_overflows(
-            now in any::<i64>(),
-            send_at in proptest::option::of(any::<i64>()),
-            expires_at in proptest::option::of(any::<i64>()),
-            wait in any::<i64>(),
-            expire_after in any::<i64>(),
-            retry_after_ms in any::<i64>(),
-            in_flight in any::<i64>(),
+            now in instant(),
+            send_at in proptest::option::of(instant()),
+            expires_at in proptest::option::of(instant()),
+            wait in instant(),
+            expire_after in instant(),
+            retry_after_ms in instant(),
+            in_flight in instant(),
         ) {
             let mut h = H::new(every_clock(wait.max(0), expire_after.max(0)), everyone(), now);
             h.timing.in_flight_timeout_ms = in_flight.max(0);
