@@ -479,7 +479,8 @@ async fn send_cmd(cli: &Cli, file: &str) -> anyhow::Result<()> {
         std::fs::read(file).with_context(|| format!("cannot read {file}"))?
     };
     // Say what is wrong now rather than leave it to the dead-letter queue.
-    if let Err(e) = cascade::notification::admit(&body, &catalog) {
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    if let Err(e) = cascade::notification::admit_at(&body, &catalog, now_ms) {
         eprintln!(
             "warning: the daemon will dead-letter this message: {} ({})",
             e.message,

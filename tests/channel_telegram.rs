@@ -38,11 +38,13 @@ impl Harness {
         let tg = FakeTelegram::start().await;
         let (url, sms) = fake_receiver(vec![]).await;
         let cfg = TestConfig::new(name, &url, "", POLICY);
+        // `max_backoff` also caps Telegram's `retry_after`: 5 s lets the 429
+        // test's 3 s through (with 3 attempts, backoff never passes 400 ms).
         cfg.write(
             "channels/telegram.toml",
             &format!(
                 "kind = \"telegram\"\nbase_url = \"{}\"\nbot_token = \"{TOKEN}\"\nwebhook_secret = \"{SECRET}\"\n\
-                 timeout = \"1s\"\n[retry]\nattempts = 3\nbackoff = \"200ms\"\nmax_backoff = \"400ms\"\n",
+                 timeout = \"1s\"\n[retry]\nattempts = 3\nbackoff = \"200ms\"\nmax_backoff = \"5s\"\n",
                 tg.base_url()
             ),
         );

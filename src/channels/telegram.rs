@@ -375,6 +375,26 @@ mod tests {
                 retry_after_ms: DEFAULT_RETRY_AFTER_MS
             }
         );
+        // Absurd values saturate (the core caps them at `max_backoff`); a
+        // negative one is no delay of the provider's.
+        assert_eq!(
+            c(
+                429,
+                r#"{"ok":false,"error_code":429,"parameters":{"retry_after":9223372036854775807}}"#
+            ),
+            SendOutcome::RateLimited {
+                retry_after_ms: i64::MAX
+            }
+        );
+        assert_eq!(
+            c(
+                429,
+                r#"{"ok":false,"error_code":429,"parameters":{"retry_after":-5}}"#
+            ),
+            SendOutcome::RateLimited {
+                retry_after_ms: DEFAULT_RETRY_AFTER_MS
+            }
+        );
     }
 
     #[test]

@@ -185,7 +185,9 @@ pub fn classify(
             reason: format!("HTTP {status}: a response without a message id: {response}"),
         };
     }
-    let after_ms = retry_after.map(|d| d.as_millis() as i64);
+    // Saturating: `Retry-After: 18446744073709551615` must not wrap into
+    // the past. The core caps it at the channel's `max_backoff`.
+    let after_ms = retry_after.map(crate::config::duration_ms);
     match status {
         200..=299 => SendOutcome::Ambiguous {
             reason: format!("HTTP {status} without a readable VK answer"),
@@ -422,6 +424,13 @@ mod tests {
             classify(429, None, Some(Duration::from_secs(3))),
             SendOutcome::RateLimited {
                 retry_after_ms: 3_000
+            }
+        );
+        // `Retry-After: 18446744073709551615` saturates; it does not wrap.
+        assert_eq!(
+            classify(429, None, Some(Duration::from_secs(u64::MAX))),
+            SendOutcome::RateLimited {
+                retry_after_ms: i64::MAX
             }
         );
         assert!(matches!(

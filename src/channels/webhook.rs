@@ -41,7 +41,9 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 /// | no connection | transient: nothing reached the receiver |
 /// | timeout or broken connection after sending | ambiguous |
 pub fn classify(status: StatusCode, retry_after: Option<Duration>) -> SendOutcome {
-    let after_ms = retry_after.map(|d| d.as_millis() as i64);
+    // Saturating: `Retry-After: 18446744073709551615` must not wrap into
+    // the past. The core caps it at the channel's `max_backoff`.
+    let after_ms = retry_after.map(crate::config::duration_ms);
     match status.as_u16() {
         200..=299 => SendOutcome::Sent {
             provider_message_id: None,
@@ -202,6 +204,19 @@ mod tests {
                 retry_after_ms: 3_000
             }
         );
+        // Absurd delays saturate instead of wrapping into the past (the core
+        // then caps them at `max_backoff`).
+        for huge in [99_999_999_999, u64::MAX] {
+            match c(429, Some(huge)) {
+                SendOutcome::RateLimited { retry_after_ms } => {
+                    assert!(
+                        retry_after_ms >= 99_999_999_999_000,
+                        "{huge}: {retry_after_ms}"
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         assert!(matches!(c(408, None), SendOutcome::Transient { .. }));
         assert!(matches!(
             c(503, Some(2)),

@@ -36,6 +36,8 @@ use settings::{RawLimits, RawSettings};
 /// when the channel's timeout fits in it with 5 s to spare (runtime/worker.rs):
 /// 30 s covers the default 10 s timeout.
 const DEFAULT_CLAIM_LEASE_MS: i64 = 30_000;
+/// `defaults.send_at_horizon`: 30 days.
+const DEFAULT_SEND_AT_HORIZON_MS: i64 = 30 * 86_400_000;
 
 /// Everything the daemon runs on: settings, channels and policies.
 #[derive(Clone, Debug)]
@@ -568,6 +570,13 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
         256 * 1024,
         64 << 20,
     );
+    let max_deliveries = int(
+        "CASCADE_AMQP_MAX_DELIVERIES",
+        &raw.amqp.max_deliveries,
+        "amqp.max_deliveries",
+        5,
+        1_000,
+    );
     let shards = int(
         "CASCADE_REDIS_TIMER_SHARDS",
         &raw.redis.timer_shards,
@@ -628,6 +637,20 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
         Some(v) => check.duration_ms(v),
         None => Some(30_000),
     };
+    let send_at_horizon = match &raw.defaults.send_at_horizon {
+        // Zero would refuse every send_at ahead of now: say so rather than let it.
+        Some(v) => match check.duration_ms(v) {
+            Some(ms) if ms < 1_000 => {
+                check.err(
+                    v.span(),
+                    "send_at_horizon must be 1s or longer, e.g. \"30d\"",
+                );
+                None
+            }
+            ms => ms,
+        },
+        None => Some(DEFAULT_SEND_AT_HORIZON_MS),
+    };
     if check.errors.len() > before {
         return None;
     }
@@ -638,6 +661,7 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
             dead_letter_queue: dead?,
             prefetch: prefetch? as u16,
             max_body_bytes: max_body? as usize,
+            max_deliveries: max_deliveries? as u32,
         },
         redis: settings::Redis {
             url: redis_url?,
@@ -660,6 +684,7 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
             late_read_window_ms: late_read?,
             in_flight_timeout_ms: in_flight?,
             claim_lease_ms: claim_lease?.max(1_000),
+            send_at_horizon_ms: send_at_horizon?,
         },
     })
 }

@@ -22,6 +22,10 @@ pub struct Amqp {
     pub dead_letter_queue: String,
     pub prefetch: u16,
     pub max_body_bytes: usize,
+    /// How many times a message may fail in its own right (a panic, an
+    /// error Redis answers about its keys) before it is dead-lettered as
+    /// `poison`. Outages never count.
+    pub max_deliveries: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -76,6 +80,8 @@ pub struct Defaults {
     pub in_flight_timeout_ms: i64,
     /// How long a claimed cascade is one instance's before another may take it.
     pub claim_lease_ms: i64,
+    /// A `send_at` further ahead than this is refused (`send_at_too_far`).
+    pub send_at_horizon_ms: i64,
 }
 
 /// `cascade.toml` as written. Strings stay spanned so later validation can
@@ -105,6 +111,7 @@ pub(super) struct RawAmqp {
     pub dead_letter_queue: Option<Spanned<String>>,
     pub prefetch: Option<Spanned<i64>>,
     pub max_body_bytes: Option<Spanned<i64>>,
+    pub max_deliveries: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +147,7 @@ pub(super) struct RawDefaults {
     pub late_read_window: Option<Spanned<String>>,
     pub in_flight_timeout: Option<Spanned<String>>,
     pub claim_lease: Option<Spanned<String>>,
+    pub send_at_horizon: Option<Spanned<String>>,
 }
 
 /// `[limits]`, in `cascade.toml` and in policy files.
@@ -153,12 +161,13 @@ pub(super) struct RawLimits {
 
 /// The environment variables that override settings, with the setting each
 /// replaces. Listed once so `--help` text, the README and the code agree.
-pub const ENV_OVERRIDES: [(&str, &str); 16] = [
+pub const ENV_OVERRIDES: [(&str, &str); 17] = [
     ("CASCADE_AMQP_URL", "amqp.url"),
     ("CASCADE_AMQP_QUEUE", "amqp.queue"),
     ("CASCADE_AMQP_DEAD_LETTER_QUEUE", "amqp.dead_letter_queue"),
     ("CASCADE_AMQP_PREFETCH", "amqp.prefetch"),
     ("CASCADE_AMQP_MAX_BODY_BYTES", "amqp.max_body_bytes"),
+    ("CASCADE_AMQP_MAX_DELIVERIES", "amqp.max_deliveries"),
     ("CASCADE_REDIS_URL", "redis.url"),
     ("CASCADE_REDIS_PREFIX", "redis.prefix"),
     ("CASCADE_REDIS_RETENTION", "redis.retention"),

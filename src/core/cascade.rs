@@ -625,7 +625,7 @@ impl<'c, 'a> Run<'c, 'a> {
         if let Some(esc) = self.cascade.last_escalation_ms
             && !self.cascade.late_read
             && read_ms >= esc
-            && read_ms - esc <= self.ctx.timing.late_read_window_ms
+            && read_ms.saturating_sub(esc) <= self.ctx.timing.late_read_window_ms
         {
             self.cascade.late_read = true;
             self.note(EntryKind::LateRead, Some(self.cascade.step), None, None);
@@ -763,12 +763,14 @@ impl<'c, 'a> Run<'c, 'a> {
             }
             self.cascade.phase = Phase::InFlight {
                 channel: channel.to_owned(),
-                deadline_ms: self.now_ms + self.ctx.timing.in_flight_timeout_ms,
+                deadline_ms: self
+                    .now_ms
+                    .saturating_add(self.ctx.timing.in_flight_timeout_ms),
             };
             self.send = Some(SendOrder {
                 step: step as u8,
                 channel: channel.to_owned(),
-                attempt: self.cascade.failures + 1,
+                attempt: self.cascade.failures.saturating_add(1),
             });
             return;
         }
@@ -893,8 +895,8 @@ impl<'c, 'a> Run<'c, 'a> {
         let delay = rules
             .retry
             .backoff(self.cascade.failures, seed)
-            .max(retry_after_ms);
-        let at_ms = self.now_ms + delay;
+            .max(rules.retry.cap_retry_after(retry_after_ms));
+        let at_ms = self.now_ms.saturating_add(delay);
         self.entry(Entry {
             until_ms: Some(at_ms),
             ..self.blank(
@@ -922,7 +924,7 @@ impl<'c, 'a> Run<'c, 'a> {
             self.advance();
             return;
         }
-        let at_ms = not_before_ms.max(self.now_ms + 1);
+        let at_ms = not_before_ms.max(self.now_ms.saturating_add(1));
         self.entry(Entry {
             until_ms: Some(at_ms),
             ..self.blank(

@@ -90,7 +90,7 @@ impl Rate {
         let mut recent: Vec<i64> = earlier_sends_ms
             .iter()
             .copied()
-            .filter(|&t| t > now_ms - self.per_ms)
+            .filter(|&t| t > now_ms.saturating_sub(self.per_ms))
             .collect();
         if recent.len() < self.count as usize {
             return None;
@@ -98,7 +98,7 @@ impl Rate {
         recent.sort_unstable();
         // The send that must age out of the window before one more fits.
         let blocking = recent[recent.len() - self.count as usize];
-        Some(blocking + self.per_ms)
+        Some(blocking.saturating_add(self.per_ms))
     }
 }
 
@@ -221,6 +221,15 @@ impl RetryPolicy {
         let full = exp.min(self.max_backoff_ms).max(1);
         let half = full / 2;
         half + (jitter_seed % (full - half + 1) as u64) as i64
+    }
+
+    /// A provider's delay (`Retry-After`, Telegram's `retry_after`, a
+    /// rate-limit cool-down) as this channel will honour it: at most
+    /// `max_backoff`, never negative. A provider — or anyone who can answer
+    /// in its place — must not park a cascade for years with one header;
+    /// retrying earlier than asked costs at most an attempt.
+    pub fn cap_retry_after(&self, retry_after_ms: i64) -> i64 {
+        retry_after_ms.clamp(0, self.max_backoff_ms.max(0))
     }
 }
 

@@ -91,13 +91,14 @@ impl QuietHours {
                 return t;
             }
             let closes = self.quiet_start_after(t, tz);
-            if t + remaining <= closes {
-                return t + remaining;
+            let end = t.saturating_add(remaining);
+            if end <= closes {
+                return end;
             }
             remaining -= closes - t;
             t = closes;
         }
-        t + remaining
+        t.saturating_add(remaining)
     }
 }
 
@@ -156,8 +157,9 @@ fn next_local_time(at_ms: i64, minute: u16, tz: &TimeZone) -> i64 {
             Err(_) => break,
         }
     }
-    // Only reachable at the very end of jiff's supported range.
-    at_ms + 86_400_000
+    // Only reachable at the very end of jiff's supported range (or beyond
+    // it, where `local_time` reads the epoch).
+    at_ms.saturating_add(86_400_000)
 }
 
 #[cfg(test)]

@@ -783,3 +783,233 @@ fn an_early_wake_up_still_applies_receipts() {
     h.event(Event::TimerDue);
     assert_eq!(h.pending.as_ref().unwrap().channel, "sms");
 }
+
+// ---------------------------------------------------------------------------
+// Hostile times: `send_at`, `expires_at`, receipt times and provider delays
+// come from outside; config durations may be absurd. No arithmetic on them
+// may overflow (tests run with overflow checks, so an overflow panics here),
+// and a provider's delay never reaches past the channel's `max_backoff`.
+// ---------------------------------------------------------------------------
+
+/// The year 9999, the last instant RFC 3339 can name.
+const YEAR_9999_MS: i64 = 253_402_300_799_999;
+
+/// A policy that uses every timed feature at once: waits, the awake clock,
+/// quiet hours, expiry.
+fn every_clock(wait_ms: i64, expire_after_ms: i64) -> Policy {
+    let mut p = delivery_delay();
+    p.expire_after_ms = Some(expire_after_ms);
+    p.steps[0].wait_ms = Some(wait_ms);
+    p.steps[0].wait_clock = WaitClock::Awake;
+    p.quiet_hours
+        .insert("sms".into(), QuietHours::parse("21:00-09:00").unwrap());
+    p
+}
+
+#[test]
+fn a_huge_retry_after_is_capped_by_max_backoff() {
+    // `Retry-After: 99999999999` (seconds), Telegram's `retry_after` of
+    // i64::MAX, and a negative one: at most `max_backoff` (10 s), never
+    // before now.
+    for retry_after_ms in [99_999_999_999_000, i64::MAX, -1, i64::MIN] {
+        for outcome in [
+            SendOutcome::RateLimited { retry_after_ms },
+            SendOutcome::Transient {
+                reason: "503".into(),
+                retry_after_ms: Some(retry_after_ms),
+            },
+        ] {
+            let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+            h.start(None, None);
+            h.reply(outcome.clone());
+            let due = h.state().wake_at_ms().unwrap();
+            assert!(
+                (h.now..=h.now + 10_000).contains(&due),
+                "{outcome:?}: due {} ms from now",
+                due - h.now
+            );
+            let failed = h.log.last().unwrap();
+            assert_eq!(failed.event, EntryKind::SendFailed);
+            assert_eq!(failed.until_ms, Some(due));
+        }
+    }
+    // Within the cap, the provider's delay is honoured.
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.reply(SendOutcome::RateLimited {
+        retry_after_ms: 9_000,
+    });
+    assert!(h.state().wake_at_ms().unwrap() >= h.now + 9_000);
+}
+
+#[test]
+fn retry_after_caps_at_max_backoff_and_never_goes_negative() {
+    let p = RetryPolicy {
+        attempts: 3,
+        backoff_ms: 1_000,
+        max_backoff_ms: 300_000,
+    };
+    assert_eq!(p.cap_retry_after(3_000), 3_000);
+    assert_eq!(p.cap_retry_after(99_999_999_999_000), 300_000);
+    assert_eq!(p.cap_retry_after(i64::MAX), 300_000);
+    assert_eq!(p.cap_retry_after(-5_000), 0);
+    assert_eq!(p.cap_retry_after(i64::MIN), 0);
+    let broken = RetryPolicy {
+        max_backoff_ms: -1,
+        ..p
+    };
+    assert_eq!(broken.cap_retry_after(i64::MAX), 0);
+}
+
+#[test]
+fn backoff_and_rates_saturate_at_absurd_durations() {
+    let p = RetryPolicy {
+        attempts: 50,
+        backoff_ms: i64::MAX,
+        max_backoff_ms: i64::MAX,
+    };
+    for failures in [0, 1, 31, 255] {
+        for seed in [0, 1, u64::MAX] {
+            let b = p.backoff(failures, seed);
+            assert!(b >= i64::MAX / 2, "{failures} {seed}: {b}");
+        }
+    }
+    let rate = Rate {
+        count: 1,
+        per_ms: i64::MAX,
+    };
+    assert_eq!(rate.not_before(&[i64::MAX - 1], i64::MAX), Some(i64::MAX));
+    assert_eq!(rate.not_before(&[i64::MIN + 1], i64::MIN + 1), Some(0));
+    assert_eq!(rate.not_before(&[], i64::MIN), None);
+}
+
+#[test]
+fn times_at_the_ends_of_the_range_never_overflow() {
+    for now in [i64::MIN + 1, -YEAR_9999_MS, 0, YEAR_9999_MS, i64::MAX - 1] {
+        for (wait, expire) in [(30 * MIN, 12 * HOUR), (i64::MAX, i64::MAX)] {
+            for send_at in [None, Some(i64::MIN), Some(YEAR_9999_MS), Some(i64::MAX)] {
+                let mut h = H::new(every_clock(wait, expire), everyone(), now);
+                h.timing.in_flight_timeout_ms = i64::MAX;
+                h.timing.late_read_window_ms = i64::MAX;
+                h.start(send_at, Some(i64::MAX));
+                // Drive it as far as it goes: sent, rate-limited, woken, read.
+                for _ in 0..6 {
+                    if h.pending.is_some() {
+                        h.reply(SendOutcome::RateLimited {
+                            retry_after_ms: i64::MAX,
+                        });
+                    }
+                    if h.state().wake_at_ms().is_none() {
+                        break;
+                    }
+                    h.wake();
+                    if h.pending.is_some() {
+                        h.sent();
+                    }
+                }
+                let at = h.now;
+                h.receipt("read", at);
+                h.receipt("read", i64::MAX);
+                assert!(h.outcome().is_some(), "a read ends it: {:?}", h.state());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_read_at_the_ends_of_time_is_no_late_read_overflow() {
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    h.sent();
+    h.timing.late_read_window_ms = i64::MAX;
+    h.receipt("read", i64::MAX);
+    assert!(h.events().contains(&"late_read"), "{:?}", h.events());
+}
+
+#[test]
+fn awake_deadlines_saturate() {
+    let q = QuietHours::parse("21:00-09:00").unwrap();
+    let tz = TimeZone::get("Europe/Moscow").unwrap();
+    for from in [i64::MIN, -YEAR_9999_MS, 0, ms(T0), YEAR_9999_MS, i64::MAX] {
+        for wait in [0, 1, 30 * MIN, i64::MAX] {
+            let due = q.awake_deadline(from, wait, &tz);
+            assert!(due >= from, "{from} + {wait} → {due}");
+        }
+        assert!(q.next_open(from, &tz) >= from);
+    }
+}
+
+mod hostile_times {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Any i64, often close to either end, where sums overflow.
+    fn instant() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            any::<i64>(),
+            (i64::MAX - MIN)..=i64::MAX,
+            i64::MIN..=(i64::MIN + MIN),
+            -YEAR_9999_MS..=YEAR_9999_MS,
+        ]
+    }
+
+    proptest! {
+        /// Whatever a provider says, a retry is due within `max_backoff`
+        /// of now (and not before now).
+        #[test]
+        fn a_retry_is_due_within_max_backoff(
+            now in -YEAR_9999_MS..=YEAR_9999_MS,
+            retry_after_ms in prop_oneof![any::<i64>(), 0..=3_600_000_i64],
+            max_backoff_ms in prop_oneof![1..=i64::MAX, 1..=600_000_i64],
+            rate_limited in any::<bool>(),
+        ) {
+            // No expiry, so the wake-up is the retry's own.
+            let mut policy = delivery_delay();
+            policy.expire_after_ms = None;
+            let mut h = H::new(policy, everyone(), now);
+            for rules in h.channels.values_mut() {
+                rules.retry.max_backoff_ms = max_backoff_ms;
+            }
+            h.start(None, None);
+            h.reply(if rate_limited {
+                SendOutcome::RateLimited { retry_after_ms }
+            } else {
+                SendOutcome::Transient { reason: "503".into(), retry_after_ms: Some(retry_after_ms) }
+            });
+            let due = h.state().wake_at_ms().unwrap();
+            prop_assert!(due >= now);
+            prop_assert!(due <= now.saturating_add(max_backoff_ms), "{} past the cap", due - now);
+        }
+
+        /// Any instant, delay and duration: accepting, waking and answering
+        /// a cascade never overflows (an overflow panics in tests).
+        #[test]
+        fn no_time_overflows(
+            now in instant(),
+            send_at in proptest::option::of(instant()),
+            expires_at in proptest::option::of(instant()),
+            wait in instant(),
+            expire_after in instant(),
+            retry_after_ms in instant(),
+            in_flight in instant(),
+        ) {
+            let mut h = H::new(every_clock(wait.max(0), expire_after.max(0)), everyone(), now);
+            h.timing.in_flight_timeout_ms = in_flight.max(0);
+            h.start(send_at, expires_at);
+            for _ in 0..4 {
+                if h.pending.is_some() {
+                    h.reply(SendOutcome::RateLimited { retry_after_ms });
+                }
+                if h.state().wake_at_ms().is_none() {
+                    break;
+                }
+                h.wake();
+            }
+            let at = h.now;
+            h.receipt("read", at);
+        }
+    }
+}

@@ -350,7 +350,7 @@ pub fn run(catalog: &Catalog, opts: &DemoOptions) -> Report {
         let Some((_, body)) = queue.pop_front() else {
             break;
         };
-        match notification::admit(&body, catalog) {
+        match notification::admit_at(&body, catalog, now) {
             Err(e) => *dead_lettered.entry(e.code.as_str().to_owned()).or_default() += 1,
             Ok(admitted) => {
                 let id = admitted.notification.id.clone();

@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 /// | `no_reachable_channel` | no step of the policy has a channel the customer has a contact for and has not opted out of |
 /// | `missing_text` | a channel the policy may use for this customer has no text (email: no text and no html) |
 /// | `text_too_long` | a text is longer than its channel takes (`max_length` characters, or `max_segments` SMS segments), or longer than 64 KiB |
+/// | `poison` | handling the message failed `amqp.max_deliveries` times in its own right (the daemon panicked on it, or Redis refused its keys, e.g. a key of the wrong type); the sentence says how often and the last error, `x-cascade-deliveries` the count. Outages of Redis or RabbitMQ never count |
+/// | `send_at_too_far` | `send_at` is further ahead than `defaults.send_at_horizon` (default 30 days) |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -42,11 +44,13 @@ pub enum ErrorCode {
     NoReachableChannel,
     MissingText,
     TextTooLong,
+    Poison,
+    SendAtTooFar,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the table above (for metrics and docs).
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BodyTooLarge,
         ErrorCode::InvalidUtf8,
         ErrorCode::MalformedJson,
@@ -60,6 +64,8 @@ impl ErrorCode {
         ErrorCode::NoReachableChannel,
         ErrorCode::MissingText,
         ErrorCode::TextTooLong,
+        ErrorCode::Poison,
+        ErrorCode::SendAtTooFar,
     ];
 
     /// The machine word, as written in the dead-letter header.
@@ -78,6 +84,8 @@ impl ErrorCode {
             ErrorCode::NoReachableChannel => "no_reachable_channel",
             ErrorCode::MissingText => "missing_text",
             ErrorCode::TextTooLong => "text_too_long",
+            ErrorCode::Poison => "poison",
+            ErrorCode::SendAtTooFar => "send_at_too_far",
         }
     }
 

@@ -380,6 +380,41 @@ pub fn admit(body: &[u8], catalog: &Catalog) -> Result<Admitted, IntakeError> {
     })
 }
 
+/// `admit`, and then the checks that need the time: a `send_at` more than
+/// `defaults.send_at_horizon` after `now_ms` is refused (`send_at_too_far`),
+/// so a typo in the year cannot park a cascade in Redis for centuries. A
+/// `send_at` in the past means "now".
+pub fn admit_at(body: &[u8], catalog: &Catalog, now_ms: i64) -> Result<Admitted, IntakeError> {
+    let admitted = admit(body, catalog)?;
+    check_send_at(
+        admitted.send_at_ms,
+        now_ms,
+        catalog.settings.defaults.send_at_horizon_ms,
+    )?;
+    Ok(admitted)
+}
+
+/// Refuses a `send_at` further than `horizon_ms` after `now_ms`.
+fn check_send_at(send_at_ms: Option<i64>, now_ms: i64, horizon_ms: i64) -> Result<(), IntakeError> {
+    let Some(send_at_ms) = send_at_ms else {
+        return Ok(());
+    };
+    // Saturating: a clock or a horizon at the end of the range refuses
+    // nothing rather than wrap around and refuse everything.
+    let latest = now_ms.saturating_add(horizon_ms.max(0));
+    if send_at_ms <= latest {
+        return Ok(());
+    }
+    Err(IntakeError::new(
+        ErrorCode::SendAtTooFar,
+        format!(
+            "send_at is {} ahead; at most {} are accepted (defaults.send_at_horizon)",
+            crate::config::fmt_ms(send_at_ms.saturating_sub(now_ms)),
+            crate::config::fmt_ms(horizon_ms)
+        ),
+    ))
+}
+
 /// The customer's time zone, or the default when none is named.
 fn timezone(name: Option<&str>, default: &TimeZone) -> Result<TimeZone, IntakeError> {
     let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {

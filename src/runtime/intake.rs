@@ -2,6 +2,13 @@
 //! cascade in Redis, and only then acknowledge. Bad input goes to the
 //! dead-letter queue under a publisher confirm, with its error code and
 //! sentence in headers, and only then is acknowledged (SPEC 2).
+//!
+//! Every copy the daemon publishes (a dead letter, a failed message sent
+//! round again) is `mandatory` and confirmed: a copy RabbitMQ could not
+//! route — the dead-letter queue was deleted — comes back as a return, and
+//! the original is then handed back rather than acknowledged and lost. A
+//! message that fails in its own right is sent round at most
+//! `amqp.max_deliveries` times, then dead-lettered as `poison` (`poison.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,7 +23,7 @@ use lapin::options::{
     ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Acker, BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,11 +31,12 @@ use tokio_util::task::TaskTracker;
 use super::Health;
 use super::ack_batch::AckBatch;
 use super::lifecycle::log_entries;
+use super::poison::{self, Earlier, Failure, Verdict};
 use super::store::{Accepted, Loaded, receipts_seen};
 use super::telemetry;
 use super::worker::Worker;
 use crate::core::{Cascade, Context, Decision, Entry, EntryKind, Event, decide};
-use crate::notification::{self, IntakeError};
+use crate::notification::{self, ErrorCode, IntakeError};
 
 /// Where intake reads and dead-letters.
 #[derive(Clone, Debug)]
@@ -99,7 +107,8 @@ pub async fn declare(channel: &Channel, config: &IntakeConfig) -> lapin::Result<
 struct Hands {
     worker: Arc<Worker>,
     poke: Arc<Notify>,
-    dead: Channel,
+    /// In confirm mode: dead letters, and failed messages sent round again.
+    publisher: Channel,
     config: IntakeConfig,
     acks: AckBatch<Acker>,
 }
@@ -117,8 +126,10 @@ async fn consume(
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;
-    let dead = conn.create_channel().await?;
-    dead.confirm_select(ConfirmSelectOptions::default()).await?;
+    let publisher = conn.create_channel().await?;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     let mut consumer = channel
         .basic_consume(
             ShortString::from(config.queue.as_str()),
@@ -136,7 +147,7 @@ async fn consume(
     let hands = Arc::new(Hands {
         worker: worker.clone(),
         poke: poke.clone(),
-        dead,
+        publisher,
         config: config.clone(),
         acks: AckBatch::new(due_acks),
     });
@@ -168,25 +179,26 @@ async fn consume(
         hands.acks.arrived(delivery.delivery_tag);
         let hands = hands.clone();
         tracker.spawn(async move {
-            let (tag, acker) = (delivery.delivery_tag, delivery.acker.clone());
-            let handled = AssertUnwindSafe(handle(delivery, &hands))
+            let tag = delivery.delivery_tag;
+            let handled = AssertUnwindSafe(handle(&delivery, &hands))
                 .catch_unwind()
                 .await;
-            if handled.is_err() || hands.acks.is_working(tag) {
-                // A handler that panicked or left its delivery unanswered must
-                // not hold back the acks behind it, nor be covered by one:
-                // return the message to the queue first, then step over it.
-                tracing::error!(
-                    delivery_tag = tag,
-                    "a delivery was left unanswered; returning it to the queue"
-                );
-                let _ = acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    })
-                    .await;
-                hands.acks.settled(tag);
+            let failure = match handled {
+                Ok(Ok(())) => None,
+                Ok(Err(failure)) => Some(failure),
+                // The panic's text went to the log through the panic hook.
+                Err(_) => Some(Failure::Panicked),
+            };
+            if hands.acks.is_working(tag) {
+                // A handler that failed, panicked or left its delivery
+                // unanswered must not hold back the acks behind it, nor be
+                // covered by one: send the message round again, counted, or
+                // dead-letter it as poison; either answers it.
+                failed(&delivery, &failure.unwrap_or(Failure::Unanswered), &hands).await;
+            } else if let Some(failure) = failure {
+                // Answered first (recorded and acknowledged), then failed: a
+                // panic in the first send, which the in-flight timer covers.
+                tracing::error!(delivery_tag = tag, error = %failure, "a delivery failed after it was recorded; the in-flight timer takes over");
             }
             drop(permit);
         });
@@ -200,15 +212,19 @@ async fn consume(
     result
 }
 
-async fn handle(delivery: Delivery, hands: &Hands) {
+/// Admits, records and acknowledges one delivery, or dead-letters or hands it
+/// back. `Err`: it failed in its own right and is still unanswered; the
+/// caller counts it (`failed`).
+async fn handle(delivery: &Delivery, hands: &Hands) -> Result<(), Failure> {
     let worker = &hands.worker;
     let catalog = worker.catalog.load_full();
     let store = &worker.store;
-    let admitted = match notification::admit(&delivery.data, &catalog) {
+    let now = worker.clock.now_ms();
+    let admitted = match notification::admit_at(&delivery.data, &catalog, now) {
         Ok(a) => a,
         Err(e) => {
             reject(delivery, &e, hands).await;
-            return;
+            return Ok(());
         }
     };
     let n = &admitted.notification;
@@ -216,7 +232,6 @@ async fn handle(delivery: Delivery, hands: &Hands) {
         // `admit` checked the policy against this same catalog.
         unreachable!("an admitted notification names a known policy");
     };
-    let now = worker.clock.now_ms();
     let receipts = Default::default();
     let ctx = Context {
         notification_id: &n.id,
@@ -254,7 +269,7 @@ async fn handle(delivery: Delivery, hands: &Hands) {
     }
     match stored {
         Ok(Accepted::New(snapshot)) => {
-            acknowledge(&hands.acks, &delivery);
+            acknowledge(&hands.acks, delivery);
             telemetry::intake("accepted", None);
             let both = match first {
                 Some(both) if both.send.is_some() => both,
@@ -262,7 +277,7 @@ async fn handle(delivery: Delivery, hands: &Hands) {
                     let entries = stored.map_or(accepted.entries, |d| d.entries);
                     log_entries(&n.id, &n.customer.id, &policy.name, &entries);
                     hands.poke.notify_one();
-                    return;
+                    return Ok(());
                 }
             };
             let id = n.id.clone();
@@ -287,7 +302,7 @@ async fn handle(delivery: Delivery, hands: &Hands) {
             hand_back(&hands.acks, delivery).await;
         }
         Ok(Accepted::Duplicate) => {
-            acknowledge(&hands.acks, &delivery);
+            acknowledge(&hands.acks, delivery);
             let entry = intake_entry(now, EntryKind::Duplicate, None);
             if let Err(e) = store.append_event(Some(&n.id), &entry).await {
                 tracing::warn!(error = %e, "cannot append to the events stream");
@@ -296,12 +311,20 @@ async fn handle(delivery: Delivery, hands: &Hands) {
             tracing::info!(target: "cascade::lifecycle", event = "duplicate", notification_id = %n.id, customer_id = %n.customer.id, policy = %n.policy, "duplicate");
         }
         Err(e) => {
-            // Not recorded: hand the message back so it is not lost.
+            if let Some(why) = e.about_the_data() {
+                // Redis answered, about this notification's keys: trying
+                // again will fail again. Counted toward poison.
+                tracing::warn!(notification_id = %n.id, error = %e, "Redis refused the cascade's keys");
+                return Err(Failure::Store(why));
+            }
+            // An outage: not recorded, hand the message back so it is not
+            // lost. Never counted, however often.
             telemetry::intake("requeued", None);
             tracing::warn!(notification_id = %n.id, error = %e, "cannot record the cascade in Redis; returning the message to the queue");
             hand_back(&hands.acks, delivery).await;
         }
     }
+    Ok(())
 }
 
 /// Acknowledges a recorded delivery, together with the finished ones before
@@ -313,7 +336,7 @@ fn acknowledge(acks: &AckBatch<Acker>, delivery: &Delivery) {
 
 /// Returns a delivery that could not be handled to the queue, after a pause
 /// so a failing dependency is not hammered.
-async fn hand_back(acks: &AckBatch<Acker>, delivery: Delivery) {
+async fn hand_back(acks: &AckBatch<Acker>, delivery: &Delivery) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = delivery
         .nack(BasicNackOptions {
@@ -324,12 +347,64 @@ async fn hand_back(acks: &AckBatch<Acker>, delivery: Delivery) {
     acks.settled(delivery.delivery_tag);
 }
 
-/// Dead-letters a bad message with its reason, under a publisher confirm,
-/// then acknowledges it. If the dead-letter publish fails, the message goes
-/// back to the queue instead: it is never dropped.
-async fn reject(delivery: Delivery, error: &IntakeError, hands: &Hands) {
-    let (dead, config) = (&hands.dead, &hands.config);
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+/// Dead-letters a bad message with its reason, then acknowledges it.
+async fn reject(delivery: &Delivery, error: &IntakeError, hands: &Hands) {
+    let headers = with_error(delivery.properties.headers().as_ref(), error);
+    dead_letter(delivery, error, headers, hands).await;
+}
+
+/// A delivery that failed in its own right: sent round again through the
+/// intake queue with its count of failures, or at `amqp.max_deliveries`
+/// dead-lettered as `poison` (`poison.rs`). Either way the original is
+/// acknowledged only after RabbitMQ confirmed the copy; if it did not, the
+/// original is handed back, uncounted.
+async fn failed(delivery: &Delivery, failure: &Failure, hands: &Hands) {
+    let tag = delivery.delivery_tag;
+    let max = hands.worker.catalog.load().settings.amqp.max_deliveries;
+    let earlier = Earlier::read(delivery.properties.headers().as_ref());
+    match earlier.after_failure(max) {
+        Verdict::Poison { failed } => {
+            tracing::error!(delivery_tag = tag, failed, max_deliveries = max, error = %failure, "a poison message: dead-lettering it");
+            let error = IntakeError::new(
+                ErrorCode::Poison,
+                poison::sentence(failed, max, earlier, failure),
+            );
+            let mut headers = with_error(delivery.properties.headers().as_ref(), &error);
+            headers.insert(
+                ShortString::from(poison::DELIVERIES_HEADER),
+                AMQPValue::LongLongInt(i64::from(failed)),
+            );
+            dead_letter(delivery, &error, headers, hands).await;
+        }
+        Verdict::Retry { failed } => {
+            tracing::warn!(delivery_tag = tag, failed, max_deliveries = max, error = %failure, "handling a message failed; sending it round again");
+            // Not at once: what failed may be a moment's trouble.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let headers = poison::headers_for_retry(delivery.properties.headers().as_ref(), failed);
+            // The producer's expiration stays: this is still its message.
+            let mut properties = copy_properties(&delivery.properties, headers);
+            if let Some(expiration) = delivery.properties.expiration() {
+                properties = properties.with_expiration(expiration.clone());
+            }
+            let queue = hands.config.queue.as_str();
+            match publish_confirmed(&hands.publisher, queue, &delivery.data, properties).await {
+                Published::Confirmed => {
+                    acknowledge(&hands.acks, delivery);
+                    telemetry::intake("failed", None);
+                }
+                not => {
+                    tracing::error!(delivery_tag = tag, queue, outcome = %not, "cannot send a failed message round again; returning it to the queue");
+                    hand_back(&hands.acks, delivery).await;
+                }
+            }
+        }
+    }
+}
+
+/// The headers of a dead letter: the original ones, the error code and
+/// sentence.
+fn with_error(headers: Option<&FieldTable>, error: &IntakeError) -> FieldTable {
+    let mut headers = headers.cloned().unwrap_or_default();
     headers.insert(
         ShortString::from("x-cascade-error-code"),
         AMQPValue::LongString(LongString::from(error.code.as_str())),
@@ -338,41 +413,147 @@ async fn reject(delivery: Delivery, error: &IntakeError, hands: &Hands) {
         ShortString::from("x-cascade-error"),
         AMQPValue::LongString(LongString::from(error.message.as_str())),
     );
-    let properties = delivery
-        .properties
-        .clone()
-        .with_headers(headers)
-        .with_delivery_mode(2);
-    let confirmed = match dead
+    headers
+}
+
+/// Publishes the dead letter under a publisher confirm, then acknowledges
+/// the delivery. If RabbitMQ did not take the dead letter — it returned it
+/// because `amqp.dead_letter_queue` does not exist, or nacked it, or the
+/// channel failed — the message goes back to the queue instead: it is never
+/// dropped, and never acknowledged on a silent drop.
+async fn dead_letter(delivery: &Delivery, error: &IntakeError, headers: FieldTable, hands: &Hands) {
+    let queue = hands.config.dead_letter_queue.as_str();
+    // Without the producer's expiration: a TTL meant for the intake queue
+    // must not expire the dead letter before anyone reads it.
+    let properties = copy_properties(&delivery.properties, headers);
+    match publish_confirmed(&hands.publisher, queue, &delivery.data, properties).await {
+        Published::Confirmed => {
+            acknowledge(&hands.acks, delivery);
+            let reason = format!("{}: {}", error.code.as_str(), error.message);
+            let now = hands.worker.clock.now_ms();
+            let entry = intake_entry(now, EntryKind::Rejected, Some(reason));
+            if let Err(e) = hands.worker.store.append_event(None, &entry).await {
+                tracing::warn!(error = %e, "cannot append to the events stream");
+            }
+            telemetry::intake("rejected", Some(error.code.as_str()));
+            tracing::info!(target: "cascade::lifecycle", event = "rejected", code = error.code.as_str(), reason = %error.message, "rejected");
+        }
+        not => {
+            telemetry::intake("dead_letter_failed", Some(error.code.as_str()));
+            tracing::error!(
+                code = error.code.as_str(),
+                dead_letter_queue = queue,
+                outcome = %not,
+                "cannot dead-letter a rejected message; returning it to the queue"
+            );
+            hand_back(&hands.acks, delivery).await;
+        }
+    }
+}
+
+/// How a `mandatory` publish under a publisher confirm ended.
+enum Published {
+    /// Routed to a queue and confirmed.
+    Confirmed,
+    /// Confirmed, but returned unrouted: no such queue.
+    Returned(String),
+    /// RabbitMQ refused it (a nack).
+    Refused,
+    /// The channel failed before a confirm came.
+    Failed(lapin::Error),
+}
+
+impl std::fmt::Display for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Published::Confirmed => f.write_str("confirmed"),
+            Published::Returned(why) => {
+                write!(f, "returned unrouted ({why}): does the queue exist?")
+            }
+            Published::Refused => f.write_str("refused (nack)"),
+            Published::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
+}
+
+/// Publishes `body` to `queue` through the default exchange, `mandatory`,
+/// and waits for the confirm. A message RabbitMQ cannot route is still
+/// confirmed (an ack, with the message returned beside it), so the ack
+/// alone says nothing: the return decides.
+async fn publish_confirmed(
+    channel: &Channel,
+    queue: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Published {
+    let options = BasicPublishOptions {
+        mandatory: true,
+        ..Default::default()
+    };
+    let confirm = match channel
         .basic_publish(
             ShortString::from(""),
-            ShortString::from(config.dead_letter_queue.as_str()),
-            BasicPublishOptions::default(),
-            &delivery.data,
+            ShortString::from(queue),
+            options,
+            body,
             properties,
         )
         .await
     {
-        Ok(confirm) => confirm.await.map(|c| c.is_ack()).unwrap_or(false),
-        Err(_) => false,
+        Ok(confirm) => confirm.await,
+        Err(e) => Err(e),
     };
-    if confirmed {
-        acknowledge(&hands.acks, &delivery);
-        let reason = format!("{}: {}", error.code.as_str(), error.message);
-        let now = hands.worker.clock.now_ms();
-        let entry = intake_entry(now, EntryKind::Rejected, Some(reason));
-        if let Err(e) = hands.worker.store.append_event(None, &entry).await {
-            tracing::warn!(error = %e, "cannot append to the events stream");
+    match confirm {
+        Ok(Confirmation::Ack(None)) => Published::Confirmed,
+        Ok(Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned))) => {
+            Published::Returned(format!("{} {}", returned.reply_code, returned.reply_text))
         }
-        telemetry::intake("rejected", Some(error.code.as_str()));
-        tracing::info!(target: "cascade::lifecycle", event = "rejected", code = error.code.as_str(), reason = %error.message, "rejected");
-    } else {
-        tracing::warn!(
-            code = error.code.as_str(),
-            "cannot dead-letter a rejected message; returning it to the queue"
-        );
-        hand_back(&hands.acks, delivery).await;
+        Ok(Confirmation::Nack(None) | Confirmation::NotRequested) => Published::Refused,
+        Err(e) => Published::Failed(e),
     }
+}
+
+/// A delivery's properties for a copy the daemon publishes: the same, but
+/// persistent, with `headers`, and without `expiration` (builders can only
+/// set a property, so the copy is built afresh).
+fn copy_properties(p: &BasicProperties, headers: FieldTable) -> BasicProperties {
+    let mut copy = BasicProperties::default()
+        .with_headers(headers)
+        .with_delivery_mode(2);
+    if let Some(v) = p.content_type() {
+        copy = copy.with_content_type(v.clone());
+    }
+    if let Some(v) = p.content_encoding() {
+        copy = copy.with_content_encoding(v.clone());
+    }
+    if let Some(v) = p.priority() {
+        copy = copy.with_priority(*v);
+    }
+    if let Some(v) = p.correlation_id() {
+        copy = copy.with_correlation_id(v.clone());
+    }
+    if let Some(v) = p.reply_to() {
+        copy = copy.with_reply_to(v.clone());
+    }
+    if let Some(v) = p.message_id() {
+        copy = copy.with_message_id(v.clone());
+    }
+    if let Some(v) = p.timestamp() {
+        copy = copy.with_timestamp(*v);
+    }
+    if let Some(v) = p.kind() {
+        copy = copy.with_type(v.clone());
+    }
+    if let Some(v) = p.user_id() {
+        copy = copy.with_user_id(v.clone());
+    }
+    if let Some(v) = p.app_id() {
+        copy = copy.with_app_id(v.clone());
+    }
+    if let Some(v) = p.cluster_id() {
+        copy = copy.with_cluster_id(v.clone());
+    }
+    copy
 }
 
 /// Publishes one notification with a confirm (for `cascade send`).
@@ -383,11 +564,15 @@ pub async fn publish(config: &IntakeConfig, body: &[u8]) -> lapin::Result<bool> 
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
+    // Mandatory: a message RabbitMQ could not route is not published.
     let confirm = channel
         .basic_publish(
             ShortString::from(""),
             ShortString::from(config.queue.as_str()),
-            BasicPublishOptions::default(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
             body,
             BasicProperties::default()
                 .with_delivery_mode(2)
@@ -396,7 +581,7 @@ pub async fn publish(config: &IntakeConfig, body: &[u8]) -> lapin::Result<bool> 
         .await?
         .await?;
     let _ = conn.close(200, ShortString::from("done")).await;
-    Ok(confirm.is_ack())
+    Ok(matches!(confirm, Confirmation::Ack(None)))
 }
 
 fn intake_entry(at_ms: i64, event: EntryKind, reason: Option<String>) -> Entry {

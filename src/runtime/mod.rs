@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod intake;
 pub mod keys;
 pub mod lifecycle;
+pub mod poison;
 pub mod record;
 pub mod reload;
 pub mod scheduler;

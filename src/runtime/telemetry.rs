@@ -38,7 +38,9 @@ pub async fn upkeep(shutdown: tokio_util::sync::CancellationToken) {
     }
 }
 
-/// One intake outcome: accepted, duplicate, rejected (with its code) or requeued.
+/// One intake outcome: accepted, duplicate, rejected (with its code),
+/// requeued (an outage), failed (in its own right, sent round again) or
+/// dead_letter_failed (with its code: the dead letter was not taken).
 pub fn intake(result: &'static str, code: Option<&'static str>) {
     metrics::counter!("cascade_intake_total", "result" => result, "code" => code.unwrap_or(""))
         .increment(1);

@@ -291,12 +291,14 @@ pub(crate) fn transport_outcome(provider: &str, e: &reqwest::Error) -> SendOutco
     }
 }
 
-/// `Retry-After` in whole seconds, as milliseconds.
+/// `Retry-After` in whole seconds, as milliseconds (saturating; a negative
+/// number is no delay). The core caps it at the channel's `max_backoff`.
 pub(crate) fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> Option<i64> {
     headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|s| *s >= 0)
         .map(|s| s.saturating_mul(1000))
 }
 
@@ -395,6 +397,21 @@ pub(crate) async fn answer_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_saturates_and_refuses_negatives() {
+        let at = |v: &str| {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap());
+            retry_after_ms(&h)
+        };
+        assert_eq!(at("3"), Some(3_000));
+        assert_eq!(at(" 99999999999 "), Some(99_999_999_999_000));
+        assert_eq!(at("9223372036854775807"), Some(i64::MAX));
+        assert_eq!(at("-5"), None);
+        assert_eq!(at("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after_ms(&reqwest::header::HeaderMap::new()), None);
+    }
 
     #[test]
     fn attempts_are_spread_over_the_providers_in_blocks() {
