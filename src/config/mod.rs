@@ -533,18 +533,6 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
             }
         });
     let timing = Timing::default();
-    let late_read = match &raw.defaults.late_read_window {
-        Some(v) => check.duration_ms(v),
-        None => Some(timing.late_read_window_ms),
-    };
-    let claim_lease = match &raw.defaults.claim_lease {
-        Some(v) => check.duration_ms(v),
-        None => Some(DEFAULT_CLAIM_LEASE_MS),
-    };
-    let in_flight = match &raw.defaults.in_flight_timeout {
-        Some(v) => check.duration_ms(v),
-        None => Some(timing.in_flight_timeout_ms),
-    };
     let send_at_horizon = match &raw.defaults.send_at_horizon {
         // Zero would refuse every send_at ahead of now: say so rather than let it.
         Some(v) => match check.duration_ms(v) {
@@ -558,6 +546,18 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
             ms => ms,
         },
         None => Some(DEFAULT_SEND_AT_HORIZON_MS),
+    };
+    let late_read = match &raw.defaults.late_read_window {
+        Some(v) => check.duration_ms(v),
+        None => Some(timing.late_read_window_ms),
+    };
+    let claim_lease = match &raw.defaults.claim_lease {
+        Some(v) => check.duration_ms(v),
+        None => Some(DEFAULT_CLAIM_LEASE_MS),
+    };
+    let in_flight = match &raw.defaults.in_flight_timeout {
+        Some(v) => check.duration_ms(v),
+        None => Some(timing.in_flight_timeout_ms),
     };
     if check.errors.len() > before {
         return None;
