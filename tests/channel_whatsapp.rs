@@ -43,11 +43,13 @@ impl Harness {
         let (url, sms) = fake_receiver(vec![]).await;
         // `delivery_delay`: free-form whatsapp, then SMS.
         let cfg = TestConfig::new(name, &url, "", &policy("whatsapp", "sms"));
+        // `max_backoff` also caps a rate limit's cool-down: 2m lets Meta's
+        // through (with 3 attempts, backoff never passes 400 ms).
         let channel = |extra: &str| {
             format!(
                 "kind = \"whatsapp\"\nbase_url = \"{}\"\napi_version = \"v21.0\"\nphone_number_id = \"{PHONE_NUMBER_ID}\"\n\
                  access_token = \"{ACCESS_TOKEN}\"\napp_secret = \"{APP_SECRET}\"\nverify_token = \"{VERIFY_TOKEN}\"\n{extra}\
-                 timeout = \"1s\"\n[retry]\nattempts = 3\nbackoff = \"200ms\"\nmax_backoff = \"400ms\"\n",
+                 timeout = \"1s\"\n[retry]\nattempts = 3\nbackoff = \"200ms\"\nmax_backoff = \"2m\"\n",
                 wa.base_url()
             )
         };

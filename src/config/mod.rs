@@ -617,18 +617,6 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
             }
         });
     let timing = Timing::default();
-    let late_read = match &raw.defaults.late_read_window {
-        Some(v) => check.duration_ms(v),
-        None => Some(timing.late_read_window_ms),
-    };
-    let claim_lease = match &raw.defaults.claim_lease {
-        Some(v) => check.duration_ms(v),
-        None => Some(DEFAULT_CLAIM_LEASE_MS),
-    };
-    let in_flight = match &raw.defaults.in_flight_timeout {
-        Some(v) => check.duration_ms(v),
-        None => Some(timing.in_flight_timeout_ms),
-    };
     let header_read_timeout = match &raw.http.header_read_timeout {
         Some(v) => check.duration_ms(v),
         None => Some(10_000),
@@ -650,6 +638,18 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
             ms => ms,
         },
         None => Some(DEFAULT_SEND_AT_HORIZON_MS),
+    };
+    let late_read = match &raw.defaults.late_read_window {
+        Some(v) => check.duration_ms(v),
+        None => Some(timing.late_read_window_ms),
+    };
+    let claim_lease = match &raw.defaults.claim_lease {
+        Some(v) => check.duration_ms(v),
+        None => Some(DEFAULT_CLAIM_LEASE_MS),
+    };
+    let in_flight = match &raw.defaults.in_flight_timeout {
+        Some(v) => check.duration_ms(v),
+        None => Some(timing.in_flight_timeout_ms),
     };
     if check.errors.len() > before {
         return None;

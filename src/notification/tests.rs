@@ -136,6 +136,45 @@ fn codes_are_stable_words() {
     }
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+#[test]
+fn a_send_at_beyond_the_horizon_is_refused() {
+    // The example's send_at is 2026-11-23T09:00:00Z.
+    let send_at = 1_795_424_400_000;
+    let horizon = catalog().settings.defaults.send_at_horizon_ms;
+    assert_eq!(horizon, 30 * DAY_MS, "the default horizon");
+    let body = serde_json::to_vec(&example()).unwrap();
+    assert!(admit_at(&body, catalog(), send_at - horizon).is_ok());
+    assert!(admit_at(&body, catalog(), send_at).is_ok());
+    assert!(admit_at(&body, catalog(), send_at + DAY_MS).is_ok(), "past");
+    let err = admit_at(&body, catalog(), send_at - horizon - 1).unwrap_err();
+    assert_refused(&err, ErrorCode::SendAtTooFar, "defaults.send_at_horizon");
+
+    // Near the far end of what a timestamp can be.
+    let far = changed("/send_at", Some(json!("9999-12-30T00:00:00Z")));
+    let err = admit_at(&far, catalog(), send_at).unwrap_err();
+    assert_refused(&err, ErrorCode::SendAtTooFar, "30d");
+    let near = changed("/send_at", Some(json!("-009999-01-03T00:00:00Z")));
+    assert!(
+        admit_at(&near, catalog(), send_at).is_ok(),
+        "the past is now"
+    );
+}
+
+#[test]
+fn the_horizon_check_saturates_at_the_ends_of_time() {
+    for now in [i64::MIN, -1, 0, i64::MAX - 1, i64::MAX] {
+        for horizon in [0, 1, 30 * DAY_MS, i64::MAX] {
+            for send_at in [None, Some(i64::MIN), Some(0), Some(i64::MAX)] {
+                let checked = check_send_at(send_at, now, horizon);
+                let expected = send_at.is_none_or(|s| s <= now.saturating_add(horizon));
+                assert_eq!(checked.is_ok(), expected, "{now} {horizon} {send_at:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn body_too_large() {
     let body = serde_json::to_vec(&example()).unwrap();
@@ -684,42 +723,4 @@ fn large_counts_are_grouped_not_masked() {
         err.message,
         "the body is 1,048,577 bytes; at most 1,048,576 are accepted (amqp.max_body_bytes)"
     );
-}
-const DAY_MS: i64 = 86_400_000;
-
-#[test]
-fn a_send_at_beyond_the_horizon_is_refused() {
-    // The example's send_at is 2026-11-23T09:00:00Z.
-    let send_at = 1_795_424_400_000;
-    let horizon = catalog().settings.defaults.send_at_horizon_ms;
-    assert_eq!(horizon, 30 * DAY_MS, "the default horizon");
-    let body = serde_json::to_vec(&example()).unwrap();
-    assert!(admit_at(&body, catalog(), send_at - horizon).is_ok());
-    assert!(admit_at(&body, catalog(), send_at).is_ok());
-    assert!(admit_at(&body, catalog(), send_at + DAY_MS).is_ok(), "past");
-    let err = admit_at(&body, catalog(), send_at - horizon - 1).unwrap_err();
-    assert_refused(&err, ErrorCode::SendAtTooFar, "defaults.send_at_horizon");
-
-    // Near the far end of what a timestamp can be.
-    let far = changed("/send_at", Some(json!("9999-12-30T00:00:00Z")));
-    let err = admit_at(&far, catalog(), send_at).unwrap_err();
-    assert_refused(&err, ErrorCode::SendAtTooFar, "30d");
-    let near = changed("/send_at", Some(json!("-009999-01-03T00:00:00Z")));
-    assert!(
-        admit_at(&near, catalog(), send_at).is_ok(),
-        "the past is now"
-    );
-}
-
-#[test]
-fn the_horizon_check_saturates_at_the_ends_of_time() {
-    for now in [i64::MIN, -1, 0, i64::MAX - 1, i64::MAX] {
-        for horizon in [0, 1, 30 * DAY_MS, i64::MAX] {
-            for send_at in [None, Some(i64::MIN), Some(0), Some(i64::MAX)] {
-                let checked = check_send_at(send_at, now, horizon);
-                let expected = send_at.is_none_or(|s| s <= now.saturating_add(horizon));
-                assert_eq!(checked.is_ok(), expected, "{now} {horizon} {send_at:?}");
-            }
-        }
-    }
 }

@@ -369,18 +369,15 @@ async fn failed(delivery: &Delivery, failure: &Failure, hands: &Hands) {
                 ErrorCode::Poison,
                 poison::sentence(failed, max, earlier, failure),
             );
-            let mut headers = with_error(delivery.properties.headers().as_ref(), &error);
-            headers.insert(
-                ShortString::from(poison::DELIVERIES_HEADER),
-                AMQPValue::LongLongInt(i64::from(failed)),
-            );
+            let counted = poison::counted_headers(delivery.properties.headers().as_ref(), failed);
+            let headers = with_error(Some(&counted), &error);
             dead_letter(delivery, &error, headers, hands).await;
         }
         Verdict::Retry { failed } => {
             tracing::warn!(delivery_tag = tag, failed, max_deliveries = max, error = %failure, "handling a message failed; sending it round again");
             // Not at once: what failed may be a moment's trouble.
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let headers = poison::headers_for_retry(delivery.properties.headers().as_ref(), failed);
+            let headers = poison::counted_headers(delivery.properties.headers().as_ref(), failed);
             // The producer's expiration stays: this is still its message.
             let mut properties = copy_properties(&delivery.properties, headers);
             if let Some(expiration) = delivery.properties.expiration() {

@@ -115,10 +115,10 @@ pub fn sentence(failed: u32, max_deliveries: u32, earlier: Earlier, last: &Failu
     )
 }
 
-/// The headers of the copy published again: the count, and no
-/// `x-delivery-count` (on a quorum queue that copy starts its own, and the
-/// old one is folded into the count already).
-pub fn headers_for_retry(headers: Option<&FieldTable>, failed: u32) -> FieldTable {
+/// The headers of a copy the daemon publishes (sent round again, or a poison
+/// dead letter): the count, and no `x-delivery-count` (it is folded into the
+/// count already, and a copy on a quorum queue starts its own).
+pub fn counted_headers(headers: Option<&FieldTable>, failed: u32) -> FieldTable {
     let mut table = headers.map(|h| h.inner().clone()).unwrap_or_default();
     table.remove(BROKER_COUNT_HEADER);
     table.insert(
@@ -180,7 +180,7 @@ mod tests {
             verdicts.push(v);
             match v {
                 Verdict::Retry { failed } => {
-                    let headers = headers_for_retry(None, failed);
+                    let headers = counted_headers(None, failed);
                     earlier = Earlier::read(Some(&headers));
                 }
                 Verdict::Poison { .. } => break,
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(earlier.after_failure(5), Verdict::Poison { failed: 5 });
         assert_eq!(earlier.after_failure(10), Verdict::Retry { failed: 5 });
         // The copy published again carries the sum and no stale broker count.
-        let again = headers_for_retry(Some(&headers), 5);
+        let again = counted_headers(Some(&headers), 5);
         assert_eq!(
             Earlier::read(Some(&again)),
             Earlier {

@@ -462,3 +462,31 @@ async fn an_absurd_retry_after_is_capped_by_max_backoff() {
     run.wait_entry(&id, "sent", Some(0)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn the_bounds_are_settings_with_defaults_and_are_checked() {
+    let cfg = TestConfig::new("dl-settings", "http://127.0.0.1:9", "", DELIVERY_DELAY);
+    let load = |env: &dyn Fn(&str) -> Option<String>| {
+        cascade::config::Catalog::load_with_env(&cfg.path(), env)
+    };
+    let defaults = load(&|_| None).expect("loads").settings;
+    assert_eq!(defaults.amqp.max_deliveries, 5);
+    assert_eq!(defaults.defaults.send_at_horizon_ms, 30 * 86_400_000);
+
+    let seven = load(&|k| (k == "CASCADE_AMQP_MAX_DELIVERIES").then(|| "7".into()));
+    assert_eq!(seven.expect("loads").settings.amqp.max_deliveries, 7);
+    for bad in ["0", "-1", "many"] {
+        let refused = load(&|k| (k == "CASCADE_AMQP_MAX_DELIVERIES").then(|| bad.into()));
+        let errors = refused.expect_err(bad).to_string();
+        assert!(errors.contains("amqp.max_deliveries"), "{errors}");
+    }
+
+    let toml = std::fs::read_to_string(cfg.path()).unwrap();
+    std::fs::write(
+        cfg.path(),
+        format!("{toml}\n[defaults]\nsend_at_horizon = \"0s\"\n"),
+    )
+    .unwrap();
+    let errors = load(&|_| None).expect_err("a zero horizon").to_string();
+    assert!(errors.contains("send_at_horizon"), "{errors}");
+}
