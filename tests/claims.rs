@@ -1,0 +1,18 @@
+//! End-to-end tests of what the README promises about `cascade run` that no
+//! other test would catch if it broke: the policy a cascade keeps, quiet
+//! hours, hot reload, limits, expiry and `send_at`, the lease and the
+//! channel `rate`, a graceful stop, the `CASCADE_*` overrides, the webhook
+//! signature, and the `status` and `receipt` commands. Against the real
+//! RabbitMQ and Redis, through loopback fakes, on the injected clock where
+//! time matters. One file per claim under `tests/claims/`.
+
+mod common;
+
+#[path = "claims/kept_policy.rs"]
+mod kept_policy;
+#[path = "claims/quiet.rs"]
+mod quiet;
+#[path = "claims/reload.rs"]
+mod reload;
+#[path = "claims/support.rs"]
+mod support;
