@@ -8,8 +8,12 @@
 
 mod common;
 
+#[path = "claims/expiry.rs"]
+mod expiry;
 #[path = "claims/kept_policy.rs"]
 mod kept_policy;
+#[path = "claims/limits.rs"]
+mod limits;
 #[path = "claims/quiet.rs"]
 mod quiet;
 #[path = "claims/reload.rs"]

@@ -294,3 +294,26 @@ pub fn logs() -> &'static Logs {
         logs
     })
 }
+
+/// How many messages wait (ready, not delivered) in `queue`.
+pub async fn ready_in(queue: &str) -> u32 {
+    use lapin::options::QueueDeclareOptions;
+    let conn =
+        lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", Default::default())
+            .await
+            .expect("RabbitMQ is up");
+    let channel = conn.create_channel().await.unwrap();
+    let q = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .expect("the queue exists");
+    let _ = conn.close(200, "bye".into()).await;
+    q.message_count()
+}
