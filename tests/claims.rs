@@ -8,15 +8,21 @@
 
 mod common;
 
+#[path = "claims/breaker.rs"]
+mod breaker;
 #[path = "claims/expiry.rs"]
 mod expiry;
 #[path = "claims/kept_policy.rs"]
 mod kept_policy;
+#[path = "claims/lease.rs"]
+mod lease;
 #[path = "claims/limits.rs"]
 mod limits;
 #[path = "claims/quiet.rs"]
 mod quiet;
 #[path = "claims/reload.rs"]
 mod reload;
+#[path = "claims/stop.rs"]
+mod stop;
 #[path = "claims/support.rs"]
 mod support;
