@@ -10,6 +10,10 @@ mod common;
 
 #[path = "claims/breaker.rs"]
 mod breaker;
+#[path = "claims/commands.rs"]
+mod commands;
+#[path = "claims/env.rs"]
+mod env;
 #[path = "claims/expiry.rs"]
 mod expiry;
 #[path = "claims/kept_policy.rs"]

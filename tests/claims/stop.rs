@@ -12,7 +12,7 @@ use cascade::runtime::store::Store;
 use serde_json::json;
 
 use crate::common::{CleanUp, TestConfig, unique, wait_until};
-use crate::support::{Receiver, note, ready_in, webhook};
+use crate::support::{Reaped, Receiver, note, ready_in, webhook};
 
 /// VK, and an SMS a second later.
 const QUICK: &str = "stop_on = [\"read\"]\n\n[[steps]]\nchannel = \"vk\"\nwait = \"1s\"\n\n[[steps]]\nchannel = \"sms\"\n";
@@ -39,17 +39,19 @@ async fn sigterm_lets_the_sends_in_hand_finish_and_exits_0() {
     let intake = crate::common::intake_config_of(&cfg.catalog());
     let log = std::env::temp_dir().join(format!("{}.log", unique("sigterm")));
     let out = std::fs::File::create(&log).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .env_clear()
-        .env("CASCADE_LOG", "info")
-        .arg("--config")
-        .arg(cfg.path())
-        .arg("run")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_cascade"))
+            .env_clear()
+            .env("CASCADE_LOG", "info")
+            .arg("--config")
+            .arg(cfg.path())
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     hooks.hold("sms");
@@ -68,7 +70,7 @@ async fn sigterm_lets_the_sends_in_hand_finish_and_exits_0() {
     // escalated by the scheduler a second after the VK message.
     let mut exited = None;
     wait_until("both SMS requests", Duration::from_secs(15), async || {
-        exited = child.try_wait().unwrap();
+        exited = child.0.try_wait().unwrap();
         exited.is_some() || hooks.count("sms") == 2
     })
     .await;
@@ -78,7 +80,7 @@ async fn sigterm_lets_the_sends_in_hand_finish_and_exits_0() {
         read_log()
     );
 
-    signal(child.id(), "-TERM");
+    signal(child.0.id(), "-TERM");
     let stopped = Instant::now();
     // Intake has stopped: this one stays in the queue.
     let body = note(&after, "c-2", "sms_only", json!({})).to_string();
@@ -90,13 +92,13 @@ async fn sigterm_lets_the_sends_in_hand_finish_and_exits_0() {
     // The provider takes its time, well within the grace.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
-        child.try_wait().unwrap().is_none(),
+        child.0.try_wait().unwrap().is_none(),
         "it waits for the sends in hand:\n{}",
         read_log()
     );
     hooks.release("sms");
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         assert!(

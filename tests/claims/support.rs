@@ -317,3 +317,16 @@ pub async fn ready_in(queue: &str) -> u32 {
     let _ = conn.close(200, "bye".into()).await;
     q.message_count()
 }
+
+/// A child process killed (SIGKILL) and reaped when dropped, also when the
+/// test fails half-way.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
