@@ -941,3 +941,30 @@ macro_rules! wraps_running {
         }
     };
 }
+
+impl Running {
+    /// Like `start`, with the configuration watched for hot reload (file
+    /// changes and SIGHUP), as `cascade run` does.
+    pub async fn start_watching(cfg: TestConfig) -> Running {
+        let clock = Arc::new(cascade::runtime::clock::SystemClock::default());
+        let catalog = cfg.catalog();
+        let intake = cascade::runtime::intake::IntakeConfig::from(&catalog.settings.amqp);
+        let options = cascade::runtime::daemon::DaemonOptions {
+            clock: clock.clone(),
+            config_path: Some(cfg.path()),
+            ..Default::default()
+        };
+        let daemon = cascade::runtime::daemon::Daemon::start(catalog, options)
+            .await
+            .expect("daemon starts");
+        Running {
+            cfg,
+            clock,
+            intake,
+            http: reqwest::Client::new(),
+            daemon: Some(daemon),
+            settle: Settle::OnPanic,
+            strict: false,
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `cascade status <id> [--json]` and `cascade receipt <id> <event>`, run as
+//! an operator would (the binary, a clean environment) against the Redis of
+//! a running daemon: the timeline as stored, and a receipt by hand that the
+//! daemon acts on at once.
+
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::common::{DELIVERY_DELAY, Running, TestConfig};
+use crate::support::{MIN, Receiver, note};
+
+/// Runs the binary on `cfg` with nothing inherited from the caller's
+/// environment: (exit code, stdout, stderr).
+fn cascade(cfg: &TestConfig, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .env_clear()
+        .arg("--config")
+        .arg(cfg.path())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_prints_the_timeline_and_receipt_records_one_the_daemon_acts_on() {
+    let hooks = Receiver::start().await;
+    let cfg = TestConfig::new("commands", &hooks.url, "", DELIVERY_DELAY);
+    let run = Running::start(cfg).await;
+    let id = run.id("n");
+    run.publish(&note(&id, "c-1", "delivery_delay", json!({})))
+        .await;
+    let sent = run.wait_entries(&id, "sent", 1).await[0].at_ms;
+
+    let (code, out, err) = cascade(&run.cfg, &["status", &id]);
+    assert_eq!(code, 0, "{err}");
+    let mut lines = out.lines();
+    let next = jiff::Timestamp::from_millisecond(sent + 30 * MIN).unwrap();
+    let head = lines.next().unwrap();
+    assert!(
+        head.starts_with(&format!("{id}: running (step 1, next wake-up ")),
+        "{out}"
+    );
+    assert!(
+        head.contains(&next.strftime("%Y-%m-%dT%H:%M:%S").to_string()),
+        "the wake-up is 30 minutes after the send:\n{out}"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows[0].contains("accepted"), "{out}");
+    assert!(
+        rows[1].contains("sent") && rows[1].contains("step 1") && rows[1].contains("vk"),
+        "{out}"
+    );
+
+    let (code, out, err) = cascade(&run.cfg, &["status", &id, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let entries: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 2, "{out}");
+    assert_eq!(entries[1]["event"], "sent");
+    assert_eq!(entries[1]["channel"], "vk");
+    assert_eq!(entries[1]["at_ms"], sent);
+
+    // A receipt by hand: the waiting cascade completes at once, no SMS.
+    let (code, out, err) = cascade(&run.cfg, &["receipt", &id, "read"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), format!("recorded read for {id}"));
+    run.wait_outcome(&id, "completed").await;
+    let (code, out, _) = cascade(&run.cfg, &["receipt", &id, "read"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("read was already recorded for {id}"));
+
+    let (code, out, _) = cascade(&run.cfg, &["status", &id]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&format!("{id}: completed\n")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("receipt") && l.contains("read")),
+        "{out}"
+    );
+
+    let unknown = run.id("unknown");
+    let (code, _, err) = cascade(&run.cfg, &["receipt", &unknown, "read"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("no notification `{unknown}`")),
+        "{err}"
+    );
+    let (code, _, err) = cascade(&run.cfg, &["status", &unknown]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("no notification `{unknown}`")),
+        "{err}"
+    );
+
+    run.clock.advance(31 * MIN);
+    crate::support::settle().await;
+    assert_eq!(hooks.count("sms"), 0);
+}

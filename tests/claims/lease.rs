@@ -1,0 +1,121 @@
+//! The claim's lease and the channel `rate`: a send whose channel timeout
+//! does not fit in what is left of the lease (with 5 s to spare), or that
+//! would wait for the channel's `rate`, stores its in-flight state before
+//! it goes out; one that fits goes out on the lease, its decision stored
+//! with its outcome. The `rate` holds the channel's throughput.
+
+use std::time::Duration;
+
+use cascade::core::Phase;
+use serde_json::json;
+
+use crate::common::{AT_ONCE, DELIVERY_DELAY, Running, TestConfig, wait_until};
+use crate::support::{MIN, Receiver, note, phase, webhook};
+
+fn in_flight_on(phase: &Option<Phase>, channel: &str) -> bool {
+    matches!(phase, Some(Phase::InFlight { channel: c, .. }) if c == channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_does_not_fit_in_the_lease_is_stored_in_flight_first() {
+    let hooks = Receiver::start().await;
+    let cfg = TestConfig::new("lease-fit", &hooks.url, "", DELIVERY_DELAY);
+    // The lease is 30 s: 28 s + 5 s does not fit, 2 s does.
+    cfg.write(
+        "channels/sms.toml",
+        &webhook(&hooks.url, "sms", "contact = \"sms\"").replace("\"2s\"", "\"28s\""),
+    );
+    cfg.write("channels/push.toml", &webhook(&hooks.url, "push", ""));
+    cfg.write(
+        "policies/vk_push.toml",
+        &DELIVERY_DELAY.replace("channel = \"sms\"", "channel = \"push\""),
+    );
+    let run = Running::start(cfg).await;
+    let slow = run.id("slow");
+    let fits = run.id("fits");
+    run.publish(&note(&slow, "c-1", "delivery_delay", json!({})))
+        .await;
+    run.publish(&note(&fits, "c-2", "vk_push", json!({}))).await;
+    for id in [&slow, &fits] {
+        run.wait_entries(id, "sent", 1).await;
+    }
+
+    hooks.hold("sms");
+    hooks.hold("push");
+    run.clock.advance(31 * MIN);
+    hooks.wait_count("sms", 1).await;
+    hooks.wait_count("push", 1).await;
+    // Both escalations are in the provider's hands.
+    assert!(
+        in_flight_on(&phase(&run, &slow).await, "sms"),
+        "stored in flight before the send: {:?}",
+        phase(&run, &slow).await
+    );
+    assert!(
+        matches!(phase(&run, &fits).await, Some(Phase::Waiting { channel, .. }) if channel == "vk"),
+        "on the lease, nothing stored before the outcome: {:?}",
+        phase(&run, &fits).await
+    );
+
+    hooks.release("sms");
+    hooks.release("push");
+    run.wait_outcome(&slow, "exhausted").await;
+    run.wait_outcome(&fits, "exhausted").await;
+    assert_eq!((hooks.count("sms"), hooks.count("push")), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_waits_for_the_rate_is_stored_in_flight_and_the_rate_holds() {
+    let hooks = Receiver::start().await;
+    let cfg = TestConfig::new("lease-rate", &hooks.url, "", DELIVERY_DELAY);
+    // One SMS every two seconds; VK two at once, then one a second.
+    cfg.write(
+        "channels/sms.toml",
+        &webhook(&hooks.url, "sms", "contact = \"sms\"\nrate = \"1/2s\""),
+    );
+    cfg.write(
+        "channels/vk.toml",
+        &webhook(&hooks.url, "vk", "contact = \"vk\"\nrate = \"2/2s\""),
+    );
+    let run = Running::start(cfg).await;
+    let ids: Vec<String> = (1..=4).map(|n| run.id(&n.to_string())).collect();
+    for (n, id) in ids.iter().enumerate() {
+        run.publish(&note(id, &format!("c-{n}"), "delivery_delay", json!({})))
+            .await;
+    }
+    let vk = hooks.wait_count("vk", 2).await;
+    wait_until("all four VK messages", AT_ONCE, async || {
+        hooks.count("vk") == 4
+    })
+    .await;
+    let vk_all = hooks.hooks("vk");
+    assert!(vk_all[2].at - vk[0].at >= Duration::from_millis(900));
+    assert!(vk_all[3].at - vk[0].at >= Duration::from_millis(1900));
+    for id in &ids {
+        run.wait_entries(id, "sent", 1).await;
+    }
+
+    // Two escalations fall due together: one SMS goes out on the lease, the
+    // other waits for the rate, stored in flight meanwhile.
+    let (a, b) = (&ids[0], &ids[1]);
+    for id in &ids[2..] {
+        run.daemon()
+            .store
+            .record_receipt(id, "read", None, 0)
+            .await
+            .unwrap();
+        run.wait_outcome(id, "completed").await;
+    }
+    run.clock.advance(31 * MIN);
+    let first = hooks.wait_count("sms", 1).await[0].clone();
+    let waiting = if first.notification_id() == *a { b } else { a };
+    wait_until("the second SMS stored in flight", AT_ONCE, async || {
+        in_flight_on(&phase(&run, waiting).await, "sms")
+    })
+    .await;
+    assert_eq!(hooks.count("sms"), 1, "it waits for the rate");
+    let sms = hooks.wait_count("sms", 2).await;
+    assert!(sms[1].at - sms[0].at >= Duration::from_millis(1900));
+    run.wait_outcome(a, "exhausted").await;
+    run.wait_outcome(b, "exhausted").await;
+}

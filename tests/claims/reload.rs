@@ -1,0 +1,231 @@
+//! Reload: `channels/` and the limits of `cascade.toml` reload on file
+//! change, a channel secret read from a file on SIGHUP; a set that does not
+//! validate is refused whole and the last good one keeps serving — seen by
+//! the notifications that follow, once the daemon has logged the refusal.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+use crate::common::{AT_ONCE, DELIVERY_DELAY, Running, TestConfig};
+use crate::support::{Receiver, logs, note, settle, webhook};
+
+/// Writes `content` to `relative` and rewrites it every second until
+/// `applied` holds: the watcher starts in the background and may miss a
+/// write made right after the daemon started.
+async fn edit_until(
+    run: &Running,
+    relative: &str,
+    content: &str,
+    mut applied: impl FnMut(&cascade::config::Catalog) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        run.cfg.write(relative, content);
+        let written = Instant::now();
+        while written.elapsed() < Duration::from_secs(1) {
+            if applied(&run.daemon().catalog.load()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            start.elapsed() < AT_ONCE * 2,
+            "the edit of {relative} was not applied"
+        );
+    }
+}
+
+/// Waits until the daemon has refused the configuration, naming `relative`.
+async fn refused(run: &Running, relative: &str) {
+    let file = run.cfg.dir.join(relative);
+    logs()
+        .wait_line(&["configuration change refused", &file.display().to_string()])
+        .await;
+}
+
+fn url_of(catalog: &cascade::config::Catalog, channel: &str) -> String {
+    catalog.channels[channel]
+        .setting("url")
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_edit_applies_and_a_broken_one_leaves_the_old_channel_serving() {
+    logs();
+    let hooks = Receiver::start().await;
+    let cfg = TestConfig::new("reload-channel", &hooks.url, "", DELIVERY_DELAY);
+    let run = Running::start_watching(cfg).await;
+    let send = async |suffix: &str| {
+        let id = run.id(suffix);
+        run.publish(&note(
+            &id,
+            &format!("c-{suffix}"),
+            "delivery_delay",
+            json!({}),
+        ))
+        .await;
+        run.wait_entries(&id, "sent", 1).await;
+        id
+    };
+
+    let first = send("1").await;
+    assert_eq!(hooks.ids("vk"), [first]);
+
+    let moved = webhook(&hooks.url, "vk2", "contact = \"vk\"");
+    edit_until(&run, "channels/vk.toml", &moved, |c| {
+        url_of(c, "vk").ends_with("/vk2")
+    })
+    .await;
+    let second = send("2").await;
+    assert_eq!(hooks.ids("vk2"), [second.as_str()]);
+
+    // Broken: a timeout that is no duration, next to a new URL.
+    let broken = webhook(&hooks.url, "vk3", "contact = \"vk\"").replace("\"2s\"", "\"soon\"");
+    run.cfg.write("channels/vk.toml", &broken);
+    refused(&run, "channels/vk.toml").await;
+    let third = send("3").await;
+    assert_eq!(hooks.ids("vk2"), [second, third]);
+
+    let fixed = webhook(&hooks.url, "vk3", "contact = \"vk\"");
+    edit_until(&run, "channels/vk.toml", &fixed, |c| {
+        url_of(c, "vk").ends_with("/vk3")
+    })
+    .await;
+    let fourth = send("4").await;
+    assert_eq!(hooks.ids("vk3"), [fourth]);
+    assert_eq!(hooks.count("vk"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_of_cascade_toml_reload_and_a_broken_edit_keeps_the_old_limits() {
+    logs();
+    let hooks = Receiver::start().await;
+    let cfg = TestConfig::new("reload-limits", &hooks.url, "", DELIVERY_DELAY);
+    let settings = std::fs::read_to_string(cfg.path()).unwrap();
+    let run = Running::start_watching(cfg).await;
+    let publish = async |suffix: &str, customer: &str| {
+        let id = run.id(suffix);
+        run.publish(&note(&id, customer, "delivery_delay", json!({})))
+            .await;
+        id
+    };
+
+    // No limit yet: two for one customer both go out.
+    for suffix in ["a1", "a2"] {
+        let id = publish(suffix, "a").await;
+        run.wait_entries(&id, "sent", 1).await;
+    }
+
+    let limited = format!("{settings}\n[limits]\nper_customer = \"1/1h\"\n");
+    edit_until(&run, "cascade.toml", &limited, |c| {
+        c.policies["delivery_delay"].limits.per_customer.is_some()
+    })
+    .await;
+    let b1 = publish("b1", "b").await;
+    run.wait_entries(&b1, "sent", 1).await;
+    let b2 = publish("b2", "b").await;
+    let deferred = run.wait_entry(&b2, "deferred", Some(0)).await;
+    assert_eq!(deferred.reason.as_deref(), Some("limit"));
+
+    // Broken: the limit lifted, next to quiet hours that cannot be.
+    let broken = format!(
+        "{settings}\n[limits]\nper_customer = \"100/1h\"\n\n[quiet_hours]\nsms = \"25:00-26:00\"\n"
+    );
+    run.cfg.write("cascade.toml", &broken);
+    refused(&run, "cascade.toml").await;
+    let b3 = publish("b3", "b").await;
+    let deferred = run.wait_entry(&b3, "deferred", Some(0)).await;
+    assert_eq!(deferred.reason.as_deref(), Some("limit"));
+    settle().await;
+    assert_eq!(hooks.ids("vk").len(), 3, "a1, a2 and b1 only");
+    assert!(!hooks.ids("vk").contains(&b3));
+}
+
+fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+fn sighup() {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The signature header on real requests, and a secret rotated by changing
+/// its file (outside the watched folders) and sending SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_a_rotated_signing_secret_and_every_post_is_signed() {
+    const OLD: &str = "old-signing-secret-0123456789abcdef";
+    const NEW: &str = "new-signing-secret-fedcba9876543210";
+    // This process answers SIGHUP from now on (the default would end it).
+    let _hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
+    let hooks = Receiver::start().await;
+    let cfg = TestConfig::new("reload-hup", &hooks.url, "", DELIVERY_DELAY);
+    let secrets = std::env::temp_dir().join(format!("{}-secrets", cfg.name));
+    std::fs::create_dir_all(&secrets).unwrap();
+    let secret_file = secrets.join("vk_secret");
+    std::fs::write(&secret_file, format!("{OLD}\n")).unwrap();
+    cfg.write(
+        "channels/vk.toml",
+        &webhook(
+            &hooks.url,
+            "vk",
+            &format!(
+                "contact = \"vk\"\nsecret_file = \"{}\"",
+                secret_file.display()
+            ),
+        ),
+    );
+    let run = Running::start_watching(cfg).await;
+    let secret_of = |run: &Running| {
+        run.daemon().catalog.load().channels["vk"]
+            .setting("secret")
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let first = run.id("1");
+    run.publish(&note(&first, "c-1", "delivery_delay", json!({})))
+        .await;
+    let hook = &hooks.wait_count("vk", 1).await[0];
+    assert_eq!(
+        hook.headers["x-cascade-signature-256"],
+        signature(OLD, &hook.body).as_str()
+    );
+
+    std::fs::write(&secret_file, format!("{NEW}\n")).unwrap();
+    let start = Instant::now();
+    while secret_of(&run) != NEW {
+        assert!(
+            start.elapsed() < AT_ONCE,
+            "SIGHUP did not reload the secret"
+        );
+        sighup();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let second = run.id("2");
+    run.publish(&note(&second, "c-2", "delivery_delay", json!({})))
+        .await;
+    let hook = &hooks.wait_count("vk", 2).await[1];
+    assert_eq!(hook.notification_id(), second);
+    assert_eq!(
+        hook.headers["x-cascade-signature-256"],
+        signature(NEW, &hook.body).as_str()
+    );
+    let _ = std::fs::remove_dir_all(Path::new(&secrets));
+}
