@@ -213,20 +213,20 @@ async fn a_bad_signature_is_refused_and_changes_nothing() {
     let bytes = body.to_string().into_bytes();
 
     // Signed with another secret, not signed, or signed over other bytes.
-    let forged = cascade::http::callbacks::whatsapp::signature("not-the-secret", &bytes);
+    let forged = FakeWhatsApp::signature("not-the-secret", &bytes);
     assert_eq!(
         h.wa.deliver_raw(&hook, Some(&forged), bytes.clone()).await,
         403
     );
     assert_eq!(h.wa.deliver_raw(&hook, None, bytes.clone()).await, 403);
-    let other = cascade::http::callbacks::whatsapp::signature(APP_SECRET, b"{}");
+    let other = FakeWhatsApp::signature(APP_SECRET, b"{}");
     assert_eq!(
         h.wa.deliver_raw(&hook, Some(&other), bytes.clone()).await,
         403
     );
     let mut tampered = bytes.clone();
     tampered.push(b' ');
-    let original = cascade::http::callbacks::whatsapp::signature(APP_SECRET, &bytes);
+    let original = FakeWhatsApp::signature(APP_SECRET, &bytes);
     assert_eq!(
         h.wa.deliver_raw(&hook, Some(&original), tampered).await,
         403

@@ -35,11 +35,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
+use super::form_pairs;
 use super::script::{Script, Scripted};
 pub use super::smsru::ReceivedSms;
 use super::smsru::serve_loopback;
-use crate::channels::sms_segments;
-use crate::http::callbacks::sms::form_pairs;
 
 /// How long SMSC refuses an identical request.
 const IDENTICAL_WINDOW: Duration = Duration::from_secs(60);
@@ -245,7 +244,7 @@ fn accept(inner: &Inner, key: RequestKey, sender: Option<String>) -> Response {
         m.retain(|_, at| at.elapsed() < IDENTICAL_WINDOW);
         m.insert(key, Instant::now());
     }
-    let cnt = sms_segments(&mes).1;
+    let cnt = parts(&mes);
     if let Ok(mut r) = inner.received.lock() {
         r.push(ReceivedSms {
             phone: phones,
@@ -256,4 +255,70 @@ fn accept(inner: &Inner, key: RequestKey, sender: Option<String>) -> Response {
     }
     let id_json = id.parse::<u64>().map(|n| json!(n)).unwrap_or(json!(id));
     axum::Json(json!({ "id": id_json, "cnt": cnt })).into_response()
+}
+
+/// GSM 03.38's default alphabet, in table order, without the escape (0x1B).
+const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
+                          ¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+/// Its extension table: each takes two septets (the escape and itself).
+const GSM7_EXTENDED: &str = "\u{c}^{}\\[~]|€";
+
+/// The parts SMSC bills `mes` as (its `cnt`), counted from the GSM 03.38
+/// tables above rather than by the daemon's own segment count: 160 septets
+/// (70 UTF-16 units when a character is outside GSM-7) in one SMS, else
+/// parts of 153 (67), a character never split between two parts.
+fn parts(mes: &str) -> u32 {
+    let gsm7 = mes
+        .chars()
+        .all(|c| GSM7_BASIC.contains(c) || GSM7_EXTENDED.contains(c));
+    let units = |c: char| match (gsm7, GSM7_EXTENDED.contains(c)) {
+        (true, true) => 2,
+        (true, false) => 1,
+        (false, _) => c.len_utf16(),
+    };
+    let (single, part) = if gsm7 { (160, 153) } else { (70, 67) };
+    if mes.chars().map(units).sum::<usize>() <= single {
+        return 1;
+    }
+    let (mut parts, mut used) = (1, 0);
+    for n in mes.chars().map(units) {
+        if used + n > part {
+            parts += 1;
+            used = 0;
+        }
+        used += n;
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tables_hold_127_and_10_characters() {
+        // 128 code points less the escape; 9 characters and the form feed.
+        assert_eq!(GSM7_BASIC.chars().count(), 127);
+        assert_eq!(GSM7_EXTENDED.chars().count(), 10);
+    }
+
+    #[test]
+    fn parts_as_smsc_counts_them() {
+        let n = |s: &str, k: usize| s.repeat(k);
+        assert_eq!(parts(""), 1);
+        assert_eq!(parts(&n("a", 160)), 1);
+        assert_eq!(parts(&n("a", 161)), 2);
+        assert_eq!(parts(&n("a", 306)), 2);
+        assert_eq!(parts(&n("a", 307)), 3);
+        assert_eq!(parts(&n("€", 80)), 1, "two septets each");
+        assert_eq!(parts(&n("€", 81)), 2);
+        // 152 septets, then an escape pair that does not fit the part.
+        assert_eq!(parts(&(n("a", 152) + &n("€", 1) + &n("a", 8))), 2);
+        assert_eq!(parts(&n("ж", 70)), 1);
+        assert_eq!(parts(&n("ж", 71)), 2);
+        assert_eq!(parts(&n("ж", 134)), 2);
+        assert_eq!(parts(&n("ж", 135)), 3);
+        // One character outside GSM-7 makes the whole text UTF-16.
+        assert_eq!(parts(&(n("a", 70) + "ж")), 2);
+    }
 }

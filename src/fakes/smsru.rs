@@ -32,8 +32,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use super::form_pairs;
 use super::script::{Script, Scripted};
-use crate::http::callbacks::sms::form_pairs;
 
 /// One message a fake gateway accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]

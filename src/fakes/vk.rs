@@ -45,6 +45,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
+use super::form_pairs;
 use super::script::{Script, Scripted};
 
 /// The API version the fake's callbacks claim.
@@ -314,17 +315,6 @@ fn error_body(code: i64, params: &[(String, String)]) -> Value {
 
 fn answer(body: Value) -> Response {
     (StatusCode::OK, axum::Json(body)).into_response()
-}
-
-/// Form pairs of a query string or form body (`+` is a space).
-fn form_pairs(encoded: &str) -> Vec<(String, String)> {
-    match reqwest::Url::parse(&format!("http://fake.invalid/?{encoded}")) {
-        Ok(url) => url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
 }
 
 async fn call(

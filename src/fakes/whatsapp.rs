@@ -33,7 +33,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 
 use super::script::{Script, Scripted};
 
@@ -197,8 +199,20 @@ impl FakeWhatsApp {
     /// the daemon did not answer).
     pub async fn deliver(&self, webhook_url: &str, app_secret: &str, body: &Value) -> u16 {
         let bytes = body.to_string().into_bytes();
-        let signature = crate::channels::webhook::signature(app_secret, &bytes);
+        let signature = Self::signature(app_secret, &bytes);
         self.deliver_raw(webhook_url, Some(&signature), bytes).await
+    }
+
+    /// `X-Hub-Signature-256` as Meta computes it, `sha256=<hex
+    /// HMAC-SHA256(app_secret, body)>`: the fake's own, not the daemon's.
+    pub fn signature(app_secret: &str, body: &[u8]) -> String {
+        match Hmac::<Sha256>::new_from_slice(app_secret.as_bytes()) {
+            Ok(mut mac) => {
+                mac.update(body);
+                format!("sha256={:x}", mac.finalize().into_bytes())
+            }
+            Err(_) => String::new(), // HMAC takes keys of any length
+        }
     }
 
     /// POSTs bytes with the given signature header (or none): for forged
@@ -399,4 +413,17 @@ fn accept(inner: &Inner, body: &Value) -> Response {
         })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_like_rfc_4231_test_case_2() {
+        assert_eq!(
+            FakeWhatsApp::signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
 }
