@@ -481,7 +481,14 @@ impl<'c, 'a> Run<'c, 'a> {
                 ..self.blank(EntryKind::Sent, Some(*step), Some(channel), None)
             });
         }
+        let handled_failed_ms = self.cascade.handled_failed_ms;
         if self.check_receipts() || self.expired() {
+            return;
+        }
+        // A `failed` receipt just moved the cascade on (and maybe ordered a
+        // send): the event was meant for the step it left, so it is spent. A
+        // timer would otherwise take that new send for an interrupted one.
+        if self.cascade.handled_failed_ms != handled_failed_ms {
             return;
         }
         match event {

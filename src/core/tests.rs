@@ -401,6 +401,22 @@ fn a_failed_receipt_escalates_at_once_and_only_once() {
 }
 
 #[test]
+fn a_failed_receipt_seen_by_the_due_timer_orders_one_clean_send() {
+    // `failed` recorded at the very instant the VK wait runs out, and first
+    // seen by that wake-up: the SMS goes out, and the same timer does not
+    // also take the SMS for an interrupted send.
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.now = ms(T0) + 30 * MIN;
+    h.receipts.insert("failed".into(), h.now);
+    h.event(Event::TimerDue);
+    assert_eq!(h.pending.as_ref().unwrap().channel, "sms");
+    assert!(matches!(h.state().phase, Phase::InFlight { .. }));
+    assert!(!h.events().contains(&"uncertain"), "{:?}", h.events());
+}
+
+#[test]
 fn transient_errors_retry_with_backoff_then_escalate() {
     let mut h = H::new(delivery_delay(), everyone(), ms(T0));
     h.start(None, None);
