@@ -784,6 +784,11 @@ impl<'c, 'a> Run<'c, 'a> {
 
     /// Leaves the current step for the next one (or ends the cascade).
     fn next_step(&mut self, why: &str) {
+        // Past expiry there is no next step to take (a `failed` receipt seen
+        // at expiry would otherwise exhaust the cascade instead).
+        if self.expired() {
+            return;
+        }
         let next = self.cascade.step as usize + 1;
         if next >= self.ctx.policy.steps.len() {
             self.done(Outcome::Exhausted, Some(why));

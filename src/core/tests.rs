@@ -493,6 +493,22 @@ fn expiry_ends_an_unread_cascade() {
 }
 
 #[test]
+fn a_failed_receipt_at_expiry_does_not_exhaust_it() {
+    // The last step's `failed` receipt is first seen by the wake-up at the
+    // expiry instant: the cascade has expired, as it would have without the
+    // receipt; there is no next step to escalate to, and no time for one.
+    let mut p = delivery_delay();
+    p.steps = vec![step(&["vk"], Some(20 * 60))];
+    let mut h = H::new(p, everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.receipts.insert("failed".into(), ms(T0) + HOUR);
+    h.wake();
+    assert_eq!(h.now, ms(T0) + 12 * HOUR);
+    assert_eq!(h.outcome(), Some(&Outcome::Expired));
+}
+
+#[test]
 fn quiet_hours_hold_a_night_sms_until_morning() {
     let mut p = delivery_delay();
     p.expire_after_ms = None;
