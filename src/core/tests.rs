@@ -763,21 +763,35 @@ fn a_send_in_flight_when_a_read_arrives_is_still_recorded() {
 
 #[test]
 fn transitions_are_bounded() {
-    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    // A limit that always says "a minute from now" defers the VK step for
+    // ever: no expiry, no receipt and no failure count ends the cascade.
+    // Only the bound on transitions does.
+    let mut p = delivery_delay();
+    p.expire_after_ms = None;
+    let mut h = H::new(p, everyone(), ms(T0));
     h.timing.max_transitions = 5;
     h.start(None, None);
-    for _ in 0..10 {
+    for _ in 0..100 {
+        let Some(order) = h.pending.take() else {
+            break;
+        };
+        h.event(Event::LimitBlocked {
+            step: order.step,
+            channel: order.channel,
+            not_before_ms: h.now + MIN,
+        });
         if h.state().is_done() {
             break;
         }
-        h.reply(SendOutcome::RateLimited {
-            retry_after_ms: 1_000,
-        });
-        if !h.state().is_done() {
-            h.wake();
-        }
+        h.wake();
     }
-    assert!(h.state().is_done());
+    assert!(h.state().is_done(), "{:?}", h.events());
+    assert_eq!(h.outcome(), Some(&Outcome::Exhausted));
+    assert_eq!(
+        h.log.last().unwrap().reason.as_deref(),
+        Some("transition_limit")
+    );
+    assert!(h.state().transitions <= 6, "{}", h.state().transitions);
 }
 
 #[test]
