@@ -481,7 +481,14 @@ impl<'c, 'a> Run<'c, 'a> {
                 ..self.blank(EntryKind::Sent, Some(*step), Some(channel), None)
             });
         }
+        let handled_failed_ms = self.cascade.handled_failed_ms;
         if self.check_receipts() || self.expired() {
+            return;
+        }
+        // A `failed` receipt just moved the cascade on (and maybe ordered a
+        // send): the event was meant for the step it left, so it is spent. A
+        // timer would otherwise take that new send for an interrupted one.
+        if self.cascade.handled_failed_ms != handled_failed_ms {
             return;
         }
         match event {
@@ -779,6 +786,11 @@ impl<'c, 'a> Run<'c, 'a> {
 
     /// Leaves the current step for the next one (or ends the cascade).
     fn next_step(&mut self, why: &str) {
+        // Past expiry there is no next step to take (a `failed` receipt seen
+        // at expiry would otherwise exhaust the cascade instead).
+        if self.expired() {
+            return;
+        }
         let next = self.cascade.step as usize + 1;
         if next >= self.ctx.policy.steps.len() {
             self.done(Outcome::Exhausted, Some(why));

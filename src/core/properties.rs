@@ -1,24 +1,39 @@
 //! Property tests over random policies, customers, receipt times, provider
 //! answers and limit verdicts. Minutes and days pass through `now` only.
+//! Quiet hours, the awake wait clock, expiry and the limit window are judged
+//! by `super::reference`, a slow model that shares no code with the core.
 //!
-//! The invariants (checked at every send the core orders):
-//! - never a send after a stopping receipt is recorded;
+//! `cascades_keep_their_invariants`, checked at every decision:
+//! - never a send after a stopping receipt is recorded, and any decision made
+//!   with one recorded ends the cascade;
 //! - never the same step sent twice on one channel (a step moves to its next
 //!   alternative only after the previous one failed);
-//! - never a send inside the channel's quiet hours;
-//! - never a send at or after expiry;
-//! - a step deferred by a limit is tried again, unless the cascade ends
-//!   through expiry, a stopping receipt or cancellation first;
-//! - every cascade ends, without hitting the transition bound;
+//! - never a send inside the channel's quiet hours, and a step held by quiet
+//!   hours is due again at the first open minute;
+//! - never a send at or after expiry, and any decision made then ends it;
+//! - a step deferred by a limit is tried again, not before the limit's
+//!   `not_before`, unless the cascade ends through expiry, a stopping receipt
+//!   or cancellation first;
+//! - an unread step escalates no sooner than its wait has passed;
+//! - every cascade ends, without hitting the transition bound, and only for a
+//!   reason it has earned: `completed` or `cancelled` with that receipt
+//!   recorded, `expired` at or after expiry, `exhausted` once every step has
+//!   been tried;
+//! - a send in flight when the cascade ends is still recorded when it goes out;
 //! - all of the above also when an instance sends on its claim's lease and
 //!   dies before storing anything (`Event::ClaimLapsed`), and such a send
 //!   is never made again on a channel that cannot dedupe.
+//!
+//! `dst_schedules_match_the_reference`: cascades that start within hours of a
+//! DST change, with quiet-hours edges in or beside the skipped or repeated
+//! minutes, send every step and end exactly when the reference says.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::tz::TimeZone;
 use proptest::prelude::*;
 
+use super::reference::{self, DstChange};
 use super::*;
 
 const MIN: i64 = 60_000;
@@ -31,7 +46,7 @@ const CHANNELS: [(&str, ChannelKind, OnUncertain); 6] = [
     ("whatsapp", ChannelKind::Whatsapp, OnUncertain::Skip),
     ("call_centre", ChannelKind::Webhook, OnUncertain::Resend),
 ];
-const ZONES: [&str; 6] = [
+pub(super) const ZONES: [&str; 6] = [
     "Europe/Moscow",
     "Europe/Berlin",
     "America/New_York",
@@ -100,6 +115,40 @@ fn arb_quiet() -> impl Strategy<Value = QuietHours> {
     })
 }
 
+/// What quiet hours and limits may be keyed by: channel names and kinds.
+const KEYS: [&str; 7] = [
+    "vk",
+    "sms",
+    "email",
+    "telegram",
+    "whatsapp",
+    "call_centre",
+    "webhook",
+];
+
+fn arb_rate() -> impl Strategy<Value = Rate> {
+    (1u32..=3, 1i64..=6 * 60).prop_map(|(count, per_min)| Rate {
+        count,
+        per_ms: per_min * MIN,
+    })
+}
+
+/// Per-customer limits, the default (none) among them.
+fn arb_limits() -> impl Strategy<Value = Limits> {
+    (
+        proptest::option::of(arb_rate()),
+        proptest::collection::btree_map(
+            proptest::sample::select(KEYS.to_vec()).prop_map(str::to_owned),
+            arb_rate(),
+            0..=2,
+        ),
+    )
+        .prop_map(|(per_customer, per_channel)| Limits {
+            per_customer,
+            per_channel,
+        })
+}
+
 fn arb_policy() -> impl Strategy<Value = Policy> {
     (
         proptest::collection::vec(arb_step(false), 0..=3),
@@ -110,12 +159,13 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
         ),
         proptest::option::of(1i64..=72),
         proptest::collection::btree_map(
-            proptest::sample::select(CHANNELS.iter().map(|c| c.0).collect::<Vec<_>>()),
+            proptest::sample::select(KEYS.to_vec()),
             arb_quiet(),
             0..=3,
         ),
+        arb_limits(),
     )
-        .prop_map(|(mut steps, last, stop_on, expire_h, quiet)| {
+        .prop_map(|(mut steps, last, stop_on, expire_h, quiet, limits)| {
             steps.push(last);
             Policy {
                 name: "p".into(),
@@ -123,7 +173,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
                 stop_on: stop_on.into_iter().map(str::to_owned).collect(),
                 expire_after_ms: expire_h.map(|h| h * HOUR),
                 steps,
-                limits: Limits::default(),
+                limits,
                 quiet_hours: quiet
                     .into_iter()
                     .filter(|(_, q)| q.start_min != q.end_min)
@@ -152,33 +202,74 @@ fn arb_recipient() -> impl Strategy<Value = Recipient> {
         })
 }
 
+/// A 2026 DST change, and an instant within six hours of it (on a minute or not).
+fn arb_near_dst() -> impl Strategy<Value = (DstChange, i64)> {
+    (
+        proptest::sample::select(reference::DST_2026.to_vec()),
+        -6 * 60i64..=6 * 60,
+        prop_oneof![Just(0i64), 0..MIN],
+    )
+        .prop_map(|(change, minutes, ms)| (change, change.at_ms() + minutes * MIN + ms))
+}
+
+/// When a receipt is recorded.
+#[derive(Clone, Copy, Debug)]
+enum Arrival {
+    /// This long after the start.
+    After(i64),
+    /// At exactly the instant of the `nth` wake-up, before its timer fires
+    /// or just after it (while the send it ordered is in flight).
+    OnWake { nth: usize, before_timer: bool },
+    /// Between the `nth` send order and its answer.
+    InFlight { nth: usize },
+}
+
+fn arb_arrival() -> impl Strategy<Value = Arrival> {
+    prop_oneof![
+        2 => (0i64..=96 * HOUR).prop_map(Arrival::After),
+        1 => (0usize..6, any::<bool>())
+            .prop_map(|(nth, before_timer)| Arrival::OnWake { nth, before_timer }),
+        1 => (0usize..4).prop_map(|nth| Arrival::InFlight { nth }),
+    ]
+}
+
 /// A scripted outside world: how providers answer, what limits say, and when
 /// receipts arrive.
 #[derive(Clone, Debug)]
 struct World {
     start_ms: i64,
+    /// When set, the customer lives in this change's zone and `start_ms` is
+    /// within hours of it.
+    dst: Option<DstChange>,
     send_at_offset_ms: Option<i64>,
     expires_offset_ms: Option<i64>,
     choices: Vec<u8>,
-    receipts: Vec<(usize, i64)>,
+    receipts: Vec<(usize, Arrival)>,
 }
 
 fn arb_world() -> impl Strategy<Value = World> {
     (
-        // Any moment of 2026, so DST changes are crossed.
-        1_767_225_600_000i64..1_798_761_600_000,
+        prop_oneof![
+            // Any moment of 2026, so DST changes are crossed now and then...
+            (1_767_225_600_000i64..1_798_761_600_000).prop_map(|t| (None, t)),
+            // ...and on purpose.
+            arb_near_dst().prop_map(|(change, t)| (Some(change), t)),
+        ],
         proptest::option::of(0i64..=48 * HOUR),
         proptest::option::of(0i64..=96 * HOUR),
         proptest::collection::vec(any::<u8>(), 1..64),
-        proptest::collection::vec((0..RECEIPTS.len(), 0i64..=96 * HOUR), 0..=3),
+        proptest::collection::vec((0..RECEIPTS.len(), arb_arrival()), 0..=3),
     )
-        .prop_map(|(start_ms, send_at, expires, choices, receipts)| World {
-            start_ms,
-            send_at_offset_ms: send_at,
-            expires_offset_ms: expires,
-            choices,
-            receipts,
-        })
+        .prop_map(
+            |((dst, start_ms), send_at, expires, choices, receipts)| World {
+                start_ms,
+                dst,
+                send_at_offset_ms: send_at,
+                expires_offset_ms: expires,
+                choices,
+                receipts,
+            },
+        )
 }
 
 /// What the shell's limit check and the provider say to one send.
@@ -220,21 +311,57 @@ fn answer(choice: u8, extra: u8) -> Answer {
     }
 }
 
-fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(), TestCaseError> {
+fn kind_of(channel: &str) -> ChannelKind {
+    CHANNELS
+        .iter()
+        .find(|c| c.0 == channel)
+        .map(|c| c.1)
+        .expect("a channel of the table")
+}
+
+/// Does this receipt word end a cascade under `policy` (SPEC 3)?
+fn stops(policy: &Policy, word: &str) -> bool {
+    word == "cancelled" || policy.stop_on.iter().any(|w| w == word)
+}
+
+/// The send the core ordered, with what the test knows about it.
+struct Pending {
+    order: SendOrder,
+    /// Ordered by the latest decision, which was made on a wake-up: a
+    /// lapsed claim can lose it.
+    fresh: bool,
+}
+
+fn check_cascade(
+    policy: Policy,
+    mut recipient: Recipient,
+    world: World,
+) -> Result<(), TestCaseError> {
+    if let Some(change) = world.dst {
+        recipient.tz = change.tz();
+    }
     let channels = channel_rules();
     let timing = Timing::default();
     let mut receipts: BTreeMap<String, i64> = BTreeMap::new();
-    let mut pending_receipts: Vec<(String, i64)> = world
-        .receipts
-        .iter()
-        .map(|(i, off)| (RECEIPTS[*i].to_owned(), world.start_ms + off))
-        .collect();
-    pending_receipts.sort_by_key(|r| r.1);
-    pending_receipts.reverse();
+    let mut timed: Vec<(String, i64)> = Vec::new();
+    let mut on_wake: Vec<(String, usize, bool)> = Vec::new();
+    let mut in_flight: Vec<(String, usize)> = Vec::new();
+    for (i, arrival) in &world.receipts {
+        let word = RECEIPTS[*i].to_owned();
+        match *arrival {
+            Arrival::After(off) => timed.push((word, world.start_ms + off)),
+            Arrival::OnWake { nth, before_timer } => on_wake.push((word, nth, before_timer)),
+            Arrival::InFlight { nth } => in_flight.push((word, nth)),
+        }
+    }
+    timed.sort_by_key(|r| r.1);
+    timed.reverse();
 
     let mut now = world.start_ms;
     let send_at = world.send_at_offset_ms.map(|o| world.start_ms + o);
     let expires_at = world.expires_offset_ms.map(|o| world.start_ms + o);
+    let expiry = reference::expiry(world.start_ms, policy.expire_after_ms, expires_at);
+    let wait_of = |step: u8| policy.steps[step as usize].wait_ms.unwrap_or(0);
 
     let mut decision = {
         let c = Context {
@@ -247,9 +374,18 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
         };
         Cascade::start(now, send_at, expires_at, &c)
     };
+    // Every timeline entry stored so far.
+    let mut log: Vec<Entry> = Vec::new();
     let mut sent_steps: BTreeSet<(u8, String)> = BTreeSet::new();
     let mut deferred: Option<u8> = None;
+    // The last limit verdict: the step and channel it blocked, and until when.
+    let mut blocked: Option<(u8, String, i64)> = None;
+    // Sends the shell let through, for the limit window.
+    let mut sends: Vec<(String, i64)> = Vec::new();
+    let mut pending: Option<Pending> = None;
     let mut turn = 0usize;
+    let mut wakes = 0usize;
+    let mut orders = 0usize;
     // The state and time the current decision was made on, when it was made
     // on a claimed wake-up, for `Answer::Lapsed`.
     let mut before: Option<(Cascade, i64)> = None;
@@ -258,8 +394,10 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
 
     for _ in 0..2_000 {
         let mut state = decision.cascade.clone();
+        let stored = log.len();
         let mut added = Vec::new();
         for e in &decision.entries {
+            log.push(e.clone());
             match e.event {
                 EntryKind::Sent | EntryKind::Uncertain
                     if e.reason.as_deref() != Some("after_done") =>
@@ -273,17 +411,75 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
                     added.push(key);
                 }
                 EntryKind::Deferred if e.reason.as_deref() == Some("limit") => deferred = e.step,
-                EntryKind::Exhausted => {
-                    prop_assert_ne!(e.reason.as_deref(), Some("transition_limit"));
-                    prop_assert!(deferred.is_none(), "deferred step {deferred:?} dropped");
+                EntryKind::Deferred if e.reason.as_deref() == Some("quiet_hours") => {
+                    let channel = e.channel.as_deref().unwrap();
+                    let q = reference::quiet_hours(&policy, channel, kind_of(channel));
+                    prop_assert!(q.is_some(), "{channel} held by quiet hours it has not");
+                    let q = q.unwrap();
+                    prop_assert!(
+                        reference::is_quiet(q, e.at_ms, &recipient.tz),
+                        "{channel} held at {} outside its quiet hours {q}",
+                        e.at_ms
+                    );
+                    let open = reference::first_open(q, e.at_ms, &recipient.tz);
+                    prop_assert_eq!(
+                        e.until_ms,
+                        Some(open),
+                        "{} held by quiet hours {} from {}: due again at the first open minute",
+                        channel,
+                        q,
+                        e.at_ms
+                    );
+                }
+                EntryKind::Escalated | EntryKind::Exhausted
+                    if e.reason.as_deref() == Some("unread") =>
+                {
+                    // The step left unread is the one before an escalation,
+                    // or the last one when the cascade is exhausted.
+                    let left = match e.event {
+                        EntryKind::Escalated => e.step.unwrap() - 1,
+                        _ => e.step.unwrap(),
+                    };
+                    let out = log.iter().rev().find(|o| {
+                        matches!(o.event, EntryKind::Sent | EntryKind::Uncertain)
+                            && o.step == Some(left)
+                    });
+                    prop_assert!(out.is_some(), "step {left} left unread but never sent");
+                    let out_ms = out.unwrap().at_ms;
+                    prop_assert!(
+                        e.at_ms >= out_ms + wait_of(left),
+                        "step {left} out at {out_ms} left unread at {} before its wait",
+                        e.at_ms
+                    );
                 }
                 _ => {}
             }
+            if e.event == EntryKind::Exhausted {
+                prop_assert_ne!(e.reason.as_deref(), Some("transition_limit"));
+                prop_assert!(deferred.is_none(), "deferred step {deferred:?} dropped");
+            }
+        }
+        // A decision made with a stopping receipt recorded, or at or after
+        // expiry, ends the cascade.
+        if let Some(word) = receipts.keys().find(|w| stops(&policy, w)) {
+            prop_assert!(state.is_done(), "still running at {now} after `{word}`");
+        }
+        if let Some(x) = expiry {
+            prop_assert!(
+                now < x || state.is_done(),
+                "still running at {now}, expired at {x}"
+            );
+        }
+        if decision.send.is_none()
+            && let Some(p) = &mut pending
+        {
+            // Another decision was stored since the send was ordered.
+            p.fresh = false;
         }
         if let Some(order) = &decision.send {
             // The invariants, at the moment the core orders a send.
             prop_assert!(
-                !receipts.keys().any(|k| policy.stops_on(k)),
+                !receipts.keys().any(|k| stops(&policy, k)),
                 "send after a stopping receipt"
             );
             let key = (order.step, order.channel.clone());
@@ -295,19 +491,33 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
                 !maybe_sent.contains(&key),
                 "{key:?} ordered again after a lapsed claim may have sent it"
             );
-            let ch = &channels[&order.channel];
-            if let Some(q) = policy.quiet_hours_for(&order.channel, Some(ch.kind)) {
+            if let Some(q) =
+                reference::quiet_hours(&policy, &order.channel, kind_of(&order.channel))
+            {
                 prop_assert!(
-                    !q.is_quiet(now, &recipient.tz),
+                    !reference::is_quiet(q, now, &recipient.tz),
                     "send inside quiet hours {q} at {now}"
                 );
             }
-            if let Some(x) = state.expires_at_ms {
-                prop_assert!(now < x, "send at or after expiry");
+            if let Some(x) = expiry {
+                prop_assert!(now < x, "send at {now}, at or after expiry at {x}");
+            }
+            if let Some((step, channel, not_before)) = blocked.take()
+                && (step, channel.as_str()) == (order.step, order.channel.as_str())
+            {
+                prop_assert!(
+                    now >= not_before,
+                    "step {step} on {channel} retried at {now}, blocked until {not_before}"
+                );
             }
             if deferred == Some(order.step) {
                 deferred = None;
             }
+            orders += 1;
+            pending = Some(Pending {
+                order: order.clone(),
+                fresh: before.is_some(),
+            });
         }
         if state.is_done() {
             if matches!(
@@ -317,6 +527,41 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
                 deferred = None;
             }
             prop_assert!(deferred.is_none(), "deferred step {deferred:?} dropped");
+            outcome_is_earned(&policy, &state, &log, &receipts, expiry)?;
+            // A send in flight as the cascade ended still goes out, and is
+            // still recorded.
+            if let Some(Pending { order, .. }) = pending.take() {
+                let c = world.choices[turn % world.choices.len()];
+                let extra = world.choices[(turn + 1) % world.choices.len()];
+                turn += 1;
+                if let Answer::Outcome(outcome @ SendOutcome::Sent { .. }) =
+                    answer(c.wrapping_add(turn as u8), extra)
+                {
+                    let ctx = Context {
+                        notification_id: "prop",
+                        policy: &policy,
+                        channels: &channels,
+                        recipient: &recipient,
+                        receipts: &receipts,
+                        timing,
+                    };
+                    let event = Event::SendResult {
+                        step: order.step,
+                        channel: order.channel.clone(),
+                        outcome,
+                    };
+                    let after = decide(state.clone(), event, now, &ctx);
+                    prop_assert_eq!(&after.cascade.phase, &state.phase);
+                    prop_assert!(
+                        after.entries.iter().any(|e| e.event == EntryKind::Sent
+                            && e.step == Some(order.step)
+                            && e.channel.as_deref() == Some(&order.channel)),
+                        "the send of step {} on {} in flight at the end was not recorded",
+                        order.step,
+                        order.channel
+                    );
+                }
+            }
             return Ok(());
         }
         prop_assert!(
@@ -324,60 +569,106 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
             "a running cascade must have a wake-up"
         );
 
-        let event = match &decision.send {
-            Some(order) => {
-                let c = world.choices[turn % world.choices.len()];
-                let extra = world.choices[(turn + 1) % world.choices.len()];
-                turn += 1;
-                match answer(c.wrapping_add(turn as u8), extra) {
-                    Answer::Blocked(d) => Some(Event::LimitBlocked {
+        let mut record = |word: String, now: i64| {
+            receipts.entry(word).or_insert(now);
+            Event::ReceiptsChanged
+        };
+        let mut event = None;
+        // A receipt at the instant of a wake-up whose timer has fired.
+        if let Some(i) = on_wake.iter().position(|r| !r.2 && r.1 < wakes) {
+            event = Some(record(on_wake.remove(i).0, now));
+        }
+        // A receipt while the send is in flight.
+        if event.is_none()
+            && pending.is_some()
+            && let Some(i) = in_flight.iter().position(|r| r.1 < orders)
+        {
+            event = Some(record(in_flight.remove(i).0, now));
+        }
+        // The answer to the send: the limit check, then the provider.
+        if event.is_none()
+            && let Some(Pending { order, fresh }) = pending.take()
+        {
+            let kind = kind_of(&order.channel);
+            let not_before = reference::rates(&policy)
+                .into_iter()
+                .filter(|(key, _)| reference::rate_covers(*key, &order.channel, kind))
+                .filter_map(|(key, rate)| {
+                    let earlier: Vec<i64> = sends
+                        .iter()
+                        .filter(|(ch, _)| reference::rate_covers(key, ch, kind_of(ch)))
+                        .map(|(_, at)| *at)
+                        .collect();
+                    reference::limit_not_before(rate, &earlier, now)
+                })
+                .max();
+            let c = world.choices[turn % world.choices.len()];
+            let extra = world.choices[(turn + 1) % world.choices.len()];
+            turn += 1;
+            let verdict = match not_before {
+                Some(at) => Answer::Blocked(at - now),
+                None => answer(c.wrapping_add(turn as u8), extra),
+            };
+            if !matches!(verdict, Answer::Blocked(_)) {
+                sends.push((order.channel.clone(), now));
+            }
+            event = match verdict {
+                Answer::Blocked(d) => {
+                    blocked = Some((order.step, order.channel.clone(), now + d));
+                    Some(Event::LimitBlocked {
                         step: order.step,
                         channel: order.channel.clone(),
                         not_before_ms: now + d,
-                    }),
-                    Answer::Outcome(outcome) => Some(Event::SendResult {
-                        step: order.step,
-                        channel: order.channel.clone(),
-                        outcome,
-                    }),
-                    Answer::Silence => None,
-                    Answer::Lapsed => match before.take() {
-                        Some((was, decided_at)) => {
-                            // Never stored: what it recorded did not happen
-                            // (but its send was tried, as far as a deferred
-                            // step goes: it may have gone out).
-                            for key in &added {
-                                sent_steps.remove(key);
-                            }
-                            if channels[&order.channel].on_uncertain == OnUncertain::Skip {
-                                maybe_sent.insert((order.step, order.channel.clone()));
-                            }
-                            state = was;
-                            now += 30_000;
-                            Some(Event::ClaimLapsed {
-                                claimed_at_ms: decided_at,
-                            })
-                        }
-                        None => None,
-                    },
+                    })
                 }
-            }
-            None => None,
-        };
+                Answer::Outcome(outcome) => Some(Event::SendResult {
+                    step: order.step,
+                    channel: order.channel.clone(),
+                    outcome,
+                }),
+                Answer::Silence => None,
+                Answer::Lapsed => match before.take().filter(|_| fresh) {
+                    Some((was, decided_at)) => {
+                        // Never stored: what it recorded did not happen
+                        // (but its send was tried, as far as a deferred
+                        // step goes: it may have gone out).
+                        log.truncate(stored);
+                        for key in &added {
+                            sent_steps.remove(key);
+                        }
+                        if channels[&order.channel].on_uncertain == OnUncertain::Skip {
+                            maybe_sent.insert((order.step, order.channel.clone()));
+                        }
+                        state = was;
+                        now += 30_000;
+                        Some(Event::ClaimLapsed {
+                            claimed_at_ms: decided_at,
+                        })
+                    }
+                    None => None,
+                },
+            };
+        }
+        // Otherwise the next receipt or wake-up, whichever comes first.
         let event = match event {
             Some(e) => e,
             None => {
                 let wake = state.wake_at_ms().unwrap();
-                match pending_receipts.last() {
+                match timed.last() {
                     Some((_, at)) if *at <= wake => {
-                        let (word, at) = pending_receipts.pop().unwrap();
+                        let (word, at) = timed.pop().unwrap();
                         now = now.max(at);
-                        receipts.insert(word, now);
-                        Event::ReceiptsChanged
+                        record(word, now)
                     }
                     _ => {
                         now = now.max(wake);
-                        Event::TimerDue
+                        match on_wake.iter().position(|r| r.2 && r.1 <= wakes) {
+                            Some(i) => record(on_wake.remove(i).0, now),
+                            None => {
+                                wakes += 1;
+                                Event::TimerDue
+                            }
+                        }
                     }
                 }
             }
@@ -398,11 +689,244 @@ fn check_cascade(policy: Policy, recipient: Recipient, world: World) -> Result<(
     Ok(())
 }
 
+/// The liveness oracle: a cascade ends only for a reason it has earned.
+fn outcome_is_earned(
+    policy: &Policy,
+    state: &Cascade,
+    log: &[Entry],
+    receipts: &BTreeMap<String, i64>,
+    expiry: Option<i64>,
+) -> Result<(), TestCaseError> {
+    let Phase::Done { outcome, at_ms } = &state.phase else {
+        return Ok(());
+    };
+    // The first stopping receipt recorded; `cancelled` beats the others.
+    let stopper = receipts
+        .get_key_value("cancelled")
+        .or_else(|| {
+            receipts
+                .iter()
+                .filter(|(w, _)| stops(policy, w))
+                .min_by_key(|(w, at)| (**at, w.as_str()))
+        })
+        .map(|(w, _)| w.as_str());
+    match outcome {
+        Outcome::Cancelled => prop_assert_eq!(stopper, Some("cancelled")),
+        Outcome::Completed { event } => prop_assert_eq!(stopper, Some(event.as_str())),
+        Outcome::Expired => {
+            prop_assert_eq!(stopper, None, "expired with a stopping receipt recorded");
+            prop_assert!(
+                expiry.is_some_and(|x| x <= *at_ms),
+                "expired at {at_ms}, expiry {expiry:?}"
+            );
+        }
+        Outcome::Exhausted => {
+            prop_assert_eq!(stopper, None, "exhausted with a stopping receipt recorded");
+            prop_assert!(
+                expiry.is_none_or(|x| *at_ms < x),
+                "exhausted at {at_ms}, after expiry {expiry:?}"
+            );
+            for step in 0..policy.steps.len() as u8 {
+                prop_assert!(
+                    log.iter().any(|e| e.step == Some(step)
+                        && matches!(
+                            e.event,
+                            EntryKind::Sent
+                                | EntryKind::Uncertain
+                                | EntryKind::SendFailed
+                                | EntryKind::Skipped
+                        )),
+                    "exhausted without trying step {step}: {log:?}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Quiet hours with an edge in, or a minute beside, the minutes a DST
+/// change skips or repeats.
+fn arb_quiet_near(change: DstChange) -> impl Strategy<Value = QuietHours> {
+    let (lo, hi) = change.odd_minutes();
+    let edge = move || prop_oneof![3 => (lo - 1)..=(hi + 1), 1 => 0u16..1440];
+    (edge(), edge())
+        // At least four open hours a day, so a six-hour awake wait ends within days.
+        .prop_filter("a range of at most 20 hours", |(start, end)| {
+            start != end && (end + 1440 - start) % 1440 <= 20 * 60
+        })
+        .prop_map(|(start_min, end_min)| QuietHours { start_min, end_min })
+}
+
+/// A cascade next to a DST change: one channel a step, every channel
+/// reachable, quiet hours on some, waits (wall or awake) of up to six hours.
+#[derive(Clone, Debug)]
+struct DstCase {
+    change: DstChange,
+    start_ms: i64,
+    send_at_ms: Option<i64>,
+    expires_at_ms: Option<i64>,
+    policy: Policy,
+}
+
+fn arb_dst_case() -> impl Strategy<Value = DstCase> {
+    arb_near_dst().prop_flat_map(|(change, start_ms)| {
+        let step = (
+            0..CHANNELS.len(),
+            0i64..=6 * 60,
+            prop_oneof![Just(0i64), 0..MIN],
+            any::<bool>(),
+        )
+            .prop_map(|(ch, wait_min, wait_ms, awake)| Step {
+                channels: vec![CHANNELS[ch].0.to_owned()],
+                wait_ms: Some(wait_min * MIN + wait_ms),
+                wait_clock: if awake {
+                    WaitClock::Awake
+                } else {
+                    WaitClock::Wall
+                },
+                on_limit: OnLimit::Defer,
+            });
+        (
+            proptest::collection::vec(step, 1..=3),
+            any::<bool>(),
+            proptest::collection::btree_map(
+                proptest::sample::select(KEYS.to_vec()).prop_map(str::to_owned),
+                arb_quiet_near(change),
+                1..=4,
+            ),
+            proptest::option::of(0i64..=3 * HOUR),
+            proptest::option::of(1i64..=12 * HOUR),
+            proptest::option::of(0i64..=12 * HOUR),
+        )
+            .prop_map(
+                move |(mut steps, last_no_wait, quiet_hours, send_at, after, expires)| {
+                    if last_no_wait {
+                        steps.last_mut().unwrap().wait_ms = None;
+                    }
+                    DstCase {
+                        change,
+                        start_ms,
+                        send_at_ms: send_at.map(|o| start_ms + o),
+                        expires_at_ms: expires.map(|o| start_ms + o),
+                        policy: Policy {
+                            name: "dst".into(),
+                            description: String::new(),
+                            stop_on: vec!["read".into()],
+                            expire_after_ms: after,
+                            steps,
+                            limits: Limits::default(),
+                            quiet_hours,
+                        },
+                    }
+                },
+            )
+    })
+}
+
+/// Each step's send `(step, channel, at)`, then how and when the cascade ends.
+type Schedule = (Vec<(u8, String, i64)>, &'static str, i64);
+
+/// The reference's schedule of a `DstCase` where every send goes out at once
+/// and nobody reads.
+fn reference_schedule(case: &DstCase) -> Schedule {
+    let tz = case.change.tz();
+    let policy = &case.policy;
+    let quiet = |step: usize| {
+        let channel = &policy.steps[step].channels[0];
+        reference::quiet_hours(policy, channel, kind_of(channel))
+    };
+    let expiry = reference::expiry(case.start_ms, policy.expire_after_ms, case.expires_at_ms);
+    let expired = |at: i64| expiry.is_some_and(|x| x <= at);
+    let mut sends = Vec::new();
+    // When the next step is due.
+    let mut due = case
+        .send_at_ms
+        .map_or(case.start_ms, |s| s.max(case.start_ms));
+    for (i, step) in policy.steps.iter().enumerate() {
+        let at = quiet(i).map_or(due, |q| reference::first_open(q, due, &tz));
+        if expired(at) {
+            return (sends, "expired", expiry.unwrap().max(case.start_ms));
+        }
+        sends.push((i as u8, step.channels[0].clone(), at));
+        let wait = step.wait_ms.unwrap_or(0);
+        // The awake clock counts the quiet hours of the channel escalated to.
+        let next_quiet = policy.steps.get(i + 1).and_then(|_| quiet(i + 1));
+        due = match (step.wait_clock, next_quiet) {
+            (WaitClock::Awake, Some(q)) => reference::awake_deadline(q, at, wait, &tz),
+            _ => at + wait,
+        };
+    }
+    if expired(due) {
+        return (sends, "expired", expiry.unwrap());
+    }
+    (sends, "exhausted", due)
+}
+
+/// Runs a `DstCase` through the core: every send goes out at once, nobody
+/// reads, each wake-up comes on time.
+fn core_schedule(case: &DstCase) -> Result<Schedule, TestCaseError> {
+    let channels = channel_rules();
+    let recipient = Recipient {
+        contacts: ["vk", "sms", "email", "telegram", "whatsapp"]
+            .iter()
+            .map(|k| (k.to_string(), "x".to_string()))
+            .collect(),
+        preferences: vec![],
+        opt_out: vec![],
+        tz: case.change.tz(),
+    };
+    let receipts = BTreeMap::new();
+    let ctx = Context {
+        notification_id: "dst",
+        policy: &case.policy,
+        channels: &channels,
+        recipient: &recipient,
+        receipts: &receipts,
+        timing: Timing::default(),
+    };
+    let mut now = case.start_ms;
+    let mut sends = Vec::new();
+    let mut decision = Cascade::start(now, case.send_at_ms, case.expires_at_ms, &ctx);
+    for _ in 0..100 {
+        if let Some(order) = decision.send.take() {
+            sends.push((order.step, order.channel.clone(), now));
+            let sent = Event::SendResult {
+                step: order.step,
+                channel: order.channel,
+                outcome: SendOutcome::Sent {
+                    provider_message_id: None,
+                },
+            };
+            decision = decide(decision.cascade, sent, now, &ctx);
+            continue;
+        }
+        if let Phase::Done { outcome, at_ms } = &decision.cascade.phase {
+            return Ok((sends, outcome.word(), *at_ms));
+        }
+        let wake = decision.cascade.wake_at_ms().unwrap();
+        prop_assert!(wake >= now, "a wake-up at {wake}, before {now}");
+        now = wake;
+        decision = decide(decision.cascade, Event::TimerDue, now, &ctx);
+    }
+    Err(TestCaseError::fail("the cascade did not end"))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
 
     #[test]
     fn cascades_keep_their_invariants(policy in arb_policy(), recipient in arb_recipient(), world in arb_world()) {
         check_cascade(policy, recipient, world)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn dst_schedules_match_the_reference(case in arb_dst_case()) {
+        let expected = reference_schedule(&case);
+        let actual = core_schedule(&case)?;
+        prop_assert_eq!(actual, expected);
     }
 }

@@ -4,7 +4,7 @@
 
 use jiff::Timestamp;
 use jiff::civil::{Date, DateTime};
-use jiff::tz::TimeZone;
+use jiff::tz::{AmbiguousOffset, TimeZone};
 use serde::{Deserialize, Serialize};
 
 /// A daily quiet range `[start, end)` in local minutes since midnight.
@@ -55,15 +55,38 @@ impl QuietHours {
         self.contains_minute(minute_of_day(&local))
     }
 
-    /// The first instant strictly after `at_ms` at which the local clock reads `end`.
-    /// Meaningful when `is_quiet(at_ms)`: it is when sending may resume.
+    /// The first instant strictly after `at_ms` outside the range: usually
+    /// when the local clock reads `end`. Meaningful when `is_quiet(at_ms)`:
+    /// it is when sending may resume.
     pub fn quiet_end_after(&self, at_ms: i64, tz: &TimeZone) -> i64 {
-        next_local_time(at_ms, self.end_min, tz)
+        self.next_change(at_ms, false, tz)
     }
 
-    /// The first instant strictly after `at_ms` at which the local clock reads `start`.
+    /// The first instant strictly after `at_ms` inside the range: usually
+    /// when the local clock reads `start`.
     pub fn quiet_start_after(&self, at_ms: i64, tz: &TimeZone) -> i64 {
-        next_local_time(at_ms, self.start_min, tz)
+        self.next_change(at_ms, true, tz)
+    }
+
+    /// The first instant strictly after `at_ms` at which `is_quiet` says
+    /// `quiet`. The clock gets there by running to the range's edge, or a
+    /// DST change moves it there: forward past the edge, or back across it
+    /// (02:50 CEST -> 02:00 CET leaves 02:40-03:30 without ever reading 03:30).
+    fn next_change(&self, at_ms: i64, quiet: bool, tz: &TimeZone) -> i64 {
+        let edge = if quiet { self.start_min } else { self.end_min };
+        let mut t = at_ms;
+        // Each turn passes one edge or one DST change; a few suffice, unless
+        // the time-zone database has gone wrong.
+        for _ in 0..16 {
+            let by_clock = next_local_time(t, edge, tz);
+            t = next_transition(t, tz)
+                .filter(|&jump| jump < by_clock)
+                .unwrap_or(by_clock);
+            if self.is_quiet(t, tz) == quiet {
+                return t;
+            }
+        }
+        t
     }
 
     /// The earliest instant `>= at_ms` that is outside the quiet range.
@@ -139,17 +162,25 @@ fn minute_of_day(dt: &DateTime) -> u16 {
 }
 
 /// The first instant strictly after `at_ms` whose local wall clock reads
-/// `minute` (or, if that wall time is skipped by a DST gap, the instant the
-/// clock jumps past it).
+/// `minute`: either of the two when the clock reads it twice (a DST change
+/// back), none on a day that skips it (`next_change` finds that jump).
 fn next_local_time(at_ms: i64, minute: u16, tz: &TimeZone) -> i64 {
     let local = local_time(at_ms, tz);
-    let mut date: Date = local.date();
-    for _ in 0..4 {
+    // From the day before: a change back at midnight shows yesterday again.
+    let mut date: Date = local.date().yesterday().unwrap_or(local.date());
+    for _ in 0..5 {
         let candidate = date.at((minute / 60) as i8, (minute % 60) as i8, 0, 0);
-        if let Ok(zoned) = tz.to_ambiguous_zoned(candidate).compatible() {
-            let ms = zoned.timestamp().as_millisecond();
-            if ms > at_ms {
-                return ms;
+        let offsets = match tz.to_ambiguous_timestamp(candidate).offset() {
+            AmbiguousOffset::Unambiguous { offset } => [Some(offset), None],
+            // `before` is the larger offset: the earlier instant.
+            AmbiguousOffset::Fold { before, after } => [Some(before), Some(after)],
+            AmbiguousOffset::Gap { .. } => [None, None],
+        };
+        for offset in offsets.into_iter().flatten() {
+            if let Ok(ts) = offset.to_timestamp(candidate)
+                && ts.as_millisecond() > at_ms
+            {
+                return ts.as_millisecond();
             }
         }
         match date.tomorrow() {
@@ -160,6 +191,14 @@ fn next_local_time(at_ms: i64, minute: u16, tz: &TimeZone) -> i64 {
     // Only reachable at the very end of jiff's supported range (or beyond
     // it, where `local_time` reads the epoch).
     at_ms.saturating_add(86_400_000)
+}
+
+/// The first DST change (or other change of offset) strictly after `at_ms`.
+fn next_transition(at_ms: i64, tz: &TimeZone) -> Option<i64> {
+    let ts = Timestamp::from_millisecond(at_ms).ok()?;
+    tz.following(ts)
+        .map(|t| t.timestamp().as_millisecond())
+        .find(|&t| t > at_ms)
 }
 
 #[cfg(test)]
@@ -258,6 +297,60 @@ mod tests {
         assert_eq!(
             gap.next_open(ms("2026-03-29T01:00:00Z"), &berlin),
             ms("2026-03-29T02:00:00Z")
+        );
+    }
+
+    #[test]
+    fn quiet_hours_that_end_in_a_skipped_hour() {
+        // Berlin, spring: the clock jumps from 01:59 CET to 03:00 CEST, past 02:30.
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let q = QuietHours::parse("22:00-02:30").unwrap();
+        assert_eq!(
+            q.next_open(ms("2026-03-28T23:00:00Z"), &berlin),
+            ms("2026-03-29T01:00:00Z")
+        );
+        // Lord Howe skips half an hour, 02:00-02:29 (+10:30 -> +11:00).
+        let lord_howe = TimeZone::get("Australia/Lord_Howe").unwrap();
+        let q = QuietHours::parse("22:00-02:15").unwrap();
+        assert_eq!(
+            q.next_open(ms("2026-10-03T15:00:00Z"), &lord_howe),
+            ms("2026-10-03T15:30:00Z")
+        );
+    }
+
+    #[test]
+    fn quiet_hours_that_end_in_a_repeated_hour() {
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        // At 02:10 CET, the second 02:10 of the autumn night: quiet until
+        // 02:30 CET, not until tomorrow's 02:30.
+        let q = QuietHours::parse("22:00-02:30").unwrap();
+        assert_eq!(
+            q.next_open(ms("2026-10-25T01:10:00Z"), &berlin),
+            ms("2026-10-25T01:30:00Z")
+        );
+        // 02:40-03:30 ends when the clock goes back from 02:59 CEST to
+        // 02:00 CET, and starts again at 02:40 CET.
+        let late = QuietHours::parse("02:40-03:30").unwrap();
+        assert_eq!(
+            late.next_open(ms("2026-10-25T00:50:00Z"), &berlin),
+            ms("2026-10-25T01:00:00Z")
+        );
+        assert_eq!(
+            late.quiet_start_after(ms("2026-10-25T01:00:00Z"), &berlin),
+            ms("2026-10-25T01:40:00Z")
+        );
+    }
+
+    #[test]
+    fn an_awake_wait_across_a_skipped_quiet_start() {
+        // Quiet 02:30-04:00 starts at 03:00 CEST on the spring night (02:30
+        // never happens): an hour of open time from 00:30Z runs 30 minutes
+        // to 01:00Z, then 30 more from 04:00 CEST (02:00Z).
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let q = QuietHours::parse("02:30-04:00").unwrap();
+        assert_eq!(
+            q.awake_deadline(ms("2026-03-29T00:30:00Z"), 60 * 60_000, &berlin),
+            ms("2026-03-29T02:30:00Z")
         );
     }
 }

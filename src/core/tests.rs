@@ -401,6 +401,22 @@ fn a_failed_receipt_escalates_at_once_and_only_once() {
 }
 
 #[test]
+fn a_failed_receipt_seen_by_the_due_timer_orders_one_clean_send() {
+    // `failed` recorded at the very instant the VK wait runs out, and first
+    // seen by that wake-up: the SMS goes out, and the same timer does not
+    // also take the SMS for an interrupted send.
+    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.now = ms(T0) + 30 * MIN;
+    h.receipts.insert("failed".into(), h.now);
+    h.event(Event::TimerDue);
+    assert_eq!(h.pending.as_ref().unwrap().channel, "sms");
+    assert!(matches!(h.state().phase, Phase::InFlight { .. }));
+    assert!(!h.events().contains(&"uncertain"), "{:?}", h.events());
+}
+
+#[test]
 fn transient_errors_retry_with_backoff_then_escalate() {
     let mut h = H::new(delivery_delay(), everyone(), ms(T0));
     h.start(None, None);
@@ -471,6 +487,22 @@ fn expiry_ends_an_unread_cascade() {
     let mut h = H::new(p, everyone(), ms(T0));
     h.start(None, None);
     h.sent();
+    h.wake();
+    assert_eq!(h.now, ms(T0) + 12 * HOUR);
+    assert_eq!(h.outcome(), Some(&Outcome::Expired));
+}
+
+#[test]
+fn a_failed_receipt_at_expiry_does_not_exhaust_it() {
+    // The last step's `failed` receipt is first seen by the wake-up at the
+    // expiry instant: the cascade has expired, as it would have without the
+    // receipt; there is no next step to escalate to, and no time for one.
+    let mut p = delivery_delay();
+    p.steps = vec![step(&["vk"], Some(20 * 60))];
+    let mut h = H::new(p, everyone(), ms(T0));
+    h.start(None, None);
+    h.sent();
+    h.receipts.insert("failed".into(), ms(T0) + HOUR);
     h.wake();
     assert_eq!(h.now, ms(T0) + 12 * HOUR);
     assert_eq!(h.outcome(), Some(&Outcome::Expired));
@@ -731,21 +763,35 @@ fn a_send_in_flight_when_a_read_arrives_is_still_recorded() {
 
 #[test]
 fn transitions_are_bounded() {
-    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
+    // A limit that always says "a minute from now" defers the VK step for
+    // ever: no expiry, no receipt and no failure count ends the cascade.
+    // Only the bound on transitions does.
+    let mut p = delivery_delay();
+    p.expire_after_ms = None;
+    let mut h = H::new(p, everyone(), ms(T0));
     h.timing.max_transitions = 5;
     h.start(None, None);
-    for _ in 0..10 {
+    for _ in 0..100 {
+        let Some(order) = h.pending.take() else {
+            break;
+        };
+        h.event(Event::LimitBlocked {
+            step: order.step,
+            channel: order.channel,
+            not_before_ms: h.now + MIN,
+        });
         if h.state().is_done() {
             break;
         }
-        h.reply(SendOutcome::RateLimited {
-            retry_after_ms: 1_000,
-        });
-        if !h.state().is_done() {
-            h.wake();
-        }
+        h.wake();
     }
-    assert!(h.state().is_done());
+    assert!(h.state().is_done(), "{:?}", h.events());
+    assert_eq!(h.outcome(), Some(&Outcome::Exhausted));
+    assert_eq!(
+        h.log.last().unwrap().reason.as_deref(),
+        Some("transition_limit")
+    );
+    assert!(h.state().transitions <= 6, "{}", h.state().transitions);
 }
 
 #[test]
