@@ -1,0 +1,396 @@
+//! `scripts/limit.lua`, the per-customer sliding-window limit, run as the
+//! daemon runs it (`Store::take_limit` / `release_limit` against the real
+//! Redis), and compared with a plain model written here: a list of
+//! (send, time) per limit, and the definition of a sliding window.
+//!
+//! The model is the rule itself, not the script's arithmetic: a send fits a
+//! limit of `count` per `window` when fewer than `count` sends were taken
+//! less than `window` before it, or when it is itself one of them (taken
+//! again, a retry of the same step: it keeps its place, now counted from its
+//! latest take). A blocked send takes nothing and is told the first moment
+//! at which it would fit every limit, found by trying the moments at which
+//! earlier sends leave their windows.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::*;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+use cascade::config::ChannelConfig;
+use cascade::core::{ChannelKind, ChannelRules, Limits, OnUncertain, Policy, Rate};
+use cascade::runtime::keys::Keys;
+use cascade::runtime::store::Store;
+
+const MIN: i64 = 60_000;
+/// The virtual clock's start. Key expiry (`PEXPIRE` by the window) runs on
+/// Redis's own clock, so windows are at least a minute: longer than a case.
+const T0: i64 = 1_800_000_000_000;
+/// Channels a send can go on; `email` has no limit of its own.
+const CHANNELS: [(&str, ChannelKind); 3] = [
+    ("sms", ChannelKind::Sms),
+    ("vk", ChannelKind::Vk),
+    ("email", ChannelKind::Email),
+];
+/// Sends (`<notification id>:<step>`) a case takes and gives back.
+const MEMBERS: [&str; 4] = ["n1:0", "n1:1", "n2:0", "n3:0"];
+
+/// At most `count` sends per `window_ms`.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    count: usize,
+    window_ms: i64,
+}
+
+/// A case's limits: all channels together, and SMS and VK each.
+#[derive(Clone, Debug)]
+struct CaseLimits {
+    all: Option<Window>,
+    sms: Option<Window>,
+    vk: Option<Window>,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// The clock moves on `after_ms`, then a send is taken.
+    Take {
+        after_ms: i64,
+        member: usize,
+        channel: usize,
+    },
+    /// A send is taken at the moment the last blocked take was told (the
+    /// daemon's deferred retry), or now if that has passed.
+    TakeWhenTold { member: usize, channel: usize },
+    /// A taken send did not reach the customer: it is given back.
+    Release { member: usize, channel: usize },
+    /// A reload changes a limit's count (its window stays): a lower count
+    /// finds more sends in the window than it allows.
+    Recount { limit: usize, count: usize },
+}
+
+fn window() -> impl Strategy<Value = Window> {
+    (1usize..=3, 1i64..=4).prop_map(|(count, minutes)| Window {
+        count,
+        window_ms: minutes * MIN,
+    })
+}
+
+fn limits() -> impl Strategy<Value = CaseLimits> {
+    let maybe = || proptest::option::weighted(0.75, window());
+    (maybe(), maybe(), maybe()).prop_map(|(all, sms, vk)| CaseLimits { all, sms, vk })
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    // Steps of half a minute (windows are whole minutes) land sends exactly
+    // on window edges; a millisecond either side probes the edge itself.
+    let after_ms = prop_oneof![
+        (0i64..=6).prop_map(|n| n * MIN / 2),
+        (1i64..=6, prop_oneof![Just(-1i64), Just(1)]).prop_map(|(n, e)| n * MIN / 2 + e),
+        0i64..5 * MIN,
+    ];
+    let (member, channel) = (0..MEMBERS.len(), 0..CHANNELS.len());
+    prop_oneof![
+        6 => (after_ms, member.clone(), channel.clone()).prop_map(|(after_ms, member, channel)| {
+            Op::Take { after_ms, member, channel }
+        }),
+        2 => (member.clone(), channel.clone())
+            .prop_map(|(member, channel)| Op::TakeWhenTold { member, channel }),
+        1 => (member, channel).prop_map(|(member, channel)| Op::Release { member, channel }),
+        1 => (0usize..3, 1usize..=3).prop_map(|(limit, count)| Op::Recount { limit, count }),
+    ]
+}
+
+/// The model: per limit, the sends it holds and when each was taken.
+struct Model {
+    limits: CaseLimits,
+    sends: BTreeMap<&'static str, Vec<(&'static str, i64)>>,
+}
+
+impl Model {
+    /// The limits a send on `channel` counts against.
+    fn applying(&self, channel: &str) -> Vec<(&'static str, Window)> {
+        let own = match channel {
+            "sms" => self.limits.sms.map(|w| ("sms", w)),
+            "vk" => self.limits.vk.map(|w| ("vk", w)),
+            _ => None,
+        };
+        self.limits
+            .all
+            .map(|w| ("all", w))
+            .into_iter()
+            .chain(own)
+            .collect()
+    }
+
+    /// Does `member` fit every limit of `channel` at `at_ms`? It does where
+    /// it already holds a place (taken again: a retry of the same step),
+    /// else where fewer than `count` sends are in the window.
+    fn fits(&self, channel: &str, member: &str, at_ms: i64) -> bool {
+        self.applying(channel).iter().all(|(scope, w)| {
+            let sends = self.sends.get(scope).into_iter().flatten();
+            let recent: Vec<&str> = sends
+                .filter(|(_, t)| at_ms - t < w.window_ms)
+                .map(|(m, _)| *m)
+                .collect();
+            recent.contains(&member) || recent.len() < w.count
+        })
+    }
+
+    /// `None` when the send is taken, else the first moment it would fit.
+    fn take(&mut self, channel: &str, member: &'static str, now_ms: i64) -> Option<i64> {
+        let applying = self.applying(channel);
+        if self.fits(channel, member, now_ms) {
+            for (scope, _) in applying {
+                let sends = self.sends.entry(scope).or_default();
+                sends.retain(|(m, _)| *m != member);
+                sends.push((member, now_ms));
+            }
+            return None;
+        }
+        // It fits again only when some send leaves its window.
+        let mut leaving: Vec<i64> = applying
+            .iter()
+            .flat_map(|(scope, w)| {
+                let sends = self.sends.get(scope).into_iter().flatten();
+                sends.map(move |(_, t)| t + w.window_ms)
+            })
+            .filter(|&at| at > now_ms)
+            .collect();
+        leaving.sort_unstable();
+        let at = leaving
+            .into_iter()
+            .find(|&at| self.fits(channel, member, at));
+        assert!(at.is_some(), "the model finds no time: a bug in the model");
+        at
+    }
+
+    fn release(&mut self, channel: &str, member: &str) {
+        for (scope, _) in self.applying(channel) {
+            if let Some(sends) = self.sends.get_mut(scope) {
+                sends.retain(|(m, _)| *m != member);
+            }
+        }
+    }
+}
+
+fn rate(w: Window) -> Rate {
+    Rate {
+        count: w.count as u32,
+        per_ms: w.window_ms,
+    }
+}
+
+fn policy(limits: &CaseLimits) -> Policy {
+    let per_channel = [("sms", limits.sms), ("vk", limits.vk)]
+        .into_iter()
+        .filter_map(|(k, w)| Some((k.to_owned(), rate(w?))))
+        .collect();
+    Policy {
+        name: "limited".into(),
+        description: String::new(),
+        stop_on: vec![],
+        expire_after_ms: None,
+        steps: vec![],
+        limits: Limits {
+            per_customer: limits.all.map(rate),
+            per_channel,
+        },
+        quiet_hours: BTreeMap::new(),
+    }
+}
+
+fn channel(name: &str, kind: ChannelKind) -> ChannelConfig {
+    ChannelConfig {
+        name: name.into(),
+        kind,
+        description: String::new(),
+        rules: ChannelRules {
+            kind,
+            contact_key: None,
+            retry: Default::default(),
+            on_uncertain: OnUncertain::Skip,
+        },
+        cost: None,
+        cost_per_segment: false,
+        timeout_ms: 1_000,
+        rate: None,
+        max_length: None,
+        max_segments: None,
+        settings: BTreeMap::new(),
+    }
+}
+
+/// Plays `ops` for `customer` through the store and the model, comparing
+/// every answer.
+async fn play(
+    store: &Store,
+    customer: &str,
+    limits: &CaseLimits,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let mut policy = policy(limits);
+    let channels: Vec<ChannelConfig> = CHANNELS.iter().map(|(n, k)| channel(n, *k)).collect();
+    let mut model = Model {
+        limits: limits.clone(),
+        sends: BTreeMap::new(),
+    };
+    let (mut now, mut told) = (T0, None::<i64>);
+    for (i, op) in ops.iter().enumerate() {
+        match *op {
+            Op::Take {
+                member, channel, ..
+            }
+            | Op::TakeWhenTold { member, channel } => {
+                now = match *op {
+                    Op::Take { after_ms, .. } => now + after_ms,
+                    _ => now.max(told.unwrap_or(now)),
+                };
+                let (ch, member) = (&channels[channel], MEMBERS[member]);
+                let got = store
+                    .take_limit(customer, &policy, ch, member, now)
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let want = model.take(&ch.name, member, now);
+                prop_assert_eq!(
+                    got,
+                    want,
+                    "op {} ({:?}) at T0 + {} ms; the model held {:?}",
+                    i,
+                    op,
+                    now - T0,
+                    model.sends
+                );
+                if got.is_some() {
+                    told = got;
+                }
+            }
+            Op::Release { member, channel } => {
+                let (ch, member) = (&channels[channel], MEMBERS[member]);
+                store
+                    .release_limit(customer, &policy, ch, member)
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                model.release(&ch.name, member);
+            }
+            Op::Recount { limit, count } => {
+                let limits = &mut model.limits;
+                let w = match limit {
+                    0 => &mut limits.all,
+                    1 => &mut limits.sms,
+                    _ => &mut limits.vk,
+                };
+                if let Some(w) = w {
+                    w.count = count;
+                }
+                policy = self::policy(&model.limits);
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Rig {
+    runtime: tokio::runtime::Runtime,
+    store: Store,
+    _clean: CleanUp,
+}
+
+impl Rig {
+    fn new(name: &str) -> Rig {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let prefix = unique(name);
+        let store = runtime
+            .block_on(Store::connect(
+                "redis://127.0.0.1:6379",
+                Keys::new(&prefix, 1),
+                3_600_000,
+            ))
+            .unwrap();
+        Rig {
+            runtime,
+            store,
+            _clean: CleanUp(prefix),
+        }
+    }
+
+    fn take(
+        &self,
+        customer: &str,
+        policy: &Policy,
+        ch: &ChannelConfig,
+        m: &str,
+        now: i64,
+    ) -> Option<i64> {
+        self.runtime
+            .block_on(self.store.take_limit(customer, policy, ch, m, now))
+            .unwrap()
+    }
+}
+
+#[test]
+fn limit_lua_agrees_with_the_sliding_window_model() {
+    let rig = Rig::new("limit-script");
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        // A failure prints its smallest case; the keys it used are gone.
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let case = AtomicU64::new(0);
+    let scenario = (limits(), proptest::collection::vec(op(), 1..30));
+    let result = runner.run(&scenario, |(limits, ops)| {
+        // A customer of its own per case (and per shrinking step).
+        let customer = format!("c{}", case.fetch_add(1, Ordering::Relaxed));
+        rig.runtime
+            .block_on(play(&rig.store, &customer, &limits, &ops))
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// One case worked by hand from the rule, as a reader would check it:
+/// `2/1h` for the customer and `1/30m` for SMS.
+#[test]
+fn two_an_hour_and_one_sms_per_half_hour() {
+    let rig = Rig::new("limit-by-hand");
+    let limits = CaseLimits {
+        all: Some(Window {
+            count: 2,
+            window_ms: 60 * MIN,
+        }),
+        sms: Some(Window {
+            count: 1,
+            window_ms: 30 * MIN,
+        }),
+        vk: None,
+    };
+    let policy = policy(&limits);
+    let (sms, vk) = (
+        channel("sms", ChannelKind::Sms),
+        channel("vk", ChannelKind::Vk),
+    );
+    let take = |ch: &ChannelConfig, m: &str, minutes: i64| {
+        rig.take("c", &policy, ch, m, T0 + minutes * MIN)
+    };
+    assert_eq!(take(&sms, "a:0", 0), None);
+    // A second SMS within half an hour waits for the first to leave it.
+    assert_eq!(take(&sms, "b:0", 10), Some(T0 + 30 * MIN));
+    // VK has no limit of its own: only the hourly one, with room for one.
+    assert_eq!(take(&vk, "b:0", 10), None);
+    // The hour is full: a third send waits until 0:00 + 1h.
+    assert_eq!(take(&vk, "c:0", 20), Some(T0 + 60 * MIN));
+    // The same send taken again (a retry) is not counted twice.
+    assert_eq!(take(&vk, "b:0", 20), None);
+    // At exactly 1h the first send has left the window: one fits. The
+    // retry above moved `b:0` to 0:20, so the next waits until 1:20.
+    assert_eq!(take(&sms, "c:0", 60), None);
+    assert_eq!(take(&vk, "d:0", 61), Some(T0 + 80 * MIN));
+    assert_eq!(take(&vk, "d:0", 80), None);
+}
