@@ -3,15 +3,17 @@
 //! validate is refused whole and the last good one keeps serving — seen by
 //! the notifications that follow, once the daemon has logged the refusal.
 
-use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use crate::common::{AT_ONCE, DELIVERY_DELAY, Running, TestConfig};
-use crate::support::{Receiver, logs, note, settle, webhook};
+use crate::common::{
+    AT_ONCE, CleanUp, DELIVERY_DELAY, Running, TestConfig, intake_config_of, unique, wait_until,
+};
+use crate::support::{Reaped, Receiver, logs, note, settle, signal, webhook};
 
 /// Writes `content` to `relative` and rewrites it every second until
 /// `applied` holds: the watcher starts in the background and may miss a
@@ -158,24 +160,17 @@ fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-fn sighup() {
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &std::process::id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// The signature header on real requests, and a secret rotated by changing
-/// its file (outside the watched folders) and sending SIGHUP.
+/// its file (outside the watched folders) and sending SIGHUP to `cascade
+/// run` (a child process: a SIGHUP to this test binary would reload the
+/// daemons of the other tests too, hiding a watcher that missed a change).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_a_rotated_signing_secret_and_every_post_is_signed() {
     const OLD: &str = "old-signing-secret-0123456789abcdef";
     const NEW: &str = "new-signing-secret-fedcba9876543210";
-    // This process answers SIGHUP from now on (the default would end it).
-    let _hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
     let hooks = Receiver::start().await;
     let cfg = TestConfig::new("reload-hup", &hooks.url, "", DELIVERY_DELAY);
+    let _clean = CleanUp(cfg.name.clone());
     let secrets = std::env::temp_dir().join(format!("{}-secrets", cfg.name));
     std::fs::create_dir_all(&secrets).unwrap();
     let secret_file = secrets.join("vk_secret");
@@ -191,41 +186,70 @@ async fn sighup_reloads_a_rotated_signing_secret_and_every_post_is_signed() {
             ),
         ),
     );
-    let run = Running::start_watching(cfg).await;
-    let secret_of = |run: &Running| {
-        run.daemon().catalog.load().channels["vk"]
-            .setting("secret")
-            .unwrap_or_default()
-            .to_owned()
+    let intake = intake_config_of(&cfg.catalog());
+    let log = std::env::temp_dir().join(format!("{}.log", unique("reload-hup")));
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_cascade"))
+            .env_clear()
+            .env("CASCADE_LOG", "warn")
+            .arg("--config")
+            .arg(cfg.path())
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut sent = 0;
+    let mut send = async |child: &mut Reaped| {
+        sent += 1;
+        let id = format!("{}-{sent}", cfg.name);
+        let body = note(&id, &format!("c-{sent}"), "delivery_delay", json!({}));
+        assert!(
+            cascade::runtime::intake::publish(&intake, body.to_string().as_bytes())
+                .await
+                .unwrap()
+        );
+        let mut exited = None;
+        wait_until("the POST", Duration::from_secs(15), async || {
+            exited = child.0.try_wait().unwrap();
+            exited.is_some() || hooks.count("vk") == sent
+        })
+        .await;
+        assert!(
+            exited.is_none(),
+            "the daemon exited ({exited:?}; target/debug/cascade is shared: build it right before this test):\n{}",
+            read_log()
+        );
+        let hook = hooks.hooks("vk").pop().unwrap();
+        assert_eq!(hook.notification_id(), id);
+        let signed = hook.headers.get("x-cascade-signature-256").cloned();
+        let signed = signed.expect("every POST is signed");
+        if signed == signature(OLD, &hook.body).as_str() {
+            OLD
+        } else {
+            assert_eq!(signed, signature(NEW, &hook.body).as_str());
+            NEW
+        }
     };
 
-    let first = run.id("1");
-    run.publish(&note(&first, "c-1", "delivery_delay", json!({})))
-        .await;
-    let hook = &hooks.wait_count("vk", 1).await[0];
-    assert_eq!(
-        hook.headers["x-cascade-signature-256"],
-        signature(OLD, &hook.body).as_str()
-    );
-
+    assert_eq!(send(&mut child).await, OLD);
     std::fs::write(&secret_file, format!("{NEW}\n")).unwrap();
     let start = Instant::now();
-    while secret_of(&run) != NEW {
+    loop {
+        signal(child.0.id(), "-HUP");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if send(&mut child).await == NEW {
+            break;
+        }
         assert!(
             start.elapsed() < AT_ONCE,
             "SIGHUP did not reload the secret"
         );
-        sighup();
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let second = run.id("2");
-    run.publish(&note(&second, "c-2", "delivery_delay", json!({})))
-        .await;
-    let hook = &hooks.wait_count("vk", 2).await[1];
-    assert_eq!(hook.notification_id(), second);
-    assert_eq!(
-        hook.headers["x-cascade-signature-256"],
-        signature(NEW, &hook.body).as_str()
-    );
-    let _ = std::fs::remove_dir_all(Path::new(&secrets));
+    let _ = std::fs::remove_dir_all(&secrets);
+    let _ = std::fs::remove_file(&log);
 }

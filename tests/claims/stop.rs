@@ -1,7 +1,9 @@
 //! SIGTERM on `cascade run`: intake stops, the sends in hand (one from
 //! intake, one an escalation the scheduler claimed) finish and their
 //! outcomes are stored, and the process exits 0 within the grace of 20 s.
-//! The binary runs with a clean environment.
+//! Two cases, one for each send being the last to finish, so that neither
+//! the intake's nor the scheduler's wait can be missing unnoticed. The
+//! binary runs with a clean environment.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,32 +14,39 @@ use cascade::runtime::store::Store;
 use serde_json::json;
 
 use crate::common::{CleanUp, TestConfig, unique, wait_until};
-use crate::support::{Reaped, Receiver, note, ready_in, webhook};
+use crate::support::{Reaped, Receiver, note, ready_in, signal, webhook};
 
 /// VK, and an SMS a second later.
 const QUICK: &str = "stop_on = [\"read\"]\n\n[[steps]]\nchannel = \"vk\"\nwait = \"1s\"\n\n[[steps]]\nchannel = \"sms\"\n";
 
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([name, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_waits_for_the_escalation_in_hand_and_exits_0() {
+    sigterm_case("sigterm-esc", "direct", "sms").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_the_sends_in_hand_finish_and_exits_0() {
+async fn sigterm_waits_for_the_intake_send_in_hand_and_exits_0() {
+    sigterm_case("sigterm-intake", "sms", "direct").await;
+}
+
+/// Holds both sends at the provider, sends SIGTERM, answers `first`, then
+/// (while the daemon must still be running) `last`.
+async fn sigterm_case(name: &str, first: &str, last: &str) {
     let hooks = Receiver::start().await;
-    let cfg = TestConfig::new("sigterm", &hooks.url, "", QUICK);
-    cfg.write("policies/sms_only.toml", "[[steps]]\nchannel = \"sms\"\n");
+    let cfg = TestConfig::new(name, &hooks.url, "", QUICK);
     // Time enough for the provider to answer after the SIGTERM.
     cfg.write(
         "channels/sms.toml",
         &webhook(&hooks.url, "sms", "contact = \"sms\"").replace("\"2s\"", "\"10s\""),
     );
+    cfg.write(
+        "channels/direct.toml",
+        &webhook(&hooks.url, "direct", "").replace("\"2s\"", "\"10s\""),
+    );
+    cfg.write("policies/direct.toml", "[[steps]]\nchannel = \"direct\"\n");
     let _clean = CleanUp(cfg.name.clone());
     let intake = crate::common::intake_config_of(&cfg.catalog());
-    let log = std::env::temp_dir().join(format!("{}.log", unique("sigterm")));
+    let log = std::env::temp_dir().join(format!("{}.log", unique(name)));
     let out = std::fs::File::create(&log).unwrap();
     let mut child = Reaped(
         Command::new(env!("CARGO_BIN_EXE_cascade"))
@@ -55,10 +64,11 @@ async fn sigterm_lets_the_sends_in_hand_finish_and_exits_0() {
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     hooks.hold("sms");
+    hooks.hold("direct");
     let escalated = format!("{}-escalated", cfg.name);
     let direct = format!("{}-direct", cfg.name);
     let after = format!("{}-after", cfg.name);
-    for (id, policy) in [(&escalated, "delivery_delay"), (&direct, "sms_only")] {
+    for (id, policy) in [(&escalated, "delivery_delay"), (&direct, "direct")] {
         let body = note(id, "c-1", policy, json!({})).to_string();
         assert!(
             cascade::runtime::intake::publish(&intake, body.as_bytes())
@@ -66,12 +76,12 @@ async fn sigterm_lets_the_sends_in_hand_finish_and_exits_0() {
                 .unwrap()
         );
     }
-    // Both SMS are in the provider's hands: one sent from intake, one
+    // Both are in the provider's hands: one sent from intake, one an SMS
     // escalated by the scheduler a second after the VK message.
     let mut exited = None;
-    wait_until("both SMS requests", Duration::from_secs(15), async || {
+    wait_until("both sends", Duration::from_secs(15), async || {
         exited = child.0.try_wait().unwrap();
-        exited.is_some() || hooks.count("sms") == 2
+        exited.is_some() || (hooks.count("sms") == 1 && hooks.count("direct") == 1)
     })
     .await;
     assert!(
@@ -83,20 +93,22 @@ async fn sigterm_lets_the_sends_in_hand_finish_and_exits_0() {
     signal(child.0.id(), "-TERM");
     let stopped = Instant::now();
     // Intake has stopped: this one stays in the queue.
-    let body = note(&after, "c-2", "sms_only", json!({})).to_string();
+    let body = note(&after, "c-2", "direct", json!({})).to_string();
     assert!(
         cascade::runtime::intake::publish(&intake, body.as_bytes())
             .await
             .unwrap()
     );
     // The provider takes its time, well within the grace.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        child.0.try_wait().unwrap().is_none(),
-        "it waits for the sends in hand:\n{}",
-        read_log()
-    );
-    hooks.release("sms");
+    for path in [first, last] {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "it waits for the send to /{path}:\n{}",
+            read_log()
+        );
+        hooks.release(path);
+    }
     let status = loop {
         if let Some(status) = child.0.try_wait().unwrap() {
             break status;
@@ -110,28 +122,25 @@ async fn sigterm_lets_the_sends_in_hand_finish_and_exits_0() {
     };
     assert_eq!(status.code(), Some(0), "{}", read_log());
 
-    // Nothing half-sent: each SMS went out once and its outcome is stored.
+    // Nothing half-sent: each went out once and its outcome is stored.
     let store = Store::connect("redis://127.0.0.1:6379", Keys::new(&cfg.name, 4), 3_600_000)
         .await
         .unwrap();
-    for id in [&escalated, &direct] {
+    for (id, channel) in [(&escalated, "sms"), (&direct, "direct")] {
         let (cascade, timeline) = store.status(id).await.unwrap().expect("recorded");
         assert!(
             matches!(cascade.phase, Phase::Done { .. }),
             "{id}: {:?}\n{timeline:?}",
             cascade.phase
         );
-        let sms_sent = timeline
+        let sent = timeline
             .iter()
-            .filter(|e| e.event.as_str() == "sent" && e.channel.as_deref() == Some("sms"))
+            .filter(|e| e.event.as_str() == "sent" && e.channel.as_deref() == Some(channel))
             .count();
-        assert_eq!(sms_sent, 1, "{id}: {timeline:?}");
+        assert_eq!(sent, 1, "{id}: {timeline:?}");
     }
-    let mut sms = hooks.ids("sms");
-    sms.sort();
-    let mut want = vec![escalated, direct];
-    want.sort();
-    assert_eq!(sms, want);
+    assert_eq!(hooks.ids("sms"), [escalated.as_str()]);
+    assert_eq!(hooks.ids("direct"), [direct.as_str()]);
     assert!(store.status(&after).await.unwrap().is_none());
     // Back in the queue once the broker has seen the connection close.
     wait_until(

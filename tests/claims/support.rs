@@ -330,3 +330,12 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// `kill -<name> <pid>`.
+pub fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([name, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
