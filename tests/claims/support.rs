@@ -3,8 +3,6 @@
 //! daemon's log lines, the virtual clock set to a local time, and the state
 //! of a cascade as stored.
 
-#![allow(dead_code)]
-
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
