@@ -337,3 +337,12 @@ pub fn signal(pid: u32, name: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+/// A folder removed when dropped, also when the test fails half-way.
+pub struct Removed(pub std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
