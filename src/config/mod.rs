@@ -1229,6 +1229,12 @@ fn build_policy(
     if let Some(q) = &raw.quiet_hours {
         quiet.extend(build_quiet_hours(q, known, check));
     }
+    // `<channel> = "off"` lifts a range set for the channel's kind too.
+    let quiet_off = quiet
+        .iter()
+        .filter(|(k, v)| v.is_none() && known.names.contains(*k))
+        .map(|(k, _)| k.clone())
+        .collect();
     let quiet_hours = quiet
         .into_iter()
         .filter_map(|(k, v)| Some((k, v?)))
@@ -1245,5 +1251,6 @@ fn build_policy(
         steps,
         limits,
         quiet_hours,
+        quiet_off,
     })
 }

@@ -1,7 +1,7 @@
 //! The rules the decision core follows: policies, steps, channel rules and
 //! per-customer rates. These are plain data; `config` builds them from TOML.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,10 @@ pub struct Policy {
     /// Keyed by channel name or channel kind; the name wins.
     #[serde(default)]
     pub quiet_hours: BTreeMap<String, QuietHours>,
+    /// Channels whose quiet hours are lifted by name (`<channel> = "off"`):
+    /// a range set for their kind does not apply to them either.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub quiet_off: BTreeSet<String>,
 }
 
 /// One step: the channel (or ordered alternatives) and how long to wait for a
@@ -258,10 +262,13 @@ pub struct ChannelRules {
 impl Policy {
     /// Quiet hours of a channel under this policy: by name, else by kind.
     pub fn quiet_hours_for(&self, channel: &str, kind: Option<ChannelKind>) -> Option<QuietHours> {
-        self.quiet_hours
-            .get(channel)
-            .or_else(|| kind.and_then(|k| self.quiet_hours.get(k.as_str())))
-            .copied()
+        if let Some(q) = self.quiet_hours.get(channel) {
+            return Some(*q);
+        }
+        if self.quiet_off.contains(channel) {
+            return None;
+        }
+        kind.and_then(|k| self.quiet_hours.get(k.as_str())).copied()
     }
 
     /// Does this receipt word end the cascade?

@@ -179,6 +179,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
                     .filter(|(_, q)| q.start_min != q.end_min)
                     .map(|(k, v)| (k.to_owned(), v))
                     .collect(),
+                quiet_off: Default::default(),
             }
         })
 }

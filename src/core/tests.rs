@@ -64,6 +64,7 @@ fn delivery_delay() -> Policy {
         steps: vec![step(&["vk"], Some(30)), step(&["sms"], None)],
         limits: Limits::default(),
         quiet_hours: BTreeMap::new(),
+        quiet_off: Default::default(),
     }
 }
 

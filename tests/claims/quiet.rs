@@ -108,3 +108,36 @@ async fn a_policy_replaces_or_lifts_the_global_quiet_hours() {
     assert_eq!(run.outcome(&global).await, None, "still waiting for 09:00");
     assert_eq!(hooks.count("sms"), 2);
 }
+
+/// A range set for a channel kind in `cascade.toml` is lifted for one
+/// channel of that kind by a policy's `<channel> = "off"`: the channel's own
+/// key wins over its kind's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_for_one_channel_lifts_the_range_of_its_kind() {
+    let hooks = Receiver::start().await;
+    let cfg = TestConfig::new("quiet-kind", &hooks.url, GLOBAL, DELIVERY_DELAY);
+    // An SMS gateway of kind `sms`, which the global `sms` range covers.
+    cfg.write(
+        "channels/texts.toml",
+        &format!(
+            "kind = \"sms\"\nprovider = \"generic\"\nurl = \"{}/texts\"\ntimeout = \"2s\"\n",
+            hooks.url
+        ),
+    );
+    cfg.write("policies/texts.toml", "[[steps]]\nchannel = \"texts\"\n");
+    cfg.write(
+        "policies/texts_anytime.toml",
+        "[quiet_hours]\ntexts = \"off\"\n\n[[steps]]\nchannel = \"texts\"\n",
+    );
+    let run = Running::start(cfg).await;
+    let evening = advance_to_local(&run.clock, ZONE, 22, 0);
+
+    let held = run.id("held");
+    let lifted = run.id("lifted");
+    run.publish(&in_zone(&held, "texts")).await;
+    run.publish(&in_zone(&lifted, "texts_anytime")).await;
+    let deferred = run.wait_entry(&held, "deferred", Some(0)).await;
+    assert_eq!(deferred.until_ms, Some(evening + 11 * HOUR));
+    run.wait_outcome(&lifted, "exhausted").await;
+    assert_eq!(hooks.count("texts"), 1);
+}

@@ -13,7 +13,7 @@ use sha2::Sha256;
 use crate::common::{
     AT_ONCE, CleanUp, DELIVERY_DELAY, Running, TestConfig, intake_config_of, unique, wait_until,
 };
-use crate::support::{Reaped, Receiver, logs, note, settle, signal, webhook};
+use crate::support::{Reaped, Receiver, Removed, logs, note, settle, signal, webhook};
 
 /// Writes `content` to `relative` and rewrites it every second until
 /// `applied` holds: the watcher starts in the background and may miss a
@@ -171,9 +171,10 @@ async fn sighup_reloads_a_rotated_signing_secret_and_every_post_is_signed() {
     let hooks = Receiver::start().await;
     let cfg = TestConfig::new("reload-hup", &hooks.url, "", DELIVERY_DELAY);
     let _clean = CleanUp(cfg.name.clone());
-    let secrets = std::env::temp_dir().join(format!("{}-secrets", cfg.name));
-    std::fs::create_dir_all(&secrets).unwrap();
-    let secret_file = secrets.join("vk_secret");
+    // Outside the watched folders: only SIGHUP reloads it.
+    let secrets = Removed(std::env::temp_dir().join(format!("{}-secrets", cfg.name)));
+    std::fs::create_dir_all(&secrets.0).unwrap();
+    let secret_file = secrets.0.join("vk_secret");
     std::fs::write(&secret_file, format!("{OLD}\n")).unwrap();
     cfg.write(
         "channels/vk.toml",
@@ -250,6 +251,5 @@ async fn sighup_reloads_a_rotated_signing_secret_and_every_post_is_signed() {
             "SIGHUP did not reload the secret"
         );
     }
-    let _ = std::fs::remove_dir_all(&secrets);
     let _ = std::fs::remove_file(&log);
 }

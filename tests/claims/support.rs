@@ -3,8 +3,6 @@
 //! daemon's log lines, the virtual clock set to a local time, and the state
 //! of a cascade as stored.
 
-#![allow(dead_code)]
-
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -338,4 +336,13 @@ pub fn signal(pid: u32, name: &str) {
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// A folder removed when dropped, also when the test fails half-way.
+pub struct Removed(pub std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
