@@ -328,8 +328,8 @@ fn stops(policy: &Policy, word: &str) -> bool {
 /// The send the core ordered, with what the test knows about it.
 struct Pending {
     order: SendOrder,
-    /// Ordered by the latest decision, which was made on a wake-up: a
-    /// lapsed claim can lose it.
+    /// Ordered by the latest decision, made on a wake-up or a receipt (so
+    /// on a claim): a lapsed claim can lose it.
     fresh: bool,
 }
 
@@ -345,6 +345,7 @@ fn check_cascade(
     let timing = Timing::default();
     let mut receipts: BTreeMap<String, i64> = BTreeMap::new();
     let mut timed: Vec<(String, i64)> = Vec::new();
+    // (word, nth, before_timer) and (word, nth), as in `Arrival`.
     let mut on_wake: Vec<(String, usize, bool)> = Vec::new();
     let mut in_flight: Vec<(String, usize)> = Vec::new();
     for (i, arrival) in &world.receipts {
@@ -576,13 +577,16 @@ fn check_cascade(
         };
         let mut event = None;
         // A receipt at the instant of a wake-up whose timer has fired.
-        if let Some(i) = on_wake.iter().position(|r| !r.2 && r.1 < wakes) {
+        if let Some(i) = on_wake
+            .iter()
+            .position(|(_, nth, before_timer)| !before_timer && *nth < wakes)
+        {
             event = Some(record(on_wake.remove(i).0, now));
         }
         // A receipt while the send is in flight.
         if event.is_none()
             && pending.is_some()
-            && let Some(i) = in_flight.iter().position(|r| r.1 < orders)
+            && let Some(i) = in_flight.iter().position(|(_, nth)| *nth < orders)
         {
             event = Some(record(in_flight.remove(i).0, now));
         }
@@ -663,7 +667,10 @@ fn check_cascade(
                     }
                     _ => {
                         now = now.max(wake);
-                        match on_wake.iter().position(|r| r.2 && r.1 <= wakes) {
+                        match on_wake
+                            .iter()
+                            .position(|(_, nth, before_timer)| *before_timer && *nth <= wakes)
+                        {
                             Some(i) => record(on_wake.remove(i).0, now),
                             None => {
                                 wakes += 1;
