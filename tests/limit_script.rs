@@ -199,6 +199,7 @@ fn policy(limits: &CaseLimits) -> Policy {
             per_channel,
         },
         quiet_hours: BTreeMap::new(),
+        quiet_off: Default::default(),
     }
 }
 

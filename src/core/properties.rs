@@ -824,6 +824,7 @@ fn arb_dst_case() -> impl Strategy<Value = DstCase> {
                             steps,
                             limits: Limits::default(),
                             quiet_hours,
+                            quiet_off: Default::default(),
                         },
                     }
                 },
