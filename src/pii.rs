@@ -1,4 +1,4 @@
-//! Personal data in what the daemon writes (SPEC 7): phones, email
+//! Personal data in what the daemon writes (contract §7): phones, email
 //! addresses and messenger ids are masked the same way in logs, the events
 //! stream, dead-letter headers and `cascade status`.
 //!

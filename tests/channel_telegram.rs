@@ -338,7 +338,7 @@ async fn a_migrated_group_escalates_naming_the_new_chat_id() {
     h.publish(&id).await;
     wait_until("the SMS step", SOON, async || h.sms.count("sms") == 1).await;
     let failed = h.wait_entry(&id, "send_failed").await;
-    // Named masked, like every messenger id in a reason (SPEC 7).
+    // Named masked, like every messenger id in a reason (contract §7).
     let reason = failed.reason.as_deref().unwrap();
     assert!(
         reason.contains("new chat id is -1001•••7890") && !reason.contains("1234567890"),

@@ -71,7 +71,7 @@ async fn a_receipt_stops_the_cascade_and_no_receipt_escalates() {
         .await;
     }
 
-    // Any system may write a stopping receipt straight into Redis (SPEC 6).
+    // Any system may write a stopping receipt straight into Redis (contract §6).
     let mut r = redis().await;
     let receipts = format!("{}:{{{read_id}}}:receipts", cfg.name);
     let _: () = r

@@ -1,4 +1,4 @@
-//! Intake against the repository's real configuration: the SPEC example is
+//! Intake against the repository's real configuration: the README's example is
 //! admitted, and no body whatsoever makes `parse` or `admit` panic or return
 //! an error without a sentence.
 
@@ -10,8 +10,8 @@ use cascade::notification::{ErrorCode, IntakeError, MAX_MESSAGE_BYTES, admit, pa
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-/// The body of SPEC section 2, verbatim.
-const SPEC_EXAMPLE: &str = r#"{
+/// The README's example notification, verbatim.
+const README_EXAMPLE: &str = r#"{
   "id": "order-1001:delayed",
   "policy": "delivery_delay",
   "customer": {
@@ -44,7 +44,7 @@ fn catalog() -> &'static Catalog {
 
 #[test]
 fn the_spec_example_is_admitted() {
-    let a = admit(SPEC_EXAMPLE.as_bytes(), catalog()).expect("admitted");
+    let a = admit(README_EXAMPLE.as_bytes(), catalog()).expect("admitted");
     assert_eq!(a.notification.id, "order-1001:delayed");
     assert_eq!(a.notification.policy, "delivery_delay");
     assert_eq!(a.notification.customer.id, "c-42");
@@ -61,7 +61,7 @@ fn the_spec_example_in_other_policies() {
         ("order_followup", true),
         ("nonexistent", false),
     ] {
-        let body = SPEC_EXAMPLE.replace("\"delivery_delay\"", &format!("\"{policy}\""));
+        let body = README_EXAMPLE.replace("\"delivery_delay\"", &format!("\"{policy}\""));
         assert_eq!(
             admit(body.as_bytes(), catalog()).is_ok(),
             admitted,
@@ -127,7 +127,7 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
-/// JSON pointers into the SPEC example, including fields it does not have.
+/// JSON pointers into the README's example, including fields it does not have.
 const POINTERS: &[&str] = &[
     "",
     "/id",
@@ -157,9 +157,9 @@ const POINTERS: &[&str] = &[
     "/unknown",
 ];
 
-/// The SPEC example with one field replaced by `value`, or removed.
+/// The README's example with one field replaced by `value`, or removed.
 fn with_field(pointer: &str, value: Option<Value>) -> Vec<u8> {
-    let mut v: Value = serde_json::from_str(SPEC_EXAMPLE).expect("example");
+    let mut v: Value = serde_json::from_str(README_EXAMPLE).expect("example");
     match (pointer.rsplit_once('/'), value) {
         (None, Some(value)) => v = value,
         (None, None) => v = Value::Null,
@@ -192,7 +192,7 @@ proptest! {
     fn spec_example_with_bytes_mutated(
         edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..8, "\\PC{0,4}"), 1..4),
     ) {
-        let mut body = SPEC_EXAMPLE.as_bytes().to_vec();
+        let mut body = README_EXAMPLE.as_bytes().to_vec();
         for (at, cut, insert) in edits {
             let start = at.index(body.len() + 1);
             let end = (start + cut).min(body.len());
@@ -219,7 +219,7 @@ proptest! {
     }
 
     #[test]
-    fn spec_example_with_a_truncated_body(cut in 0usize..SPEC_EXAMPLE.len()) {
-        both(&SPEC_EXAMPLE.as_bytes()[..cut]);
+    fn spec_example_with_a_truncated_body(cut in 0usize..README_EXAMPLE.len()) {
+        both(&README_EXAMPLE.as_bytes()[..cut]);
     }
 }

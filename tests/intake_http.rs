@@ -1,8 +1,8 @@
 //! Intake and the HTTP API end to end: the daemon started in-process against
 //! the real RabbitMQ and Redis of this machine, each test with its own queues
 //! and key prefix. Bad input must land in the dead-letter queue with its code
-//! (SPEC 2), ids are idempotent, and receipts, cancellation and health answer
-//! over HTTP (SPEC 6, 7).
+//! (contract §2), ids are idempotent, and receipts, cancellation and health answer
+//! over HTTP (contract §6, 7).
 
 mod common;
 

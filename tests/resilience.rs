@@ -1,4 +1,4 @@
-//! SPEC 9 against the real services of this machine: no accepted notification
+//! contract §9 against the real services of this machine: no accepted notification
 //! is lost and no step is sent twice when a daemon is killed (`kill -9`), when
 //! two daemons share one queue and one Redis, when RabbitMQ drops every
 //! connection, and when Redis restarts.
@@ -178,7 +178,7 @@ fn assert_each_step_once(
             );
             let repeats = posts.len() - 1;
             if repeats > 0 {
-                // SPEC 9: where a crash leaves a send uncertain, the timeline says so.
+                // contract §9: where a crash leaves a send uncertain, the timeline says so.
                 let explained = s
                     .entries("send_failed", step)
                     .iter()

@@ -202,7 +202,7 @@ impl Rig {
             .unwrap_or(0);
         let name = format!("bench-{tag}-{}-{nanos}", std::process::id());
         // Keys and ids as long as a real deployment's: a prefix of the
-        // default's length (`cascade`) and ids like SPEC's `order-1001:delayed`.
+        // default's length (`cascade`) and ids like the README's `order-1001:delayed`.
         // Redis bytes per cascade grow with both (every key and the timer
         // entry hold them), so a longer run-unique name would inflate them.
         let prefix = format!(

@@ -1,4 +1,4 @@
-//! Channels: the ways a notification goes out (SPEC 4), one file per kind.
+//! Channels: the ways a notification goes out (contract §4), one file per kind.
 //! Each adapter sends one rendered notification to one address and
 //! classifies the provider's answer as a `SendOutcome`, by a table that sits
 //! at the top of its file. This module adds what every kind shares: one HTTP

@@ -1,9 +1,10 @@
-//! `telegram` channels: the Bot API's `sendMessage` (providers.md §4).
+//! `telegram` channels: the Bot API's `sendMessage` (docs/providers.md, "Telegram").
 //!
 //! Bots get no delivered or read receipts, so every message carries an inline
 //! button ("✓ Прочитано" by default). Pressing it sends the bot a
 //! `callback_query` naming the chat and message id the button hangs under;
-//! the worker remembers `<chat_id>:<message_id>` as the provider message id,
+//! the worker remembers `<message_id>@<chat pseudonym>` as the provider
+//! message id (`provider_message_id`),
 //! so `http::callbacks::telegram` maps the press back to the notification and
 //! step and records `read`. The button's `callback_data` is therefore a
 //! fixed word and carries no identifier: nothing in it needs to be trusted.
@@ -11,7 +12,7 @@
 //!
 //! The Bot API has no idempotency key, so an uncertain send (a timeout after
 //! the request went out) is not resent unless the channel says
-//! `on_uncertain = "resend"` (providers.md §0).
+//! `on_uncertain = "resend"` (docs/providers.md, "Uncertain sends").
 
 use std::time::Duration;
 
@@ -76,8 +77,8 @@ pub struct Parameters {
 /// | no connection | transient: nothing reached Telegram |
 /// | timeout or broken connection after sending | ambiguous (no dedupe in the Bot API) |
 ///
-/// providers.md calls a 400 such as `message is too long` a configuration
-/// error. It is one for this notification only: treating it as
+/// A 400 such as `message is too long` reads like a configuration error,
+/// but it is one for this notification only: treating it as
 /// misconfigured would open the circuit breaker and stop the channel for
 /// every customer because of one bad text, so it is permanent here.
 pub fn classify(

@@ -1,4 +1,4 @@
-//! `vk` channels: community messages through `messages.send` (providers.md §1).
+//! `vk` channels: community messages through `messages.send` (docs/providers.md, "VK").
 //!
 //! One form-urlencoded `POST {base_url}/messages.send` per step with the
 //! community's `access_token`, the API version `v`, `peer_id` = the customer's
@@ -96,7 +96,7 @@ pub fn peer_id(contact: &str) -> Option<i64> {
 }
 
 /// How a VK error code is read (codes and names from VK's `errors.json`;
-/// the class is ours, after providers.md §1.3).
+/// the class is ours; docs/providers.md, "VK").
 ///
 /// | code | VK's name | outcome |
 /// |---|---|---|
@@ -129,7 +129,7 @@ pub fn peer_id(contact: &str) -> Option<i64> {
 /// | 987, 988 | a message request is needed / pending | permanent |
 /// | any other code | | permanent: escalate rather than guess |
 ///
-/// providers.md calls 914 (message too long) a configuration error. It is
+/// 914 (message too long) reads like a configuration error, but it is
 /// one for this notification's text only (intake checks `max_length`, 4096
 /// by default): treating it as misconfigured would open the circuit breaker
 /// and stop the channel for every customer because of one text.

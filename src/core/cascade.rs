@@ -53,7 +53,7 @@ pub struct Context<'a> {
     pub policy: &'a Policy,
     pub channels: &'a BTreeMap<String, ChannelRules>,
     pub recipient: &'a Recipient,
-    /// The receipts hash of SPEC 6: event word → Unix milliseconds.
+    /// The receipts hash of contract §6: event word → Unix milliseconds.
     pub receipts: &'a BTreeMap<String, i64>,
     pub timing: Timing,
 }
@@ -163,7 +163,7 @@ pub enum Event {
     ClaimLapsed { claimed_at_ms: i64 },
 }
 
-/// How a provider answered, classified by the channel adapter (SPEC 4).
+/// How a provider answered, classified by the channel adapter (contract §4).
 #[derive(Clone, Debug, PartialEq)]
 pub enum SendOutcome {
     Sent {
@@ -199,7 +199,7 @@ pub struct SendOrder {
     pub attempt: u8,
 }
 
-/// One line of a cascade's timeline; `event` is a lifecycle word of SPEC 7.
+/// One line of a cascade's timeline; `event` is a lifecycle word of contract §7.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub at_ms: i64,

@@ -18,7 +18,7 @@ pub const FAILED: &str = "failed";
 
 /// One escalation policy, resolved: global limits and quiet hours are already
 /// merged with the policy's own overrides, so a snapshot of this value is all
-/// a running cascade needs (SPEC 3: a cascade keeps the policy it started with).
+/// a running cascade needs (contract §3: a cascade keeps the policy it started with).
 ///
 /// Invariant: `steps` is non-empty and every step names at least one channel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,7 +55,7 @@ pub struct Step {
     pub on_limit: OnLimit,
 }
 
-/// How a step's wait is counted (SPEC 3).
+/// How a step's wait is counted (contract §3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WaitClock {
@@ -66,7 +66,7 @@ pub enum WaitClock {
     Awake,
 }
 
-/// What a step does when a per-customer limit blocks it (SPEC 3).
+/// What a step does when a per-customer limit blocks it (contract §3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnLimit {
@@ -141,7 +141,7 @@ impl Limits {
     }
 }
 
-/// The kinds of channel of SPEC 4.
+/// The kinds of channel of contract §4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelKind {

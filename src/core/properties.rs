@@ -320,7 +320,7 @@ fn kind_of(channel: &str) -> ChannelKind {
         .expect("a channel of the table")
 }
 
-/// Does this receipt word end a cascade under `policy` (SPEC 3)?
+/// Does this receipt word end a cascade under `policy` (contract §3)?
 fn stops(policy: &Policy, word: &str) -> bool {
     word == "cancelled" || policy.stop_on.iter().any(|w| w == word)
 }

@@ -99,7 +99,7 @@ impl QuietHours {
     }
 
     /// The instant at which `wait_ms` of time *outside* the quiet range has
-    /// passed since `from_ms` (the "awake" wait clock of SPEC 3).
+    /// passed since `from_ms` (the "awake" wait clock of contract §3).
     pub fn awake_deadline(&self, from_ms: i64, wait_ms: i64, tz: &TimeZone) -> i64 {
         let mut t = from_ms;
         let mut remaining = wait_ms.max(0);

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The stable machine code of an intake error.
 ///
 /// **This list is an API.** The code travels in the `x-cascade-error-code`
-/// header of every dead-lettered message (SPEC 2), in the `rejected` log
+/// header of every dead-lettered message (contract §2), in the `rejected` log
 /// line and in metric labels, so a code is never renamed or reused for
 /// another meaning; new codes may be added.
 ///
@@ -107,7 +107,7 @@ impl fmt::Display for ErrorCode {
 /// Invariant: `message` is non-empty, has no control characters (it goes
 /// into an AMQP header and a log line), holds no contact in the clear
 /// (phones, email addresses and messenger ids quoted from the message are
-/// masked by `pii::scrub`, SPEC 7) and is at most `MAX_MESSAGE_BYTES`.
+/// masked by `pii::scrub`, contract §7) and is at most `MAX_MESSAGE_BYTES`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct IntakeError {

@@ -1,4 +1,4 @@
-//! The intake message (SPEC 2): parse and validate the JSON a backend
+//! The intake message (contract §2): parse and validate the JSON a backend
 //! enqueues into a typed `Notification`, or refuse it with a stable error
 //! code and a sentence that says what would be right.
 //!
@@ -57,7 +57,7 @@ pub const MAX_KEY_BYTES: usize = 100;
 /// Most entries in `content.channels`.
 pub const MAX_CHANNEL_CONTENTS: usize = 32;
 
-/// One message for one customer, as enqueued (SPEC 2).
+/// One message for one customer, as enqueued (contract §2).
 ///
 /// Invariant after `parse`: `id` is 1..=200 bytes without whitespace,
 /// control characters or braces; `policy` and `customer.id` are non-empty;
@@ -349,7 +349,7 @@ pub fn admit(body: &[u8], catalog: &Catalog) -> Result<Admitted, IntakeError> {
         check_text(&notification, &policy.name, config)?;
     }
     // The record keeps only what the cascade can use: a contact no channel
-    // of the policy reads is personal data with no purpose there (SPEC 7).
+    // of the policy reads is personal data with no purpose there (contract §7).
     let used: BTreeSet<&str> = seen
         .iter()
         .filter_map(|ch| catalog.channels.get(*ch)?.rules.contact_key.as_deref())

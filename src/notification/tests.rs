@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-/// The example of SPEC section 2.
+/// The README's example notification.
 fn example() -> Value {
     json!({
       "id": "order-1001:delayed",
@@ -630,7 +630,7 @@ fn a_value_that_looks_like_serde_wording_does_not_confuse_the_message() {
     );
 }
 
-/// SPEC 7: a refusal's sentence goes into a dead-letter header, a log line
+/// contract §7: a refusal's sentence goes into a dead-letter header, a log line
 /// and the events stream, so it quotes no contact in the clear, however the
 /// contact got into it.
 #[test]

@@ -1,7 +1,7 @@
 //! Intake: consume `cascade.notifications`, admit each message, record the
 //! cascade in Redis, and only then acknowledge. Bad input goes to the
 //! dead-letter queue under a publisher confirm, with its error code and
-//! sentence in headers, and only then is acknowledged (SPEC 2).
+//! sentence in headers, and only then is acknowledged (contract §2).
 //!
 //! Every copy the daemon publishes (a dead letter, a failed message sent
 //! round again) is `mandatory` and confirmed: a copy RabbitMQ could not

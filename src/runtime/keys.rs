@@ -57,7 +57,7 @@ impl Keys {
         join(&[&self.prefix, ":{", id, "}:state"])
     }
 
-    /// SPEC 6: event word → Unix ms; any system may write here.
+    /// contract §6: event word → Unix ms; any system may write here.
     pub fn receipts(&self, id: &str) -> String {
         join(&[&self.prefix, ":{", id, "}:receipts"])
     }
@@ -81,7 +81,7 @@ impl Keys {
         self.later(shard_of(id, self.shards))
     }
 
-    /// The bounded stream of every lifecycle event (SPEC 7).
+    /// The bounded stream of every lifecycle event (contract §7).
     pub fn events(&self) -> String {
         self.events.clone()
     }

@@ -1,4 +1,4 @@
-//! One structured log line per lifecycle event (SPEC 7). The same entries go
+//! One structured log line per lifecycle event (contract §7). The same entries go
 //! to the timeline and the `cascade:events` stream inside the store scripts.
 
 use crate::core::Entry;

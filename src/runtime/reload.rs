@@ -1,5 +1,5 @@
 //! Hot reload of `policies/` and `channels/` (and the limits and quiet hours
-//! of `cascade.toml`) on file change and on SIGHUP (SPEC 3). A set that does
+//! of `cascade.toml`) on file change and on SIGHUP (contract §3). A set that does
 //! not validate is refused as a whole, each problem logged with file, line
 //! and reason, and the daemon goes on with the last good set. Connection
 //! settings (URLs, queues, listen address) take effect at the next start.

@@ -563,7 +563,7 @@ impl Store {
     /// Stores a decision made on `version`, after the entries of an
     /// `earlier` one not stored on its own (a send made on a claim's lease).
     /// When it orders a send, a stopping receipt recorded meanwhile refuses
-    /// it (SPEC 6). `sent` maps the provider's message id of the send this
+    /// it (contract §6). `sent` maps the provider's message id of the send this
     /// decision records back to the notification and step, for callbacks;
     /// it expires with the retention.
     #[allow(clippy::too_many_arguments)]
@@ -695,7 +695,7 @@ impl Store {
         Ok(())
     }
 
-    /// Records a receipt (SPEC 6) and wakes the cascade to decide at once.
+    /// Records a receipt (contract §6) and wakes the cascade to decide at once.
     pub async fn record_receipt(
         &self,
         id: &str,

@@ -4,7 +4,7 @@
 //!
 //! A step goes out once: only the instance that holds a cascade sends. It
 //! holds it either by the scheduler's claim (a lease in the timer set, which
-//! the claim took atomically with reading the receipts, SPEC 6) or by having
+//! the claim took atomically with reading the receipts, contract §6) or by having
 //! stored the send's in-flight state. The first send of a claimed wake-up
 //! goes out on the lease, and the one commit after it stores the decision
 //! and the outcome together; if this instance dies in between, the next

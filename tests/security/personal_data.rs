@@ -1,4 +1,4 @@
-//! Security tests: personal data (SPEC 7). A customer's contacts never
+//! Security tests: personal data (contract §7). A customer's contacts never
 //! appear in the clear in what the daemon writes for operators: log lines,
 //! the `cascade:events` stream and dead-letter headers; they are masked the
 //! same way everywhere. A stored record keeps only the contacts its policy

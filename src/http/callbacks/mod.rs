@@ -1,4 +1,4 @@
-//! Provider callbacks and tracking links (SPEC 6): each provider's receipts,
+//! Provider callbacks and tracking links (contract §6): each provider's receipts,
 //! authenticated the provider's way, mapped back to a notification through
 //! the provider message id, and recorded like any other receipt. A callback
 //! that fails authentication is refused (401/403), logged and not recorded;

@@ -2,13 +2,14 @@
 //! `setWebhook(url, secret_token = <the channel's webhook_secret>)`.
 //!
 //! * Authenticity: the header `X-Telegram-Bot-Api-Secret-Token` must equal
-//!   the channel's `webhook_secret` (constant-time). Missing → 401, wrong (or
-//!   no secret configured) → 403; nothing is recorded.
+//!   the channel's `webhook_secret` (constant-time). Missing or wrong, no
+//!   secret configured, or an unknown channel: the same 403
+//!   (`http::refusal`); nothing is recorded.
 //! * Each update is handled once: `update_id` is remembered for two days
 //!   (Telegram keeps undelivered updates for a day).
 //! * A `callback_query` (the customer pressed the message's button) names
-//!   the chat and message id it came from; `<chat_id>:<message_id>` is the
-//!   provider message id the worker remembered, so `read` is recorded for
+//!   the chat and message id it came from; `provider_message_id` makes of
+//!   them the id the worker remembered, so `read` is recorded for
 //!   that notification. The query is answered (`answerCallbackQuery`) so the
 //!   customer's spinner stops, also when the message is unknown.
 //! * A `message` that replies to one of the bot's messages records `replied`

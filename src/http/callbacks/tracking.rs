@@ -1,4 +1,4 @@
-//! Email open and click tracking (SPEC 6): the links `channels::email` puts
+//! Email open and click tracking (contract §6): the links `channels::email` puts
 //! in every message, signed with the channel's `tracking_secret`.
 //!
 //! * `GET /t/o/{token}.gif` — the open pixel. Always answers the same 1×1

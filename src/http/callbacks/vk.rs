@@ -1,12 +1,13 @@
 //! VK Callback API: `POST /callbacks/vk/{channel}`, the server address set
 //! in the community's settings (Manage → API usage → Callback API), with the
-//! channel's `callback_secret` as its secret key (providers.md §1.4).
+//! channel's `callback_secret` as its secret key (docs/providers.md, "VK").
 //!
 //! * `{"type":"confirmation"}` is answered with the channel's `confirmation`
 //!   string, as plain text: that is how VK checks the address.
 //! * Every other event must carry `secret` equal to `callback_secret`
 //!   (compared in constant time; VK signs nothing else). Wrong or missing,
-//!   or no secret configured → 403, logged, nothing recorded. When the
+//!   or no secret configured, an unknown channel, or a body that is no
+//!   event → the same 403 (`http::refusal`), nothing recorded. When the
 //!   channel names its `group_id`, an event of another community is refused
 //!   the same way.
 //! * Each event is handled once: its `event_id` is remembered for two days

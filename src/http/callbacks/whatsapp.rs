@@ -2,11 +2,11 @@
 //!
 //! * Verification (`GET ?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`):
 //!   the challenge comes back as the body when the token equals the
-//!   channel's `verify_token`; anything else is 403.
+//!   channel's `verify_token`; anything else is 403 (`http::refusal`).
 //! * Authenticity (`POST`): `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app_secret,
 //!   raw body)>`, checked over the exact bytes received, in constant time.
-//!   Missing → 401, wrong (or no `app_secret` configured) → 403; nothing is
-//!   recorded.
+//!   Missing or wrong, no `app_secret` configured, or an unknown channel:
+//!   the same 403 (`http::refusal`); nothing is recorded.
 //! * `statuses[]`: `delivered`, `read` and `failed` are recorded as the
 //!   receipts of the same names for the notification the wamid was sent
 //!   for; when the wamid is not mapped (a status that overtook the worker's

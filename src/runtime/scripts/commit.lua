@@ -7,7 +7,7 @@
 -- ARGV[1] notification id    ARGV[2] the version the decision was made on
 -- ARGV[3] new state          ARGV[4] wake-up ms, or "" when finished
 -- ARGV[5] "1" when the decision orders a send: refuse it if a stopping
---         receipt is recorded (SPEC 6: receipts are read again in the same
+--         receipt is recorded (contract §6: receipts are read again in the same
 --         atomic step that claims the send)
 -- ARGV[6] stopping receipt words, comma-separated (also used to wake the
 --         cascade at once when one is already recorded)
