@@ -534,7 +534,7 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
         &raw.http.admin_listen,
         "127.0.0.1:9090",
     );
-    let receipt_tokens = build_receipt_tokens(&raw.http, check);
+    let receipt_tokens = secrets::receipt_tokens(&raw.http, check);
 
     let mut int = |var: &str,
                    v: &Option<Spanned<i64>>,
@@ -689,101 +689,6 @@ fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> 
     })
 }
 
-/// The receipts API's tokens: the shared `receipt_token` (or the
-/// `CASCADE_HTTP_RECEIPT_TOKEN` variable, or a `*_file`) and the named ones
-/// of `[http.receipt_tokens]`. Each is judged as a secret; an empty one
-/// serves nobody.
-fn build_receipt_tokens(raw: &settings::RawHttp, check: &mut FileCheck) -> Vec<ReceiptToken> {
-    use secrets::{Role, Source};
-    let env = check.env;
-    let mut found: Vec<(String, String, String, Source)> = Vec::new();
-    let from_file = |check: &mut FileCheck, v: &Spanned<String>| -> Option<(String, Source)> {
-        let path = check.text(v)?;
-        match secrets::read_secret_file(Path::new(&path)) {
-            Ok(token) => Some((token, Source::SecretFile(PathBuf::from(path)))),
-            Err(msg) => {
-                check.err(v.span(), msg);
-                None
-            }
-        }
-    };
-    let shared = if let Some(v) = env("CASCADE_HTTP_RECEIPT_TOKEN") {
-        Some((v, Source::Env("CASCADE_HTTP_RECEIPT_TOKEN".into())))
-    } else if let Some(path) = env("CASCADE_HTTP_RECEIPT_TOKEN_FILE") {
-        match secrets::read_secret_file(Path::new(&path)) {
-            Ok(token) => Some((token, Source::SecretFile(PathBuf::from(path)))),
-            Err(msg) => {
-                check.err_file(format!("CASCADE_HTTP_RECEIPT_TOKEN_FILE: {msg}"));
-                None
-            }
-        }
-    } else {
-        match (&raw.receipt_token, &raw.receipt_token_file) {
-            (Some(_), Some(f)) => {
-                check.err(
-                    f.span(),
-                    "set `receipt_token` or `receipt_token_file`, not both",
-                );
-                None
-            }
-            (Some(v), None) => check.text(v).map(|t| (t, Source::written(v.get_ref()))),
-            (None, Some(f)) => from_file(check, f),
-            (None, None) => None,
-        }
-    };
-    if let Some((token, source)) = shared {
-        found.push(("shared".into(), "receipt_token".into(), token, source));
-    }
-    for (key, v) in &raw.receipt_tokens {
-        let (name, token) = match key.strip_suffix("_file") {
-            Some(name) => (name, from_file(check, v)),
-            None => (
-                key.as_str(),
-                check.text(v).map(|t| (t, Source::written(v.get_ref()))),
-            ),
-        };
-        let valid = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid {
-            check.err(
-                v.span(),
-                format!("`{key}`: a caller's name is letters, digits, `_` and `-`"),
-            );
-            continue;
-        }
-        if let Some((token, source)) = token {
-            found.push((
-                name.to_owned(),
-                format!("receipt_tokens.{key}"),
-                token,
-                source,
-            ));
-        }
-    }
-    let mut tokens: Vec<ReceiptToken> = Vec::new();
-    for (name, key, token, source) in found {
-        let file = check.file.to_path_buf();
-        if let Some(p) = secrets::judge(&file, &key, source, &token, Role::Guard, false) {
-            check.secrets.push(p);
-        }
-        if token.is_empty() {
-            continue;
-        }
-        // Two callers with one token could not be told apart in the log.
-        if let Some(twin) = tokens.iter().find(|t| t.token == token) {
-            check.err_file(format!(
-                "http: the receipt tokens of `{}` and `{name}` are the same; give each caller its own",
-                twin.name
-            ));
-            continue;
-        }
-        tokens.push(ReceiptToken { name, token });
-    }
-    tokens
-}
-
 fn build_limits(raw: &RawLimits, known: &KnownChannels, check: &mut FileCheck) -> Limits {
     let per_customer = raw.per_customer.as_ref().and_then(|v| check.rate(v));
     let mut per_channel = BTreeMap::new();
@@ -869,7 +774,7 @@ fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelConfig> {
         // `<secret>_file`: the secret is read from that file.
         if let Some(secret) = key_name
             .strip_suffix("_file")
-            .filter(|k| secrets::channel_secret_role(kind, k).is_some())
+            .filter(|k| secrets::channel_secret(kind, k).is_some())
         {
             if table.iter().any(|(k, _)| k.get_ref() == secret) {
                 check.err(
@@ -882,19 +787,11 @@ fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelConfig> {
                 check.err(value.span(), format!("`{key_name}` must be a file path"));
                 continue;
             };
-            let spanned = Spanned::new(value.span(), path.to_string());
-            let Some(path) = check.text(&spanned) else {
-                continue;
-            };
-            match secrets::read_secret_file(Path::new(&path)) {
-                Ok(v) => {
-                    settings.insert(secret.to_owned(), v);
-                    sources.insert(
-                        secret.to_owned(),
-                        secrets::Source::SecretFile(PathBuf::from(path)),
-                    );
-                }
-                Err(msg) => check.err(value.span(), msg),
+            if let Some((v, source)) =
+                check.secret_file(&Spanned::new(value.span(), path.to_string()))
+            {
+                settings.insert(secret.to_owned(), v);
+                sources.insert(secret.to_owned(), source);
             }
             continue;
         }
@@ -920,7 +817,7 @@ fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelConfig> {
                 continue;
             }
         };
-        if secrets::channel_secret_role(kind, key_name).is_some() {
+        if secrets::channel_secret(kind, key_name).is_some() {
             sources.insert(key_name.to_owned(), secrets::Source::written(&text));
         }
         let spanned = Spanned::new(value.span(), text);
@@ -1033,64 +930,8 @@ fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelConfig> {
         check.err_file(problem);
         return None;
     }
-    judge_channel_secrets(&channel, sources, check);
+    secrets::judge_channel(&channel, sources, check);
     Some(channel)
-}
-
-/// Records the problems of the secrets `channel` uses (`secrets`).
-fn judge_channel_secrets(
-    channel: &ChannelConfig,
-    mut sources: BTreeMap<String, secrets::Source>,
-    check: &mut FileCheck,
-) {
-    for &(key, role) in secrets::channel_secrets(channel.kind) {
-        let Some(value) = channel.setting(key) else {
-            continue;
-        };
-        if !uses_secret(channel, key) {
-            continue;
-        }
-        // Documented as "empty: this feature is off".
-        let off_when_empty = matches!(
-            (channel.kind, key),
-            (
-                ChannelKind::Email,
-                "tracking_secret" | "bounce_secret" | "password"
-            ) | (ChannelKind::Sms, "authorization")
-        );
-        let source = sources
-            .remove(key)
-            .unwrap_or(secrets::Source::File { var: None });
-        if let Some(p) = secrets::judge(check.file, key, source, value, role, off_when_empty) {
-            check.secrets.push(p);
-        }
-    }
-}
-
-/// Whether `channel` uses its secret `key`: an SMS credential only for the
-/// gateways it sends through, an SMTP password only with a username.
-fn uses_secret(channel: &ChannelConfig, key: &str) -> bool {
-    match channel.kind {
-        ChannelKind::Sms => {
-            let providers = crate::channels::sms::providers(channel).unwrap_or_default();
-            let uses = |p: crate::channels::sms::Provider| providers.contains(&p);
-            match key {
-                "api_id" => uses(crate::channels::sms::Provider::SmsRu),
-                "apikey" => uses(crate::channels::sms::Provider::Smsc),
-                // SMSC takes `apikey` over `login` + `password`.
-                "password" => {
-                    uses(crate::channels::sms::Provider::Smsc)
-                        && channel.setting("apikey").is_none()
-                }
-                "authorization" => uses(crate::channels::sms::Provider::Generic),
-                _ => true,
-            }
-        }
-        ChannelKind::Email if key == "password" => {
-            channel.setting("username").is_some_and(|u| !u.is_empty())
-        }
-        _ => true,
-    }
 }
 
 fn build_policy(

@@ -14,9 +14,15 @@
 //! `cascade run` refuses to start on any problem found here (unless told
 //! `--insecure-demo-secrets`); `cascade check` shows them as warnings.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use toml::Spanned;
+
+use super::settings::{RawHttp, ReceiptToken};
+use super::{ChannelConfig, FileCheck};
+use crate::channels::sms::{self, Provider};
 use crate::core::ChannelKind;
 
 /// The shortest guard accepted, in bytes.
@@ -50,40 +56,224 @@ pub enum Role {
     Credential,
 }
 
-/// The secret keys of a channel kind and their roles. (Which of them a
-/// channel actually uses is decided in `config::load_channel`.)
-pub fn channel_secrets(kind: ChannelKind) -> &'static [(&'static str, Role)] {
-    use Role::{Credential, Guard};
-    match kind {
-        ChannelKind::Vk => &[("access_token", Credential), ("callback_secret", Guard)],
-        ChannelKind::Sms => &[
-            ("api_id", Credential),
-            ("password", Credential),
-            ("apikey", Credential),
-            ("authorization", Credential),
-            ("report_secret", Guard),
-        ],
-        ChannelKind::Email => &[
-            ("password", Credential),
-            ("tracking_secret", Guard),
-            ("bounce_secret", Guard),
-        ],
-        ChannelKind::Telegram => &[("bot_token", Credential), ("webhook_secret", Guard)],
-        ChannelKind::Whatsapp => &[
-            ("access_token", Credential),
-            ("app_secret", Guard),
-            ("verify_token", Guard),
-        ],
-        ChannelKind::Webhook => &[("secret", Guard)],
+/// One secret key of a channel kind.
+#[derive(Clone, Copy, Debug)]
+pub struct Secret {
+    pub key: &'static str,
+    pub role: Role,
+    /// Documented as "empty: this feature is off" (no tracking, no bounce
+    /// endpoint, no SMTP AUTH, no `Authorization` header).
+    pub off_when_empty: bool,
+}
+
+const fn secret(key: &'static str, role: Role) -> Secret {
+    Secret {
+        key,
+        role,
+        off_when_empty: false,
     }
 }
 
-/// The role of `key` in a channel of `kind`, if it is a secret.
-pub fn channel_secret_role(kind: ChannelKind, key: &str) -> Option<Role> {
-    channel_secrets(kind)
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, r)| *r)
+const fn optional(key: &'static str, role: Role) -> Secret {
+    Secret {
+        key,
+        role,
+        off_when_empty: true,
+    }
+}
+
+/// The secret keys of a channel kind. (Which of them a channel actually
+/// uses is `uses_secret`.)
+pub fn channel_secrets(kind: ChannelKind) -> &'static [Secret] {
+    use Role::{Credential, Guard};
+    const VK: &[Secret] = &[
+        secret("access_token", Credential),
+        secret("callback_secret", Guard),
+    ];
+    const SMS: &[Secret] = &[
+        secret("api_id", Credential),
+        secret("password", Credential),
+        secret("apikey", Credential),
+        optional("authorization", Credential),
+        secret("report_secret", Guard),
+    ];
+    const EMAIL: &[Secret] = &[
+        optional("password", Credential),
+        optional("tracking_secret", Guard),
+        optional("bounce_secret", Guard),
+    ];
+    const TELEGRAM: &[Secret] = &[
+        secret("bot_token", Credential),
+        secret("webhook_secret", Guard),
+    ];
+    const WHATSAPP: &[Secret] = &[
+        secret("access_token", Credential),
+        secret("app_secret", Guard),
+        secret("verify_token", Guard),
+    ];
+    const WEBHOOK: &[Secret] = &[secret("secret", Guard)];
+    match kind {
+        ChannelKind::Vk => VK,
+        ChannelKind::Sms => SMS,
+        ChannelKind::Email => EMAIL,
+        ChannelKind::Telegram => TELEGRAM,
+        ChannelKind::Whatsapp => WHATSAPP,
+        ChannelKind::Webhook => WEBHOOK,
+    }
+}
+
+/// `key` of a channel of `kind`, if it is a secret.
+pub fn channel_secret(kind: ChannelKind, key: &str) -> Option<Secret> {
+    channel_secrets(kind).iter().find(|s| s.key == key).copied()
+}
+
+/// Records the problems of the secrets `channel` uses; `sources` says where
+/// each value came from.
+pub(super) fn judge_channel(
+    channel: &ChannelConfig,
+    mut sources: BTreeMap<String, Source>,
+    check: &mut FileCheck,
+) {
+    for s in channel_secrets(channel.kind) {
+        let Some(value) = channel.setting(s.key) else {
+            continue;
+        };
+        if !uses_secret(channel, s.key) {
+            continue;
+        }
+        let source = sources.remove(s.key).unwrap_or(Source::File { var: None });
+        if let Some(p) = judge(check.file, s.key, source, value, s.role, s.off_when_empty) {
+            check.secrets.push(p);
+        }
+    }
+}
+
+/// Whether `channel` uses its secret `key`: an SMS credential only for the
+/// gateways it sends through, an SMTP password only with a username.
+fn uses_secret(channel: &ChannelConfig, key: &str) -> bool {
+    match channel.kind {
+        ChannelKind::Sms => {
+            let providers = sms::providers(channel).unwrap_or_default();
+            let uses = |p: Provider| providers.contains(&p);
+            match key {
+                "api_id" => uses(Provider::SmsRu),
+                "apikey" => uses(Provider::Smsc),
+                // SMSC takes `apikey` over `login` + `password`.
+                "password" => uses(Provider::Smsc) && channel.setting("apikey").is_none(),
+                "authorization" => uses(Provider::Generic),
+                _ => true,
+            }
+        }
+        ChannelKind::Email if key == "password" => {
+            channel.setting("username").is_some_and(|u| !u.is_empty())
+        }
+        _ => true,
+    }
+}
+
+/// The receipts API's tokens: the shared one (`receipt_token`, its
+/// `_file`, or the `CASCADE_HTTP_RECEIPT_TOKEN[_FILE]` variables) and the
+/// named ones of `[http.receipt_tokens]`. Each is judged as a guard; an
+/// empty one serves nobody; two callers may not share a token.
+pub(super) fn receipt_tokens(raw: &RawHttp, check: &mut FileCheck) -> Vec<ReceiptToken> {
+    let mut found: Vec<(String, String, String, Source)> = Vec::new();
+    if let Some((token, source)) = shared_receipt_token(raw, check) {
+        found.push(("shared".into(), "receipt_token".into(), token, source));
+    }
+    for (key, v) in &raw.receipt_tokens {
+        let (name, token) = match key.strip_suffix("_file") {
+            Some(name) => (name, check.secret_file(v)),
+            None => (
+                key.as_str(),
+                check.text(v).map(|t| (t, Source::written(v.get_ref()))),
+            ),
+        };
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            check.err(
+                v.span(),
+                format!("`{key}`: a caller's name is letters, digits, `_` and `-`"),
+            );
+            continue;
+        }
+        if let Some((token, source)) = token {
+            found.push((
+                name.to_owned(),
+                format!("receipt_tokens.{key}"),
+                token,
+                source,
+            ));
+        }
+    }
+    let mut tokens: Vec<ReceiptToken> = Vec::new();
+    for (name, key, token, source) in found {
+        if let Some(p) = judge(check.file, &key, source, &token, Role::Guard, false) {
+            check.secrets.push(p);
+        }
+        if token.is_empty() {
+            continue;
+        }
+        // Two callers with one token could not be told apart in the log.
+        if let Some(twin) = tokens.iter().find(|t| t.token == token) {
+            check.err_file(format!(
+                "http: the receipt tokens of `{}` and `{name}` are the same; give each caller its own",
+                twin.name
+            ));
+            continue;
+        }
+        tokens.push(ReceiptToken { name, token });
+    }
+    tokens
+}
+
+/// The shared receipts token and where it came from: an environment
+/// variable wins over the file's `receipt_token` or `receipt_token_file`.
+fn shared_receipt_token(raw: &RawHttp, check: &mut FileCheck) -> Option<(String, Source)> {
+    const VAR: &str = "CASCADE_HTTP_RECEIPT_TOKEN";
+    const FILE_VAR: &str = "CASCADE_HTTP_RECEIPT_TOKEN_FILE";
+    if let Some(v) = (check.env)(VAR) {
+        return Some((v, Source::Env(VAR.into())));
+    }
+    if let Some(path) = (check.env)(FILE_VAR) {
+        return match read_secret_file(Path::new(&path)) {
+            Ok(token) => Some((token, Source::SecretFile(PathBuf::from(path)))),
+            Err(msg) => {
+                check.err_file(format!("{FILE_VAR}: {msg}"));
+                None
+            }
+        };
+    }
+    match (&raw.receipt_token, &raw.receipt_token_file) {
+        (Some(_), Some(f)) => {
+            check.err(
+                f.span(),
+                "set `receipt_token` or `receipt_token_file`, not both",
+            );
+            None
+        }
+        (Some(v), None) => check.text(v).map(|t| (t, Source::written(v.get_ref()))),
+        (None, Some(f)) => check.secret_file(f),
+        (None, None) => None,
+    }
+}
+
+impl FileCheck<'_> {
+    /// A secret read from the file a `*_file` setting names (its path may
+    /// use `${VAR}`), with its source; a file that cannot be read is an
+    /// error at the setting.
+    pub(super) fn secret_file(&mut self, path: &Spanned<String>) -> Option<(String, Source)> {
+        let resolved = self.text(path)?;
+        match read_secret_file(Path::new(&resolved)) {
+            Ok(secret) => Some((secret, Source::SecretFile(PathBuf::from(resolved)))),
+            Err(msg) => {
+                self.err(path.span(), msg);
+                None
+            }
+        }
+    }
 }
 
 /// Where a secret's value came from, to name it in a refusal.
