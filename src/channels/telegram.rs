@@ -159,8 +159,14 @@ fn message_id(result: &Value, chat_id: &str, bot_token: &str) -> Option<String> 
 /// the sender and the webhook have, and an outsider does not, so the
 /// pseudonym cannot be reversed by trying every id).
 pub fn provider_message_id(bot_token: &str, chat_id: &str, message_id: i64) -> String {
+    message_id_in(&chat_pseudonym(bot_token, chat_id), message_id)
+}
+
+/// The chat part of `provider_message_id`: computed once when many ids of
+/// one chat are needed (the look-back of an unquoted reply).
+pub fn chat_pseudonym(bot_token: &str, chat_id: &str) -> String {
     use hmac::{Hmac, Mac};
-    let tag = Hmac::<sha2::Sha256>::new_from_slice(bot_token.as_bytes())
+    Hmac::<sha2::Sha256>::new_from_slice(bot_token.as_bytes())
         .map(|mut mac| {
             mac.update(b"cascade telegram chat\n");
             mac.update(chat_id.as_bytes());
@@ -172,8 +178,12 @@ pub fn provider_message_id(bot_token: &str, chat_id: &str, message_id: i64) -> S
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         })
-        .unwrap_or_default();
-    format!("{message_id}@{tag}")
+        .unwrap_or_default()
+}
+
+/// `provider_message_id` from a chat's pseudonym.
+pub fn message_id_in(chat_pseudonym: &str, message_id: i64) -> String {
+    format!("{message_id}@{chat_pseudonym}")
 }
 
 /// `{base_url}/bot<token>/<method>`.

@@ -24,6 +24,7 @@ pub mod serve;
 use crate::runtime::Health;
 use crate::runtime::clock::Clock;
 use crate::runtime::store::{ReceiptResult, Store};
+use crate::runtime::telemetry::Telemetry;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -34,6 +35,8 @@ pub struct AppState {
     /// Channels (and their callback secrets) and the receipts API's tokens,
     /// as currently loaded: a reload rotates them.
     pub catalog: Arc<arc_swap::ArcSwap<crate::config::Catalog>>,
+    /// The daemon's metrics registry.
+    pub telemetry: Telemetry,
 }
 
 /// Body limits per route, in bytes: what each sender documents or needs,
@@ -99,8 +102,8 @@ type Refused = &'static str;
 
 /// The answer to a refused `/v1` request: `401` whatever was wrong with the
 /// token, `403` while the API has no token at all.
-fn refused(reason: Refused) -> Response {
-    refusal::note("v1", reason);
+fn refused(state: &AppState, reason: Refused) -> Response {
+    refusal::note(state, "v1", reason);
     if reason == "disabled" {
         return error(
             StatusCode::FORBIDDEN,
@@ -163,7 +166,7 @@ async fn post_receipt(
 ) -> Response {
     let caller = match authenticate(&state, &headers) {
         Ok(caller) => caller,
-        Err(reason) => return refused(reason),
+        Err(reason) => return refused(&state, reason),
     };
     let Json(body) = match body {
         Ok(b) => b,
@@ -191,7 +194,7 @@ async fn cancel(
 ) -> Response {
     let caller = match authenticate(&state, &headers) {
         Ok(caller) => caller,
-        Err(reason) => return refused(reason),
+        Err(reason) => return refused(&state, reason),
     };
     record_from(
         &state,
@@ -228,7 +231,7 @@ async fn record_from(
         .await
     {
         Ok(ReceiptResult::Recorded) => {
-            crate::runtime::telemetry::receipt(event);
+            state.telemetry.receipt(event);
             tracing::info!(target: "cascade::lifecycle", event = "receipt", notification_id = id, receipt = event, channel, caller, "receipt");
             (StatusCode::ACCEPTED, Json(json!({ "status": "recorded" }))).into_response()
         }
@@ -264,19 +267,10 @@ async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(json!({ "rabbitmq": amqp, "redis": redis }))).into_response()
 }
 
-async fn metrics() -> Response {
-    match crate::runtime::telemetry::handle() {
-        Some(h) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; version=0.0.4",
-            )],
-            h.render(),
-        )
-            .into_response(),
-        None => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no metrics recorder is installed",
-        ),
-    }
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.telemetry.render(),
+    )
+        .into_response()
 }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use super::AppState;
+
 /// How often one route's refusals are logged at most.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -22,9 +24,8 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 static LOGGED: Mutex<Option<HashMap<&'static str, (Instant, u64)>>> = Mutex::new(None);
 
 /// Counts and (rate-limited) logs one refusal.
-pub fn note(route: &'static str, reason: &'static str) {
-    metrics::counter!("cascade_http_rejected_total", "route" => route, "reason" => reason)
-        .increment(1);
+pub fn note(state: &AppState, route: &'static str, reason: &'static str) {
+    state.telemetry.http_rejected(route, reason);
     let now = Instant::now();
     let due = {
         let Ok(mut logged) = LOGGED.lock() else {
@@ -55,7 +56,7 @@ pub fn note(route: &'static str, reason: &'static str) {
 
 /// The one answer of a provider callback route to any request that does
 /// not authenticate: `403`, a fixed body.
-pub fn forbidden(route: &'static str, reason: &'static str) -> Response {
-    note(route, reason);
+pub fn forbidden(state: &AppState, route: &'static str, reason: &'static str) -> Response {
+    note(state, route, reason);
     (StatusCode::FORBIDDEN, "forbidden\n").into_response()
 }

@@ -16,6 +16,7 @@ use super::intake::{self, IntakeConfig};
 use super::keys::Keys;
 use super::scheduler::{self, SchedulerConfig};
 use super::store::Store;
+use super::telemetry::Telemetry;
 use super::worker::Worker;
 use crate::channels::Outbound;
 use crate::config::Catalog;
@@ -95,14 +96,15 @@ impl Daemon {
         let catalog = Arc::new(ArcSwap::from_pointee(catalog));
         let poke = Arc::new(Notify::new());
         let tasks = TaskTracker::new();
-        super::telemetry::handle();
-        tasks.spawn(super::telemetry::upkeep(shutdown.clone()));
+        let telemetry = Telemetry::new();
+        tasks.spawn(telemetry.clone().upkeep(shutdown.clone()));
 
         let state = AppState {
             store: store.clone(),
             clock: options.clock.clone(),
             health: health.clone(),
             catalog: catalog.clone(),
+            telemetry: telemetry.clone(),
         };
         let public_limits = ConnectionLimits {
             header_read_timeout: Duration::from_millis(settings.http.header_read_timeout_ms as u64),
@@ -138,6 +140,7 @@ impl Daemon {
             catalog: catalog.clone(),
             outbound: Outbound::new(),
             clock: options.clock.clone(),
+            telemetry,
         });
         tasks.spawn(scheduler::run(
             worker.clone(),

@@ -33,7 +33,6 @@ use super::ack_batch::AckBatch;
 use super::lifecycle::log_entries;
 use super::poison::{self, Earlier, Failure, Verdict};
 use super::store::{Accepted, Loaded, receipts_seen};
-use super::telemetry;
 use super::worker::Worker;
 use crate::core::{Cascade, Context, Decision, Entry, EntryKind, Event, decide};
 use crate::notification::{self, ErrorCode, IntakeError};
@@ -270,12 +269,18 @@ async fn handle(delivery: &Delivery, hands: &Hands) -> Result<(), Failure> {
     match stored {
         Ok(Accepted::New(snapshot)) => {
             acknowledge(&hands.acks, delivery);
-            telemetry::intake("accepted", None);
+            worker.telemetry.intake("accepted", None);
             let both = match first {
                 Some(both) if both.send.is_some() => both,
                 stored => {
                     let entries = stored.map_or(accepted.entries, |d| d.entries);
-                    log_entries(&n.id, &n.customer.id, &policy.name, &entries);
+                    log_entries(
+                        &worker.telemetry,
+                        &n.id,
+                        &n.customer.id,
+                        &policy.name,
+                        &entries,
+                    );
                     hands.poke.notify_one();
                     return Ok(());
                 }
@@ -307,7 +312,7 @@ async fn handle(delivery: &Delivery, hands: &Hands) -> Result<(), Failure> {
             if let Err(e) = store.append_event(Some(&n.id), &entry).await {
                 tracing::warn!(error = %e, "cannot append to the events stream");
             }
-            telemetry::intake("duplicate", None);
+            worker.telemetry.intake("duplicate", None);
             tracing::info!(target: "cascade::lifecycle", event = "duplicate", notification_id = %n.id, customer_id = %n.customer.id, policy = %n.policy, "duplicate");
         }
         Err(e) => {
@@ -319,7 +324,7 @@ async fn handle(delivery: &Delivery, hands: &Hands) -> Result<(), Failure> {
             }
             // An outage: not recorded, hand the message back so it is not
             // lost. Never counted, however often.
-            telemetry::intake("requeued", None);
+            worker.telemetry.intake("requeued", None);
             tracing::warn!(notification_id = %n.id, error = %e, "cannot record the cascade in Redis; returning the message to the queue");
             hand_back(&hands.acks, delivery).await;
         }
@@ -387,7 +392,7 @@ async fn failed(delivery: &Delivery, failure: &Failure, hands: &Hands) {
             match publish_confirmed(&hands.publisher, queue, &delivery.data, properties).await {
                 Published::Confirmed => {
                     acknowledge(&hands.acks, delivery);
-                    telemetry::intake("failed", None);
+                    hands.worker.telemetry.intake("failed", None);
                 }
                 not => {
                     tracing::error!(delivery_tag = tag, queue, outcome = %not, "cannot send a failed message round again; returning it to the queue");
@@ -432,11 +437,17 @@ async fn dead_letter(delivery: &Delivery, error: &IntakeError, headers: FieldTab
             if let Err(e) = hands.worker.store.append_event(None, &entry).await {
                 tracing::warn!(error = %e, "cannot append to the events stream");
             }
-            telemetry::intake("rejected", Some(error.code.as_str()));
+            hands
+                .worker
+                .telemetry
+                .intake("rejected", Some(error.code.as_str()));
             tracing::info!(target: "cascade::lifecycle", event = "rejected", code = error.code.as_str(), reason = %error.message, "rejected");
         }
         not => {
-            telemetry::intake("dead_letter_failed", Some(error.code.as_str()));
+            hands
+                .worker
+                .telemetry
+                .intake("dead_letter_failed", Some(error.code.as_str()));
             tracing::error!(
                 code = error.code.as_str(),
                 dead_letter_queue = queue,

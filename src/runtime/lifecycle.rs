@@ -1,12 +1,19 @@
 //! One structured log line per lifecycle event (contract §7). The same entries go
 //! to the timeline and the `cascade:events` stream inside the store scripts.
 
+use super::telemetry::Telemetry;
 use crate::core::Entry;
 
-/// Logs the entries of one decision.
-pub fn log_entries(id: &str, customer_id: &str, policy: &str, entries: &[Entry]) {
+/// Logs (and counts) the entries of one decision.
+pub fn log_entries(
+    telemetry: &Telemetry,
+    id: &str,
+    customer_id: &str,
+    policy: &str,
+    entries: &[Entry],
+) {
     for e in entries {
-        super::telemetry::lifecycle(e.event.as_str(), e.channel.as_deref());
+        telemetry.lifecycle(e.event.as_str(), e.channel.as_deref());
         tracing::info!(
             target: "cascade::lifecycle",
             event = e.event.as_str(),

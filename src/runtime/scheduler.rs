@@ -66,7 +66,7 @@ pub async fn run(
                 Ok(cascades) => {
                     claimed += cascades.len();
                     if !cascades.is_empty() {
-                        super::telemetry::claimed(cascades.len());
+                        worker.telemetry.claimed(cascades.len());
                     }
                     for claimed in cascades {
                         let Ok(permit) = permits.clone().acquire_owned().await else {

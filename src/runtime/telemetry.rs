@@ -1,49 +1,165 @@
 //! Metrics (Prometheus, at `/metrics`). Labels take values from bounded
 //! sets only: lifecycle words, channel names from the configuration, intake
 //! error codes, send outcomes.
+//!
+//! Each daemon counts in a registry of its own (`Telemetry`), not in a
+//! process-wide recorder: two daemons in one process (the tests start many)
+//! never count into each other's `/metrics`.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::{Counter, Histogram};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+/// Upper bounds of the duration histograms, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
-/// Installs the process-wide recorder once; `None` if another recorder was
-/// installed first (then `/metrics` says so).
-pub fn handle() -> Option<&'static PrometheusHandle> {
-    HANDLE
-        .get_or_init(|| {
-            PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                ])
-                .ok()?
-                .install_recorder()
-                .ok()
-        })
-        .as_ref()
+/// One daemon's metrics registry and the handles it counts through.
+/// Cloning shares the registry.
+#[derive(Clone)]
+pub struct Telemetry(Arc<Registry>);
+
+struct Registry {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    sends: Handles<Counter>,
+    send_durations: Handles<Histogram>,
+    lifecycle: Handles<Counter>,
 }
 
-/// Keeps histograms from growing without bound; run in the background.
-pub async fn upkeep(shutdown: tokio_util::sync::CancellationToken) {
-    let Some(h) = handle() else { return };
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => h.run_upkeep(),
-            _ = shutdown.cancelled() => return,
-        }
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
     }
 }
 
-/// One intake outcome: accepted, duplicate, rejected (with its code),
-/// requeued (an outage), failed (in its own right, sent round again) or
-/// dead_letter_failed (with its code: the dead letter was not taken).
-pub fn intake(result: &'static str, code: Option<&'static str>) {
-    metrics::counter!("cascade_intake_total", "result" => result, "code" => code.unwrap_or(""))
+impl Telemetry {
+    pub fn new() -> Telemetry {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        Telemetry(Arc::new(Registry {
+            recorder,
+            handle,
+            sends: Handles::new(),
+            send_durations: Handles::new(),
+            lifecycle: Handles::new(),
+        }))
+    }
+
+    /// The Prometheus text exposition of everything counted so far.
+    pub fn render(&self) -> String {
+        self.0.handle.render()
+    }
+
+    /// Keeps histograms from growing without bound; run in the background.
+    pub async fn upkeep(self, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => self.0.handle.run_upkeep(),
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Runs `register` (a `metrics::counter!`-style macro call) against this
+    /// daemon's registry.
+    fn in_registry<T>(&self, register: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.0.recorder, register)
+    }
+
+    /// One intake outcome: accepted, duplicate, rejected (with its code),
+    /// requeued (an outage), failed (in its own right, sent round again) or
+    /// dead_letter_failed (with its code: the dead letter was not taken).
+    pub fn intake(&self, result: &'static str, code: Option<&'static str>) {
+        self.in_registry(|| {
+            metrics::counter!("cascade_intake_total", "result" => result, "code" => code.unwrap_or(""))
+        })
         .increment(1);
+    }
+
+    /// One provider answer and how long it took.
+    pub fn send(&self, channel: &str, outcome: &'static str, took: Duration) {
+        self.0
+            .sends
+            .get(outcome, channel, || {
+                self.in_registry(|| {
+                    metrics::counter!("cascade_sends_total", "channel" => channel.to_owned(), "outcome" => outcome)
+                })
+            })
+            .increment(1);
+        self.0
+            .send_durations
+            .get("", channel, || {
+                self.in_registry(|| {
+                    metrics::histogram!("cascade_send_duration_seconds", "channel" => channel.to_owned())
+                })
+            })
+            .record(took.as_secs_f64());
+    }
+
+    /// One lifecycle event of a cascade (the log line is written beside it).
+    pub fn lifecycle(&self, event: &'static str, channel: Option<&str>) {
+        let channel = channel.unwrap_or("");
+        self.0
+            .lifecycle
+            .get(event, channel, || {
+                self.in_registry(|| {
+                    metrics::counter!("cascade_lifecycle_events_total", "event" => event, "channel" => channel.to_owned())
+                })
+            })
+            .increment(1);
+    }
+
+    /// One receipt recorded; custom words are counted as `other`.
+    pub fn receipt(&self, event: &str) {
+        const KNOWN: [&str; 9] = [
+            "delivered",
+            "read",
+            "opened",
+            "clicked",
+            "replied",
+            "failed",
+            "cancelled",
+            "called",
+            "paid",
+        ];
+        let word = KNOWN
+            .iter()
+            .find(|k| **k == event)
+            .copied()
+            .unwrap_or("other");
+        self.in_registry(|| metrics::counter!("cascade_receipts_total", "event" => word))
+            .increment(1);
+    }
+
+    /// Cascades claimed by the scheduler.
+    pub fn claimed(&self, n: usize) {
+        self.in_registry(|| metrics::counter!("cascade_claimed_total"))
+            .increment(n as u64);
+    }
+
+    /// One provider callback and what became of it (bounded labels).
+    pub fn callback(&self, provider: &'static str, result: &'static str) {
+        self.in_registry(|| {
+            metrics::counter!("cascade_callbacks_total", "provider" => provider, "result" => result)
+        })
+        .increment(1);
+    }
+
+    /// One request refused before it was authenticated.
+    pub fn http_rejected(&self, route: &'static str, reason: &'static str) {
+        self.in_registry(|| {
+            metrics::counter!("cascade_http_rejected_total", "route" => route, "reason" => reason)
+        })
+        .increment(1);
+    }
 }
 
 /// Metric handles by their two label values, for the metrics counted
@@ -61,10 +177,6 @@ impl<T: Clone> Handles<T> {
     }
 
     fn get(&self, word: &'static str, name: &str, register: impl FnOnce() -> T) -> T {
-        // Until the recorder is installed a handle counts nothing: keep none.
-        if handle().is_none() {
-            return register();
-        }
         let Ok(mut by) = self.by.lock() else {
             return register();
         };
@@ -76,58 +188,4 @@ impl<T: Clone> Handles<T> {
         names.insert(name.to_owned(), h.clone());
         h
     }
-}
-
-static SENDS: Handles<Counter> = Handles::new();
-static SEND_DURATIONS: Handles<Histogram> = Handles::new();
-static LIFECYCLE: Handles<Counter> = Handles::new();
-
-/// One provider answer and how long it took.
-pub fn send(channel: &str, outcome: &'static str, took: Duration) {
-    SENDS
-        .get(outcome, channel, || {
-            metrics::counter!("cascade_sends_total", "channel" => channel.to_owned(), "outcome" => outcome)
-        })
-        .increment(1);
-    SEND_DURATIONS
-        .get("", channel, || {
-            metrics::histogram!("cascade_send_duration_seconds", "channel" => channel.to_owned())
-        })
-        .record(took.as_secs_f64());
-}
-
-/// One lifecycle event of a cascade (the log line is written beside it).
-pub fn lifecycle(event: &'static str, channel: Option<&str>) {
-    let channel = channel.unwrap_or("");
-    LIFECYCLE
-        .get(event, channel, || {
-            metrics::counter!("cascade_lifecycle_events_total", "event" => event, "channel" => channel.to_owned())
-        })
-        .increment(1);
-}
-
-/// One receipt recorded; custom words are counted as `other`.
-pub fn receipt(event: &str) {
-    const KNOWN: [&str; 9] = [
-        "delivered",
-        "read",
-        "opened",
-        "clicked",
-        "replied",
-        "failed",
-        "cancelled",
-        "called",
-        "paid",
-    ];
-    let word = KNOWN
-        .iter()
-        .find(|k| **k == event)
-        .copied()
-        .unwrap_or("other");
-    metrics::counter!("cascade_receipts_total", "event" => word).increment(1);
-}
-
-/// Cascades claimed by the scheduler.
-pub fn claimed(n: usize) {
-    metrics::counter!("cascade_claimed_total").increment(n as u64);
 }

@@ -22,6 +22,7 @@ use arc_swap::ArcSwap;
 use super::clock::Clock;
 use super::lifecycle::log_entries;
 use super::store::{Claimed, Commit, Lease, Loaded, ProviderMessage, Store, StoreError};
+use super::telemetry::Telemetry;
 use crate::channels::{Outbound, Outgoing};
 use crate::config::{Catalog, ChannelConfig};
 use crate::core::{
@@ -34,6 +35,7 @@ pub struct Worker {
     pub catalog: Arc<ArcSwap<Catalog>>,
     pub outbound: Outbound,
     pub clock: Arc<dyn Clock>,
+    pub telemetry: Telemetry,
 }
 
 /// What deciding on a loaded state came to.
@@ -233,6 +235,7 @@ impl Worker {
             };
             if unsaved.is_none() {
                 log_entries(
+                    &self.telemetry,
                     id,
                     &loaded.customer_id,
                     &loaded.policy.name,
@@ -362,7 +365,8 @@ impl Worker {
                     step: order.step,
                 });
             }
-            super::telemetry::send(&channel.name, outcome_word(&outcome), started.elapsed());
+            self.telemetry
+                .send(&channel.name, outcome_word(&outcome), started.elapsed());
             if !matches!(
                 outcome,
                 SendOutcome::Sent { .. } | SendOutcome::Ambiguous { .. }
@@ -453,7 +457,13 @@ impl Worker {
             Commit::Done(version) => {
                 *sent = None;
                 if let Some(u) = unsaved.take() {
-                    log_entries(id, &loaded.customer_id, &loaded.policy.name, &u.entries);
+                    log_entries(
+                        &self.telemetry,
+                        id,
+                        &loaded.customer_id,
+                        &loaded.policy.name,
+                        &u.entries,
+                    );
                 }
                 Decided::Stored(decision, version)
             }
@@ -494,6 +504,7 @@ impl Worker {
             .await?;
         if matches!(committed, Commit::Done(_)) {
             log_entries(
+                &self.telemetry,
                 id,
                 &loaded.customer_id,
                 &loaded.policy.name,

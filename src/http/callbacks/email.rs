@@ -109,10 +109,10 @@ async fn bounce(
         "bounce_secret",
         &secret,
     ) {
-        return forbidden("callbacks/email", "wrong_secret");
+        return forbidden(&state, "callbacks/email", "wrong_secret");
     }
     let Some(bounce) = parse_bounce(&String::from_utf8_lossy(&body)) else {
-        count(METRIC, "malformed");
+        count(&state, METRIC, "malformed");
         return (
             StatusCode::BAD_REQUEST,
             "expected a delivery status notification (RFC 3464) with Action, Status and the original Message-ID",

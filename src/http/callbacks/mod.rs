@@ -1,8 +1,9 @@
 //! Provider callbacks and tracking links (contract §6): each provider's receipts,
 //! authenticated the provider's way, mapped back to a notification through
 //! the provider message id, and recorded like any other receipt. A callback
-//! that fails authentication is refused (401/403), logged and not recorded;
-//! one about an unknown message is acknowledged to the provider and counted.
+//! that fails authentication gets the route's one refusal (`refusal`: 403,
+//! counted, logged at most once a minute) and is not recorded; one about an
+//! unknown message is acknowledged to the provider and counted.
 
 pub mod email;
 pub mod sms;
@@ -29,9 +30,20 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Counts callbacks by provider and what became of them (bounded labels).
-pub fn count(provider: &'static str, result: &'static str) {
-    metrics::counter!("cascade_callbacks_total", "provider" => provider, "result" => result)
-        .increment(1);
+pub fn count(state: &AppState, provider: &'static str, result: &'static str) {
+    state.telemetry.callback(provider, result);
+}
+
+/// Refuses a callback that does not authenticate: counted as `refused`
+/// for the provider, answered like every refusal of the route.
+pub fn refuse(
+    state: &AppState,
+    provider: &'static str,
+    route: &'static str,
+    reason: &'static str,
+) -> axum::response::Response {
+    count(state, provider, "refused");
+    super::refusal::forbidden(state, route, reason)
 }
 
 /// Checks the secret path segment of a report from a provider that does not
@@ -57,7 +69,7 @@ pub fn path_secret_matches(
     if expected.is_some_and(|e| constant_time_eq(e.as_bytes(), secret.as_bytes())) {
         return true;
     }
-    count(provider, "forbidden");
+    count(state, provider, "forbidden");
     false
 }
 
@@ -79,7 +91,7 @@ pub async fn apply_report(
     event: Option<&'static str>,
 ) -> Result<(), Unavailable> {
     let Some(event) = event else {
-        count(provider, "pending");
+        count(state, provider, "pending");
         return Ok(());
     };
     let unavailable = |e: &dyn std::fmt::Display| {
@@ -93,7 +105,7 @@ pub async fn apply_report(
         .await
         .map_err(|e| unavailable(&e))?
     else {
-        count(provider, "unknown");
+        count(state, provider, "unknown");
         tracing::info!(
             channel,
             provider_message_id = %message_id,
@@ -109,7 +121,7 @@ pub async fn apply_report(
         .await
         .map_err(|e| unavailable(&e))?
     {
-        count(provider, "duplicate");
+        count(state, provider, "duplicate");
         return Ok(());
     }
     if event == crate::core::policy::FAILED {
@@ -123,7 +135,7 @@ pub async fn apply_report(
                     && matches!(&cascade.phase, Phase::Waiting { channel: c, .. } if c == channel)
             });
         if !waiting_here {
-            count(provider, "stale");
+            count(state, provider, "stale");
             tracing::info!(
                 notification_id = %id,
                 channel,
@@ -138,6 +150,6 @@ pub async fn apply_report(
         state.store.forget_seen(&key).await;
         return Err(Unavailable);
     }
-    count(provider, "recorded");
+    count(state, provider, "recorded");
     Ok(())
 }

@@ -166,12 +166,12 @@ async fn report(
         "report_secret",
         &secret,
     ) {
-        return forbidden(ROUTE, "wrong_secret");
+        return forbidden(&state, ROUTE, "wrong_secret");
     }
     let mut pairs = form_pairs(query.as_deref().unwrap_or(""));
     pairs.extend(form_pairs(&String::from_utf8_lossy(&body)));
     let Some(parsed) = parse_reports(&pairs) else {
-        count(METRIC, "malformed");
+        count(&state, METRIC, "malformed");
         return (
             StatusCode::BAD_REQUEST,
             "expected SMS.ru data[] entries or SMSC id and status",

@@ -28,15 +28,16 @@ use axum::Router;
 use axum::body::Bytes;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::http::refusal::forbidden;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 
-use super::count;
-use crate::channels::telegram::{answer_callback_query, provider_message_id};
+use super::{count, refuse};
+use crate::channels::telegram::{
+    answer_callback_query, chat_pseudonym, message_id_in, provider_message_id,
+};
 use crate::config::ChannelConfig;
 use crate::core::ChannelKind;
 use crate::http::{AppState, constant_time_eq};
@@ -152,13 +153,12 @@ async fn update(
     let config = match authenticate(&state, &channel, &headers) {
         Ok(c) => c,
         Err(reason) => {
-            count(PROVIDER, "refused");
-            return forbidden("callbacks/telegram", reason);
+            return refuse(&state, PROVIDER, "callbacks/telegram", reason);
         }
     };
     let Ok(update) = serde_json::from_slice::<Update>(&body) else {
         // Authentic but unreadable: redelivering it would not help.
-        count(PROVIDER, "malformed");
+        count(&state, PROVIDER, "malformed");
         tracing::warn!(
             channel,
             "an authentic telegram update could not be read; acknowledged"
@@ -169,7 +169,7 @@ async fn update(
     match state.store.first_time(&seen_key, SEEN_TTL_S).await {
         Ok(true) => {}
         Ok(false) => {
-            count(PROVIDER, "duplicate");
+            count(&state, PROVIDER, "duplicate");
             return answer(StatusCode::OK);
         }
         Err(e) => {
@@ -191,28 +191,32 @@ async fn update(
             (query.message.iter().map(pmid).collect(), "read", false)
         } else if let Some(message) = &update.message {
             if message.from.as_ref().is_some_and(|u| u.is_bot) {
-                count(PROVIDER, "ignored");
+                count(&state, PROVIDER, "ignored");
                 return answer(StatusCode::OK);
             }
             match (&message.reply_to_message, &message.chat) {
                 (Some(to), _) => (vec![pmid(to)], "replied", false),
                 (None, Some(chat)) => {
-                    let chat = chat.id.to_string();
+                    let chat = chat_pseudonym(bot_token, &chat.id.to_string());
                     let before = (1..=UNQUOTED_LOOKBACK)
                         .map(|back| message.message_id - back)
                         .filter(|id| *id > 0)
-                        .map(|id| provider_message_id(bot_token, &chat, id))
+                        .map(|id| message_id_in(&chat, id))
                         .collect();
                     (before, "replied", true)
                 }
                 (None, None) => (Vec::new(), "replied", true),
             }
         } else {
-            count(PROVIDER, "ignored");
+            count(&state, PROVIDER, "ignored");
             return answer(StatusCode::OK);
         };
     if candidates.is_empty() {
-        count(PROVIDER, if unquoted { "unmapped" } else { "unknown" });
+        count(
+            &state,
+            PROVIDER,
+            if unquoted { "unmapped" } else { "unknown" },
+        );
         return answer(StatusCode::OK);
     }
     let found = match state
@@ -229,10 +233,10 @@ async fn update(
     };
     let Some((id, _step)) = found else {
         if unquoted {
-            count(PROVIDER, "unmapped");
+            count(&state, PROVIDER, "unmapped");
             return answer(StatusCode::OK);
         }
-        count(PROVIDER, "unknown");
+        count(&state, PROVIDER, "unknown");
         tracing::info!(
             channel,
             provider_message_id = %candidates[0],
@@ -247,15 +251,15 @@ async fn update(
             answer(StatusCode::SERVICE_UNAVAILABLE)
         }
         StatusCode::NOT_FOUND => {
-            count(PROVIDER, "unknown");
+            count(&state, PROVIDER, "unknown");
             answer(StatusCode::OK)
         }
         StatusCode::OK => {
-            count(PROVIDER, "already_recorded");
+            count(&state, PROVIDER, "already_recorded");
             answer(StatusCode::OK)
         }
         _ => {
-            count(PROVIDER, "recorded");
+            count(&state, PROVIDER, "recorded");
             answer(StatusCode::OK)
         }
     }

@@ -86,8 +86,8 @@ async fn open(State(state): State<AppState>, Path(file): Path<String>) -> Respon
         .filter(|t| t.tracked == Tracked::Open);
     match verified {
         Some(token) if !token.records_at(state.clock.now_ms()) => {
-            count(PROVIDER, "expired");
-            note(ROUTE_OPEN, "expired");
+            count(&state, PROVIDER, "expired");
+            note(&state, ROUTE_OPEN, "expired");
         }
         Some(token) => {
             let permit = match background_slots().try_acquire_owned() {
@@ -102,13 +102,13 @@ async fn open(State(state): State<AppState>, Path(file): Path<String>) -> Respon
                     Some(&token.channel),
                 )
                 .await;
-                count(PROVIDER, result_word("opened", answer.status()));
+                count(&state, PROVIDER, result_word("opened", answer.status()));
                 drop(permit);
             });
         }
         None => {
-            count(PROVIDER, "forged");
-            note(ROUTE_OPEN, "bad_token");
+            count(&state, PROVIDER, "forged");
+            note(&state, ROUTE_OPEN, "bad_token");
         }
     }
     pixel()
@@ -116,8 +116,8 @@ async fn open(State(state): State<AppState>, Path(file): Path<String>) -> Respon
 
 async fn click(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let unknown = || {
-        count(PROVIDER, "forged");
-        note(ROUTE_CLICK, "bad_token");
+        count(&state, PROVIDER, "forged");
+        note(&state, ROUTE_CLICK, "bad_token");
         (StatusCode::NOT_FOUND, "unknown link\n").into_response()
     };
     let Some(token) = check(&state, &token) else {
@@ -139,10 +139,10 @@ async fn click(State(state): State<AppState>, Path(token): Path<String>) -> Resp
             Some(&token.channel),
         )
         .await;
-        count(PROVIDER, result_word("clicked", answer.status()));
+        count(&state, PROVIDER, result_word("clicked", answer.status()));
     } else {
-        count(PROVIDER, "expired");
-        note(ROUTE_CLICK, "expired");
+        count(&state, PROVIDER, "expired");
+        note(&state, ROUTE_CLICK, "expired");
     }
     (
         StatusCode::FOUND,

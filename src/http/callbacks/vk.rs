@@ -36,7 +36,7 @@ use axum::routing::post;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::count;
+use super::{count, refuse};
 use crate::config::ChannelConfig;
 use crate::core::ChannelKind;
 use crate::http::{AppState, constant_time_eq};
@@ -111,23 +111,22 @@ async fn event(
         {
             Some(c) => c.clone(),
             None => {
-                count(PROVIDER, "refused");
-                return forbidden(ROUTE, "unknown_channel");
+                return refuse(&state, PROVIDER, ROUTE, "unknown_channel");
             }
         }
     };
     let Ok(event) = serde_json::from_slice::<Event>(&body) else {
         // Not authenticated yet (the secret is inside): the same answer.
-        count(PROVIDER, "malformed");
-        return forbidden(ROUTE, "malformed");
+        count(&state, PROVIDER, "malformed");
+        return forbidden(&state, ROUTE, "malformed");
     };
-    if let Some(refused) = wrong_community(&config, &event) {
+    if let Some(refused) = wrong_community(&state, &config, &event) {
         return refused;
     }
     if event.kind == "confirmation" {
-        return confirm(&config);
+        return confirm(&state, &config);
     }
-    if let Some(refused) = wrong_secret(&config, &event) {
+    if let Some(refused) = wrong_secret(&state, &config, &event) {
         return refused;
     }
     let seen_key = event
@@ -138,7 +137,7 @@ async fn event(
         match state.store.first_time(key, SEEN_TTL_S).await {
             Ok(true) => {}
             Ok(false) => {
-                count(PROVIDER, "duplicate");
+                count(&state, PROVIDER, "duplicate");
                 return ok();
             }
             Err(e) => {
@@ -151,7 +150,7 @@ async fn event(
         "message_read" => message_read(&state, &channel, &event.object).await,
         "message_new" => message_new(&state, &channel, &event.object).await,
         _ => {
-            count(PROVIDER, "ignored");
+            count(&state, PROVIDER, "ignored");
             Ok(())
         }
     };
@@ -167,47 +166,44 @@ async fn event(
 }
 
 /// The refusal when the channel names its community and the event is another's.
-fn wrong_community(config: &ChannelConfig, event: &Event) -> Option<Response> {
+fn wrong_community(state: &AppState, config: &ChannelConfig, event: &Event) -> Option<Response> {
     let expected = config
         .setting("group_id")
         .and_then(|g| g.trim().parse::<i64>().ok())?;
     match event.group_id {
-        Some(g) if g != expected => {
-            count(PROVIDER, "refused");
-            Some(forbidden(ROUTE, "wrong_community"))
-        }
+        Some(g) if g != expected => Some(refuse(state, PROVIDER, ROUTE, "wrong_community")),
         _ => None,
     }
 }
 
 /// The answer to `confirmation`: the channel's `confirmation` string.
-fn confirm(config: &ChannelConfig) -> Response {
+fn confirm(state: &AppState, config: &ChannelConfig) -> Response {
     match config.setting("confirmation").filter(|c| !c.is_empty()) {
         Some(code) => {
-            count(PROVIDER, "confirmation");
+            count(state, PROVIDER, "confirmation");
             tracing::info!(channel = %config.name, "VK confirmed the callback address");
             text(StatusCode::OK, code)
         }
         None => {
-            count(PROVIDER, "refused");
             tracing::warn!(
                 channel = %config.name,
                 "VK asks to confirm the callback address, but the channel has no `confirmation` setting"
             );
-            forbidden(ROUTE, "no_confirmation")
+            refuse(state, PROVIDER, ROUTE, "no_confirmation")
         }
     }
 }
 
 /// The refusal when `secret` is missing or wrong (or none is configured).
-fn wrong_secret(config: &ChannelConfig, event: &Event) -> Option<Response> {
+fn wrong_secret(state: &AppState, config: &ChannelConfig, event: &Event) -> Option<Response> {
     let expected = config.setting("callback_secret").unwrap_or("");
     let given = event.secret.as_deref().unwrap_or("");
     if !expected.is_empty() && constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return None;
     }
-    count(PROVIDER, "refused");
-    Some(forbidden(
+    Some(refuse(
+        state,
+        PROVIDER,
         ROUTE,
         if given.is_empty() {
             "missing_secret"
@@ -220,7 +216,7 @@ fn wrong_secret(config: &ChannelConfig, event: &Event) -> Option<Response> {
 /// `read` for every notification sent to the peer up to the watermark.
 async fn message_read(state: &AppState, channel: &str, object: &Value) -> Result<(), ()> {
     let Ok(read) = Read::deserialize(object) else {
-        count(PROVIDER, "malformed");
+        count(state, PROVIDER, "malformed");
         tracing::warn!(
             channel,
             "an authentic VK message_read without peer_id or read_message_id; acknowledged"
@@ -229,7 +225,7 @@ async fn message_read(state: &AppState, channel: &str, object: &Value) -> Result
     };
     if read.from_id.is_some_and(|f| f < 0) {
         // The community reading the customer's messages, not the other way round.
-        count(PROVIDER, "ignored");
+        count(state, PROVIDER, "ignored");
         return Ok(());
     }
     let peer = read.peer_id.to_string();
@@ -246,7 +242,7 @@ async fn message_read(state: &AppState, channel: &str, object: &Value) -> Result
 async fn message_new(state: &AppState, channel: &str, object: &Value) -> Result<(), ()> {
     let message = object.get("message").unwrap_or(object);
     let Ok(incoming) = Incoming::deserialize(message) else {
-        count(PROVIDER, "malformed");
+        count(state, PROVIDER, "malformed");
         tracing::warn!(
             channel,
             "an authentic VK message_new without a message; acknowledged"
@@ -254,7 +250,7 @@ async fn message_new(state: &AppState, channel: &str, object: &Value) -> Result<
         return Ok(());
     };
     if incoming.out == Some(1) || incoming.from_id.is_some_and(|f| f < 0) {
-        count(PROVIDER, "ignored");
+        count(state, PROVIDER, "ignored");
         return Ok(());
     }
     let before = incoming.id.filter(|id| *id > 0).unwrap_or(i64::MAX);
@@ -282,7 +278,7 @@ async fn record_all(
     message_id: i64,
 ) -> Result<(), ()> {
     if ids.is_empty() {
-        count(PROVIDER, "unknown");
+        count(state, PROVIDER, "unknown");
         tracing::info!(
             channel,
             provider_message_id = message_id,
@@ -300,6 +296,10 @@ async fn record_all(
             _ => recorded = true,
         }
     }
-    count(PROVIDER, if recorded { "recorded" } else { "unknown" });
+    count(
+        state,
+        PROVIDER,
+        if recorded { "recorded" } else { "unknown" },
+    );
     Ok(())
 }

@@ -29,7 +29,6 @@ use axum::Router;
 use axum::body::Bytes;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::http::refusal::forbidden;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -39,7 +38,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use std::collections::HashMap;
 
-use super::count;
+use super::{count, refuse};
 use crate::config::ChannelConfig;
 use crate::core::ChannelKind;
 use crate::core::cascade::Phase;
@@ -112,8 +111,7 @@ async fn verify(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(config) = channel_config(&state, &channel) else {
-        count(PROVIDER, "refused");
-        return forbidden(ROUTE, "unknown_channel");
+        return refuse(&state, PROVIDER, ROUTE, "unknown_channel");
     };
     let expected = config.setting("verify_token").unwrap_or("");
     let token = query.get("hub.verify_token").map(String::as_str);
@@ -125,10 +123,7 @@ async fn verify(
             tracing::info!(channel, "whatsapp webhook verified");
             (StatusCode::OK, challenge.clone()).into_response()
         }
-        _ => {
-            count(PROVIDER, "refused");
-            forbidden(ROUTE, "wrong_verify_token")
-        }
+        _ => refuse(&state, PROVIDER, ROUTE, "wrong_verify_token"),
     }
 }
 
@@ -199,23 +194,20 @@ async fn notification(
     body: Bytes,
 ) -> Response {
     let Some(config) = channel_config(&state, &channel) else {
-        count(PROVIDER, "refused");
-        return forbidden(ROUTE, "unknown_channel");
+        return refuse(&state, PROVIDER, ROUTE, "unknown_channel");
     };
     let Some(header) = headers
         .get(SIGNATURE_HEADER)
         .map(|h| h.to_str().unwrap_or(""))
     else {
-        count(PROVIDER, "refused");
-        return forbidden(ROUTE, "missing_signature");
+        return refuse(&state, PROVIDER, ROUTE, "missing_signature");
     };
     let secret = config.setting("app_secret").unwrap_or("");
     if secret.is_empty() || !signature_matches(secret, &body, header) {
-        count(PROVIDER, "refused");
-        return forbidden(ROUTE, "wrong_signature");
+        return refuse(&state, PROVIDER, ROUTE, "wrong_signature");
     }
     let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) else {
-        count(PROVIDER, "malformed");
+        count(&state, PROVIDER, "malformed");
         tracing::warn!(
             channel,
             "an authentic whatsapp webhook could not be read; acknowledged"
@@ -252,7 +244,7 @@ async fn on_status(state: &AppState, channel: &str, status: &Status) -> Result<(
         "read" => "read",
         "failed" => "failed",
         _ => {
-            count(PROVIDER, "ignored");
+            count(state, PROVIDER, "ignored");
             return Ok(());
         }
     };
@@ -260,7 +252,7 @@ async fn on_status(state: &AppState, channel: &str, status: &Status) -> Result<(
     match state.store.first_time(&key, SEEN_TTL_S).await {
         Ok(true) => {}
         Ok(false) => {
-            count(PROVIDER, "duplicate");
+            count(state, PROVIDER, "duplicate");
             return Ok(());
         }
         Err(e) => {
@@ -289,7 +281,7 @@ async fn apply_status(
         Some((id.to_owned(), step.parse::<u8>().ok()?))
     };
     let Some((id, step)) = mapped.or_else(from_echo) else {
-        count(PROVIDER, "unknown");
+        count(state, PROVIDER, "unknown");
         tracing::info!(
             channel,
             provider_message_id = %status.id,
@@ -313,7 +305,7 @@ async fn apply_status(
             "whatsapp reports the message failed"
         );
         if !failure_applies(state, channel, &status.id, &id, step).await? {
-            count(PROVIDER, "stale");
+            count(state, PROVIDER, "stale");
             return Ok(());
         }
     }
@@ -383,14 +375,14 @@ async fn lookup(
 
 async fn on_inbound(state: &AppState, channel: &str, message: &Inbound) -> Result<(), StoreDown> {
     let Some(replied_to) = message.context.as_ref().and_then(|c| c.id.as_deref()) else {
-        count(PROVIDER, "unmapped");
+        count(state, PROVIDER, "unmapped");
         return Ok(());
     };
     let key = seen_key(channel, &message.id, "inbound");
     match state.store.first_time(&key, SEEN_TTL_S).await {
         Ok(true) => {}
         Ok(false) => {
-            count(PROVIDER, "duplicate");
+            count(state, PROVIDER, "duplicate");
             return Ok(());
         }
         Err(_) => return Err(StoreDown),
@@ -398,7 +390,7 @@ async fn on_inbound(state: &AppState, channel: &str, message: &Inbound) -> Resul
     let result = match lookup(state, channel, replied_to).await {
         Ok(Some((id, _))) => record(state, channel, &id, "replied").await,
         Ok(None) => {
-            count(PROVIDER, "unknown");
+            count(state, PROVIDER, "unknown");
             Ok(())
         }
         Err(e) => Err(e),
@@ -414,15 +406,15 @@ async fn record(state: &AppState, channel: &str, id: &str, event: &str) -> Resul
     match response.status() {
         StatusCode::SERVICE_UNAVAILABLE => Err(StoreDown),
         StatusCode::NOT_FOUND => {
-            count(PROVIDER, "unknown");
+            count(state, PROVIDER, "unknown");
             Ok(())
         }
         StatusCode::OK => {
-            count(PROVIDER, "already_recorded");
+            count(state, PROVIDER, "already_recorded");
             Ok(())
         }
         _ => {
-            count(PROVIDER, "recorded");
+            count(state, PROVIDER, "recorded");
             Ok(())
         }
     }
