@@ -1323,6 +1323,7 @@ mod tests {
             contact: Some(contact),
             public_url: "http://127.0.0.1:8080/",
             tracking_until_ms: i64::MAX,
+            now_ms: 0,
         };
         send(transports, &out).await
     }

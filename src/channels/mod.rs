@@ -18,7 +18,7 @@ pub use segments::{SmsEncoding, sms_segments};
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
@@ -37,6 +37,9 @@ pub struct Outgoing<'a> {
     pub public_url: &'a str,
     /// Until when this send's tracking links record (`email::tracking_until`).
     pub tracking_until_ms: i64,
+    /// When the send was decided, by the daemon's clock (which tests move):
+    /// the circuit breaker's time.
+    pub now_ms: i64,
 }
 
 impl Outgoing<'_> {
@@ -86,7 +89,7 @@ pub fn post(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
 type Throttles = HashMap<(String, Rate), Arc<DefaultDirectRateLimiter>>;
 
 /// How long a channel stays closed after a provider said it is misconfigured.
-const BREAKER_OPEN: Duration = Duration::from_secs(60);
+pub const BREAKER_OPEN: Duration = Duration::from_secs(60);
 
 /// Sends on any configured channel.
 #[derive(Clone)]
@@ -94,8 +97,8 @@ pub struct Outbound {
     http: reqwest::Client,
     pub email: email::Transports,
     throttles: Arc<Mutex<Throttles>>,
-    /// Channel → (open until, the provider's reason).
-    breakers: Arc<Mutex<HashMap<String, (Instant, String)>>>,
+    /// Channel → (open until, in ms on the daemon's clock; the provider's reason).
+    breakers: Arc<Mutex<HashMap<String, (i64, String)>>>,
 }
 
 impl Default for Outbound {
@@ -126,7 +129,7 @@ impl Outbound {
     /// Sends one step, once the channel's throughput allows, and classifies
     /// the provider's answer.
     pub async fn send(&self, out: &Outgoing<'_>) -> SendOutcome {
-        if let Some(open) = self.breaker_outcome(out.channel) {
+        if let Some(open) = self.breaker_outcome(out.channel, out.now_ms) {
             return open;
         }
         if let Some(limiter) = self.throttle(out.channel) {
@@ -139,15 +142,15 @@ impl Outbound {
     /// once (always, for a channel without a `rate`, and none while its
     /// circuit is open: that send fails at once); the send then goes out
     /// with `send_admitted`, without waiting.
-    pub fn try_admit(&self, channel: &ChannelConfig) -> bool {
-        self.open_breaker(&channel.name).is_some()
+    pub fn try_admit(&self, channel: &ChannelConfig, now_ms: i64) -> bool {
+        self.open_breaker(&channel.name, now_ms).is_some()
             || self.throttle(channel).is_none_or(|l| l.check().is_ok())
     }
 
     /// `send` for a send whose throughput `try_admit` has already taken.
     pub async fn send_admitted(&self, out: &Outgoing<'_>) -> SendOutcome {
         let name = &out.channel.name;
-        if let Some(open) = self.breaker_outcome(out.channel) {
+        if let Some(open) = self.breaker_outcome(out.channel, out.now_ms) {
             return open;
         }
         let outcome = match out.channel.kind {
@@ -160,23 +163,23 @@ impl Outbound {
         };
         let outcome = scrubbed(outcome);
         if let SendOutcome::Misconfigured { reason } = &outcome {
-            self.trip(name, reason);
+            self.trip(name, reason, out.now_ms);
         }
         outcome
     }
 
     /// The outcome of a send while the channel's circuit is open.
-    fn breaker_outcome(&self, channel: &ChannelConfig) -> Option<SendOutcome> {
-        let reason = self.open_breaker(&channel.name)?;
+    fn breaker_outcome(&self, channel: &ChannelConfig, now_ms: i64) -> Option<SendOutcome> {
+        let reason = self.open_breaker(&channel.name, now_ms)?;
         Some(SendOutcome::Misconfigured {
             reason: format!("circuit open: {reason}"),
         })
     }
 
-    fn open_breaker(&self, channel: &str) -> Option<String> {
+    fn open_breaker(&self, channel: &str, now_ms: i64) -> Option<String> {
         let mut breakers = self.breakers.lock().ok()?;
         match breakers.get(channel) {
-            Some((until, reason)) if Instant::now() < *until => Some(reason.clone()),
+            Some((until_ms, reason)) if now_ms < *until_ms => Some(reason.clone()),
             Some(_) => {
                 // Half-open: let the next send find out whether it was fixed.
                 breakers.remove(channel);
@@ -186,7 +189,7 @@ impl Outbound {
         }
     }
 
-    fn trip(&self, channel: &str, reason: &str) {
+    fn trip(&self, channel: &str, reason: &str, now_ms: i64) {
         if reason.starts_with("circuit open") {
             return;
         }
@@ -199,7 +202,7 @@ impl Outbound {
         if let Ok(mut b) = self.breakers.lock() {
             b.insert(
                 channel.to_owned(),
-                (Instant::now() + BREAKER_OPEN, reason.to_owned()),
+                (now_ms + BREAKER_OPEN.as_millis() as i64, reason.to_owned()),
             );
         }
     }

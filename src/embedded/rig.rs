@@ -143,6 +143,7 @@ impl Rig {
                 now_ms,
                 7 * 24 * 3_600_000,
             ),
+            now_ms,
         };
         self.runtime.block_on(self.outbound.send(&out))
     }

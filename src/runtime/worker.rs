@@ -286,7 +286,7 @@ impl Worker {
             let mut version = version;
             if let Some(u) = unsaved.take() {
                 let lease = claim.as_ref().map(|c| c.lease);
-                if let Some(lease) = lease.filter(|l| self.fits_lease(l, channel)) {
+                if let Some(lease) = lease.filter(|l| self.fits_lease(l, channel, now)) {
                     on_lease = Some(lease);
                     unsaved = Some(u);
                     *claim = None;
@@ -330,6 +330,7 @@ impl Worker {
                     now,
                     catalog.settings.redis.retention_ms,
                 ),
+                now_ms: now,
             };
             // The send futures of all channel kinds are large: boxed, they
             // do not make every wake-up's task that large.
@@ -518,10 +519,10 @@ impl Worker {
     /// finishes (or times out) well before the lease ends, and its
     /// throughput is free now (waiting for it could outlast the lease).
     /// Takes that throughput when it says yes.
-    fn fits_lease(&self, lease: &Lease, channel: &ChannelConfig) -> bool {
+    fn fits_lease(&self, lease: &Lease, channel: &ChannelConfig, now_ms: i64) -> bool {
         let left = lease.deadline.saturating_duration_since(Instant::now());
         let needs = Duration::from_millis(channel.timeout_ms.max(0) as u64) + LEASE_MARGIN;
-        left >= needs && self.outbound.try_admit(channel)
+        left >= needs && self.outbound.try_admit(channel, now_ms)
     }
 }
 
