@@ -119,7 +119,7 @@ async fn consume(
     health: &Arc<Health>,
     shutdown: &CancellationToken,
 ) -> lapin::Result<()> {
-    let conn = Connection::connect(&config.url, ConnectionProperties::default()).await?;
+    let conn = Connection::connect(&config.url, named("intake", config)).await?;
     let channel = conn.create_channel().await?;
     declare(&channel, config).await?;
     channel
@@ -564,9 +564,18 @@ fn copy_properties(p: &BasicProperties, headers: FieldTable) -> BasicProperties 
     copy
 }
 
+/// Connection properties naming the connection after what it is for, so
+/// RabbitMQ's tools (`rabbitmqctl list_connections client_properties`, the
+/// management UI) tell each instance's connection apart:
+/// `cascade intake cascade.notifications pid 4242`.
+pub fn named(role: &str, config: &IntakeConfig) -> ConnectionProperties {
+    let name = format!("cascade {role} {} pid {}", config.queue, std::process::id());
+    ConnectionProperties::default().with_connection_name(name.into())
+}
+
 /// Publishes one notification with a confirm (for `cascade send`).
 pub async fn publish(config: &IntakeConfig, body: &[u8]) -> lapin::Result<bool> {
-    let conn = Connection::connect(&config.url, ConnectionProperties::default()).await?;
+    let conn = Connection::connect(&config.url, named("send", config)).await?;
     let channel = conn.create_channel().await?;
     declare(&channel, config).await?;
     channel
