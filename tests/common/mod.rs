@@ -972,8 +972,7 @@ impl Running {
     }
 
     /// The sum of the samples of metric `name` with `labels` on the daemon's
-    /// Prometheus page (the recorder is the process's: compare before and
-    /// after).
+    /// Prometheus page now.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         metric_sum(&self.metrics().await, name, labels)
     }

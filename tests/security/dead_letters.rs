@@ -58,8 +58,8 @@ async fn wait_consuming(queue: &str) {
     .await;
 }
 
-/// Sums `cascade_intake_total` samples with `result` (the recorder is the
-/// process's: compare before and after).
+/// Sums `cascade_intake_total` samples with `result` now (the tests compare
+/// before and after).
 async fn intake_total(run: &Running, result: &str) -> u64 {
     run.metric("cascade_intake_total", &[("result", result)])
         .await
