@@ -17,7 +17,6 @@ use cascade::core::Entry;
 use cascade::fakes::smtp::{self, Answer, FakeSmtp, Mail};
 
 const HOUR: i64 = 3_600_000;
-const SOON: Duration = Duration::from_secs(5);
 const TRACKING_SECRET: &str = "test-tracking-secret";
 const CART: &str = "https://shop.example.ru/cart/7?x=1&y=2";
 const ADDRESS: &str = "ivan@example.ru";
@@ -145,9 +144,11 @@ impl Harness {
     }
 
     async fn wait_messenger(&self, id: &str) {
-        wait_until(&format!("the messenger step of {id}"), SOON, async || {
-            self.messenger_posts(id) == 1
-        })
+        wait_until(
+            &format!("the messenger step of {id}"),
+            AT_ONCE,
+            async || self.messenger_posts(id) == 1,
+        )
         .await;
         let post = self
             .messenger
@@ -170,13 +171,11 @@ impl Harness {
 
     /// `cascade_callbacks_total{provider="tracking",result=…}` now.
     async fn tracking_count(&self, result: &str) -> u64 {
-        let text = reqwest::get(self.admin_url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        callbacks_in(&text, "tracking", result)
+        self.metric(
+            "cascade_callbacks_total",
+            &[("provider", "tracking"), ("result", result)],
+        )
+        .await
     }
 
     async fn stop(mut self) {
@@ -369,8 +368,12 @@ async fn wrong_credentials_are_misconfigured_and_escalate_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_cannot_be_reached_is_retried_then_escalated() {
-    let closed = free_port(); // nothing listens there
-    let h = Harness::start_on("email-down", |_| email_channel(closed, "")).await;
+    // Bound (so no other test can take the port) but never listening:
+    // connections to it are refused for as long as the test runs.
+    let closed = tokio::net::TcpSocket::new_v4().unwrap();
+    closed.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = closed.local_addr().unwrap().port();
+    let h = Harness::start_on("email-down", |_| email_channel(port, "")).await;
     let id = h.id("n");
     h.publish(&id).await;
     for n in 1..=2 {
@@ -462,7 +465,7 @@ async fn opening_the_email_stops_the_cascade_before_the_messenger() {
     // The same pixel again (the client re-renders): acknowledged, counted, ignored.
     let (status, _, again) = h.get(&pixel).await;
     assert_eq!((status, &again), (200, &body));
-    wait_until("the duplicate open is counted", SOON, async || {
+    wait_until("the duplicate open is counted", AT_ONCE, async || {
         h.tracking_count("duplicate").await > duplicates_before
     })
     .await;
@@ -613,7 +616,7 @@ async fn an_authentic_token_for_an_unknown_notification_is_answered_and_counted(
         (status, &headers["location"]),
         (302, &CART.parse().unwrap())
     );
-    wait_until("both are counted as unknown", SOON, async || {
+    wait_until("both are counted as unknown", AT_ONCE, async || {
         h.tracking_count("unknown").await >= unknown_before + 2
     })
     .await;
@@ -683,7 +686,7 @@ async fn a_hard_bounce_escalates_at_once_and_a_forged_or_soft_one_does_not() {
         .await
         .unwrap();
     assert_eq!(hard.status(), 200);
-    wait_until("the messenger step after the bounce", SOON, async || {
+    wait_until("the messenger step after the bounce", AT_ONCE, async || {
         h.messenger_posts(&id) == 1
     })
     .await;

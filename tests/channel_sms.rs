@@ -19,7 +19,6 @@ use cascade::fakes::smsc::FakeSmsc;
 use cascade::fakes::smsru::{FakeSmsRu, ReceivedSms, Status};
 
 const MIN: i64 = 60_000;
-const SOON: Duration = Duration::from_secs(5);
 const SECRET: &str = "sms-report-secret";
 const PHONE: &str = "+79161234567";
 const DIGITS: &str = "79161234567";
@@ -122,12 +121,16 @@ impl Harness {
 
     /// Waits until the call centre got the notification (the escalation).
     async fn wait_call_centre(&self, id: &str) {
-        wait_until(&format!("{id} reaches the call centre"), SOON, async || {
-            self.received
-                .on("call_centre")
-                .iter()
-                .any(|b| b["notification_id"] == id)
-        })
+        wait_until(
+            &format!("{id} reaches the call centre"),
+            AT_ONCE,
+            async || {
+                self.received
+                    .on("call_centre")
+                    .iter()
+                    .any(|b| b["notification_id"] == id)
+            },
+        )
         .await;
     }
 
@@ -145,12 +148,16 @@ impl Harness {
     /// `cascade_callbacks_total{provider="sms",result=…}` now (shared by
     /// every test in this process, so compare before and after).
     async fn callbacks(&self, result: &str) -> u64 {
-        callbacks_in(&self.metrics().await, "sms", result)
+        self.metric(
+            "cascade_callbacks_total",
+            &[("provider", "sms"), ("result", result)],
+        )
+        .await
     }
 
     /// Waits until the SMS.ru fake accepted `n` messages; returns them.
     async fn smsru_received(&self, n: usize) -> Vec<ReceivedSms> {
-        wait_until(&format!("SMS.ru accepts {n}"), SOON, async || {
+        wait_until(&format!("SMS.ru accepts {n}"), AT_ONCE, async || {
             self.smsru.received().len() >= n
         })
         .await;

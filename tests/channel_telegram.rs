@@ -16,7 +16,6 @@ use cascade::fakes::script::Scripted;
 use cascade::fakes::telegram::{FakeTelegram, Message};
 
 const MIN: i64 = 60_000;
-const SOON: Duration = Duration::from_secs(5);
 const SECRET: &str = "tg-webhook-secret";
 const TOKEN: &str = "123456:TEST-token";
 const CHAT: &str = "5551234";
@@ -90,7 +89,11 @@ impl Harness {
 
     /// `cascade_callbacks_total{provider="telegram",result=…}` now.
     async fn callbacks(&self, result: &str) -> u64 {
-        callbacks_in(&self.metrics().await, "telegram", result)
+        self.metric(
+            "cascade_callbacks_total",
+            &[("provider", "telegram"), ("result", result)],
+        )
+        .await
     }
 }
 
@@ -195,7 +198,7 @@ async fn a_reply_to_the_message_is_recorded_as_replied() {
     let message = h.sent(&id).await;
     let reply = h.tg.reply(&message, "Спасибо, понял");
     assert_eq!(h.tg.deliver(&h.webhook(), Some(SECRET), &reply).await, 200);
-    wait_until("the replied receipt", SOON, async || {
+    wait_until("the replied receipt", AT_ONCE, async || {
         h.receipts(&id).await.contains_key("replied")
     })
     .await;
@@ -212,7 +215,7 @@ async fn a_message_quoting_nothing_is_a_reply_to_the_newest_message_before_it() 
     // A few messages later in the same chat, quoting nothing.
     let plain = h.tg.unquoted(&message, 3, "А когда привезут?");
     assert_eq!(h.tg.deliver(&h.webhook(), Some(SECRET), &plain).await, 200);
-    wait_until("the replied receipt", SOON, async || {
+    wait_until("the replied receipt", AT_ONCE, async || {
         h.receipts(&near).await.contains_key("replied")
     })
     .await;
@@ -314,7 +317,7 @@ async fn a_blocked_bot_escalates_at_once() {
     let id = h.id("n");
     h.publish(&id).await;
     // No clock movement: the SMS goes at once.
-    wait_until("the SMS step", SOON, async || h.sms.count("sms") == 1).await;
+    wait_until("the SMS step", AT_ONCE, async || h.sms.count("sms") == 1).await;
     let failed = h.wait_entry(&id, "send_failed").await;
     assert!(
         failed
@@ -336,7 +339,7 @@ async fn a_migrated_group_escalates_naming_the_new_chat_id() {
     );
     let id = h.id("n");
     h.publish(&id).await;
-    wait_until("the SMS step", SOON, async || h.sms.count("sms") == 1).await;
+    wait_until("the SMS step", AT_ONCE, async || h.sms.count("sms") == 1).await;
     let failed = h.wait_entry(&id, "send_failed").await;
     // Named masked, like every messenger id in a reason (contract §7).
     let reason = failed.reason.as_deref().unwrap();
@@ -352,7 +355,7 @@ async fn a_bad_token_escalates_and_stops_the_channel() {
     h.tg.script().then(Scripted::Misconfigured, 1);
     let first = h.id("first");
     h.publish(&first).await;
-    wait_until("the SMS step", SOON, async || h.sms.count("sms") == 1).await;
+    wait_until("the SMS step", AT_ONCE, async || h.sms.count("sms") == 1).await;
     let failed = h.wait_entry(&first, "send_failed").await;
     assert!(
         failed
@@ -365,7 +368,7 @@ async fn a_bad_token_escalates_and_stops_the_channel() {
     // The circuit breaker: the next notification does not reach Telegram.
     let second = h.id("second");
     h.publish(&second).await;
-    wait_until("the second SMS", SOON, async || h.sms.count("sms") == 2).await;
+    wait_until("the second SMS", AT_ONCE, async || h.sms.count("sms") == 2).await;
     assert_eq!(h.tg.calls("sendMessage").len(), 1);
     let failed = h.wait_entry(&second, "send_failed").await;
     assert!(

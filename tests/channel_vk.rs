@@ -17,8 +17,6 @@ use cascade::fakes::vk::FakeVk;
 use cascade::runtime::clock::Clock;
 
 const MIN: i64 = 60_000;
-/// How long anything that should happen "at once" may take on a busy machine.
-const SOON: Duration = Duration::from_secs(5);
 const SECRET: &str = "vk-callback-secret";
 const CONFIRMATION: &str = "c0nf1rm-me";
 const TOKEN_VK: &str = "vk-community-token";
@@ -83,7 +81,7 @@ impl Harness {
     }
 
     async fn wait_sms(&self, n: usize) {
-        wait_until(&format!("{n} SMS"), SOON, async || {
+        wait_until(&format!("{n} SMS"), AT_ONCE, async || {
             self.sms.count("sms") >= n
         })
         .await;
@@ -117,11 +115,6 @@ fn failures(timeline: &[Entry]) -> Vec<String> {
         .filter(|e| e.event.as_str() == "send_failed")
         .filter_map(|e| e.reason.clone())
         .collect()
-}
-
-/// Lets a moment pass in which nothing more should happen.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,6 @@ use cascade::fakes::script::Scripted;
 use cascade::fakes::whatsapp::{FakeWhatsApp, Message, graph_error};
 
 const MIN: i64 = 60_000;
-const SOON: Duration = Duration::from_secs(5);
 const APP_SECRET: &str = "wa-app-secret";
 const VERIFY_TOKEN: &str = "wa-verify-token";
 const ACCESS_TOKEN: &str = "wa-access-token";
@@ -101,7 +100,11 @@ impl Harness {
 
     /// `cascade_callbacks_total{provider="whatsapp",result=…}` now.
     async fn callbacks(&self, result: &str) -> u64 {
-        callbacks_in(&self.metrics().await, "whatsapp", result)
+        self.metric(
+            "cascade_callbacks_total",
+            &[("provider", "whatsapp"), ("result", result)],
+        )
+        .await
     }
 }
 
@@ -141,7 +144,7 @@ async fn a_text_message_goes_out_and_a_read_status_stops_the_cascade() {
             .await,
         200
     );
-    wait_until("delivered", SOON, async || {
+    wait_until("delivered", AT_ONCE, async || {
         h.receipts(&id).await.contains_key("delivered")
     })
     .await;
@@ -317,7 +320,7 @@ async fn a_failed_status_escalates_at_once() {
         200
     );
     // No clock movement: the SMS goes at once.
-    wait_until("the SMS step", SOON, async || h.sms.count("sms") == 1).await;
+    wait_until("the SMS step", AT_ONCE, async || h.sms.count("sms") == 1).await;
     let failed = h.wait_entry(&id, "send_failed", Some(0)).await;
     assert_eq!(failed.reason.as_deref(), Some("failed receipt"));
 }
@@ -421,7 +424,7 @@ async fn an_undeliverable_number_escalates_at_once() {
     h.wa.script().then(Scripted::Permanent, 1);
     let id = h.id("n");
     h.publish(&id, "delivery_delay").await;
-    wait_until("the SMS step", SOON, async || h.sms.count("sms") == 1).await;
+    wait_until("the SMS step", AT_ONCE, async || h.sms.count("sms") == 1).await;
     let failed = h.wait_entry(&id, "send_failed", Some(0)).await;
     assert!(
         failed.reason.as_deref().unwrap().contains("131026"),
@@ -443,7 +446,7 @@ async fn re_engagement_without_a_template_escalates_and_says_why() {
     );
     let id = h.id("n");
     h.publish(&id, "delivery_delay").await;
-    wait_until("the SMS step", SOON, async || h.sms.count("sms") == 1).await;
+    wait_until("the SMS step", AT_ONCE, async || h.sms.count("sms") == 1).await;
     let failed = h.wait_entry(&id, "send_failed", Some(0)).await;
     let reason = failed.reason.unwrap();
     assert!(
@@ -463,7 +466,7 @@ async fn an_expired_token_escalates_and_stops_the_channel() {
     h.wa.script().then(Scripted::Misconfigured, 1);
     let first = h.id("first");
     h.publish(&first, "delivery_delay").await;
-    wait_until("the SMS step", SOON, async || h.sms.count("sms") == 1).await;
+    wait_until("the SMS step", AT_ONCE, async || h.sms.count("sms") == 1).await;
     let failed = h.wait_entry(&first, "send_failed", Some(0)).await;
     let reason = failed.reason.unwrap();
     assert!(
@@ -474,7 +477,7 @@ async fn an_expired_token_escalates_and_stops_the_channel() {
     // The circuit breaker keeps the next one away from the provider.
     let second = h.id("second");
     h.publish(&second, "delivery_delay").await;
-    wait_until("the second SMS", SOON, async || h.sms.count("sms") == 2).await;
+    wait_until("the second SMS", AT_ONCE, async || h.sms.count("sms") == 2).await;
     assert_eq!(h.wa.received().len(), 1);
 }
 

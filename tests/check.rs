@@ -1,18 +1,18 @@
 //! `cascade check` on the shipped files and on broken ones, through the binary.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{cascade_command, repo};
 
+/// Runs the binary with nothing inherited from the caller's environment:
+/// (exit code, stdout, stderr).
 fn cascade(config: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cascade"))
+    let out = cascade_command()
         .arg("--config")
         .arg(config)
         .args(args)
-        .env_remove("CASCADE_CONFIG")
         .output()
         .expect("run cascade");
     (

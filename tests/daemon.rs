@@ -10,11 +10,12 @@ use redis::AsyncCommands;
 
 use cascade::runtime::clock::SystemClock;
 use cascade::runtime::daemon::{Daemon, DaemonOptions};
-use cascade::runtime::intake::{self, IntakeConfig};
+use cascade::runtime::intake::IntakeConfig;
 
 const MIN: i64 = 60_000;
 
 async fn start(cfg: &TestConfig, clock: Arc<SystemClock>) -> Daemon {
+    require_services().await;
     let options = DaemonOptions {
         clock,
         ..Default::default()
@@ -35,16 +36,8 @@ async fn a_receipt_stops_the_cascade_and_no_receipt_escalates() {
 
     let read_id = format!("{}-read", cfg.name);
     let unread_id = format!("{}-unread", cfg.name);
-    assert!(
-        intake::publish(&config, &notification(&read_id, "c-1"))
-            .await
-            .unwrap()
-    );
-    assert!(
-        intake::publish(&config, &notification(&unread_id, "c-2"))
-            .await
-            .unwrap()
-    );
+    publish_to(&config, &notification(&read_id, "c-1")).await;
+    publish_to(&config, &notification(&unread_id, "c-2")).await;
 
     wait_until(
         "step 1 of both on the VK-like webhook",

@@ -6,20 +6,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
 use serde_json::{Value, json};
 
 use cascade::runtime::clock::Clock;
 
 const MIN: i64 = 60_000;
-/// How long anything that should happen "at once" may take on a busy machine.
-const SOON: Duration = Duration::from_secs(5);
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// One test's daemon, fake receiver, clock and HTTP client. Dropping it
 /// (also when the test panics) stops the daemon and deletes the test's
@@ -60,7 +54,7 @@ impl Harness {
     /// Waits until `id`'s step 1 is recorded as sent (the fake receiver sees
     /// the POST a moment before the daemon records its outcome).
     async fn wait_sent(&self, id: &str) {
-        wait_until(&format!("{id} recorded as sent"), SOON, async || {
+        wait_until(&format!("{id} recorded as sent"), AT_ONCE, async || {
             self.events(id).await.iter().any(|e| e == "sent")
         })
         .await;
@@ -103,76 +97,6 @@ fn with_customer(id: &str, customer: Value) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
-}
-
-/// A dead-lettered message: its body and its string headers.
-struct DeadLetter {
-    body: Vec<u8>,
-    headers: BTreeMap<String, String>,
-}
-
-/// Takes messages off `queue` (acknowledging them) until `want` are in hand
-/// or `timeout` passes.
-async fn take_dead_letters(queue: &str, want: usize, timeout: Duration) -> Vec<DeadLetter> {
-    let conn = lapin::Connection::connect(AMQP_URL, Default::default())
-        .await
-        .expect("RabbitMQ is up");
-    let channel = conn.create_channel().await.unwrap();
-    let mut out = Vec::new();
-    let start = std::time::Instant::now();
-    while out.len() < want && start.elapsed() < timeout {
-        let got = channel
-            .basic_get(ShortString::from(queue), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get on the dead-letter queue");
-        let Some(message) = got else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let delivery = message.delivery;
-        let headers = delivery
-            .properties
-            .headers()
-            .clone()
-            .unwrap_or_default()
-            .inner()
-            .iter()
-            .filter_map(|(k, v)| match v {
-                AMQPValue::LongString(s) => Some((
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(s.as_bytes()).into_owned(),
-                )),
-                _ => None,
-            })
-            .collect();
-        out.push(DeadLetter {
-            body: delivery.data,
-            headers,
-        });
-    }
-    let _ = conn.close(200, ShortString::from("bye")).await;
-    out
-}
-
-/// How many messages wait (ready, not yet delivered) in `queue`.
-async fn ready_in(queue: &str) -> u32 {
-    let conn = lapin::Connection::connect(AMQP_URL, Default::default())
-        .await
-        .expect("RabbitMQ is up");
-    let channel = conn.create_channel().await.unwrap();
-    let q = channel
-        .queue_declare(
-            ShortString::from(queue),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("the queue exists");
-    let _ = conn.close(200, ShortString::from("bye")).await;
-    q.message_count()
 }
 
 /// A policy whose only step is a real SMS channel, so intake checks the
@@ -247,8 +171,7 @@ async fn bad_input_is_dead_lettered_with_its_code_and_intake_keeps_consuming() {
     assert_eq!(first["step"], 1);
 
     let dead_letter_queue = h.intake.dead_letter_queue.clone();
-    let mut dead =
-        take_dead_letters(&dead_letter_queue, corpus.len(), Duration::from_secs(10)).await;
+    let mut dead = take_messages(&dead_letter_queue, corpus.len(), Duration::from_secs(10)).await;
     assert_eq!(
         dead.len(),
         corpus.len(),
@@ -257,25 +180,23 @@ async fn bad_input_is_dead_lettered_with_its_code_and_intake_keeps_consuming() {
     for (code, body) in &corpus {
         let at = dead
             .iter()
-            .position(|d| &d.body == body)
+            .position(|d| &d.data == body)
             .unwrap_or_else(|| {
                 panic!("the {code} message is in the dead-letter queue, byte for byte")
             });
-        let d = dead.remove(at);
+        let headers = string_headers(&dead.remove(at));
         assert_eq!(
-            d.headers.get("x-cascade-error-code").map(String::as_str),
+            headers.get("x-cascade-error-code").map(String::as_str),
             Some(*code),
-            "headers of the {code} message: {:?}",
-            d.headers
+            "headers of the {code} message: {headers:?}"
         );
-        let sentence = d.headers.get("x-cascade-error").map(String::as_str);
+        let sentence = headers.get("x-cascade-error").map(String::as_str);
         assert!(
             sentence.is_some_and(|s| !s.trim().is_empty()),
-            "the {code} message says why: {:?}",
-            d.headers
+            "the {code} message says why: {headers:?}"
         );
     }
-    let extra = take_dead_letters(&dead_letter_queue, 1, Duration::from_millis(300)).await;
+    let extra = take_messages(&dead_letter_queue, 1, Duration::from_millis(300)).await;
     assert!(extra.is_empty(), "nothing else is dead-lettered");
     // Nothing bad was recorded or sent, and nothing was left in the intake queue.
     for suffix in ["no-contacts", "bad-phone", "oversized", "unknown-policy"] {
@@ -431,8 +352,8 @@ async fn a_read_receipt_and_a_cancel_over_http_prevent_the_escalation() {
 
     // Past the 30 minutes, at the latest, both end, and no SMS goes out.
     h.clock.advance(31 * MIN);
-    h.wait_outcome(&read, "completed", SOON).await;
-    h.wait_outcome(&cancelled, "cancelled", SOON).await;
+    h.wait_outcome(&read, "completed", AT_ONCE).await;
+    h.wait_outcome(&cancelled, "cancelled", AT_ONCE).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.received.count("sms"), 0);
     assert_eq!(h.received.count("vk"), 2);
@@ -464,7 +385,7 @@ async fn a_read_receipt_completes_a_waiting_cascade_at_once() {
     let (status, _) = h.receipt(&id, "read").await;
     assert_eq!(status, 202);
     // Without moving the clock: the receipt alone ends the cascade.
-    h.wait_outcome(&id, "completed", SOON).await;
+    h.wait_outcome(&id, "completed", AT_ONCE).await;
     assert_eq!(
         h.events(&id).await,
         ["accepted", "sent", "receipt", "completed"]
@@ -497,8 +418,8 @@ async fn a_cancel_written_before_the_notification_arrives_prevents_every_send() 
     }
     h.publish(&notification(&cancelled, "c-1")).await;
     h.publish(&notification(&read, "c-2")).await;
-    h.wait_outcome(&cancelled, "cancelled", SOON).await;
-    h.wait_outcome(&read, "completed", SOON).await;
+    h.wait_outcome(&cancelled, "cancelled", AT_ONCE).await;
+    h.wait_outcome(&read, "completed", AT_ONCE).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.received.count("vk"), 0, "nothing is sent");
     h.stop().await;
@@ -537,7 +458,7 @@ async fn a_finished_cascade_expires_and_a_late_receipt_keeps_it_expiring() {
 
     let (status, _) = h.receipt(&id, "read").await;
     assert_eq!(status, 202);
-    h.wait_outcome(&id, "completed", SOON).await;
+    h.wait_outcome(&id, "completed", AT_ONCE).await;
     let ttl: i64 = redis::cmd("PTTL")
         .arg(&record)
         .query_async(&mut r)
@@ -552,7 +473,7 @@ async fn a_finished_cascade_expires_and_a_late_receipt_keeps_it_expiring() {
     // record keeps expiring.
     let (status, _) = h.receipt(&id, "clicked").await;
     assert_eq!(status, 202);
-    wait_until("the late receipt is in the timeline", SOON, async || {
+    wait_until("the late receipt is in the timeline", AT_ONCE, async || {
         h.events(&id)
             .await
             .iter()
@@ -585,7 +506,7 @@ async fn a_cancel_ends_a_waiting_cascade_at_once() {
         .post(&format!("/v1/notifications/{id}/cancel"), Some(TOKEN), None)
         .await;
     assert_eq!(status, 202);
-    h.wait_outcome(&id, "cancelled", SOON).await;
+    h.wait_outcome(&id, "cancelled", AT_ONCE).await;
 
     h.clock.advance(31 * MIN);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -607,12 +528,15 @@ async fn a_failed_receipt_escalates_at_once() {
     let (status, _) = h.receipt(&id, "failed").await;
     assert_eq!(status, 202);
     // Without moving the clock: step 2 (SMS) goes out now.
-    wait_until("the SMS step", SOON, async || h.received.count("sms") == 1).await;
+    wait_until("the SMS step", AT_ONCE, async || {
+        h.received.count("sms") == 1
+    })
+    .await;
     let sms = &h.received.on("sms")[0];
     assert_eq!(sms["notification_id"], id.as_str());
     assert_eq!(sms["step"], 2);
     assert_eq!(sms["contact"], "+79161234567");
-    h.wait_outcome(&id, "exhausted", SOON).await;
+    h.wait_outcome(&id, "exhausted", AT_ONCE).await;
     let words = h.events(&id).await;
     assert!(words.contains(&"send_failed".to_owned()), "{words:?}");
     h.stop().await;
@@ -660,7 +584,7 @@ async fn the_per_customer_limit_defers_a_second_notification() {
     h.wait_sent(&first).await;
     let sent_at = h.clock.now_ms();
     h.publish(&notification(&second, &customer)).await;
-    wait_until("the second one is deferred", SOON, async || {
+    wait_until("the second one is deferred", AT_ONCE, async || {
         h.events(&second).await.contains(&"deferred".to_owned())
     })
     .await;

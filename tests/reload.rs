@@ -5,60 +5,52 @@ mod common;
 
 use std::time::Duration;
 
-use cascade::runtime::daemon::{Daemon, DaemonOptions};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_reload_on_change_and_bad_changes_are_refused() {
+    let logs = logs("warn");
     let (url, _received) = fake_receiver(vec![]).await;
     let cfg = TestConfig::new("reload", &url, "", DELIVERY_DELAY);
-    let options = DaemonOptions {
-        config_path: Some(cfg.path()),
-        ..Default::default()
-    };
-    let daemon = Daemon::start(cfg.catalog(), options).await.unwrap();
-    let wait_of = |d: &Daemon| d.catalog.load().policies["delivery_delay"].steps[0].wait_ms;
-    assert_eq!(wait_of(&daemon), Some(30 * 60_000));
+    let path = cfg.path();
+    let mut run = Running::start_opts(cfg, |o| o.config_path = Some(path)).await;
+    let wait_of = |c: &cascade::config::Catalog| c.policies["delivery_delay"].steps[0].wait_ms;
+    assert_eq!(wait_of(&run.daemon().catalog.load()), Some(30 * 60_000));
 
-    // The file watcher starts asynchronously: give it a moment, then edit.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let policy = cfg.dir.join("policies/delivery_delay.toml");
-    std::fs::write(&policy, DELIVERY_DELAY.replace("30m", "45m")).unwrap();
-    wait_until(
-        "the edited policy is live",
-        Duration::from_secs(10),
-        async || wait_of(&daemon) == Some(45 * 60_000),
-    )
+    // Rewritten until live: the file watcher starts in the background.
+    let policy = "policies/delivery_delay.toml";
+    run.edit_until(policy, &DELIVERY_DELAY.replace("30m", "45m"), |c| {
+        wait_of(c) == Some(45 * 60_000)
+    })
     .await;
 
     // A broken edit: refused whole, the 45-minute policy stays.
-    std::fs::write(
-        &policy,
-        DELIVERY_DELAY.replace("45m", "soon").replace("30m", "soon"),
-    )
-    .unwrap();
-    std::fs::write(
-        cfg.dir.join("policies/extra.toml"),
-        "[[steps]]\nchannel = \"vk\"\n",
-    )
-    .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(wait_of(&daemon), Some(45 * 60_000));
-    assert!(!daemon.catalog.load().policies.contains_key("extra"));
+    run.cfg.write(
+        policy,
+        &DELIVERY_DELAY.replace("45m", "soon").replace("30m", "soon"),
+    );
+    run.cfg
+        .write("policies/extra.toml", "[[steps]]\nchannel = \"vk\"\n");
+    logs.wait_line(&[
+        "configuration change refused",
+        &run.cfg.dir.join(policy).display().to_string(),
+    ])
+    .await;
+    // Any reload the two writes still cause has its chance to apply.
+    settle().await;
+    assert_eq!(wait_of(&run.daemon().catalog.load()), Some(45 * 60_000));
+    assert!(!run.daemon().catalog.load().policies.contains_key("extra"));
 
     // Fixed again: both changes apply together.
-    std::fs::write(&policy, DELIVERY_DELAY.replace("30m", "50m")).unwrap();
+    run.cfg.write(policy, &DELIVERY_DELAY.replace("30m", "50m"));
     wait_until(
         "the fixed set is live",
         Duration::from_secs(10),
         async || {
-            wait_of(&daemon) == Some(50 * 60_000)
-                && daemon.catalog.load().policies.contains_key("extra")
+            let c = run.daemon().catalog.load();
+            wait_of(&c) == Some(50 * 60_000) && c.policies.contains_key("extra")
         },
     )
     .await;
-
-    daemon.stop(Duration::from_secs(5)).await;
-    clean_redis(&cfg.name).await;
-    clean_queues(&cfg.name).await;
+    run.stop().await;
 }

@@ -5,6 +5,13 @@
 
 mod common;
 
+/// The security binary's captured log: everything the daemon says at
+/// `info` and up, its own `trace` too (personal data must not leak at any
+/// level).
+fn logs() -> &'static common::Logs {
+    common::logs("info,cascade=trace")
+}
+
 #[path = "security/dead_letters.rs"]
 mod dead_letters;
 #[path = "security/edge.rs"]

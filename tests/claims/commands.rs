@@ -3,22 +3,18 @@
 //! a running daemon: the timeline as stored, and a receipt by hand that the
 //! daemon acts on at once.
 
-use std::process::{Command, Stdio};
-
 use serde_json::{Value, json};
 
-use crate::common::{DELIVERY_DELAY, Running, TestConfig};
+use crate::common::{DELIVERY_DELAY, Running, TestConfig, cascade_command, settle};
 use crate::support::{MIN, Receiver, note};
 
 /// Runs the binary on `cfg` with nothing inherited from the caller's
 /// environment: (exit code, stdout, stderr).
 fn cascade(cfg: &TestConfig, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .env_clear()
+    let out = cascade_command()
         .arg("--config")
         .arg(cfg.path())
         .args(args)
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     (
@@ -103,6 +99,6 @@ async fn status_prints_the_timeline_and_receipt_records_one_the_daemon_acts_on()
     );
 
     run.clock.advance(31 * MIN);
-    crate::support::settle().await;
+    settle().await;
     assert_eq!(hooks.count("sms"), 0);
 }

@@ -5,15 +5,18 @@
 //! what the variables say.
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
 
 use cascade::config::Catalog;
+use cascade::runtime::intake::IntakeConfig;
 
-use crate::common::{CleanUp, DELIVERY_DELAY, TestConfig, free_port, redis, unique, wait_until};
-use crate::support::{Reaped, Receiver, note, ready_in};
+use crate::common::{
+    AMQP_URL, ChildDaemon, CleanUp, DELIVERY_DELAY, REDIS_URL, TestConfig, free_port, publish_to,
+    ready_in, redis, unique, wait_until,
+};
+use crate::support::{Receiver, note};
 
 /// Settings that the variables must replace, each unlike any default.
 const DECOYS: &str = "[amqp]\nurl = \"amqp://guest:guest@127.0.0.1:9/%2f\"\nqueue = \"decoy.notifications\"\ndead_letter_queue = \"decoy.dead\"\nprefetch = 3\nmax_body_bytes = 100000\n\n\
@@ -96,65 +99,46 @@ async fn cascade_run_takes_its_services_names_listeners_and_token_from_the_varia
     let _clean = CleanUp(name.clone());
     let (listen, admin) = (free_port(), free_port());
     let log = std::env::temp_dir().join(format!("{}.log", unique("env-run")));
-    let out = std::fs::File::create(&log).unwrap();
-    let mut child = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_cascade"))
-            .env_clear()
-            .env("CASCADE_LOG", "warn")
-            .env("CASCADE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
-            .env("CASCADE_AMQP_QUEUE", format!("{name}.notifications"))
-            .env("CASCADE_AMQP_DEAD_LETTER_QUEUE", format!("{name}.dead"))
-            .env("CASCADE_AMQP_MAX_BODY_BYTES", "2000")
-            .env("CASCADE_REDIS_URL", "redis://127.0.0.1:6379")
-            .env("CASCADE_REDIS_PREFIX", &name)
-            .env("CASCADE_HTTP_LISTEN", format!("127.0.0.1:{listen}"))
-            .env("CASCADE_HTTP_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
-            .env("CASCADE_HTTP_RECEIPT_TOKEN", ENV_TOKEN)
-            .arg("--config")
-            .arg(cfg.path())
-            .arg("run")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap(),
-    );
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let http = reqwest::Client::new();
-    let mut exited = None;
-    wait_until(
-        "the admin listener is ready",
-        Duration::from_secs(15),
-        async || {
-            exited = child.0.try_wait().unwrap();
-            let ready = http
-                .get(format!("http://127.0.0.1:{admin}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200);
-            exited.is_some() || ready
-        },
-    )
-    .await;
-    assert!(
-        exited.is_none(),
-        "the daemon exited ({exited:?}; target/debug/cascade is shared: build it right before this test):\n{}",
-        read_log()
-    );
-
-    let intake = cascade::runtime::intake::IntakeConfig {
-        url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+    let intake = IntakeConfig {
+        url: AMQP_URL.into(),
         queue: format!("{name}.notifications"),
         dead_letter_queue: format!("{name}.dead"),
         prefetch: 1,
     };
+    let (listen_at, admin_at) = (format!("127.0.0.1:{listen}"), format!("127.0.0.1:{admin}"));
+    let mut child = ChildDaemon::spawn_with(
+        &cfg.path(),
+        &log,
+        "warn",
+        &[
+            ("CASCADE_AMQP_URL", AMQP_URL),
+            ("CASCADE_AMQP_QUEUE", &intake.queue),
+            ("CASCADE_AMQP_DEAD_LETTER_QUEUE", &intake.dead_letter_queue),
+            ("CASCADE_AMQP_MAX_BODY_BYTES", "2000"),
+            ("CASCADE_REDIS_URL", REDIS_URL),
+            ("CASCADE_REDIS_PREFIX", &name),
+            ("CASCADE_HTTP_LISTEN", &listen_at),
+            ("CASCADE_HTTP_ADMIN_LISTEN", &admin_at),
+            ("CASCADE_HTTP_RECEIPT_TOKEN", ENV_TOKEN),
+        ],
+    );
+    let http = reqwest::Client::new();
+    child
+        .wait_alive_until(
+            "the admin listener is ready",
+            Duration::from_secs(15),
+            async || {
+                http.get(format!("http://{admin_at}/readyz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            },
+        )
+        .await;
+
     let id = format!("{name}-n");
     let body = note(&id, "c-1", "delivery_delay", json!({})).to_string();
-    assert!(
-        cascade::runtime::intake::publish(&intake, body.as_bytes())
-            .await
-            .unwrap()
-    );
+    publish_to(&intake, body.as_bytes()).await;
     // Too long for the variable's 2,000 bytes, not for the file's 100,000.
     let long = note(
         &format!("{name}-long"),
@@ -163,11 +147,7 @@ async fn cascade_run_takes_its_services_names_listeners_and_token_from_the_varia
         json!({ "content": { "text": "x".repeat(3000) } }),
     )
     .to_string();
-    assert!(
-        cascade::runtime::intake::publish(&intake, long.as_bytes())
-            .await
-            .unwrap()
-    );
+    publish_to(&intake, long.as_bytes()).await;
     hooks.wait_count("vk", 1).await;
     let mut r = redis().await;
     let key = format!("{name}:{{{id}}}:state");
@@ -189,7 +169,7 @@ async fn cascade_run_takes_its_services_names_listeners_and_token_from_the_varia
     .await;
 
     let receipt = |token: &'static str| {
-        http.post(format!("http://127.0.0.1:{listen}/v1/receipts"))
+        http.post(format!("http://{listen_at}/v1/receipts"))
             .bearer_auth(token)
             .json(&json!({ "id": id, "event": "read" }))
             .send()

@@ -7,8 +7,8 @@
 use cascade::core::Phase;
 use serde_json::json;
 
-use crate::common::{DELIVERY_DELAY, Running, TestConfig};
-use crate::support::{HOUR, MIN, Receiver, note, ready_in, rfc3339, settle};
+use crate::common::{DELIVERY_DELAY, Running, TestConfig, ready_in, settle};
+use crate::support::{HOUR, MIN, Receiver, note, rfc3339};
 
 /// Expires an hour after intake; the SMS would come after two.
 const SLOW: &str = "stop_on = [\"read\"]\nexpire_after = \"1h\"\n\n[[steps]]\nchannel = \"vk\"\nwait = \"2h\"\n\n[[steps]]\nchannel = \"sms\"\n";

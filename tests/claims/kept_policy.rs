@@ -4,8 +4,8 @@
 use cascade::core::Phase;
 use serde_json::json;
 
-use crate::common::{DELIVERY_DELAY, Running, TestConfig};
-use crate::support::{HOUR, MIN, Receiver, note, phase, settle, webhook};
+use crate::common::{DELIVERY_DELAY, Running, TestConfig, settle};
+use crate::support::{HOUR, MIN, Receiver, note, phase, webhook};
 
 /// The edit: a longer first wait, and `push` instead of SMS after it.
 const EDITED: &str = "stop_on = [\"read\"]\nexpire_after = \"12h\"\n\n[[steps]]\nchannel = \"vk\"\nwait = \"2h\"\n\n[[steps]]\nchannel = \"push\"\n";
@@ -15,21 +15,19 @@ async fn a_running_cascade_keeps_its_policy_across_an_edit_and_a_reload() {
     let hooks = Receiver::start().await;
     let cfg = TestConfig::new("kept", &hooks.url, "", DELIVERY_DELAY);
     cfg.write("channels/push.toml", &webhook(&hooks.url, "push", ""));
-    let run = Running::start_watching(cfg).await;
+    let path = cfg.path();
+    let run = Running::start_opts(cfg, |o| o.config_path = Some(path)).await;
 
     let old = run.id("old");
     run.publish(&note(&old, "c-1", "delivery_delay", json!({})))
         .await;
     run.wait_entries(&old, "sent", 1).await;
 
-    run.cfg.write("policies/delivery_delay.toml", EDITED);
-    crate::common::wait_until(
-        "the edited policy is live",
-        crate::common::AT_ONCE,
-        async || {
-            run.daemon().catalog.load().policies["delivery_delay"].steps[1].channels == ["push"]
-        },
-    )
+    // Rewritten until live: the watcher may miss a write made right after
+    // the daemon started.
+    run.edit_until("policies/delivery_delay.toml", EDITED, |c| {
+        c.policies["delivery_delay"].steps[1].channels == ["push"]
+    })
     .await;
     let new = run.id("new");
     run.publish(&note(&new, "c-2", "delivery_delay", json!({})))

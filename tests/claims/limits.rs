@@ -5,8 +5,8 @@
 
 use serde_json::json;
 
-use crate::common::{DELIVERY_DELAY, Running, TestConfig};
-use crate::support::{HOUR, MIN, Receiver, note, settle};
+use crate::common::{DELIVERY_DELAY, Running, TestConfig, settle};
+use crate::support::{HOUR, MIN, Receiver, note};
 
 const DAY: i64 = 24 * HOUR;
 

@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
-use crate::common::{DELIVERY_DELAY, Running, TestConfig};
-use crate::support::{HOUR, MIN, Receiver, advance_to_local, note, settle};
+use crate::common::{DELIVERY_DELAY, Running, TestConfig, settle};
+use crate::support::{HOUR, MIN, Receiver, advance_to_local, note};
 
 /// Ten hours ahead of UTC all year, seven ahead of the default zone (Moscow).
 const ZONE: &str = "Asia/Vladivostok";

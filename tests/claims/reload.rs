@@ -3,42 +3,22 @@
 //! validate is refused whole and the last good one keeps serving — seen by
 //! the notifications that follow, once the daemon has logged the refusal.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cascade::runtime::intake::IntakeConfig;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
 use crate::common::{
-    AT_ONCE, CleanUp, DELIVERY_DELAY, Running, TestConfig, intake_config_of, unique, wait_until,
+    AT_ONCE, ChildDaemon, CleanUp, DELIVERY_DELAY, Running, TestConfig, publish_to, settle, unique,
 };
-use crate::support::{Reaped, Receiver, Removed, logs, note, settle, signal, webhook};
+use crate::support::{Receiver, Removed, logs, note, webhook};
 
-/// Writes `content` to `relative` and rewrites it every second until
-/// `applied` holds: the watcher starts in the background and may miss a
-/// write made right after the daemon started.
-async fn edit_until(
-    run: &Running,
-    relative: &str,
-    content: &str,
-    mut applied: impl FnMut(&cascade::config::Catalog) -> bool,
-) {
-    let start = Instant::now();
-    loop {
-        run.cfg.write(relative, content);
-        let written = Instant::now();
-        while written.elapsed() < Duration::from_secs(1) {
-            if applied(&run.daemon().catalog.load()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(
-            start.elapsed() < AT_ONCE * 2,
-            "the edit of {relative} was not applied"
-        );
-    }
+/// Starts the daemon watching its configuration, as `cascade run` does.
+async fn start_watching(cfg: TestConfig) -> Running {
+    let path = cfg.path();
+    Running::start_opts(cfg, |o| o.config_path = Some(path)).await
 }
 
 /// Waits until the daemon has refused the configuration, naming `relative`.
@@ -61,7 +41,7 @@ async fn a_channel_edit_applies_and_a_broken_one_leaves_the_old_channel_serving(
     logs();
     let hooks = Receiver::start().await;
     let cfg = TestConfig::new("reload-channel", &hooks.url, "", DELIVERY_DELAY);
-    let run = Running::start_watching(cfg).await;
+    let run = start_watching(cfg).await;
     let send = async |suffix: &str| {
         let id = run.id(suffix);
         run.publish(&note(
@@ -79,7 +59,7 @@ async fn a_channel_edit_applies_and_a_broken_one_leaves_the_old_channel_serving(
     assert_eq!(hooks.ids("vk"), [first]);
 
     let moved = webhook(&hooks.url, "vk2", "contact = \"vk\"");
-    edit_until(&run, "channels/vk.toml", &moved, |c| {
+    run.edit_until("channels/vk.toml", &moved, |c| {
         url_of(c, "vk").ends_with("/vk2")
     })
     .await;
@@ -94,7 +74,7 @@ async fn a_channel_edit_applies_and_a_broken_one_leaves_the_old_channel_serving(
     assert_eq!(hooks.ids("vk2"), [second, third]);
 
     let fixed = webhook(&hooks.url, "vk3", "contact = \"vk\"");
-    edit_until(&run, "channels/vk.toml", &fixed, |c| {
+    run.edit_until("channels/vk.toml", &fixed, |c| {
         url_of(c, "vk").ends_with("/vk3")
     })
     .await;
@@ -109,7 +89,7 @@ async fn limits_of_cascade_toml_reload_and_a_broken_edit_keeps_the_old_limits() 
     let hooks = Receiver::start().await;
     let cfg = TestConfig::new("reload-limits", &hooks.url, "", DELIVERY_DELAY);
     let settings = std::fs::read_to_string(cfg.path()).unwrap();
-    let run = Running::start_watching(cfg).await;
+    let run = start_watching(cfg).await;
     let publish = async |suffix: &str, customer: &str| {
         let id = run.id(suffix);
         run.publish(&note(&id, customer, "delivery_delay", json!({})))
@@ -124,7 +104,7 @@ async fn limits_of_cascade_toml_reload_and_a_broken_edit_keeps_the_old_limits() 
     }
 
     let limited = format!("{settings}\n[limits]\nper_customer = \"1/1h\"\n");
-    edit_until(&run, "cascade.toml", &limited, |c| {
+    run.edit_until("cascade.toml", &limited, |c| {
         c.policies["delivery_delay"].limits.per_customer.is_some()
     })
     .await;
@@ -187,44 +167,20 @@ async fn sighup_reloads_a_rotated_signing_secret_and_every_post_is_signed() {
             ),
         ),
     );
-    let intake = intake_config_of(&cfg.catalog());
+    let intake = IntakeConfig::from(&cfg.catalog().settings.amqp);
     let log = std::env::temp_dir().join(format!("{}.log", unique("reload-hup")));
-    let out = std::fs::File::create(&log).unwrap();
-    let mut child = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_cascade"))
-            .env_clear()
-            .env("CASCADE_LOG", "warn")
-            .arg("--config")
-            .arg(cfg.path())
-            .arg("run")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap(),
-    );
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut child = ChildDaemon::spawn(&cfg.path(), &log);
     let mut sent = 0;
-    let mut send = async |child: &mut Reaped| {
+    let mut send = async |child: &mut ChildDaemon| {
         sent += 1;
         let id = format!("{}-{sent}", cfg.name);
         let body = note(&id, &format!("c-{sent}"), "delivery_delay", json!({}));
-        assert!(
-            cascade::runtime::intake::publish(&intake, body.to_string().as_bytes())
-                .await
-                .unwrap()
-        );
-        let mut exited = None;
-        wait_until("the POST", Duration::from_secs(15), async || {
-            exited = child.0.try_wait().unwrap();
-            exited.is_some() || hooks.count("vk") == sent
-        })
-        .await;
-        assert!(
-            exited.is_none(),
-            "the daemon exited ({exited:?}; target/debug/cascade is shared: build it right before this test):\n{}",
-            read_log()
-        );
+        publish_to(&intake, body.to_string().as_bytes()).await;
+        child
+            .wait_alive_until("the POST", Duration::from_secs(15), async || {
+                hooks.count("vk") == sent
+            })
+            .await;
         let hook = hooks.hooks("vk").pop().unwrap();
         assert_eq!(hook.notification_id(), id);
         let signed = hook.headers.get("x-cascade-signature-256").cloned();
@@ -241,7 +197,7 @@ async fn sighup_reloads_a_rotated_signing_secret_and_every_post_is_signed() {
     std::fs::write(&secret_file, format!("{NEW}\n")).unwrap();
     let start = Instant::now();
     loop {
-        signal(child.0.id(), "-HUP");
+        child.signal("HUP");
         tokio::time::sleep(Duration::from_millis(300)).await;
         if send(&mut child).await == NEW {
             break;

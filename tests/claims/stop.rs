@@ -5,16 +5,18 @@
 //! the intake's nor the scheduler's wait can be missing unnoticed. The
 //! binary runs with a clean environment.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cascade::core::Phase;
+use cascade::runtime::intake::IntakeConfig;
 use cascade::runtime::keys::Keys;
 use cascade::runtime::store::Store;
 use serde_json::json;
 
-use crate::common::{CleanUp, TestConfig, unique, wait_until};
-use crate::support::{Reaped, Receiver, note, ready_in, signal, webhook};
+use crate::common::{
+    ChildDaemon, CleanUp, REDIS_URL, TestConfig, publish_to, ready_in, unique, wait_until,
+};
+use crate::support::{Receiver, note, webhook};
 
 /// VK, and an SMS a second later.
 const QUICK: &str = "stop_on = [\"read\"]\n\n[[steps]]\nchannel = \"vk\"\nwait = \"1s\"\n\n[[steps]]\nchannel = \"sms\"\n";
@@ -45,23 +47,9 @@ async fn sigterm_case(name: &str, first: &str, last: &str) {
     );
     cfg.write("policies/direct.toml", "[[steps]]\nchannel = \"direct\"\n");
     let _clean = CleanUp(cfg.name.clone());
-    let intake = crate::common::intake_config_of(&cfg.catalog());
+    let intake = IntakeConfig::from(&cfg.catalog().settings.amqp);
     let log = std::env::temp_dir().join(format!("{}.log", unique(name)));
-    let out = std::fs::File::create(&log).unwrap();
-    let mut child = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_cascade"))
-            .env_clear()
-            .env("CASCADE_LOG", "info")
-            .arg("--config")
-            .arg(cfg.path())
-            .arg("run")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap(),
-    );
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut child = ChildDaemon::spawn_with(&cfg.path(), &log, "info", &[]);
 
     hooks.hold("sms");
     hooks.hold("direct");
@@ -70,60 +58,35 @@ async fn sigterm_case(name: &str, first: &str, last: &str) {
     let after = format!("{}-after", cfg.name);
     for (id, policy) in [(&escalated, "delivery_delay"), (&direct, "direct")] {
         let body = note(id, "c-1", policy, json!({})).to_string();
-        assert!(
-            cascade::runtime::intake::publish(&intake, body.as_bytes())
-                .await
-                .unwrap()
-        );
+        publish_to(&intake, body.as_bytes()).await;
     }
     // Both are in the provider's hands: one sent from intake, one an SMS
     // escalated by the scheduler a second after the VK message.
-    let mut exited = None;
-    wait_until("both sends", Duration::from_secs(15), async || {
-        exited = child.0.try_wait().unwrap();
-        exited.is_some() || (hooks.count("sms") == 1 && hooks.count("direct") == 1)
-    })
-    .await;
-    assert!(
-        exited.is_none(),
-        "the daemon exited ({exited:?}; target/debug/cascade is shared: build it right before this test):\n{}",
-        read_log()
-    );
+    child
+        .wait_alive_until("both sends", Duration::from_secs(15), async || {
+            hooks.count("sms") == 1 && hooks.count("direct") == 1
+        })
+        .await;
 
-    signal(child.0.id(), "-TERM");
+    child.signal("TERM");
     let stopped = Instant::now();
     // Intake has stopped: this one stays in the queue.
     let body = note(&after, "c-2", "direct", json!({})).to_string();
-    assert!(
-        cascade::runtime::intake::publish(&intake, body.as_bytes())
-            .await
-            .unwrap()
-    );
+    publish_to(&intake, body.as_bytes()).await;
     // The provider takes its time, well within the grace.
     for path in [first, last] {
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        assert!(
-            child.0.try_wait().unwrap().is_none(),
-            "it waits for the send to /{path}:\n{}",
-            read_log()
-        );
+        child.assert_alive(&format!("before the send to /{path} finished"));
         hooks.release(path);
     }
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(25),
-            "still running 25 s after SIGTERM:\n{}",
-            read_log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(status.code(), Some(0), "{}", read_log());
+    // Within 25 s of the SIGTERM.
+    let status = child
+        .wait_exit(Duration::from_secs(25).saturating_sub(stopped.elapsed()))
+        .await;
+    assert_eq!(status.code(), Some(0), "{}", child.log());
 
     // Nothing half-sent: each went out once and its outcome is stored.
-    let store = Store::connect("redis://127.0.0.1:6379", Keys::new(&cfg.name, 4), 3_600_000)
+    let store = Store::connect(REDIS_URL, Keys::new(&cfg.name, 4), 3_600_000)
         .await
         .unwrap();
     for (id, channel) in [(&escalated, "sms"), (&direct, "direct")] {

@@ -1,12 +1,11 @@
 //! What the claim tests share beyond `common`: a receiver that keeps headers
 //! and raw bodies and can hold a request or answer with a chosen status, the
-//! daemon's log lines, the virtual clock set to a local time, and the state
+//! binary's log filter, the virtual clock set to a local time, and the state
 //! of a cascade as stored.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,7 +17,7 @@ use serde_json::Value;
 use cascade::core::Phase;
 use cascade::runtime::clock::{Clock, SystemClock};
 
-use crate::common::{AT_ONCE, Running, wait_until};
+use crate::common::{AT_ONCE, Logs, Running, wait_until};
 
 pub const MIN: i64 = 60_000;
 pub const HOUR: i64 = 60 * MIN;
@@ -222,120 +221,12 @@ pub async fn phase(run: &Running, id: &str) -> Option<Phase> {
         .map(|(c, _)| c.phase)
 }
 
-/// Lets what should not happen have its chance to happen (a send that
-/// must not go out): only for negative checks, after the positive ones.
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(500)).await;
-}
+/// `common::settle`, re-exported for `breaker.rs`, which imports it from here.
+pub use crate::common::settle;
 
-/// The log lines of this test binary's in-process daemons, as JSON.
-#[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    /// Waits for a line that holds every one of `needles`.
-    pub async fn wait_line(&self, needles: &[&str]) -> String {
-        let mut found = String::new();
-        wait_until(
-            &format!("a log line with {needles:?}"),
-            AT_ONCE,
-            async || {
-                if let Some(line) = self
-                    .text()
-                    .lines()
-                    .find(|l| needles.iter().all(|n| l.contains(n)))
-                {
-                    found = line.to_owned();
-                }
-                !found.is_empty()
-            },
-        )
-        .await;
-        found
-    }
-}
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-/// The binary's one global subscriber, installed by the first call
-/// (warnings and errors of the daemon only).
+/// The claims binary's captured log: the daemon's warnings and errors.
 pub fn logs() -> &'static Logs {
-    static LOGS: OnceLock<Logs> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-            .with_writer(logs.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other test of this binary installs a global subscriber");
-        logs
-    })
-}
-
-/// How many messages wait (ready, not delivered) in `queue`.
-pub async fn ready_in(queue: &str) -> u32 {
-    use lapin::options::QueueDeclareOptions;
-    let conn =
-        lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", Default::default())
-            .await
-            .expect("RabbitMQ is up");
-    let channel = conn.create_channel().await.unwrap();
-    let q = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .expect("the queue exists");
-    let _ = conn.close(200, "bye".into()).await;
-    q.message_count()
-}
-
-/// A child process killed (SIGKILL) and reaped when dropped, also when the
-/// test fails half-way.
-pub struct Reaped(pub std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
-/// `kill -<name> <pid>`.
-pub fn signal(pid: u32, name: &str) {
-    let status = std::process::Command::new("kill")
-        .args([name, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::common::logs("warn")
 }
 
 /// A folder removed when dropped, also when the test fails half-way.

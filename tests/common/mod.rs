@@ -1,5 +1,7 @@
 //! Shared by the integration tests: a private configuration per test (own
-//! queues, own Redis key prefix), a fake HTTP receiver, and waiting helpers.
+//! queues, own Redis key prefix), a fake HTTP receiver, waiting helpers, the
+//! daemon in-process (`Running`) or as a child process (`ChildDaemon`),
+//! RabbitMQ helpers, the captured log and the Prometheus page.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -12,6 +14,11 @@ use axum::routing::post;
 use axum::{Json, Router};
 use cascade::runtime::record::Record;
 use serde_json::Value;
+
+/// The local RabbitMQ every test uses (its own queues on it).
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The local Redis every test uses (its own key prefix on it).
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// The receipts API token of every test configuration (long enough for
 /// `cascade run`, which refuses short ones).
@@ -161,8 +168,9 @@ pub async fn wait_until(what: &str, timeout: Duration, mut check: impl AsyncFnMu
     panic!("timed out after {timeout:?} waiting for: {what}");
 }
 
-/// Panics at once, saying what to do, when Redis or RabbitMQ is not
-/// listening (a daemon would otherwise wait for them forever).
+/// Panics within two seconds, saying what to do, when Redis or RabbitMQ is
+/// not listening: a daemon (or a client) would otherwise wait for them and
+/// the test would hang instead of failing.
 pub async fn require_services() {
     for (port, name) in [(6379, "Redis"), (5672, "RabbitMQ")] {
         let reached = tokio::time::timeout(
@@ -172,7 +180,8 @@ pub async fn require_services() {
         .await;
         if !matches!(reached, Ok(Ok(_))) {
             panic!(
-                "{name} is not reachable on 127.0.0.1:{port}; these tests need it running                  (scripts/test starts local servers when they are installed)"
+                "{name} is not reachable on 127.0.0.1:{port} within 2 s; these tests need it \
+                 running (scripts/test starts local servers when they are installed)"
             );
         }
     }
@@ -180,7 +189,7 @@ pub async fn require_services() {
 
 pub async fn redis() -> redis::aio::MultiplexedConnection {
     require_services().await;
-    redis::Client::open("redis://127.0.0.1:6379")
+    redis::Client::open(REDIS_URL)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -206,9 +215,7 @@ pub async fn clean_redis(prefix: &str) {
 
 /// Deletes a test's queues.
 pub async fn clean_queues(name: &str) {
-    if let Ok(conn) =
-        lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", Default::default())
-            .await
+    if let Ok(conn) = lapin::Connection::connect(AMQP_URL, Default::default()).await
         && let Ok(ch) = conn.create_channel().await
     {
         for q in [format!("{name}.notifications"), format!("{name}.dead")] {
@@ -342,17 +349,12 @@ pub async fn keyed_receiver() -> (String, Deliveries) {
     (format!("http://{addr}"), deliveries)
 }
 
-/// The intake settings of a catalog, for publishing to its queue.
+/// The intake settings of a catalog, for publishing to its queue (the
+/// library's `IntakeConfig::from`, under the name `tests/resilience.rs` uses).
 pub fn intake_config_of(
     catalog: &cascade::config::Catalog,
 ) -> cascade::runtime::intake::IntakeConfig {
-    let a = &catalog.settings.amqp;
-    cascade::runtime::intake::IntakeConfig {
-        url: a.url.clone(),
-        queue: a.queue.clone(),
-        dead_letter_queue: a.dead_letter_queue.clone(),
-        prefetch: a.prefetch,
-    }
+    cascade::runtime::intake::IntakeConfig::from(&catalog.settings.amqp)
 }
 
 /// Publishes many messages on one connection and one channel with publisher
@@ -415,34 +417,132 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `cascade --config <path> run` as a child process, logging at `warn` into
-/// `log`, with a clean environment (no `CASCADE_…` or provider variable of
-/// the caller's can change what the test configured). Killed with SIGKILL
-/// when dropped.
+/// The built `cascade` binary with a clean environment: only `PATH` and
+/// `HOME` pass through, so no `CASCADE_…` or provider variable of the
+/// caller's can change what a test configured. Stdin is closed.
+pub fn cascade_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"));
+    cmd.env_clear().stdin(std::process::Stdio::null());
+    for var in ["PATH", "HOME"] {
+        if let Some(value) = std::env::var_os(var) {
+            cmd.env(var, value);
+        }
+    }
+    cmd
+}
+
+/// `cascade --config <path> run` as a child process (`cascade_command`),
+/// its stdout and stderr appended to `log`. Killed with SIGKILL and reaped
+/// when dropped, also when the test fails half-way.
 pub struct ChildDaemon {
     child: Option<std::process::Child>,
+    log: PathBuf,
 }
 
 impl ChildDaemon {
+    /// Logging at `warn`, with nothing but the configuration file.
     pub fn spawn(config: &Path, log: &Path) -> ChildDaemon {
+        ChildDaemon::spawn_with(config, log, "warn", &[])
+    }
+
+    /// Logging at `level` (`CASCADE_LOG`), with the variables `env` set.
+    pub fn spawn_with(config: &Path, log: &Path, level: &str, env: &[(&str, &str)]) -> ChildDaemon {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
         let err = out.try_clone().unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
+        let child = cascade_command()
             .arg("--config")
             .arg(config)
             .arg("run")
-            .env_clear()
-            .env("CASCADE_LOG", "warn")
-            .stdin(std::process::Stdio::null())
+            .env("CASCADE_LOG", level)
+            .envs(env.iter().copied())
             .stdout(out)
             .stderr(err)
             .spawn()
             .expect("the cascade binary starts");
-        ChildDaemon { child: Some(child) }
+        ChildDaemon {
+            child: Some(child),
+            log: log.to_owned(),
+        }
+    }
+
+    fn child(&mut self) -> &mut std::process::Child {
+        self.child.as_mut().expect("the daemon was not killed")
+    }
+
+    /// The process id.
+    pub fn id(&mut self) -> u32 {
+        self.child().id()
+    }
+
+    /// What it wrote so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -<name> <pid>`, e.g. `signal("TERM")`.
+    pub fn signal(&mut self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// How it exited, or `None` while it runs.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child().try_wait().unwrap()
+    }
+
+    /// Panics with its log if it has exited.
+    #[track_caller]
+    pub fn assert_alive(&mut self, what: &str) {
+        if let Some(status) = self.exited() {
+            panic!("the daemon exited ({status}) {what}:\n{}", self.log());
+        }
+    }
+
+    /// Polls `check` until it holds; panics with the daemon's log if the
+    /// daemon exits first or `timeout` passes.
+    pub async fn wait_alive_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl AsyncFnMut() -> bool,
+    ) {
+        let start = Instant::now();
+        loop {
+            self.assert_alive(&format!("while waiting for: {what}"));
+            if check().await {
+                return;
+            }
+            if start.elapsed() >= timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for: {what}\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for it to exit; panics with its log if it still runs after
+    /// `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            if start.elapsed() >= timeout {
+                panic!("still running after {timeout:?}:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// `kill -9`, and reap it.
@@ -702,20 +802,23 @@ pub const AT_ONCE: Duration = Duration::from_secs(5);
 
 impl Running {
     pub async fn start(cfg: TestConfig) -> Running {
-        Running::start_with(cfg, None).await
+        Running::start_opts(cfg, |_| {}).await
     }
 
-    /// `listen` overrides `http.listen`.
-    pub async fn start_with(cfg: TestConfig, listen: Option<String>) -> Running {
+    /// Like `start`, with the daemon's options changed by `tweak` first,
+    /// e.g. `|o| o.config_path = Some(path)` to watch the configuration for
+    /// hot reload as `cascade run` does. The clock stays `Running`'s own.
+    pub async fn start_opts(
+        cfg: TestConfig,
+        tweak: impl FnOnce(&mut cascade::runtime::daemon::DaemonOptions),
+    ) -> Running {
         require_services().await;
         let clock = Arc::new(cascade::runtime::clock::SystemClock::default());
         let catalog = cfg.catalog();
         let intake = cascade::runtime::intake::IntakeConfig::from(&catalog.settings.amqp);
-        let options = cascade::runtime::daemon::DaemonOptions {
-            clock: clock.clone(),
-            listen,
-            ..Default::default()
-        };
+        let mut options = cascade::runtime::daemon::DaemonOptions::default();
+        tweak(&mut options);
+        options.clock = clock.clone();
         let daemon = cascade::runtime::daemon::Daemon::start(catalog, options)
             .await
             .expect("daemon starts");
@@ -763,12 +866,7 @@ impl Running {
 
     /// Publishes a notification to the test's queue; RabbitMQ must confirm it.
     pub async fn publish_bytes(&self, body: &[u8]) {
-        assert!(
-            cascade::runtime::intake::publish(&self.intake, body)
-                .await
-                .expect("RabbitMQ takes the message"),
-            "RabbitMQ confirms the message"
-        );
+        publish_to(&self.intake, body).await;
     }
 
     pub async fn publish(&self, body: &Value) {
@@ -873,6 +971,38 @@ impl Running {
             .unwrap()
     }
 
+    /// The sum of the samples of metric `name` with `labels` on the daemon's
+    /// Prometheus page now.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        metric_sum(&self.metrics().await, name, labels)
+    }
+
+    /// Writes `content` to `relative` and rewrites it every second until
+    /// `applied` holds: the watcher starts in the background and may miss a
+    /// write made right after the daemon started. Panics after `AT_ONCE * 2`.
+    pub async fn edit_until(
+        &self,
+        relative: &str,
+        content: &str,
+        mut applied: impl FnMut(&cascade::config::Catalog) -> bool,
+    ) {
+        let start = Instant::now();
+        loop {
+            self.cfg.write(relative, content);
+            let written = Instant::now();
+            while written.elapsed() < Duration::from_secs(1) {
+                if applied(&self.daemon().catalog.load()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(
+                start.elapsed() < AT_ONCE * 2,
+                "the edit of {relative} was not applied"
+            );
+        }
+    }
+
     /// Stops the daemon gracefully; `Drop` then cleans up.
     pub async fn stop(&mut self) {
         if let Some(daemon) = self.daemon.take() {
@@ -881,16 +1011,24 @@ impl Running {
     }
 }
 
-/// Sums the `cascade_callbacks_total` samples of one provider and result on a
-/// Prometheus page.
-pub fn callbacks_in(page: &str, provider: &str, result: &str) -> u64 {
+/// Sums the samples of metric `name` whose labels include every one of
+/// `labels` on a Prometheus page, e.g. `metric_sum(page,
+/// "cascade_callbacks_total", &[("provider", "sms"), ("result", "ok")])`.
+pub fn metric_sum(page: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
     page.lines()
-        .filter(|l| l.starts_with("cascade_callbacks_total{"))
-        .filter(|l| {
-            l.contains(&format!("provider=\"{provider}\""))
-                && l.contains(&format!("result=\"{result}\""))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (sample_labels, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            // Each wanted label whole: `{k="v"` or `,k="v"`, not a suffix of another.
+            let sample_labels = format!(",{sample_labels}");
+            labels
+                .iter()
+                .all(|(k, v)| sample_labels.contains(&format!(",{k}=\"{v}\"")))
+                .then(|| value.trim().parse::<f64>().ok())?
         })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|v| v as u64)
         .sum()
 }
@@ -942,29 +1080,200 @@ macro_rules! wraps_running {
     };
 }
 
-impl Running {
-    /// Like `start`, with the configuration watched for hot reload (file
-    /// changes and SIGHUP), as `cascade run` does.
-    pub async fn start_watching(cfg: TestConfig) -> Running {
-        let clock = Arc::new(cascade::runtime::clock::SystemClock::default());
-        let catalog = cfg.catalog();
-        let intake = cascade::runtime::intake::IntakeConfig::from(&catalog.settings.amqp);
-        let options = cascade::runtime::daemon::DaemonOptions {
-            clock: clock.clone(),
-            config_path: Some(cfg.path()),
-            ..Default::default()
-        };
-        let daemon = cascade::runtime::daemon::Daemon::start(catalog, options)
+// ---------------------------------------------------------------------------
+// RabbitMQ as a test sees it: publishing, counting and taking messages.
+// ---------------------------------------------------------------------------
+
+/// A connection and a channel to the local RabbitMQ (close the connection
+/// when done).
+pub async fn amqp() -> (lapin::Connection, lapin::Channel) {
+    require_services().await;
+    let conn = lapin::Connection::connect(AMQP_URL, Default::default())
+        .await
+        .expect("RabbitMQ is up");
+    let channel = conn.create_channel().await.expect("a channel");
+    (conn, channel)
+}
+
+/// Publishes `body` to the intake queue of `intake` (declaring the queues);
+/// RabbitMQ must confirm it.
+pub async fn publish_to(intake: &cascade::runtime::intake::IntakeConfig, body: &[u8]) {
+    require_services().await;
+    assert!(
+        cascade::runtime::intake::publish(intake, body)
             .await
-            .expect("daemon starts");
-        Running {
-            cfg,
-            clock,
-            intake,
-            http: reqwest::Client::new(),
-            daemon: Some(daemon),
-            settle: Settle::OnPanic,
-            strict: false,
+            .expect("RabbitMQ takes the message"),
+        "RabbitMQ confirms the message"
+    );
+}
+
+/// What a queue holds: messages ready (not delivered) and consumers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub ready: u32,
+    pub consumers: u32,
+}
+
+/// The counts of `queue`, or `None` if it does not exist (a passive declare).
+pub async fn queue_counts(queue: &str) -> Option<QueueCounts> {
+    let (conn, channel) = amqp().await;
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await;
+    let _ = conn.close(200, "bye".into()).await;
+    declared.ok().map(|q| QueueCounts {
+        ready: q.message_count(),
+        consumers: q.consumer_count(),
+    })
+}
+
+/// How many messages wait (ready, not delivered) in `queue`, which exists.
+pub async fn ready_in(queue: &str) -> u32 {
+    queue_counts(queue)
+        .await
+        .unwrap_or_else(|| panic!("the queue {queue} exists"))
+        .ready
+}
+
+/// Takes messages off `queue` (acknowledged as they are taken) until `want`
+/// are in hand or `timeout` passes; the caller checks how many it got.
+pub async fn take_messages(
+    queue: &str,
+    want: usize,
+    timeout: Duration,
+) -> Vec<lapin::message::Delivery> {
+    let (conn, channel) = amqp().await;
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while out.len() < want && start.elapsed() < timeout {
+        let got = channel
+            .basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("basic.get");
+        match got {
+            Some(message) => out.push(message.delivery),
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
+    let _ = conn.close(200, "bye".into()).await;
+    out
+}
+
+/// The headers of a message whose values are strings (the `x-cascade-…`
+/// headers of a dead letter among them).
+pub fn string_headers(
+    message: &lapin::message::Delivery,
+) -> std::collections::BTreeMap<String, String> {
+    message
+        .properties
+        .headers()
+        .as_ref()
+        .map(|table| {
+            table
+                .inner()
+                .iter()
+                .filter_map(|(k, v)| match v {
+                    lapin::types::AMQPValue::LongString(s) => Some((
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                    )),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// Negative checks and the daemon's log lines.
+// ---------------------------------------------------------------------------
+
+/// Lets what should not happen have its chance to happen (a send that must
+/// not go out): only for negative checks, after the positive ones.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// The log lines of this test binary's in-process daemons, as JSON.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The first line that holds every one of `needles`, if any yet.
+    pub fn line_with(&self, needles: &[&str]) -> Option<String> {
+        self.text()
+            .lines()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_owned)
+    }
+
+    /// Waits for a line that holds every one of `needles`.
+    pub async fn wait_line(&self, needles: &[&str]) -> String {
+        let mut found = None;
+        wait_until(
+            &format!("a log line with {needles:?}"),
+            AT_ONCE,
+            async || {
+                found = self.line_with(needles);
+                found.is_some()
+            },
+        )
+        .await;
+        found.unwrap()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}
+
+/// The binary's one global subscriber (JSON lines into a shared buffer),
+/// installed by the first call with `filter` (an `EnvFilter`, e.g. `"warn"`).
+/// A process has one global subscriber, so every call of a test binary must
+/// ask for the same filter: each binary wraps this in its own `logs()`.
+pub fn logs(filter: &str) -> &'static Logs {
+    static LOGS: std::sync::OnceLock<(String, Logs)> = std::sync::OnceLock::new();
+    let (installed, logs) = LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(logs.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("nothing else in this test binary installs a global subscriber");
+        (filter.to_owned(), logs)
+    });
+    assert_eq!(
+        installed, filter,
+        "this test binary's log subscriber was installed with another filter"
+    );
+    logs
 }

@@ -4,7 +4,6 @@
 //! producer's TTL; an outage never dead-letters a good message; a `send_at`
 //! far off and a provider's absurd `Retry-After` cannot park a cascade.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,30 +11,17 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use lapin::message::Delivery;
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::BasicProperties;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection};
 use serde_json::json;
 
 use crate::common::*;
 
-const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-async fn channel() -> (Connection, Channel) {
-    let conn = Connection::connect(AMQP_URL, Default::default())
-        .await
-        .expect("RabbitMQ is up");
-    let channel = conn.create_channel().await.expect("a channel");
-    (conn, channel)
-}
-
 /// Publishes `body` to `queue` as a producer would, with a confirm, and
 /// without declaring any queue.
 async fn publish(queue: &str, body: &[u8], properties: BasicProperties) {
-    let (conn, ch) = channel().await;
+    let (conn, ch) = amqp().await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
@@ -61,96 +47,22 @@ async fn publish(queue: &str, body: &[u8], properties: BasicProperties) {
     let _ = conn.close(200, ShortString::from("bye")).await;
 }
 
-/// Takes messages off `queue` (acknowledging them) until `want` are in hand
-/// or `timeout` passes.
-async fn take(queue: &str, want: usize, timeout: Duration) -> Vec<Delivery> {
-    let (conn, channel) = channel().await;
-    let mut out = Vec::new();
-    let start = std::time::Instant::now();
-    while out.len() < want && start.elapsed() < timeout {
-        let got = channel
-            .basic_get(ShortString::from(queue), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get");
-        match got {
-            Some(message) => out.push(message.delivery),
-            None => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    let _ = conn.close(200, ShortString::from("bye")).await;
-    out
-}
-
-/// The string headers of a delivery.
-fn headers(d: &Delivery) -> BTreeMap<String, String> {
-    d.properties
-        .headers()
-        .clone()
-        .unwrap_or_default()
-        .inner()
-        .iter()
-        .filter_map(|(k, v)| match v {
-            AMQPValue::LongString(s) => Some((
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(s.as_bytes()).into_owned(),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Waits until the daemon consumes `queue` (it declares both of its queues
 /// before it starts to).
 async fn wait_consuming(queue: &str) {
     wait_until(
         &format!("the daemon consumes {queue}"),
         AT_ONCE,
-        async || {
-            let (conn, channel) = channel().await;
-            let declared = channel
-                .queue_declare(
-                    ShortString::from(queue),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await;
-            let _ = conn.close(200, ShortString::from("bye")).await;
-            declared.is_ok_and(|q| q.consumer_count() >= 1)
-        },
+        async || queue_counts(queue).await.is_some_and(|q| q.consumers >= 1),
     )
     .await;
 }
 
-/// How many messages wait (ready) in `queue`.
-async fn ready_in(queue: &str) -> u32 {
-    let (conn, channel) = channel().await;
-    let q = channel
-        .queue_declare(
-            ShortString::from(queue),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+/// Sums `cascade_intake_total` samples with `result` now (the tests compare
+/// before and after).
+async fn intake_total(run: &Running, result: &str) -> u64 {
+    run.metric("cascade_intake_total", &[("result", result)])
         .await
-        .expect("the queue exists");
-    let _ = conn.close(200, ShortString::from("bye")).await;
-    q.message_count()
-}
-
-/// Sums `cascade_intake_total` samples with `result` on a Prometheus page
-/// (the recorder is the process's: compare before and after).
-fn intake_total(page: &str, result: &str) -> u64 {
-    page.lines()
-        .filter(|l| l.starts_with("cascade_intake_total{"))
-        .filter(|l| l.contains(&format!("result=\"{result}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
 }
 
 /// A notification for `delivery_delay` with `send_at`.
@@ -188,11 +100,11 @@ async fn a_message_that_keeps_failing_is_dead_lettered_as_poison_after_max_deliv
     let good = run.id("good");
     run.publish_bytes(&notification(&good, "c-2")).await;
 
-    let dead = take(&run.intake.dead_letter_queue, 1, Duration::from_secs(20)).await;
+    let dead = take_messages(&run.intake.dead_letter_queue, 1, Duration::from_secs(20)).await;
     assert_eq!(dead.len(), 1, "the poison message is dead-lettered");
     let d = &dead[0];
     assert_eq!(d.data, body, "byte for byte");
-    let h = headers(d);
+    let h = string_headers(d);
     assert_eq!(
         h.get("x-cascade-error-code").map(String::as_str),
         Some("poison"),
@@ -215,7 +127,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_as_poison_after_max_deliv
 
     // Nothing else: not dead-lettered twice, not left going round.
     assert!(
-        take(&run.intake.dead_letter_queue, 1, Duration::from_millis(700))
+        take_messages(&run.intake.dead_letter_queue, 1, Duration::from_millis(700))
             .await
             .is_empty()
     );
@@ -239,7 +151,7 @@ async fn a_redis_outage_never_makes_a_good_message_poison() {
     );
     cfg.set_redis_url(&redis_server.url());
     let run = Running::start(cfg).await;
-    let before = intake_total(&run.metrics().await, "requeued");
+    let before = intake_total(&run, "requeued").await;
 
     redis_server.kill();
     let id = run.id("good");
@@ -248,11 +160,11 @@ async fn a_redis_outage_never_makes_a_good_message_poison() {
     wait_until(
         "the message is handed back twice",
         Duration::from_secs(30),
-        async || intake_total(&run.metrics().await, "requeued") >= before + 2,
+        async || intake_total(&run, "requeued").await >= before + 2,
     )
     .await;
     assert!(
-        take(&run.intake.dead_letter_queue, 1, Duration::from_millis(300))
+        take_messages(&run.intake.dead_letter_queue, 1, Duration::from_millis(300))
             .await
             .is_empty(),
         "an outage dead-lettered a good message"
@@ -266,7 +178,7 @@ async fn a_redis_outage_never_makes_a_good_message_poison() {
     )
     .await;
     assert!(
-        take(&run.intake.dead_letter_queue, 1, Duration::from_millis(300))
+        take_messages(&run.intake.dead_letter_queue, 1, Duration::from_millis(300))
             .await
             .is_empty()
     );
@@ -279,11 +191,11 @@ async fn a_missing_dead_letter_queue_keeps_the_message_instead_of_dropping_it() 
     let run = Running::start(cfg).await.strict();
     wait_consuming(&run.intake.queue).await;
     let dlq = run.intake.dead_letter_queue.clone();
-    let (conn, ch) = channel().await;
+    let (conn, ch) = amqp().await;
     ch.queue_delete(ShortString::from(dlq.as_str()), Default::default())
         .await
         .expect("the dead-letter queue is deleted");
-    let before = intake_total(&run.metrics().await, "dead_letter_failed");
+    let before = intake_total(&run, "dead_letter_failed").await;
 
     let body = br#"{"id": "cut short", "policy": "#.to_vec();
     // Not `run.publish_bytes`: it declares the queues, the dead-letter one too.
@@ -292,7 +204,7 @@ async fn a_missing_dead_letter_queue_keeps_the_message_instead_of_dropping_it() 
     wait_until(
         "the dead letter comes back unrouted",
         Duration::from_secs(10),
-        async || intake_total(&run.metrics().await, "dead_letter_failed") > before,
+        async || intake_total(&run, "dead_letter_failed").await > before,
     )
     .await;
 
@@ -308,11 +220,11 @@ async fn a_missing_dead_letter_queue_keeps_the_message_instead_of_dropping_it() 
     .await
     .expect("the dead-letter queue is declared again");
     let _ = conn.close(200, ShortString::from("bye")).await;
-    let dead = take(&dlq, 1, Duration::from_secs(10)).await;
+    let dead = take_messages(&dlq, 1, Duration::from_secs(10)).await;
     assert_eq!(dead.len(), 1, "the message was not lost");
     assert_eq!(dead[0].data, body);
     assert_eq!(
-        headers(&dead[0])
+        string_headers(&dead[0])
             .get("x-cascade-error-code")
             .map(String::as_str),
         Some("malformed_json")
@@ -343,7 +255,7 @@ async fn a_dead_letter_drops_the_producers_expiration_and_keeps_the_rest() {
     )
     .await;
 
-    let dead = take(&run.intake.dead_letter_queue, 1, Duration::from_secs(10)).await;
+    let dead = take_messages(&run.intake.dead_letter_queue, 1, Duration::from_secs(10)).await;
     assert_eq!(dead.len(), 1);
     let p = &dead[0].properties;
     assert_eq!(
@@ -357,7 +269,7 @@ async fn a_dead_letter_drops_the_producers_expiration_and_keeps_the_rest() {
         Some("application/json")
     );
     assert_eq!(p.delivery_mode(), &Some(2));
-    let h = headers(&dead[0]);
+    let h = string_headers(&dead[0]);
     assert_eq!(h.get("x-trace").map(String::as_str), Some("t-1"));
     assert_eq!(
         h.get("x-cascade-error-code").map(String::as_str),
@@ -386,14 +298,14 @@ async fn a_send_at_beyond_the_horizon_is_dead_lettered() {
     }
     run.publish_bytes(&sending_at(&within, &at(29))).await;
 
-    let dead = take(&run.intake.dead_letter_queue, 2, Duration::from_secs(10)).await;
+    let dead = take_messages(&run.intake.dead_letter_queue, 2, Duration::from_secs(10)).await;
     assert_eq!(dead.len(), 2);
     for body in &refused {
         let d = dead
             .iter()
             .find(|d| &d.data == body)
             .expect("dead-lettered byte for byte");
-        let h = headers(d);
+        let h = string_headers(d);
         assert_eq!(
             h.get("x-cascade-error-code").map(String::as_str),
             Some("send_at_too_far"),

@@ -10,9 +10,6 @@
 //! too, which only makes the check stricter).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use cascade::fakes::smsru::FakeSmsRu;
 use cascade::fakes::smtp::{self, Answer};
@@ -20,11 +17,13 @@ use cascade::fakes::telegram::FakeTelegram;
 use cascade::fakes::vk::FakeVk;
 use cascade::fakes::webhook::FakeWebhook;
 use cascade::fakes::whatsapp::{FakeWhatsApp, graph_error};
-use lapin::options::BasicGetOptions;
-use lapin::types::{AMQPValue, ShortString};
+use lapin::types::AMQPValue;
 use serde_json::json;
 
-use crate::common::{AT_ONCE, Running, Settle, TestConfig, fake_receiver, redis, wait_until};
+use crate::common::{
+    AT_ONCE, Running, Settle, TestConfig, fake_receiver, redis, take_messages, wait_until,
+};
+use crate::logs;
 
 // Contacts unlikely to appear anywhere by chance.
 const PHONE: &str = "+79857364912";
@@ -61,49 +60,6 @@ const POLICY: &str = "stop_on = [\"read\"]\nexpire_after = \"1h\"\n\n\
     [[steps]]\nchannel = \"email\"\nwait = \"1m\"\n\n\
     [[steps]]\nchannel = \"sms\"\nwait = \"1m\"\n\n\
     [[steps]]\nchannel = \"call_centre\"\n";
-
-/// The log lines of this test binary, as JSON, at `trace` for the daemon.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-/// Installs the binary's one global subscriber (the first call does).
-fn logs() -> &'static Logs {
-    static LOGS: OnceLock<Logs> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info,cascade=trace"))
-            .with_writer(logs.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other test of this binary installs a global subscriber");
-        logs
-    })
-}
 
 /// The fakes of one test, one per channel kind.
 struct Fakes {
@@ -258,33 +214,13 @@ async fn events_stream(prefix: &str) -> String {
         .collect()
 }
 
-/// Takes `want` messages off the dead-letter queue; their headers as
-/// `name: value` lines (whatever their AMQP type).
+/// Takes `want` messages off the dead-letter queue; how many it got, and
+/// their headers as `name: value` lines (whatever their AMQP type).
 async fn dead_letter_headers(queue: &str, want: usize) -> (usize, String) {
-    let conn =
-        lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", Default::default())
-            .await
-            .expect("RabbitMQ is up");
-    let channel = conn.create_channel().await.unwrap();
-    let mut taken = 0;
+    let taken = take_messages(queue, want, AT_ONCE * 2).await;
     let mut out = String::new();
-    let start = std::time::Instant::now();
-    while taken < want && start.elapsed() < AT_ONCE * 2 {
-        let got = channel
-            .basic_get(ShortString::from(queue), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get on the dead-letter queue");
-        let Some(message) = got else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        taken += 1;
-        let headers = message
-            .delivery
-            .properties
-            .headers()
-            .clone()
-            .unwrap_or_default();
+    for message in &taken {
+        let headers = message.properties.headers().clone().unwrap_or_default();
         for (name, value) in headers.inner() {
             let value = match value {
                 AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
@@ -293,8 +229,7 @@ async fn dead_letter_headers(queue: &str, want: usize) -> (usize, String) {
             out.push_str(&format!("{}: {value}\n", name.as_str()));
         }
     }
-    let _ = conn.close(200, ShortString::from("bye")).await;
-    (taken, out)
+    (taken.len(), out)
 }
 
 /// The lines of `text` that hold `needle`, to show in a failure.

@@ -3,25 +3,21 @@
 //! `--insecure-demo-secrets`; `check` warns and `--strict` fails; secrets
 //! may come from `*_file`s; a reload cannot bring in an unsafe secret.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cascade::config::Catalog;
 use cascade::config::secrets::Problem;
 
-use crate::common::{CleanUp, DELIVERY_DELAY, TestConfig, repo, unique, wait_until};
-
-fn cascade() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cascade"));
-    // Nothing inherited: no CASCADE_… or provider variable of the caller's.
-    cmd.env_clear().stdin(Stdio::null());
-    cmd
-}
+use crate::common::{
+    ChildDaemon, CleanUp, DELIVERY_DELAY, Running, TestConfig, cascade_command, repo, settle,
+    unique, wait_until,
+};
+use crate::logs;
 
 #[test]
 fn run_refuses_the_shipped_secrets_naming_each() {
     let start = Instant::now();
-    let out = cascade()
+    let out = cascade_command()
         .arg("--config")
         .arg(repo().join("cascade.toml"))
         .arg("run")
@@ -79,7 +75,7 @@ fn run_refuses_short_and_empty_secrets() {
         "channels/hook.toml",
         "kind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nsecret = \"${HOOK_SECRET}\"\n",
     );
-    let out = cascade()
+    let out = cascade_command()
         .arg("--config")
         .arg(cfg.path())
         .arg("run")
@@ -99,41 +95,35 @@ fn run_refuses_short_and_empty_secrets() {
     );
 }
 
-#[test]
-fn insecure_demo_secrets_starts_and_warns() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_demo_secrets_starts_and_warns() {
+    crate::common::require_services().await;
     let name = unique("sec-insecure");
     let _clean = CleanUp(name.clone());
     let log = std::env::temp_dir().join(format!("cascade-{name}.log"));
-    let out = std::fs::File::create(&log).unwrap();
-    let mut child = cascade()
-        .arg("--config")
-        .arg(repo().join("cascade.toml"))
-        .arg("run")
-        .env("CASCADE_INSECURE_DEMO", "1")
-        .env("CASCADE_LOG", "warn")
-        .env("CASCADE_HTTP_LISTEN", "127.0.0.1:0")
-        .env("CASCADE_HTTP_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("CASCADE_AMQP_QUEUE", format!("{name}.notifications"))
-        .env("CASCADE_AMQP_DEAD_LETTER_QUEUE", format!("{name}.dead"))
-        .env("CASCADE_REDIS_PREFIX", &name)
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
+    let (queue, dead) = (format!("{name}.notifications"), format!("{name}.dead"));
+    let mut child = ChildDaemon::spawn_with(
+        &repo().join("cascade.toml"),
+        &log,
+        "warn",
+        &[
+            ("CASCADE_INSECURE_DEMO", "1"),
+            ("CASCADE_HTTP_LISTEN", "127.0.0.1:0"),
+            ("CASCADE_HTTP_ADMIN_LISTEN", "127.0.0.1:0"),
+            ("CASCADE_AMQP_QUEUE", &queue),
+            ("CASCADE_AMQP_DEAD_LETTER_QUEUE", &dead),
+            ("CASCADE_REDIS_PREFIX", &name),
+        ],
+    );
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    let start = Instant::now();
-    while !read().contains("running on an unsafe secret")
-        && start.elapsed() < Duration::from_secs(20)
-    {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "it exited:\n{}",
-            read()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    child
+        .wait_alive_until(
+            "the warning about unsafe secrets",
+            Duration::from_secs(20),
+            async || read().contains("running on an unsafe secret"),
+        )
+        .await;
+    drop(child);
     let text = read();
     let _ = std::fs::remove_file(&log);
     assert!(text.contains("--insecure-demo-secrets"), "{text}");
@@ -145,7 +135,7 @@ fn insecure_demo_secrets_starts_and_warns() {
 
 #[test]
 fn check_warns_and_strict_fails() {
-    let out = cascade()
+    let out = cascade_command()
         .arg("--config")
         .arg(repo().join("cascade.toml"))
         .arg("check")
@@ -160,7 +150,7 @@ fn check_warns_and_strict_fails() {
         "{stderr}"
     );
     assert!(stderr.contains("http.public_url"), "{stderr}");
-    let strict = cascade()
+    let strict = cascade_command()
         .arg("--config")
         .arg(repo().join("cascade.toml"))
         .args(["check", "--strict"])
@@ -170,7 +160,7 @@ fn check_warns_and_strict_fails() {
 
     // A configuration without unsafe secrets passes --strict.
     let cfg = TestConfig::new("sec-strict", "http://127.0.0.1:9", "", DELIVERY_DELAY);
-    let clean = cascade()
+    let clean = cascade_command()
         .arg("--config")
         .arg(cfg.path())
         .args(["check", "--strict"])
@@ -293,46 +283,50 @@ fn an_empty_token_serves_nobody() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_cannot_bring_in_an_unsafe_secret() {
-    use cascade::runtime::daemon::{Daemon, DaemonOptions};
+    let logs = logs();
     let cfg = TestConfig::new("sec-reload", "http://127.0.0.1:9", "", DELIVERY_DELAY);
-    let _clean = CleanUp(cfg.name.clone());
-    let options = DaemonOptions {
-        config_path: Some(cfg.path()),
-        listen: Some("127.0.0.1:0".into()),
-        admin_listen: Some("127.0.0.1:0".into()),
-        ..Default::default()
-    };
-    let daemon = Daemon::start(cfg.catalog(), options).await.unwrap();
-    let wait_of = |d: &Daemon| d.catalog.load().policies["delivery_delay"].steps[0].wait_ms;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let path = cfg.path();
+    let mut run = Running::start_opts(cfg, |o| o.config_path = Some(path)).await;
+    let wait_of =
+        |run: &Running| run.daemon().catalog.load().policies["delivery_delay"].steps[0].wait_ms;
 
-    // A policy edit together with a shipped secret: refused whole.
-    cfg.write(
+    // A policy edit together with a shipped secret: refused whole, once the
+    // daemon says so (the policy is rewritten until then: the watcher may
+    // miss a write made right after the daemon started).
+    let hook = run.cfg.dir.join("channels/hook.toml");
+    run.cfg.write(
         "channels/hook.toml",
         "kind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nsecret = \"demo-call-centre-secret\"\n",
     );
-    cfg.write(
+    let refusal = [
+        "configuration change refused: an unsafe secret",
+        &hook.display().to_string(),
+    ];
+    run.edit_until(
         "policies/delivery_delay.toml",
         &DELIVERY_DELAY.replace("30m", "45m"),
-    );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+        |_| logs.line_with(&refusal).is_some(),
+    )
+    .await;
+    // Any reload the two writes still cause has its chance to apply.
+    settle().await;
     assert_eq!(
-        wait_of(&daemon),
+        wait_of(&run),
         Some(30 * 60_000),
         "the unsafe set was refused"
     );
-    assert!(!daemon.catalog.load().channels.contains_key("hook"));
+    assert!(!run.daemon().catalog.load().channels.contains_key("hook"));
 
     // With a real secret the same edit applies.
-    cfg.write(
+    run.cfg.write(
         "channels/hook.toml",
         "kind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\nsecret = \"a-real-webhook-secret-0123\"\n",
     );
     wait_until(
         "the safe set is live",
         Duration::from_secs(10),
-        async || wait_of(&daemon) == Some(45 * 60_000),
+        async || wait_of(&run) == Some(45 * 60_000),
     )
     .await;
-    daemon.stop(Duration::from_secs(5)).await;
+    run.stop().await;
 }
