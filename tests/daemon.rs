@@ -175,3 +175,27 @@ async fn a_claim_that_lapses_makes_its_send_uncertain_and_sends_nothing_twice() 
         "{uncertain:?}"
     );
 }
+
+/// Two daemons in one process (as in these tests) keep their own metrics:
+/// what one counts never shows on the other's `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_in_one_process_count_apart() {
+    let (url, _received) = fake_receiver(vec![]).await;
+    let one = Running::start(TestConfig::new("metrics-one", &url, "", DELIVERY_DELAY)).await;
+    let two = Running::start(TestConfig::new("metrics-two", &url, "", DELIVERY_DELAY)).await;
+    let refused = [("route", "v1")];
+
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let answer = http
+            .post(one.url("/v1/receipts"))
+            .bearer_auth("not-the-token-of-this-daemon")
+            .json(&serde_json::json!({"id": "x", "event": "read"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 401);
+    }
+    assert_eq!(one.metric("cascade_http_rejected_total", &refused).await, 3);
+    assert_eq!(two.metric("cascade_http_rejected_total", &refused).await, 0);
+}
