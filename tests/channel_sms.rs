@@ -84,13 +84,13 @@ impl Harness {
             ),
         );
         cfg.write("policies/sms_second.toml", SMS_SECOND);
-        let h = Harness {
+
+        Harness {
             run: Running::start(cfg).await.settle(Settle::Always),
             smsru,
             smsc,
             received,
-        };
-        h
+        }
     }
 
     /// The delivery-report URL of the `gateway` channel with `secret`.
