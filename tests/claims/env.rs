@@ -13,8 +13,8 @@ use cascade::config::Catalog;
 use cascade::runtime::intake::IntakeConfig;
 
 use crate::common::{
-    AMQP_URL, ChildDaemon, CleanUp, DELIVERY_DELAY, REDIS_URL, TestConfig, free_port, publish_to,
-    ready_in, redis, unique, wait_until,
+    AMQP_URL, ChildDaemon, CleanUp, DELIVERY_DELAY, REDIS_URL, TestConfig, publish_to, ready_in,
+    redis, unique, wait_until,
 };
 use crate::support::{Receiver, note};
 
@@ -97,7 +97,6 @@ async fn cascade_run_takes_its_services_names_listeners_and_token_from_the_varia
     cfg.write("cascade.toml", DECOYS);
     let name = cfg.name.clone();
     let _clean = CleanUp(name.clone());
-    let (listen, admin) = (free_port(), free_port());
     let log = std::env::temp_dir().join(format!("{}.log", unique("env-run")));
     let intake = IntakeConfig {
         url: AMQP_URL.into(),
@@ -105,11 +104,10 @@ async fn cascade_run_takes_its_services_names_listeners_and_token_from_the_varia
         dead_letter_queue: format!("{name}.dead"),
         prefetch: 1,
     };
-    let (listen_at, admin_at) = (format!("127.0.0.1:{listen}"), format!("127.0.0.1:{admin}"));
     let mut child = ChildDaemon::spawn_with(
         &cfg.path(),
         &log,
-        "warn",
+        "warn,cascade::runtime::daemon=info",
         &[
             ("CASCADE_AMQP_URL", AMQP_URL),
             ("CASCADE_AMQP_QUEUE", &intake.queue),
@@ -117,11 +115,20 @@ async fn cascade_run_takes_its_services_names_listeners_and_token_from_the_varia
             ("CASCADE_AMQP_MAX_BODY_BYTES", "2000"),
             ("CASCADE_REDIS_URL", REDIS_URL),
             ("CASCADE_REDIS_PREFIX", &name),
-            ("CASCADE_HTTP_LISTEN", &listen_at),
-            ("CASCADE_HTTP_ADMIN_LISTEN", &admin_at),
+            // Port 0: the addresses are read back from the start-up line,
+            // which must not name the decoy file's port 9.
+            ("CASCADE_HTTP_LISTEN", "127.0.0.1:0"),
+            ("CASCADE_HTTP_ADMIN_LISTEN", "127.0.0.1:0"),
             ("CASCADE_HTTP_RECEIPT_TOKEN", ENV_TOKEN),
         ],
     );
+    let (listen_at, admin_at) = child.wait_listening().await;
+    for at in [&listen_at, &admin_at] {
+        assert!(
+            at.starts_with("127.0.0.1:") && !at.ends_with(":9") && !at.ends_with(":0"),
+            "{at}"
+        );
+    }
     let http = reqwest::Client::new();
     child
         .wait_alive_until(

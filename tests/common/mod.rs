@@ -408,15 +408,6 @@ impl TestConfig {
     }
 }
 
-/// A port that was free a moment ago (bind to port 0, then release it).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The built `cascade` binary with a clean environment: only `PATH` and
 /// `HOME` pass through, so no `CASCADE_…` or provider variable of the
 /// caller's can change what a test configured. Stdin is closed.
@@ -530,6 +521,30 @@ impl ChildDaemon {
         }
     }
 
+    /// The addresses it listens on, public and admin, from its start-up line
+    /// (so it can be given `127.0.0.1:0` and no port has to be found free).
+    /// The level must let `cascade::runtime::daemon` info lines through.
+    pub async fn wait_listening(&mut self) -> (String, String) {
+        let mut found = None;
+        let log = self.log.clone();
+        self.wait_alive_until("its \"cascade is running\" line", AT_ONCE * 3, async || {
+            found = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| l["message"] == "cascade is running")
+                .map(|l| {
+                    (
+                        l["http"].as_str().unwrap().to_owned(),
+                        l["admin"].as_str().unwrap().to_owned(),
+                    )
+                });
+            found.is_some()
+        })
+        .await;
+        found.unwrap()
+    }
+
     /// Waits for it to exit; panics with its log if it still runs after
     /// `timeout`.
     pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
@@ -571,7 +586,6 @@ impl Drop for ChildDaemon {
 /// append-only file fsynced on every write, so a restart keeps every
 /// acknowledged write. Killed and its folder removed when dropped.
 pub struct PrivateRedis {
-    pub port: u16,
     pub dir: PathBuf,
     child: Option<std::process::Child>,
 }
@@ -580,50 +594,34 @@ impl PrivateRedis {
     pub async fn start(name: &str) -> PrivateRedis {
         let dir = std::env::temp_dir().join(format!("cascade-redis-{}", unique(name)));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut redis = PrivateRedis {
-            port: free_port(),
-            dir,
-            child: None,
-        };
+        let mut redis = PrivateRedis { dir, child: None };
         redis.restart().await;
         redis
     }
 
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+    /// A Unix socket in its own folder: no TCP port to find free, and a
+    /// restart gets the same address back.
+    fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
     }
 
-    /// Starts the server (again) on the same port and folder, and waits until
-    /// it answers PING (after loading its append-only file). The port was
-    /// free a moment ago; if another process took it meanwhile, the first
-    /// start moves to another port (a restart must keep its port). That the
-    /// server answering is this one is checked by its data folder.
+    pub fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket().display())
+    }
+
+    /// Starts the server (again) on the same socket and folder, and waits
+    /// until it answers PING (after loading its append-only file).
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "the private Redis is already running");
-        let first = !self.dir.join("appendonlydir").exists();
-        for _ in 0..5 {
-            if self.try_start().await {
-                return;
-            }
-            assert!(
-                first,
-                "the private Redis cannot get its port {} back",
-                self.port
-            );
-            self.port = free_port();
-        }
-        panic!("the private Redis found no free port");
-    }
-
-    /// One start on `self.port`: whether it came up (else it is reaped).
-    async fn try_start(&mut self) -> bool {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("redis.log"))
             .unwrap();
         let mut child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", "0", "--unixsocketperm", "700"])
+            .arg("--unixsocket")
+            .arg(self.socket())
             .args([
                 "--appendonly",
                 "yes",
@@ -640,36 +638,24 @@ impl PrivateRedis {
             .spawn()
             .expect("redis-server starts");
         let url = self.url();
-        let dir = self.dir.canonicalize().unwrap_or(self.dir.clone());
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return false; // it exited: the port was taken
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the private Redis exited ({status}); see {}",
+                    self.dir.join("redis.log").display()
+                );
             }
-            let ours = async {
+            let pong = async {
                 let client = redis::Client::open(url.as_str()).ok()?;
                 let mut c = client.get_multiplexed_async_connection().await.ok()?;
-                let (_, served): (String, String) = redis::cmd("CONFIG")
-                    .arg("GET")
-                    .arg("dir")
-                    .query_async(&mut c)
-                    .await
-                    .ok()?;
-                Some(std::path::Path::new(&served) == dir)
+                redis::cmd("PING").query_async::<String>(&mut c).await.ok()
             };
-            match ours.await {
-                Some(true) => {
-                    self.child = Some(child);
-                    return true;
-                }
-                Some(false) => {
-                    // Another server answers on this port.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return false;
-                }
-                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            if pong.await.is_some() {
+                self.child = Some(child);
+                return;
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = child.kill();
         let _ = child.wait();
