@@ -5,6 +5,7 @@
 pub mod cascade;
 pub mod policy;
 pub mod quiet;
+pub mod report;
 
 pub use cascade::{
     Cascade, Context, Decision, Entry, EntryKind, Event, Outcome, Phase, Recipient, SendOrder,
@@ -15,6 +16,7 @@ pub use policy::{
     WaitClock,
 };
 pub use quiet::QuietHours;
+pub use report::ProviderReport;
 
 #[cfg(test)]
 mod tests;

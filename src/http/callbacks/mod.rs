@@ -16,7 +16,7 @@ use axum::Router;
 use axum::http::StatusCode;
 
 use super::{AppState, constant_time_eq, record};
-use crate::core::{ChannelKind, Phase};
+use crate::core::{ChannelKind, ProviderReport};
 
 /// Every callback route, merged into the daemon's router.
 pub fn routes() -> Router<AppState> {
@@ -73,6 +73,32 @@ pub fn path_secret_matches(
     false
 }
 
+/// Whether a provider's report about notification `id` is recorded
+/// (`ProviderReport::applies_to`); one about a notification the store does
+/// not know is left to `record`, which answers it. Logs a stale one.
+pub async fn report_applies(
+    state: &AppState,
+    id: &str,
+    report: &ProviderReport<'_>,
+) -> Result<bool, crate::runtime::store::StoreError> {
+    if report.event != crate::core::policy::FAILED {
+        return Ok(true); // no need to load the cascade
+    }
+    let Some((cascade, _)) = state.store.status(id).await? else {
+        return Ok(true);
+    };
+    let applies = report.applies_to(&cascade);
+    if !applies {
+        tracing::info!(
+            notification_id = %id,
+            channel = report.channel,
+            step = report.step,
+            "a failed report about a message the cascade no longer waits on; not recorded"
+        );
+    }
+    Ok(applies)
+}
+
 /// The store could not be reached; the report was not (fully) applied, and
 /// the provider should send it again.
 pub struct Unavailable;
@@ -124,32 +150,27 @@ pub async fn apply_report(
         count(state, provider, "duplicate");
         return Ok(());
     }
-    if event == crate::core::policy::FAILED {
-        let waiting_here = state
-            .store
-            .status(&id)
-            .await
-            .map_err(|e| unavailable(&e))?
-            .is_some_and(|(cascade, _)| {
-                cascade.step == step
-                    && matches!(&cascade.phase, Phase::Waiting { channel: c, .. } if c == channel)
-            });
-        if !waiting_here {
-            count(state, provider, "stale");
-            tracing::info!(
-                notification_id = %id,
-                channel,
-                step,
-                "a failed report about a step the cascade no longer waits on; not recorded"
-            );
-            return Ok(());
-        }
+    let report = ProviderReport {
+        step,
+        channel: Some(channel),
+        event,
+    };
+    if !report_applies(state, &id, &report)
+        .await
+        .map_err(|e| unavailable(&e))?
+    {
+        count(state, provider, "stale");
+        return Ok(());
     }
     let answer = record(state, &id, event, Some(channel)).await;
-    if answer.status() == StatusCode::SERVICE_UNAVAILABLE {
-        state.store.forget_seen(&key).await;
-        return Err(Unavailable);
+    match answer.status() {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            state.store.forget_seen(&key).await;
+            return Err(Unavailable);
+        }
+        // Indexed, but the cascade is gone (past its retention).
+        StatusCode::NOT_FOUND => count(state, provider, "unknown"),
+        _ => count(state, provider, "recorded"),
     }
-    count(state, provider, "recorded");
     Ok(())
 }

@@ -38,10 +38,9 @@ use serde::Deserialize;
 use sha2::Sha256;
 use std::collections::HashMap;
 
-use super::{count, refuse};
+use super::{count, refuse, report_applies};
 use crate::config::ChannelConfig;
-use crate::core::ChannelKind;
-use crate::core::cascade::Phase;
+use crate::core::{ChannelKind, ProviderReport};
 use crate::http::{AppState, constant_time_eq};
 
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
@@ -278,9 +277,10 @@ async fn apply_status(
     let from_echo = || {
         let data = status.biz_opaque_callback_data.as_deref()?;
         let (id, step) = data.rsplit_once(':')?;
-        Some((id.to_owned(), step.parse::<u8>().ok()?))
+        Some((id.to_owned(), step.parse::<u8>().ok()?, None))
     };
-    let Some((id, step)) = mapped.or_else(from_echo) else {
+    let mapped = mapped.map(|(id, step, sent_on)| (id, step, Some(sent_on)));
+    let Some((id, step, sent_on)) = mapped.or_else(from_echo) else {
         count(state, PROVIDER, "unknown");
         tracing::info!(
             channel,
@@ -304,7 +304,12 @@ async fn apply_status(
                 .as_deref(),
             "whatsapp reports the message failed"
         );
-        if !failure_applies(state, channel, &status.id, &id, step).await? {
+        let report = ProviderReport {
+            step,
+            channel: sent_on.as_deref(),
+            event,
+        };
+        if !failure_applies(state, channel, &status.id, &id, &report).await? {
             count(state, PROVIDER, "stale");
             return Ok(());
         }
@@ -312,14 +317,15 @@ async fn apply_status(
     record(state, channel, &id, event).await
 }
 
-/// A `failed` counts only while its step is the one waiting, and only if
-/// the same message was not already reported delivered or read.
+/// A `failed` counts only if the same message was not already reported
+/// delivered or read (Meta may post statuses out of order), and then as
+/// `ProviderReport::applies_to` says.
 async fn failure_applies(
     state: &AppState,
     channel: &str,
     wamid: &str,
     id: &str,
-    step: u8,
+    report: &ProviderReport<'_>,
 ) -> Result<bool, StoreDown> {
     let mut c = state.store.connection();
     for later in ["delivered", "read"] {
@@ -331,19 +337,13 @@ async fn failure_applies(
             return Ok(false);
         }
     }
-    let cascade = match state.store.status(id).await {
-        Ok(Some((cascade, _))) => cascade,
-        // Unknown notifications are counted by `record`.
-        Ok(None) => return Ok(true),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot load a cascade for a whatsapp failure");
-            return Err(StoreDown);
-        }
-    };
-    Ok(cascade.step == step && matches!(cascade.phase, Phase::Waiting { .. }))
+    report_applies(state, id, report).await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot load a cascade for a whatsapp failure");
+        StoreDown
+    })
 }
 
-/// The (notification id, step) a wamid was sent for. Meta posts every status
+/// The (notification id, step, channel) a wamid was sent for. Meta posts every status
 /// of an app to one webhook, so a channel's URL also receives the statuses of
 /// the other whatsapp channels (a text and a template channel on one
 /// number): this channel is asked first, then the others.
@@ -351,7 +351,7 @@ async fn lookup(
     state: &AppState,
     channel: &str,
     wamid: &str,
-) -> Result<Option<(String, u8)>, StoreDown> {
+) -> Result<Option<(String, u8, String)>, StoreDown> {
     let others: Vec<String> = state
         .catalog
         .load()
@@ -362,7 +362,7 @@ async fn lookup(
         .collect();
     for name in std::iter::once(channel).chain(others.iter().map(String::as_str)) {
         match state.store.provider_message(name, wamid).await {
-            Ok(Some(found)) => return Ok(Some(found)),
+            Ok(Some((id, step))) => return Ok(Some((id, step, name.to_owned()))),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "cannot map a wamid");
@@ -388,7 +388,7 @@ async fn on_inbound(state: &AppState, channel: &str, message: &Inbound) -> Resul
         Err(_) => return Err(StoreDown),
     }
     let result = match lookup(state, channel, replied_to).await {
-        Ok(Some((id, _))) => record(state, channel, &id, "replied").await,
+        Ok(Some((id, _, _))) => record(state, channel, &id, "replied").await,
         Ok(None) => {
             count(state, PROVIDER, "unknown");
             Ok(())
