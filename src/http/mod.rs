@@ -23,6 +23,7 @@ pub mod serve;
 
 use crate::runtime::Health;
 use crate::runtime::clock::Clock;
+use crate::runtime::internal_events::ReceiptRecorded;
 use crate::runtime::store::{ReceiptResult, Store};
 use crate::runtime::telemetry::Telemetry;
 
@@ -231,8 +232,12 @@ async fn record_from(
         .await
     {
         Ok(ReceiptResult::Recorded) => {
-            state.telemetry.receipt(event);
-            tracing::info!(target: "cascade::lifecycle", event = "receipt", notification_id = id, receipt = event, channel, caller, "receipt");
+            state.telemetry.emit(ReceiptRecorded {
+                notification_id: id,
+                event,
+                channel,
+                caller,
+            });
             (StatusCode::ACCEPTED, Json(json!({ "status": "recorded" }))).into_response()
         }
         Ok(ReceiptResult::AlreadyRecorded) => (

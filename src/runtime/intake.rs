@@ -30,7 +30,10 @@ use tokio_util::task::TaskTracker;
 
 use super::Health;
 use super::ack_batch::AckBatch;
-use super::lifecycle::log_entries;
+use super::internal_events::{
+    Accepted as AcceptedEvent, DeadLetterFailed, Duplicate, Lifecycle, Rejected, Requeued,
+    SentRound,
+};
 use super::poison::{self, Earlier, Failure, Verdict};
 use super::store::{Accepted, Loaded, receipts_seen};
 use super::worker::Worker;
@@ -269,18 +272,17 @@ async fn handle(delivery: &Delivery, hands: &Hands) -> Result<(), Failure> {
     match stored {
         Ok(Accepted::New(snapshot)) => {
             acknowledge(&hands.acks, delivery);
-            worker.telemetry.intake("accepted", None);
+            worker.telemetry.emit(AcceptedEvent);
             let both = match first {
                 Some(both) if both.send.is_some() => both,
                 stored => {
                     let entries = stored.map_or(accepted.entries, |d| d.entries);
-                    log_entries(
-                        &worker.telemetry,
-                        &n.id,
-                        &n.customer.id,
-                        &policy.name,
-                        &entries,
-                    );
+                    worker.telemetry.emit(Lifecycle {
+                        notification_id: &n.id,
+                        customer_id: &n.customer.id,
+                        policy: &policy.name,
+                        entries: &entries,
+                    });
                     hands.poke.notify_one();
                     return Ok(());
                 }
@@ -312,8 +314,11 @@ async fn handle(delivery: &Delivery, hands: &Hands) -> Result<(), Failure> {
             if let Err(e) = store.append_event(Some(&n.id), &entry).await {
                 tracing::warn!(error = %e, "cannot append to the events stream");
             }
-            worker.telemetry.intake("duplicate", None);
-            tracing::info!(target: "cascade::lifecycle", event = "duplicate", notification_id = %n.id, customer_id = %n.customer.id, policy = %n.policy, "duplicate");
+            worker.telemetry.emit(Duplicate {
+                notification_id: &n.id,
+                customer_id: &n.customer.id,
+                policy: &n.policy,
+            });
         }
         Err(e) => {
             if let Some(why) = e.about_the_data() {
@@ -324,8 +329,10 @@ async fn handle(delivery: &Delivery, hands: &Hands) -> Result<(), Failure> {
             }
             // An outage: not recorded, hand the message back so it is not
             // lost. Never counted, however often.
-            worker.telemetry.intake("requeued", None);
-            tracing::warn!(notification_id = %n.id, error = %e, "cannot record the cascade in Redis; returning the message to the queue");
+            worker.telemetry.emit(Requeued {
+                notification_id: &n.id,
+                error: &e,
+            });
             hand_back(&hands.acks, delivery).await;
         }
     }
@@ -379,7 +386,6 @@ async fn failed(delivery: &Delivery, failure: &Failure, hands: &Hands) {
             dead_letter(delivery, &error, headers, hands).await;
         }
         Verdict::Retry { failed } => {
-            tracing::warn!(delivery_tag = tag, failed, max_deliveries = max, error = %failure, "handling a message failed; sending it round again");
             // Not at once: what failed may be a moment's trouble.
             tokio::time::sleep(Duration::from_millis(500)).await;
             let headers = poison::counted_headers(delivery.properties.headers().as_ref(), failed);
@@ -392,7 +398,12 @@ async fn failed(delivery: &Delivery, failure: &Failure, hands: &Hands) {
             match publish_confirmed(&hands.publisher, queue, &delivery.data, properties).await {
                 Published::Confirmed => {
                     acknowledge(&hands.acks, delivery);
-                    hands.worker.telemetry.intake("failed", None);
+                    hands.worker.telemetry.emit(SentRound {
+                        delivery_tag: tag,
+                        failed,
+                        max_deliveries: max,
+                        error: failure,
+                    });
                 }
                 not => {
                     tracing::error!(delivery_tag = tag, queue, outcome = %not, "cannot send a failed message round again; returning it to the queue");
@@ -437,23 +448,17 @@ async fn dead_letter(delivery: &Delivery, error: &IntakeError, headers: FieldTab
             if let Err(e) = hands.worker.store.append_event(None, &entry).await {
                 tracing::warn!(error = %e, "cannot append to the events stream");
             }
-            hands
-                .worker
-                .telemetry
-                .intake("rejected", Some(error.code.as_str()));
-            tracing::info!(target: "cascade::lifecycle", event = "rejected", code = error.code.as_str(), reason = %error.message, "rejected");
+            hands.worker.telemetry.emit(Rejected {
+                code: error.code.as_str(),
+                reason: &error.message,
+            });
         }
         not => {
-            hands
-                .worker
-                .telemetry
-                .intake("dead_letter_failed", Some(error.code.as_str()));
-            tracing::error!(
-                code = error.code.as_str(),
-                dead_letter_queue = queue,
-                outcome = %not,
-                "cannot dead-letter a rejected message; returning it to the queue"
-            );
+            hands.worker.telemetry.emit(DeadLetterFailed {
+                code: error.code.as_str(),
+                dead_letter_queue: queue,
+                outcome: &not,
+            });
             hand_back(&hands.acks, delivery).await;
         }
     }

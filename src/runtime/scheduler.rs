@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Health;
+use super::internal_events::Claimed;
 use super::worker::Worker;
 
 /// Tunables of the claim loop.
@@ -65,9 +66,7 @@ pub async fn run(
             match worker.store.claim(shard, now, config.lease_ms, room).await {
                 Ok(cascades) => {
                     claimed += cascades.len();
-                    if !cascades.is_empty() {
-                        worker.telemetry.claimed(cascades.len());
-                    }
+                    worker.telemetry.emit(Claimed(cascades.len()));
                     for claimed in cascades {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;

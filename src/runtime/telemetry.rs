@@ -77,7 +77,7 @@ impl Telemetry {
     /// One intake outcome: accepted, duplicate, rejected (with its code),
     /// requeued (an outage), failed (in its own right, sent round again) or
     /// dead_letter_failed (with its code: the dead letter was not taken).
-    pub fn intake(&self, result: &'static str, code: Option<&'static str>) {
+    pub(super) fn intake(&self, result: &'static str, code: Option<&'static str>) {
         self.in_registry(|| {
             metrics::counter!("cascade_intake_total", "result" => result, "code" => code.unwrap_or(""))
         })
@@ -85,7 +85,7 @@ impl Telemetry {
     }
 
     /// One provider answer and how long it took.
-    pub fn send(&self, channel: &str, outcome: &'static str, took: Duration) {
+    pub(super) fn send(&self, channel: &str, outcome: &'static str, took: Duration) {
         self.0
             .sends
             .get(outcome, channel, || {
@@ -105,7 +105,7 @@ impl Telemetry {
     }
 
     /// One lifecycle event of a cascade (the log line is written beside it).
-    pub fn lifecycle(&self, event: &'static str, channel: Option<&str>) {
+    pub(super) fn lifecycle(&self, event: &'static str, channel: Option<&str>) {
         let channel = channel.unwrap_or("");
         self.0
             .lifecycle
@@ -118,7 +118,7 @@ impl Telemetry {
     }
 
     /// One receipt recorded; custom words are counted as `other`.
-    pub fn receipt(&self, event: &str) {
+    pub(super) fn receipt(&self, event: &str) {
         const KNOWN: [&str; 9] = [
             "delivered",
             "read",
@@ -140,7 +140,7 @@ impl Telemetry {
     }
 
     /// Cascades claimed by the scheduler.
-    pub fn claimed(&self, n: usize) {
+    pub(super) fn claimed(&self, n: usize) {
         self.in_registry(|| metrics::counter!("cascade_claimed_total"))
             .increment(n as u64);
     }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use super::clock::Clock;
-use super::lifecycle::log_entries;
+use super::internal_events::{Lifecycle, ProviderAnswered};
 use super::store::{Claimed, Commit, Lease, Loaded, ProviderMessage, Store, StoreError};
 use super::telemetry::Telemetry;
 use crate::channels::{Outbound, Outgoing};
@@ -234,13 +234,12 @@ impl Worker {
                 },
             };
             if unsaved.is_none() {
-                log_entries(
-                    &self.telemetry,
-                    id,
-                    &loaded.customer_id,
-                    &loaded.policy.name,
-                    &decision.entries,
-                );
+                self.telemetry.emit(Lifecycle {
+                    notification_id: id,
+                    customer_id: &loaded.customer_id,
+                    policy: &loaded.policy.name,
+                    entries: &decision.entries,
+                });
             }
             let Some(order) = decision.send else {
                 return Ok(());
@@ -366,8 +365,11 @@ impl Worker {
                     step: order.step,
                 });
             }
-            self.telemetry
-                .send(&channel.name, outcome_word(&outcome), started.elapsed());
+            self.telemetry.emit(ProviderAnswered {
+                channel: &channel.name,
+                outcome: outcome_word(&outcome),
+                took: started.elapsed(),
+            });
             if !matches!(
                 outcome,
                 SendOutcome::Sent { .. } | SendOutcome::Ambiguous { .. }
@@ -458,13 +460,12 @@ impl Worker {
             Commit::Done(version) => {
                 *sent = None;
                 if let Some(u) = unsaved.take() {
-                    log_entries(
-                        &self.telemetry,
-                        id,
-                        &loaded.customer_id,
-                        &loaded.policy.name,
-                        &u.entries,
-                    );
+                    self.telemetry.emit(Lifecycle {
+                        notification_id: id,
+                        customer_id: &loaded.customer_id,
+                        policy: &loaded.policy.name,
+                        entries: &u.entries,
+                    });
                 }
                 Decided::Stored(decision, version)
             }
@@ -504,13 +505,12 @@ impl Worker {
             )
             .await?;
         if matches!(committed, Commit::Done(_)) {
-            log_entries(
-                &self.telemetry,
-                id,
-                &loaded.customer_id,
-                &loaded.policy.name,
-                &in_flight.entries,
-            );
+            self.telemetry.emit(Lifecycle {
+                notification_id: id,
+                customer_id: &loaded.customer_id,
+                policy: &loaded.policy.name,
+                entries: &in_flight.entries,
+            });
         }
         Ok(committed)
     }
