@@ -20,6 +20,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use governor::clock::Clock as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::ChannelConfig;
@@ -85,6 +86,15 @@ pub fn post(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
     }
 }
 
+/// Whether a send got its share of the channel's throughput.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Taken, after waiting `waited` (zero when there was room at once).
+    Now { waited: Duration },
+    /// No room within the time allowed; the channel has room in `wait`.
+    NoRoom { wait: Duration },
+}
+
 /// Outbound throughput limiters by channel and rate (a reload may change the rate).
 type Throttles = HashMap<(String, Rate), Arc<DefaultDirectRateLimiter>>;
 
@@ -145,6 +155,44 @@ impl Outbound {
     pub fn try_admit(&self, channel: &ChannelConfig, now_ms: i64) -> bool {
         self.open_breaker(&channel.name, now_ms).is_some()
             || self.throttle(channel).is_none_or(|l| l.check().is_ok())
+    }
+
+    /// Takes one send's share of the channel's throughput, waiting for it at
+    /// most `max_wait` (a send must go out inside its window or not at
+    /// all). A channel without a `rate`, or whose circuit is open (the send
+    /// then fails at once), is admitted at once.
+    pub async fn admit_within(
+        &self,
+        channel: &ChannelConfig,
+        max_wait: Duration,
+        now_ms: i64,
+    ) -> Admission {
+        let started = std::time::Instant::now();
+        let Some(limiter) = self.throttle(channel) else {
+            return Admission::Now {
+                waited: Duration::ZERO,
+            };
+        };
+        if self.open_breaker(&channel.name, now_ms).is_some() {
+            return Admission::Now {
+                waited: Duration::ZERO,
+            };
+        }
+        loop {
+            let wait = match limiter.check() {
+                Ok(()) => {
+                    return Admission::Now {
+                        waited: started.elapsed(),
+                    };
+                }
+                Err(not_until) => not_until.wait_time_from(limiter.clock().now()),
+            };
+            if started.elapsed() + wait > max_wait {
+                return Admission::NoRoom { wait };
+            }
+            // Another send may take the slot first: then look again.
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// `send` for a send whose throughput `try_admit` has already taken.

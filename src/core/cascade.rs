@@ -152,6 +152,15 @@ pub enum Event {
         channel: String,
         not_before_ms: i64,
     },
+    /// The channel's outbound rate (its `rate`) had no room for the ordered
+    /// send within the send's window, so nothing was requested: try again
+    /// at `not_before_ms`. Unlike a limit, always waits (the step's
+    /// `on_limit` is about the customer's limits, not the provider's).
+    Throttled {
+        step: u8,
+        channel: String,
+        not_before_ms: i64,
+    },
     /// The receipts hash changed; look at it again.
     ReceiptsChanged,
     /// The wake-up is due, and the instance that claimed it at
@@ -509,6 +518,15 @@ impl<'c, 'a> Run<'c, 'a> {
             } => {
                 if self.in_flight_matches(step, &channel) {
                     self.limit_blocked(step, channel, not_before_ms);
+                }
+            }
+            Event::Throttled {
+                step,
+                channel,
+                not_before_ms,
+            } => {
+                if self.in_flight_matches(step, &channel) {
+                    self.defer(step, &channel, not_before_ms, "rate");
                 }
             }
             Event::ReceiptsChanged | Event::ClaimLapsed { .. } => {}
@@ -936,15 +954,16 @@ impl<'c, 'a> Run<'c, 'a> {
             self.advance();
             return;
         }
+        self.defer(step, &channel, not_before_ms, "limit");
+    }
+
+    /// The ordered send waits until `not_before_ms` (at least a moment), for
+    /// `why`.
+    fn defer(&mut self, step: u8, channel: &str, not_before_ms: i64, why: &str) {
         let at_ms = not_before_ms.max(self.now_ms.saturating_add(1));
         self.entry(Entry {
             until_ms: Some(at_ms),
-            ..self.blank(
-                EntryKind::Deferred,
-                Some(step),
-                Some(&channel),
-                Some("limit"),
-            )
+            ..self.blank(EntryKind::Deferred, Some(step), Some(channel), Some(why))
         });
         self.cascade.phase = Phase::Due { at_ms };
     }

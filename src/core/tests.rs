@@ -598,6 +598,26 @@ fn on_limit_next_moves_on_at_once() {
 }
 
 #[test]
+fn a_throttled_send_waits_even_where_a_limit_would_move_on() {
+    let mut p = delivery_delay();
+    p.steps = vec![step(&["vk"], Some(30)), step(&["email"], None)];
+    p.steps[0].on_limit = OnLimit::Next;
+    let mut h = H::new(p, everyone(), ms(T0));
+    h.start(None, None);
+    let until = ms(T0) + 2_000;
+    h.event(Event::Throttled {
+        step: 0,
+        channel: "vk".into(),
+        not_before_ms: until,
+    });
+    assert_eq!(h.state().wake_at_ms(), Some(until));
+    assert_eq!(h.state().failures, 0, "our own rate is not a failure");
+    h.wake();
+    assert_eq!(h.pending.as_ref().unwrap().channel, "vk");
+    assert_eq!(h.now, until);
+}
+
+#[test]
 fn an_ambiguous_send_is_resent_only_where_the_provider_dedupes() {
     // VK dedupes by random_id: retry.
     let mut h = H::new(delivery_delay(), everyone(), ms(T0));
