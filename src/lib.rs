@@ -1,6 +1,8 @@
 //! `cascade`: send a notification on one channel first, watch whether the
 //! customer read it, and escalate to the next channel only when they did not.
 
+#![forbid(unsafe_code)]
+
 pub mod bench;
 pub mod channels;
 pub mod config;
@@ -11,3 +13,4 @@ pub mod http;
 pub mod notification;
 pub mod pii;
 pub mod runtime;
+pub mod segments;

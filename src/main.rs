@@ -1,5 +1,7 @@
 //! The `cascade` command line: parses arguments and calls into the library.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -119,6 +119,58 @@ fn a_setting_of_the_wrong_kind_is_named() {
 }
 
 #[test]
+fn a_misspelt_provider_key_is_named_with_the_key_meant() {
+    let dir = scratch("typo");
+    std::fs::write(
+        dir.join("channels/vk2.toml"),
+        "kind = \"vk\"\naccess_token = \"vk-access-token\"\ncallback_secert = \"x\"\ngroup_id = \"1\"\nbase_ulr = \"https://api.vk.com/method\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1, "{err}");
+    // Both slips, each at its key, each naming the key meant.
+    assert!(
+        err.contains("vk2.toml:3:1: `callback_secert` is not a setting of a vk channel (did you mean `callback_secret`?); its settings are access_token, base_url, group_id, api_version, callback_secret, confirmation"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "vk2.toml:5:1: `base_ulr` is not a setting of a vk channel (did you mean `base_url`?)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("2 problems found"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_provider_value_of_the_wrong_type_is_reported_where_it_is_written() {
+    let dir = scratch("types");
+    std::fs::write(
+        dir.join("channels/vk3.toml"),
+        "kind = \"vk\"\naccess_token = \"vk-access-token\"\ngroup_id = \"abc\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("channels/tg3.toml"),
+        "kind = \"telegram\"\nbot_token = \"123:tg\"\nbase_url = \"api.telegram.org\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("vk3.toml:3:12: `abc` is not a VK community id; write the community's number, e.g. group_id = \"123456\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("tg3.toml:3:12: `api.telegram.org` is not an http(s) address"),
+        "{err}"
+    );
+    assert!(err.contains("2 problems found"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn simulate_shows_the_escalation_rules() {
     let cfg = repo().join("cascade.toml");
     let start = ["--start", "2026-11-23T12:00", "--json"];

@@ -20,6 +20,8 @@ use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
+use cascade::channels::ChannelSettings;
+use cascade::channels::webhook::WebhookSettings;
 use cascade::config::ChannelConfig;
 use cascade::core::{ChannelKind, ChannelRules, Limits, OnUncertain, Policy, Rate};
 use cascade::runtime::keys::Keys;
@@ -220,7 +222,11 @@ fn channel(name: &str, kind: ChannelKind) -> ChannelConfig {
         rate: None,
         max_length: None,
         max_segments: None,
-        settings: BTreeMap::new(),
+        // The store reads no provider settings; any will do.
+        settings: ChannelSettings::Webhook(WebhookSettings {
+            url: "http://127.0.0.1:9/unused".into(),
+            secret: None,
+        }),
     }
 }
 

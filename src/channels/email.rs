@@ -13,6 +13,7 @@
 //! escalation timer moves on instead of a blind resend).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::Outgoing;
-use crate::config::ChannelConfig;
+use super::settings::{ChannelSettings, Role, Secret};
 use crate::core::SendOutcome;
 
 /// Most SMTP connections one channel keeps open per instance.
@@ -51,7 +52,7 @@ const AUTH_CODES: [u16; 4] = [530, 534, 535, 538];
 
 /// `tls = "starttls" | "tls" | "none"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TlsMode {
+pub enum TlsMode {
     /// Port 587: plain connect, then STARTTLS, required (no downgrade).
     StartTls,
     /// Port 465: TLS from the first byte.
@@ -62,36 +63,111 @@ enum TlsMode {
 }
 
 /// What shapes a transport: a reload that changes any of these builds a new
-/// one. Holds the password, so it is neither `Debug` nor logged.
+/// one. Holds the password, so its `Debug` leaves it out.
 #[derive(Clone, PartialEq, Eq)]
-struct Shape {
-    host: String,
-    port: u16,
-    tls: TlsMode,
-    username: String,
-    password: String,
+pub struct Shape {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: String,
+    pub password: String,
+    /// The channel's `timeout`; filled in at each send.
     timeout_ms: i64,
 }
 
-/// A channel's email settings, read and checked.
-struct EmailSettings {
-    shape: Shape,
+impl fmt::Debug for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shape")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The provider keys of an `email` channel file, as written. `EmailSettings`
+/// reads them into what a send needs.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailFile {
+    pub host: String,
+    pub from: String,
+    #[serde(default)]
+    pub port: Option<String>,
+    #[serde(default)]
+    pub tls: Option<String>,
+    /// Empty: no SMTP AUTH.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    #[serde(default)]
+    pub unsubscribe_url: Option<String>,
+    /// Signs the open pixel and tracked links; empty: no tracking.
+    #[serde(default)]
+    pub tracking_secret: Option<String>,
+    /// The last part of the bounce address; empty: no endpoint.
+    #[serde(default)]
+    pub bounce_secret: Option<String>,
+}
+
+/// A channel's email settings, read and checked once, at load.
+#[derive(Clone, Debug)]
+pub struct EmailSettings {
+    /// The keys as written: the secrets are judged, and the callbacks
+    /// checked, against these.
+    pub file: EmailFile,
+    pub shape: Shape,
     from: Mailbox,
     reply_to: Option<Mailbox>,
     unsubscribe_url: Option<String>,
+    /// `tracking_secret`, trimmed; `None` when blank (no tracking).
     tracking_secret: Option<String>,
 }
 
+/// The secrets of an `email` channel.
+pub const SECRETS: &[Secret<EmailSettings>] = &[
+    Secret {
+        key: "password",
+        role: Role::Credential,
+        off_when_empty: true,
+        // Used only for AUTH, which needs a username.
+        value: |s| {
+            let user = s.file.username.as_deref();
+            s.file
+                .password
+                .as_deref()
+                .filter(|_| user.is_some_and(|u| !u.is_empty()))
+        },
+    },
+    Secret {
+        key: "tracking_secret",
+        role: Role::Guard,
+        off_when_empty: true,
+        value: |s| s.file.tracking_secret.as_deref(),
+    },
+    Secret {
+        key: "bounce_secret",
+        role: Role::Guard,
+        off_when_empty: true,
+        value: |s| s.file.bounce_secret.as_deref(),
+    },
+];
+
 impl EmailSettings {
-    fn of(channel: &ChannelConfig) -> Result<EmailSettings, String> {
-        let nonblank = |key: &str| {
-            channel
-                .setting(key)
+    /// Reads how the keys combine; `Err` is a sentence saying what would be right.
+    pub fn from_file(file: EmailFile) -> Result<EmailSettings, String> {
+        let nonblank = |v: &Option<String>| -> Option<String> {
+            v.as_deref()
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
+                .map(str::to_owned)
         };
-        let host = nonblank("host").ok_or("the email channel has no `host`")?;
-        let tls = match nonblank("tls").unwrap_or("starttls") {
+        let host = nonblank(&Some(file.host.clone())).ok_or("the email channel has no `host`")?;
+        let tls = match nonblank(&file.tls).as_deref().unwrap_or("starttls") {
             "starttls" => TlsMode::StartTls,
             "tls" => TlsMode::Wrapper,
             "none" => TlsMode::None,
@@ -101,7 +177,7 @@ impl EmailSettings {
                 ));
             }
         };
-        let port = match nonblank("port") {
+        let port = match nonblank(&file.port) {
             Some(p) => p
                 .parse::<u16>()
                 .ok()
@@ -113,65 +189,62 @@ impl EmailSettings {
                 TlsMode::None => 25,
             },
         };
-        let from_text = nonblank("from").ok_or("the email channel has no `from`")?;
+        let from_text =
+            nonblank(&Some(file.from.clone())).ok_or("the email channel has no `from`")?;
         let from: Mailbox = from_text.parse().map_err(|e| {
             format!(
                 "from `{from_text}` is not an address such as \"Shop <noreply@shop.example>\": {e}"
             )
         })?;
-        let reply_to = match nonblank("reply_to") {
+        let reply_to = match nonblank(&file.reply_to) {
             Some(r) => Some(
                 r.parse::<Mailbox>()
                     .map_err(|e| format!("reply_to `{r}` is not an address: {e}"))?,
             ),
             None => None,
         };
-        let unsubscribe_url = match nonblank("unsubscribe_url") {
-            Some(u) if is_http_url(u) || u.starts_with("mailto:") => {
-                if u.chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
-                {
-                    return Err(format!(
-                        "unsubscribe_url `{u}` must be plain ASCII without spaces (percent-encode the rest)"
-                    ));
-                }
-                Some(u.to_owned())
-            }
-            Some(u) => {
-                return Err(format!(
-                    "unsubscribe_url `{u}` must be an https:// (or mailto:) address"
-                ));
-            }
-            None => None,
-        };
-        let username = channel.setting("username").unwrap_or("").trim();
-        if tls == TlsMode::None && !username.is_empty() && !is_loopback(host) {
+        let unsubscribe_url = nonblank(&file.unsubscribe_url)
+            .map(|u| unsubscribe_url(&u))
+            .transpose()?;
+        let username = file.username.as_deref().unwrap_or("").trim().to_owned();
+        if tls == TlsMode::None && !username.is_empty() && !is_loopback(&host) {
             return Err(format!(
                 "tls = \"none\" would send the password to `{host}` unencrypted; use \"starttls\" or \"tls\" (\"none\" is for a local sink)"
             ));
         }
         Ok(EmailSettings {
             shape: Shape {
-                host: host.to_owned(),
+                host,
                 port,
                 tls,
-                username: username.to_owned(),
-                password: channel.setting("password").unwrap_or("").to_owned(),
-                timeout_ms: channel.timeout_ms.max(1),
+                username,
+                password: file.password.clone().unwrap_or_default(),
+                timeout_ms: 0,
             },
             from,
             reply_to,
             unsubscribe_url,
-            tracking_secret: nonblank("tracking_secret").map(str::to_owned),
+            tracking_secret: nonblank(&file.tracking_secret),
+            file,
         })
     }
 }
 
-/// Checks a channel's email settings the way a send would read them, so a
-/// mistake can be reported when the configuration loads rather than at the
-/// first send. `Err` holds a sentence saying what would be right.
-pub fn validate(channel: &ChannelConfig) -> Result<(), String> {
-    EmailSettings::of(channel).map(|_| ())
+/// `unsubscribe_url`, when it is an address a mail client can use.
+fn unsubscribe_url(u: &str) -> Result<String, String> {
+    if !(is_http_url(u) || u.starts_with("mailto:")) {
+        return Err(format!(
+            "unsubscribe_url `{u}` must be an https:// (or mailto:) address"
+        ));
+    }
+    if u.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+    {
+        return Err(format!(
+            "unsubscribe_url `{u}` must be plain ASCII without spaces (percent-encode the rest)"
+        ));
+    }
+    Ok(u.to_owned())
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -433,9 +506,14 @@ pub fn classify(failure: &Failure) -> SendOutcome {
 
 /// Composes the step's message, submits it and classifies the answer.
 pub async fn send(transports: &Transports, out: &Outgoing<'_>) -> SendOutcome {
-    let settings = match EmailSettings::of(out.channel) {
-        Ok(s) => s,
-        Err(reason) => return SendOutcome::Misconfigured { reason },
+    let ChannelSettings::Email(settings) = &out.channel.settings else {
+        return SendOutcome::Misconfigured {
+            reason: "not an email channel".into(),
+        };
+    };
+    let shape = Shape {
+        timeout_ms: out.channel.timeout_ms.max(1),
+        ..settings.shape.clone()
     };
     let Some(contact) = out.contact else {
         return SendOutcome::Permanent {
@@ -450,15 +528,15 @@ pub async fn send(transports: &Transports, out: &Outgoing<'_>) -> SendOutcome {
             };
         }
     };
-    let composed = match compose(out, &settings, to) {
+    let composed = match compose(out, settings, to) {
         Ok(c) => c,
         Err(reason) => return SendOutcome::Permanent { reason },
     };
-    let transport = match transports.get(&out.channel.name, &settings.shape) {
+    let transport = match transports.get(&out.channel.name, &shape) {
         Ok(t) => t,
         Err(reason) => return SendOutcome::Misconfigured { reason },
     };
-    let limit = Duration::from_millis(settings.shape.timeout_ms as u64);
+    let limit = Duration::from_millis(shape.timeout_ms as u64);
     let failure = match tokio::time::timeout(limit, transport.send(composed.message)).await {
         Ok(Ok(response)) => {
             tracing::debug!(
@@ -475,7 +553,7 @@ pub async fn send(transports: &Transports, out: &Outgoing<'_>) -> SendOutcome {
         }
         Ok(Err(e)) => Failure::of(&e),
         Err(_) => {
-            transports.discard(&out.channel.name, &settings.shape).await;
+            transports.discard(&out.channel.name, &shape).await;
             Failure::TimedOut
         }
     };
@@ -1176,28 +1254,19 @@ mod tests {
         assert_eq!(percent_encode("order 1/ё"), "order%201%2F%D1%91");
     }
 
-    fn channel(settings: &[(&str, &str)]) -> ChannelConfig {
-        ChannelConfig {
-            name: "email".into(),
-            kind: crate::core::ChannelKind::Email,
-            description: String::new(),
-            rules: crate::core::ChannelRules {
-                kind: crate::core::ChannelKind::Email,
-                contact_key: Some("email".into()),
-                retry: Default::default(),
-                on_uncertain: Default::default(),
-            },
-            cost: None,
-            cost_per_segment: false,
-            timeout_ms: 5_000,
-            rate: None,
-            max_length: None,
-            max_segments: None,
-            settings: settings
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+    /// The settings these keys make, or why they cannot work.
+    fn read_settings(pairs: &[(&str, &str)]) -> Result<EmailSettings, String> {
+        let kind = crate::core::ChannelKind::Email;
+        crate::channels::settings::from_pairs(kind, pairs)
+            .map(|s| s.as_email().expect("email").clone())
+    }
+
+    fn channel(pairs: &[(&str, &str)]) -> crate::channels::ChannelConfig {
+        let kind = crate::core::ChannelKind::Email;
+        let settings = crate::channels::settings::from_pairs(kind, pairs).expect("test settings");
+        let mut channel = crate::channels::settings::test_channel(kind, settings);
+        channel.timeout_ms = 5_000;
+        channel
     }
 
     #[test]
@@ -1207,27 +1276,24 @@ mod tests {
             ("tls", "none"),
             ("from", "a@b.example"),
         ];
-        assert!(validate(&channel(&compose_sink)).is_ok());
+        assert!(read_settings(&compose_sink).is_ok());
         let ok = [
             ("host", "127.0.0.1"),
             ("tls", "none"),
             ("from", "Shop <a@shop.example>"),
         ];
-        assert!(validate(&channel(&ok)).is_ok());
-        let s = EmailSettings::of(&channel(&ok)).unwrap();
+        assert!(read_settings(&ok).is_ok());
+        let s = read_settings(&ok).unwrap();
         assert_eq!(s.shape.port, 25);
         let relay = [("host", "smtp.example"), ("from", "a@shop.example")];
-        let s = EmailSettings::of(&channel(&relay)).unwrap();
+        let s = read_settings(&relay).unwrap();
         assert_eq!((s.shape.tls, s.shape.port), (TlsMode::StartTls, 587));
         let wrapped = [
             ("host", "smtp.example"),
             ("tls", "tls"),
             ("from", "a@shop.example"),
         ];
-        assert_eq!(
-            EmailSettings::of(&channel(&wrapped)).unwrap().shape.port,
-            465
-        );
+        assert_eq!(read_settings(&wrapped).unwrap().shape.port, 465);
 
         for (bad, says) in [
             (
@@ -1270,7 +1336,7 @@ mod tests {
                 "unsubscribe_url",
             ),
         ] {
-            let err = validate(&channel(&bad)).unwrap_err();
+            let err = read_settings(&bad).unwrap_err();
             assert!(err.contains(says), "{bad:?}: {err}");
         }
     }
@@ -1443,9 +1509,14 @@ mod tests {
         // Not an address at all.
         let o = send_via(&t, port, &[], "nobody", text("Hi")).await;
         assert!(is(&o, "permanent"), "{o:?}");
-        // Settings that cannot work.
-        let o = send_via(&t, port, &[("from", "nobody")], to, text("Hi")).await;
-        assert!(is(&o, "misconfigured"), "{o:?}");
+        // Settings that cannot work are refused when read, before any send.
+        let port = port.to_string();
+        let nobody = [
+            ("host", "127.0.0.1"),
+            ("port", port.as_str()),
+            ("from", "nobody"),
+        ];
+        assert!(read_settings(&nobody).unwrap_err().contains("from"));
     }
 
     #[tokio::test]
@@ -1549,7 +1620,7 @@ mod tests {
             ("port", "2525"),
             ("from", "a@b.example"),
         ]);
-        let shape = EmailSettings::of(&ch).unwrap().shape;
+        let shape = ch.settings.as_email().unwrap().shape.clone();
         transports.get("email", &shape).unwrap();
         transports.get("email", &shape).unwrap();
         assert_eq!(transports.cache.lock().unwrap().0.len(), 1);

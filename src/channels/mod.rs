@@ -6,14 +6,15 @@
 //! that stops hammering a provider that said the configuration is wrong.
 
 pub mod email;
-pub mod segments;
+pub mod settings;
 pub mod sms;
 pub mod telegram;
 pub mod vk;
 pub mod webhook;
 pub mod whatsapp;
 
-pub use segments::{SmsEncoding, sms_segments};
+pub use crate::segments::{SmsEncoding, sms_segments};
+pub use settings::{ChannelConfig, ChannelSettings};
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
@@ -23,7 +24,6 @@ use std::time::Duration;
 use governor::clock::Clock as _;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::config::ChannelConfig;
 use crate::core::{ChannelKind, Rate, SendOrder, SendOutcome};
 use crate::notification::Notification;
 
@@ -56,6 +56,11 @@ impl Outgoing<'_> {
     pub fn idempotency_key(&self) -> String {
         format!("{}:{}", self.notification.id, self.order.step)
     }
+}
+
+/// Milliseconds of `d`, saturating (a `Retry-After` of 2^64 s must not wrap).
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A provider URL, parsed once and then kept: every send to a channel uses

@@ -20,8 +20,43 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Outgoing;
-use crate::config::ChannelConfig;
+use super::settings::{self, ChannelConfig, Role, Secret};
 use crate::core::SendOutcome;
+
+/// The provider keys of a `telegram` channel file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramSettings {
+    pub bot_token: String,
+    /// The `secret_token` given to `setWebhook`, checked on every update.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// `DEFAULT_BASE_URL` when unset.
+    #[serde(default, deserialize_with = "settings::base_url")]
+    pub base_url: Option<String>,
+    /// The label of the button that records `read`.
+    #[serde(default)]
+    pub button_text: Option<String>,
+    /// The label of the button that opens the notification's link.
+    #[serde(default)]
+    pub link_text: Option<String>,
+}
+
+/// The secrets of a `telegram` channel.
+pub const SECRETS: &[Secret<TelegramSettings>] = &[
+    Secret {
+        key: "bot_token",
+        role: Role::Credential,
+        off_when_empty: false,
+        value: |s| Some(&s.bot_token),
+    },
+    Secret {
+        key: "webhook_secret",
+        role: Role::Guard,
+        off_when_empty: false,
+        value: |s| s.webhook_secret.as_deref(),
+    },
+];
 
 pub const DEFAULT_BASE_URL: &str = "https://api.telegram.org";
 /// The label of the button that stands in for a read receipt.
@@ -188,9 +223,11 @@ pub fn message_id_in(chat_pseudonym: &str, message_id: i64) -> String {
 
 /// `{base_url}/bot<token>/<method>`.
 pub fn method_url(channel: &ChannelConfig, method: &str) -> Option<String> {
-    let token = channel.setting("bot_token").filter(|t| !t.is_empty())?;
-    let base = channel
-        .setting("base_url")
+    let settings = channel.settings.as_telegram()?;
+    let token = Some(settings.bot_token.as_str()).filter(|t| !t.is_empty())?;
+    let base = settings
+        .base_url
+        .as_deref()
         .unwrap_or(DEFAULT_BASE_URL)
         .trim_end_matches('/');
     Some(format!("{base}/bot{token}/{method}"))
@@ -198,9 +235,9 @@ pub fn method_url(channel: &ChannelConfig, method: &str) -> Option<String> {
 
 /// The `sendMessage` body for one notification.
 pub fn message_body(out: &Outgoing<'_>, chat_id: &str) -> Value {
-    let channel = out.channel;
-    let button = channel
-        .setting("button_text")
+    let settings = out.channel.settings.as_telegram();
+    let button = settings
+        .and_then(|s| s.button_text.as_deref())
         .unwrap_or(DEFAULT_BUTTON_TEXT);
     let mut keyboard = vec![vec![
         json!({ "text": button, "callback_data": CALLBACK_DATA }),
@@ -208,7 +245,9 @@ pub fn message_body(out: &Outgoing<'_>, chat_id: &str) -> Value {
     if let Some(link) = out.notification.content.link.as_deref()
         && (link.starts_with("https://") || link.starts_with("http://"))
     {
-        let label = channel.setting("link_text").unwrap_or(DEFAULT_LINK_TEXT);
+        let label = settings
+            .and_then(|s| s.link_text.as_deref())
+            .unwrap_or(DEFAULT_LINK_TEXT);
         keyboard.push(vec![json!({ "text": label, "url": link })]);
     }
     // Numeric ids go as numbers; `@channelusername` as a string.
@@ -255,7 +294,10 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
                 }
                 Err(_) => None,
             };
-            let bot_token = channel.setting("bot_token").unwrap_or("");
+            let bot_token = channel
+                .settings
+                .as_telegram()
+                .map_or("", |s| s.bot_token.as_str());
             classify(status, answer.as_ref(), chat_id, bot_token)
         }
         // The token is part of the URL: errors are reported without it.

@@ -20,11 +20,68 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Outgoing;
+use super::settings::{self, ChannelSettings, Role, Secret};
 use crate::core::SendOutcome;
+
+/// The provider keys of a `vk` channel file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VkSettings {
+    /// The community's key with the `messages` permission.
+    pub access_token: String,
+    /// Where `messages.send` lives (a fake in tests); `DEFAULT_BASE_URL` when unset.
+    #[serde(default, deserialize_with = "settings::base_url")]
+    pub base_url: Option<String>,
+    /// The community's id: Callback API events of another community are refused.
+    #[serde(default, deserialize_with = "group_id")]
+    pub group_id: Option<i64>,
+    /// VK API version `v`; `DEFAULT_API_VERSION` when unset or empty.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// The Callback API's `secret`, checked on every event.
+    #[serde(default)]
+    pub callback_secret: Option<String>,
+    /// The string VK expects back when it confirms the callback address.
+    #[serde(default)]
+    pub confirmation: Option<String>,
+}
+
+/// The secrets of a `vk` channel.
+pub const SECRETS: &[Secret<VkSettings>] = &[
+    Secret {
+        key: "access_token",
+        role: Role::Credential,
+        off_when_empty: false,
+        value: |s| Some(&s.access_token),
+    },
+    Secret {
+        key: "callback_secret",
+        role: Role::Guard,
+        off_when_empty: false,
+        value: |s| s.callback_secret.as_deref(),
+    },
+];
+
+/// `group_id`: a community id, a positive whole number; empty means unset
+/// (so `"${VK_GROUP_ID:-}"` turns the check off).
+fn group_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let text = String::deserialize(d)?;
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    match t.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(Some(id)),
+        _ => Err(D::Error::custom(format!(
+            "`{text}` is not a VK community id; write the community's number, e.g. group_id = \"123456\""
+        ))),
+    }
+}
 
 pub const DEFAULT_BASE_URL: &str = "https://api.vk.com/method";
 pub const DEFAULT_API_VERSION: &str = "5.199";
@@ -187,7 +244,7 @@ pub fn classify(
     }
     // Saturating: `Retry-After: 18446744073709551615` must not wrap into
     // the past. The core caps it at the channel's `max_backoff`.
-    let after_ms = retry_after.map(crate::config::duration_ms);
+    let after_ms = retry_after.map(super::duration_ms);
     match status {
         200..=299 => SendOutcome::Ambiguous {
             reason: format!("HTTP {status} without a readable VK answer"),
@@ -216,11 +273,17 @@ fn message_id(response: &Value) -> Option<i64> {
 /// Sends the notification and classifies the answer.
 pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
     let channel = out.channel;
-    let Some(token) = channel.setting("access_token").filter(|t| !t.is_empty()) else {
+    let ChannelSettings::Vk(settings) = &channel.settings else {
+        return SendOutcome::Misconfigured {
+            reason: "not a vk channel".into(),
+        };
+    };
+    let token = settings.access_token.as_str();
+    if token.is_empty() {
         return SendOutcome::Misconfigured {
             reason: "the vk channel has no access_token".into(),
         };
-    };
+    }
     let Some(contact) = out.contact.filter(|c| !c.is_empty()) else {
         return SendOutcome::Permanent {
             reason: "the customer has no VK peer id".into(),
@@ -245,12 +308,14 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
             reason: "nothing to send: the text for VK is empty".into(),
         };
     }
-    let base = channel
-        .setting("base_url")
+    let base = settings
+        .base_url
+        .as_deref()
         .unwrap_or(DEFAULT_BASE_URL)
         .trim_end_matches('/');
-    let version = channel
-        .setting("api_version")
+    let version = settings
+        .api_version
+        .as_deref()
         .filter(|v| !v.is_empty())
         .unwrap_or(DEFAULT_API_VERSION);
     let random = random_id(&out.idempotency_key());

@@ -11,7 +11,28 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::Outgoing;
+use super::settings::{self, ChannelSettings, Role, Secret};
 use crate::core::SendOutcome;
+
+/// The provider keys of a `webhook` channel file.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Where each task is POSTed.
+    #[serde(deserialize_with = "settings::url")]
+    pub url: String,
+    /// Signs each body (`SIGNATURE_HEADER`); unsigned without it.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// The secrets of a `webhook` channel.
+pub const SECRETS: &[Secret<WebhookSettings>] = &[Secret {
+    key: "secret",
+    role: Role::Guard,
+    off_when_empty: false,
+    value: |s| s.secret.as_deref(),
+}];
 
 /// The receiver checks this header: `sha256=<hex HMAC-SHA256(secret, body)>`,
 /// the same form as WhatsApp's `X-Hub-Signature-256`.
@@ -43,7 +64,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 pub fn classify(status: StatusCode, retry_after: Option<Duration>) -> SendOutcome {
     // Saturating: `Retry-After: 18446744073709551615` must not wrap into
     // the past. The core caps it at the channel's `max_backoff`.
-    let after_ms = retry_after.map(crate::config::duration_ms);
+    let after_ms = retry_after.map(super::duration_ms);
     match status.as_u16() {
         200..=299 => SendOutcome::Sent {
             provider_message_id: None,
@@ -90,11 +111,12 @@ struct TaskCustomer<'a> {
 /// Posts the notification and classifies the answer.
 pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
     let (channel, notification, order) = (out.channel, out.notification, out.order);
-    let Some(url) = channel.setting("url") else {
+    let ChannelSettings::Webhook(settings) = &channel.settings else {
         return SendOutcome::Misconfigured {
             reason: "the webhook channel has no url".into(),
         };
     };
+    let url = settings.url.as_str();
     let task = Task {
         notification_id: &notification.id,
         policy: &notification.policy,
@@ -122,7 +144,7 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
         .timeout(Duration::from_millis(channel.timeout_ms.max(1) as u64))
         .header("Idempotency-Key", out.idempotency_key())
         .header(reqwest::header::CONTENT_TYPE, "application/json");
-    if let Some(secret) = channel.setting("secret") {
+    if let Some(secret) = settings.secret.as_deref() {
         request = request.header(SIGNATURE_HEADER, signature(secret, &bytes));
     }
     let request = request.body(bytes);

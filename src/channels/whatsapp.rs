@@ -24,7 +24,55 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Outgoing;
+use super::settings::{self, ChannelSettings, Role, Secret};
 use crate::core::SendOutcome;
+
+/// The provider keys of a `whatsapp` channel file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappSettings {
+    pub phone_number_id: String,
+    pub access_token: String,
+    /// `DEFAULT_BASE_URL` when unset.
+    #[serde(default, deserialize_with = "settings::base_url")]
+    pub base_url: Option<String>,
+    /// Graph API version; `DEFAULT_API_VERSION` when unset.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Signs the status webhooks (`X-Hub-Signature-256`).
+    #[serde(default)]
+    pub app_secret: Option<String>,
+    /// Answers Meta's subscription check.
+    #[serde(default)]
+    pub verify_token: Option<String>,
+    /// An approved template to send the text in; free-form text without.
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub template_language: Option<String>,
+}
+
+/// The secrets of a `whatsapp` channel.
+pub const SECRETS: &[Secret<WhatsappSettings>] = &[
+    Secret {
+        key: "access_token",
+        role: Role::Credential,
+        off_when_empty: false,
+        value: |s| Some(&s.access_token),
+    },
+    Secret {
+        key: "app_secret",
+        role: Role::Guard,
+        off_when_empty: false,
+        value: |s| s.app_secret.as_deref(),
+    },
+    Secret {
+        key: "verify_token",
+        role: Role::Guard,
+        off_when_empty: false,
+        value: |s| s.verify_token.as_deref(),
+    },
+];
 
 pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com";
 pub const DEFAULT_API_VERSION: &str = "v21.0";
@@ -200,6 +248,7 @@ fn messages_url(base: &str, version: &str, phone_number_id: &str) -> String {
 /// The message body: a template when the channel names one, else text.
 pub fn message_body(out: &Outgoing<'_>, to: &str) -> Result<Value, String> {
     let channel = out.channel;
+    let settings = channel.settings.as_whatsapp();
     let text = out.text();
     let mut body = json!({
         "messaging_product": "whatsapp",
@@ -207,9 +256,12 @@ pub fn message_body(out: &Outgoing<'_>, to: &str) -> Result<Value, String> {
         "to": to,
         "biz_opaque_callback_data": out.idempotency_key(),
     });
-    if let Some(template) = channel.setting("template").filter(|t| !t.is_empty()) {
-        let Some(language) = channel
-            .setting("template_language")
+    if let Some(template) = settings
+        .and_then(|s| s.template.as_deref())
+        .filter(|t| !t.is_empty())
+    {
+        let Some(language) = settings
+            .and_then(|s| s.template_language.as_deref())
             .filter(|l| !l.is_empty())
         else {
             return Err("`template` needs `template_language` (e.g. \"ru\")".into());
@@ -240,9 +292,14 @@ pub fn message_body(out: &Outgoing<'_>, to: &str) -> Result<Value, String> {
 /// Sends the notification and classifies the answer.
 pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
     let channel = out.channel;
+    let ChannelSettings::Whatsapp(settings) = &channel.settings else {
+        return SendOutcome::Misconfigured {
+            reason: "not a whatsapp channel".into(),
+        };
+    };
     let (Some(phone_number_id), Some(token)) = (
-        channel.setting("phone_number_id").filter(|s| !s.is_empty()),
-        channel.setting("access_token").filter(|s| !s.is_empty()),
+        Some(settings.phone_number_id.as_str()).filter(|s| !s.is_empty()),
+        Some(settings.access_token.as_str()).filter(|s| !s.is_empty()),
     ) else {
         return SendOutcome::Misconfigured {
             reason: "the whatsapp channel needs phone_number_id and access_token".into(),
@@ -259,9 +316,10 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
         Err(reason) => return SendOutcome::Misconfigured { reason },
     };
     let url = messages_url(
-        channel.setting("base_url").unwrap_or(DEFAULT_BASE_URL),
-        channel
-            .setting("api_version")
+        settings.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
+        settings
+            .api_version
+            .as_deref()
             .unwrap_or(DEFAULT_API_VERSION),
         phone_number_id,
     );

@@ -6,6 +6,7 @@
 mod channel;
 mod error;
 mod policy;
+mod provider_keys;
 pub mod secrets;
 mod settings;
 mod values;
@@ -15,9 +16,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
 
-pub use channel::{ChannelConfig, kind_settings};
+pub use crate::channels::ChannelConfig;
 pub use error::{ConfigError, ConfigErrors, line_col};
 pub use secrets::SecretProblem;
 pub use settings::{Amqp, Defaults, ENV_OVERRIDES, Http, ReceiptToken, Redis, Settings};
@@ -28,7 +28,7 @@ use crate::core::{
     ChannelKind, ChannelRules, Limits, OnLimit, OnUncertain, Policy, QuietHours, Rate, RetryPolicy,
     Step, Timing, WaitClock,
 };
-use channel::{COMMON_KEYS, RawChannel, dedupes_by_default, default_max_length};
+use channel::{RawChannel, dedupes_by_default, default_max_length};
 use policy::{RawPolicy, RawStep};
 use settings::{RawLimits, RawSettings};
 
@@ -184,8 +184,12 @@ impl Catalog {
         let tracking: Vec<&str> = self
             .channels
             .values()
-            .filter(|c| c.kind == ChannelKind::Email)
-            .filter(|c| c.setting("tracking_secret").is_some_and(|s| !s.is_empty()))
+            .filter(|c| {
+                c.settings
+                    .as_email()
+                    .and_then(|e| e.file.tracking_secret.as_deref())
+                    .is_some_and(|s| !s.is_empty())
+            })
             .map(|c| c.name.as_str())
             .collect();
         if !tracking.is_empty() && !public_url_reachable(&http.public_url) {
@@ -438,7 +442,7 @@ fn parse_toml<T: serde::de::DeserializeOwned>(
 }
 
 /// serde's wording names Rust types; say it in the file's terms.
-fn plain_toml_message(msg: &str) -> String {
+pub(super) fn plain_toml_message(msg: &str) -> String {
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         return format!("unknown key {rest}");
     }
@@ -757,85 +761,8 @@ fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelConfig> {
         return None;
     };
 
-    // Provider keys, with their positions, checked against the kind.
-    let (allowed, required) = kind_settings(kind);
-    let mut settings = BTreeMap::new();
-    let table = match DeTable::parse(check.src) {
-        Ok(t) => t.into_inner(),
-        Err(_) => return None, // already reported by parse_toml
-    };
-    // Where each secret's value came from, to name it in a refusal.
-    let mut sources: BTreeMap<String, secrets::Source> = BTreeMap::new();
-    for (key, value) in table.iter() {
-        let key_name: &str = key.get_ref();
-        if COMMON_KEYS.contains(&key_name) {
-            continue;
-        }
-        // `<secret>_file`: the secret is read from that file.
-        if let Some(secret) = key_name
-            .strip_suffix("_file")
-            .filter(|k| secrets::channel_secret(kind, k).is_some())
-        {
-            if table.iter().any(|(k, _)| k.get_ref() == secret) {
-                check.err(
-                    key.span(),
-                    format!("set `{secret}` or `{key_name}`, not both"),
-                );
-                continue;
-            }
-            let DeValue::String(path) = value.get_ref() else {
-                check.err(value.span(), format!("`{key_name}` must be a file path"));
-                continue;
-            };
-            if let Some((v, source)) =
-                check.secret_file(&Spanned::new(value.span(), path.to_string()))
-            {
-                settings.insert(secret.to_owned(), v);
-                sources.insert(secret.to_owned(), source);
-            }
-            continue;
-        }
-        if !allowed.contains(&key_name) {
-            check.err(
-                key.span(),
-                format!(
-                    "`{key_name}` is not a setting of a {kind} channel; its settings are {}",
-                    allowed.join(", ")
-                ),
-            );
-            continue;
-        }
-        let text = match value.get_ref() {
-            DeValue::String(s) => s.to_string(),
-            DeValue::Integer(i) => i.as_str().to_owned(),
-            DeValue::Boolean(b) => b.to_string(),
-            _ => {
-                check.err(
-                    value.span(),
-                    format!("`{key_name}` must be a string or a number"),
-                );
-                continue;
-            }
-        };
-        if secrets::channel_secret(kind, key_name).is_some() {
-            sources.insert(key_name.to_owned(), secrets::Source::written(&text));
-        }
-        let spanned = Spanned::new(value.span(), text);
-        if let Some(v) = check.text(&spanned) {
-            settings.insert(key_name.to_owned(), v);
-        }
-    }
-    for req in required {
-        let from_file = format!("{req}_file");
-        if !table
-            .iter()
-            .any(|(k, _)| k.get_ref() == req || *k.get_ref() == from_file)
-        {
-            check.err_file(format!(
-                "a {kind} channel needs `{req}`; add `{req} = \"…\"` (secrets as \"${{ENV_VAR}}\")"
-            ));
-        }
-    }
+    // Provider keys, read into the kind's settings type.
+    let provider = provider_keys::read(kind, check);
     let contact_key = match &raw.contact {
         Some(v) => check.text(v).filter(|s| !s.is_empty() && s != "none"),
         None => kind.default_contact_key().map(str::to_owned),
@@ -872,7 +799,6 @@ fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelConfig> {
             retry.max_backoff_ms = check.duration_ms(m).unwrap_or(retry.max_backoff_ms);
         }
     }
-    let provider = settings.get("provider").map(String::as_str);
     let on_uncertain = match &raw.on_uncertain {
         Some(v) => check
             .choice(
@@ -881,7 +807,12 @@ fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelConfig> {
                 &[("skip", OnUncertain::Skip), ("resend", OnUncertain::Resend)],
             )
             .unwrap_or_default(),
-        None if dedupes_by_default(kind, provider) => OnUncertain::Resend,
+        None if provider
+            .as_ref()
+            .is_some_and(|(s, _)| dedupes_by_default(s)) =>
+        {
+            OnUncertain::Resend
+        }
         None => OnUncertain::Skip,
     };
     let max_length = match &raw.max_length {
@@ -898,6 +829,7 @@ fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelConfig> {
         }
         None => None,
     };
+    let (settings, sources) = provider?;
     if check.errors.len() > before {
         return None;
     }
@@ -919,17 +851,6 @@ fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelConfig> {
         max_segments,
         settings,
     };
-    // The adapter knows how its settings combine; ask it now rather than at
-    // the first send.
-    let problem = match kind {
-        ChannelKind::Sms => crate::channels::sms::providers(&channel).err(),
-        ChannelKind::Email => crate::channels::email::validate(&channel).err(),
-        _ => None,
-    };
-    if let Some(problem) = problem {
-        check.err_file(problem);
-        return None;
-    }
     secrets::judge_channel(&channel, sources, check);
     Some(channel)
 }

@@ -22,8 +22,7 @@ use toml::Spanned;
 
 use super::settings::{RawHttp, ReceiptToken};
 use super::{ChannelConfig, FileCheck};
-use crate::channels::sms::{self, Provider};
-use crate::core::ChannelKind;
+pub use crate::channels::settings::Role;
 
 /// The shortest guard accepted, in bytes.
 pub const MIN_GUARD_BYTES: usize = 16;
@@ -47,127 +46,19 @@ pub const SHIPPED: &[&str] = &[
     "demo-webhook-secret",
 ];
 
-/// What a secret is for, which decides the rules it must meet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Checked on requests that come in, or signs requests that go out.
-    Guard,
-    /// Presented to a provider.
-    Credential,
-}
-
-/// One secret key of a channel kind.
-#[derive(Clone, Copy, Debug)]
-pub struct Secret {
-    pub key: &'static str,
-    pub role: Role,
-    /// Documented as "empty: this feature is off" (no tracking, no bounce
-    /// endpoint, no SMTP AUTH, no `Authorization` header).
-    pub off_when_empty: bool,
-}
-
-const fn secret(key: &'static str, role: Role) -> Secret {
-    Secret {
-        key,
-        role,
-        off_when_empty: false,
-    }
-}
-
-const fn optional(key: &'static str, role: Role) -> Secret {
-    Secret {
-        key,
-        role,
-        off_when_empty: true,
-    }
-}
-
-/// The secret keys of a channel kind. (Which of them a channel actually
-/// uses is `uses_secret`.)
-pub fn channel_secrets(kind: ChannelKind) -> &'static [Secret] {
-    use Role::{Credential, Guard};
-    const VK: &[Secret] = &[
-        secret("access_token", Credential),
-        secret("callback_secret", Guard),
-    ];
-    const SMS: &[Secret] = &[
-        secret("api_id", Credential),
-        secret("password", Credential),
-        secret("apikey", Credential),
-        optional("authorization", Credential),
-        secret("report_secret", Guard),
-    ];
-    const EMAIL: &[Secret] = &[
-        optional("password", Credential),
-        optional("tracking_secret", Guard),
-        optional("bounce_secret", Guard),
-    ];
-    const TELEGRAM: &[Secret] = &[
-        secret("bot_token", Credential),
-        secret("webhook_secret", Guard),
-    ];
-    const WHATSAPP: &[Secret] = &[
-        secret("access_token", Credential),
-        secret("app_secret", Guard),
-        secret("verify_token", Guard),
-    ];
-    const WEBHOOK: &[Secret] = &[secret("secret", Guard)];
-    match kind {
-        ChannelKind::Vk => VK,
-        ChannelKind::Sms => SMS,
-        ChannelKind::Email => EMAIL,
-        ChannelKind::Telegram => TELEGRAM,
-        ChannelKind::Whatsapp => WHATSAPP,
-        ChannelKind::Webhook => WEBHOOK,
-    }
-}
-
-/// `key` of a channel of `kind`, if it is a secret.
-pub fn channel_secret(kind: ChannelKind, key: &str) -> Option<Secret> {
-    channel_secrets(kind).iter().find(|s| s.key == key).copied()
-}
-
-/// Records the problems of the secrets `channel` uses; `sources` says where
-/// each value came from.
+/// Records the problems of the secrets `channel` uses (each adapter lists
+/// its kind's secrets: `channels::ChannelSettings::secrets_in_use`);
+/// `sources` says where each value came from.
 pub(super) fn judge_channel(
     channel: &ChannelConfig,
     mut sources: BTreeMap<String, Source>,
     check: &mut FileCheck,
 ) {
-    for s in channel_secrets(channel.kind) {
-        let Some(value) = channel.setting(s.key) else {
-            continue;
-        };
-        if !uses_secret(channel, s.key) {
-            continue;
-        }
+    for s in channel.settings.secrets_in_use() {
         let source = sources.remove(s.key).unwrap_or(Source::File { var: None });
-        if let Some(p) = judge(check.file, s.key, source, value, s.role, s.off_when_empty) {
+        if let Some(p) = judge(check.file, s.key, source, s.value, s.role, s.off_when_empty) {
             check.secrets.push(p);
         }
-    }
-}
-
-/// Whether `channel` uses its secret `key`: an SMS credential only for the
-/// gateways it sends through, an SMTP password only with a username.
-fn uses_secret(channel: &ChannelConfig, key: &str) -> bool {
-    match channel.kind {
-        ChannelKind::Sms => {
-            let providers = sms::providers(channel).unwrap_or_default();
-            let uses = |p: Provider| providers.contains(&p);
-            match key {
-                "api_id" => uses(Provider::SmsRu),
-                "apikey" => uses(Provider::Smsc),
-                // SMSC takes `apikey` over `login` + `password`.
-                "password" => uses(Provider::Smsc) && channel.setting("apikey").is_none(),
-                "authorization" => uses(Provider::Generic),
-                _ => true,
-            }
-        }
-        ChannelKind::Email if key == "password" => {
-            channel.setting("username").is_some_and(|u| !u.is_empty())
-        }
-        _ => true,
     }
 }
 

@@ -12,11 +12,11 @@ use serde_json::json;
 use super::engine::{Accept, Engine, Providers, Record};
 use super::rig::Rig;
 use super::simulate::{local, offset};
-use crate::channels::segments::sms_segments;
 use crate::config::Catalog;
 use crate::core::{ChannelKind, EntryKind, Outcome, SendOrder, SendOutcome};
 use crate::fakes::script::Scripted;
 use crate::notification::{self, Notification};
+use crate::segments::sms_segments;
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;

@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::channels::{Outbound, Outgoing};
-use crate::config::{Catalog, ChannelConfig};
-use crate::core::{ChannelKind, SendOrder, SendOutcome};
+use crate::channels::email::TlsMode;
+use crate::channels::sms::Provider;
+use crate::channels::{ChannelConfig, ChannelSettings, Outbound, Outgoing};
+use crate::config::Catalog;
+use crate::core::{SendOrder, SendOutcome};
 use crate::fakes::script::Script;
 use crate::fakes::{
     smsc::FakeSmsc, smsru::FakeSmsRu, smtp, telegram::FakeTelegram, vk::FakeVk,
@@ -56,40 +58,37 @@ impl Rig {
             // The virtual clock runs far ahead of real time: a real-time
             // throughput limit would only slow the play down.
             c.rate = None;
-            let set = |c: &mut ChannelConfig, k: &str, v: String| {
-                c.settings.insert(k.to_owned(), v);
-            };
-            let script = match c.kind {
-                ChannelKind::Vk => {
-                    set(&mut c, "base_url", vk.base_url());
+            let script = match &mut c.settings {
+                ChannelSettings::Vk(s) => {
+                    s.base_url = Some(vk.base_url());
                     vk.script().clone()
                 }
-                ChannelKind::Sms => {
+                ChannelSettings::Sms(s) => {
                     // Both gateways, so a failing primary hands over to the backup.
-                    c.settings.remove("provider");
-                    set(&mut c, "providers", "smsru,smsc".into());
-                    set(&mut c, "smsru_base_url", smsru.base_url().to_owned());
-                    set(&mut c, "smsc_base_url", smsc.base_url().to_owned());
+                    s.provider = None;
+                    s.providers = Some(vec![Provider::SmsRu, Provider::Smsc]);
+                    s.smsru_base_url = Some(smsru.base_url().to_owned());
+                    s.smsc_base_url = Some(smsc.base_url().to_owned());
                     smsru.script().clone()
                 }
-                ChannelKind::Email => {
-                    set(&mut c, "host", smtp.host());
-                    set(&mut c, "port", smtp.port().to_string());
-                    set(&mut c, "tls", "none".into());
-                    set(&mut c, "username", String::new());
-                    set(&mut c, "password", String::new());
+                ChannelSettings::Email(s) => {
+                    s.shape.host = smtp.host();
+                    s.shape.port = smtp.port();
+                    s.shape.tls = TlsMode::None;
+                    s.shape.username.clear();
+                    s.shape.password.clear();
                     smtp.script().clone()
                 }
-                ChannelKind::Telegram => {
-                    set(&mut c, "base_url", telegram.base_url());
+                ChannelSettings::Telegram(s) => {
+                    s.base_url = Some(telegram.base_url());
                     telegram.script().clone()
                 }
-                ChannelKind::Whatsapp => {
-                    set(&mut c, "base_url", whatsapp.base_url());
+                ChannelSettings::Whatsapp(s) => {
+                    s.base_url = Some(whatsapp.base_url());
                     whatsapp.script().clone()
                 }
-                ChannelKind::Webhook => {
-                    set(&mut c, "url", webhook.url().to_owned());
+                ChannelSettings::Webhook(s) => {
+                    s.url = webhook.url().to_owned();
                     webhook.script().clone()
                 }
             };

@@ -26,10 +26,10 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-use crate::channels::{SmsEncoding, sms_segments};
 use crate::config::{Catalog, ChannelConfig};
 use crate::core::{ChannelKind, Recipient, unreachable};
 use crate::pii;
+use crate::segments::{SmsEncoding, sms_segments};
 
 pub use error::{ErrorCode, IntakeError, MAX_MESSAGE_BYTES};
 use error::{grouped, quote};

@@ -31,9 +31,10 @@ async fn refused(run: &Running, relative: &str) {
 
 fn url_of(catalog: &cascade::config::Catalog, channel: &str) -> String {
     catalog.channels[channel]
-        .setting("url")
+        .settings
+        .as_webhook()
+        .map(|w| w.url.clone())
         .unwrap_or_default()
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

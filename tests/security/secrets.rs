@@ -247,7 +247,10 @@ fn secrets_may_come_from_files() {
         "a-token-from-a-secret-file"
     );
     assert_eq!(
-        catalog.channels["vkc"].setting("callback_secret"),
+        catalog.channels["vkc"]
+            .settings
+            .as_vk()
+            .and_then(|vk| vk.callback_secret.as_deref()),
         Some("vk-secret-from-a-file-0123")
     );
 

@@ -89,7 +89,7 @@ pub fn is_json(body: &str) -> bool {
 }
 
 pub async fn send(http: &reqwest::Client, a: &Attempt<'_>) -> SendOutcome {
-    let Some(url) = a.channel.setting("url").filter(|s| !s.is_empty()) else {
+    let Some(url) = a.settings.url.as_deref().filter(|s| !s.is_empty()) else {
         return SendOutcome::Misconfigured {
             reason: format!("{NAME}: the channel has no url"),
         };
@@ -101,7 +101,7 @@ pub async fn send(http: &reqwest::Client, a: &Attempt<'_>) -> SendOutcome {
         ("sender", a.sender.unwrap_or("")),
         ("id", a.key.as_str()),
     ];
-    let template = a.channel.setting("body").unwrap_or(DEFAULT_BODY);
+    let template = a.settings.body.as_deref().unwrap_or(DEFAULT_BODY);
     let (body, content_type) = if is_json(template) {
         (render(template, &values, Escape::Json), "application/json")
     } else {
@@ -115,7 +115,12 @@ pub async fn send(http: &reqwest::Client, a: &Attempt<'_>) -> SendOutcome {
         .timeout(a.timeout)
         .header("Idempotency-Key", &a.key)
         .header(reqwest::header::CONTENT_TYPE, content_type);
-    if let Some(auth) = a.channel.setting("authorization").filter(|s| !s.is_empty()) {
+    if let Some(auth) = a
+        .settings
+        .authorization
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
         request = request.header(reqwest::header::AUTHORIZATION, auth);
     }
     let response = match request.body(body).send().await {

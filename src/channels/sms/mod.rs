@@ -32,8 +32,11 @@ pub mod smsru;
 
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde::de::{Deserializer, Error as _};
+
+use super::settings::{self, ChannelConfig, ChannelSettings, Role, Secret};
 use super::{Outgoing, SmsEncoding, sms_segments};
-use crate::config::ChannelConfig;
 use crate::core::{OnUncertain, SendOutcome};
 use crate::pii;
 
@@ -64,35 +67,147 @@ impl Provider {
     }
 }
 
-/// The channel's providers in failover order, or why they cannot be read.
-pub fn providers(channel: &ChannelConfig) -> Result<Vec<Provider>, String> {
-    let words = match (channel.setting("provider"), channel.setting("providers")) {
-        (Some(_), Some(_)) => {
-            return Err("set either `provider` or `providers`, not both".into());
-        }
-        (Some(one), None) => vec![one],
-        (None, Some(list)) => list.split(',').filter(|w| !w.trim().is_empty()).collect(),
-        (None, None) => {
-            return Err(
+/// The provider keys of an `sms` channel file. One channel may name several
+/// gateways, so the keys of each sit side by side, prefixed where two
+/// gateways would share a name.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSettings {
+    /// The one gateway; or `providers`, never both (`checked`).
+    #[serde(default, deserialize_with = "one_provider")]
+    pub provider: Option<Provider>,
+    /// Gateways in failover order: `"smsru,smsc"`.
+    #[serde(default, deserialize_with = "provider_list")]
+    pub providers: Option<Vec<Provider>>,
+    /// The base URL of the one gateway of a single-provider channel.
+    #[serde(default, deserialize_with = "settings::base_url")]
+    pub base_url: Option<String>,
+    #[serde(default, deserialize_with = "settings::base_url")]
+    pub smsru_base_url: Option<String>,
+    #[serde(default, deserialize_with = "settings::base_url")]
+    pub smsc_base_url: Option<String>,
+    /// The sender name every gateway is given.
+    #[serde(default)]
+    pub sender: Option<String>,
+    /// The last part of the delivery-report address (`http::callbacks::sms`).
+    #[serde(default)]
+    pub report_secret: Option<String>,
+    /// SMS.ru: the account's key.
+    #[serde(default)]
+    pub api_id: Option<String>,
+    /// SMSC: `apikey`, or `login` and `password`.
+    #[serde(default)]
+    pub login: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub apikey: Option<String>,
+    /// Generic: the URL and body templates (`generic::render`), and the
+    /// `Authorization` header (empty: none).
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub authorization: Option<String>,
+}
+
+/// The secrets of an `sms` channel: a gateway's credential counts only on a
+/// channel that sends through that gateway.
+pub const SECRETS: &[Secret<SmsSettings>] = &[
+    Secret {
+        key: "api_id",
+        role: Role::Credential,
+        off_when_empty: false,
+        value: |s| s.api_id.as_deref().filter(|_| s.uses(Provider::SmsRu)),
+    },
+    Secret {
+        key: "password",
+        role: Role::Credential,
+        off_when_empty: false,
+        // SMSC takes `apikey` over `login` + `password`.
+        value: |s| {
+            s.password
+                .as_deref()
+                .filter(|_| s.uses(Provider::Smsc) && s.apikey.is_none())
+        },
+    },
+    Secret {
+        key: "apikey",
+        role: Role::Credential,
+        off_when_empty: false,
+        value: |s| s.apikey.as_deref().filter(|_| s.uses(Provider::Smsc)),
+    },
+    Secret {
+        key: "authorization",
+        role: Role::Credential,
+        off_when_empty: true,
+        value: |s| {
+            s.authorization
+                .as_deref()
+                .filter(|_| s.uses(Provider::Generic))
+        },
+    },
+    Secret {
+        key: "report_secret",
+        role: Role::Guard,
+        off_when_empty: false,
+        value: |s| s.report_secret.as_deref(),
+    },
+];
+
+impl SmsSettings {
+    /// The settings, when they name the gateways one way; else what would be right.
+    pub fn checked(self) -> Result<SmsSettings, String> {
+        match (&self.provider, &self.providers) {
+            (Some(_), Some(_)) => Err("set either `provider` or `providers`, not both".into()),
+            (None, None) => Err(
                 "an sms channel needs `provider = \"smsru\"` (or \"smsc\", \"generic\") or `providers = \"smsru,smsc\"`"
                     .into(),
-            );
+            ),
+            (None, Some(list)) if list.is_empty() => {
+                Err("`providers` is empty; list them in order, e.g. \"smsru,smsc\"".into())
+            }
+            _ => Ok(self),
         }
-    };
-    if words.is_empty() {
-        return Err("`providers` is empty; list them in order, e.g. \"smsru,smsc\"".into());
     }
-    words
-        .iter()
-        .map(|w| {
-            Provider::parse(w).ok_or_else(|| {
-                format!(
-                    "sms provider `{}` is not supported; use \"smsru\", \"smsc\" or \"generic\"",
-                    w.trim()
-                )
-            })
-        })
-        .collect()
+
+    /// The channel's providers in failover order (never empty once `checked`).
+    pub fn providers(&self) -> &[Provider] {
+        match (&self.provider, &self.providers) {
+            (Some(one), _) => std::slice::from_ref(one),
+            (None, Some(list)) => list,
+            (None, None) => &[],
+        }
+    }
+
+    fn uses(&self, provider: Provider) -> bool {
+        self.providers().contains(&provider)
+    }
+}
+
+fn provider_word(word: &str) -> Result<Provider, String> {
+    Provider::parse(word).ok_or_else(|| {
+        format!(
+            "sms provider `{}` is not supported; use \"smsru\", \"smsc\" or \"generic\"",
+            word.trim()
+        )
+    })
+}
+
+fn one_provider<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Provider>, D::Error> {
+    let word = String::deserialize(d)?;
+    provider_word(&word).map(Some).map_err(D::Error::custom)
+}
+
+fn provider_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Provider>>, D::Error> {
+    let list = String::deserialize(d)?;
+    list.split(',')
+        .filter(|w| !w.trim().is_empty())
+        .map(provider_word)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+        .map_err(D::Error::custom)
 }
 
 /// Which provider (index into the list) takes attempt `attempt` (1-based)
@@ -121,6 +236,7 @@ pub fn numeric_id(idempotency_key: &str) -> u32 {
 /// One attempt, as every provider adapter sees it.
 pub struct Attempt<'a> {
     pub channel: &'a ChannelConfig,
+    pub settings: &'a SmsSettings,
     /// Only one provider: `base_url` applies to it.
     pub single_provider: bool,
     /// E.164 as the customer gave it, e.g. `+79161234567`.
@@ -138,13 +254,13 @@ pub struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    /// The provider's base URL: `<provider>_base_url`, else `base_url` for a
-    /// channel with one provider, else the provider's public address.
-    pub fn base_url(&self, own_key: &str, default: &str) -> String {
-        let own = self.channel.setting(own_key);
+    /// The provider's base URL: its own (`<provider>_base_url`), else
+    /// `base_url` for a channel with one provider, else the provider's
+    /// public address.
+    pub fn base_url(&self, own: Option<&str>, default: &str) -> String {
         let shared = self
             .single_provider
-            .then(|| self.channel.setting("base_url"))
+            .then_some(self.settings.base_url.as_deref())
             .flatten();
         own.or(shared)
             .unwrap_or(default)
@@ -156,10 +272,17 @@ impl Attempt<'_> {
 /// Sends one SMS through the provider this attempt falls to.
 pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
     let channel = out.channel;
-    let list = match providers(channel) {
-        Ok(list) => list,
-        Err(reason) => return SendOutcome::Misconfigured { reason },
+    let ChannelSettings::Sms(settings) = &channel.settings else {
+        return SendOutcome::Misconfigured {
+            reason: "not an sms channel".into(),
+        };
     };
+    let list = settings.providers();
+    if list.is_empty() {
+        return SendOutcome::Misconfigured {
+            reason: "the sms channel names no provider".into(),
+        };
+    }
     let Some(phone) = out.contact.filter(|p| !p.trim().is_empty()) else {
         return SendOutcome::Permanent {
             reason: "the customer has no phone number for this channel".into(),
@@ -219,11 +342,12 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
     let provider = list[index.min(list.len() - 1)];
     let request = Attempt {
         channel,
+        settings,
         single_provider: list.len() == 1,
         phone,
         digits: phone.chars().filter(char::is_ascii_digit).collect(),
         text,
-        sender: channel.setting("sender").filter(|s| !s.is_empty()),
+        sender: settings.sender.as_deref().filter(|s| !s.is_empty()),
         key: out.idempotency_key(),
         timeout: Duration::from_millis(channel.timeout_ms.max(1) as u64),
         repeat: attempt > 1 && index_of(attempt - 1) == index,
@@ -327,28 +451,9 @@ pub(crate) fn http_status_outcome(
 /// A channel with these provider keys, for the adapters' unit tests.
 #[cfg(test)]
 pub(crate) fn test_channel(pairs: &[(&str, &str)]) -> ChannelConfig {
-    let mut c = ChannelConfig {
-        name: "sms".into(),
-        kind: crate::core::ChannelKind::Sms,
-        description: String::new(),
-        rules: crate::core::ChannelRules {
-            kind: crate::core::ChannelKind::Sms,
-            contact_key: Some("sms".into()),
-            retry: Default::default(),
-            on_uncertain: OnUncertain::Skip,
-        },
-        cost: None,
-        cost_per_segment: false,
-        timeout_ms: 1_000,
-        rate: None,
-        max_length: None,
-        max_segments: None,
-        settings: Default::default(),
-    };
-    for (k, v) in pairs {
-        c.settings.insert((*k).into(), (*v).into());
-    }
-    c
+    let kind = crate::core::ChannelKind::Sms;
+    let settings = settings::from_pairs(kind, pairs).expect("test settings");
+    settings::test_channel(kind, settings)
 }
 
 /// Sends one attempt through `provider` to a loopback server that answers
@@ -368,6 +473,7 @@ pub(crate) async fn answer_with(
         let _ = axum::serve(listener, app).await;
     });
     let channel = test_channel(&[
+        ("provider", provider.as_str()),
         ("base_url", base.as_str()),
         ("url", base.as_str()),
         ("api_id", "k"),
@@ -375,6 +481,7 @@ pub(crate) async fn answer_with(
     ]);
     let attempt = Attempt {
         channel: &channel,
+        settings: channel.settings.as_sms().expect("sms settings"),
         single_provider: true,
         phone: "+79161234567",
         digits: "79161234567".into(),
@@ -474,7 +581,10 @@ mod tests {
 
     #[test]
     fn providers_are_read_from_provider_or_providers() {
-        let channel = |pairs: &[(&str, &str)]| providers(&test_channel(pairs));
+        let channel = |pairs: &[(&str, &str)]| {
+            settings::from_pairs(crate::core::ChannelKind::Sms, pairs)
+                .map(|s| s.as_sms().expect("sms").providers().to_vec())
+        };
         assert_eq!(channel(&[("provider", "smsc")]), Ok(vec![Provider::Smsc]));
         assert_eq!(
             channel(&[("providers", "smsru, smsc,generic")]),

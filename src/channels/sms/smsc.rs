@@ -114,21 +114,21 @@ fn number(v: &Value) -> Option<i64> {
 }
 
 pub async fn send(http: &reqwest::Client, a: &Attempt<'_>) -> SendOutcome {
-    let settings = |k: &str| a.channel.setting(k).filter(|s| !s.is_empty());
-    let mut form: Vec<(&str, String)> =
-        match (settings("apikey"), settings("login"), settings("password")) {
-            (Some(key), _, _) => vec![("apikey", key.to_owned())],
-            (None, Some(login), Some(password)) => {
-                vec![("login", login.to_owned()), ("psw", password.to_owned())]
-            }
-            _ => {
-                return SendOutcome::Misconfigured {
-                    reason: format!(
-                        "{NAME}: the channel needs `apikey`, or `login` and `password`"
-                    ),
-                };
-            }
-        };
+    fn set(v: &Option<String>) -> Option<&str> {
+        v.as_deref().filter(|s| !s.is_empty())
+    }
+    let s = a.settings;
+    let mut form: Vec<(&str, String)> = match (set(&s.apikey), set(&s.login), set(&s.password)) {
+        (Some(key), _, _) => vec![("apikey", key.to_owned())],
+        (None, Some(login), Some(password)) => {
+            vec![("login", login.to_owned()), ("psw", password.to_owned())]
+        }
+        _ => {
+            return SendOutcome::Misconfigured {
+                reason: format!("{NAME}: the channel needs `apikey`, or `login` and `password`"),
+            };
+        }
+    };
     let id = numeric_id(&a.key);
     form.extend([
         ("phones", a.digits.clone()),
@@ -142,7 +142,7 @@ pub async fn send(http: &reqwest::Client, a: &Attempt<'_>) -> SendOutcome {
     }
     let url = format!(
         "{}/sys/send.php",
-        a.base_url("smsc_base_url", "https://smsc.ru")
+        a.base_url(a.settings.smsc_base_url.as_deref(), "https://smsc.ru")
     );
     let request = crate::channels::post(http, &url);
     let response = match request.timeout(a.timeout).form(&form).send().await {

@@ -188,14 +188,14 @@ fn with_text(outcome: SendOutcome, v: &Value) -> SendOutcome {
 }
 
 pub async fn send(http: &reqwest::Client, a: &Attempt<'_>) -> SendOutcome {
-    let Some(api_id) = a.channel.setting("api_id").filter(|s| !s.is_empty()) else {
+    let Some(api_id) = a.settings.api_id.as_deref().filter(|s| !s.is_empty()) else {
         return SendOutcome::Misconfigured {
             reason: format!("{NAME}: the channel has no api_id"),
         };
     };
     let url = format!(
         "{}/sms/send",
-        a.base_url("smsru_base_url", "https://sms.ru")
+        a.base_url(a.settings.smsru_base_url.as_deref(), "https://sms.ru")
     );
     let mut form: Vec<(&str, &str)> = vec![
         ("api_id", api_id),

@@ -64,7 +64,13 @@ pub fn path_secret_matches(
         .channels
         .get(channel)
         .filter(|c| c.kind == kind)
-        .and_then(|c| c.setting(setting))
+        .and_then(|c| {
+            let secrets = c.settings.secrets_in_use();
+            secrets
+                .into_iter()
+                .find(|s| s.key == setting)
+                .map(|s| s.value)
+        })
         .filter(|s| !s.is_empty());
     if expected.is_some_and(|e| constant_time_eq(e.as_bytes(), secret.as_bytes())) {
         return true;

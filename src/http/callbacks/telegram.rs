@@ -137,7 +137,11 @@ fn authenticate(
     let Some(given) = headers.get(SECRET_HEADER) else {
         return Err("missing_secret");
     };
-    let expected = config.setting("webhook_secret").unwrap_or("");
+    let expected = config
+        .settings
+        .as_telegram()
+        .and_then(|s| s.webhook_secret.as_deref())
+        .unwrap_or("");
     if expected.is_empty() || !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return Err("wrong_secret");
     }
@@ -177,7 +181,10 @@ async fn update(
             return answer(StatusCode::SERVICE_UNAVAILABLE);
         }
     }
-    let bot_token = config.setting("bot_token").unwrap_or("");
+    let bot_token = config
+        .settings
+        .as_telegram()
+        .map_or("", |s| s.bot_token.as_str());
     let pmid =
         |m: &MessageRef| provider_message_id(bot_token, &m.chat.id.to_string(), m.message_id);
     // The provider message ids the update may be about, newest first.

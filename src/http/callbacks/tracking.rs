@@ -66,7 +66,7 @@ fn check(state: &AppState, token: &str) -> Option<TrackingToken> {
             .channels
             .get(name)
             .filter(|c| c.kind == ChannelKind::Email)
-            .and_then(|c| c.setting("tracking_secret"))
+            .and_then(|c| c.settings.as_email()?.file.tracking_secret.as_deref())
             .filter(|s| !s.trim().is_empty())
             .map(str::to_owned)
     })

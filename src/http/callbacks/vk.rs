@@ -167,9 +167,7 @@ async fn event(
 
 /// The refusal when the channel names its community and the event is another's.
 fn wrong_community(state: &AppState, config: &ChannelConfig, event: &Event) -> Option<Response> {
-    let expected = config
-        .setting("group_id")
-        .and_then(|g| g.trim().parse::<i64>().ok())?;
+    let expected = config.settings.as_vk()?.group_id?;
     match event.group_id {
         Some(g) if g != expected => Some(refuse(state, PROVIDER, ROUTE, "wrong_community")),
         _ => None,
@@ -178,7 +176,11 @@ fn wrong_community(state: &AppState, config: &ChannelConfig, event: &Event) -> O
 
 /// The answer to `confirmation`: the channel's `confirmation` string.
 fn confirm(state: &AppState, config: &ChannelConfig) -> Response {
-    match config.setting("confirmation").filter(|c| !c.is_empty()) {
+    let confirmation = config
+        .settings
+        .as_vk()
+        .and_then(|s| s.confirmation.as_deref());
+    match confirmation.filter(|c| !c.is_empty()) {
         Some(code) => {
             count(state, PROVIDER, "confirmation");
             tracing::info!(channel = %config.name, "VK confirmed the callback address");
@@ -196,7 +198,11 @@ fn confirm(state: &AppState, config: &ChannelConfig) -> Response {
 
 /// The refusal when `secret` is missing or wrong (or none is configured).
 fn wrong_secret(state: &AppState, config: &ChannelConfig, event: &Event) -> Option<Response> {
-    let expected = config.setting("callback_secret").unwrap_or("");
+    let expected = config
+        .settings
+        .as_vk()
+        .and_then(|s| s.callback_secret.as_deref())
+        .unwrap_or("");
     let given = event.secret.as_deref().unwrap_or("");
     if !expected.is_empty() && constant_time_eq(given.as_bytes(), expected.as_bytes()) {
         return None;

@@ -112,7 +112,11 @@ async fn verify(
     let Some(config) = channel_config(&state, &channel) else {
         return refuse(&state, PROVIDER, ROUTE, "unknown_channel");
     };
-    let expected = config.setting("verify_token").unwrap_or("");
+    let expected = config
+        .settings
+        .as_whatsapp()
+        .and_then(|s| s.verify_token.as_deref())
+        .unwrap_or("");
     let token = query.get("hub.verify_token").map(String::as_str);
     let ok = query.get("hub.mode").map(String::as_str) == Some("subscribe")
         && !expected.is_empty()
@@ -201,7 +205,11 @@ async fn notification(
     else {
         return refuse(&state, PROVIDER, ROUTE, "missing_signature");
     };
-    let secret = config.setting("app_secret").unwrap_or("");
+    let secret = config
+        .settings
+        .as_whatsapp()
+        .and_then(|s| s.app_secret.as_deref())
+        .unwrap_or("");
     if secret.is_empty() || !signature_matches(secret, &body, header) {
         return refuse(&state, PROVIDER, ROUTE, "wrong_signature");
     }

@@ -8,6 +8,10 @@
 //! other character makes the whole text UCS-2 (in practice UTF-16): 70 code
 //! units single, 67 per part; a character outside the BMP (an emoji) takes
 //! two units and its surrogate pair is never split either.
+//!
+//! A leaf: intake (`notification`) counts segments to refuse a text that is
+//! too long, and the SMS adapter counts them again before sending; neither
+//! imports the other for it.
 
 /// How an SMS text is encoded on the air.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
