@@ -362,6 +362,57 @@ fn limit_lua_agrees_with_the_sliding_window_model() {
     }
 }
 
+/// A case the property test once found: the send already holds a place in
+/// the SMS limit (taken at 0, 2 minutes' window), the customer limit opens
+/// at +2 min — but by then that place has left the SMS window, which a
+/// reload lowered to one send and which holds another until +3 min. The
+/// answer is +3 min, not the customer limit's +2 min.
+#[test]
+fn a_place_held_in_one_limit_can_leave_before_another_opens() {
+    let rig = Rig::new("limit-found");
+    let limits = CaseLimits {
+        all: Some(Window {
+            count: 2,
+            window_ms: MIN,
+        }),
+        sms: Some(Window {
+            count: 1,
+            window_ms: 2 * MIN,
+        }),
+        vk: None,
+    };
+    let ops = [
+        Op::Take {
+            after_ms: 0,
+            member: 2,
+            channel: 0,
+        },
+        Op::Recount { limit: 1, count: 2 },
+        Op::Take {
+            after_ms: 29_999,
+            member: 0,
+            channel: 0,
+        },
+        Op::Take {
+            after_ms: 30_001,
+            member: 1,
+            channel: 1,
+        },
+        Op::TakeWhenTold {
+            member: 0,
+            channel: 0,
+        },
+        Op::Recount { limit: 1, count: 1 },
+        Op::TakeWhenTold {
+            member: 2,
+            channel: 0,
+        },
+    ];
+    rig.runtime
+        .block_on(play(&rig.store, "found", &limits, &ops))
+        .unwrap();
+}
+
 /// One case worked by hand from the rule, as a reader would check it:
 /// `2/1h` for the customer and `1/30m` for SMS.
 #[test]
