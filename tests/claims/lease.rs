@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use cascade::core::Phase;
+use cascade::runtime::clock::Clock;
 use serde_json::json;
 
 use crate::common::{AT_ONCE, DELIVERY_DELAY, Running, TestConfig, wait_until};
@@ -120,4 +121,83 @@ async fn a_send_that_waits_for_the_rate_is_stored_in_flight_and_the_rate_holds()
     assert!(sms[1].at - sms[0].at >= Duration::from_millis(1000));
     run.wait_outcome(a, "exhausted").await;
     run.wait_outcome(b, "exhausted").await;
+}
+
+/// Two escalations to an SMS channel that takes one send every `period`:
+/// one goes out on the lease, the other is stored in flight and waits for
+/// the rate. Returns (the one sent first, the one waiting).
+async fn two_escalations_one_waiting(run: &Running, hooks: &Receiver) -> (String, String) {
+    let (a, b) = (run.id("a"), run.id("b"));
+    for (n, id) in [&a, &b].into_iter().enumerate() {
+        run.publish(&note(id, &format!("c-{n}"), "delivery_delay", json!({})))
+            .await;
+        run.wait_entries(id, "sent", 1).await;
+    }
+    run.clock.advance(31 * MIN);
+    let first = hooks.wait_count("sms", 1).await[0].notification_id();
+    let waiting = if first == a { b } else { a };
+    (first, waiting)
+}
+
+/// A `read` that arrives while a send waits for its channel's rate stops
+/// it: the receipts are read again right before the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_arrives_while_a_send_waits_for_the_rate_stops_it() {
+    let hooks = Receiver::start().await;
+    let cfg = TestConfig::new("rate-read", &hooks.url, "", DELIVERY_DELAY);
+    cfg.write(
+        "channels/sms.toml",
+        &webhook(&hooks.url, "sms", "contact = \"sms\"\nrate = \"1/3s\""),
+    );
+    let run = Running::start(cfg).await;
+    let (_, waiting) = two_escalations_one_waiting(&run, &hooks).await;
+    wait_until("the second SMS waits in flight", AT_ONCE, async || {
+        in_flight_on(&phase(&run, &waiting).await, "sms")
+    })
+    .await;
+    run.daemon()
+        .store
+        .record_receipt(&waiting, "read", Some("vk"), run.clock.now_ms())
+        .await
+        .unwrap();
+    run.wait_outcome(&waiting, "completed").await;
+    // Past the moment the rate would have let it out.
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(hooks.count("sms"), 1, "the read one was never requested");
+}
+
+/// A send that cannot get its channel's rate inside its in-flight window
+/// is not requested late (where the scheduler would already count it
+/// interrupted and resend it): it is deferred, and goes out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_cannot_get_the_rate_inside_its_window_is_deferred_not_doubled() {
+    let hooks = Receiver::start().await;
+    // Window 7 s = the channel's 2 s timeout + 5 s margin: no time to wait.
+    let cfg = TestConfig::new(
+        "rate-window",
+        &hooks.url,
+        "[defaults]\nin_flight_timeout = \"7s\"\n",
+        DELIVERY_DELAY,
+    );
+    cfg.write(
+        "channels/sms.toml",
+        &webhook(&hooks.url, "sms", "contact = \"sms\"\nrate = \"1/3s\""),
+    );
+    let run = Running::start(cfg).await;
+    let (first, waiting) = two_escalations_one_waiting(&run, &hooks).await;
+    // Whatever the daemon did with it, its window is over now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.clock.advance(8_000);
+    let deferred = run.wait_entry(&waiting, "deferred", Some(1)).await;
+    assert_eq!(deferred.reason.as_deref(), Some("rate"), "{deferred:?}");
+    // The rate lets it out 3 s after the first; the clock must reach the
+    // deferral too.
+    wait_until("the second SMS", Duration::from_secs(10), async || {
+        run.clock.advance(1_000);
+        hooks.count("sms") == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    assert_eq!(hooks.ids("sms"), [first.as_str(), waiting.as_str()]);
+    assert!(run.entries(&waiting, "uncertain").await.is_empty());
 }
