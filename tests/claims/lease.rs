@@ -10,7 +10,7 @@ use cascade::core::Phase;
 use cascade::runtime::clock::Clock;
 use serde_json::json;
 
-use crate::common::{AT_ONCE, DELIVERY_DELAY, Running, TestConfig, wait_until};
+use crate::common::{AT_ONCE, DELIVERY_DELAY, PrivateRedis, Running, TestConfig, wait_until};
 use crate::support::{MIN, Receiver, note, phase, webhook};
 
 fn in_flight_on(phase: &Option<Phase>, channel: &str) -> bool {
@@ -200,4 +200,45 @@ async fn a_send_that_cannot_get_the_rate_inside_its_window_is_deferred_not_doubl
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     assert_eq!(hooks.ids("sms"), [first.as_str(), waiting.as_str()]);
     assert!(run.entries(&waiting, "uncertain").await.is_empty());
+}
+
+/// Redis fails right after the provider took a send: the outcome (and the
+/// provider message id callbacks will name) is stored once Redis is back,
+/// within the send's window, instead of being lost and the step later
+/// counted as uncertain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sends_outcome_is_stored_once_redis_is_back() {
+    let mut redis_server = PrivateRedis::start("commit-retry").await;
+    let hooks = Receiver::start().await;
+    let cfg = TestConfig::new("commit-retry", &hooks.url, "", DELIVERY_DELAY);
+    cfg.set_redis_url(&redis_server.url());
+    let run = Running::start(cfg).await;
+    hooks.hold("vk");
+    let id = run.id("n");
+    run.publish(&note(&id, "c-1", "delivery_delay", json!({})))
+        .await;
+    hooks.wait_count("vk", 1).await;
+    // The provider has it; Redis goes away before the outcome is stored.
+    redis_server.kill();
+    hooks.release("vk");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    redis_server.restart().await;
+    // The daemon's connection comes back on its own schedule: until then a
+    // read may fail too.
+    let mut sent = None;
+    wait_until("the send's outcome stored", AT_ONCE, async || {
+        if let Ok(Some((_, timeline))) = run.daemon().store.status(&id).await {
+            sent = timeline.into_iter().find(|e| e.event.as_str() == "sent");
+        }
+        sent.is_some()
+    })
+    .await;
+    let sent = sent.unwrap();
+    assert_eq!(sent.step, Some(0));
+    assert_eq!(sent.provider_message_id.as_deref(), Some("hook-1"));
+    assert!(matches!(
+        phase(&run, &id).await,
+        Some(Phase::Waiting { .. })
+    ));
+    assert_eq!(hooks.count("vk"), 1);
 }
