@@ -141,6 +141,7 @@ impl Daemon {
             outbound: Outbound::new(),
             clock: options.clock.clone(),
             telemetry,
+            shutdown: shutdown.clone(),
         });
         tasks.spawn(scheduler::run(
             worker.clone(),

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
 use super::internal_events::{Lifecycle, ProviderAnswered};
@@ -36,6 +37,9 @@ pub struct Worker {
     pub outbound: Outbound,
     pub clock: Arc<dyn Clock>,
     pub telemetry: Telemetry,
+    /// Cancelled when the daemon stops: a send still waiting for its
+    /// channel's rate is handed back rather than left in flight.
+    pub shutdown: CancellationToken,
 }
 
 /// Where one wake-up stands. Each stage is one short step
@@ -443,11 +447,12 @@ impl<'w> Wakeup<'w> {
         };
         let spare = deadline_ms - now - channel.timeout_ms - LEASE_MARGIN.as_millis() as i64;
         let max_wait = Duration::from_millis(spare.max(0) as u64);
-        let admission = self
-            .worker
-            .outbound
-            .admit_within(channel, max_wait, now)
-            .await;
+        let admission = tokio::select! {
+            admission = self.worker.outbound.admit_within(channel, max_wait, now) => admission,
+            // Stopping: not requested, so hand it back for any instance to
+            // send (left in flight, it would count as interrupted).
+            _ = self.worker.shutdown.cancelled() => Admission::NoRoom { wait: Duration::ZERO },
+        };
         let instead = match admission {
             Admission::Now { waited } if waited.is_zero() => return Ok(Ok(send)),
             Admission::Now { .. } => {

@@ -242,3 +242,42 @@ async fn a_sends_outcome_is_stored_once_redis_is_back() {
     ));
     assert_eq!(hooks.count("vk"), 1);
 }
+
+/// Stopping while a send waits for its channel's rate hands that send back
+/// (due at once, for any instance), instead of leaving it in flight to be
+/// counted interrupted — and the stop does not wait for the rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_hands_back_a_send_that_waits_for_the_rate() {
+    let hooks = Receiver::start().await;
+    let cfg = TestConfig::new("rate-stop", &hooks.url, "", DELIVERY_DELAY);
+    cfg.write(
+        "channels/sms.toml",
+        &webhook(&hooks.url, "sms", "contact = \"sms\"\nrate = \"1/30s\""),
+    );
+    let mut run = Running::start(cfg).await;
+    let (_, waiting) = two_escalations_one_waiting(&run, &hooks).await;
+    wait_until("the second SMS waits in flight", AT_ONCE, async || {
+        in_flight_on(&phase(&run, &waiting).await, "sms")
+    })
+    .await;
+    let store = run.daemon().store.clone();
+    let started = std::time::Instant::now();
+    run.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the stop waited {:?}",
+        started.elapsed()
+    );
+    let (cascade, timeline) = store.status(&waiting).await.unwrap().unwrap();
+    assert!(
+        matches!(cascade.phase, Phase::Due { .. }),
+        "{:?}",
+        cascade.phase
+    );
+    let last = timeline.last().unwrap();
+    assert_eq!(
+        (last.event.as_str(), last.reason.as_deref()),
+        ("deferred", Some("rate"))
+    );
+    assert_eq!(hooks.count("sms"), 1);
+}
