@@ -3,12 +3,10 @@
 
 #![forbid(unsafe_code)]
 
-pub mod bench;
 pub mod channels;
 pub mod config;
 pub mod core;
-pub mod embedded;
-pub mod fakes;
+pub mod dev;
 pub mod http;
 pub mod notification;
 pub mod pii;

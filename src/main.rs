@@ -12,8 +12,8 @@ use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 
 use cascade::config::{Catalog, parse_duration, parse_timezone};
-use cascade::embedded::demo;
-use cascade::embedded::simulate::{self, Read, SAMPLE_CONTACTS, Scenario};
+use cascade::dev::embedded::demo;
+use cascade::dev::embedded::simulate::{self, Read, SAMPLE_CONTACTS, Scenario};
 use cascade::runtime::daemon::{Daemon, DaemonOptions};
 use cascade::runtime::intake::{self, IntakeConfig};
 use cascade::runtime::keys::Keys;
@@ -442,7 +442,7 @@ async fn bench_cmd(cli: &Cli, a: &BenchArgs) -> anyhow::Result<()> {
         .init();
     // Only the service addresses are taken from the settings.
     let catalog = load(cli)?;
-    let opts = cascade::bench::BenchOptions {
+    let opts = cascade::dev::bench::BenchOptions {
         amqp_url: catalog.settings.amqp.url.clone(),
         redis_url: catalog.settings.redis.url.clone(),
         w1_n: a.n.unwrap_or(a.w1_n),
@@ -461,13 +461,13 @@ async fn bench_cmd(cli: &Cli, a: &BenchArgs) -> anyhow::Result<()> {
         "cascade bench: W1 {}, W2 {}, W3 {} (floors {}) against {} and {}",
         opts.w1_n, opts.w2_n, opts.w3_n, opts.floor_n, opts.amqp_url, opts.redis_url
     );
-    let report = cascade::bench::run(&opts).await?;
+    let report = cascade::dev::bench::run(&opts).await?;
     println!(
         "cascade bench, {}, {} CPUs",
         jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    print!("{}", cascade::bench::render(&report, &opts));
+    print!("{}", cascade::dev::bench::render(&report, &opts));
     Ok(())
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use cascade::fakes::{smsru::FakeSmsRu, smtp, telegram::FakeTelegram, vk::FakeVk};
+use cascade::dev::fakes::{smsru::FakeSmsRu, smtp, telegram::FakeTelegram, vk::FakeVk};
 use cascade::runtime::daemon::Daemon;
 use common::*;
 use serde_json::json;

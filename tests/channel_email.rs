@@ -14,7 +14,7 @@ use serde_json::json;
 
 use cascade::channels::email::{Tracked, TrackingToken, sign};
 use cascade::core::Entry;
-use cascade::fakes::smtp::{self, Answer, FakeSmtp, Mail};
+use cascade::dev::fakes::smtp::{self, Answer, FakeSmtp, Mail};
 
 const HOUR: i64 = 3_600_000;
 const TRACKING_SECRET: &str = "test-tracking-secret";

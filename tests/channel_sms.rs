@@ -14,9 +14,9 @@ use common::*;
 use serde_json::json;
 
 use cascade::core::Entry;
-use cascade::fakes::script::Scripted;
-use cascade::fakes::smsc::FakeSmsc;
-use cascade::fakes::smsru::{FakeSmsRu, ReceivedSms, Status};
+use cascade::dev::fakes::script::Scripted;
+use cascade::dev::fakes::smsc::FakeSmsc;
+use cascade::dev::fakes::smsru::{FakeSmsRu, ReceivedSms, Status};
 
 const MIN: i64 = 60_000;
 const SECRET: &str = "sms-report-secret";

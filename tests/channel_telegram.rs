@@ -12,8 +12,8 @@ use common::*;
 use serde_json::json;
 
 use cascade::core::Entry;
-use cascade::fakes::script::Scripted;
-use cascade::fakes::telegram::{FakeTelegram, Message};
+use cascade::dev::fakes::script::Scripted;
+use cascade::dev::fakes::telegram::{FakeTelegram, Message};
 
 const MIN: i64 = 60_000;
 const SECRET: &str = "tg-webhook-secret";

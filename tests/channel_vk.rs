@@ -12,8 +12,8 @@ use common::*;
 use serde_json::{Value, json};
 
 use cascade::core::Entry;
-use cascade::fakes::script::Scripted;
-use cascade::fakes::vk::FakeVk;
+use cascade::dev::fakes::script::Scripted;
+use cascade::dev::fakes::vk::FakeVk;
 use cascade::runtime::clock::Clock;
 
 const MIN: i64 = 60_000;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-use cascade::fakes::script::Scripted;
-use cascade::fakes::whatsapp::{FakeWhatsApp, Message, graph_error};
+use cascade::dev::fakes::script::Scripted;
+use cascade::dev::fakes::whatsapp::{FakeWhatsApp, Message, graph_error};
 
 const MIN: i64 = 60_000;
 const APP_SECRET: &str = "wa-app-secret";

@@ -1343,7 +1343,7 @@ mod tests {
 
     // -- lettre's real errors against the loopback sink ---------------------
 
-    use crate::fakes::smtp::{self, Answer};
+    use crate::dev::fakes::smtp::{self, Answer};
 
     const SINK_FROM: &str = "Shop <noreply@shop.example>";
 

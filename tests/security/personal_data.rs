@@ -11,12 +11,12 @@
 
 use std::collections::BTreeMap;
 
-use cascade::fakes::smsru::FakeSmsRu;
-use cascade::fakes::smtp::{self, Answer};
-use cascade::fakes::telegram::FakeTelegram;
-use cascade::fakes::vk::FakeVk;
-use cascade::fakes::webhook::FakeWebhook;
-use cascade::fakes::whatsapp::{FakeWhatsApp, graph_error};
+use cascade::dev::fakes::smsru::FakeSmsRu;
+use cascade::dev::fakes::smtp::{self, Answer};
+use cascade::dev::fakes::telegram::FakeTelegram;
+use cascade::dev::fakes::vk::FakeVk;
+use cascade::dev::fakes::webhook::FakeWebhook;
+use cascade::dev::fakes::whatsapp::{FakeWhatsApp, graph_error};
 use lapin::types::AMQPValue;
 use serde_json::json;
 

@@ -14,7 +14,7 @@ use super::rig::Rig;
 use super::simulate::{local, offset};
 use crate::config::Catalog;
 use crate::core::{ChannelKind, EntryKind, Outcome, SendOrder, SendOutcome};
-use crate::fakes::script::Scripted;
+use crate::dev::fakes::script::Scripted;
 use crate::notification::{self, Notification};
 use crate::segments::sms_segments;
 

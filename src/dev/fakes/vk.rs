@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use cascade::fakes::vk::FakeVk;
+//! use cascade::dev::fakes::vk::FakeVk;
 //! let vk = FakeVk::start().await;
 //! // channels/vk.toml: base_url = "<vk.base_url()>", group_id = "<vk.group_id()>"
 //! let sent = vk.messages();

@@ -31,8 +31,8 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 use crate::config::Catalog;
-use crate::fakes::vk::FakeVk;
-use crate::fakes::webhook::FakeWebhook;
+use crate::dev::fakes::vk::FakeVk;
+use crate::dev::fakes::webhook::FakeWebhook;
 use crate::runtime::clock::SystemClock;
 use crate::runtime::daemon::{Daemon, DaemonOptions, StartError};
 use crate::runtime::intake::{self, IntakeConfig};

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use cascade::fakes::{script::Scripted, smsc::FakeSmsc};
+//! use cascade::dev::fakes::{script::Scripted, smsc::FakeSmsc};
 //! let smsc = FakeSmsc::start().await;
 //! smsc.script().then(Scripted::Permanent, 1); // error 8, then success
 //! // … point a channel's `base_url` at `smsc.base_url()`, send …

@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use cascade::fakes::telegram::FakeTelegram;
+//! use cascade::dev::fakes::telegram::FakeTelegram;
 //! let tg = FakeTelegram::start().await;
 //! // channels/telegram.toml: base_url = "<tg.base_url()>"
 //! let sent = tg.messages();            // what the daemon sent

@@ -9,8 +9,8 @@ use crate::channels::sms::Provider;
 use crate::channels::{ChannelConfig, ChannelSettings, Outbound, Outgoing};
 use crate::config::Catalog;
 use crate::core::{SendOrder, SendOutcome};
-use crate::fakes::script::Script;
-use crate::fakes::{
+use crate::dev::fakes::script::Script;
+use crate::dev::fakes::{
     smsc::FakeSmsc, smsru::FakeSmsRu, smtp, telegram::FakeTelegram, vk::FakeVk,
     webhook::FakeWebhook, whatsapp::FakeWhatsApp,
 };

@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use cascade::fakes::whatsapp::FakeWhatsApp;
+//! use cascade::dev::fakes::whatsapp::FakeWhatsApp;
 //! let wa = FakeWhatsApp::start().await;
 //! // channels/whatsapp.toml: base_url = "<wa.base_url()>"
 //! let sent = wa.messages();

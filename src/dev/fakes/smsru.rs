@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use cascade::fakes::{script::Scripted, smsru::FakeSmsRu};
+//! use cascade::dev::fakes::{script::Scripted, smsru::FakeSmsRu};
 //! let sms = FakeSmsRu::start().await;
 //! sms.script().then(Scripted::Transient, 1); // top-level 220, then success
 //! // … point a channel's `base_url` at `sms.base_url()`, send …
