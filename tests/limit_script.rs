@@ -395,3 +395,38 @@ fn two_an_hour_and_one_sms_per_half_hour() {
     assert_eq!(take(&vk, "d:0", 61), Some(T0 + 80 * MIN));
     assert_eq!(take(&vk, "d:0", 80), None);
 }
+
+/// Two policies limit the same scope over different windows: `2/4m` for
+/// the customer (the global limit) and `5/1m` (a policy's own, shorter).
+/// The short window's take must not forget the sends the long window still
+/// counts.
+#[test]
+fn a_shorter_window_on_the_same_scope_leaves_the_longer_one_counting() {
+    let rig = Rig::new("limit-two-windows");
+    let window = |count, minutes| Window {
+        count,
+        window_ms: minutes * MIN,
+    };
+    let long = policy(&CaseLimits {
+        all: Some(window(2, 4)),
+        sms: None,
+        vk: None,
+    });
+    let short = policy(&CaseLimits {
+        all: Some(window(5, 1)),
+        sms: None,
+        vk: None,
+    });
+    let vk = channel("vk", ChannelKind::Vk);
+    let at = |seconds: i64| T0 + seconds * 1_000;
+    assert_eq!(rig.take("c", &long, &vk, "a:0", at(0)), None);
+    assert_eq!(rig.take("c", &long, &vk, "b:0", at(30)), None);
+    // Two minutes on, the one-minute window holds nothing: it fits.
+    assert_eq!(rig.take("c", &short, &vk, "c:0", at(120)), None);
+    // The four-minute window still holds all three: full until `a:0` and
+    // `b:0` leave it, at 4:30.
+    assert_eq!(
+        rig.take("c", &long, &vk, "d:0", at(150)),
+        Some(at(30) + 4 * MIN)
+    );
+}
