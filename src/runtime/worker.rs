@@ -21,7 +21,9 @@ use arc_swap::ArcSwap;
 
 use super::clock::Clock;
 use super::lifecycle::log_entries;
-use super::store::{Claimed, Commit, Lease, Loaded, ProviderMessage, Store, StoreError};
+use super::store::{
+    Claimed, CommitReply, CommitRequest, Lease, Loaded, ProviderMessage, Store, StoreError,
+};
 use super::telemetry::Telemetry;
 use crate::channels::{Outbound, Outgoing};
 use crate::config::{Catalog, ChannelConfig};
@@ -295,8 +297,8 @@ impl Worker {
                     // Stored or refused, the lease no longer stands alone for it.
                     *claim = None;
                     match stored {
-                        Commit::Done(v) => version = v,
-                        Commit::Conflict | Commit::StoppedByReceipt => {
+                        CommitReply::Done(v) => version = v,
+                        CommitReply::Conflict | CommitReply::StoppedByReceipt => {
                             // Not sent: give the limit back, and look again.
                             self.store
                                 .release_limit(
@@ -308,7 +310,7 @@ impl Worker {
                                 .await?;
                             continue;
                         }
-                        Commit::Gone => return Ok(()),
+                        CommitReply::Gone => return Ok(()),
                     }
                 }
             }
@@ -444,18 +446,18 @@ impl Worker {
         let earlier = unsaved.as_ref().map_or(&[][..], |u| &u.entries[..]);
         let committed = self
             .store
-            .commit(
+            .commit(CommitRequest {
                 id,
-                loaded.version,
+                version: loaded.version,
                 earlier,
-                &decision,
-                &loaded.policy.stop_on,
-                sent.as_ref(),
-                now,
-            )
+                decision: &decision,
+                policy: &loaded.policy,
+                sent: sent.as_ref(),
+                now_ms: now,
+            })
             .await?;
         Ok(match committed {
-            Commit::Done(version) => {
+            CommitReply::Done(version) => {
                 *sent = None;
                 if let Some(u) = unsaved.take() {
                     log_entries(
@@ -470,8 +472,8 @@ impl Worker {
             }
             // Someone else decided first, or a stopping receipt just
             // arrived: look again with fresh state and receipts.
-            Commit::Conflict | Commit::StoppedByReceipt => Decided::Again,
-            Commit::Gone => Decided::Settled,
+            CommitReply::Conflict | CommitReply::StoppedByReceipt => Decided::Again,
+            CommitReply::Gone => Decided::Settled,
         })
     }
 
@@ -485,7 +487,7 @@ impl Worker {
         decided: Unsaved,
         order: &SendOrder,
         now: i64,
-    ) -> Result<Commit, StoreError> {
+    ) -> Result<CommitReply, StoreError> {
         let in_flight = Decision {
             cascade: decided.cascade,
             send: Some(order.clone()),
@@ -493,17 +495,17 @@ impl Worker {
         };
         let committed = self
             .store
-            .commit(
+            .commit(CommitRequest {
                 id,
-                decided.version,
-                &[],
-                &in_flight,
-                &loaded.policy.stop_on,
-                None,
-                now,
-            )
+                version: decided.version,
+                earlier: &[],
+                decision: &in_flight,
+                policy: &loaded.policy,
+                sent: None,
+                now_ms: now,
+            })
             .await?;
-        if matches!(committed, Commit::Done(_)) {
+        if matches!(committed, CommitReply::Done(_)) {
             log_entries(
                 &self.telemetry,
                 id,
