@@ -10,6 +10,12 @@ use crate::config::ChannelConfig;
 use crate::core::{Policy, Rate};
 use crate::runtime::keys::Keys;
 
+/// The least time a scope's sends are kept, whatever the windows counted
+/// on it lately: a limit of up to a day that starts counting on a scope
+/// (a policy added, a window lengthened by a reload) still finds every
+/// send of its window that a shorter one counted before it.
+const KEEP_AT_LEAST_MS: i64 = 86_400_000;
+
 /// `limit.lua`'s KEYS and ARGV.
 struct LimitArgs<'a> {
     customer: &'a str,
@@ -33,7 +39,7 @@ impl LimitArgs<'_> {
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let mut call = Call::new(&scripts.limit, &names);
-        call.arg(self.now_ms).arg(self.member);
+        call.arg(self.now_ms).arg(self.member).arg(KEEP_AT_LEAST_MS);
         for (_, rate) in &self.limits {
             call.arg(rate.count).arg(rate.per_ms);
         }
