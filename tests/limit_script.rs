@@ -10,6 +10,10 @@
 //! latest take). A blocked send takes nothing and is told the first moment
 //! at which it would fit every limit, found by trying the moments at which
 //! earlier sends leave their windows.
+//!
+//! Two policies play each case, with limits on the same scopes over
+//! different windows (a global `3/1d` and a policy's `1/30m` for SMS, say):
+//! a scope's sends count for every limit on it, each over its own window.
 
 mod common;
 
@@ -62,12 +66,21 @@ enum Op {
         after_ms: i64,
         member: usize,
         channel: usize,
+        policy: usize,
     },
     /// A send is taken at the moment the last blocked take was told (the
     /// daemon's deferred retry), or now if that has passed.
-    TakeWhenTold { member: usize, channel: usize },
+    TakeWhenTold {
+        member: usize,
+        channel: usize,
+        policy: usize,
+    },
     /// A taken send did not reach the customer: it is given back.
-    Release { member: usize, channel: usize },
+    Release {
+        member: usize,
+        channel: usize,
+        policy: usize,
+    },
     /// A reload changes a limit's count (its window stays): a lower count
     /// finds more sends in the window than it allows.
     Recount { limit: usize, count: usize },
@@ -93,33 +106,36 @@ fn op() -> impl Strategy<Value = Op> {
         (1i64..=4, prop_oneof![Just(-1i64), Just(1)]).prop_map(|(n, e)| n * MIN / 2 + e),
         0i64..3 * MIN,
     ];
-    let (member, channel) = (0..MEMBERS.len(), 0..CHANNELS.len());
+    let (member, channel, policy) = (0..MEMBERS.len(), 0..CHANNELS.len(), 0..2usize);
     prop_oneof![
-        6 => (after_ms, member.clone(), channel.clone()).prop_map(|(after_ms, member, channel)| {
-            Op::Take { after_ms, member, channel }
-        }),
-        2 => (member.clone(), channel.clone())
-            .prop_map(|(member, channel)| Op::TakeWhenTold { member, channel }),
-        1 => (member, channel).prop_map(|(member, channel)| Op::Release { member, channel }),
+        6 => (after_ms, member.clone(), channel.clone(), policy.clone()).prop_map(
+            |(after_ms, member, channel, policy)| Op::Take { after_ms, member, channel, policy }
+        ),
+        2 => (member.clone(), channel.clone(), policy.clone())
+            .prop_map(|(member, channel, policy)| Op::TakeWhenTold { member, channel, policy }),
+        1 => (member, channel, policy)
+            .prop_map(|(member, channel, policy)| Op::Release { member, channel, policy }),
         2 => (0usize..3, 1usize..=3).prop_map(|(limit, count)| Op::Recount { limit, count }),
     ]
 }
 
-/// The model: per limit, the sends it holds and when each was taken.
+/// The model: per scope, the sends it holds and when each was taken; the
+/// limits of each policy count them over their own windows.
 struct Model {
-    limits: CaseLimits,
+    limits: [CaseLimits; 2],
     sends: BTreeMap<&'static str, Vec<(&'static str, i64)>>,
 }
 
 impl Model {
     /// The limits a send on `channel` counts against.
-    fn applying(&self, channel: &str) -> Vec<(&'static str, Window)> {
+    fn applying(&self, policy: usize, channel: &str) -> Vec<(&'static str, Window)> {
+        let limits = &self.limits[policy];
         let own = match channel {
-            "sms" => self.limits.sms.map(|w| ("sms", w)),
-            "vk" => self.limits.vk.map(|w| ("vk", w)),
+            "sms" => limits.sms.map(|w| ("sms", w)),
+            "vk" => limits.vk.map(|w| ("vk", w)),
             _ => None,
         };
-        self.limits
+        limits
             .all
             .map(|w| ("all", w))
             .into_iter()
@@ -130,8 +146,8 @@ impl Model {
     /// Does `member` fit every limit of `channel` at `at_ms`? It does where
     /// it already holds a place (taken again: a retry of the same step),
     /// else where fewer than `count` sends are in the window.
-    fn fits(&self, channel: &str, member: &str, at_ms: i64) -> bool {
-        self.applying(channel).iter().all(|(scope, w)| {
+    fn fits(&self, policy: usize, channel: &str, member: &str, at_ms: i64) -> bool {
+        self.applying(policy, channel).iter().all(|(scope, w)| {
             let sends = self.sends.get(scope).into_iter().flatten();
             let recent: Vec<&str> = sends
                 .filter(|(_, t)| at_ms - t < w.window_ms)
@@ -142,9 +158,15 @@ impl Model {
     }
 
     /// `None` when the send is taken, else the first moment it would fit.
-    fn take(&mut self, channel: &str, member: &'static str, now_ms: i64) -> Option<i64> {
-        let applying = self.applying(channel);
-        if self.fits(channel, member, now_ms) {
+    fn take(
+        &mut self,
+        policy: usize,
+        channel: &str,
+        member: &'static str,
+        now_ms: i64,
+    ) -> Option<i64> {
+        let applying = self.applying(policy, channel);
+        if self.fits(policy, channel, member, now_ms) {
             for (scope, _) in applying {
                 let sends = self.sends.entry(scope).or_default();
                 sends.retain(|(m, _)| *m != member);
@@ -164,13 +186,13 @@ impl Model {
         leaving.sort_unstable();
         let at = leaving
             .into_iter()
-            .find(|&at| self.fits(channel, member, at));
+            .find(|&at| self.fits(policy, channel, member, at));
         assert!(at.is_some(), "the model finds no time: a bug in the model");
         at
     }
 
-    fn release(&mut self, channel: &str, member: &str) {
-        for (scope, _) in self.applying(channel) {
+    fn release(&mut self, policy: usize, channel: &str, member: &str) {
+        for (scope, _) in self.applying(policy, channel) {
             if let Some(sends) = self.sends.get_mut(scope) {
                 sends.retain(|(m, _)| *m != member);
             }
@@ -235,10 +257,10 @@ fn channel(name: &str, kind: ChannelKind) -> ChannelConfig {
 async fn play(
     store: &Store,
     customer: &str,
-    limits: &CaseLimits,
+    limits: &[CaseLimits; 2],
     ops: &[Op],
 ) -> Result<(), TestCaseError> {
-    let mut policy = policy(limits);
+    let mut policies = [policy(&limits[0]), policy(&limits[1])];
     let channels: Vec<ChannelConfig> = CHANNELS.iter().map(|(n, k)| channel(n, *k)).collect();
     let mut model = Model {
         limits: limits.clone(),
@@ -248,19 +270,26 @@ async fn play(
     for (i, op) in ops.iter().enumerate() {
         match *op {
             Op::Take {
-                member, channel, ..
+                member,
+                channel,
+                policy,
+                ..
             }
-            | Op::TakeWhenTold { member, channel } => {
+            | Op::TakeWhenTold {
+                member,
+                channel,
+                policy,
+            } => {
                 now = match *op {
                     Op::Take { after_ms, .. } => now + after_ms,
                     _ => now.max(told.unwrap_or(now)),
                 };
                 let (ch, member) = (&channels[channel], MEMBERS[member]);
                 let got = store
-                    .take_limit(customer, &policy, ch, member, now)
+                    .take_limit(customer, &policies[policy], ch, member, now)
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                let want = model.take(&ch.name, member, now);
+                let want = model.take(policy, &ch.name, member, now);
                 prop_assert_eq!(
                     got,
                     want,
@@ -274,16 +303,21 @@ async fn play(
                     told = got;
                 }
             }
-            Op::Release { member, channel } => {
+            Op::Release {
+                member,
+                channel,
+                policy,
+            } => {
                 let (ch, member) = (&channels[channel], MEMBERS[member]);
                 store
-                    .release_limit(customer, &policy, ch, member)
+                    .release_limit(customer, &policies[policy], ch, member)
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                model.release(&ch.name, member);
+                model.release(policy, &ch.name, member);
             }
             Op::Recount { limit, count } => {
-                let limits = &mut model.limits;
+                // A reload: the first policy's count changes.
+                let limits = &mut model.limits[0];
                 let w = match limit {
                     0 => &mut limits.all,
                     1 => &mut limits.sms,
@@ -292,7 +326,7 @@ async fn play(
                 if let Some(w) = w {
                     w.count = count;
                 }
-                policy = self::policy(&model.limits);
+                policies[0] = self::policy(&model.limits[0]);
             }
         }
     }
@@ -350,12 +384,12 @@ fn limit_lua_agrees_with_the_sliding_window_model() {
         ..Config::default()
     });
     let case = AtomicU64::new(0);
-    let scenario = (limits(), proptest::collection::vec(op(), 1..40));
-    let result = runner.run(&scenario, |(limits, ops)| {
+    let scenario = ((limits(), limits()), proptest::collection::vec(op(), 1..40));
+    let result = runner.run(&scenario, |((first, second), ops)| {
         // A customer of its own per case (and per shrinking step).
         let customer = format!("c{}", case.fetch_add(1, Ordering::Relaxed));
         rig.runtime
-            .block_on(play(&rig.store, &customer, &limits, &ops))
+            .block_on(play(&rig.store, &customer, &[first, second], &ops))
     });
     if let Err(e) = result {
         panic!("{e}");
@@ -386,30 +420,35 @@ fn a_place_held_in_one_limit_can_leave_before_another_opens() {
             after_ms: 0,
             member: 2,
             channel: 0,
+            policy: 0,
         },
         Op::Recount { limit: 1, count: 2 },
         Op::Take {
             after_ms: 29_999,
             member: 0,
             channel: 0,
+            policy: 0,
         },
         Op::Take {
             after_ms: 30_001,
             member: 1,
             channel: 1,
+            policy: 0,
         },
         Op::TakeWhenTold {
             member: 0,
             channel: 0,
+            policy: 0,
         },
         Op::Recount { limit: 1, count: 1 },
         Op::TakeWhenTold {
             member: 2,
             channel: 0,
+            policy: 0,
         },
     ];
     rig.runtime
-        .block_on(play(&rig.store, "found", &limits, &ops))
+        .block_on(play(&rig.store, "found", &[limits.clone(), limits], &ops))
         .unwrap();
 }
 
@@ -451,4 +490,39 @@ fn two_an_hour_and_one_sms_per_half_hour() {
     assert_eq!(take(&sms, "c:0", 60), None);
     assert_eq!(take(&vk, "d:0", 61), Some(T0 + 80 * MIN));
     assert_eq!(take(&vk, "d:0", 80), None);
+}
+
+/// Two policies limit the same scope over different windows: `2/4m` for
+/// the customer (the global limit) and `5/1m` (a policy's own, shorter).
+/// The short window's take must not forget the sends the long window still
+/// counts.
+#[test]
+fn a_shorter_window_on_the_same_scope_leaves_the_longer_one_counting() {
+    let rig = Rig::new("limit-two-windows");
+    let window = |count, minutes| Window {
+        count,
+        window_ms: minutes * MIN,
+    };
+    let long = policy(&CaseLimits {
+        all: Some(window(2, 4)),
+        sms: None,
+        vk: None,
+    });
+    let short = policy(&CaseLimits {
+        all: Some(window(5, 1)),
+        sms: None,
+        vk: None,
+    });
+    let vk = channel("vk", ChannelKind::Vk);
+    let at = |seconds: i64| T0 + seconds * 1_000;
+    assert_eq!(rig.take("c", &long, &vk, "a:0", at(0)), None);
+    assert_eq!(rig.take("c", &long, &vk, "b:0", at(30)), None);
+    // Two minutes on, the one-minute window holds nothing: it fits.
+    assert_eq!(rig.take("c", &short, &vk, "c:0", at(120)), None);
+    // The four-minute window still holds all three: full until `a:0` and
+    // `b:0` leave it, at 4:30.
+    assert_eq!(
+        rig.take("c", &long, &vk, "d:0", at(150)),
+        Some(at(30) + 4 * MIN)
+    );
 }

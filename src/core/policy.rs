@@ -275,6 +275,30 @@ impl Policy {
     pub fn stops_on(&self, event: &str) -> bool {
         event == CANCELLED || self.stop_on.iter().any(|e| e == event)
     }
+
+    /// Every receipt word that ends a cascade on this policy (`stops_on`
+    /// as a list): `cancelled`, then `stop_on`. The store's scripts are
+    /// given this list and know no stopping word of their own.
+    pub fn stopping_receipts(&self) -> Vec<&str> {
+        let mut words = vec![CANCELLED];
+        for w in &self.stop_on {
+            if !words.contains(&w.as_str()) {
+                words.push(w);
+            }
+        }
+        words
+    }
+
+    /// The receipt words that call for a decision at once when recorded on
+    /// a running cascade: the stopping ones, and `failed` (the current
+    /// step's send failed after all).
+    pub fn waking_receipts(&self) -> Vec<&str> {
+        let mut words = self.stopping_receipts();
+        if !words.contains(&FAILED) {
+            words.push(FAILED);
+        }
+        words
+    }
 }
 
 #[cfg(test)]

@@ -81,6 +81,19 @@ impl Keys {
         self.later(shard_of(id, self.shards))
     }
 
+    /// The list of one far slot of a shard: `<later>:<slot>`.
+    pub fn later_slot(&self, shard: u16, slot: i64) -> String {
+        let mut key = self.later(shard);
+        key.push(':');
+        key.push_str(&slot.to_string());
+        key
+    }
+
+    /// The list of the far slot `slot` of `id`'s shard.
+    pub fn later_slot_of(&self, id: &str, slot: i64) -> String {
+        self.later_slot(shard_of(id, self.shards), slot)
+    }
+
     /// The bounded stream of every lifecycle event (contract §7).
     pub fn events(&self) -> String {
         self.events.clone()
@@ -121,6 +134,12 @@ impl Keys {
     pub fn limit(&self, customer: &str, scope: &str) -> String {
         format!("{}:limit:{{{customer}}}:{scope}", self.prefix)
     }
+
+    /// The longest window a customer's limit on `scope` has been counted
+    /// over lately: how long its sends are kept (`scripts/limit.lua`).
+    pub fn limit_keep(&self, customer: &str, scope: &str) -> String {
+        format!("{}:limit-keep:{{{customer}}}:{scope}", self.prefix)
+    }
 }
 
 /// How many hashes a channel's peers are spread over per day: few enough
@@ -155,6 +174,7 @@ mod tests {
         );
         assert_eq!(k.timer(3), "cascade:timers:{3}");
         assert_eq!(k.later(15), "cascade:later:{15}");
+        assert_eq!(k.later_slot(15, 30_000_000), "cascade:later:{15}:30000000");
         assert_eq!(k.state("a"), "cascade:{a}:state");
         assert_eq!(k.events(), "cascade:events");
         assert_eq!(k.provider_message("sms", "m-1"), "cascade:pmid:{sms:m-1}");

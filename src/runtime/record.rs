@@ -5,8 +5,9 @@
 //! fields of a state or an entry are separated by tabs, in a fixed order,
 //! with trailing empty fields left off. They stay readable in `redis-cli`.
 //! Text fields (a channel name, a reason) escape `\`, tab, newline and the
-//! record separator, so a line never holds one of them raw. Records written
-//! as JSON by earlier versions are still read.
+//! record separator, so a line never holds one of them raw. States and
+//! entries written as JSON by earlier versions are still read, and so are
+//! records of the first (untagged) layout.
 
 use std::fmt::Write as _;
 
@@ -15,9 +16,18 @@ use crate::core::{Cascade, Entry, EntryKind, Outcome, Phase};
 /// Separates the record's fields (unit separator; the Lua scripts split on it).
 pub const FIELD_SEPARATOR: char = '\x1f';
 
-/// A cascade's record as stored: five fields separated by `\x1f` (layout:
-/// `scripts/accept.lua`).
+/// The record layout this daemon writes: the record's first field. Records
+/// of the first layout carry no tag (they start with their version, a
+/// number) and are still read; any other first field is a layout this
+/// daemon does not know, reported rather than guessed at.
+/// `scripts/record.lua` reads and writes the same.
+pub const LAYOUT: &str = "r2";
+
+/// A cascade's record as stored: the layout tag and five fields, separated
+/// by `\x1f`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record<'a> {
+    /// Bumped by every stored decision; a commit made on an older one is refused.
     pub version: &'a str,
     /// The cascade state ([`encode_state`]).
     pub state: &'a str,
@@ -32,7 +42,26 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     pub fn parse(raw: &'a str) -> Result<Record<'a>, String> {
-        let mut fields = raw.splitn(5, FIELD_SEPARATOR);
+        let body = match raw.split_once(FIELD_SEPARATOR) {
+            Some((LAYOUT, rest)) => rest,
+            // The first layout: no tag, the version first.
+            Some((version, _))
+                if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                raw
+            }
+            _ => {
+                let tag: String = raw
+                    .chars()
+                    .take(16)
+                    .take_while(|c| *c != FIELD_SEPARATOR)
+                    .collect();
+                return Err(format!(
+                    "the record's layout `{tag}` is unknown (this daemon reads `{LAYOUT}` and untagged records)"
+                ));
+            }
+        };
+        let mut fields = body.splitn(5, FIELD_SEPARATOR);
         let mut next = || {
             fields
                 .next()
@@ -45,6 +74,19 @@ impl<'a> Record<'a> {
             timeline: next()?,
             meta: next()?,
         })
+    }
+
+    /// The record as stored, in the current layout.
+    pub fn encode(&self) -> String {
+        [
+            LAYOUT,
+            self.version,
+            self.state,
+            self.notification,
+            self.timeline,
+            self.meta,
+        ]
+        .join("\x1f")
     }
 
     pub fn cascade(&self) -> Result<Cascade, String> {
@@ -414,5 +456,26 @@ mod tests {
         assert_eq!(decode_entry(&json).unwrap(), e);
         assert!(decode_entry("1795450472833\tnonsense").is_err());
         assert!(decode_state("0\t0\t0\t2\tQ").is_err());
+    }
+
+    #[test]
+    fn a_record_carries_its_layout_and_the_first_layout_still_reads() {
+        let r = Record {
+            version: "3",
+            state: "s",
+            notification: "{}",
+            timeline: "a\nb",
+            meta: "h\t",
+        };
+        let stored = r.encode();
+        assert!(stored.starts_with("r2\x1f3\x1f"));
+        assert_eq!(Record::parse(&stored).unwrap(), r);
+        let first = "3\x1fs\x1f{}\x1fa\nb\x1fh\t";
+        assert_eq!(Record::parse(first).unwrap(), r);
+        for unknown in ["r3\x1f3\x1fs\x1f{}\x1f\x1fh", "{\"v\":1}", "", "x"] {
+            let why = Record::parse(unknown).unwrap_err();
+            assert!(why.contains("layout"), "{why}");
+        }
+        assert!(Record::parse("r2\x1f3\x1fs").unwrap_err().contains("five"));
     }
 }

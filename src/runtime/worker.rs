@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
 use super::internal_events::{Lifecycle, ProviderAnswered};
-use super::store::{Claimed, Commit, Lease, Loaded, ProviderMessage, Store, StoreError};
+use super::store::{
+    Claimed, CommitReply, CommitRequest, Lease, Loaded, ProviderMessage, Store, StoreError,
+};
 use super::telemetry::Telemetry;
 use crate::channels::{Admission, Outbound, Outgoing};
 use crate::config::{Catalog, ChannelConfig};
@@ -395,13 +397,13 @@ impl<'w> Wakeup<'w> {
                     self.unsaved = Some(u);
                 }
                 None => match self.store_in_flight(&send, u, now).await? {
-                    Commit::Done(v) => send.version = v,
-                    Commit::Conflict | Commit::StoppedByReceipt => {
+                    CommitReply::Done(v) => send.version = v,
+                    CommitReply::Conflict | CommitReply::StoppedByReceipt => {
                         // Not sent: give the limit back, and look again.
                         self.release_limit(&send, channel).await?;
                         return Ok(Stage::Load(Event::TimerDue));
                     }
-                    Commit::Gone => return Ok(Stage::Settled),
+                    CommitReply::Gone => return Ok(Stage::Settled),
                 },
             }
         }
@@ -608,7 +610,7 @@ impl<'w> Wakeup<'w> {
         }
         let committed = self.commit(loaded, &decision, event, now).await?;
         Ok(match committed {
-            Commit::Done(version) => {
+            CommitReply::Done(version) => {
                 self.sent = None;
                 if let Some(u) = self.unsaved.take() {
                     self.worker.log(self.id, loaded, &u.entries);
@@ -617,8 +619,8 @@ impl<'w> Wakeup<'w> {
             }
             // Someone else decided first, or a stopping receipt just
             // arrived: look again with fresh state and receipts.
-            Commit::Conflict | Commit::StoppedByReceipt => Decided::Again,
-            Commit::Gone => Decided::Settled,
+            CommitReply::Conflict | CommitReply::StoppedByReceipt => Decided::Again,
+            CommitReply::Gone => Decided::Settled,
         })
     }
 
@@ -632,7 +634,7 @@ impl<'w> Wakeup<'w> {
         decision: &Decision,
         event: &Event,
         now: i64,
-    ) -> Result<Commit, StoreError> {
+    ) -> Result<CommitReply, StoreError> {
         let earlier = self.unsaved.as_ref().map_or(&[][..], |u| &u.entries[..]);
         let retry_until_ms = match (event, &loaded.cascade.phase) {
             (Event::SendResult { .. }, Phase::InFlight { deadline_ms, .. }) => {
@@ -645,15 +647,15 @@ impl<'w> Wakeup<'w> {
             let committed = self
                 .worker
                 .store
-                .commit(
-                    self.id,
-                    loaded.version,
+                .commit(CommitRequest {
+                    id: self.id,
+                    version: loaded.version,
                     earlier,
                     decision,
-                    &loaded.policy.stop_on,
-                    self.sent.as_ref(),
-                    now,
-                )
+                    policy: &loaded.policy,
+                    sent: self.sent.as_ref(),
+                    now_ms: now,
+                })
                 .await;
             match committed {
                 Err(e)
@@ -678,7 +680,7 @@ impl<'w> Wakeup<'w> {
         send: &Send,
         decided: Unsaved,
         now: i64,
-    ) -> Result<Commit, StoreError> {
+    ) -> Result<CommitReply, StoreError> {
         let in_flight = Decision {
             cascade: decided.cascade,
             send: Some(send.order.clone()),
@@ -687,17 +689,17 @@ impl<'w> Wakeup<'w> {
         let committed = self
             .worker
             .store
-            .commit(
-                self.id,
-                decided.version,
-                &[],
-                &in_flight,
-                &send.loaded.policy.stop_on,
-                None,
-                now,
-            )
+            .commit(CommitRequest {
+                id: self.id,
+                version: decided.version,
+                earlier: &[],
+                decision: &in_flight,
+                policy: &send.loaded.policy,
+                sent: None,
+                now_ms: now,
+            })
             .await?;
-        if matches!(committed, Commit::Done(_)) {
+        if matches!(committed, CommitReply::Done(_)) {
             self.worker.log(self.id, &send.loaded, &in_flight.entries);
         }
         Ok(committed)

@@ -1,14 +1,15 @@
--- claim.lua: take the due cascades of one timer shard, with a lease, and
--- return each with its state and receipts, so waking it needs no load.
--- KEYS[1] timer shard   cascade:timers:{<n>}
--- KEYS[2] the shard's index of far slots   cascade:later:{<n>} (wake.lua)
+-- claim.lua: take the due cascades of one timer shard, with a lease. The
+-- caller reads their records and receipts afterwards (one pipelined round
+-- trip), so this script touches only the shard's own keys.
+-- KEYS[1] timer shard   <prefix>:timers:{<n>}
+-- KEYS[2] the shard's index of far slots   <prefix>:later:{<n>} (wake.lua)
+-- KEYS[3..] the slot lists to move, as the caller found them in the index
+--         (its slots up to now + the horizon, oldest first)
 -- ARGV[1] now ms        ARGV[2] the lease's score: its end in ms plus 0.5
 -- ARGV[3] most to take
--- ARGV[4] key prefix (the state and receipts keys are built from it: one
---         round trip instead of one per cascade; like the commit script,
---         this keeps the daemon to a single Redis node or primary)
--- ARGV[5] now + the horizon, ms   ARGV[6] slot length, ms
--- ARGV[7] most far wake-ups to move into the set in this call
+-- ARGV[4] now + the horizon, ms   ARGV[5] slot length, ms
+-- ARGV[6] most far wake-ups to move into the set in this call
+-- ARGV[7..] the slot of each of KEYS[3..], in the same order
 -- First the slots that come within the horizon are moved from their lists
 -- into the set (any slot up to there, also one written late by an instance
 -- whose clock is behind). `NX`: a cascade already in the set stays as it is
@@ -21,16 +22,18 @@
 -- are whole ms): the instance holding it may send on it without storing an
 -- in-flight state first, so finding a lease run out means its holder died
 -- or stalled before storing what it did (the worker's `ClaimLapsed`).
--- Returns, per claimed id: { id, its record (nil when gone), receipts (flat
--- field/value list), the end (ms) of the lapsed lease it was found under,
--- else 0 }.
-local budget = tonumber(ARGV[7])
-local upto = math.floor(tonumber(ARGV[5]) / tonumber(ARGV[6]))
-for _, slot in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', upto)) do
-  if budget <= 0 then
+-- An id whose record is gone is leased too; the caller, finding no record,
+-- takes it out of the set (forget.lua).
+-- Returns, flat, per claimed id: id, the end (ms) of the lapsed lease it
+-- was found under, else 0.
+local budget = tonumber(ARGV[6])
+local upto = math.floor(tonumber(ARGV[4]) / tonumber(ARGV[5]))
+for i = 3, #KEYS do
+  local slot = ARGV[4 + i]
+  if budget <= 0 or tonumber(slot) > upto then
     break
   end
-  local list = KEYS[2] .. ':' .. slot
+  local list = KEYS[i]
   local entries = redis.call('LPOP', list, budget)
   if entries then
     for _, e in ipairs(entries) do
@@ -52,18 +55,12 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 
 local claimed = {}
 for i = 1, #due, 2 do
   local id, score = due[i], due[i + 1]
-  local base = ARGV[4] .. ':{' .. id .. '}:'
-  local state = redis.call('GET', base .. 'state')
-  if state then
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
-  else
-    -- Its keys are gone (deleted by hand): nothing left to wake.
-    redis.call('ZREM', KEYS[1], id)
-  end
+  redis.call('ZADD', KEYS[1], ARGV[2], id)
   local lapsed = 0
   if is_lease(score) then
     lapsed = math.floor(tonumber(score))
   end
-  claimed[#claimed + 1] = { id, state, redis.call('HGETALL', base .. 'receipts'), lapsed }
+  claimed[#claimed + 1] = id
+  claimed[#claimed + 1] = lapsed
 end
 return claimed

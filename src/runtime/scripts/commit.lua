@@ -1,36 +1,52 @@
 -- commit.lua: store one decision of the core, atomically.
--- KEYS[1] cascade record  cascade:{<id>}:state (layout: accept.lua)
--- KEYS[2] receipts hash   cascade:{<id>}:receipts
--- KEYS[3] timer shard     cascade:timers:{<n>}
--- KEYS[4] events stream   cascade:events
--- KEYS[5] the shard's index of far slots   cascade:later:{<n>} (wake.lua)
+-- KEYS[1] cascade record  <prefix>:{<id>}:state (layout: record.lua)
+-- KEYS[2] receipts hash   <prefix>:{<id>}:receipts
+-- KEYS[3] timer shard     <prefix>:timers:{<n>}
+-- KEYS[4] events stream   <prefix>:events
+-- KEYS[5] the shard's index of far slots   <prefix>:later:{<n>} (wake.lua)
+-- KEYS[6] the wake-up's slot list   <prefix>:later:{<n>}:<slot> (wake.lua;
+--         of now when the decision finishes the cascade, and then untouched)
+-- KEYS[7] only when the decision records a send's provider message id:
+--         where to keep it, a key per message id or the day's hash of a
+--         bucket of peers (VK)
 -- ARGV[1] notification id    ARGV[2] the version the decision was made on
 -- ARGV[3] new state          ARGV[4] wake-up ms, or "" when finished
 -- ARGV[5] "1" when the decision orders a send: refuse it if a stopping
 --         receipt is recorded (contract §6: receipts are read again in the same
 --         atomic step that claims the send)
--- ARGV[6] stopping receipt words, comma-separated (also used to wake the
---         cascade at once when one is already recorded)
--- ARGV[7] retention ms       ARGV[8] events stream max length
--- ARGV[9] where to keep the provider message id of the send this decision
---         records ("" for none): a key per message id, or the day's hash of
---         a bucket of peers (VK); built by the caller, so like claim.lua this
---         needs one node
--- ARGV[10] the peer (its field in that hash), or "" for a key
--- ARGV[11] for a key "<step>\t<notification id>"; for a peer
---          "<message id> <step> <notification id>", appended to its field
--- ARGV[12] the key's time to live, seconds
--- ARGV[13] now + the horizon, ms   ARGV[14] slot length, ms (wake.lua)
--- ARGV[15..] timeline entries, appended to the record's timeline and the stream
--- Returns the new version; -1 if the state changed meanwhile (decide again);
--- -2 if a stopping receipt arrived (decide again); -3 if the cascade is gone.
-local record = redis.call('GET', KEYS[1])
-if not record then
-  return -3
+-- ARGV[6] retention ms       ARGV[7] events stream max length
+-- ARGV[8] with KEYS[7]: the peer (its field in that hash), or "" for a key
+-- ARGV[9] with KEYS[7]: for a key "<step>\t<notification id>"; for a peer
+--         "<message id> <step> <notification id>", appended to its field
+-- ARGV[10] with KEYS[7]: the key's time to live, seconds
+-- ARGV[11] now + the horizon, ms   ARGV[12] slot length, ms (wake.lua)
+-- ARGV[13] the decision's timeline entries, one per line ("" for none),
+--          appended to the record's timeline and to the stream
+-- ARGV[14] how many stopping words follow   ARGV[15..] the receipt words
+--          that stop this cascade (from the core)
+-- ARGV[15 + that count ..] the receipt words that wake a running cascade
+--          at once when recorded (from the core; the stopping ones and `failed`)
+-- Returns {'done', new version}; {'conflict'} if the state changed
+-- meanwhile (decide again); {'stopped'} if a stopping receipt arrived
+-- (decide again); {'gone'} if the cascade is gone; {'unreadable', why}.
+local raw = redis.call('GET', KEYS[1])
+if not raw then
+  return { 'gone' }
 end
-local v_end, s_end, n_end, t_end = record_ends(record)
-if string.sub(record, 1, v_end - 1) ~= ARGV[2] then
-  return -1
+local record, why = read_record(raw)
+if not record then
+  return { 'unreadable', why }
+end
+if record[1] ~= ARGV[2] then
+  return { 'conflict' }
+end
+local n_stopping = tonumber(ARGV[14])
+local stopping, waking = {}, {}
+for i = 15, 14 + n_stopping do
+  stopping[#stopping + 1] = ARGV[i]
+end
+for i = 15 + n_stopping, #ARGV do
+  waking[#waking + 1] = ARGV[i]
 end
 -- The receipts, read once (a small hash; most cascades have none), and
 -- only when they matter: to refuse a send, or to wake a running cascade.
@@ -41,53 +57,36 @@ if ARGV[5] == '1' or ARGV[4] ~= '' then
     recorded[flat[i]] = true
   end
 end
-local function stopped()
-  if recorded['cancelled'] then
-    return true
-  end
-  for word in string.gmatch(ARGV[6], '[^,]+') do
-    if recorded[word] then
-      return true
-    end
-  end
-  return false
+if ARGV[5] == '1' and stopped(recorded, stopping) then
+  return { 'stopped' }
 end
-if ARGV[5] == '1' and stopped() then
-  return -2
-end
-local timeline = string.sub(record, n_end + 1, t_end - 1)
-local entries = {}
-if timeline ~= '' then
-  entries[1] = timeline
-end
-if #ARGV >= 15 then
-  local added = table.concat(ARGV, '\n', 15)
-  entries[#entries + 1] = added
-  -- One stream entry per decision, its timeline entries one per line.
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'id', ARGV[1], 'e', added)
-end
-if ARGV[9] ~= '' then
-  if ARGV[10] == '' then
-    redis.call('SET', ARGV[9], ARGV[11], 'EX', ARGV[12])
+if ARGV[13] ~= '' then
+  if record[4] ~= '' then
+    record[4] = record[4] .. '\n' .. ARGV[13]
   else
-    local sent = redis.call('HGET', ARGV[9], ARGV[10])
+    record[4] = ARGV[13]
+  end
+  -- One stream entry per decision, its timeline entries one per line.
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', 'id', ARGV[1], 'e', ARGV[13])
+end
+if KEYS[7] then
+  if ARGV[8] == '' then
+    redis.call('SET', KEYS[7], ARGV[9], 'EX', ARGV[10])
+  else
+    local sent = redis.call('HGET', KEYS[7], ARGV[8])
     if sent then
-      sent = sent .. ' ' .. ARGV[11]
+      sent = sent .. ' ' .. ARGV[9]
     else
-      sent = ARGV[11]
+      sent = ARGV[9]
     end
-    redis.call('HSET', ARGV[9], ARGV[10], sent)
-    redis.call('EXPIRE', ARGV[9], ARGV[12])
+    redis.call('HSET', KEYS[7], ARGV[8], sent)
+    redis.call('EXPIRE', KEYS[7], ARGV[10])
   end
 end
 local next_v = tonumber(ARGV[2]) + 1
-local stored = table.concat({
-  string.format('%d', next_v),
-  ARGV[3],
-  string.sub(record, s_end + 1, n_end - 1),
-  table.concat(entries, '\n'),
-  string.sub(record, t_end + 1),
-}, '\31')
+record[1] = string.format('%d', next_v)
+record[2] = ARGV[3]
+local stored = write_record(record)
 if ARGV[4] ~= '' then
   redis.call('SET', KEYS[1], stored, 'KEEPTTL')
   -- A receipt recorded while this decision was being made (say, during a
@@ -95,14 +94,14 @@ if ARGV[4] ~= '' then
   -- the cascade under a claim's lease and left the waking to this commit
   -- (receipt.lua): wake the cascade at once, so the receipt is acted on now.
   local due = ARGV[4]
-  if recorded['failed'] or stopped() then
+  if stopped(recorded, waking) then
     due = 0
   end
-  set_wake(KEYS[3], KEYS[5], ARGV[1], due, ARGV[13], ARGV[14])
+  set_wake(KEYS[3], KEYS[5], KEYS[6], ARGV[1], due, ARGV[11], ARGV[12])
 else
   -- Finished: kept for `status` and late receipts until the retention ends.
-  redis.call('SET', KEYS[1], stored, 'PX', ARGV[7])
+  redis.call('SET', KEYS[1], stored, 'PX', ARGV[6])
   redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
-return next_v
+return { 'done', next_v }

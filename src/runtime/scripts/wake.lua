@@ -6,15 +6,16 @@
 -- claim.lua moves a slot's list into the sorted set shortly before it comes
 -- due. Most cascades wait far ahead (30 minutes, a day), and a list entry
 -- costs Redis about a third of a sorted-set entry.
--- timers: the shard's sorted set   later: its index of slots (a sorted set;
--- also the prefix of the slot lists, `<later>:<slot>`)
+-- timers: the shard's sorted set   later: its index of slots (a sorted set)
+-- slot_list: the list of the slot `due` falls in (built by the caller, who
+-- computes the slot as floor(due / slot_ms), as here)
 -- far_after: now + horizon, ms     slot_ms: the length of a slot
-local function set_wake(timers, later, id, due, far_after, slot_ms)
+local function set_wake(timers, later, slot_list, id, due, far_after, slot_ms)
   if tonumber(due) > tonumber(far_after) then
     local slot = math.floor(tonumber(due) / tonumber(slot_ms))
     -- Out of the set, or its lease there would wake it early.
     redis.call('ZREM', timers, id)
-    redis.call('RPUSH', later .. ':' .. slot, due .. ' ' .. id)
+    redis.call('RPUSH', slot_list, due .. ' ' .. id)
     redis.call('ZADD', later, slot, slot)
   else
     redis.call('ZADD', timers, due, id)

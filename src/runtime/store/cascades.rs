@@ -1,0 +1,378 @@
+//! Cascades: a new one recorded (`accept.lua`), one loaded for a decision,
+//! a decision stored (`commit.lua`), and the record read for `status`.
+//! The record's layout is `runtime/record.rs` (and `scripts/record.lua`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use redis::{AsyncCommands, ParsingError};
+
+use super::call::{Call, FromTagged, Reply, Scripts, Tagged, plain_reply};
+use super::provider_index::{IndexEntry, ProviderMessage};
+use super::receipts::receipts_seen;
+use super::timers::WakeArgs;
+use super::{EVENTS_MAX_LEN, Store, StoreError};
+use crate::core::policy::FAILED;
+use crate::core::{Cascade, Decision, Entry, Policy, Recipient};
+use crate::notification::{Admitted, Notification};
+use crate::runtime::keys::Keys;
+use crate::runtime::record::{Record, encode_entry, encode_state};
+
+/// What `accept` found.
+#[derive(Debug)]
+pub enum Accepted {
+    /// Recorded; the policy snapshot it runs on.
+    New(Arc<Policy>),
+    /// The id is already known.
+    Duplicate,
+    /// The decision ordered the first send, but a stopping receipt was
+    /// recorded before the notification arrived: nothing stored.
+    SendRefused,
+}
+
+/// A cascade as loaded for a decision.
+pub struct Loaded {
+    pub cascade: Cascade,
+    pub version: i64,
+    pub notification: Notification,
+    pub policy: Arc<Policy>,
+    pub recipient: Recipient,
+    pub customer_id: String,
+    pub receipts: BTreeMap<String, i64>,
+    /// The receipts as read, `<fields>\t<failed value>`: `touch` wakes the
+    /// cascade at once when the hash no longer looks like this.
+    pub receipts_seen: String,
+}
+
+/// `accept.lua`'s KEYS and ARGV.
+struct AcceptArgs<'a> {
+    id: &'a str,
+    /// The whole record, in the current layout.
+    record: String,
+    /// Its timeline, for the events stream.
+    timeline: String,
+    wake: WakeArgs,
+    retention_ms: i64,
+    /// The stopping receipt words when the decision orders the first send
+    /// (from the core); empty when it orders none.
+    refuse_on: Vec<&'a str>,
+}
+
+impl AcceptArgs<'_> {
+    fn call<'s>(&self, keys: &Keys, scripts: &'s Scripts) -> Call<'s> {
+        let id = self.id;
+        let mut call = Call::new(
+            &scripts.accept,
+            &[
+                &keys.state(id),
+                &keys.receipts(id),
+                &keys.timer_of(id),
+                &keys.events(),
+                &keys.later_of(id),
+                &self.wake.slot_list,
+            ],
+        );
+        call.arg(id)
+            .arg(&self.record)
+            .arg(&self.timeline)
+            .arg(&self.wake.due)
+            .arg(self.retention_ms)
+            .arg(EVENTS_MAX_LEN)
+            .arg(self.wake.far_after)
+            .arg(self.wake.slot_ms);
+        for word in &self.refuse_on {
+            call.arg(*word);
+        }
+        call
+    }
+}
+
+/// `accept.lua`'s reply.
+enum AcceptReply {
+    Recorded,
+    Duplicate,
+    Refused,
+}
+
+impl FromTagged for AcceptReply {
+    fn from_tagged(t: Tagged) -> Result<Self, ParsingError> {
+        match t.word.as_str() {
+            "recorded" => Ok(AcceptReply::Recorded),
+            "duplicate" => Ok(AcceptReply::Duplicate),
+            "refused" => Ok(AcceptReply::Refused),
+            _ => t.unexpected(),
+        }
+    }
+}
+plain_reply!(AcceptReply);
+
+/// One decision to store (`Store::commit`).
+pub struct CommitRequest<'a> {
+    pub id: &'a str,
+    /// The version the decision was made on.
+    pub version: i64,
+    /// The entries of an earlier decision not stored on its own (a send
+    /// made on a claim's lease), stored before the decision's.
+    pub earlier: &'a [Entry],
+    pub decision: &'a Decision,
+    /// The policy the cascade runs on: its stop rule refuses a send.
+    pub policy: &'a Policy,
+    /// The provider's message id of the send this decision records.
+    pub sent: Option<&'a ProviderMessage>,
+    pub now_ms: i64,
+}
+
+/// `commit.lua`'s KEYS and ARGV.
+struct CommitArgs<'a> {
+    id: &'a str,
+    version: i64,
+    state: String,
+    wake: WakeArgs,
+    sends: bool,
+    retention_ms: i64,
+    index: Option<IndexEntry>,
+    /// The entries to append, one per line.
+    entries: String,
+    stopping: Vec<&'a str>,
+    waking: Vec<&'a str>,
+}
+
+impl CommitArgs<'_> {
+    fn call<'s>(&self, keys: &Keys, scripts: &'s Scripts) -> Call<'s> {
+        let id = self.id;
+        let (state, receipts, timer, events, later) = (
+            keys.state(id),
+            keys.receipts(id),
+            keys.timer_of(id),
+            keys.events(),
+            keys.later_of(id),
+        );
+        let mut k: Vec<&str> = vec![&state, &receipts, &timer, &events, &later];
+        k.push(&self.wake.slot_list);
+        if let Some(index) = &self.index {
+            k.push(&index.key);
+        }
+        let mut call = Call::new(&scripts.commit, &k);
+        call.arg(id)
+            .arg(self.version)
+            .arg(&self.state)
+            .arg(&self.wake.due)
+            .arg(if self.sends { "1" } else { "0" })
+            .arg(self.retention_ms)
+            .arg(EVENTS_MAX_LEN);
+        match &self.index {
+            Some(i) => call.arg(&i.field).arg(&i.value).arg(i.ttl_s),
+            None => call.arg("").arg("").arg(""),
+        };
+        call.arg(self.wake.far_after)
+            .arg(self.wake.slot_ms)
+            .arg(&self.entries)
+            .arg(self.stopping.len());
+        for word in self.stopping.iter().chain(&self.waking) {
+            call.arg(*word);
+        }
+        call
+    }
+}
+
+/// What `commit` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CommitReply {
+    /// Stored; the new version.
+    Done(i64),
+    /// Another decision was stored first: load and decide again.
+    Conflict,
+    /// A stopping receipt arrived before the send could be claimed: decide again.
+    StoppedByReceipt,
+    /// The cascade's keys are gone (retention ran out).
+    Gone,
+}
+
+impl FromTagged for CommitReply {
+    fn from_tagged(t: Tagged) -> Result<Self, ParsingError> {
+        match t.word.as_str() {
+            "done" => Ok(CommitReply::Done(t.value(0)?)),
+            "conflict" => Ok(CommitReply::Conflict),
+            "stopped" => Ok(CommitReply::StoppedByReceipt),
+            "gone" => Ok(CommitReply::Gone),
+            _ => t.unexpected(),
+        }
+    }
+}
+
+fn corrupt(id: &str) -> impl Fn(String) -> StoreError + '_ {
+    move |why| StoreError::Corrupt { id: id.into(), why }
+}
+
+impl Store {
+    /// Records a newly accepted cascade, unless its id is known (a duplicate).
+    /// `decision` may already include the first step's (the accept decision
+    /// and the first step's, merged); when it orders a send, a stopping
+    /// receipt recorded before the notification arrived refuses it.
+    pub async fn accept(
+        &self,
+        admitted: &Admitted,
+        policy: &Policy,
+        decision: &Decision,
+        now_ms: i64,
+    ) -> Result<Accepted, StoreError> {
+        let n = &admitted.notification;
+        let (snapshot, hash) = self.snapshot_policy(policy).await?;
+        let notification = n
+            .to_kept_json()
+            .map_err(|e| corrupt(&n.id)(e.to_string()))?;
+        // The zone the cascade runs in is kept only when it is not the
+        // notification's own (a default from the configuration, which may change).
+        let tz = admitted.recipient.tz.iana_name().unwrap_or("UTC");
+        let tz = if n.customer.timezone.as_deref() == Some(tz) {
+            ""
+        } else {
+            tz
+        };
+        let timeline = join_entries(&[], &decision.entries);
+        let record = Record {
+            version: "1",
+            state: &encode_state(&decision.cascade),
+            notification: &notification,
+            timeline: &timeline,
+            meta: &format!("{hash}\t{tz}"),
+        }
+        .encode();
+        let args = AcceptArgs {
+            id: &n.id,
+            record,
+            timeline,
+            wake: WakeArgs::new(&self.keys, &n.id, decision.cascade.wake_at_ms(), now_ms),
+            retention_ms: self.retention_ms,
+            refuse_on: match decision.send {
+                Some(_) => policy.stopping_receipts(),
+                None => Vec::new(),
+            },
+        };
+        let mut c = self.conn.clone();
+        let reply: AcceptReply = args.call(&self.keys, &self.scripts).invoke(&mut c).await?;
+        Ok(match reply {
+            AcceptReply::Recorded => Accepted::New(snapshot),
+            AcceptReply::Refused => Accepted::SendRefused,
+            AcceptReply::Duplicate => Accepted::Duplicate,
+        })
+    }
+
+    /// Loads a cascade and its receipts in one round trip.
+    pub async fn load(&self, id: &str) -> Result<Option<Loaded>, StoreError> {
+        let mut c = self.conn.clone();
+        let (state, receipts): (Option<String>, HashMap<String, String>) = redis::pipe()
+            .get(self.keys.state(id))
+            .hgetall(self.keys.receipts(id))
+            .query_async(&mut c)
+            .await?;
+        self.loaded(id, state, receipts).await
+    }
+
+    /// A cascade from its stored record (`None` when unknown) and receipts.
+    pub(super) async fn loaded(
+        &self,
+        id: &str,
+        record: Option<String>,
+        receipts: HashMap<String, String>,
+    ) -> Result<Option<Loaded>, StoreError> {
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let corrupt = corrupt(id);
+        let r = Record::parse(&record).map_err(&corrupt)?;
+        let cascade = r.cascade().map_err(&corrupt)?;
+        let version: i64 = r
+            .version
+            .parse()
+            .map_err(|_| corrupt("bad version".into()))?;
+        // `<policy hash>\t<zone>`; records of earlier versions add `\t<customer>`.
+        let mut meta = r.meta.split('\t');
+        let (Some(hash), tz) = (meta.next(), meta.next().unwrap_or("")) else {
+            return Err(corrupt("the meta field has no policy hash".into()));
+        };
+        let policy = self.policy(id, hash).await?;
+        let notification = Notification::from_kept(id, &policy.name, r.notification)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let tz = match tz {
+            "" => notification.customer.timezone.as_deref().unwrap_or("UTC"),
+            tz => tz,
+        };
+        let tz = jiff::tz::TimeZone::get(tz).unwrap_or(jiff::tz::TimeZone::UTC);
+        let recipient = Recipient {
+            contacts: notification.customer.contacts.clone(),
+            preferences: notification.customer.preferences.clone(),
+            opt_out: notification.customer.opt_out.clone(),
+            tz,
+        };
+        let receipts_seen = receipts_seen(receipts.len(), receipts.get(FAILED).map(String::as_str));
+        // Values a foreign writer got wrong are read as "now-ish" rather than dropped:
+        // a stopping receipt must stop, whatever its timestamp looks like.
+        let receipts = receipts
+            .into_iter()
+            .map(|(k, v)| (k, v.trim().parse::<i64>().unwrap_or(0)))
+            .collect();
+        Ok(Some(Loaded {
+            cascade,
+            version,
+            customer_id: notification.customer.id.clone(),
+            notification,
+            policy,
+            recipient,
+            receipts,
+            receipts_seen,
+        }))
+    }
+
+    /// Stores a decision made on `request.version`, after the entries of an
+    /// `earlier` one not stored on its own (a send made on a claim's lease).
+    /// When it orders a send, a stopping receipt recorded meanwhile refuses
+    /// it (contract §6). `sent` maps the provider's message id of the send this
+    /// decision records back to the notification and step, for callbacks;
+    /// it expires with the retention.
+    pub async fn commit(&self, request: CommitRequest<'_>) -> Result<CommitReply, StoreError> {
+        let CommitRequest {
+            id,
+            decision,
+            policy,
+            now_ms,
+            ..
+        } = request;
+        let args = CommitArgs {
+            id,
+            version: request.version,
+            state: encode_state(&decision.cascade),
+            wake: WakeArgs::new(&self.keys, id, decision.cascade.wake_at_ms(), now_ms),
+            sends: decision.send.is_some(),
+            retention_ms: self.retention_ms,
+            index: request.sent.map(|m| self.index_entry(id, m, now_ms)),
+            entries: join_entries(request.earlier, &decision.entries),
+            stopping: policy.stopping_receipts(),
+            waking: policy.waking_receipts(),
+        };
+        let mut c = self.conn.clone();
+        let reply: Reply<CommitReply> = args.call(&self.keys, &self.scripts).invoke(&mut c).await?;
+        reply.about(id)
+    }
+
+    /// The stored timeline and state of one notification, for `cascade status`.
+    pub async fn status(&self, id: &str) -> Result<Option<(Cascade, Vec<Entry>)>, StoreError> {
+        let mut c = self.conn.clone();
+        let record: Option<String> = c.get(self.keys.state(id)).await?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let corrupt = corrupt(id);
+        let record = Record::parse(&record).map_err(&corrupt)?;
+        Ok(Some((
+            record.cascade().map_err(&corrupt)?,
+            record.entries().map_err(&corrupt)?,
+        )))
+    }
+}
+
+/// Timeline entries, one per line (`runtime/record.rs`).
+fn join_entries(earlier: &[Entry], entries: &[Entry]) -> String {
+    let lines: Vec<String> = earlier.iter().chain(entries).map(encode_entry).collect();
+    lines.join("\n")
+}

@@ -1,0 +1,82 @@
+//! The Redis store: cascade state, receipts, timelines, timers and
+//! per-customer limits. Every change of a cascade is one Lua script, so it is
+//! one round trip and atomic (see `scripts/*.lua` for keys and arguments).
+//!
+//! The protocol has one source of truth per side: every key comes from
+//! `Keys` and reaches a script in its KEYS (no script builds a key), and
+//! every script has one argument struct here that writes its KEYS and ARGV
+//! and one reply type that reads its answer. The modules follow the
+//! concerns: `cascades` (accept, load, commit, status), `receipts`,
+//! `timers` (claim, touch, give back), `limits`, `provider_index`,
+//! `dedup` and `events`; `Store` is the face the daemon sees.
+
+mod call;
+mod cascades;
+mod dedup;
+mod error;
+mod events;
+mod limits;
+mod policies;
+mod provider_index;
+mod receipts;
+mod timers;
+
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+
+use super::keys::Keys;
+
+pub use cascades::{Accepted, CommitReply, CommitRequest, Loaded};
+pub use error::StoreError;
+pub use provider_index::ProviderMessage;
+pub use receipts::{ReceiptResult, receipts_seen};
+pub use timers::{Claimed, Lease};
+
+/// Bounds the `cascade:events` stream (approximate trimming).
+pub const EVENTS_MAX_LEN: u64 = 100_000;
+
+/// The Redis side of the daemon. Cheap to clone: the connection manager
+/// multiplexes one connection and reconnects by itself.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    /// The scheduler's claims only (see `claim`).
+    claims: ConnectionManager,
+    pub keys: Keys,
+    retention_ms: i64,
+    scripts: Arc<call::Scripts>,
+    policies: policies::Snapshots,
+}
+
+impl Store {
+    pub async fn connect(url: &str, keys: Keys, retention_ms: i64) -> Result<Store, StoreError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(std::time::Duration::from_secs(2));
+        let mut conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+        let claims = ConnectionManager::new_with_config(client, config).await?;
+        let scripts = call::Scripts::new();
+        // Loaded up front: otherwise hundreds of first calls in flight at
+        // once each get NOSCRIPT and send the whole script again. (After a
+        // Redis restart, a call that gets NOSCRIPT still loads it itself.)
+        for script in scripts.all() {
+            script.load_async(&mut conn).await?;
+        }
+        Ok(Store {
+            conn,
+            claims,
+            keys,
+            retention_ms,
+            scripts: Arc::new(scripts),
+            policies: policies::Snapshots::default(),
+        })
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}

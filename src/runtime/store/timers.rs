@@ -1,0 +1,364 @@
+//! Timers: the wake-up of each cascade in its shard (`scripts/wake.lua`),
+//! claimed with a lease by the scheduler (`claim.lua`), put back by a
+//! wake-up that changed nothing (`touch.lua`), given back by one that failed
+//! (`release_claim`), dropped when the cascade is gone (`forget.lua`).
+
+use std::collections::HashMap;
+
+use redis::{ParsingError, Value};
+
+use super::call::{Call, FromTagged, Reply, Scripts, Tagged, plain_reply};
+use super::cascades::Loaded;
+use super::{Store, StoreError};
+use crate::runtime::keys::Keys;
+
+/// Wake-ups further off than this wait in per-minute lists, not in the
+/// sorted set (`scripts/wake.lua`).
+const WAKE_HORIZON_MS: i64 = 120_000;
+/// The length of one such list's slot.
+const WAKE_SLOT_MS: i64 = 60_000;
+/// Most far wake-ups one claim moves into the sorted set.
+const WAKE_MOVE_BUDGET: usize = 10_000;
+/// Most far slots one claim looks at (they are minutes: more than a claim
+/// every few seconds ever finds due).
+const WAKE_SLOTS_PER_CLAIM: isize = 64;
+
+/// What a script that sets a cascade's wake-up needs (`set_wake` in
+/// `wake.lua`): the shard's keys come with the script's own KEYS; this is
+/// the slot list of the wake-up and the ARGV.
+pub(super) struct WakeArgs {
+    /// The wake-up, ms, or "" when the cascade is finished.
+    pub due: String,
+    /// The list of the slot the wake-up falls in (of `now` when finished:
+    /// then untouched).
+    pub slot_list: String,
+    /// now + the horizon, ms.
+    pub far_after: i64,
+    pub slot_ms: i64,
+}
+
+impl WakeArgs {
+    pub fn new(keys: &Keys, id: &str, due: Option<i64>, now_ms: i64) -> Self {
+        let slot = due.unwrap_or(now_ms).div_euclid(WAKE_SLOT_MS);
+        WakeArgs {
+            due: due.map(|d| d.to_string()).unwrap_or_default(),
+            slot_list: keys.later_slot_of(id, slot),
+            far_after: now_ms + WAKE_HORIZON_MS,
+            slot_ms: WAKE_SLOT_MS,
+        }
+    }
+}
+
+/// A cascade the scheduler claimed, with its record and receipts as read
+/// right after the claim: `Store::load_claimed` turns them into a `Loaded`
+/// (in the task that wakes it, so the scheduler goes on claiming).
+pub struct Claimed {
+    pub id: String,
+    /// `None`: its keys are gone (retention ran out).
+    record: Option<String>,
+    receipts: HashMap<String, String>,
+    /// The lease this claim holds.
+    pub lease: Lease,
+    /// When an earlier claim was made whose lease it was found under, run
+    /// out: that claim's holder stopped (died, stalled, lost Redis) without
+    /// storing what it did. Taken as the lease's end less this instance's
+    /// `claim_lease`: every instance is meant to run with the same.
+    pub lapsed_claim_at_ms: Option<i64>,
+}
+
+/// A claim's lease on a cascade: its score in the timer set ends at
+/// `until_ms`; by this process's monotonic clock it ends at `deadline`
+/// (measured from before the claim, so it is never later than Redis's).
+#[derive(Clone, Copy, Debug)]
+pub struct Lease {
+    pub until_ms: i64,
+    pub deadline: std::time::Instant,
+}
+
+/// `claim.lua`'s KEYS and ARGV.
+struct ClaimArgs<'a> {
+    timers: String,
+    later: String,
+    /// The far slots due within the horizon, as read from the index.
+    slots: &'a [i64],
+    slot_lists: Vec<String>,
+    now_ms: i64,
+    lease_until_ms: i64,
+    limit: usize,
+}
+
+impl ClaimArgs<'_> {
+    fn call<'s>(&self, scripts: &'s Scripts) -> Call<'s> {
+        let mut keys: Vec<&str> = vec![&self.timers, &self.later];
+        keys.extend(self.slot_lists.iter().map(String::as_str));
+        let mut call = Call::new(&scripts.claim, &keys);
+        call.arg(self.now_ms)
+            // The half marks the score as a lease (claim.lua).
+            .arg(format!("{}.5", self.lease_until_ms))
+            .arg(self.limit)
+            .arg(self.now_ms + WAKE_HORIZON_MS)
+            .arg(WAKE_SLOT_MS)
+            .arg(WAKE_MOVE_BUDGET);
+        for slot in self.slots {
+            call.arg(*slot);
+        }
+        call
+    }
+}
+
+/// One id `claim.lua` leased, and the end of the lapsed lease it was found
+/// under (0 for none).
+struct ClaimReply(Vec<(String, i64)>);
+
+impl redis::FromRedisValue for ClaimReply {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let flat: Vec<Value> = redis::FromRedisValue::from_redis_value(v)?;
+        flat.chunks(2)
+            .map(|pair| match pair {
+                [id, lapsed] => Ok((
+                    redis::FromRedisValue::from_redis_value_ref(id)?,
+                    redis::FromRedisValue::from_redis_value_ref(lapsed)?,
+                )),
+                _ => Err(ParsingError::from(
+                    "claim.lua replied with an odd list".to_owned(),
+                )),
+            })
+            .collect::<Result<_, _>>()
+            .map(ClaimReply)
+    }
+}
+
+/// `forget.lua`'s reply.
+enum ForgetReply {
+    Forgotten,
+    Kept,
+}
+
+impl FromTagged for ForgetReply {
+    fn from_tagged(t: Tagged) -> Result<Self, ParsingError> {
+        match t.word.as_str() {
+            "forgotten" => Ok(ForgetReply::Forgotten),
+            "kept" => Ok(ForgetReply::Kept),
+            _ => t.unexpected(),
+        }
+    }
+}
+plain_reply!(ForgetReply);
+
+/// `touch.lua`'s KEYS and ARGV.
+struct TouchArgs<'a> {
+    id: &'a str,
+    version: i64,
+    wake: WakeArgs,
+    receipts_seen: &'a str,
+    now_ms: i64,
+}
+
+impl TouchArgs<'_> {
+    fn call<'s>(&self, keys: &Keys, scripts: &'s Scripts) -> Call<'s> {
+        let mut call = Call::new(
+            &scripts.touch,
+            &[
+                &keys.state(self.id),
+                &keys.timer_of(self.id),
+                &keys.later_of(self.id),
+                &keys.receipts(self.id),
+                &self.wake.slot_list,
+            ],
+        );
+        call.arg(self.id)
+            .arg(self.version)
+            .arg(&self.wake.due)
+            .arg(self.wake.far_after)
+            .arg(self.wake.slot_ms)
+            .arg(self.receipts_seen)
+            .arg(self.now_ms);
+        call
+    }
+}
+
+/// `touch.lua`'s reply.
+enum TouchReply {
+    /// The timer is set.
+    Set,
+    /// The state moved on (its newer writer set the timer) or is gone.
+    MovedOn,
+}
+
+impl FromTagged for TouchReply {
+    fn from_tagged(t: Tagged) -> Result<Self, ParsingError> {
+        match t.word.as_str() {
+            "set" => Ok(TouchReply::Set),
+            "moved_on" => Ok(TouchReply::MovedOn),
+            _ => t.unexpected(),
+        }
+    }
+}
+
+impl Store {
+    /// Claims up to `limit` due cascades of one shard, leasing them for
+    /// `lease_ms`, and reads each right after (one pipelined round trip for
+    /// all). Claims go over a connection of their own, so they do not queue
+    /// behind the commits of the wake-ups in progress (the scheduler waits
+    /// for each claim, and workers would sit idle meanwhile).
+    pub async fn claim(
+        &self,
+        shard: u16,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let mut c = self.claims.clone();
+        let started = std::time::Instant::now();
+        // Saturating: an absurd `claim_lease` must not panic the scheduler.
+        let lease = Lease {
+            until_ms: now_ms.saturating_add(lease_ms),
+            deadline: started
+                .checked_add(std::time::Duration::from_millis(lease_ms.max(0) as u64))
+                .unwrap_or(started),
+        };
+        let slots = self.far_slots_due(shard, now_ms).await?;
+        let args = ClaimArgs {
+            timers: self.keys.timer(shard),
+            later: self.keys.later(shard),
+            slot_lists: slots
+                .iter()
+                .map(|s| self.keys.later_slot(shard, *s))
+                .collect(),
+            slots: &slots,
+            now_ms,
+            lease_until_ms: lease.until_ms,
+            limit,
+        };
+        let ClaimReply(ids) = args.call(&self.scripts).invoke(&mut c).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (records, receipts) = self.read_claimed(&mut c, &ids).await?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for (((id, lapsed_until_ms), record), receipts) in
+            ids.into_iter().zip(records).zip(receipts)
+        {
+            if record.is_none() {
+                self.forget(&id).await?;
+            }
+            claimed.push(Claimed {
+                id,
+                record,
+                receipts,
+                lease,
+                lapsed_claim_at_ms: (lapsed_until_ms > 0).then(|| lapsed_until_ms - lease_ms),
+            });
+        }
+        Ok(claimed)
+    }
+
+    /// The far slots of `shard` that come within the horizon, oldest first
+    /// (`claim.lua` moves their lists into the set).
+    async fn far_slots_due(&self, shard: u16, now_ms: i64) -> Result<Vec<i64>, StoreError> {
+        let upto = (now_ms + WAKE_HORIZON_MS).div_euclid(WAKE_SLOT_MS);
+        let mut c = self.claims.clone();
+        let slots: Vec<i64> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.later(shard))
+            .arg("-inf")
+            .arg(upto)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(WAKE_SLOTS_PER_CLAIM)
+            .query_async(&mut c)
+            .await?;
+        Ok(slots)
+    }
+
+    /// The records (MGET) and receipts (HGETALL each) of claimed ids, in one
+    /// pipelined round trip. Read after the claim, so a receipt recorded
+    /// before the lease was taken is seen (one recorded after it leaves the
+    /// waking to this instance's commit: `receipt.lua`).
+    async fn read_claimed(
+        &self,
+        c: &mut redis::aio::ConnectionManager,
+        ids: &[(String, i64)],
+    ) -> Result<(Vec<Option<String>>, Vec<HashMap<String, String>>), StoreError> {
+        let mut pipe = redis::pipe();
+        let states: Vec<String> = ids.iter().map(|(id, _)| self.keys.state(id)).collect();
+        pipe.cmd("MGET").arg(&states);
+        for (id, _) in ids {
+            pipe.hgetall(self.keys.receipts(id));
+        }
+        let mut answers: Vec<Value> = pipe.query_async(c).await?;
+        let records: Vec<Option<String>> =
+            redis::FromRedisValue::from_redis_value(answers.remove(0))
+                .map_err(redis::RedisError::from)?;
+        let receipts = answers
+            .into_iter()
+            .map(|v| redis::FromRedisValue::from_redis_value(v).map_err(redis::RedisError::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((records, receipts))
+    }
+
+    /// Takes a claimed id whose record is gone out of its timer shard.
+    async fn forget(&self, id: &str) -> Result<(), StoreError> {
+        let mut c = self.claims.clone();
+        let _: ForgetReply = Call::new(
+            &self.scripts.forget,
+            &[&self.keys.state(id), &self.keys.timer_of(id)],
+        )
+        .arg(id)
+        .invoke(&mut c)
+        .await?;
+        Ok(())
+    }
+
+    /// A claimed cascade as loaded for a decision; `None` when its keys are
+    /// gone. A cascade that cannot be read comes with its error (its lease
+    /// brings it back).
+    pub async fn load_claimed(&self, claimed: &mut Claimed) -> Result<Option<Loaded>, StoreError> {
+        let record = claimed.record.take();
+        let receipts = std::mem::take(&mut claimed.receipts);
+        self.loaded(&claimed.id, record, receipts).await
+    }
+
+    /// Gives back a claim's lease on `id` that nothing was stored under (a
+    /// wake-up that failed before it could send or store): the cascade is
+    /// woken again when the lease would have ended, as a plain wake-up, not
+    /// as a lapsed claim, whose send would count as uncertain. `LT`: a
+    /// score someone wrote meanwhile stays, unless it is later, which at
+    /// worst wakes the cascade early.
+    pub async fn release_claim(&self, id: &str, lease: &Lease) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = redis::cmd("ZADD")
+            .arg(self.keys.timer_of(id))
+            .arg("XX")
+            .arg("LT")
+            .arg(lease.until_ms)
+            .arg(id)
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// Puts the timer back at the state's wake-up after a decision that
+    /// changed nothing (claiming moved it to the lease's end), or wakes it
+    /// now if the receipts changed since `receipts_seen` (`Loaded`).
+    pub async fn touch(
+        &self,
+        id: &str,
+        version: i64,
+        wake_at_ms: Option<i64>,
+        receipts_seen: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let args = TouchArgs {
+            id,
+            version,
+            wake: WakeArgs::new(&self.keys, id, wake_at_ms, now_ms),
+            receipts_seen,
+            now_ms,
+        };
+        let mut c = self.conn.clone();
+        let reply: Reply<TouchReply> = args.call(&self.keys, &self.scripts).invoke(&mut c).await?;
+        match reply.about(id)? {
+            TouchReply::Set | TouchReply::MovedOn => Ok(()),
+        }
+    }
+}
