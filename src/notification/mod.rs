@@ -27,7 +27,7 @@ use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Catalog, ChannelConfig};
-use crate::core::{ChannelKind, Recipient, unreachable};
+use crate::core::{ChannelKind, Policy, Recipient, unreachable};
 use crate::pii;
 use crate::segments::{SmsEncoding, sms_segments};
 
@@ -231,8 +231,10 @@ impl Notification {
 /// its normal form in both `notification` and `recipient`) and has a text;
 /// both hold only the contacts some channel of the policy reads.
 #[derive(Clone, Debug)]
-pub struct Admitted {
+pub struct Admitted<'c> {
     pub notification: Notification,
+    /// The policy it names, as configured when it was admitted.
+    pub policy: &'c Policy,
     pub recipient: Recipient,
     pub send_at_ms: Option<i64>,
     pub expires_at_ms: Option<i64>,
@@ -284,7 +286,7 @@ pub fn parse(body: &[u8], max_body_bytes: usize) -> Result<Notification, IntakeE
 /// reachable. Contacts no channel of the policy reads are dropped. An
 /// `expires_at` in the past is not an error: the runtime records the
 /// cascade as expired.
-pub fn admit(body: &[u8], catalog: &Catalog) -> Result<Admitted, IntakeError> {
+pub fn admit<'c>(body: &[u8], catalog: &'c Catalog) -> Result<Admitted<'c>, IntakeError> {
     let mut notification = parse(body, catalog.settings.amqp.max_body_bytes)?;
     let Some(policy) = catalog.policies.get(&notification.policy) else {
         let known: Vec<&str> = catalog.policies.keys().map(String::as_str).collect();
@@ -373,6 +375,7 @@ pub fn admit(body: &[u8], catalog: &Catalog) -> Result<Admitted, IntakeError> {
         ));
     }
     Ok(Admitted {
+        policy,
         send_at_ms: notification.send_at.map(|t| t.as_millisecond()),
         expires_at_ms: notification.expires_at.map(|t| t.as_millisecond()),
         notification,
@@ -384,7 +387,11 @@ pub fn admit(body: &[u8], catalog: &Catalog) -> Result<Admitted, IntakeError> {
 /// `defaults.send_at_horizon` after `now_ms` is refused (`send_at_too_far`),
 /// so a typo in the year cannot park a cascade in Redis for centuries. A
 /// `send_at` in the past means "now".
-pub fn admit_at(body: &[u8], catalog: &Catalog, now_ms: i64) -> Result<Admitted, IntakeError> {
+pub fn admit_at<'c>(
+    body: &[u8],
+    catalog: &'c Catalog,
+    now_ms: i64,
+) -> Result<Admitted<'c>, IntakeError> {
     let admitted = admit(body, catalog)?;
     check_send_at(
         admitted.send_at_ms,

@@ -31,13 +31,11 @@ use tokio_util::task::TaskTracker;
 use super::Health;
 use super::ack_batch::AckBatch;
 use super::internal_events::{
-    Accepted as AcceptedEvent, DeadLetterFailed, Duplicate, Lifecycle, Rejected, Requeued,
-    SentRound,
+    Accepted as AcceptedEvent, DeadLetterFailed, Duplicate, Rejected, Requeued, SentRound,
 };
 use super::poison::{self, Earlier, Failure, Verdict};
-use super::store::{Accepted, Loaded, receipts_seen};
-use super::worker::Worker;
-use crate::core::{Cascade, Context, Decision, Entry, EntryKind, Event, decide};
+use super::worker::{Started, Worker};
+use crate::core::{Entry, EntryKind};
 use crate::notification::{self, ErrorCode, IntakeError};
 
 /// Where intake reads and dead-letters.
@@ -220,7 +218,6 @@ async fn consume(
 async fn handle(delivery: &Delivery, hands: &Hands) -> Result<(), Failure> {
     let worker = &hands.worker;
     let catalog = worker.catalog.load_full();
-    let store = &worker.store;
     let now = worker.clock.now_ms();
     let admitted = match notification::admit_at(&delivery.data, &catalog, now) {
         Ok(a) => a,
@@ -229,108 +226,48 @@ async fn handle(delivery: &Delivery, hands: &Hands) -> Result<(), Failure> {
             return Ok(());
         }
     };
-    let n = &admitted.notification;
-    let Some(policy) = catalog.policies.get(&n.policy) else {
-        // `admit` checked the policy against this same catalog.
-        unreachable!("an admitted notification names a known policy");
-    };
-    let receipts = Default::default();
-    let ctx = Context {
-        notification_id: &n.id,
-        policy,
-        channels: &catalog.channel_rules,
-        recipient: &admitted.recipient,
-        receipts: &receipts,
-        timing: catalog.timing(),
-    };
-    let accepted = Cascade::accept(now, admitted.send_at_ms, admitted.expires_at_ms, &ctx);
-    // Due now: decide the first step too and store both in one go; a send
-    // it orders then goes out from this handler (the in-flight timer covers
-    // a crash).
-    let mut first = accepted
-        .cascade
-        .wake_at_ms()
-        .is_some_and(|w| w <= now)
-        .then(|| {
-            let first = decide(accepted.cascade.clone(), Event::TimerDue, now, &ctx);
-            Decision {
-                cascade: first.cascade,
-                send: first.send,
-                entries: [accepted.entries.clone(), first.entries].concat(),
-            }
-        });
-    let mut stored = store
-        .accept(&admitted, policy, first.as_ref().unwrap_or(&accepted), now)
-        .await;
-    if matches!(stored, Ok(Accepted::SendRefused)) {
-        // A receipt recorded before the notification arrived refused the
-        // send: store the cascade alone, due now, for the scheduler, which
-        // reads the receipts.
-        first = None;
-        stored = store.accept(&admitted, policy, &accepted, now).await;
-    }
-    match stored {
-        Ok(Accepted::New(snapshot)) => {
+    let (id, customer_id) = (
+        admitted.notification.id.clone(),
+        admitted.notification.customer.id.clone(),
+    );
+    let policy = admitted.policy.name.clone();
+    match worker.start(admitted, &catalog, now).await {
+        Ok(Started::New { first }) => {
             acknowledge(&hands.acks, delivery);
             worker.telemetry.emit(AcceptedEvent);
-            let both = match first {
-                Some(both) if both.send.is_some() => both,
-                stored => {
-                    let entries = stored.map_or(accepted.entries, |d| d.entries);
-                    worker.telemetry.emit(Lifecycle {
-                        notification_id: &n.id,
-                        customer_id: &n.customer.id,
-                        policy: &policy.name,
-                        entries: &entries,
-                    });
-                    hands.poke.notify_one();
-                    return Ok(());
-                }
+            let Some(first) = first else {
+                hands.poke.notify_one();
+                return Ok(());
             };
-            let id = n.id.clone();
-            let before = Loaded {
-                cascade: accepted.cascade,
-                version: 1,
-                customer_id: admitted.notification.customer.id.clone(),
-                notification: admitted.notification,
-                policy: snapshot,
-                recipient: admitted.recipient,
-                receipts_seen: receipts_seen(receipts.len(), None),
-                receipts,
-            };
-            if let Err(e) = worker.carry_out(&id, before, both, 1).await {
+            if let Err(e) = worker.carry_out_first(first).await {
                 // The in-flight timer hands it to the scheduler.
                 tracing::warn!(notification_id = %id, error = %e, "first step failed; it will be retried");
             }
         }
-        Ok(Accepted::SendRefused) => {
-            // Only a decision that orders a send can be refused, and the
-            // second one does not: the message goes back rather than be lost.
-            hand_back(&hands.acks, delivery).await;
-        }
-        Ok(Accepted::Duplicate) => {
+        Ok(Started::Refused) => hand_back(&hands.acks, delivery).await,
+        Ok(Started::Duplicate) => {
             acknowledge(&hands.acks, delivery);
             let entry = intake_entry(now, EntryKind::Duplicate, None);
-            if let Err(e) = store.append_event(Some(&n.id), &entry).await {
+            if let Err(e) = worker.store.append_event(Some(&id), &entry).await {
                 tracing::warn!(error = %e, "cannot append to the events stream");
             }
             worker.telemetry.emit(Duplicate {
-                notification_id: &n.id,
-                customer_id: &n.customer.id,
-                policy: &n.policy,
+                notification_id: &id,
+                customer_id: &customer_id,
+                policy: &policy,
             });
         }
         Err(e) => {
             if let Some(why) = e.about_the_data() {
                 // Redis answered, about this notification's keys: trying
                 // again will fail again. Counted toward poison.
-                tracing::warn!(notification_id = %n.id, error = %e, "Redis refused the cascade's keys");
+                tracing::warn!(notification_id = %id, error = %e, "Redis refused the cascade's keys");
                 return Err(Failure::Store(why));
             }
             // An outage: not recorded, hand the message back so it is not
             // lost. Never counted, however often.
             worker.telemetry.emit(Requeued {
-                notification_id: &n.id,
+                notification_id: &id,
                 error: &e,
             });
             hand_back(&hands.acks, delivery).await;

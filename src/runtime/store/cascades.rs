@@ -211,7 +211,7 @@ impl Store {
     /// receipt recorded before the notification arrived refuses it.
     pub async fn accept(
         &self,
-        admitted: &Admitted,
+        admitted: &Admitted<'_>,
         policy: &Policy,
         decision: &Decision,
         now_ms: i64,

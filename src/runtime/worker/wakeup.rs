@@ -1,0 +1,324 @@
+//! A wake-up's stages: load, decide (and store), settle the send's channel
+//! and limits. The `Send` stage is in `send.rs`.
+
+use super::*;
+
+/// One wake-up of one cascade: what it carries from stage to stage.
+pub(super) struct Wakeup<'w> {
+    pub(super) worker: &'w Worker,
+    pub(super) id: &'w str,
+    /// The scheduler's claim, while only its lease stands for this wake-up
+    /// (nothing stored, nothing sent yet); taken as soon as that changes.
+    pub(super) claim: Option<Claim>,
+    /// A provider message id waiting to be stored with the next commit.
+    pub(super) sent: Option<ProviderMessage>,
+    /// A decision sent on the lease and not stored yet.
+    pub(super) unsaved: Option<Unsaved>,
+}
+
+impl<'w> Wakeup<'w> {
+    pub(super) fn new(worker: &'w Worker, id: &'w str, claim: Option<Claim>) -> Self {
+        Wakeup {
+            worker,
+            id,
+            claim,
+            sent: None,
+            unsaved: None,
+        }
+    }
+
+    /// Runs the stages from `first` until the cascade waits. When it fails
+    /// while the claim's lease is still all there is (nothing stored,
+    /// nothing sent), gives the lease back, so the retry is a plain
+    /// wake-up: a lapsed claim would count a send that never started as
+    /// uncertain.
+    pub(super) async fn run(mut self, first: Stage) -> Result<(), StoreError> {
+        let mut stage = first;
+        for _ in 0..MAX_STAGES {
+            stage = match stage {
+                Stage::Settled => return Ok(()),
+                stage => match self.advance(stage).await {
+                    Ok(next) => next,
+                    Err(e) => {
+                        if let Some(held) = &self.claim {
+                            self.worker
+                                .give_back(self.id, &held.lease, held.lapsed)
+                                .await;
+                        }
+                        return Err(e);
+                    }
+                },
+            };
+        }
+        tracing::warn!(
+            notification_id = self.id,
+            "a wake-up ran {MAX_STAGES} stages without settling; it will be woken again"
+        );
+        Ok(())
+    }
+
+    pub(super) async fn advance(&mut self, stage: Stage) -> Result<Stage, StoreError> {
+        match stage {
+            Stage::Load(event) => self.load(event).await,
+            Stage::Decide(loaded, event) => self.decide(loaded, event).await,
+            Stage::Decided(loaded, decision, version) => {
+                self.settle_send(loaded, decision, version).await
+            }
+            Stage::Send(send) => self.send(*send).await,
+            Stage::Settled => Ok(Stage::Settled),
+        }
+    }
+
+    /// Reads the cascade again (after a refused commit, or a send that
+    /// waited): a decision sent on the lease and not stored is still ours
+    /// to store if nobody else moved the cascade on.
+    pub(super) async fn load(&mut self, mut event: Event) -> Result<Stage, StoreError> {
+        let Some(loaded) = self.worker.store.load(self.id).await? else {
+            return Ok(Stage::Settled);
+        };
+        if matches!(event, Event::ClaimLapsed { .. })
+            && self
+                .claim
+                .as_ref()
+                .is_some_and(|c| c.version != loaded.version)
+        {
+            // Someone stored a decision since the lapsed claim: that claim
+            // is settled, this is a plain wake-up.
+            event = Event::TimerDue;
+        }
+        Ok(Stage::Decide(
+            resume(self.id, loaded, &mut self.unsaved),
+            event,
+        ))
+    }
+
+    /// Lets the core decide, and stores the decision (or holds a send
+    /// decided on the claim for the lease).
+    pub(super) async fn decide(
+        &mut self,
+        loaded: Loaded,
+        event: Event,
+    ) -> Result<Stage, StoreError> {
+        let catalog = self.worker.catalog.load();
+        let now = self.worker.clock.now_ms();
+        // Only the wake-up's first decision may send on the lease.
+        let on_claim = self.unsaved.is_none() && self.claim.as_ref().is_some_and(|c| c.may_send);
+        let decided = self
+            .decide_and_commit(&loaded, &catalog, &event, now, on_claim)
+            .await?;
+        Ok(match decided {
+            Decided::Stored(decision, version) => {
+                self.claim = None;
+                self.worker.log(self.id, &loaded, &decision.entries);
+                Stage::Decided(loaded, decision, version)
+            }
+            Decided::OnClaim(mut decision) => {
+                // Logged when stored, with the decision after it.
+                let version = loaded.version;
+                self.unsaved = Some(Unsaved {
+                    cascade: decision.cascade.clone(),
+                    entries: std::mem::take(&mut decision.entries),
+                    version,
+                });
+                Stage::Decided(loaded, decision, version)
+            }
+            Decided::Again => {
+                // Someone else may have written the timer: the lease may be
+                // gone, so nothing goes out on it any more.
+                if let Some(c) = self.claim.as_mut() {
+                    c.may_send = false;
+                }
+                Stage::Load(event)
+            }
+            Decided::Settled => {
+                self.claim = None;
+                Stage::Settled
+            }
+        })
+    }
+
+    /// The channel of the decision's send, and the customer's limits: a
+    /// channel gone from the configuration fails the send, a limit defers it.
+    pub(super) async fn settle_send(
+        &mut self,
+        loaded: Loaded,
+        decision: Decision,
+        version: i64,
+    ) -> Result<Stage, StoreError> {
+        let Some(order) = decision.send else {
+            return Ok(Stage::Settled);
+        };
+        let after = |loaded: Loaded| Loaded {
+            cascade: decision.cascade.clone(),
+            version,
+            ..loaded
+        };
+        let catalog = self.worker.catalog.load_full();
+        let Some(channel) = catalog.channels.get(&order.channel) else {
+            return Ok(Stage::Decide(after(loaded), gone_channel(&order)));
+        };
+        let member = format!("{}:{}", self.id, order.step);
+        let now = self.worker.clock.now_ms();
+        let blocked = self
+            .worker
+            .store
+            .take_limit(&loaded.customer_id, &loaded.policy, channel, &member, now)
+            .await?;
+        if let Some(not_before_ms) = blocked {
+            let event = Event::LimitBlocked {
+                step: order.step,
+                channel: order.channel,
+                not_before_ms,
+            };
+            return Ok(Stage::Decide(after(loaded), event));
+        }
+        Ok(Stage::Send(Box::new(Send {
+            catalog: catalog.clone(),
+            cascade: decision.cascade,
+            loaded,
+            order,
+            version,
+            member,
+        })))
+    }
+
+    /// Lets the core decide on `loaded` and stores the decision (with the
+    /// provider message id of a send it records, which is then taken, and
+    /// the entries of a decision sent on the lease before it). A decision
+    /// made `on_claim` that orders a send is not stored yet.
+    pub(super) async fn decide_and_commit(
+        &mut self,
+        loaded: &Loaded,
+        catalog: &Catalog,
+        event: &Event,
+        now: i64,
+        on_claim: bool,
+    ) -> Result<Decided, StoreError> {
+        let ctx = Context {
+            notification_id: self.id,
+            policy: &loaded.policy,
+            channels: &catalog.channel_rules,
+            recipient: &loaded.recipient,
+            receipts: &loaded.receipts,
+            timing: catalog.timing(),
+        };
+        let decision = decide(loaded.cascade.clone(), event.clone(), now, &ctx);
+        if on_claim && decision.send.is_some() {
+            return Ok(Decided::OnClaim(decision));
+        }
+        if self.unsaved.is_none()
+            && decision.send.is_none()
+            && decision.entries.is_empty()
+            && decision.cascade == loaded.cascade
+        {
+            // Nothing to do yet (an early or repeated wake-up): the claim
+            // moved the timer to the lease's end, so put it back.
+            self.worker
+                .store
+                .touch(
+                    self.id,
+                    loaded.version,
+                    loaded.cascade.wake_at_ms(),
+                    &loaded.receipts_seen,
+                    now,
+                )
+                .await?;
+            return Ok(Decided::Settled);
+        }
+        let committed = self.commit(loaded, &decision, event, now).await?;
+        Ok(match committed {
+            CommitReply::Done(version) => {
+                self.sent = None;
+                if let Some(u) = self.unsaved.take() {
+                    self.worker.log(self.id, loaded, &u.entries);
+                }
+                Decided::Stored(decision, version)
+            }
+            // Someone else decided first, or a stopping receipt just
+            // arrived: look again with fresh state and receipts.
+            CommitReply::Conflict | CommitReply::StoppedByReceipt => Decided::Again,
+            CommitReply::Gone => Decided::Settled,
+        })
+    }
+
+    /// Stores a decision. One that records a send's outcome is stored again
+    /// (with backoff) while Redis fails and the send's window allows: losing
+    /// it would lose the provider message id and make the step look
+    /// uncertain.
+    pub(super) async fn commit(
+        &self,
+        loaded: &Loaded,
+        decision: &Decision,
+        event: &Event,
+        now: i64,
+    ) -> Result<CommitReply, StoreError> {
+        let earlier = self.unsaved.as_ref().map_or(&[][..], |u| &u.entries[..]);
+        let retry_until_ms = match (event, &loaded.cascade.phase) {
+            (Event::SendResult { .. }, Phase::InFlight { deadline_ms, .. }) => {
+                *deadline_ms - LEASE_MARGIN.as_millis() as i64
+            }
+            _ => i64::MIN,
+        };
+        let mut pause = COMMIT_RETRY_FIRST;
+        loop {
+            let committed = self
+                .worker
+                .store
+                .commit(CommitRequest {
+                    id: self.id,
+                    version: loaded.version,
+                    earlier,
+                    decision,
+                    policy: &loaded.policy,
+                    sent: self.sent.as_ref(),
+                    now_ms: now,
+                })
+                .await;
+            match committed {
+                Err(e)
+                    if e.about_the_data().is_none()
+                        && self.worker.clock.now_ms() + (pause.as_millis() as i64)
+                            < retry_until_ms =>
+                {
+                    tracing::warn!(notification_id = self.id, error = %e, retry_in_ms = pause.as_millis() as u64, "cannot store a send's outcome; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Stores a decision made on the claim, whose send does not go out on
+    /// the lease, with that send in flight (refused, like any send, if a
+    /// stopping receipt arrived); logs it once stored.
+    pub(super) async fn store_in_flight(
+        &self,
+        send: &Send,
+        decided: Unsaved,
+        now: i64,
+    ) -> Result<CommitReply, StoreError> {
+        let in_flight = Decision {
+            cascade: decided.cascade,
+            send: Some(send.order.clone()),
+            entries: decided.entries,
+        };
+        let committed = self
+            .worker
+            .store
+            .commit(CommitRequest {
+                id: self.id,
+                version: decided.version,
+                earlier: &[],
+                decision: &in_flight,
+                policy: &send.loaded.policy,
+                sent: None,
+                now_ms: now,
+            })
+            .await?;
+        if matches!(committed, CommitReply::Done(_)) {
+            self.worker.log(self.id, &send.loaded, &in_flight.entries);
+        }
+        Ok(committed)
+    }
+}
