@@ -26,6 +26,7 @@ impl Wakeup<'_> {
             match lease.filter(|l| self.worker.fits_lease(l, channel, now)) {
                 Some(lease) => {
                     on_lease = Some(lease);
+                    self.sent_on_lease = Some(lease);
                     self.unsaved = Some(u);
                 }
                 None => match self.store_in_flight(&send, u, now).await? {

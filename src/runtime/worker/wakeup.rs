@@ -14,6 +14,8 @@ pub(super) struct Wakeup<'w> {
     pub(super) sent: Option<ProviderMessage>,
     /// A decision sent on the lease and not stored yet.
     pub(super) unsaved: Option<Unsaved>,
+    /// The lease that send went out on.
+    pub(super) sent_on_lease: Option<Lease>,
 }
 
 impl<'w> Wakeup<'w> {
@@ -24,6 +26,7 @@ impl<'w> Wakeup<'w> {
             claim,
             sent: None,
             unsaved: None,
+            sent_on_lease: None,
         }
     }
 
@@ -253,12 +256,7 @@ impl<'w> Wakeup<'w> {
         now: i64,
     ) -> Result<CommitReply, StoreError> {
         let earlier = self.unsaved.as_ref().map_or(&[][..], |u| &u.entries[..]);
-        let retry_until_ms = match (event, &loaded.cascade.phase) {
-            (Event::SendResult { .. }, Phase::InFlight { deadline_ms, .. }) => {
-                *deadline_ms - LEASE_MARGIN.as_millis() as i64
-            }
-            _ => i64::MIN,
-        };
+        let retry_until = self.outcome_window(loaded, event);
         let mut pause = COMMIT_RETRY_FIRST;
         loop {
             let committed = self
@@ -277,8 +275,7 @@ impl<'w> Wakeup<'w> {
             match committed {
                 Err(e)
                     if e.about_the_data().is_none()
-                        && self.worker.clock.now_ms() + (pause.as_millis() as i64)
-                            < retry_until_ms =>
+                        && retry_until.is_some_and(|until| Instant::now() + pause < until) =>
                 {
                     tracing::warn!(notification_id = self.id, error = %e, retry_in_ms = pause.as_millis() as u64, "cannot store a send's outcome; trying again");
                     tokio::time::sleep(pause).await;
@@ -287,6 +284,25 @@ impl<'w> Wakeup<'w> {
                 other => return other,
             }
         }
+    }
+
+    /// Until when a commit that records a send's outcome may be tried again:
+    /// while the send still holds the cascade — its claim's lease (less a
+    /// margin) for a send on the lease, its in-flight window for one stored
+    /// in flight. `None` for any other commit: it is simply decided again.
+    fn outcome_window(&self, loaded: &Loaded, event: &Event) -> Option<Instant> {
+        if !matches!(event, Event::SendResult { .. }) {
+            return None;
+        }
+        if self.unsaved.is_some() {
+            let lease = self.sent_on_lease?;
+            return lease.deadline.checked_sub(LEASE_MARGIN / 2);
+        }
+        let Phase::InFlight { deadline_ms, .. } = loaded.cascade.phase else {
+            return None;
+        };
+        let left_ms = deadline_ms - self.worker.clock.now_ms() - LEASE_MARGIN.as_millis() as i64;
+        Some(Instant::now() + Duration::from_millis(left_ms.max(0) as u64))
     }
 
     /// Stores a decision made on the claim, whose send does not go out on
