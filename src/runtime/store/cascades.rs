@@ -200,7 +200,7 @@ impl FromTagged for CommitReply {
     }
 }
 
-fn corrupt(id: &str) -> impl Fn(String) -> StoreError + '_ {
+pub(super) fn corrupt(id: &str) -> impl Fn(String) -> StoreError + '_ {
     move |why| StoreError::Corrupt { id: id.into(), why }
 }
 
@@ -218,17 +218,8 @@ impl Store {
     ) -> Result<Accepted, StoreError> {
         let n = &admitted.notification;
         let (snapshot, hash) = self.snapshot_policy(policy).await?;
-        let notification = n
-            .to_kept_json()
-            .map_err(|e| corrupt(&n.id)(e.to_string()))?;
-        // The zone the cascade runs in is kept only when it is not the
-        // notification's own (a default from the configuration, which may change).
-        let tz = admitted.recipient.tz.iana_name().unwrap_or("UTC");
-        let tz = if n.customer.timezone.as_deref() == Some(tz) {
-            ""
-        } else {
-            tz
-        };
+        let notification = kept_notification(n)?;
+        let tz = kept_tz(admitted);
         let timeline = join_entries(&[], &decision.entries);
         let record = Record {
             version: "1",
@@ -292,36 +283,15 @@ impl Store {
             return Err(corrupt("the meta field has no policy hash".into()));
         };
         let policy = self.policy(id, hash).await?;
-        let notification = Notification::from_kept(id, &policy.name, r.notification)
-            .map_err(|e| corrupt(e.to_string()))?;
-        let tz = match tz {
-            "" => notification.customer.timezone.as_deref().unwrap_or("UTC"),
-            tz => tz,
-        };
-        let tz = jiff::tz::TimeZone::get(tz).unwrap_or(jiff::tz::TimeZone::UTC);
-        let recipient = Recipient {
-            contacts: notification.customer.contacts.clone(),
-            preferences: notification.customer.preferences.clone(),
-            opt_out: notification.customer.opt_out.clone(),
-            tz,
-        };
-        let receipts_seen = receipts_seen(receipts.len(), receipts.get(FAILED).map(String::as_str));
-        // Values a foreign writer got wrong are read as "now-ish" rather than dropped:
-        // a stopping receipt must stop, whatever its timestamp looks like.
-        let receipts = receipts
-            .into_iter()
-            .map(|(k, v)| (k, v.trim().parse::<i64>().unwrap_or(0)))
-            .collect();
-        Ok(Some(Loaded {
+        let (receipts, receipts_seen) = read_receipts(receipts);
+        let parts = Parts {
             cascade,
             version,
-            customer_id: notification.customer.id.clone(),
-            notification,
             policy,
-            recipient,
-            receipts,
-            receipts_seen,
-        }))
+            notification: r.notification,
+            tz,
+        };
+        assemble(id, parts, receipts, receipts_seen).map(Some)
     }
 
     /// Stores a decision made on `request.version`, after the entries of an
@@ -372,7 +342,88 @@ impl Store {
 }
 
 /// Timeline entries, one per line (`runtime/record.rs`).
-fn join_entries(earlier: &[Entry], entries: &[Entry]) -> String {
+pub(super) fn join_entries(earlier: &[Entry], entries: &[Entry]) -> String {
     let lines: Vec<String> = earlier.iter().chain(entries).map(encode_entry).collect();
     lines.join("\n")
+}
+
+/// The notification as a record keeps it (JSON).
+pub(super) fn kept_notification(n: &Notification) -> Result<String, StoreError> {
+    n.to_kept_json().map_err(|e| corrupt(&n.id)(e.to_string()))
+}
+
+/// The zone a cascade runs in, as a record keeps it: only when it is not
+/// the notification's own (a default from the configuration, which may
+/// change), else "".
+pub(super) fn kept_tz<'a>(admitted: &'a Admitted<'_>) -> &'a str {
+    let tz = admitted.recipient.tz.iana_name().unwrap_or("UTC");
+    if admitted.notification.customer.timezone.as_deref() == Some(tz) {
+        ""
+    } else {
+        tz
+    }
+}
+
+/// A receipts hash as read (word -> Unix ms, as text): the receipts a
+/// decision reads, and `Loaded::receipts_seen`.
+pub(super) fn read_receipts(raw: HashMap<String, String>) -> (BTreeMap<String, i64>, String) {
+    let seen = receipts_seen(raw.len(), raw.get(FAILED).map(String::as_str));
+    // Values a foreign writer got wrong are read as "now-ish" rather than dropped:
+    // a stopping receipt must stop, whatever its timestamp looks like.
+    let receipts = raw
+        .into_iter()
+        .map(|(k, v)| (k, v.trim().parse::<i64>().unwrap_or(0)))
+        .collect();
+    (receipts, seen)
+}
+
+/// What a stored cascade is made of, however a store keeps it.
+pub(super) struct Parts<'a> {
+    pub cascade: Cascade,
+    pub version: i64,
+    pub policy: Arc<Policy>,
+    /// The kept notification (JSON).
+    pub notification: &'a str,
+    /// The kept zone (`kept_tz`).
+    pub tz: &'a str,
+}
+
+/// A cascade as loaded for a decision, from its parts and receipts (both
+/// stores build it here, so they load alike).
+pub(super) fn assemble(
+    id: &str,
+    parts: Parts<'_>,
+    receipts: BTreeMap<String, i64>,
+    receipts_seen: String,
+) -> Result<Loaded, StoreError> {
+    let Parts {
+        cascade,
+        version,
+        policy,
+        notification,
+        tz,
+    } = parts;
+    let notification = Notification::from_kept(id, &policy.name, notification)
+        .map_err(|e| corrupt(id)(e.to_string()))?;
+    let tz = match tz {
+        "" => notification.customer.timezone.as_deref().unwrap_or("UTC"),
+        tz => tz,
+    };
+    let tz = jiff::tz::TimeZone::get(tz).unwrap_or(jiff::tz::TimeZone::UTC);
+    let recipient = Recipient {
+        contacts: notification.customer.contacts.clone(),
+        preferences: notification.customer.preferences.clone(),
+        opt_out: notification.customer.opt_out.clone(),
+        tz,
+    };
+    Ok(Loaded {
+        cascade,
+        version,
+        customer_id: notification.customer.id.clone(),
+        notification,
+        policy,
+        recipient,
+        receipts,
+        receipts_seen,
+    })
 }

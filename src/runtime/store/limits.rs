@@ -14,7 +14,7 @@ use crate::runtime::keys::Keys;
 /// on it lately: a limit of up to a day that starts counting on a scope
 /// (a policy added, a window lengthened by a reload) still finds every
 /// send of its window that a shorter one counted before it.
-const KEEP_AT_LEAST_MS: i64 = 86_400_000;
+pub(super) const KEEP_AT_LEAST_MS: i64 = 86_400_000;
 
 /// `limit.lua`'s KEYS and ARGV.
 struct LimitArgs<'a> {
@@ -117,7 +117,7 @@ impl Store {
 }
 
 /// The limit scopes (`all`, `ch:<key>`) and rates a send on `channel` counts against.
-fn limit_scopes(policy: &Policy, channel: &ChannelConfig) -> Vec<(String, Rate)> {
+pub(super) fn limit_scopes(policy: &Policy, channel: &ChannelConfig) -> Vec<(String, Rate)> {
     policy
         .limits
         .applying_to(&channel.name, channel.kind)

@@ -9,13 +9,19 @@
 //! concerns: `cascades` (accept, load, commit, status), `receipts`,
 //! `timers` (claim, touch, give back), `limits`, `provider_index`,
 //! `dedup` and `events`; `Store` is the face the daemon sees.
+//!
+//! `CascadeStore` (`cascade_store`) is what the daemon asks of a store; the
+//! other implementation, `MemoryStore` (`memory`), holds the same in
+//! memory for `demo` and `simulate`.
 
 mod call;
+mod cascade_store;
 mod cascades;
 mod dedup;
 mod error;
 mod events;
 mod limits;
+mod memory;
 mod policies;
 mod provider_index;
 mod receipts;
@@ -27,8 +33,10 @@ use redis::aio::ConnectionManager;
 
 use super::keys::Keys;
 
+pub use cascade_store::CascadeStore;
 pub use cascades::{Accepted, CommitReply, CommitRequest, Loaded};
 pub use error::StoreError;
+pub use memory::{MemoryStore, StreamEntry};
 pub use provider_index::ProviderMessage;
 pub use receipts::{ReceiptResult, receipts_seen};
 pub use timers::{Claimed, Lease};

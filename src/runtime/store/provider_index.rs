@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 
 use super::{Store, StoreError};
 
-const DAY_MS: i64 = 86_400_000;
+pub(super) const DAY_MS: i64 = 86_400_000;
 
 /// A provider's message id for a send, to find the notification again
 /// when the provider's callback names it.
@@ -35,26 +35,24 @@ pub(super) struct IndexEntry {
 impl Store {
     /// How the send `m` of `id` is indexed.
     pub(super) fn index_entry(&self, id: &str, m: &ProviderMessage, now_ms: i64) -> IndexEntry {
+        let value = indexed_value(id, m);
+        let ttl_s = index_ttl_s(m, self.retention_ms);
         match m.peer.as_deref() {
-            // VK's callbacks name the peer and a message id watermark,
-            // never one message: the peer's messages of the day are all
-            // they need. The day's hash outlives the retention by a day.
             Some(peer) => IndexEntry {
                 key: self
                     .keys
                     .peer_messages(&m.channel, peer, now_ms.div_euclid(DAY_MS)),
                 field: peer.to_owned(),
-                value: format!("{} {} {id}", m.provider_message_id, m.step),
-                ttl_s: ((self.retention_ms + DAY_MS) / 1000).max(1),
+                value,
+                ttl_s,
             },
-            // Others name one message: a key per message id.
             None => IndexEntry {
                 key: self
                     .keys
                     .provider_message(&m.channel, &m.provider_message_id),
                 field: String::new(),
-                value: format!("{}\t{id}", m.step),
-                ttl_s: (self.retention_ms / 1000).max(1),
+                value,
+                ttl_s,
             },
         }
     }
@@ -98,30 +96,63 @@ impl Store {
         max_id: i64,
         now_ms: i64,
     ) -> Result<Vec<(String, u8)>, StoreError> {
-        let today = now_ms.div_euclid(DAY_MS);
         let mut pipe = redis::pipe();
-        for day in (today - self.retention_ms / DAY_MS - 1)..=today {
+        for day in peer_days(now_ms, self.retention_ms) {
             pipe.hget(self.keys.peer_messages(channel, peer, day), peer);
         }
         let mut c = self.conn.clone();
         let days: Vec<Option<String>> = pipe.query_async(&mut c).await?;
         let mut sent: Vec<(i64, String, u8)> = Vec::new();
         for triples in days.iter().flatten() {
-            let words: Vec<&str> = triples.split(' ').collect();
-            for t in words.chunks_exact(3) {
-                if let (Ok(message), Ok(step)) = (t[0].parse::<i64>(), t[1].parse::<u8>())
-                    && message <= max_id
-                {
-                    sent.push((message, t[2].to_owned(), step));
-                }
-            }
+            peer_sends_up_to(triples, max_id, &mut sent);
         }
         sent.sort();
         Ok(sent.into_iter().map(|(_, id, step)| (id, step)).collect())
     }
 }
 
-fn parse_step_id(v: &str) -> Option<(String, u8)> {
+/// VK's callbacks name the peer and a message id watermark, never one
+/// message: the peer's messages of the day are all they need, so a send
+/// to a peer is kept as `<message id> <step> <notification id>`, appended
+/// to the peer's field of the day. Others name one message: a key per
+/// message id, holding `<step>\t<notification id>`.
+pub(super) fn indexed_value(id: &str, m: &ProviderMessage) -> String {
+    match m.peer {
+        Some(_) => format!("{} {} {id}", m.provider_message_id, m.step),
+        None => format!("{}\t{id}", m.step),
+    }
+}
+
+/// How long a send stays indexed, seconds: the retention; a day's peers
+/// outlive it by a day.
+pub(super) fn index_ttl_s(m: &ProviderMessage, retention_ms: i64) -> i64 {
+    match m.peer {
+        Some(_) => ((retention_ms + DAY_MS) / 1000).max(1),
+        None => (retention_ms / 1000).max(1),
+    }
+}
+
+/// The days `peer_messages_up_to` looks through: those a cascade can
+/// still be kept.
+pub(super) fn peer_days(now_ms: i64, retention_ms: i64) -> std::ops::RangeInclusive<i64> {
+    let today = now_ms.div_euclid(DAY_MS);
+    (today - retention_ms / DAY_MS - 1)..=today
+}
+
+/// Adds the (message id, notification id, step) of a peer's field of a day
+/// whose message id is up to `max_id` to `sent`.
+pub(super) fn peer_sends_up_to(triples: &str, max_id: i64, sent: &mut Vec<(i64, String, u8)>) {
+    let words: Vec<&str> = triples.split(' ').collect();
+    for t in words.chunks_exact(3) {
+        if let (Ok(message), Ok(step)) = (t[0].parse::<i64>(), t[1].parse::<u8>())
+            && message <= max_id
+        {
+            sent.push((message, t[2].to_owned(), step));
+        }
+    }
+}
+
+pub(super) fn parse_step_id(v: &str) -> Option<(String, u8)> {
     let (step, id) = v.split_once('\t')?;
     Some((id.to_owned(), step.parse().ok()?))
 }

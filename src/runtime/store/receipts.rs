@@ -67,25 +67,29 @@ impl Store {
         channel: Option<&str>,
         now_ms: i64,
     ) -> Result<ReceiptResult, StoreError> {
-        let entry = Entry {
-            at_ms: now_ms,
-            event: EntryKind::Receipt,
-            step: None,
-            channel: channel.map(str::to_owned),
-            reason: Some(event.to_owned()),
-            until_ms: None,
-            provider_message_id: None,
-        };
         let args = ReceiptArgs {
             id,
             event,
             now_ms,
-            entry: encode_entry(&entry),
+            entry: encode_entry(&receipt_entry(event, channel, now_ms)),
         };
         let mut c = self.conn.clone();
         let reply: Reply<ReceiptResult> =
             args.call(&self.keys, &self.scripts).invoke(&mut c).await?;
         reply.about(id)
+    }
+}
+
+/// The timeline entry of a receipt.
+pub(super) fn receipt_entry(event: &str, channel: Option<&str>, now_ms: i64) -> Entry {
+    Entry {
+        at_ms: now_ms,
+        event: EntryKind::Receipt,
+        step: None,
+        channel: channel.map(str::to_owned),
+        reason: Some(event.to_owned()),
+        until_ms: None,
+        provider_message_id: None,
     }
 }
 

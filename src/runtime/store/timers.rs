@@ -54,9 +54,7 @@ impl WakeArgs {
 /// (in the task that wakes it, so the scheduler goes on claiming).
 pub struct Claimed {
     pub id: String,
-    /// `None`: its keys are gone (retention ran out).
-    record: Option<String>,
-    receipts: HashMap<String, String>,
+    read: ClaimedRead,
     /// The lease this claim holds.
     pub lease: Lease,
     /// When an earlier claim was made whose lease it was found under, run
@@ -64,6 +62,40 @@ pub struct Claimed {
     /// storing what it did. Taken as the lease's end less this instance's
     /// `claim_lease`: every instance is meant to run with the same.
     pub lapsed_claim_at_ms: Option<i64>,
+}
+
+/// What a claim read of its cascade.
+pub(super) enum ClaimedRead {
+    /// As Redis gave it: the record (`None`: its keys are gone, retention
+    /// ran out) and the receipts hash.
+    Raw {
+        record: Option<String>,
+        receipts: HashMap<String, String>,
+    },
+    /// Assembled already (the memory store reads with the claim).
+    Assembled(Result<Option<Box<Loaded>>, StoreError>),
+}
+
+impl Claimed {
+    /// A claim whose cascade was read and assembled with it.
+    pub(super) fn assembled(
+        id: String,
+        lease: Lease,
+        lapsed_claim_at_ms: Option<i64>,
+        loaded: Result<Option<Loaded>, StoreError>,
+    ) -> Claimed {
+        Claimed {
+            id,
+            read: ClaimedRead::Assembled(loaded.map(|l| l.map(Box::new))),
+            lease,
+            lapsed_claim_at_ms,
+        }
+    }
+
+    /// What the claim read, taken (a second take finds the cascade gone).
+    pub(super) fn take_read(&mut self) -> ClaimedRead {
+        std::mem::replace(&mut self.read, ClaimedRead::Assembled(Ok(None)))
+    }
 }
 
 /// A claim's lease on a cascade: its score in the timer set ends at
@@ -85,6 +117,20 @@ struct ClaimArgs<'a> {
     now_ms: i64,
     lease_until_ms: i64,
     limit: usize,
+}
+
+impl Lease {
+    /// A lease of `lease_ms` from `now_ms`, its monotonic end measured from
+    /// `started`, taken before the claim. Saturating: an absurd
+    /// `claim_lease` must not panic the scheduler.
+    pub(super) fn new(now_ms: i64, lease_ms: i64, started: std::time::Instant) -> Lease {
+        Lease {
+            until_ms: now_ms.saturating_add(lease_ms),
+            deadline: started
+                .checked_add(std::time::Duration::from_millis(lease_ms.max(0) as u64))
+                .unwrap_or(started),
+        }
+    }
 }
 
 impl ClaimArgs<'_> {
@@ -209,14 +255,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
         let mut c = self.claims.clone();
-        let started = std::time::Instant::now();
-        // Saturating: an absurd `claim_lease` must not panic the scheduler.
-        let lease = Lease {
-            until_ms: now_ms.saturating_add(lease_ms),
-            deadline: started
-                .checked_add(std::time::Duration::from_millis(lease_ms.max(0) as u64))
-                .unwrap_or(started),
-        };
+        let lease = Lease::new(now_ms, lease_ms, std::time::Instant::now());
         let slots = self.far_slots_due(shard, now_ms).await?;
         let args = ClaimArgs {
             timers: self.keys.timer(shard),
@@ -244,8 +283,7 @@ impl Store {
             }
             claimed.push(Claimed {
                 id,
-                record,
-                receipts,
+                read: ClaimedRead::Raw { record, receipts },
                 lease,
                 lapsed_claim_at_ms: (lapsed_until_ms > 0).then(|| lapsed_until_ms - lease_ms),
             });
@@ -313,9 +351,12 @@ impl Store {
     /// gone. A cascade that cannot be read comes with its error (its lease
     /// brings it back).
     pub async fn load_claimed(&self, claimed: &mut Claimed) -> Result<Option<Loaded>, StoreError> {
-        let record = claimed.record.take();
-        let receipts = std::mem::take(&mut claimed.receipts);
-        self.loaded(&claimed.id, record, receipts).await
+        match claimed.take_read() {
+            ClaimedRead::Raw { record, receipts } => {
+                self.loaded(&claimed.id, record, receipts).await
+            }
+            ClaimedRead::Assembled(loaded) => loaded.map(|l| l.map(|l| *l)),
+        }
     }
 
     /// Gives back a claim's lease on `id` that nothing was stored under (a

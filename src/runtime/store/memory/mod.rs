@@ -1,0 +1,304 @@
+//! The store in memory, for `demo` and `simulate`: the same answers as the
+//! Redis store (`tests/store_contract.rs` holds them together), with no
+//! I/O. Each method is what its Lua script does, in Rust, on plain maps
+//! behind one mutex (never held across an await: nothing here awaits).
+//!
+//! Time: the answers depend only on the `now_ms` a caller passes, as the
+//! scripts' do. How long a key lives (retention, dedup, index and limit
+//! keys) runs on the clock given to `MemoryStore::new`, as Redis's TTLs
+//! run on Redis's clock: on a virtual clock both move together.
+//!
+//! The modules follow the concerns: `cascades` (accept, load, commit,
+//! status, receipts), `timers`, `limits`, `index` (provider index, dedup).
+
+mod cascades;
+mod index;
+mod limits;
+mod timers;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::cascade_store::CascadeStore;
+use super::timers::ClaimedRead;
+use super::{
+    Accepted, Claimed, CommitReply, CommitRequest, EVENTS_MAX_LEN, Lease, Loaded, ReceiptResult,
+    StoreError,
+};
+use crate::config::ChannelConfig;
+use crate::core::{Cascade, Decision, Entry, Policy};
+use crate::notification::Admitted;
+use crate::runtime::clock::Clock;
+use crate::runtime::record::encode_entry;
+
+/// The store in memory. Cheap to clone: clones share the data.
+#[derive(Clone)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+    clock: Arc<dyn Clock>,
+}
+
+/// One entry of the events stream: the notification id ("" for none) and
+/// its timeline entries, one per line (as Redis's `cascade:events`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamEntry {
+    pub id: String,
+    pub entries: String,
+}
+
+/// Everything the store holds. Its methods (in the modules) are the
+/// scripts; `clock_ms` in their arguments is the store's clock, for keys'
+/// lifetimes only.
+struct State {
+    retention_ms: i64,
+    shards: u16,
+    cascades: HashMap<String, cascades::Stored>,
+    receipts: HashMap<String, cascades::Receipts>,
+    /// One ordered set per shard (`timers`).
+    timers: Vec<timers::TimerSet>,
+    limits: limits::Limits,
+    index: index::Index,
+    /// Bounded by `EVENTS_MAX_LEN` (exactly; Redis trims approximately).
+    events: VecDeque<StreamEntry>,
+}
+
+/// Whether a key set to expire at `expires_at_ms` still lives at `clock_ms`
+/// (Redis: a key expires once its time has passed).
+fn alive(expires_at_ms: Option<i64>, clock_ms: i64) -> bool {
+    expires_at_ms.is_none_or(|at| clock_ms <= at)
+}
+
+impl State {
+    fn push_event(&mut self, id: &str, entries: String) {
+        if self.events.len() as u64 >= EVENTS_MAX_LEN {
+            self.events.pop_front();
+        }
+        self.events.push_back(StreamEntry {
+            id: id.to_owned(),
+            entries,
+        });
+    }
+}
+
+impl MemoryStore {
+    /// An empty store whose cascades are kept `retention_ms` once finished,
+    /// its timers spread over `shards` like Redis's, its keys' lifetimes on
+    /// `clock`.
+    pub fn new(clock: Arc<dyn Clock>, retention_ms: i64, shards: u16) -> MemoryStore {
+        let shards = shards.max(1);
+        let state = State {
+            retention_ms,
+            shards,
+            cascades: HashMap::new(),
+            receipts: HashMap::new(),
+            timers: (0..shards).map(|_| timers::TimerSet::default()).collect(),
+            limits: limits::Limits::default(),
+            index: index::Index::default(),
+            events: VecDeque::new(),
+        };
+        MemoryStore {
+            state: Arc::new(Mutex::new(state)),
+            clock,
+        }
+    }
+
+    /// The data and the store's clock. A panic while locked (a bug) leaves
+    /// the data as it was at the panic; later calls still get it.
+    fn lock(&self) -> (MutexGuard<'_, State>, i64) {
+        let clock_ms = self.clock.now_ms();
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (state, clock_ms)
+    }
+
+    /// The events stream, oldest first.
+    pub fn events(&self) -> Vec<StreamEntry> {
+        self.lock().0.events.iter().cloned().collect()
+    }
+
+    /// A receipt written straight into the receipts hash by another system
+    /// (contract §6: any system may write there), as `HSET` would: no
+    /// timeline entry, no wake-up. What `accept` finds from before the
+    /// notification arrived.
+    pub fn put_receipt(&self, id: &str, event: &str, at_ms: i64) {
+        let (mut state, clock_ms) = self.lock();
+        state.put_receipt(id, event, at_ms, clock_ms);
+    }
+}
+
+impl CascadeStore for MemoryStore {
+    fn shards(&self) -> u16 {
+        self.lock().0.shards
+    }
+
+    async fn accept(
+        &self,
+        admitted: &Admitted<'_>,
+        policy: &Policy,
+        decision: &Decision,
+        now_ms: i64,
+    ) -> Result<Accepted, StoreError> {
+        let kept = cascades::Kept::of(admitted, policy)?;
+        let (mut state, clock_ms) = self.lock();
+        // `now_ms` placed a far wake-up in its slot in Redis; one set here.
+        let _ = now_ms;
+        Ok(state.accept(kept, policy, decision, clock_ms))
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<Loaded>, StoreError> {
+        let read = {
+            let (mut state, clock_ms) = self.lock();
+            state.read(id, clock_ms)
+        };
+        read.map(|r| r.assemble(id)).transpose()
+    }
+
+    async fn commit(&self, request: CommitRequest<'_>) -> Result<CommitReply, StoreError> {
+        let (mut state, clock_ms) = self.lock();
+        Ok(state.commit(request, clock_ms))
+    }
+
+    async fn status(&self, id: &str) -> Result<Option<(Cascade, Vec<Entry>)>, StoreError> {
+        let (mut state, clock_ms) = self.lock();
+        state.status(id, clock_ms)
+    }
+
+    async fn claim(
+        &self,
+        shard: u16,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let lease = Lease::new(now_ms, lease_ms, std::time::Instant::now());
+        let reads = {
+            let (mut state, clock_ms) = self.lock();
+            state.claim(shard, now_ms, &lease, limit, clock_ms)
+        };
+        // Assembled out of the lock: it parses the notification.
+        Ok(reads
+            .into_iter()
+            .map(|(id, lapsed_until_ms, read)| {
+                let loaded = read.map(|r| r.assemble(&id)).transpose();
+                let lapsed = (lapsed_until_ms > 0).then(|| lapsed_until_ms - lease_ms);
+                Claimed::assembled(id, lease, lapsed, loaded)
+            })
+            .collect())
+    }
+
+    async fn load_claimed(&self, claimed: &mut Claimed) -> Result<Option<Loaded>, StoreError> {
+        match claimed.take_read() {
+            ClaimedRead::Assembled(loaded) => loaded.map(|l| l.map(|l| *l)),
+            ClaimedRead::Raw { .. } => Err(StoreError::Corrupt {
+                id: claimed.id.clone(),
+                why: "claimed from another store".into(),
+            }),
+        }
+    }
+
+    async fn release_claim(&self, id: &str, lease: &Lease) -> Result<(), StoreError> {
+        self.lock().0.release_claim(id, lease);
+        Ok(())
+    }
+
+    async fn touch(
+        &self,
+        id: &str,
+        version: i64,
+        wake_at_ms: Option<i64>,
+        receipts_seen: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (mut state, clock_ms) = self.lock();
+        state.touch(id, version, wake_at_ms, receipts_seen, now_ms, clock_ms);
+        Ok(())
+    }
+
+    async fn take_limit(
+        &self,
+        customer: &str,
+        policy: &Policy,
+        channel: &ChannelConfig,
+        member: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let scopes = super::limits::limit_scopes(policy, channel);
+        let (mut state, clock_ms) = self.lock();
+        Ok(state
+            .limits
+            .take(customer, &scopes, member, now_ms, clock_ms))
+    }
+
+    async fn release_limit(
+        &self,
+        customer: &str,
+        policy: &Policy,
+        channel: &ChannelConfig,
+        member: &str,
+    ) -> Result<(), StoreError> {
+        let scopes = super::limits::limit_scopes(policy, channel);
+        let (mut state, clock_ms) = self.lock();
+        state.limits.release(customer, &scopes, member, clock_ms);
+        Ok(())
+    }
+
+    async fn record_receipt(
+        &self,
+        id: &str,
+        event: &str,
+        channel: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ReceiptResult, StoreError> {
+        let (mut state, clock_ms) = self.lock();
+        Ok(state.record_receipt(id, event, channel, now_ms, clock_ms))
+    }
+
+    async fn provider_message(
+        &self,
+        channel: &str,
+        provider_message_id: &str,
+    ) -> Result<Option<(String, u8)>, StoreError> {
+        let (state, clock_ms) = self.lock();
+        Ok(state.index.message(channel, provider_message_id, clock_ms))
+    }
+
+    async fn newest_known_provider_message(
+        &self,
+        channel: &str,
+        provider_message_ids: &[String],
+    ) -> Result<Option<(String, u8)>, StoreError> {
+        let (state, clock_ms) = self.lock();
+        Ok(provider_message_ids
+            .iter()
+            .find_map(|m| state.index.message(channel, m, clock_ms)))
+    }
+
+    async fn peer_messages_up_to(
+        &self,
+        channel: &str,
+        peer: &str,
+        max_id: i64,
+        now_ms: i64,
+    ) -> Result<Vec<(String, u8)>, StoreError> {
+        let (state, clock_ms) = self.lock();
+        let retention_ms = state.retention_ms;
+        Ok(state
+            .index
+            .peer_messages_up_to(channel, peer, max_id, now_ms, retention_ms, clock_ms))
+    }
+
+    async fn first_time(&self, key: &str, ttl_s: u64) -> Result<bool, StoreError> {
+        let (mut state, clock_ms) = self.lock();
+        Ok(state.index.first_time(key, ttl_s, clock_ms))
+    }
+
+    async fn forget_seen(&self, key: &str) {
+        self.lock().0.index.forget_seen(key);
+    }
+
+    async fn append_event(&self, id: Option<&str>, entry: &Entry) -> Result<(), StoreError> {
+        self.lock()
+            .0
+            .push_event(id.unwrap_or(""), encode_entry(entry));
+        Ok(())
+    }
+}
