@@ -108,7 +108,7 @@ impl Rig {
         }
     }
 
-    pub fn admitted(&self, id: &str) -> Admitted {
+    pub fn admitted(&self, id: &str) -> Admitted<'_> {
         cascade::notification::admit_at(&notification(id, "c-1"), &self.catalog, NOW).unwrap()
     }
 
