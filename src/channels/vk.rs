@@ -330,23 +330,54 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
     let request = super::post(http, &format!("{base}/messages.send"))
         .timeout(Duration::from_millis(channel.timeout_ms.max(1) as u64))
         .form(&form);
+    let Reply {
+        status,
+        retry_after,
+        answer,
+    } = match exchange(request, random).await {
+        Ok(reply) => reply,
+        Err(outcome) => return outcome,
+    };
+    let outcome = classify(status, answer.as_ref(), retry_after);
+    if let Some(error) = answer.as_ref().and_then(|a| a.error.as_ref())
+        && error.error_code == 14
+    {
+        tracing::error!(
+            channel = %channel.name,
+            "VK asks for a captcha; the daemon cannot solve one: lower the channel's rate"
+        );
+    }
+    outcome
+}
+
+/// What VK answered: the HTTP status, its `Retry-After` and the body, read
+/// as an answer when it is one.
+struct Reply {
+    status: u16,
+    retry_after: Option<Duration>,
+    answer: Option<Answer>,
+}
+
+/// Sends the request and reads the whole answer; `Err` is the outcome when
+/// none came back (nothing sent, or maybe sent: `random_id` names it).
+async fn exchange(request: reqwest::RequestBuilder, random: i64) -> Result<Reply, SendOutcome> {
     let response = match request.send().await {
         Ok(r) => r,
         Err(e) if e.is_builder() => {
-            return SendOutcome::Misconfigured {
+            return Err(SendOutcome::Misconfigured {
                 reason: format!("cannot build the request; check base_url: {e}"),
-            };
+            });
         }
         Err(e) if e.is_connect() => {
-            return SendOutcome::Transient {
+            return Err(SendOutcome::Transient {
                 reason: format!("cannot connect: {e}"),
                 retry_after_ms: None,
-            };
+            });
         }
         Err(e) => {
-            return SendOutcome::Ambiguous {
+            return Err(SendOutcome::Ambiguous {
                 reason: format!("no answer after sending (random_id {random}): {e}"),
-            };
+            });
         }
     };
     let status = response.status().as_u16();
@@ -359,24 +390,18 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
     let body = match response.bytes().await {
         Ok(b) => b,
         Err(e) => {
-            return SendOutcome::Ambiguous {
+            return Err(SendOutcome::Ambiguous {
                 reason: format!(
                     "HTTP {status}, but the answer broke off (random_id {random}): {e}"
                 ),
-            };
+            });
         }
     };
-    let answer = serde_json::from_slice::<Answer>(&body).ok();
-    let outcome = classify(status, answer.as_ref(), retry_after);
-    if let Some(error) = answer.as_ref().and_then(|a| a.error.as_ref())
-        && error.error_code == 14
-    {
-        tracing::error!(
-            channel = %channel.name,
-            "VK asks for a captcha; the daemon cannot solve one: lower the channel's rate"
-        );
-    }
-    outcome
+    Ok(Reply {
+        status,
+        retry_after,
+        answer: serde_json::from_slice::<Answer>(&body).ok(),
+    })
 }
 
 #[cfg(test)]

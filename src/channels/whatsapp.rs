@@ -155,31 +155,12 @@ pub fn classify(status: u16, answer: Option<&Answer>) -> SendOutcome {
         };
     }
     let code = error.and_then(|e| e.code);
-    let text = error
-        .map(|e| {
-            let message = e.message.as_deref().unwrap_or("");
-            match e.error_data.as_ref().and_then(|d| d.details.as_deref()) {
-                Some(details) if !details.is_empty() => format!("{message} ({details})"),
-                _ => message.to_owned(),
-            }
-        })
-        .unwrap_or_default();
-    let reason = |hint: &str| {
-        let head = match code {
-            Some(c) => format!("HTTP {status}, code {c}"),
-            None => format!("HTTP {status}"),
-        };
-        let mut r = if text.is_empty() {
-            head
-        } else {
-            format!("{head}: {text}")
-        };
-        if !hint.is_empty() {
-            r.push_str("; ");
-            r.push_str(hint);
-        }
-        r
+    let said = Said {
+        status,
+        code,
+        text: error.map(error_text).unwrap_or_default(),
     };
+    let reason = |hint: &str| said.reason(hint);
     match code {
         Some(131047) => SendOutcome::Permanent {
             reason: reason(
@@ -226,6 +207,43 @@ pub fn classify(status: u16, answer: Option<&Answer>) -> SendOutcome {
             },
             _ => SendOutcome::Permanent { reason: reason("") },
         },
+    }
+}
+
+/// What the Cloud API said about a failed send, for the outcome's reason.
+struct Said {
+    status: u16,
+    code: Option<i64>,
+    text: String,
+}
+
+impl Said {
+    /// `HTTP <status>, code <code>: <text>; <hint>`, leaving out what is missing.
+    fn reason(&self, hint: &str) -> String {
+        let status = self.status;
+        let head = match self.code {
+            Some(c) => format!("HTTP {status}, code {c}"),
+            None => format!("HTTP {status}"),
+        };
+        let mut r = if self.text.is_empty() {
+            head
+        } else {
+            format!("{head}: {}", self.text)
+        };
+        if !hint.is_empty() {
+            r.push_str("; ");
+            r.push_str(hint);
+        }
+        r
+    }
+}
+
+/// The error's message, with its details when it has any.
+fn error_text(e: &GraphError) -> String {
+    let message = e.message.as_deref().unwrap_or("");
+    match e.error_data.as_ref().and_then(|d| d.details.as_deref()) {
+        Some(details) if !details.is_empty() => format!("{message} ({details})"),
+        _ => message.to_owned(),
     }
 }
 

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::check::{FileCheck, KnownChannels};
 use super::settings::RawLimits;
+use crate::core::policy::DEFAULT_STOP_ON;
+use crate::core::{Limits, OnLimit, Policy, QuietHours, Step, WaitClock};
 
 /// A policy file as written.
 #[derive(Debug, Deserialize)]
@@ -45,4 +48,276 @@ impl OneOrMany {
             OneOrMany::Many(v) => v,
         }
     }
+}
+
+const WAIT_CLOCKS: [(&str, WaitClock); 2] =
+    [("wall", WaitClock::Wall), ("awake", WaitClock::Awake)];
+const ON_LIMITS: [(&str, OnLimit); 2] = [("defer", OnLimit::Defer), ("next", OnLimit::Next)];
+
+/// What every policy starts from: the channels it may name, and the global
+/// `[limits]` and `[quiet_hours]` its own override.
+pub(super) struct PolicyBase<'a> {
+    pub known: &'a KnownChannels,
+    pub limits: Limits,
+    pub quiet: BTreeMap<String, Option<QuietHours>>,
+}
+
+/// Reads one policy file; `None` when anything in it is wrong (each problem
+/// reported to `check`).
+pub(super) fn build_policy(
+    name: &str,
+    raw: RawPolicy,
+    base: &PolicyBase,
+    check: &mut FileCheck,
+) -> Option<Policy> {
+    let before = check.errors.len();
+    let default_clock = raw
+        .wait_clock
+        .as_ref()
+        .and_then(|v| check.choice(v, "wait clock", &WAIT_CLOCKS))
+        .unwrap_or_default();
+    let default_on_limit = raw
+        .on_limit
+        .as_ref()
+        .and_then(|v| check.choice(v, "limit behaviour", &ON_LIMITS))
+        .unwrap_or_default();
+    let stop_on = read_stop_on(raw.stop_on.as_ref(), check);
+    let expire_after_ms = raw.expire_after.as_ref().and_then(|v| check.duration_ms(v));
+
+    let raw_steps = read_raw_steps(raw.steps, check);
+    let reading = StepReading {
+        known: base.known,
+        count: raw_steps.len(),
+        wait_clock: default_clock,
+        on_limit: default_on_limit,
+    };
+    let steps = raw_steps
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, spanned)| reading.step(i, spanned, check))
+        .collect();
+
+    let (limits, quiet) =
+        with_overrides(base, raw.limits.as_ref(), raw.quiet_hours.as_ref(), check);
+    // `<channel> = "off"` lifts a range set for the channel's kind too.
+    let quiet_off = quiet
+        .iter()
+        .filter(|(k, v)| v.is_none() && base.known.names.contains(*k))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let quiet_hours = quiet
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
+
+    if check.errors.len() > before {
+        return None;
+    }
+    Some(Policy {
+        name: name.to_owned(),
+        description: raw.description.unwrap_or_default(),
+        stop_on,
+        expire_after_ms,
+        steps,
+        limits,
+        quiet_hours,
+        quiet_off,
+    })
+}
+
+fn read_stop_on(raw: Option<&Spanned<Vec<Spanned<String>>>>, check: &mut FileCheck) -> Vec<String> {
+    match raw {
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                check.err(list.span(), "stop_on is empty, so nothing would ever end the cascade early; name at least one receipt, e.g. [\"read\"]");
+            }
+            list.get_ref()
+                .iter()
+                .map(|s| s.get_ref().trim().to_owned())
+                .collect()
+        }
+        None => DEFAULT_STOP_ON.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// `[[steps]]` as written: at least one, at most 32.
+fn read_raw_steps(
+    raw: Option<Spanned<Vec<Spanned<RawStep>>>>,
+    check: &mut FileCheck,
+) -> Vec<Spanned<RawStep>> {
+    let raw_steps = match raw {
+        Some(s) if !s.get_ref().is_empty() => s.into_inner(),
+        Some(s) => {
+            check.err(
+                s.span(),
+                "steps is empty; add at least one [[steps]] table with a channel",
+            );
+            Vec::new()
+        }
+        None => {
+            check.err_file("the policy has no steps; add at least one [[steps]] table, e.g. [[steps]] channel = \"vk\" wait = \"30m\"");
+            Vec::new()
+        }
+    };
+    if raw_steps.len() > 32 {
+        check.err_file("a policy may have at most 32 steps");
+    }
+    raw_steps
+}
+
+/// What reading one step needs from its policy: the channels it may name,
+/// how many steps there are, and the policy's defaults.
+struct StepReading<'a> {
+    known: &'a KnownChannels,
+    count: usize,
+    wait_clock: WaitClock,
+    on_limit: OnLimit,
+}
+
+impl StepReading<'_> {
+    /// Step `i` (from 0); `None` when it names no channel at all.
+    fn step(&self, i: usize, spanned: Spanned<RawStep>, check: &mut FileCheck) -> Option<Step> {
+        let known = self.known;
+        let span = spanned.span();
+        let s = spanned.into_inner();
+        let Some(channel) = s.channel else {
+            check.err(
+                span,
+                format!(
+                    "step {} has no channel; add `channel = \"…\"` naming one of: {}",
+                    i + 1,
+                    known.list()
+                ),
+            );
+            return None;
+        };
+        let ch_span = channel.span();
+        let channels = channel.into_inner().into_vec();
+        if channels.is_empty() {
+            check.err(
+                ch_span.clone(),
+                format!(
+                    "step {} lists no channel; name at least one of: {}",
+                    i + 1,
+                    known.list()
+                ),
+            );
+        }
+        for ch in &channels {
+            if !known.names.contains(ch) {
+                check.err(
+                    ch_span.clone(),
+                    format!(
+                        "unknown channel `{ch}`; channels configured: {}",
+                        known.list()
+                    ),
+                );
+            }
+        }
+        let wait_ms = match &s.wait {
+            Some(w) => check.duration_ms(w),
+            None if i + 1 < self.count => {
+                check.err(span, format!(
+                    "step {} has no `wait`; say how long to wait for a stopping receipt before step {}, e.g. wait = \"30m\"",
+                    i + 1,
+                    i + 2
+                ));
+                None
+            }
+            None => None,
+        };
+        let wait_clock = s
+            .wait_clock
+            .as_ref()
+            .and_then(|v| check.choice(v, "wait clock", &WAIT_CLOCKS))
+            .unwrap_or(self.wait_clock);
+        let on_limit = s
+            .on_limit
+            .as_ref()
+            .and_then(|v| check.choice(v, "limit behaviour", &ON_LIMITS))
+            .unwrap_or(self.on_limit);
+        Some(Step {
+            channels,
+            wait_ms,
+            wait_clock,
+            on_limit,
+        })
+    }
+}
+
+/// The policy's own `[limits]` and `[quiet_hours]` merged over the global ones.
+fn with_overrides(
+    base: &PolicyBase,
+    raw_limits: Option<&RawLimits>,
+    raw_quiet: Option<&BTreeMap<String, Spanned<String>>>,
+    check: &mut FileCheck,
+) -> (Limits, BTreeMap<String, Option<QuietHours>>) {
+    let own = raw_limits
+        .map(|l| build_limits(l, base.known, check))
+        .unwrap_or_default();
+    let mut limits = base.limits.clone();
+    if own.per_customer.is_some() {
+        limits.per_customer = own.per_customer;
+    }
+    limits.per_channel.extend(own.per_channel);
+    let mut quiet = base.quiet.clone();
+    if let Some(q) = raw_quiet {
+        quiet.extend(build_quiet_hours(q, base.known, check));
+    }
+    (limits, quiet)
+}
+
+pub(super) fn build_limits(
+    raw: &RawLimits,
+    known: &KnownChannels,
+    check: &mut FileCheck,
+) -> Limits {
+    let per_customer = raw.per_customer.as_ref().and_then(|v| check.rate(v));
+    let mut per_channel = BTreeMap::new();
+    for (key, v) in &raw.per_channel {
+        if !known.names_channel_or_kind(key) {
+            check.err(
+                v.span(),
+                format!(
+                    "`{key}` in [limits] per_channel is not a channel; channels: {}",
+                    known.list()
+                ),
+            );
+            continue;
+        }
+        if let Some(rate) = check.rate(v) {
+            per_channel.insert(key.clone(), rate);
+        }
+    }
+    Limits {
+        per_customer,
+        per_channel,
+    }
+}
+
+/// `[quiet_hours]`: channel (or kind) → range, or `"off"` to lift a global range.
+pub(super) fn build_quiet_hours(
+    raw: &BTreeMap<String, Spanned<String>>,
+    known: &KnownChannels,
+    check: &mut FileCheck,
+) -> BTreeMap<String, Option<QuietHours>> {
+    let mut out = BTreeMap::new();
+    for (key, v) in raw {
+        if !known.names_channel_or_kind(key) {
+            check.err(
+                v.span(),
+                format!(
+                    "`{key}` in [quiet_hours] is not a channel; channels: {}",
+                    known.list()
+                ),
+            );
+            continue;
+        }
+        if v.get_ref().trim() == "off" {
+            out.insert(key.clone(), None);
+        } else if let Some(q) = check.parsed(v, |s| QuietHours::parse(s).map_err(|e| e.0)) {
+            out.insert(key.clone(), Some(q));
+        }
+    }
+    out
 }

@@ -3,8 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use jiff::tz::TimeZone;
 use serde::Deserialize;
 use toml::Spanned;
+
+use super::check::FileCheck;
+use super::{duration_ms, parse_duration, parse_timezone, secrets};
+use crate::core::Timing;
 
 /// The daemon's settings, validated.
 #[derive(Clone, Debug)]
@@ -180,3 +185,308 @@ pub const ENV_OVERRIDES: [(&str, &str); 17] = [
     ("CASCADE_HTTP_PUBLIC_URL", "http.public_url"),
     ("CASCADE_DEFAULTS_TIMEZONE", "defaults.timezone"),
 ];
+
+/// `defaults.claim_lease` when unset. A claimed wake-up sends on its lease
+/// when the channel's timeout fits in it with 5 s to spare (runtime/worker.rs):
+/// 30 s covers the default 10 s timeout.
+const DEFAULT_CLAIM_LEASE_MS: i64 = 30_000;
+/// `defaults.send_at_horizon`: 30 days.
+const DEFAULT_SEND_AT_HORIZON_MS: i64 = 30 * 86_400_000;
+
+/// Reads `cascade.toml` over the environment's `CASCADE_…` overrides; `None`
+/// when any setting is wrong (each one reported to `check`).
+pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option<Settings> {
+    let before = check.errors.len();
+    // The order of the reads is the order problems are reported in.
+    let text = read_texts(raw, check);
+    let receipt_tokens = secrets::receipt_tokens(&raw.http, check);
+    let number = read_numbers(raw, check);
+    let retention_ms = read_retention(raw, text.retention.as_deref(), check);
+    let timezone = read_timezone(raw, text.tz_name.as_deref(), check);
+    let time = read_durations(raw, check);
+    if check.errors.len() > before {
+        return None;
+    }
+    Some(Settings {
+        amqp: Amqp {
+            url: text.amqp_url?,
+            queue: text.queue?,
+            dead_letter_queue: text.dead?,
+            prefetch: number.prefetch? as u16,
+            max_body_bytes: number.max_body? as usize,
+            max_deliveries: number.max_deliveries? as u32,
+        },
+        redis: Redis {
+            url: text.redis_url?,
+            prefix: text.prefix?,
+            retention_ms: retention_ms?,
+            timer_shards: number.shards? as u16,
+        },
+        http: Http {
+            listen: text.listen?,
+            admin_listen: text.admin_listen?,
+            receipt_tokens,
+            public_url: text.public_url?,
+            header_read_timeout_ms: time.header_read_timeout?.max(1),
+            request_timeout_ms: time.request_timeout?.max(1),
+            max_connections: number.max_connections? as usize,
+        },
+        defaults: Defaults {
+            timezone: timezone?,
+            timezone_name: text.tz_name?,
+            late_read_window_ms: time.late_read?,
+            in_flight_timeout_ms: time.in_flight?,
+            claim_lease_ms: time.claim_lease?.max(1_000),
+            send_at_horizon_ms: time.send_at_horizon?,
+        },
+    })
+}
+
+/// The string settings as given (`None`: the problem is reported).
+struct Texts {
+    amqp_url: Option<String>,
+    queue: Option<String>,
+    dead: Option<String>,
+    redis_url: Option<String>,
+    prefix: Option<String>,
+    retention: Option<String>,
+    listen: Option<String>,
+    public_url: Option<String>,
+    tz_name: Option<String>,
+    admin_listen: Option<String>,
+}
+
+fn read_texts(raw: &RawSettings, check: &mut FileCheck) -> Texts {
+    let mut text =
+        |var: &str, v: &Option<Spanned<String>>, default: &str| env_or_text(check, var, v, default);
+    Texts {
+        amqp_url: text(
+            "CASCADE_AMQP_URL",
+            &raw.amqp.url,
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+        ),
+        queue: text(
+            "CASCADE_AMQP_QUEUE",
+            &raw.amqp.queue,
+            "cascade.notifications",
+        ),
+        dead: text(
+            "CASCADE_AMQP_DEAD_LETTER_QUEUE",
+            &raw.amqp.dead_letter_queue,
+            "cascade.dead",
+        ),
+        redis_url: text(
+            "CASCADE_REDIS_URL",
+            &raw.redis.url,
+            "redis://127.0.0.1:6379",
+        ),
+        prefix: text("CASCADE_REDIS_PREFIX", &raw.redis.prefix, "cascade"),
+        retention: text("CASCADE_REDIS_RETENTION", &raw.redis.retention, "7d"),
+        listen: text("CASCADE_HTTP_LISTEN", &raw.http.listen, "127.0.0.1:8080"),
+        public_url: text(
+            "CASCADE_HTTP_PUBLIC_URL",
+            &raw.http.public_url,
+            "http://127.0.0.1:8080",
+        ),
+        tz_name: text(
+            "CASCADE_DEFAULTS_TIMEZONE",
+            &raw.defaults.timezone,
+            "Europe/Moscow",
+        ),
+        admin_listen: text(
+            "CASCADE_HTTP_ADMIN_LISTEN",
+            &raw.http.admin_listen,
+            "127.0.0.1:9090",
+        ),
+    }
+}
+
+/// A setting: the CASCADE_… variable if set, else the file's value, else the default.
+fn env_or_text(
+    check: &mut FileCheck,
+    var: &str,
+    v: &Option<Spanned<String>>,
+    default: &str,
+) -> Option<String> {
+    if let Some(val) = (check.env)(var) {
+        return Some(val);
+    }
+    match v {
+        Some(v) => check.text(v),
+        None => Some(default.to_owned()),
+    }
+}
+
+/// The whole-number settings, each between 1 and its maximum.
+struct Numbers {
+    prefetch: Option<i64>,
+    max_body: Option<i64>,
+    max_deliveries: Option<i64>,
+    shards: Option<i64>,
+    max_connections: Option<i64>,
+}
+
+fn read_numbers(raw: &RawSettings, check: &mut FileCheck) -> Numbers {
+    let mut int = |var: &str, v: &Option<Spanned<i64>>, what: &str, default: i64, max: i64| {
+        env_or_int(check, var, v, Bounds { what, default, max })
+    };
+    Numbers {
+        prefetch: int(
+            "CASCADE_AMQP_PREFETCH",
+            &raw.amqp.prefetch,
+            "amqp.prefetch",
+            256,
+            65_535,
+        ),
+        max_body: int(
+            "CASCADE_AMQP_MAX_BODY_BYTES",
+            &raw.amqp.max_body_bytes,
+            "amqp.max_body_bytes",
+            256 * 1024,
+            64 << 20,
+        ),
+        max_deliveries: int(
+            "CASCADE_AMQP_MAX_DELIVERIES",
+            &raw.amqp.max_deliveries,
+            "amqp.max_deliveries",
+            5,
+            1_000,
+        ),
+        shards: int(
+            "CASCADE_REDIS_TIMER_SHARDS",
+            &raw.redis.timer_shards,
+            "redis.timer_shards",
+            16,
+            1024,
+        ),
+        max_connections: int(
+            "CASCADE_HTTP_MAX_CONNECTIONS",
+            &raw.http.max_connections,
+            "http.max_connections",
+            1024,
+            65_535,
+        ),
+    }
+}
+
+/// What a whole-number setting is called, its default and its maximum.
+struct Bounds<'a> {
+    what: &'a str,
+    default: i64,
+    max: i64,
+}
+
+/// A whole-number setting: the CASCADE_… variable if set, else the file's
+/// value, else the default.
+fn env_or_int(
+    check: &mut FileCheck,
+    var: &str,
+    v: &Option<Spanned<i64>>,
+    Bounds { what, default, max }: Bounds,
+) -> Option<i64> {
+    if let Some(val) = (check.env)(var) {
+        return match val.trim().parse::<i64>() {
+            Ok(n) if (1..=max).contains(&n) => Some(n),
+            _ => {
+                check.err_file(format!("environment variable {var}=`{val}`: {what} must be a whole number between 1 and {max}"));
+                None
+            }
+        };
+    }
+    match v {
+        Some(v) => check.positive(v, what, max),
+        None => Some(default),
+    }
+}
+
+/// `redis.retention`, reported where it was given (the file or the environment).
+fn read_retention(
+    raw: &RawSettings,
+    retention: Option<&str>,
+    check: &mut FileCheck,
+) -> Option<i64> {
+    let env = check.env;
+    retention.and_then(|r| match parse_duration(r) {
+        Ok(d) => Some(duration_ms(d)),
+        Err(msg) => {
+            match &raw.redis.retention {
+                Some(v) if env("CASCADE_REDIS_RETENTION").is_none() => check.err(v.span(), msg),
+                _ => check.err_file(format!("redis.retention: {msg}")),
+            }
+            None
+        }
+    })
+}
+
+/// `defaults.timezone`, reported where it was given (the file or the environment).
+fn read_timezone(
+    raw: &RawSettings,
+    tz_name: Option<&str>,
+    check: &mut FileCheck,
+) -> Option<TimeZone> {
+    let env = check.env;
+    tz_name.and_then(|name| match parse_timezone(name) {
+        Ok(tz) => Some(tz),
+        Err(msg) => {
+            match &raw.defaults.timezone {
+                Some(v) if env("CASCADE_DEFAULTS_TIMEZONE").is_none() => check.err(v.span(), msg),
+                _ => check.err_file(format!("defaults.timezone: {msg}")),
+            }
+            None
+        }
+    })
+}
+
+/// The duration settings, in milliseconds.
+struct Durations {
+    header_read_timeout: Option<i64>,
+    request_timeout: Option<i64>,
+    send_at_horizon: Option<i64>,
+    late_read: Option<i64>,
+    claim_lease: Option<i64>,
+    in_flight: Option<i64>,
+}
+
+fn read_durations(raw: &RawSettings, check: &mut FileCheck) -> Durations {
+    let timing = Timing::default();
+    let header_read_timeout = duration_or(check, &raw.http.header_read_timeout, 10_000);
+    let request_timeout = duration_or(check, &raw.http.request_timeout, 30_000);
+    let send_at_horizon = match &raw.defaults.send_at_horizon {
+        // Zero would refuse every send_at ahead of now: say so rather than let it.
+        Some(v) => match check.duration_ms(v) {
+            Some(ms) if ms < 1_000 => {
+                check.err(
+                    v.span(),
+                    "send_at_horizon must be 1s or longer, e.g. \"30d\"",
+                );
+                None
+            }
+            ms => ms,
+        },
+        None => Some(DEFAULT_SEND_AT_HORIZON_MS),
+    };
+    Durations {
+        header_read_timeout,
+        request_timeout,
+        send_at_horizon,
+        late_read: duration_or(
+            check,
+            &raw.defaults.late_read_window,
+            timing.late_read_window_ms,
+        ),
+        claim_lease: duration_or(check, &raw.defaults.claim_lease, DEFAULT_CLAIM_LEASE_MS),
+        in_flight: duration_or(
+            check,
+            &raw.defaults.in_flight_timeout,
+            timing.in_flight_timeout_ms,
+        ),
+    }
+}
+
+/// A duration setting from the file, else its default.
+fn duration_or(check: &mut FileCheck, v: &Option<Spanned<String>>, default_ms: i64) -> Option<i64> {
+    match v {
+        Some(v) => check.duration_ms(v),
+        None => Some(default_ms),
+    }
+}

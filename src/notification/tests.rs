@@ -3,7 +3,9 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
+use super::admit::check_send_at;
 use super::*;
+use crate::config::Catalog;
 
 /// The README's example notification.
 fn example() -> Value {

@@ -19,7 +19,7 @@ use super::store::Store;
 use super::telemetry::Telemetry;
 use super::worker::Worker;
 use crate::channels::Outbound;
-use crate::config::Catalog;
+use crate::config::{Catalog, Http};
 use crate::http::serve::{ConnectionLimits, serve};
 use crate::http::{AppState, admin_router, public_router};
 
@@ -106,31 +106,8 @@ impl Daemon {
             catalog: catalog.clone(),
             telemetry: telemetry.clone(),
         };
-        let public_limits = ConnectionLimits {
-            header_read_timeout: Duration::from_millis(settings.http.header_read_timeout_ms as u64),
-            max_connections: settings.http.max_connections,
-        };
-        let (listener, http_addr) = bind(options.listen.as_ref(), &settings.http.listen).await?;
-        tasks.spawn(serve(
-            listener,
-            public_router(
-                state.clone(),
-                Duration::from_millis(settings.http.request_timeout_ms as u64),
-            ),
-            public_limits,
-            shutdown.clone(),
-        ));
-        let (admin, admin_addr) =
-            bind(options.admin_listen.as_ref(), &settings.http.admin_listen).await?;
-        tasks.spawn(serve(
-            admin,
-            admin_router(state),
-            ConnectionLimits {
-                max_connections: ADMIN_MAX_CONNECTIONS,
-                ..public_limits
-            },
-            shutdown.clone(),
-        ));
+        let (http_addr, admin_addr) =
+            start_http(state, &settings.http, &options, &tasks, &shutdown).await?;
         if options.insecure_demo_secrets {
             tasks.spawn(warn_insecure(catalog.clone(), shutdown.clone()));
         }
@@ -203,6 +180,42 @@ impl Daemon {
 
 /// Connections the admin listener serves at once (a scraper and a few probes).
 const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Binds the public and the admin listener and serves each until shutdown;
+/// returns their addresses.
+async fn start_http(
+    state: AppState,
+    http: &Http,
+    options: &DaemonOptions,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(SocketAddr, SocketAddr), StartError> {
+    let public_limits = ConnectionLimits {
+        header_read_timeout: Duration::from_millis(http.header_read_timeout_ms as u64),
+        max_connections: http.max_connections,
+    };
+    let (listener, http_addr) = bind(options.listen.as_ref(), &http.listen).await?;
+    tasks.spawn(serve(
+        listener,
+        public_router(
+            state.clone(),
+            Duration::from_millis(http.request_timeout_ms as u64),
+        ),
+        public_limits,
+        shutdown.clone(),
+    ));
+    let (admin, admin_addr) = bind(options.admin_listen.as_ref(), &http.admin_listen).await?;
+    tasks.spawn(serve(
+        admin,
+        admin_router(state),
+        ConnectionLimits {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            ..public_limits
+        },
+        shutdown.clone(),
+    ));
+    Ok((http_addr, admin_addr))
+}
 
 /// Binds `over` if given, else `configured`.
 async fn bind(

@@ -26,6 +26,7 @@
 //! already refuses longer texts; this guards against a configuration reload
 //! in between.
 
+mod answer;
 pub mod generic;
 pub mod smsc;
 pub mod smsru;
@@ -39,6 +40,8 @@ use super::settings::{self, ChannelConfig, ChannelSettings, Role, Secret};
 use super::{Outgoing, SmsEncoding, sms_segments};
 use crate::core::{OnUncertain, SendOutcome};
 use crate::pii;
+
+pub(crate) use answer::{http_status_outcome, retry_after_ms, transport_outcome};
 
 /// An SMS gateway this channel kind speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -294,34 +297,117 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
             reason: "the notification has no text for this channel".into(),
         };
     }
-    let (encoding, segments, units) = sms_segments(text);
-    let encoding_word = match encoding {
-        SmsEncoding::Gsm7 => "gsm7",
-        SmsEncoding::Ucs2 => "ucs2",
-    };
+    let size = TextSize::of(text);
     let notification_id = out.notification.id.as_str();
     let masked = pii::mask_phone(phone);
-    if let Some(max) = channel.max_segments
-        && segments > max
-    {
+    if let Some(refused) = size.refused_by(channel, notification_id, &masked) {
+        return refused;
+    }
+
+    let attempt = out.order.attempt.max(1);
+    let (provider, repeat) = pick_provider(channel, list, attempt, notification_id);
+    let request = Attempt {
+        channel,
+        settings,
+        single_provider: list.len() == 1,
+        phone,
+        digits: phone.chars().filter(char::is_ascii_digit).collect(),
+        text,
+        sender: settings.sender.as_deref().filter(|s| !s.is_empty()),
+        key: out.idempotency_key(),
+        timeout: Duration::from_millis(channel.timeout_ms.max(1) as u64),
+        repeat,
+    };
+    let outcome = match provider {
+        Provider::SmsRu => smsru::send(http, &request).await,
+        Provider::Smsc => smsc::send(http, &request).await,
+        Provider::Generic => generic::send(http, &request).await,
+    };
+    let (word, reason, pmid) = describe(&outcome);
+    // The gateway's answer may repeat the number.
+    let reason = reason.map(pii::scrub);
+    tracing::info!(
+        notification_id,
+        channel = %channel.name,
+        provider = provider.as_str(),
+        attempt,
+        phone = %masked,
+        encoding = size.encoding_word(),
+        segments = size.segments,
+        units = size.units,
+        outcome = word,
+        reason = reason.as_deref(),
+        provider_message_id = pmid,
+        "sms attempt"
+    );
+    outcome
+}
+
+/// A text's encoding and length in segments and in the encoding's units.
+struct TextSize {
+    encoding: SmsEncoding,
+    segments: u32,
+    units: usize,
+}
+
+impl TextSize {
+    fn of(text: &str) -> TextSize {
+        let (encoding, segments, units) = sms_segments(text);
+        TextSize {
+            encoding,
+            segments,
+            units,
+        }
+    }
+
+    fn encoding_word(&self) -> &'static str {
+        match self.encoding {
+            SmsEncoding::Gsm7 => "gsm7",
+            SmsEncoding::Ucs2 => "ucs2",
+        }
+    }
+
+    /// Intake refuses longer texts already; this guards against a reload of
+    /// the channel's `max_segments` in between.
+    fn refused_by(
+        &self,
+        channel: &ChannelConfig,
+        notification_id: &str,
+        masked_phone: &str,
+    ) -> Option<SendOutcome> {
+        let max = channel.max_segments?;
+        if self.segments <= max {
+            return None;
+        }
         let reason = format!(
-            "the text needs {segments} SMS segments ({units} {}); channel `{}` allows at most {max}",
-            encoding.unit_name(),
+            "the text needs {} SMS segments ({} {}); channel `{}` allows at most {max}",
+            self.segments,
+            self.units,
+            self.encoding.unit_name(),
             channel.name
         );
         tracing::warn!(
             notification_id,
             channel = %channel.name,
-            phone = %masked,
-            encoding = encoding_word,
-            segments,
+            phone = %masked_phone,
+            encoding = self.encoding_word(),
+            segments = self.segments,
             max_segments = max,
             "sms refused: too many segments"
         );
-        return SendOutcome::Permanent { reason };
+        Some(SendOutcome::Permanent { reason })
     }
+}
 
-    let attempt = out.order.attempt.max(1);
+/// The provider attempt `attempt` goes to, and whether the previous attempt
+/// went to the same one. A channel that resends an uncertain send never
+/// fails over (see the module comment).
+fn pick_provider(
+    channel: &ChannelConfig,
+    list: &[Provider],
+    attempt: u8,
+    notification_id: &str,
+) -> (Provider, bool) {
     let attempts = channel.rules.retry.attempts;
     let may_fail_over = channel.rules.on_uncertain == OnUncertain::Skip;
     let index_of = |n: u8| {
@@ -340,41 +426,7 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
     }
     let index = index_of(attempt);
     let provider = list[index.min(list.len() - 1)];
-    let request = Attempt {
-        channel,
-        settings,
-        single_provider: list.len() == 1,
-        phone,
-        digits: phone.chars().filter(char::is_ascii_digit).collect(),
-        text,
-        sender: settings.sender.as_deref().filter(|s| !s.is_empty()),
-        key: out.idempotency_key(),
-        timeout: Duration::from_millis(channel.timeout_ms.max(1) as u64),
-        repeat: attempt > 1 && index_of(attempt - 1) == index,
-    };
-    let outcome = match provider {
-        Provider::SmsRu => smsru::send(http, &request).await,
-        Provider::Smsc => smsc::send(http, &request).await,
-        Provider::Generic => generic::send(http, &request).await,
-    };
-    let (word, reason, pmid) = describe(&outcome);
-    // The gateway's answer may repeat the number.
-    let reason = reason.map(pii::scrub);
-    tracing::info!(
-        notification_id,
-        channel = %channel.name,
-        provider = provider.as_str(),
-        attempt,
-        phone = %masked,
-        encoding = encoding_word,
-        segments,
-        units,
-        outcome = word,
-        reason = reason.as_deref(),
-        provider_message_id = pmid,
-        "sms attempt"
-    );
-    outcome
+    (provider, attempt > 1 && index_of(attempt - 1) == index)
 }
 
 /// An outcome's word, reason and message id, for the log line.
@@ -388,63 +440,6 @@ fn describe(o: &SendOutcome) -> (&'static str, Option<&str>, Option<&str>) {
         SendOutcome::Permanent { reason } => ("permanent", Some(reason), None),
         SendOutcome::Misconfigured { reason } => ("misconfigured", Some(reason), None),
         SendOutcome::Ambiguous { reason } => ("ambiguous", Some(reason), None),
-    }
-}
-
-/// What a failed HTTP request means, for every provider: nothing reached the
-/// provider (transient), the address is unusable (misconfigured), or the
-/// request may have been taken before the answer was lost (ambiguous).
-pub(crate) fn transport_outcome(provider: &str, e: &reqwest::Error) -> SendOutcome {
-    if e.is_connect() {
-        SendOutcome::Transient {
-            reason: format!("{provider}: cannot connect: {e}"),
-            retry_after_ms: None,
-        }
-    } else if e.is_builder() {
-        SendOutcome::Misconfigured {
-            reason: format!("{provider}: bad request address: {e}"),
-        }
-    } else if e.is_timeout() {
-        SendOutcome::Ambiguous {
-            reason: format!("{provider}: no answer within the timeout after sending"),
-        }
-    } else {
-        SendOutcome::Ambiguous {
-            reason: format!("{provider}: no answer after sending: {e}"),
-        }
-    }
-}
-
-/// `Retry-After` in whole seconds, as milliseconds (saturating; a negative
-/// number is no delay). The core caps it at the channel's `max_backoff`.
-pub(crate) fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> Option<i64> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .filter(|s| *s >= 0)
-        .map(|s| s.saturating_mul(1000))
-}
-
-/// How an HTTP status that is not 2xx is read, for the gateways that answer
-/// their own errors inside a 200 (SMS.ru, SMSC): 429 rate-limited, 408 and
-/// 5xx transient, anything else means the address or credentials are wrong.
-pub(crate) fn http_status_outcome(
-    provider: &str,
-    status: reqwest::StatusCode,
-    retry_after_ms: Option<i64>,
-) -> SendOutcome {
-    match status.as_u16() {
-        429 => SendOutcome::RateLimited {
-            retry_after_ms: retry_after_ms.unwrap_or(60_000),
-        },
-        408 | 500..=599 => SendOutcome::Transient {
-            reason: format!("{provider}: HTTP {status}"),
-            retry_after_ms,
-        },
-        _ => SendOutcome::Misconfigured {
-            reason: format!("{provider}: HTTP {status}: check the base URL and credentials"),
-        },
     }
 }
 
@@ -502,119 +497,4 @@ pub(crate) async fn answer_with(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_saturates_and_refuses_negatives() {
-        let at = |v: &str| {
-            let mut h = reqwest::header::HeaderMap::new();
-            h.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap());
-            retry_after_ms(&h)
-        };
-        assert_eq!(at("3"), Some(3_000));
-        assert_eq!(at(" 99999999999 "), Some(99_999_999_999_000));
-        assert_eq!(at("9223372036854775807"), Some(i64::MAX));
-        assert_eq!(at("-5"), None);
-        assert_eq!(at("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(retry_after_ms(&reqwest::header::HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn attempts_are_spread_over_the_providers_in_blocks() {
-        let order = |n: usize, attempts: u8| -> Vec<usize> {
-            (1..=attempts + 1)
-                .map(|a| provider_index(n, attempts, a))
-                .collect()
-        };
-        assert_eq!(order(1, 4), [0, 0, 0, 0, 0]);
-        assert_eq!(order(2, 4), [0, 0, 1, 1, 1]);
-        assert_eq!(order(2, 3), [0, 0, 1, 1]);
-        assert_eq!(order(3, 3), [0, 1, 2, 2]);
-        assert_eq!(order(3, 6), [0, 0, 1, 1, 2, 2, 2]);
-        // Fewer attempts than providers: the later ones are never reached
-        // (an attempt past the count — which the core never orders — takes the last).
-        assert_eq!(order(3, 1), [0, 2]);
-        assert_eq!(provider_index(2, 0, 0), 0);
-    }
-
-    /// The transport rows every provider shares: nobody listening is
-    /// transient; a request taken but never answered is ambiguous.
-    #[tokio::test]
-    async fn transport_failures() {
-        let http = reqwest::Client::new();
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = closed.local_addr().unwrap().port();
-        drop(closed);
-        let e = http
-            .post(format!("http://127.0.0.1:{port}/sms/send"))
-            .send()
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            transport_outcome("SMS.ru", &e),
-            SendOutcome::Transient { .. }
-        ));
-
-        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = silent.local_addr().unwrap();
-        let hold = tokio::spawn(async move {
-            let (socket, _) = silent.accept().await.unwrap();
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            drop(socket);
-        });
-        let e = http
-            .post(format!("http://{addr}/sys/send.php"))
-            .timeout(Duration::from_millis(200))
-            .body("mes=x")
-            .send()
-            .await
-            .unwrap_err();
-        assert_eq!(
-            transport_outcome("SMSC", &e),
-            SendOutcome::Ambiguous {
-                reason: "SMSC: no answer within the timeout after sending".into()
-            }
-        );
-        hold.abort();
-    }
-
-    #[test]
-    fn providers_are_read_from_provider_or_providers() {
-        let channel = |pairs: &[(&str, &str)]| {
-            settings::from_pairs(crate::core::ChannelKind::Sms, pairs)
-                .map(|s| s.as_sms().expect("sms").providers().to_vec())
-        };
-        assert_eq!(channel(&[("provider", "smsc")]), Ok(vec![Provider::Smsc]));
-        assert_eq!(
-            channel(&[("providers", "smsru, smsc,generic")]),
-            Ok(vec![Provider::SmsRu, Provider::Smsc, Provider::Generic])
-        );
-        assert!(channel(&[]).is_err());
-        assert!(channel(&[("providers", " , ")]).is_err());
-        assert!(channel(&[("providers", "smsru,smsaero")]).is_err());
-        assert!(channel(&[("provider", "smsru"), ("providers", "smsc")]).is_err());
-    }
-
-    #[test]
-    fn numeric_ids_are_stable_and_in_range() {
-        let a = numeric_id("order-1001:delayed:1");
-        assert_eq!(a, numeric_id("order-1001:delayed:1"));
-        assert_ne!(a, numeric_id("order-1001:delayed:0"));
-        for i in 0..10_000 {
-            let id = numeric_id(&format!("n-{i}:0"));
-            assert!((1..=2_147_483_647).contains(&id));
-        }
-    }
-
-    #[test]
-    fn the_text_decides_encoding_and_segments() {
-        // Cyrillic is UCS-2: 70 a single SMS, 67 a part.
-        let ru = |n| "ж".repeat(n);
-        assert_eq!(sms_segments(&ru(70)).0, SmsEncoding::Ucs2);
-        assert_eq!(sms_segments(&ru(70)).1, 1);
-        assert_eq!(sms_segments(&ru(71)).1, 2);
-        assert_eq!(sms_segments("Заказ 1001 задерживается на 2 дня").1, 1);
-        assert_eq!(sms_segments(&"a".repeat(160)), (SmsEncoding::Gsm7, 1, 160));
-    }
-}
+mod tests;

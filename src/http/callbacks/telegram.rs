@@ -181,43 +181,15 @@ async fn update(
             return answer(StatusCode::SERVICE_UNAVAILABLE);
         }
     }
-    let bot_token = config
-        .settings
-        .as_telegram()
-        .map_or("", |s| s.bot_token.as_str());
-    let pmid =
-        |m: &MessageRef| provider_message_id(bot_token, &m.chat.id.to_string(), m.message_id);
-    // The provider message ids the update may be about, newest first.
-    // `unquoted`: a message that names none of ours, whose candidates are guesses.
-    let (candidates, event, unquoted): (Vec<String>, _, _) =
-        if let Some(query) = &update.callback_query {
-            // Stop the customer's spinner whatever becomes of the press.
-            if let Err(e) = answer_callback_query(client(), &config, &query.id).await {
-                tracing::warn!(channel, error = %e, "answerCallbackQuery failed");
-            }
-            (query.message.iter().map(pmid).collect(), "read", false)
-        } else if let Some(message) = &update.message {
-            if message.from.as_ref().is_some_and(|u| u.is_bot) {
-                count(&state, PROVIDER, "ignored");
-                return answer(StatusCode::OK);
-            }
-            match (&message.reply_to_message, &message.chat) {
-                (Some(to), _) => (vec![pmid(to)], "replied", false),
-                (None, Some(chat)) => {
-                    let chat = chat_pseudonym(bot_token, &chat.id.to_string());
-                    let before = (1..=UNQUOTED_LOOKBACK)
-                        .map(|back| message.message_id - back)
-                        .filter(|id| *id > 0)
-                        .map(|id| message_id_in(&chat, id))
-                        .collect();
-                    (before, "replied", true)
-                }
-                (None, None) => (Vec::new(), "replied", true),
-            }
-        } else {
-            count(&state, PROVIDER, "ignored");
-            return answer(StatusCode::OK);
-        };
+    let Some(About {
+        candidates,
+        event,
+        unquoted,
+    }) = about(&channel, &config, &update).await
+    else {
+        count(&state, PROVIDER, "ignored");
+        return answer(StatusCode::OK);
+    };
     if candidates.is_empty() {
         count(
             &state,
@@ -252,21 +224,81 @@ async fn update(
         return answer(StatusCode::OK);
     };
     let recorded = crate::http::record(&state, &id, event, Some(&channel)).await;
-    match recorded.status() {
+    answer_recorded(&state, &seen_key, recorded.status()).await
+}
+
+/// What an update is about: the provider message ids it may concern, newest
+/// first, and the receipt it records.
+struct About {
+    candidates: Vec<String>,
+    event: &'static str,
+    /// A message that names none of ours, whose candidates are guesses.
+    unquoted: bool,
+}
+
+/// `None`: nothing to record (the bot's own message, another kind of update).
+async fn about(channel: &str, config: &ChannelConfig, update: &Update) -> Option<About> {
+    let bot_token = config
+        .settings
+        .as_telegram()
+        .map_or("", |s| s.bot_token.as_str());
+    let pmid =
+        |m: &MessageRef| provider_message_id(bot_token, &m.chat.id.to_string(), m.message_id);
+    let replied = |candidates, unquoted| {
+        Some(About {
+            candidates,
+            event: "replied",
+            unquoted,
+        })
+    };
+    if let Some(query) = &update.callback_query {
+        // Stop the customer's spinner whatever becomes of the press.
+        if let Err(e) = answer_callback_query(client(), config, &query.id).await {
+            tracing::warn!(channel, error = %e, "answerCallbackQuery failed");
+        }
+        return Some(About {
+            candidates: query.message.iter().map(pmid).collect(),
+            event: "read",
+            unquoted: false,
+        });
+    }
+    let message = update.message.as_ref()?;
+    if message.from.as_ref().is_some_and(|u| u.is_bot) {
+        return None;
+    }
+    match (&message.reply_to_message, &message.chat) {
+        (Some(to), _) => replied(vec![pmid(to)], false),
+        (None, Some(chat)) => {
+            let chat = chat_pseudonym(bot_token, &chat.id.to_string());
+            let before = (1..=UNQUOTED_LOOKBACK)
+                .map(|back| message.message_id - back)
+                .filter(|id| *id > 0)
+                .map(|id| message_id_in(&chat, id))
+                .collect();
+            replied(before, true)
+        }
+        (None, None) => replied(Vec::new(), true),
+    }
+}
+
+/// Telegram's answer once the receipt was recorded (or not): only a store
+/// failure asks for the update again, so it is forgotten as seen.
+async fn answer_recorded(state: &AppState, seen_key: &str, recorded: StatusCode) -> Response {
+    match recorded {
         StatusCode::SERVICE_UNAVAILABLE => {
-            state.store.forget_seen(&seen_key).await;
+            state.store.forget_seen(seen_key).await;
             answer(StatusCode::SERVICE_UNAVAILABLE)
         }
         StatusCode::NOT_FOUND => {
-            count(&state, PROVIDER, "unknown");
+            count(state, PROVIDER, "unknown");
             answer(StatusCode::OK)
         }
         StatusCode::OK => {
-            count(&state, PROVIDER, "already_recorded");
+            count(state, PROVIDER, "already_recorded");
             answer(StatusCode::OK)
         }
         _ => {
-            count(&state, PROVIDER, "recorded");
+            count(state, PROVIDER, "recorded");
             answer(StatusCode::OK)
         }
     }
