@@ -59,10 +59,10 @@ enum Stage {
     /// Read the cascade, then decide on the event.
     Load(Event),
     /// Let the core decide on the state after the event, and store that.
-    Decide(Loaded, Event),
+    Decide(Box<Loaded>, Event),
     /// A decision stored as `version` (or held on the claim, `Unsaved`):
     /// settle its send's channel and the customer's limits.
-    Decided(Loaded, Decision, i64),
+    Decided(Box<Loaded>, Decision, i64),
     /// A send whose channel and limits are settled: admit it and request it.
     Send(Box<Send>),
     /// Nothing more to do in this wake-up.
@@ -73,7 +73,7 @@ enum Stage {
 struct Send {
     /// The configuration it was decided with (its channel is in it).
     catalog: Arc<Catalog>,
-    loaded: Loaded,
+    loaded: Box<Loaded>,
     /// The state the decision that ordered it left (in flight).
     cascade: Cascade,
     order: SendOrder,
@@ -84,12 +84,11 @@ struct Send {
 
 impl Send {
     /// The state the send leaves, to decide its outcome on.
-    fn after(self) -> Loaded {
-        Loaded {
-            cascade: self.cascade,
-            version: self.version,
-            ..self.loaded
-        }
+    fn after(self) -> Box<Loaded> {
+        let mut loaded = self.loaded;
+        loaded.cascade = self.cascade;
+        loaded.version = self.version;
+        loaded
     }
 }
 
@@ -156,7 +155,7 @@ impl Worker {
         let wakeup = Wakeup::new(self, &claimed.id, Some(claim));
         // Boxed: the scheduler spawns this, and a task is moved a few times
         // on its way into the runtime; the state machine is some 5 KB.
-        Box::pin(wakeup.run(Stage::Decide(loaded, event))).await
+        Box::pin(wakeup.run(Stage::Decide(Box::new(loaded), event))).await
     }
 
     /// Carries out a decision already stored as version `version` (intake
@@ -171,7 +170,7 @@ impl Worker {
     ) -> Result<(), StoreError> {
         self.log(id, &before, &decision.entries);
         Wakeup::new(self, id, None)
-            .run(Stage::Decided(before, decision, version))
+            .run(Stage::Decided(Box::new(before), decision, version))
             .await
     }
 
@@ -234,7 +233,7 @@ struct Claim {
 /// lease and not yet stored is still ours to store if nobody else moved the
 /// cascade on (same version): decide on from it. Otherwise another instance
 /// took the cascade over (the lease ran out), and that decision is dropped.
-fn resume(id: &str, mut loaded: Loaded, unsaved: &mut Option<Unsaved>) -> Loaded {
+fn resume(id: &str, mut loaded: Box<Loaded>, unsaved: &mut Option<Unsaved>) -> Box<Loaded> {
     if let Some(u) = unsaved {
         if u.version == loaded.version {
             loaded.cascade = u.cascade.clone();

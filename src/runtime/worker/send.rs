@@ -100,7 +100,7 @@ impl Wakeup<'_> {
                     return Ok(Ok(send));
                 }
                 self.release_limit(&send, channel).await?;
-                Stage::Decide(fresh, Event::ReceiptsChanged)
+                Stage::Decide(Box::new(fresh), Event::ReceiptsChanged)
             }
             Admission::NoRoom { wait } => {
                 self.release_limit(&send, channel).await?;

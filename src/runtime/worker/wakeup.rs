@@ -90,7 +90,7 @@ impl<'w> Wakeup<'w> {
             event = Event::TimerDue;
         }
         Ok(Stage::Decide(
-            resume(self.id, loaded, &mut self.unsaved),
+            resume(self.id, Box::new(loaded), &mut self.unsaved),
             event,
         ))
     }
@@ -99,7 +99,7 @@ impl<'w> Wakeup<'w> {
     /// decided on the claim for the lease).
     pub(super) async fn decide(
         &mut self,
-        loaded: Loaded,
+        loaded: Box<Loaded>,
         event: Event,
     ) -> Result<Stage, StoreError> {
         let catalog = self.worker.catalog.load();
@@ -144,17 +144,17 @@ impl<'w> Wakeup<'w> {
     /// channel gone from the configuration fails the send, a limit defers it.
     pub(super) async fn settle_send(
         &mut self,
-        loaded: Loaded,
+        loaded: Box<Loaded>,
         decision: Decision,
         version: i64,
     ) -> Result<Stage, StoreError> {
         let Some(order) = decision.send else {
             return Ok(Stage::Settled);
         };
-        let after = |loaded: Loaded| Loaded {
-            cascade: decision.cascade.clone(),
-            version,
-            ..loaded
+        let after = |mut loaded: Box<Loaded>| {
+            loaded.cascade = decision.cascade.clone();
+            loaded.version = version;
+            loaded
         };
         let catalog = self.worker.catalog.load_full();
         let Some(channel) = catalog.channels.get(&order.channel) else {
