@@ -31,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 use super::clock::Clock;
 use super::internal_events::{Lifecycle, ProviderAnswered};
 use super::store::{
-    Claimed, CommitReply, CommitRequest, Lease, Loaded, ProviderMessage, Store, StoreError,
+    CascadeStore, Claimed, CommitReply, CommitRequest, Lease, Loaded, ProviderMessage, Store,
+    StoreError,
 };
 use super::telemetry::Telemetry;
 use crate::channels::{Admission, Outbound, Outgoing};
@@ -41,8 +42,9 @@ use crate::core::{
 };
 
 /// Everything a wake-up needs; shared by the scheduler's tasks.
-pub struct Worker {
-    pub store: Store,
+/// Generic over the store (`CascadeStore`): the daemon's is Redis.
+pub struct Worker<S = Store> {
+    pub store: S,
     pub catalog: Arc<ArcSwap<Catalog>>,
     pub outbound: Outbound,
     pub clock: Arc<dyn Clock>,
@@ -126,7 +128,7 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// The first pause before storing a send's outcome again after Redis failed.
 const COMMIT_RETRY_FIRST: Duration = Duration::from_millis(100);
 
-impl Worker {
+impl<S: CascadeStore> Worker<S> {
     /// Handles a due timer (or a poke after a receipt) for a cascade the
     /// scheduler claimed and read in one round trip. A state that is stale
     /// by now is caught by the commit's version check.

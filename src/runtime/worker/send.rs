@@ -5,7 +5,7 @@
 use super::wakeup::Wakeup;
 use super::*;
 
-impl Wakeup<'_> {
+impl<S: CascadeStore> Wakeup<'_, S> {
     /// Admits the send (on the claim's lease, or stored in flight first),
     /// takes the channel's throughput inside the send's window, and
     /// requests it; the outcome is decided on next.

@@ -27,7 +27,7 @@ pub struct FirstSend {
     decision: Decision,
 }
 
-impl Worker {
+impl<S: CascadeStore> Worker<S> {
     /// Records a new cascade for `admitted`, with its first decision when
     /// it is due now. A receipt recorded before the notification arrived
     /// (a `cancelled`, say) refuses that first send: the cascade is then

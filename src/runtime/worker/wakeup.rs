@@ -4,8 +4,8 @@
 use super::*;
 
 /// One wake-up of one cascade: what it carries from stage to stage.
-pub(super) struct Wakeup<'w> {
-    pub(super) worker: &'w Worker,
+pub(super) struct Wakeup<'w, S: CascadeStore> {
+    pub(super) worker: &'w Worker<S>,
     pub(super) id: &'w str,
     /// The scheduler's claim, while only its lease stands for this wake-up
     /// (nothing stored, nothing sent yet); taken as soon as that changes.
@@ -18,8 +18,8 @@ pub(super) struct Wakeup<'w> {
     pub(super) sent_on_lease: Option<Lease>,
 }
 
-impl<'w> Wakeup<'w> {
-    pub(super) fn new(worker: &'w Worker, id: &'w str, claim: Option<Claim>) -> Self {
+impl<'w, S: CascadeStore> Wakeup<'w, S> {
+    pub(super) fn new(worker: &'w Worker<S>, id: &'w str, claim: Option<Claim>) -> Self {
         Wakeup {
             worker,
             id,
