@@ -55,10 +55,13 @@ pub struct Store {
     retention_ms: i64,
     scripts: Arc<call::Scripts>,
     policies: policies::Snapshots,
+    /// Per timer shard: when its far slots were last looked at (`timers`).
+    far_checked_ms: Arc<std::sync::Mutex<Vec<i64>>>,
 }
 
 impl Store {
     pub async fn connect(url: &str, keys: Keys, retention_ms: i64) -> Result<Store, StoreError> {
+        let shards = usize::from(keys.shards());
         let client = redis::Client::open(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
@@ -81,6 +84,7 @@ impl Store {
             retention_ms,
             scripts: Arc::new(scripts),
             policies: policies::Snapshots::default(),
+            far_checked_ms: Arc::new(std::sync::Mutex::new(vec![i64::MIN; shards])),
         })
     }
 

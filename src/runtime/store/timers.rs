@@ -23,6 +23,14 @@ const WAKE_MOVE_BUDGET: usize = 10_000;
 /// every few seconds ever finds due).
 const WAKE_SLOTS_PER_CLAIM: isize = 64;
 
+/// How long a shard whose far slots had nothing due is not looked at again
+/// (a round trip before the claim): short enough that a wake-up written
+/// just past the horizon still moves into the set well before it is due
+/// (the horizon is two minutes, a slot one), long enough that a busy
+/// scheduler's claims cost one round trip for the script and one for the
+/// records, not three.
+const FAR_CHECK_EVERY_MS: i64 = 10_000;
+
 /// What a script that sets a cascade's wake-up needs (`set_wake` in
 /// `wake.lua`): the shard's keys come with the script's own KEYS; this is
 /// the slot list of the wake-up and the ARGV.
@@ -292,8 +300,20 @@ impl Store {
     }
 
     /// The far slots of `shard` that come within the horizon, oldest first
-    /// (`claim.lua` moves their lists into the set).
+    /// (`claim.lua` moves their lists into the set); none without a look
+    /// when the shard was looked at less than `FAR_CHECK_EVERY_MS` ago.
     async fn far_slots_due(&self, shard: u16, now_ms: i64) -> Result<Vec<i64>, StoreError> {
+        let index = usize::from(shard);
+        let checked_ms = self
+            .far_checked_ms
+            .lock()
+            .ok()
+            .and_then(|c| c.get(index).copied())
+            .unwrap_or(i64::MIN);
+        // A clock that went back looks again at once.
+        if (0..FAR_CHECK_EVERY_MS).contains(&now_ms.saturating_sub(checked_ms)) {
+            return Ok(Vec::new());
+        }
         let upto = (now_ms + WAKE_HORIZON_MS).div_euclid(WAKE_SLOT_MS);
         let mut c = self.claims.clone();
         let slots: Vec<i64> = redis::cmd("ZRANGEBYSCORE")
@@ -305,6 +325,14 @@ impl Store {
             .arg(WAKE_SLOTS_PER_CLAIM)
             .query_async(&mut c)
             .await?;
+        // Only when nothing is due: a slot the claim moves in parts, or a
+        // full page, leaves more for the next claim to move.
+        if slots.is_empty()
+            && let Ok(mut checked) = self.far_checked_ms.lock()
+            && let Some(at) = checked.get_mut(index)
+        {
+            *at = now_ms;
+        }
         Ok(slots)
     }
 
