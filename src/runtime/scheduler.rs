@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Health;
 use super::internal_events::Claimed;
+use super::store::CascadeStore;
 use super::worker::Worker;
 
 /// Tunables of the claim loop.
@@ -40,8 +41,8 @@ impl Default for SchedulerConfig {
 
 /// Runs until `shutdown`; then stops claiming and lets the wake-ups in
 /// progress finish (what is left over goes back to the shards when its lease ends).
-pub async fn run(
-    worker: Arc<Worker>,
+pub async fn run<S: CascadeStore>(
+    worker: Arc<Worker<S>>,
     config: SchedulerConfig,
     poke: Arc<Notify>,
     health: Arc<Health>,
@@ -49,7 +50,7 @@ pub async fn run(
 ) {
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
-    let shards = worker.store.keys.shards();
+    let shards = worker.store.shards();
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         let now = worker.clock.now_ms();
