@@ -1,7 +1,7 @@
 //! The daemon's worker on the in-memory store: the same code that runs
 //! against Redis starts a notification, sends its first step to a loopback
 //! receiver, and — when the clock moves past the wait — claims and escalates
-//! it, with no Redis or RabbitMQ. This is what `demo` and `simulate` will
+//! it through the daemon's scheduler, with no Redis or RabbitMQ. This is what `demo` and `simulate` will
 //! run on.
 
 mod common;
@@ -12,12 +12,15 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use cascade::channels::Outbound;
+use cascade::runtime::Health;
 use cascade::runtime::clock::{Clock, SystemClock};
+use cascade::runtime::scheduler::{self, SchedulerConfig};
 use cascade::runtime::store::{CascadeStore, MemoryStore};
 use cascade::runtime::telemetry::Telemetry;
 use cascade::runtime::worker::{Started, Worker};
+use tokio::sync::Notify;
 
-use common::{DELIVERY_DELAY, TestConfig, fake_receiver, notification};
+use common::{AT_ONCE, DELIVERY_DELAY, TestConfig, fake_receiver, notification, wait_until};
 
 const MIN: i64 = 60_000;
 
@@ -28,14 +31,14 @@ async fn the_worker_runs_a_cascade_on_the_memory_store() {
     let catalog = cfg.catalog();
     let clock = Arc::new(SystemClock::default());
     let store = MemoryStore::new(clock.clone(), 3_600_000, 4);
-    let worker = Worker {
+    let worker = Arc::new(Worker {
         store: store.clone(),
         catalog: Arc::new(ArcSwap::from_pointee(catalog)),
         outbound: Outbound::new(),
         clock: clock.clone(),
         telemetry: Telemetry::new(),
         shutdown: CancellationToken::new(),
-    };
+    });
 
     let id = format!("{}-n", cfg.name);
     let body = notification(&id, "c-1");
@@ -54,20 +57,22 @@ async fn the_worker_runs_a_cascade_on_the_memory_store() {
     // Nothing is due before the 30-minute wait runs out.
     let nothing = store.claim(0, clock.now_ms(), 30_000, 16).await.unwrap();
     assert!(nothing.is_empty());
+    // The daemon's scheduler claims it once the clock has moved past the wait.
+    let shutdown = CancellationToken::new();
+    let scheduler = tokio::spawn(scheduler::run(
+        worker.clone(),
+        SchedulerConfig::default(),
+        Arc::new(Notify::new()),
+        Arc::new(Health::default()),
+        shutdown.clone(),
+    ));
     clock.advance(31 * MIN);
-    let mut due = Vec::new();
-    for shard in 0..store.shards() {
-        due.extend(
-            store
-                .claim(shard, clock.now_ms(), 30_000, 16)
-                .await
-                .unwrap(),
-        );
-    }
-    assert_eq!(due.len(), 1);
-    for claimed in due {
-        worker.wake_claimed(claimed).await.unwrap();
-    }
+    wait_until("the escalation", AT_ONCE, async || {
+        received.count("sms") == 1
+    })
+    .await;
+    shutdown.cancel();
+    scheduler.await.unwrap();
     assert_eq!(received.count("sms"), 1, "escalated to SMS");
     let (cascade, timeline) = store.status(&id).await.unwrap().unwrap();
     let events: Vec<&str> = timeline.iter().map(|e| e.event.as_str()).collect();
