@@ -1,4 +1,4 @@
-//! `telegram` channels: the Bot API's `sendMessage` (docs/providers.md, "Telegram").
+//! `telegram` channels: the Bot API's `sendMessage` (docs/provider-notes.md, "Telegram").
 //!
 //! Bots get no delivered or read receipts, so every message carries an inline
 //! button ("✓ Прочитано" by default). Pressing it sends the bot a
@@ -12,7 +12,7 @@
 //!
 //! The Bot API has no idempotency key, so an uncertain send (a timeout after
 //! the request went out) is not resent unless the channel says
-//! `on_uncertain = "resend"` (docs/providers.md, "Uncertain sends").
+//! `on_uncertain = "resend"` (docs/provider-notes.md, "Uncertain sends").
 
 use std::time::Duration;
 

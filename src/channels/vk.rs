@@ -1,4 +1,4 @@
-//! `vk` channels: community messages through `messages.send` (docs/providers.md, "VK").
+//! `vk` channels: community messages through `messages.send` (docs/provider-notes.md, "VK").
 //!
 //! One form-urlencoded `POST {base_url}/messages.send` per step with the
 //! community's `access_token`, the API version `v`, `peer_id` = the customer's
@@ -153,7 +153,7 @@ pub fn peer_id(contact: &str) -> Option<i64> {
 }
 
 /// How a VK error code is read (codes and names from VK's `errors.json`;
-/// the class is ours; docs/providers.md, "VK").
+/// the class is ours; docs/provider-notes.md, "VK").
 ///
 /// | code | VK's name | outcome |
 /// |---|---|---|

@@ -1,4 +1,4 @@
-//! `whatsapp` channels: the WhatsApp Business Cloud API (docs/providers.md, "WhatsApp Cloud API"),
+//! `whatsapp` channels: the WhatsApp Business Cloud API (docs/provider-notes.md, "WhatsApp Cloud API"),
 //! `POST {base_url}/{api_version}/{phone_number_id}/messages`.
 //!
 //! Free-form text may only be sent inside the 24-hour window opened by the

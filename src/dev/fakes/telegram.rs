@@ -1,4 +1,4 @@
-//! A loopback Telegram Bot API (docs/providers.md, "The fakes"): `POST /bot<token>/sendMessage`
+//! A loopback Telegram Bot API (docs/provider-notes.md, "The fakes"): `POST /bot<token>/sendMessage`
 //! and `/bot<token>/answerCallbackQuery`, JSON in and out, with the real
 //! answer and error bodies. Scriptable through `Script` (for `sendMessage`)
 //! or one raw answer at a time; able to deliver updates (button presses,

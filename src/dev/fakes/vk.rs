@@ -1,4 +1,4 @@
-//! A loopback VK API (docs/providers.md, "The fakes"): `messages.send` at
+//! A loopback VK API (docs/provider-notes.md, "The fakes"): `messages.send` at
 //! `{base_url}/messages.send`, form-urlencoded (POST) or query (GET), with
 //! VK's real answers and error bodies; and the community's Callback API
 //! events (`message_read`, `message_new`, `confirmation`) delivered to the

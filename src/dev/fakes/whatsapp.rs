@@ -1,4 +1,4 @@
-//! A loopback WhatsApp Cloud API (docs/providers.md, "The fakes"): `POST /{version}/{phone_number_id}/messages`
+//! A loopback WhatsApp Cloud API (docs/provider-notes.md, "The fakes"): `POST /{version}/{phone_number_id}/messages`
 //! with `Authorization: Bearer …`, JSON in and out, the real success and
 //! Graph error bodies. Scriptable through `Script` or one raw answer at a
 //! time; able to deliver signed status webhooks (`X-Hub-Signature-256`) and

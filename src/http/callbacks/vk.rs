@@ -1,6 +1,6 @@
 //! VK Callback API: `POST /callbacks/vk/{channel}`, the server address set
 //! in the community's settings (Manage → API usage → Callback API), with the
-//! channel's `callback_secret` as its secret key (docs/providers.md, "VK").
+//! channel's `callback_secret` as its secret key (docs/provider-notes.md, "VK").
 //!
 //! * `{"type":"confirmation"}` is answered with the channel's `confirmation`
 //!   string, as plain text: that is how VK checks the address.
