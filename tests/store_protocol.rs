@@ -15,12 +15,16 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use redis::AsyncCommands;
 
-use cascade::core::{Cascade, Decision, Entry, EntryKind, Phase, Policy, SendOrder};
+use cascade::core::{Cascade, Decision, Entry, EntryKind, Policy, SendOrder};
 use cascade::runtime::keys::Keys;
 use cascade::runtime::record::{Record, encode_entry, encode_state};
 use cascade::runtime::store::{CommitReply, CommitRequest, ReceiptResult, Store, StoreError};
 
 const NOW: i64 = 1_800_000_000_000;
+
+fn waiting(until_ms: i64) -> Cascade {
+    common::waiting_on_vk(NOW, until_ms)
+}
 /// Receipt words a case draws from: stopping ones, `cancelled`, `failed`
 /// and words no policy stops on.
 const WORDS: [&str; 7] = [
@@ -126,24 +130,6 @@ fn policy(stop_on: Vec<String>) -> Policy {
         limits: Default::default(),
         quiet_hours: BTreeMap::new(),
         quiet_off: Default::default(),
-    }
-}
-
-fn waiting(until_ms: i64) -> Cascade {
-    Cascade {
-        step: 0,
-        alt: 0,
-        failures: 0,
-        phase: Phase::Waiting {
-            channel: "vk".into(),
-            sent_ms: NOW - 1_000,
-            until_ms,
-        },
-        expires_at_ms: None,
-        last_escalation_ms: None,
-        handled_failed_ms: None,
-        late_read: false,
-        transitions: 1,
     }
 }
 

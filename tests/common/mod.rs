@@ -1263,3 +1263,23 @@ pub fn logs(filter: &str) -> &'static Logs {
     );
     logs
 }
+
+/// A cascade waiting on step 0 (VK), sent a second before `now_ms`, until
+/// `until_ms`: for tests that write records through the store directly.
+pub fn waiting_on_vk(now_ms: i64, until_ms: i64) -> cascade::core::Cascade {
+    cascade::core::Cascade {
+        step: 0,
+        alt: 0,
+        failures: 0,
+        phase: cascade::core::Phase::Waiting {
+            channel: "vk".into(),
+            sent_ms: now_ms - 1_000,
+            until_ms,
+        },
+        expires_at_ms: None,
+        last_escalation_ms: None,
+        handled_failed_ms: None,
+        late_read: false,
+        transitions: 1,
+    }
+}

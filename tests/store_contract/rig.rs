@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cascade::config::Catalog;
-use cascade::core::{Cascade, Decision, Entry, EntryKind, Phase, Policy, SendOrder};
+use cascade::core::{Cascade, Decision, Entry, EntryKind, Policy, SendOrder};
 use cascade::notification::Admitted;
 use cascade::runtime::clock::SystemClock;
 use cascade::runtime::keys::Keys;
@@ -16,6 +16,11 @@ use cascade::runtime::store::{
 use crate::common::*;
 
 pub const NOW: i64 = 1_800_000_000_000;
+
+/// Waiting on step 0 (VK) until `until_ms`.
+pub fn waiting(until_ms: i64) -> Cascade {
+    crate::common::waiting_on_vk(NOW, until_ms)
+}
 pub const MIN: i64 = 60_000;
 pub const DAY: i64 = 86_400_000;
 const RETENTION_MS: i64 = 3_600_000;
@@ -176,25 +181,6 @@ impl Rig {
             now_ms: NOW,
         };
         s.commit(request).await.unwrap()
-    }
-}
-
-/// Waiting on step 0 (VK) until `until_ms`.
-pub fn waiting(until_ms: i64) -> Cascade {
-    Cascade {
-        step: 0,
-        alt: 0,
-        failures: 0,
-        phase: Phase::Waiting {
-            channel: "vk".into(),
-            sent_ms: NOW - 1_000,
-            until_ms,
-        },
-        expires_at_ms: None,
-        last_escalation_ms: None,
-        handled_failed_ms: None,
-        late_read: false,
-        transitions: 1,
     }
 }
 

@@ -155,7 +155,16 @@ impl Cascade {
         expires_at_ms: Option<i64>,
         ctx: &Context,
     ) -> Decision {
-        let accepted = Self::accept(now_ms, send_at_ms, expires_at_ms, ctx);
+        Self::first_step(
+            Self::accept(now_ms, send_at_ms, expires_at_ms, ctx),
+            now_ms,
+            ctx,
+        )
+    }
+
+    /// The first step of an `accepted` cascade at once when it is due now
+    /// (the entries of both together), else `accepted` as it is.
+    pub fn first_step(accepted: Decision, now_ms: i64, ctx: &Context) -> Decision {
         if accepted.cascade.wake_at_ms().is_none_or(|at| at > now_ms) {
             return accepted;
         }

@@ -114,6 +114,8 @@ struct Unsaved {
     cascade: Cascade,
     entries: Vec<Entry>,
     version: i64,
+    /// The lease its send went out on, once it did.
+    lease: Option<Lease>,
 }
 
 /// Most stages one wake-up runs before it yields (a send and its outcome

@@ -18,7 +18,7 @@ impl<S: CascadeStore> Wakeup<'_, S> {
         };
         let now = self.worker.clock.now_ms();
         let mut on_lease = None;
-        if let Some(u) = self.unsaved.take() {
+        if let Some(mut u) = self.unsaved.take() {
             // A send decided on the claim: on its lease if the channel is
             // sure to be done well before the lease ends and its throughput
             // is free now; else stored in flight first, like any other.
@@ -26,7 +26,7 @@ impl<S: CascadeStore> Wakeup<'_, S> {
             match lease.filter(|l| self.worker.fits_lease(l, channel, now)) {
                 Some(lease) => {
                     on_lease = Some(lease);
-                    self.sent_on_lease = Some(lease);
+                    u.lease = Some(lease);
                     self.unsaved = Some(u);
                 }
                 None => match self.store_in_flight(&send, u, now).await? {

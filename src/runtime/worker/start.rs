@@ -49,7 +49,7 @@ impl<S: CascadeStore> Worker<S> {
         };
         let (send_at_ms, expires_at_ms) = (admitted.send_at_ms, admitted.expires_at_ms);
         let accepted = Cascade::accept(now, send_at_ms, expires_at_ms, &ctx);
-        let mut decision = Cascade::start(now, send_at_ms, expires_at_ms, &ctx);
+        let mut decision = Cascade::first_step(accepted.clone(), now, &ctx);
         let mut stored = self
             .store
             .accept(&admitted, admitted.policy, &decision, now)

@@ -14,8 +14,6 @@ pub(super) struct Wakeup<'w, S: CascadeStore> {
     pub(super) sent: Option<ProviderMessage>,
     /// A decision sent on the lease and not stored yet.
     pub(super) unsaved: Option<Unsaved>,
-    /// The lease that send went out on.
-    pub(super) sent_on_lease: Option<Lease>,
 }
 
 impl<'w, S: CascadeStore> Wakeup<'w, S> {
@@ -26,7 +24,6 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
             claim,
             sent: None,
             unsaved: None,
-            sent_on_lease: None,
         }
     }
 
@@ -122,6 +119,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
                     cascade: decision.cascade.clone(),
                     entries: std::mem::take(&mut decision.entries),
                     version,
+                    lease: None,
                 });
                 Stage::Decided(loaded, decision, version)
             }
@@ -294,9 +292,8 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
         if !matches!(event, Event::SendResult { .. }) {
             return None;
         }
-        if self.unsaved.is_some() {
-            let lease = self.sent_on_lease?;
-            return lease.deadline.checked_sub(LEASE_MARGIN / 2);
+        if let Some(unsaved) = &self.unsaved {
+            return unsaved.lease?.deadline.checked_sub(LEASE_MARGIN / 2);
         }
         let Phase::InFlight { deadline_ms, .. } = loaded.cascade.phase else {
             return None;
