@@ -183,13 +183,12 @@ impl Outbound {
                 waited: Duration::ZERO,
             };
         }
+        // `waited` stays zero unless it slept: the caller reads the
+        // receipts again only after a real wait.
+        let mut waited = Duration::ZERO;
         loop {
             let wait = match limiter.check() {
-                Ok(()) => {
-                    return Admission::Now {
-                        waited: started.elapsed(),
-                    };
-                }
+                Ok(()) => return Admission::Now { waited },
                 Err(not_until) => not_until.wait_time_from(limiter.clock().now()),
             };
             if started.elapsed() + wait > max_wait {
@@ -197,6 +196,7 @@ impl Outbound {
             }
             // Another send may take the slot first: then look again.
             tokio::time::sleep(wait).await;
+            waited = started.elapsed();
         }
     }
 
@@ -305,5 +305,46 @@ fn scrubbed(outcome: SendOutcome) -> SendOutcome {
         sent_or_limited @ (SendOutcome::Sent { .. } | SendOutcome::RateLimited { .. }) => {
             sent_or_limited
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channels::webhook::WebhookSettings;
+    use crate::core::Rate;
+
+    #[tokio::test]
+    async fn admission_says_it_waited_only_when_it_did() {
+        let settings = ChannelSettings::Webhook(WebhookSettings {
+            url: "http://127.0.0.1:9/unused".into(),
+            secret: None,
+        });
+        let mut channel = settings::test_channel(ChannelKind::Webhook, settings);
+        channel.rate = Some(Rate {
+            count: 1,
+            per_ms: 200,
+        });
+        let outbound = Outbound::new();
+        let window = Duration::from_secs(5);
+        // Room at once: no wait, so the worker reads no receipts again.
+        assert_eq!(
+            outbound.admit_within(&channel, window, 0).await,
+            Admission::Now {
+                waited: Duration::ZERO
+            }
+        );
+        // The next one waits for the rate.
+        let Admission::Now { waited } = outbound.admit_within(&channel, window, 0).await else {
+            panic!("room within 5 s");
+        };
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+        // No room inside a window shorter than the wait.
+        assert!(matches!(
+            outbound
+                .admit_within(&channel, Duration::from_millis(10), 0)
+                .await,
+            Admission::NoRoom { .. }
+        ));
     }
 }
