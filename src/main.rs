@@ -367,7 +367,7 @@ fn demo_cmd(cli: &Cli, a: &DemoArgs) -> anyhow::Result<()> {
     let report = demo::run(&catalog, &opts);
     println!(
         "cascade demo: {} customers, {} notifications over one day (virtual clock), seed {}\n",
-        a.customers, report.published, a.seed
+        a.customers, report.intake.published, a.seed
     );
     print!("{}", report.text);
     println!(

@@ -25,3 +25,28 @@ impl Clock for SystemClock {
         jiff::Timestamp::now().as_millisecond() + self.shift_ms.load(Ordering::SeqCst)
     }
 }
+
+/// A clock that moves only when told: `demo` and `simulate` play a day in
+/// a second on it.
+pub struct VirtualClock {
+    now_ms: AtomicI64,
+}
+
+impl VirtualClock {
+    pub fn new(start_ms: i64) -> Self {
+        VirtualClock {
+            now_ms: AtomicI64::new(start_ms),
+        }
+    }
+
+    /// Moves the clock to `ms`; never back.
+    pub fn set(&self, ms: i64) {
+        self.now_ms.fetch_max(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for VirtualClock {
+    fn now_ms(&self) -> i64 {
+        self.now_ms.load(Ordering::SeqCst)
+    }
+}

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Health;
 use super::internal_events::Claimed;
-use super::store::CascadeStore;
+use super::store::{CascadeStore, StoreError};
 use super::worker::Worker;
 
 /// Tunables of the claim loop.
@@ -118,4 +118,30 @@ pub async fn run<S: CascadeStore>(
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// One sweep of every shard at the worker's clock, each claimed cascade
+/// woken in turn rather than side by side: `demo` and `simulate` play a
+/// day on a virtual clock with it, the same seed the same way. Returns the
+/// ids it woke, in order, each with whether its claim was found lapsed
+/// (the wake-up before it left the cascade claimed).
+pub async fn wake_due_in_turn<S: CascadeStore>(
+    worker: &Worker<S>,
+    config: SchedulerConfig,
+) -> Result<Vec<(String, bool)>, StoreError> {
+    let now = worker.clock.now_ms();
+    let mut woken = Vec::new();
+    for shard in 0..worker.store.shards() {
+        let cascades = worker
+            .store
+            .claim(shard, now, config.lease_ms, config.batch)
+            .await?;
+        worker.telemetry.emit(Claimed(cascades.len()));
+        for claimed in cascades {
+            let woke = (claimed.id.clone(), claimed.lapsed_claim_at_ms.is_some());
+            worker.wake_claimed(claimed).await?;
+            woken.push(woke);
+        }
+    }
+    Ok(woken)
 }

@@ -1,37 +1,65 @@
-//! The provider fakes, started in process, with the configured channels
-//! pointed at them: `demo` sends through the real adapters (`Outbound`) over
-//! loopback, so what it shows is what the daemon would do with real providers.
+//! The provider fakes, started in process, one set per configured channel,
+//! with the channels pointed at them: `demo` and `simulate` send through the
+//! real adapters over loopback, so what they show is what the daemon would
+//! do with real providers.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use crate::channels::email::TlsMode;
 use crate::channels::sms::Provider;
-use crate::channels::{ChannelConfig, ChannelSettings, Outbound, Outgoing};
+use crate::channels::{ChannelConfig, ChannelSettings};
 use crate::config::Catalog;
-use crate::core::{SendOrder, SendOutcome};
 use crate::dev::fakes::script::Script;
 use crate::dev::fakes::{
     smsc::FakeSmsc, smsru::FakeSmsRu, smtp, telegram::FakeTelegram, vk::FakeVk,
     webhook::FakeWebhook, whatsapp::FakeWhatsApp,
 };
-use crate::notification::Notification;
 
-/// Fakes, rewired channels and the adapters, on their own small runtime.
+/// The fakes one channel's sends reach.
+pub enum Fakes {
+    Vk(FakeVk),
+    /// Both gateways: a failing primary hands over to the backup.
+    Sms(FakeSmsRu, FakeSmsc),
+    Email(smtp::FakeSmtp),
+    Telegram(FakeTelegram),
+    Whatsapp(FakeWhatsApp),
+    Webhook(FakeWebhook),
+}
+
+impl Fakes {
+    /// Messages the fakes hold.
+    pub fn held(&self) -> usize {
+        match self {
+            Fakes::Vk(f) => f.messages().len(),
+            Fakes::Sms(ru, c) => ru.received().len() + c.received().len(),
+            Fakes::Email(f) => f.accepted().len(),
+            Fakes::Telegram(f) => f.messages().len(),
+            Fakes::Whatsapp(f) => f.messages().len(),
+            Fakes::Webhook(f) => f.received().len(),
+        }
+    }
+
+    /// The scripts of every fake here: what they answer next.
+    pub fn scripts(&self) -> Vec<&Script> {
+        match self {
+            Fakes::Vk(f) => vec![f.script()],
+            Fakes::Sms(ru, c) => vec![ru.script(), c.script()],
+            Fakes::Email(f) => vec![f.script()],
+            Fakes::Telegram(f) => vec![f.script()],
+            Fakes::Whatsapp(f) => vec![f.script()],
+            Fakes::Webhook(f) => vec![f.script()],
+        }
+    }
+}
+
+/// Fakes and rewired channels, on their own small runtime.
 pub struct Rig {
     runtime: tokio::runtime::Runtime,
-    outbound: Outbound,
-    /// The catalog's channels, pointed at the fakes.
-    pub channels: BTreeMap<String, ChannelConfig>,
-    /// Per channel: the script of the fake its sends reach first.
-    scripts: BTreeMap<String, Script>,
-    public_url: String,
-    pub vk: FakeVk,
-    pub smsru: FakeSmsRu,
-    pub smsc: FakeSmsc,
-    pub smtp: smtp::FakeSmtp,
-    pub telegram: FakeTelegram,
-    pub whatsapp: FakeWhatsApp,
-    pub webhook: FakeWebhook,
+    /// The catalog, its channels pointed at the fakes.
+    pub catalog: Catalog,
+    /// Per channel: the fakes it sends to.
+    pub fakes: BTreeMap<String, Fakes>,
 }
 
 impl Rig {
@@ -40,123 +68,80 @@ impl Rig {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let (vk, smsru, smsc, smtp, telegram, whatsapp, webhook) = runtime.block_on(async {
-            Ok::<_, std::io::Error>((
-                FakeVk::start().await,
-                FakeSmsRu::start().await,
-                FakeSmsc::start().await,
-                smtp::start().await?,
-                FakeTelegram::start().await,
-                FakeWhatsApp::start().await,
-                FakeWebhook::start().await?,
-            ))
-        })?;
-        let mut channels = BTreeMap::new();
-        let mut scripts = BTreeMap::new();
-        for (name, config) in &catalog.channels {
-            let mut c = config.clone();
-            // The virtual clock runs far ahead of real time: a real-time
-            // throughput limit would only slow the play down.
-            c.rate = None;
-            let script = match &mut c.settings {
-                ChannelSettings::Vk(s) => {
-                    s.base_url = Some(vk.base_url());
-                    vk.script().clone()
-                }
-                ChannelSettings::Sms(s) => {
-                    // Both gateways, so a failing primary hands over to the backup.
-                    s.provider = None;
-                    s.providers = Some(vec![Provider::SmsRu, Provider::Smsc]);
-                    s.smsru_base_url = Some(smsru.base_url().to_owned());
-                    s.smsc_base_url = Some(smsc.base_url().to_owned());
-                    smsru.script().clone()
-                }
-                ChannelSettings::Email(s) => {
-                    s.shape.host = smtp.host();
-                    s.shape.port = smtp.port();
-                    s.shape.tls = TlsMode::None;
-                    s.shape.username.clear();
-                    s.shape.password.clear();
-                    smtp.script().clone()
-                }
-                ChannelSettings::Telegram(s) => {
-                    s.base_url = Some(telegram.base_url());
-                    telegram.script().clone()
-                }
-                ChannelSettings::Whatsapp(s) => {
-                    s.base_url = Some(whatsapp.base_url());
-                    whatsapp.script().clone()
-                }
-                ChannelSettings::Webhook(s) => {
-                    s.url = webhook.url().to_owned();
-                    webhook.script().clone()
-                }
-            };
-            channels.insert(name.clone(), c);
-            scripts.insert(name.clone(), script);
+        let mut rewired = catalog.clone();
+        let mut fakes = BTreeMap::new();
+        for (name, channel) in &mut rewired.channels {
+            let fake = runtime.block_on(point_at_fakes(channel))?;
+            fakes.insert(name.clone(), fake);
         }
         Ok(Rig {
             runtime,
-            outbound: Outbound::new(),
-            channels,
-            scripts,
-            public_url: catalog.settings.http.public_url.clone(),
-            vk,
-            smsru,
-            smsc,
-            smtp,
-            telegram,
-            whatsapp,
-            webhook,
+            catalog: rewired,
+            fakes,
         })
     }
 
-    /// The script of the fake a channel's sends reach first.
-    pub fn script(&self, channel: &str) -> Option<&Script> {
-        self.scripts.get(channel)
+    /// Runs a future on the rig's runtime, where the fakes answer.
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
     }
 
-    /// Sends one step through the real adapter to its fake, and waits.
-    /// `now_ms` is the virtual clock's: tracking links record until the
-    /// notification's expiry (or 30 days on) plus a week.
-    pub fn send(&self, now_ms: i64, notification: &Notification, order: &SendOrder) -> SendOutcome {
-        let Some(channel) = self.channels.get(&order.channel) else {
-            return SendOutcome::Misconfigured {
-                reason: format!("channel `{}` is not configured", order.channel),
-            };
-        };
-        let contact = channel
-            .rules
-            .contact_key
-            .as_ref()
-            .and_then(|k| notification.customer.contacts.get(k))
-            .map(String::as_str);
-        let out = Outgoing {
-            notification,
-            order,
-            channel,
-            contact,
-            public_url: &self.public_url,
-            tracking_until_ms: crate::channels::email::tracking_until(
-                notification.expires_at.map(|t| t.as_millisecond()),
-                now_ms,
-                7 * 24 * 3_600_000,
-            ),
-            now_ms,
-        };
-        self.runtime.block_on(self.outbound.send(&out))
+    /// The scripts of the fakes `channel` sends to.
+    pub fn scripts(&self, channel: &str) -> Vec<&Script> {
+        self.fakes.get(channel).map_or(Vec::new(), Fakes::scripts)
     }
 
-    /// Messages each fake holds, by provider, to check the summary against.
-    pub fn received(&self) -> Vec<(&'static str, usize)> {
-        vec![
-            ("vk", self.vk.messages().len()),
-            ("sms.ru", self.smsru.received().len()),
-            ("smsc", self.smsc.received().len()),
-            ("smtp", self.smtp.accepted().len()),
-            ("telegram", self.telegram.messages().len()),
-            ("whatsapp", self.whatsapp.messages().len()),
-            ("webhook", self.webhook.received().len()),
-        ]
+    /// Messages each channel's fakes hold, to check a summary against.
+    pub fn held(&self) -> Vec<(&str, usize)> {
+        self.fakes
+            .iter()
+            .map(|(name, f)| (name.as_str(), f.held()))
+            .collect()
     }
+}
+
+/// Starts the fakes of one channel and points the channel at them.
+async fn point_at_fakes(channel: &mut ChannelConfig) -> std::io::Result<Fakes> {
+    // The virtual clock runs far ahead of real time: a real-time
+    // throughput limit would only slow the play down.
+    channel.rate = None;
+    Ok(match &mut channel.settings {
+        ChannelSettings::Vk(s) => {
+            let fake = FakeVk::start().await;
+            s.base_url = Some(fake.base_url());
+            Fakes::Vk(fake)
+        }
+        ChannelSettings::Sms(s) => {
+            let (ru, c) = (FakeSmsRu::start().await, FakeSmsc::start().await);
+            s.provider = None;
+            s.providers = Some(vec![Provider::SmsRu, Provider::Smsc]);
+            s.smsru_base_url = Some(ru.base_url().to_owned());
+            s.smsc_base_url = Some(c.base_url().to_owned());
+            Fakes::Sms(ru, c)
+        }
+        ChannelSettings::Email(s) => {
+            let fake = smtp::start().await?;
+            s.shape.host = fake.host();
+            s.shape.port = fake.port();
+            s.shape.tls = TlsMode::None;
+            s.shape.username.clear();
+            s.shape.password.clear();
+            Fakes::Email(fake)
+        }
+        ChannelSettings::Telegram(s) => {
+            let fake = FakeTelegram::start().await;
+            s.base_url = Some(fake.base_url());
+            Fakes::Telegram(fake)
+        }
+        ChannelSettings::Whatsapp(s) => {
+            let fake = FakeWhatsApp::start().await;
+            s.base_url = Some(fake.base_url());
+            Fakes::Whatsapp(fake)
+        }
+        ChannelSettings::Webhook(s) => {
+            let fake = FakeWebhook::start().await?;
+            s.url = fake.url().to_owned();
+            Fakes::Webhook(fake)
+        }
+    })
 }

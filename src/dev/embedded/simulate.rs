@@ -1,16 +1,16 @@
 //! `cascade simulate`: the timeline a policy would produce for one made-up
-//! customer, with no sends. Ops use it to check a policy before shipping it.
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
+//! customer, with no sends to real providers: the daemon's worker sends to
+//! fakes on loopback. Ops use it to check a policy before shipping it.
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
+use serde_json::json;
 
-use super::engine::{Accept, Engine, Providers};
+use super::driver::{Customers, Driver, Intake, PlayError};
 use crate::config::Catalog;
-use crate::core::{ChannelKind, Entry, Recipient, SendOrder, SendOutcome};
+use crate::core::{ChannelKind, Entry};
+use crate::dev::fakes::script::Scripted;
 
 /// The made-up customer and how they behave.
 #[derive(Clone, Debug)]
@@ -69,60 +69,37 @@ pub struct Line {
     pub until: Option<String>,
 }
 
-struct ScriptedWorld<'a> {
+/// The made-up customer: reads once, as the scenario says.
+struct Reader<'a> {
     scenario: &'a Scenario,
     catalog: &'a Catalog,
-    planned: Vec<(String, String, i64)>,
     read_planned: bool,
-    sent: u64,
 }
 
-impl Providers<()> for ScriptedWorld<'_> {
-    fn send(&mut self, now_ms: i64, id: &str, _: &(), order: &SendOrder) -> SendOutcome {
-        if self.scenario.failing.contains(&order.channel) {
-            return SendOutcome::Permanent {
-                reason: "provider refused the recipient (simulated)".into(),
-            };
+impl Customers for Reader<'_> {
+    fn on_sent(&mut self, _: &str, entry: &Entry) -> Option<(String, i64)> {
+        let read = self.scenario.read.as_ref()?;
+        let channel = entry.channel.as_deref()?;
+        if self.read_planned || read.on_channel.as_deref().is_some_and(|c| c != channel) {
+            return None;
         }
-        self.sent += 1;
-        if let Some(read) = &self.scenario.read
-            && !self.read_planned
-            && read.on_channel.as_ref().is_none_or(|c| *c == order.channel)
-        {
-            self.read_planned = true;
-            let kind = self.catalog.channels.get(&order.channel).map(|c| c.kind);
-            let event = read.event.clone().unwrap_or_else(|| {
-                if kind == Some(ChannelKind::Email) {
-                    "opened"
-                } else {
-                    "read"
-                }
-                .to_owned()
-            });
-            self.planned
-                .push((id.to_owned(), event, now_ms + read.after_ms));
-        }
-        SendOutcome::Sent {
-            provider_message_id: Some(format!("sim-{}", self.sent)),
-        }
-    }
-
-    fn drain_receipts(&mut self) -> Vec<(String, String, i64)> {
-        std::mem::take(&mut self.planned)
+        self.read_planned = true;
+        let kind = self.catalog.channels.get(channel).map(|c| c.kind);
+        let event = read.event.clone().unwrap_or_else(|| {
+            if kind == Some(ChannelKind::Email) {
+                "opened"
+            } else {
+                "read"
+            }
+            .to_owned()
+        });
+        Some((event, entry.at_ms + read.after_ms))
     }
 }
 
-/// Plays the scenario through the decision core and returns its timeline.
-pub fn simulate(catalog: &Catalog, scenario: &Scenario) -> Result<Vec<Line>, String> {
-    let policy = catalog.policies.get(&scenario.policy).ok_or_else(|| {
-        let known: Vec<&str> = catalog.policies.keys().map(String::as_str).collect();
-        format!(
-            "no policy `{}`; policies: {}",
-            scenario.policy,
-            known.join(", ")
-        )
-    })?;
-    let contacts: BTreeMap<String, String> = scenario
+/// The notification a producer would send for the scenario's customer.
+fn notification_body(scenario: &Scenario) -> Vec<u8> {
+    let contacts: serde_json::Map<String, serde_json::Value> = scenario
         .contacts
         .iter()
         .map(|k| {
@@ -130,46 +107,79 @@ pub fn simulate(catalog: &Catalog, scenario: &Scenario) -> Result<Vec<Line>, Str
                 .iter()
                 .find(|(key, _)| key == k)
                 .map_or("x", |(_, v)| v);
-            (k.clone(), sample.to_owned())
+            (k.clone(), json!(sample))
         })
         .collect();
-    let recipient = Recipient {
-        contacts,
-        preferences: scenario.preferences.clone(),
-        opt_out: scenario.opt_out.clone(),
-        tz: scenario.tz.clone(),
-    };
-    let mut engine: Engine<()> = Engine::new(
-        catalog.channel_rules.clone(),
-        catalog.timing(),
-        scenario.start_ms,
-    );
-    let mut world = ScriptedWorld {
+    let mut body = json!({
+        "id": SIMULATED_ID,
+        "policy": scenario.policy,
+        "customer": {
+            "id": "c-simulated",
+            "contacts": contacts,
+            "preferences": scenario.preferences,
+            "opt_out": scenario.opt_out,
+        },
+        "content": {
+            "text": "A simulated notification",
+            "subject": "A simulated notification",
+            "html": "<p>A simulated notification</p>",
+            "link": "https://shop.example.ru/simulated",
+        },
+    });
+    if let Some(tz) = scenario.tz.iana_name() {
+        body["customer"]["timezone"] = json!(tz);
+    }
+    if let Some(at) = scenario.send_at_ms {
+        body["send_at"] = json!(rfc3339(at));
+    }
+    body.to_string().into_bytes()
+}
+
+const SIMULATED_ID: &str = "simulated";
+
+/// Plays the scenario through the daemon's worker, on the memory store
+/// and a virtual clock, with the provider fakes on loopback, and returns
+/// its timeline.
+pub fn simulate(catalog: &Catalog, scenario: &Scenario) -> Result<Vec<Line>, String> {
+    if !catalog.policies.contains_key(&scenario.policy) {
+        let known: Vec<&str> = catalog.policies.keys().map(String::as_str).collect();
+        return Err(format!(
+            "no policy `{}`; policies: {}",
+            scenario.policy,
+            known.join(", ")
+        ));
+    }
+    let mut driver = Driver::start(catalog, scenario.start_ms)
+        .map_err(|e| format!("cannot start the provider fakes on loopback: {e}"))?;
+    for channel in &scenario.failing {
+        for script in driver.rig.scripts(channel) {
+            script.at_random(0, vec![(Scripted::Permanent, 1.0)]);
+        }
+    }
+    let mut reader = Reader {
         scenario,
         catalog,
-        planned: Vec::new(),
         read_planned: false,
-        sent: 0,
     };
-    let id = "simulated";
-    engine.accept(
-        Accept {
-            id: id.into(),
-            customer_id: "c-simulated".into(),
-            policy: Arc::new(policy.clone()),
-            recipient,
-            send_at_ms: scenario.send_at_ms,
-            expires_at_ms: None,
-            payload: (),
-        },
-        &mut world,
-    );
-    for (rid, event, at) in world.drain_receipts() {
-        engine.receipt(&rid, &event, at);
+    let played = driver
+        .intake(&notification_body(scenario), &mut reader)
+        .map_err(PlayError::from)
+        .and_then(|intake| {
+            driver.run_to_end(&mut reader)?;
+            Ok(intake)
+        })
+        .map_err(|e| format!("the simulation stopped: {e}"))?;
+    if let Intake::Rejected(e) = played {
+        return Err(format!(
+            "the simulated notification is refused: {}",
+            e.message
+        ));
     }
-    engine.run_to_end(&mut world);
-    let record = engine.records.get(id).ok_or("the cascade vanished")?;
-    Ok(record.timeline.iter().map(|e| line(e, scenario)).collect())
+    let (_, timeline) = driver
+        .status(SIMULATED_ID)
+        .map_err(|e| e.to_string())?
+        .ok_or("the cascade vanished")?;
+    Ok(timeline.iter().map(|e| line(e, scenario)).collect())
 }
 
 fn line(e: &Entry, s: &Scenario) -> Line {

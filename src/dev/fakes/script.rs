@@ -1,5 +1,6 @@
 //! What a fake answers to the next sends: a queue of scripted outcomes, then
-//! success. Shared by every provider fake.
+//! success, or (for `demo`) an answer drawn at random for each send. Shared
+//! by every provider fake.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -25,23 +26,93 @@ pub enum Scripted {
 
 /// A shared, scriptable queue of answers.
 #[derive(Clone, Default)]
-pub struct Script(Arc<Mutex<VecDeque<Scripted>>>);
+pub struct Script(Arc<Mutex<Answers>>);
+
+#[derive(Default)]
+struct Answers {
+    queue: VecDeque<Scripted>,
+    /// Once the queue is used up: answers drawn with these odds.
+    odds: Option<Odds>,
+}
+
+/// A provider that misbehaves now and then, as real ones do.
+struct Odds {
+    /// A SplitMix64 state: the same seed gives the same answers in turn.
+    state: u64,
+    answers: Vec<(Scripted, f64)>,
+}
+
+impl Odds {
+    fn draw(&mut self) -> Scripted {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let mut u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64;
+        for (answer, p) in &self.answers {
+            if u < *p {
+                return answer.clone();
+            }
+            u -= p;
+        }
+        Scripted::Ok
+    }
+}
 
 impl Script {
     /// Queues `n` copies of an answer.
     pub fn then(&self, answer: Scripted, n: usize) -> &Self {
-        if let Ok(mut q) = self.0.lock() {
-            q.extend(std::iter::repeat_n(answer, n));
+        if let Ok(mut a) = self.0.lock() {
+            a.queue.extend(std::iter::repeat_n(answer, n));
+        }
+        self
+    }
+
+    /// After the queue: each answer with its probability, success otherwise.
+    pub fn at_random(&self, seed: u64, answers: Vec<(Scripted, f64)>) -> &Self {
+        if let Ok(mut a) = self.0.lock() {
+            a.odds = Some(Odds {
+                state: seed,
+                answers,
+            });
         }
         self
     }
 
     /// The next answer (success once the script is used up).
     pub fn next(&self) -> Scripted {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|mut q| q.pop_front())
-            .unwrap_or(Scripted::Ok)
+        let Ok(mut a) = self.0.lock() else {
+            return Scripted::Ok;
+        };
+        match a.queue.pop_front() {
+            Some(answer) => answer,
+            None => a.odds.as_mut().map_or(Scripted::Ok, Odds::draw),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_answers_follow_their_odds_and_the_seed() {
+        let draw = |seed| {
+            let script = Script::default();
+            script.then(Scripted::Misconfigured, 1);
+            script.at_random(
+                seed,
+                vec![(Scripted::Transient, 0.1), (Scripted::Permanent, 0.2)],
+            );
+            (0..10_001).map(|_| script.next()).collect::<Vec<_>>()
+        };
+        let answers = draw(7);
+        assert_eq!(answers[0], Scripted::Misconfigured, "the queue comes first");
+        let count = |a: &Scripted| answers[1..].iter().filter(|x| *x == a).count();
+        assert!((800..1200).contains(&count(&Scripted::Transient)));
+        assert!((1700..2300).contains(&count(&Scripted::Permanent)));
+        assert!((6500..7500).contains(&count(&Scripted::Ok)));
+        assert_eq!(draw(7), answers);
+        assert_ne!(draw(8), answers);
     }
 }

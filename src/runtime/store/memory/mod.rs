@@ -115,6 +115,17 @@ impl MemoryStore {
         self.lock().0.events.iter().cloned().collect()
     }
 
+    /// The first moment a claim would find something due, on any shard:
+    /// what a virtual clock jumps to next.
+    pub fn next_wake_ms(&self) -> Option<i64> {
+        let (state, _) = self.lock();
+        state
+            .timers
+            .iter()
+            .filter_map(timers::TimerSet::first_claimable_ms)
+            .min()
+    }
+
     /// A receipt written straight into the receipts hash by another system
     /// (contract §6: any system may write there), as `HSET` would: no
     /// timeline entry, no wake-up. What `accept` finds from before the

@@ -75,6 +75,14 @@ impl TimerSet {
         self.scores.get(id).is_some_and(|s| s.lease)
     }
 
+    /// The first moment anything here can be claimed (a lease only once
+    /// it has run out: after the ms it ends on).
+    pub fn first_claimable_ms(&self) -> Option<i64> {
+        self.order
+            .first()
+            .map(|(s, _)| if s.lease { s.ms + 1 } else { s.ms })
+    }
+
     /// Up to `limit` ids due at `now_ms`, earliest first, with their scores.
     fn due(&self, now_ms: i64, limit: usize) -> Vec<(String, Score)> {
         self.order
