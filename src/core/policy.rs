@@ -293,11 +293,18 @@ impl Policy {
     /// a running cascade: the stopping ones, and `failed` (the current
     /// step's send failed after all).
     pub fn waking_receipts(&self) -> Vec<&str> {
+        self.receipt_words().0
+    }
+
+    /// The waking receipts, the stopping ones first, and how many of them
+    /// stop: both lists in one (the store passes them to its scripts so).
+    pub fn receipt_words(&self) -> (Vec<&str>, usize) {
         let mut words = self.stopping_receipts();
+        let stopping = words.len();
         if !words.contains(&FAILED) {
             words.push(FAILED);
         }
-        words
+        (words, stopping)
     }
 }
 

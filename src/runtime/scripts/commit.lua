@@ -22,10 +22,10 @@
 -- ARGV[11] now + the horizon, ms   ARGV[12] slot length, ms (wake.lua)
 -- ARGV[13] the decision's timeline entries, one per line ("" for none),
 --          appended to the record's timeline and to the stream
--- ARGV[14] how many stopping words follow   ARGV[15..] the receipt words
---          that stop this cascade (from the core)
--- ARGV[15 + that count ..] the receipt words that wake a running cascade
---          at once when recorded (from the core; the stopping ones and `failed`)
+-- ARGV[14] how many of the words that follow stop this cascade
+-- ARGV[15..] the receipt words that wake a running cascade at once when
+--          recorded, the stopping ones first (from the core: the stopping
+--          ones and `failed`)
 -- Returns {'done', new version}; {'conflict'} if the state changed
 -- meanwhile (decide again); {'stopped'} if a stopping receipt arrived
 -- (decide again); {'gone'} if the cascade is gone; {'unreadable', why}.
@@ -45,7 +45,7 @@ local stopping, waking = {}, {}
 for i = 15, 14 + n_stopping do
   stopping[#stopping + 1] = ARGV[i]
 end
-for i = 15 + n_stopping, #ARGV do
+for i = 15, #ARGV do
   waking[#waking + 1] = ARGV[i]
 end
 -- The receipts, read once (a small hash; most cascades have none), and

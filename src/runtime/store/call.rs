@@ -75,8 +75,15 @@ pub(super) struct Call<'s> {
 
 impl<'s> Call<'s> {
     pub fn new(script: &'s Script, keys: &[&str]) -> Self {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash()).arg(keys.len());
+        Call::with_room(script, keys, 8, 128)
+    }
+
+    /// A call with room made for `args` more arguments of `bytes` in all,
+    /// so the command is not grown piece by piece as they are added.
+    pub fn with_room(script: &'s Script, keys: &[&str], args: usize, bytes: usize) -> Self {
+        let key_bytes: usize = keys.iter().map(|k| k.len()).sum();
+        let mut cmd = redis::Cmd::with_capacity(3 + keys.len() + args, 64 + key_bytes + bytes);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());
         for k in keys {
             cmd.arg(*k);
         }

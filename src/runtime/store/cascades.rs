@@ -61,17 +61,16 @@ struct AcceptArgs<'a> {
 impl AcceptArgs<'_> {
     fn call<'s>(&self, keys: &Keys, scripts: &'s Scripts) -> Call<'s> {
         let id = self.id;
-        let mut call = Call::new(
-            &scripts.accept,
-            &[
-                &keys.state(id),
-                &keys.receipts(id),
-                &keys.timer_of(id),
-                &keys.events(),
-                &keys.later_of(id),
-                &self.wake.slot_list,
-            ],
-        );
+        let keys = [
+            &keys.state(id)[..],
+            &keys.receipts(id),
+            &keys.timer_of(id),
+            &keys.events(),
+            &keys.later_of(id),
+            &self.wake.slot_list,
+        ];
+        let room = self.record.len() + self.timeline.len() + 192;
+        let mut call = Call::with_room(&scripts.accept, &keys, 8 + self.refuse_on.len(), room);
         call.arg(id)
             .arg(&self.record)
             .arg(&self.timeline)
@@ -133,8 +132,9 @@ struct CommitArgs<'a> {
     index: Option<IndexEntry>,
     /// The entries to append, one per line.
     entries: String,
-    stopping: Vec<&'a str>,
-    waking: Vec<&'a str>,
+    /// The waking receipt words, the first `stopping` of them stopping.
+    words: Vec<&'a str>,
+    stopping: usize,
 }
 
 impl CommitArgs<'_> {
@@ -152,7 +152,8 @@ impl CommitArgs<'_> {
         if let Some(index) = &self.index {
             k.push(&index.key);
         }
-        let mut call = Call::new(&scripts.commit, &k);
+        let room = self.state.len() + self.entries.len() + 16 * self.words.len() + 128;
+        let mut call = Call::with_room(&scripts.commit, &k, 14 + self.words.len(), room);
         call.arg(id)
             .arg(self.version)
             .arg(&self.state)
@@ -167,8 +168,8 @@ impl CommitArgs<'_> {
         call.arg(self.wake.far_after)
             .arg(self.wake.slot_ms)
             .arg(&self.entries)
-            .arg(self.stopping.len());
-        for word in self.stopping.iter().chain(&self.waking) {
+            .arg(self.stopping);
+        for word in &self.words {
             call.arg(*word);
         }
         call
@@ -308,6 +309,7 @@ impl Store {
             now_ms,
             ..
         } = request;
+        let (words, stopping) = policy.receipt_words();
         let args = CommitArgs {
             id,
             version: request.version,
@@ -317,8 +319,8 @@ impl Store {
             retention_ms: self.retention_ms,
             index: request.sent.map(|m| self.index_entry(id, m, now_ms)),
             entries: join_entries(request.earlier, &decision.entries),
-            stopping: policy.stopping_receipts(),
-            waking: policy.waking_receipts(),
+            words,
+            stopping,
         };
         let mut c = self.conn.clone();
         let reply: Reply<CommitReply> = args.call(&self.keys, &self.scripts).invoke(&mut c).await?;
@@ -343,8 +345,14 @@ impl Store {
 
 /// Timeline entries, one per line (`runtime/record.rs`).
 pub(super) fn join_entries(earlier: &[Entry], entries: &[Entry]) -> String {
-    let lines: Vec<String> = earlier.iter().chain(entries).map(encode_entry).collect();
-    lines.join("\n")
+    let mut lines = String::with_capacity(96 * (earlier.len() + entries.len()));
+    for (n, entry) in earlier.iter().chain(entries).enumerate() {
+        if n > 0 {
+            lines.push('\n');
+        }
+        lines.push_str(&encode_entry(entry));
+    }
+    lines
 }
 
 /// The notification as a record keeps it (JSON).
