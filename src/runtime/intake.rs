@@ -23,7 +23,10 @@ use lapin::options::{
     ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{
+    Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +37,7 @@ use super::internal_events::{
     Accepted as AcceptedEvent, DeadLetterFailed, Duplicate, Rejected, Requeued, SentRound,
 };
 use super::poison::{self, Earlier, Failure, Verdict};
+use super::republish::{Published, copy_properties, publish_confirmed};
 use super::worker::{Started, Worker};
 use crate::core::{Entry, EntryKind};
 use crate::notification::{self, ErrorCode, IntakeError};
@@ -113,6 +117,20 @@ struct Hands {
     acks: AckBatch<Acker>,
 }
 
+/// What one connection consumes with. `channel` and `consumer` are held
+/// until the handlers are done: lapin closes the channel when both are
+/// dropped, and the handlers' acks would go with it.
+struct Consuming {
+    conn: Connection,
+    /// The channel `consumer` reads from.
+    channel: Channel,
+    /// In confirm mode, for `Hands::publisher`.
+    publisher: Channel,
+    consumer: Consumer,
+}
+
+/// Consumes on one connection until `shutdown` (`Ok`) or until the
+/// connection fails (`Err`; `run` reconnects).
 async fn consume(
     config: &IntakeConfig,
     worker: &Arc<Worker>,
@@ -120,6 +138,39 @@ async fn consume(
     health: &Arc<Health>,
     shutdown: &CancellationToken,
 ) -> lapin::Result<()> {
+    let Consuming {
+        conn,
+        channel,
+        publisher,
+        mut consumer,
+    } = open(config).await?;
+    health.amqp.store(true, Ordering::Relaxed);
+    tracing::info!(queue = %config.queue, prefetch = config.prefetch, "consuming");
+
+    let (due_acks, acks_to_send) = tokio::sync::mpsc::unbounded_channel::<Acker>();
+    let hands = Arc::new(Hands {
+        worker: worker.clone(),
+        poke: poke.clone(),
+        publisher,
+        config: config.clone(),
+        acks: AckBatch::new(due_acks),
+    });
+    let acking = tokio::spawn(send_acks(acks_to_send));
+    let tracker = TaskTracker::new();
+    let result = take_deliveries(&mut consumer, &hands, &tracker, config.prefetch, shutdown).await;
+    // Stop taking deliveries; let those in hand finish (unacked ones are redelivered).
+    tracker.close();
+    tracker.wait().await;
+    drop(hands);
+    let _ = acking.await;
+    let _ = conn.close(200, ShortString::from("shutting down")).await;
+    drop(channel);
+    result
+}
+
+/// Connects, declares the queues, opens the publisher channel in confirm
+/// mode and starts consuming at `amqp.prefetch`.
+async fn open(config: &IntakeConfig) -> lapin::Result<Consuming> {
     let conn = Connection::connect(&config.url, named("intake", config)).await?;
     let channel = conn.create_channel().await?;
     declare(&channel, config).await?;
@@ -130,7 +181,7 @@ async fn consume(
     publisher
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let mut consumer = channel
+    let consumer = channel
         .basic_consume(
             ShortString::from(config.queue.as_str()),
             ShortString::from("cascade-intake"),
@@ -138,78 +189,84 @@ async fn consume(
             FieldTable::default(),
         )
         .await?;
-    health.amqp.store(true, Ordering::Relaxed);
-    tracing::info!(queue = %config.queue, prefetch = config.prefetch, "consuming");
+    Ok(Consuming {
+        conn,
+        channel,
+        publisher,
+        consumer,
+    })
+}
 
+/// Sends the batched acks. One sender, so batches reach the broker in the
+/// order they were made.
+async fn send_acks(mut acks_to_send: UnboundedReceiver<Acker>) {
+    while let Some(acker) = acks_to_send.recv().await {
+        let _ = acker.ack(BasicAckOptions { multiple: true }).await;
+    }
+}
+
+/// Takes deliveries until `shutdown` (`Ok`) or until the channel fails
+/// (`Err`), each handled in a task of `tracker`.
+async fn take_deliveries(
+    consumer: &mut Consumer,
+    hands: &Arc<Hands>,
+    tracker: &TaskTracker,
+    prefetch: u16,
+    shutdown: &CancellationToken,
+) -> lapin::Result<()> {
     // Deliveries are handled concurrently, at most `prefetch` at a time
     // (a handler holds its permit through the first send it starts).
-    let (due_acks, mut acks_to_send) = tokio::sync::mpsc::unbounded_channel::<Acker>();
-    let hands = Arc::new(Hands {
-        worker: worker.clone(),
-        poke: poke.clone(),
-        publisher,
-        config: config.clone(),
-        acks: AckBatch::new(due_acks),
-    });
-    // One sender, so batches reach the broker in the order they were made.
-    let acking = tokio::spawn(async move {
-        while let Some(acker) = acks_to_send.recv().await {
-            let _ = acker.ack(BasicAckOptions { multiple: true }).await;
-        }
-    });
-    let tracker = TaskTracker::new();
-    let permits = Arc::new(Semaphore::new(config.prefetch.max(1) as usize));
-    let result = loop {
+    let permits = Arc::new(Semaphore::new(prefetch.max(1) as usize));
+    loop {
         let next = tokio::select! {
             d = consumer.next() => d,
-            _ = shutdown.cancelled() => break Ok(()),
+            _ = shutdown.cancelled() => return Ok(()),
         };
         let delivery = match next {
             Some(Ok(d)) => d,
-            Some(Err(e)) => break Err(e),
+            Some(Err(e)) => return Err(e),
             None => {
-                break Err(lapin::Error::from(
+                return Err(lapin::Error::from(
                     lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
                 ));
             }
         };
         let Ok(permit) = permits.clone().acquire_owned().await else {
-            break Ok(());
+            return Ok(());
         };
         hands.acks.arrived(delivery.delivery_tag);
         let hands = hands.clone();
         tracker.spawn(async move {
-            let tag = delivery.delivery_tag;
-            let handled = AssertUnwindSafe(handle(&delivery, &hands))
-                .catch_unwind()
-                .await;
-            let failure = match handled {
-                Ok(Ok(())) => None,
-                Ok(Err(failure)) => Some(failure),
-                // The panic's text went to the log through the panic hook.
-                Err(_) => Some(Failure::Panicked),
-            };
-            if hands.acks.is_working(tag) {
-                // A handler that failed, panicked or left its delivery
-                // unanswered must not hold back the acks behind it, nor be
-                // covered by one: send the message round again, counted, or
-                // dead-letter it as poison; either answers it.
-                failed(&delivery, &failure.unwrap_or(Failure::Unanswered), &hands).await;
-            } else if let Some(failure) = failure {
-                // Answered first (recorded and acknowledged), then failed: a
-                // panic in the first send, which the in-flight timer covers.
-                tracing::error!(delivery_tag = tag, error = %failure, "a delivery failed after it was recorded; the in-flight timer takes over");
-            }
+            handle_or_fail(&delivery, &hands).await;
             drop(permit);
         });
+    }
+}
+
+/// Handles one delivery (`handle`) and makes sure it is answered: one that
+/// failed, panicked or was left unanswered goes to `failed`.
+async fn handle_or_fail(delivery: &Delivery, hands: &Hands) {
+    let tag = delivery.delivery_tag;
+    let handled = AssertUnwindSafe(handle(delivery, hands))
+        .catch_unwind()
+        .await;
+    let failure = match handled {
+        Ok(Ok(())) => None,
+        Ok(Err(failure)) => Some(failure),
+        // The panic's text went to the log through the panic hook.
+        Err(_) => Some(Failure::Panicked),
     };
-    // Stop taking deliveries; let those in hand finish (unacked ones are redelivered).
-    tracker.close();
-    tracker.wait().await;
-    drop(hands);
-    let _ = acking.await;
-    let _ = conn.close(200, ShortString::from("shutting down")).await;
-    result
+    if hands.acks.is_working(tag) {
+        // A handler that failed, panicked or left its delivery
+        // unanswered must not hold back the acks behind it, nor be
+        // covered by one: send the message round again, counted, or
+        // dead-letter it as poison; either answers it.
+        failed(delivery, &failure.unwrap_or(Failure::Unanswered), hands).await;
+    } else if let Some(failure) = failure {
+        // Answered first (recorded and acknowledged), then failed: a
+        // panic in the first send, which the in-flight timer covers.
+        tracing::error!(delivery_tag = tag, error = %failure, "a delivery failed after it was recorded; the in-flight timer takes over");
+    }
 }
 
 /// Admits, records and acknowledges one delivery, or dead-letters or hands it
@@ -399,111 +456,6 @@ async fn dead_letter(delivery: &Delivery, error: &IntakeError, headers: FieldTab
             hand_back(&hands.acks, delivery).await;
         }
     }
-}
-
-/// How a `mandatory` publish under a publisher confirm ended.
-enum Published {
-    /// Routed to a queue and confirmed.
-    Confirmed,
-    /// Confirmed, but returned unrouted: no such queue.
-    Returned(String),
-    /// RabbitMQ refused it (a nack).
-    Refused,
-    /// The channel failed before a confirm came.
-    Failed(lapin::Error),
-}
-
-impl std::fmt::Display for Published {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Published::Confirmed => f.write_str("confirmed"),
-            Published::Returned(why) => {
-                write!(f, "returned unrouted ({why}): does the queue exist?")
-            }
-            Published::Refused => f.write_str("refused (nack)"),
-            Published::Failed(e) => write!(f, "failed: {e}"),
-        }
-    }
-}
-
-/// Publishes `body` to `queue` through the default exchange, `mandatory`,
-/// and waits for the confirm. A message RabbitMQ cannot route is still
-/// confirmed (an ack, with the message returned beside it), so the ack
-/// alone says nothing: the return decides.
-async fn publish_confirmed(
-    channel: &Channel,
-    queue: &str,
-    body: &[u8],
-    properties: BasicProperties,
-) -> Published {
-    let options = BasicPublishOptions {
-        mandatory: true,
-        ..Default::default()
-    };
-    let confirm = match channel
-        .basic_publish(
-            ShortString::from(""),
-            ShortString::from(queue),
-            options,
-            body,
-            properties,
-        )
-        .await
-    {
-        Ok(confirm) => confirm.await,
-        Err(e) => Err(e),
-    };
-    match confirm {
-        Ok(Confirmation::Ack(None)) => Published::Confirmed,
-        Ok(Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned))) => {
-            Published::Returned(format!("{} {}", returned.reply_code, returned.reply_text))
-        }
-        Ok(Confirmation::Nack(None) | Confirmation::NotRequested) => Published::Refused,
-        Err(e) => Published::Failed(e),
-    }
-}
-
-/// A delivery's properties for a copy the daemon publishes: the same, but
-/// persistent, with `headers`, and without `expiration` (builders can only
-/// set a property, so the copy is built afresh).
-fn copy_properties(p: &BasicProperties, headers: FieldTable) -> BasicProperties {
-    let mut copy = BasicProperties::default()
-        .with_headers(headers)
-        .with_delivery_mode(2);
-    if let Some(v) = p.content_type() {
-        copy = copy.with_content_type(v.clone());
-    }
-    if let Some(v) = p.content_encoding() {
-        copy = copy.with_content_encoding(v.clone());
-    }
-    if let Some(v) = p.priority() {
-        copy = copy.with_priority(*v);
-    }
-    if let Some(v) = p.correlation_id() {
-        copy = copy.with_correlation_id(v.clone());
-    }
-    if let Some(v) = p.reply_to() {
-        copy = copy.with_reply_to(v.clone());
-    }
-    if let Some(v) = p.message_id() {
-        copy = copy.with_message_id(v.clone());
-    }
-    if let Some(v) = p.timestamp() {
-        copy = copy.with_timestamp(*v);
-    }
-    if let Some(v) = p.kind() {
-        copy = copy.with_type(v.clone());
-    }
-    if let Some(v) = p.user_id() {
-        copy = copy.with_user_id(v.clone());
-    }
-    if let Some(v) = p.app_id() {
-        copy = copy.with_app_id(v.clone());
-    }
-    if let Some(v) = p.cluster_id() {
-        copy = copy.with_cluster_id(v.clone());
-    }
-    copy
 }
 
 /// Connection properties naming the connection after what it is for, so

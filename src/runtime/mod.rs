@@ -10,6 +10,7 @@ pub mod keys;
 pub mod poison;
 pub mod record;
 pub mod reload;
+mod republish;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;

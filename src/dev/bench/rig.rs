@@ -1,0 +1,266 @@
+//! A private configuration per workload: its queues, key prefix, config files and daemon.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+use super::{BenchError, BenchOptions, PUBLISH_BATCH, TIMER_SHARDS};
+use crate::config::Catalog;
+use crate::runtime::clock::SystemClock;
+use crate::runtime::daemon::{Daemon, DaemonOptions};
+use crate::runtime::intake::{self, IntakeConfig};
+use crate::runtime::keys::Keys;
+use crate::runtime::scheduler::SchedulerConfig;
+
+/// One workload's queues, key prefix and configuration directory, each
+/// named for this run and workload.
+pub(super) struct Rig {
+    pub(super) name: String,
+    dir: PathBuf,
+    catalog: Catalog,
+    pub(super) intake: IntakeConfig,
+    pub(super) keys: Keys,
+}
+
+impl Rig {
+    pub(super) fn new(
+        tag: &str,
+        opts: &BenchOptions,
+        vk_base_url: &str,
+        sms_url: &str,
+    ) -> Result<Rig, BenchError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() % 1_000_000_000)
+            .unwrap_or(0);
+        let name = format!("bench-{tag}-{}-{nanos}", std::process::id());
+        // Keys and ids as long as a real deployment's: a prefix of the
+        // default's length (`cascade`) and ids like the README's `order-1001:delayed`.
+        // Redis bytes per cascade grow with both (every key and the timer
+        // entry hold them), so a longer run-unique name would inflate them.
+        let prefix = format!(
+            "b{tag}{:04x}",
+            (std::process::id() as u128 ^ nanos) & 0xffff
+        );
+        let dir = std::env::temp_dir().join(format!("cascade-{name}"));
+        std::fs::create_dir_all(dir.join("channels"))?;
+        std::fs::create_dir_all(dir.join("policies"))?;
+        std::fs::write(
+            dir.join("cascade.toml"),
+            format!(
+                "[amqp]\nurl = \"{}\"\nqueue = \"{name}.notifications\"\ndead_letter_queue = \"{name}.dead\"\nprefetch = {}\n\n\
+                 [redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\ntimer_shards = {TIMER_SHARDS}\nretention = \"1d\"\n\n\
+                 [http]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nreceipt_token = \"bench\"\n",
+                opts.amqp_url, opts.prefetch, opts.redis_url
+            ),
+        )?;
+        std::fs::write(
+            dir.join("channels/vk.toml"),
+            format!(
+                "kind = \"vk\"\nbase_url = \"{vk_base_url}\"\naccess_token = \"bench-token\"\ngroup_id = \"1\"\n\
+                 callback_secret = \"bench-secret\"\nconfirmation = \"bench\"\ntimeout = \"10s\"\n\
+                 [retry]\nattempts = 3\nbackoff = \"100ms\"\nmax_backoff = \"200ms\"\n"
+            ),
+        )?;
+        std::fs::write(
+            dir.join("channels/sms.toml"),
+            format!(
+                "kind = \"webhook\"\ncontact = \"sms\"\nurl = \"{sms_url}\"\ntimeout = \"10s\"\n\
+                 [retry]\nattempts = 3\nbackoff = \"100ms\"\nmax_backoff = \"200ms\"\n"
+            ),
+        )?;
+        std::fs::write(
+            dir.join("policies/bench.toml"),
+            "description = \"VK, then SMS if unread after 1 h\"\nstop_on = [\"read\"]\n\n\
+             [[steps]]\nchannel = \"vk\"\nwait = \"1h\"\n\n[[steps]]\nchannel = \"sms\"\n",
+        )?;
+        let catalog = Catalog::load_with_env(&dir.join("cascade.toml"), &|_| None)
+            .map_err(|e| BenchError::Config(e.to_string()))?;
+        let intake = IntakeConfig::from(&catalog.settings.amqp);
+        let keys = Keys::new(&prefix, TIMER_SHARDS);
+        Ok(Rig {
+            name,
+            dir,
+            catalog,
+            intake,
+            keys,
+        })
+    }
+
+    pub(super) fn id(&self, i: usize) -> String {
+        format!("order-{i}:delayed")
+    }
+
+    pub(super) fn body(&self, i: usize) -> Vec<u8> {
+        serde_json::json!({
+            "id": self.id(i),
+            "policy": "bench",
+            "customer": {
+                "id": format!("c{i}"),
+                "contacts": { "vk": (1_000_000 + i).to_string(), "sms": format!("+7916{:07}", i % 10_000_000) }
+            },
+            "content": { "text": "Заказ задерживается" }
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    pub(super) async fn start(
+        &self,
+        opts: &BenchOptions,
+        clock: Arc<SystemClock>,
+    ) -> Result<Daemon, BenchError> {
+        let options = DaemonOptions {
+            clock,
+            scheduler: SchedulerConfig {
+                concurrency: opts.concurrency,
+                batch: opts.batch,
+                ..SchedulerConfig::default()
+            },
+            listen: Some("127.0.0.1:0".into()),
+            admin_listen: Some("127.0.0.1:0".into()),
+            insecure_demo_secrets: false,
+            config_path: None,
+        };
+        Ok(Daemon::start(self.catalog.clone(), options).await?)
+    }
+
+    /// Cascades whose timer is later than `after_ms` (waiting on the 1 h
+    /// step): in the shards' sorted sets, and in their far slots' lists,
+    /// which hold only wake-ups beyond the horizon (`after_ms` is earlier).
+    pub(super) async fn waiting_after(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        after_ms: i64,
+    ) -> Result<u64, BenchError> {
+        let mut pipe = redis::pipe();
+        for shard in 0..TIMER_SHARDS {
+            pipe.zcount(self.keys.timer(shard), format!("({after_ms}"), "+inf");
+            pipe.zrange(self.keys.later(shard), 0, -1);
+        }
+        let per_shard: Vec<(u64, Vec<String>)> = pipe.query_async(conn).await?;
+        let mut pipe = redis::pipe();
+        for (shard, (_, slots)) in per_shard.iter().enumerate() {
+            for slot in slots {
+                pipe.llen(format!("{}:{slot}", self.keys.later(shard as u16)));
+            }
+        }
+        let far: Vec<u64> = if pipe.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(conn).await?
+        };
+        Ok(per_shard.iter().map(|(near, _)| near).sum::<u64>() + far.iter().sum::<u64>())
+    }
+
+    pub(super) async fn clean(&self, opts: &BenchOptions) {
+        if let Ok(conn) = Connection::connect(&opts.amqp_url, ConnectionProperties::default()).await
+            && let Ok(ch) = conn.create_channel().await
+        {
+            for q in [&self.intake.queue, &self.intake.dead_letter_queue] {
+                let _ = ch
+                    .queue_delete(ShortString::from(q.as_str()), QueueDeleteOptions::default())
+                    .await;
+            }
+            let _ = conn.close(200, ShortString::from("bench done")).await;
+        }
+        let _ = delete_prefix(&opts.redis_url, self.keys.prefix()).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub(super) async fn redis_conn(url: &str) -> Result<redis::aio::ConnectionManager, BenchError> {
+    let client = redis::Client::open(url)?;
+    Ok(redis::aio::ConnectionManager::new(client).await?)
+}
+
+async fn delete_prefix(url: &str, prefix: &str) -> Result<(), BenchError> {
+    let mut c = redis_conn(url).await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut c)
+            .await?;
+        if !keys.is_empty() {
+            let _: () = redis::cmd("UNLINK").arg(&keys).query_async(&mut c).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// Publishes `bodies` to `queue` with publisher confirms, a batch at a time.
+pub(super) async fn publish(
+    url: &str,
+    config: &IntakeConfig,
+    queue: &str,
+    n: usize,
+    body: impl Fn(usize) -> Vec<u8>,
+) -> Result<Duration, BenchError> {
+    let started = Instant::now();
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    intake::declare(&channel, config).await?;
+    channel
+        .queue_declare(
+            ShortString::from(queue),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let mut acked = 0;
+    let mut start = 0;
+    while start < n {
+        let end = (start + PUBLISH_BATCH).min(n);
+        let mut confirms = Vec::with_capacity(end - start);
+        for i in start..end {
+            let confirm = channel
+                .basic_publish(
+                    ShortString::from(""),
+                    ShortString::from(queue),
+                    BasicPublishOptions::default(),
+                    &body(i),
+                    BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_content_type(ShortString::from("application/json")),
+                )
+                .await?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            if confirm.await?.is_ack() {
+                acked += 1;
+            }
+        }
+        start = end;
+    }
+    let _ = conn.close(200, ShortString::from("published")).await;
+    if acked != n {
+        return Err(BenchError::Unconfirmed { acked, total: n });
+    }
+    Ok(started.elapsed())
+}
+
+/// What the daemon's clock reads now, jumps included.
+pub(super) fn clock_now(clock: &SystemClock) -> i64 {
+    crate::runtime::clock::Clock::now_ms(clock)
+}
