@@ -385,3 +385,39 @@ async fn events_are_appended_in_order() {
     ];
     assert_eq!(log[0], format!("{want:?}"));
 }
+
+/// A channel's shared throughput: one share at a time, the next one an
+/// interval later; channels do not share. (Redis reads its own clock here,
+/// the memory store its injected one: only the shape of the answers, and
+/// a wait no longer than the interval, are compared.)
+async fn channel_rates<S: CascadeStore + Foreign>(s: &S, _rig: &Rig) -> Vec<String> {
+    use cascade::core::Rate;
+    use cascade::runtime::store::RateTake;
+    let rate = Rate {
+        count: 1,
+        per_ms: 60_000,
+    };
+    let mut log = Vec::new();
+    for channel in ["sms", "sms", "vk"] {
+        log.push(match s.take_rate(channel, rate).await.unwrap() {
+            RateTake::Taken => format!("{channel}: taken"),
+            RateTake::Wait(w)
+                if w > std::time::Duration::from_secs(59)
+                    && w <= std::time::Duration::from_secs(60) =>
+            {
+                format!("{channel}: wait a minute")
+            }
+            RateTake::Wait(w) => format!("{channel}: wait {w:?}"),
+        });
+    }
+    log
+}
+
+#[tokio::test]
+async fn a_channels_rate_is_taken_one_share_at_a_time() {
+    let rig = Rig::new("contract-rate").await;
+    assert_eq!(
+        both!(rig, channel_rates),
+        ["sms: taken", "sms: wait a minute", "vk: taken"]
+    );
+}

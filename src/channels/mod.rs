@@ -229,6 +229,16 @@ impl Outbound {
         })
     }
 
+    /// Whether the channel's circuit is open: its sends fail at once,
+    /// without a request (and need no throughput).
+    pub fn is_open(&self, channel: &ChannelConfig, now_ms: i64) -> bool {
+        self.breakers
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&channel.name).map(|(until_ms, _)| now_ms < *until_ms))
+            .unwrap_or(false)
+    }
+
     fn open_breaker(&self, channel: &str, now_ms: i64) -> Option<String> {
         let mut breakers = self.breakers.lock().ok()?;
         match breakers.get(channel) {

@@ -99,6 +99,12 @@ impl Keys {
         self.events.clone()
     }
 
+    /// A channel's next free moment for its throughput, shared by every
+    /// instance (`scripts/rate.lua`).
+    pub fn rate(&self, channel: &str) -> String {
+        join(&[&self.prefix, ":rate:{", channel, "}"])
+    }
+
     /// A policy snapshot by content hash, shared by the cascades that started on it.
     pub fn policy(&self, hash: &str) -> String {
         format!("{}:policy:{hash}", self.prefix)

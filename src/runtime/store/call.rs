@@ -15,6 +15,7 @@ pub(super) struct Scripts {
     pub commit: Script,
     pub receipt: Script,
     pub limit: Script,
+    pub rate: Script,
     pub touch: Script,
 }
 
@@ -41,6 +42,7 @@ impl Scripts {
                 include_str!("../scripts/receipt.lua")
             )),
             limit: Script::new(include_str!("../scripts/limit.lua")),
+            rate: Script::new(include_str!("../scripts/rate.lua")),
             touch: Script::new(concat!(
                 include_str!("../scripts/record.lua"),
                 include_str!("../scripts/wake.lua"),
@@ -49,7 +51,7 @@ impl Scripts {
         }
     }
 
-    pub fn all(&self) -> [&Script; 7] {
+    pub fn all(&self) -> [&Script; 8] {
         [
             &self.accept,
             &self.claim,
@@ -57,6 +59,7 @@ impl Scripts {
             &self.commit,
             &self.receipt,
             &self.limit,
+            &self.rate,
             &self.touch,
         ]
     }

@@ -12,10 +12,11 @@
 use std::future::Future;
 
 use super::{
-    Accepted, Claimed, CommitReply, CommitRequest, Lease, Loaded, ReceiptResult, Store, StoreError,
+    Accepted, Claimed, CommitReply, CommitRequest, Lease, Loaded, RateTake, ReceiptResult, Store,
+    StoreError,
 };
 use crate::config::ChannelConfig;
-use crate::core::{Cascade, Decision, Entry, Policy};
+use crate::core::{Cascade, Decision, Entry, Policy, Rate};
 use crate::notification::Admitted;
 
 /// Cascade state, timers, receipts, per-customer limits, the provider
@@ -107,6 +108,14 @@ pub trait CascadeStore: Clone + Send + Sync + 'static {
         channel: &ChannelConfig,
         member: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes one send's share of `channel`'s throughput, shared by every
+    /// instance on this store, or says how long until one is free.
+    fn take_rate(
+        &self,
+        channel: &str,
+        rate: Rate,
+    ) -> impl Future<Output = Result<RateTake, StoreError>> + Send;
 
     /// Records a receipt and wakes the cascade (unless it is under a lease:
     /// its holder's commit wakes it).
@@ -237,6 +246,10 @@ impl CascadeStore for Store {
         member: &str,
     ) -> Result<(), StoreError> {
         Store::release_limit(self, customer, policy, channel, member).await
+    }
+
+    async fn take_rate(&self, channel: &str, rate: Rate) -> Result<RateTake, StoreError> {
+        Store::take_rate(self, channel, rate).await
     }
 
     async fn record_receipt(

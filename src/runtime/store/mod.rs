@@ -24,6 +24,7 @@ mod limits;
 mod memory;
 mod policies;
 mod provider_index;
+mod rates;
 mod receipts;
 mod timers;
 
@@ -38,6 +39,7 @@ pub use cascades::{Accepted, CommitReply, CommitRequest, Loaded};
 pub use error::StoreError;
 pub use memory::{MemoryStore, StreamEntry};
 pub use provider_index::ProviderMessage;
+pub use rates::RateTake;
 pub use receipts::{ReceiptResult, receipts_seen};
 pub use timers::{Claimed, Lease};
 

@@ -16,6 +16,7 @@
 
 mod send;
 mod start;
+mod throughput;
 
 pub use start::{FirstSend, Started};
 mod wakeup;
@@ -188,16 +189,6 @@ impl<S: CascadeStore> Worker<S> {
         if let Err(e) = self.store.release_claim(id, lease).await {
             tracing::warn!(notification_id = id, error = %e, "cannot give back the claim of a failed wake-up; it will count as lapsed");
         }
-    }
-
-    /// Whether a send on `channel` may go out on `lease`: the channel
-    /// finishes (or times out) well before the lease ends, and its
-    /// throughput is free now (waiting for it could outlast the lease).
-    /// Takes that throughput when it says yes.
-    fn fits_lease(&self, lease: &Lease, channel: &ChannelConfig, now_ms: i64) -> bool {
-        let left = lease.deadline.saturating_duration_since(Instant::now());
-        let needs = Duration::from_millis(channel.timeout_ms.max(0) as u64) + LEASE_MARGIN;
-        left >= needs && self.outbound.try_admit(channel, now_ms)
     }
 
     fn log(&self, id: &str, loaded: &Loaded, entries: &[Entry]) {

@@ -22,8 +22,13 @@ impl<S: CascadeStore> Wakeup<'_, S> {
             // A send decided on the claim: on its lease if the channel is
             // sure to be done well before the lease ends and its throughput
             // is free now; else stored in flight first, like any other.
-            let lease = self.claim.take().map(|c| c.lease);
-            match lease.filter(|l| self.worker.fits_lease(l, channel, now)) {
+            let mut lease = self.claim.take().map(|c| c.lease);
+            if let Some(l) = &lease
+                && !self.worker.fits_lease(l, channel, now).await
+            {
+                lease = None;
+            }
+            match lease {
                 Some(lease) => {
                     on_lease = Some(lease);
                     u.lease = Some(lease);
@@ -83,7 +88,7 @@ impl<S: CascadeStore> Wakeup<'_, S> {
         let spare = deadline_ms - now - channel.timeout_ms - LEASE_MARGIN.as_millis() as i64;
         let max_wait = Duration::from_millis(spare.max(0) as u64);
         let admission = tokio::select! {
-            admission = self.worker.outbound.admit_within(channel, max_wait, now) => admission,
+            admission = self.worker.admit_within(channel, max_wait, now) => admission?,
             // Stopping: not requested, so hand it back for any instance to
             // send (left in flight, it would count as interrupted).
             _ = self.worker.shutdown.cancelled() => Admission::NoRoom { wait: Duration::ZERO },

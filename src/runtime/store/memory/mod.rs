@@ -18,15 +18,17 @@ mod timers;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::cascade_store::CascadeStore;
+use super::rates::interval_us;
 use super::timers::ClaimedRead;
 use super::{
-    Accepted, Claimed, CommitReply, CommitRequest, EVENTS_MAX_LEN, Lease, Loaded, ReceiptResult,
-    StoreError,
+    Accepted, Claimed, CommitReply, CommitRequest, EVENTS_MAX_LEN, Lease, Loaded, RateTake,
+    ReceiptResult, StoreError,
 };
 use crate::config::ChannelConfig;
-use crate::core::{Cascade, Decision, Entry, Policy};
+use crate::core::{Cascade, Decision, Entry, Policy, Rate};
 use crate::notification::Admitted;
 use crate::runtime::clock::Clock;
 use crate::runtime::record::encode_entry;
@@ -57,6 +59,8 @@ struct State {
     /// One ordered set per shard (`timers`).
     timers: Vec<timers::TimerSet>,
     limits: limits::Limits,
+    /// Per channel: its next free moment for throughput, µs (`rate.lua`).
+    rates: HashMap<String, i64>,
     index: index::Index,
     /// Bounded by `EVENTS_MAX_LEN` (exactly; Redis trims approximately).
     events: VecDeque<StreamEntry>,
@@ -93,6 +97,7 @@ impl MemoryStore {
             receipts: HashMap::new(),
             timers: (0..shards).map(|_| timers::TimerSet::default()).collect(),
             limits: limits::Limits::default(),
+            rates: HashMap::new(),
             index: index::Index::default(),
             events: VecDeque::new(),
         };
@@ -250,6 +255,20 @@ impl CascadeStore for MemoryStore {
         let (mut state, clock_ms) = self.lock();
         state.limits.release(customer, &scopes, member, clock_ms);
         Ok(())
+    }
+
+    async fn take_rate(&self, channel: &str, rate: Rate) -> Result<RateTake, StoreError> {
+        // `rate.lua` on the store's clock (Redis's own there).
+        let (mut state, clock_ms) = self.lock();
+        let now = clock_ms * 1000;
+        let free = state.rates.get(channel).copied().unwrap_or(0);
+        if free > now {
+            return Ok(RateTake::Wait(Duration::from_micros((free - now) as u64)));
+        }
+        state
+            .rates
+            .insert(channel.to_owned(), now + interval_us(rate) as i64);
+        Ok(RateTake::Taken)
     }
 
     async fn record_receipt(
