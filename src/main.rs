@@ -146,6 +146,10 @@ struct BenchArgs {
     /// W2: cascades made due at the same moment.
     #[arg(long, default_value_t = 20_000)]
     w2_n: usize,
+    /// W2s: notifications published at a steady pace over 5 s, each
+    /// escalating 2 s after its first send.
+    #[arg(long, default_value_t = 2_000)]
+    w2s_n: usize,
     /// W3: cascades left waiting.
     #[arg(long, default_value_t = 200_000)]
     w3_n: usize,
@@ -165,7 +169,7 @@ struct BenchArgs {
     #[arg(long, default_value_t = cascade::runtime::scheduler::SchedulerConfig::default().batch)]
     batch: usize,
     /// Which workloads to run, e.g. `--only w1,w2` (the floors always run).
-    #[arg(long, value_delimiter = ',', default_values_t = ["w1".to_owned(), "w2".to_owned(), "w3".to_owned()])]
+    #[arg(long, value_delimiter = ',', default_values_t = ["w1".to_owned(), "w2".to_owned(), "w2s".to_owned(), "w3".to_owned()])]
     only: Vec<String>,
 }
 
@@ -447,6 +451,7 @@ async fn bench_cmd(cli: &Cli, a: &BenchArgs) -> anyhow::Result<()> {
         redis_url: catalog.settings.redis.url.clone(),
         w1_n: a.n.unwrap_or(a.w1_n),
         w2_n: a.n.unwrap_or(a.w2_n),
+        w2s_n: a.w2s_n,
         w3_n: a.n.unwrap_or(a.w3_n),
         floor_n: a.floor_n,
         timeout: std::time::Duration::from_secs(a.timeout),
@@ -455,6 +460,7 @@ async fn bench_cmd(cli: &Cli, a: &BenchArgs) -> anyhow::Result<()> {
         batch: a.batch,
         run_w1: a.only.iter().any(|w| w == "w1"),
         run_w2: a.only.iter().any(|w| w == "w2"),
+        run_w2s: a.only.iter().any(|w| w == "w2s"),
         run_w3: a.only.iter().any(|w| w == "w3"),
     };
     eprintln!(

@@ -199,3 +199,33 @@ async fn two_daemons_in_one_process_count_apart() {
     assert_eq!(one.metric("cascade_http_rejected_total", &refused).await, 3);
     assert_eq!(two.metric("cascade_http_rejected_total", &refused).await, 0);
 }
+
+/// The scheduler sleeps until the next cascade it knows is due, not until
+/// its next idle poll: with polls 5 s apart, a step due 1 s after the
+/// first send still goes out about 1 s after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_goes_out_when_due_not_at_the_next_poll() {
+    let (url, received) = fake_receiver(vec![]).await;
+    let policy = "stop_on = [\"read\"]\n\n[[steps]]\nchannel = \"vk\"\nwait = \"1s\"\n\n[[steps]]\nchannel = \"sms\"\n";
+    let cfg = TestConfig::new("on-time", &url, "", policy);
+    let id = format!("{}-n", cfg.name);
+    let r = Running::start_opts(cfg, |o| {
+        o.scheduler.idle_poll = Duration::from_secs(5);
+    })
+    .await;
+    r.publish_bytes(&notification(&id, "c-1")).await;
+    wait_until("the first send", AT_ONCE, async || {
+        received.count("vk") == 1
+    })
+    .await;
+    let first = std::time::Instant::now();
+    wait_until("the escalation", Duration::from_secs(8), async || {
+        received.count("sms") == 1
+    })
+    .await;
+    let after = first.elapsed();
+    assert!(
+        after >= Duration::from_millis(850) && after < Duration::from_millis(2500),
+        "the SMS came {after:?} after the first send"
+    );
+}

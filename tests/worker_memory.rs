@@ -38,6 +38,7 @@ async fn the_worker_runs_a_cascade_on_the_memory_store() {
         clock: clock.clone(),
         telemetry: Telemetry::new(),
         shutdown: CancellationToken::new(),
+        alarm: Default::default(),
     });
 
     let id = format!("{}-n", cfg.name);

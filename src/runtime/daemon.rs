@@ -119,6 +119,7 @@ impl Daemon {
             clock: options.clock.clone(),
             telemetry,
             shutdown: shutdown.clone(),
+            alarm: Default::default(),
         });
         tasks.spawn(scheduler::run(
             worker.clone(),

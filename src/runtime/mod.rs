@@ -2,6 +2,7 @@
 //! scheduler that wakes cascades, and the HTTP server for receipts.
 
 mod ack_batch;
+pub mod alarm;
 pub mod clock;
 pub mod daemon;
 pub mod intake;

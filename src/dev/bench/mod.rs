@@ -21,6 +21,7 @@ mod render;
 mod rig;
 mod w1;
 mod w2;
+mod w2s;
 mod w3;
 
 pub use render::render;
@@ -43,6 +44,8 @@ pub struct BenchOptions {
     pub redis_url: String,
     pub w1_n: usize,
     pub w2_n: usize,
+    /// W2s: notifications whose escalations come due spread over time.
+    pub w2s_n: usize,
     pub w3_n: usize,
     /// Round trips per floor (provider and Redis); the AMQP floor uses `w1_n` messages.
     pub floor_n: usize,
@@ -56,6 +59,7 @@ pub struct BenchOptions {
     pub batch: usize,
     pub run_w1: bool,
     pub run_w2: bool,
+    pub run_w2s: bool,
     pub run_w3: bool,
 }
 
@@ -146,7 +150,23 @@ pub struct Report {
     pub floors: Vec<Floor>,
     pub w1: Option<Intake>,
     pub w2: Option<Sweep>,
+    pub w2s: Option<Spread>,
     pub w3: Option<Footprint>,
+}
+
+/// W2s: how late escalations came whose due moments were spread out.
+#[derive(Clone, Debug, Default)]
+pub struct Spread {
+    pub n: usize,
+    /// SMS that arrived (one per notification: none is read).
+    pub sms: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    /// Redis's CPU and script calls from the first publish to the last SMS
+    /// (intake, first sends and escalations).
+    pub redis_cpu: Duration,
+    pub script_calls: u64,
 }
 
 /// Runs the floors and the chosen workloads, cleaning up after each.
@@ -160,6 +180,9 @@ pub async fn run(opts: &BenchOptions) -> Result<Report, BenchError> {
     }
     if opts.run_w2 {
         report.w2 = Some(w2::w2(opts).await?);
+    }
+    if opts.run_w2s {
+        report.w2s = Some(w2s::w2s(opts).await?);
     }
     if opts.run_w3 {
         report.w3 = Some(w3::w3(opts).await?);

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{BenchOptions, Floor, Footprint, Intake, Report, Sweep, TIMER_SHARDS, rate};
+use super::{BenchOptions, Floor, Footprint, Intake, Report, Spread, Sweep, TIMER_SHARDS, rate};
 
 /// A duration in milliseconds, one decimal.
 fn ms(d: Duration) -> String {
@@ -33,10 +33,35 @@ pub fn render(report: &Report, opts: &BenchOptions) -> String {
     if let Some(w) = &report.w2 {
         w2_rows(&mut out, w, base);
     }
+    if let Some(w) = &report.w2s {
+        w2s_row(&mut out, w);
+    }
     if let Some(w) = &report.w3 {
         w3_rows(&mut out, w);
     }
     out
+}
+
+fn w2s_row(out: &mut String, w: &Spread) {
+    let _ = writeln!(
+        out,
+        "| W2s lateness p50 / p99 / max, due moments spread | {} | {} / {} / {} | | | {} of {} SMS; published over 5 s, each due 2 s after its VK message's arrival |",
+        w.n,
+        ms(w.p50),
+        ms(w.p99),
+        ms(w.max),
+        w.sms,
+        w.n
+    );
+    let _ = writeln!(
+        out,
+        "| W2s Redis per notification: CPU / script calls | {} | {:.0} µs / {:.2} | | | {:.2} s of Redis CPU and {} script calls from the first publish to the last SMS |",
+        w.n,
+        w.redis_cpu.as_secs_f64() * 1e6 / w.n.max(1) as f64,
+        w.script_calls as f64 / w.n.max(1) as f64,
+        w.redis_cpu.as_secs_f64(),
+        w.script_calls
+    );
 }
 
 /// The line above the table: what the bench ran with.

@@ -35,6 +35,17 @@ impl Rig {
         vk_base_url: &str,
         sms_url: &str,
     ) -> Result<Rig, BenchError> {
+        Rig::with_wait(tag, opts, vk_base_url, sms_url, "1h")
+    }
+
+    /// A rig whose policy waits `wait` between VK and SMS.
+    pub(super) fn with_wait(
+        tag: &str,
+        opts: &BenchOptions,
+        vk_base_url: &str,
+        sms_url: &str,
+        wait: &str,
+    ) -> Result<Rig, BenchError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() % 1_000_000_000)
@@ -77,8 +88,10 @@ impl Rig {
         )?;
         std::fs::write(
             dir.join("policies/bench.toml"),
-            "description = \"VK, then SMS if unread after 1 h\"\nstop_on = [\"read\"]\n\n\
-             [[steps]]\nchannel = \"vk\"\nwait = \"1h\"\n\n[[steps]]\nchannel = \"sms\"\n",
+            format!(
+                "description = \"VK, then SMS if unread after {wait}\"\nstop_on = [\"read\"]\n\n\
+                 [[steps]]\nchannel = \"vk\"\nwait = \"{wait}\"\n\n[[steps]]\nchannel = \"sms\"\n"
+            ),
         )?;
         let catalog = Catalog::load_with_env(&dir.join("cascade.toml"), &|_| None)
             .map_err(|e| BenchError::Config(e.to_string()))?;

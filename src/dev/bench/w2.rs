@@ -158,7 +158,7 @@ fn tally(sweep: &mut Sweep, received: &[Received], read: &HashSet<String>, due: 
 }
 
 /// The `q` quantile of `sorted` by nearest rank; zero when it is empty.
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
+pub(super) fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
         Duration::ZERO
     } else {

@@ -98,6 +98,7 @@ impl Driver {
             clock: clock.clone(),
             telemetry: Telemetry::new(),
             shutdown: CancellationToken::new(),
+            alarm: Default::default(),
         };
         Ok(Driver {
             rig,

@@ -66,6 +66,8 @@ pub struct Request {
 /// A message the fake keeps: one per distinct `random_id`.
 #[derive(Clone, Debug)]
 pub struct Message {
+    /// When the request that sent it arrived.
+    pub at: std::time::Instant,
     pub message_id: i64,
     pub peer_id: i64,
     pub text: String,
@@ -426,6 +428,7 @@ fn keep(inner: &Inner, peer_id: i64, text: String, random_id: i64) -> i64 {
     }
     if let Ok(mut m) = inner.messages.lock() {
         m.push(Message {
+            at: std::time::Instant::now(),
             message_id: id,
             peer_id,
             text,

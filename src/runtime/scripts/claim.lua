@@ -24,8 +24,10 @@
 -- or stalled before storing what it did (the worker's `ClaimLapsed`).
 -- An id whose record is gone is leased too; the caller, finding no record,
 -- takes it out of the set (forget.lua).
--- Returns, flat, per claimed id: id, the end (ms) of the lapsed lease it
--- was found under, else 0.
+-- Returns, flat: first the moment (ms) the next cascade of the shard can be
+-- claimed (a lease once it has ended, so its end + 1), or -1 when the set
+-- is empty: the scheduler sleeps until then; then per claimed id: id, the
+-- end (ms) of the lapsed lease it was found under, else 0.
 local budget = tonumber(ARGV[6])
 local upto = math.floor(tonumber(ARGV[4]) / tonumber(ARGV[5]))
 for i = 3, #KEYS do
@@ -52,7 +54,7 @@ for i = 3, #KEYS do
   end
 end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
-local claimed = {}
+local claimed = { -1 }
 for i = 1, #due, 2 do
   local id, score = due[i], due[i + 1]
   redis.call('ZADD', KEYS[1], ARGV[2], id)
@@ -62,5 +64,13 @@ for i = 1, #due, 2 do
   end
   claimed[#claimed + 1] = id
   claimed[#claimed + 1] = lapsed
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if first[2] then
+  local at = math.floor(tonumber(first[2]))
+  if is_lease(first[2]) then
+    at = at + 1
+  end
+  claimed[1] = at
 end
 return claimed

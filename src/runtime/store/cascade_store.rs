@@ -12,8 +12,8 @@
 use std::future::Future;
 
 use super::{
-    Accepted, Claimed, CommitReply, CommitRequest, Lease, Loaded, RateTake, ReceiptResult, Store,
-    StoreError,
+    Accepted, Claimed, Claims, CommitReply, CommitRequest, Lease, Loaded, RateTake, ReceiptResult,
+    Store, StoreError,
 };
 use crate::config::ChannelConfig;
 use crate::core::{Cascade, Decision, Entry, Policy, Rate};
@@ -56,13 +56,25 @@ pub trait CascadeStore: Clone + Send + Sync + 'static {
 
     /// Up to `limit` due cascades of `shard`, each leased for `lease_ms`;
     /// one found under a lease that ran out says so (`lapsed_claim_at_ms`).
+    /// Also when the shard's next cascade can be claimed.
+    fn claim_due(
+        &self,
+        shard: u16,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Claims, StoreError>> + Send;
+
+    /// `claim_due`, the due cascades only.
     fn claim(
         &self,
         shard: u16,
         now_ms: i64,
         lease_ms: i64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send {
+        async move { Ok(self.claim_due(shard, now_ms, lease_ms, limit).await?.due) }
+    }
 
     /// A claimed cascade as loaded for a decision; `None` when it is gone.
     fn load_claimed(
@@ -198,14 +210,14 @@ impl CascadeStore for Store {
         Store::status(self, id).await
     }
 
-    async fn claim(
+    async fn claim_due(
         &self,
         shard: u16,
         now_ms: i64,
         lease_ms: i64,
         limit: usize,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        Store::claim(self, shard, now_ms, lease_ms, limit).await
+    ) -> Result<Claims, StoreError> {
+        Store::claim_due(self, shard, now_ms, lease_ms, limit).await
     }
 
     async fn load_claimed(&self, claimed: &mut Claimed) -> Result<Option<Loaded>, StoreError> {

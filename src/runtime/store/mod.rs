@@ -41,7 +41,7 @@ pub use memory::{MemoryStore, StreamEntry};
 pub use provider_index::ProviderMessage;
 pub use rates::RateTake;
 pub use receipts::{ReceiptResult, receipts_seen};
-pub use timers::{Claimed, Lease};
+pub use timers::{Claimed, Claims, Lease};
 
 /// Bounds the `cascade:events` stream (approximate trimming).
 pub const EVENTS_MAX_LEN: u64 = 100_000;

@@ -57,6 +57,14 @@ impl WakeArgs {
     }
 }
 
+/// What one claim on a shard took, and when the shard's next cascade can
+/// be claimed (`None`: nothing waits in its set), for the scheduler to
+/// sleep until then.
+pub struct Claims {
+    pub due: Vec<Claimed>,
+    pub next_ms: Option<i64>,
+}
+
 /// A cascade the scheduler claimed, with its record and receipts as read
 /// right after the claim: `Store::load_claimed` turns them into a `Loaded`
 /// (in the task that wakes it, so the scheduler goes on claiming).
@@ -160,13 +168,21 @@ impl ClaimArgs<'_> {
     }
 }
 
-/// One id `claim.lua` leased, and the end of the lapsed lease it was found
-/// under (0 for none).
-struct ClaimReply(Vec<(String, i64)>);
+/// `claim.lua`'s reply: when the shard's next cascade can be claimed, and
+/// each id it leased with the end of the lapsed lease it was found under
+/// (0 for none).
+struct ClaimReply(Option<i64>, Vec<(String, i64)>);
 
 impl redis::FromRedisValue for ClaimReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
         let flat: Vec<Value> = redis::FromRedisValue::from_redis_value(v)?;
+        let Some((next, flat)) = flat.split_first() else {
+            return Err(ParsingError::from(
+                "claim.lua replied with nothing".to_owned(),
+            ));
+        };
+        let next: i64 = redis::FromRedisValue::from_redis_value_ref(next)?;
+        let next = (next >= 0).then_some(next);
         flat.chunks(2)
             .map(|pair| match pair {
                 [id, lapsed] => Ok((
@@ -178,7 +194,7 @@ impl redis::FromRedisValue for ClaimReply {
                 )),
             })
             .collect::<Result<_, _>>()
-            .map(ClaimReply)
+            .map(|ids| ClaimReply(next, ids))
     }
 }
 
@@ -262,6 +278,17 @@ impl Store {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
+        Ok(self.claim_due(shard, now_ms, lease_ms, limit).await?.due)
+    }
+
+    /// `claim`, and when the shard's next cascade can be claimed.
+    pub async fn claim_due(
+        &self,
+        shard: u16,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Claims, StoreError> {
         let mut c = self.claims.clone();
         let lease = Lease::new(now_ms, lease_ms, std::time::Instant::now());
         let slots = self.far_slots_due(shard, now_ms).await?;
@@ -277,9 +304,12 @@ impl Store {
             lease_until_ms: lease.until_ms,
             limit,
         };
-        let ClaimReply(ids) = args.call(&self.scripts).invoke(&mut c).await?;
+        let ClaimReply(next_ms, ids) = args.call(&self.scripts).invoke(&mut c).await?;
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claims {
+                due: Vec::new(),
+                next_ms,
+            });
         }
         let (records, receipts) = self.read_claimed(&mut c, &ids).await?;
         let mut claimed = Vec::with_capacity(ids.len());
@@ -296,7 +326,10 @@ impl Store {
                 lapsed_claim_at_ms: (lapsed_until_ms > 0).then(|| lapsed_until_ms - lease_ms),
             });
         }
-        Ok(claimed)
+        Ok(Claims {
+            due: claimed,
+            next_ms,
+        })
     }
 
     /// The far slots of `shard` that come within the horizon, oldest first

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
+use super::alarm::Alarm;
 use super::clock::Clock;
 use super::internal_events::{Lifecycle, ProviderAnswered};
 use super::store::{
@@ -53,6 +54,9 @@ pub struct Worker<S = Store> {
     /// Cancelled when the daemon stops: a send still waiting for its
     /// channel's rate is handed back rather than left in flight.
     pub shutdown: CancellationToken,
+    /// Tells this instance's scheduler of wake-ups stored sooner than it
+    /// planned to look.
+    pub alarm: Alarm,
 }
 
 /// Where one wake-up stands. Each stage is one short step
@@ -188,6 +192,15 @@ impl<S: CascadeStore> Worker<S> {
         }
         if let Err(e) = self.store.release_claim(id, lease).await {
             tracing::warn!(notification_id = id, error = %e, "cannot give back the claim of a failed wake-up; it will count as lapsed");
+        }
+    }
+
+    /// A wake-up stored for `id`: its scheduler hears of it if it is sooner
+    /// than it planned to look.
+    fn stored_wake(&self, id: &str, wake_at_ms: Option<i64>) {
+        if let Some(at) = wake_at_ms {
+            let shard = super::keys::shard_of(id, self.store.shards());
+            self.alarm.note(shard, at);
         }
     }
 

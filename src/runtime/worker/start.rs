@@ -62,7 +62,11 @@ impl<S: CascadeStore> Worker<S> {
                 .await?;
         }
         let snapshot = match stored {
-            Accepted::New(snapshot) => snapshot,
+            Accepted::New(snapshot) => {
+                let id = &admitted.notification.id;
+                self.stored_wake(id, decision.cascade.wake_at_ms());
+                snapshot
+            }
             Accepted::Duplicate => return Ok(Started::Duplicate),
             // Only a decision that orders a send can be refused, and the
             // second one orders none.

@@ -224,11 +224,15 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
                     now,
                 )
                 .await?;
+            self.worker
+                .stored_wake(self.id, loaded.cascade.wake_at_ms());
             return Ok(Decided::Settled);
         }
         let committed = self.commit(loaded, &decision, event, now).await?;
         Ok(match committed {
             CommitReply::Done(version) => {
+                self.worker
+                    .stored_wake(self.id, decision.cascade.wake_at_ms());
                 self.sent = None;
                 if let Some(u) = self.unsaved.take() {
                     self.worker.log(self.id, loaded, &u.entries);
@@ -330,6 +334,8 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
             })
             .await?;
         if matches!(committed, CommitReply::Done(_)) {
+            self.worker
+                .stored_wake(self.id, in_flight.cascade.wake_at_ms());
             self.worker.log(self.id, &send.loaded, &in_flight.entries);
         }
         Ok(committed)

@@ -24,7 +24,7 @@ use super::cascade_store::CascadeStore;
 use super::rates::interval_us;
 use super::timers::ClaimedRead;
 use super::{
-    Accepted, Claimed, CommitReply, CommitRequest, EVENTS_MAX_LEN, Lease, Loaded, RateTake,
+    Accepted, Claimed, Claims, CommitReply, CommitRequest, EVENTS_MAX_LEN, Lease, Loaded, RateTake,
     ReceiptResult, StoreError,
 };
 use crate::config::ChannelConfig;
@@ -178,27 +178,30 @@ impl CascadeStore for MemoryStore {
         state.status(id, clock_ms)
     }
 
-    async fn claim(
+    async fn claim_due(
         &self,
         shard: u16,
         now_ms: i64,
         lease_ms: i64,
         limit: usize,
-    ) -> Result<Vec<Claimed>, StoreError> {
+    ) -> Result<Claims, StoreError> {
         let lease = Lease::new(now_ms, lease_ms, std::time::Instant::now());
-        let reads = {
+        let (reads, next_ms) = {
             let (mut state, clock_ms) = self.lock();
-            state.claim(shard, now_ms, &lease, limit, clock_ms)
+            let reads = state.claim(shard, now_ms, &lease, limit, clock_ms);
+            let set = (shard % state.shards) as usize;
+            (reads, state.timers[set].first_claimable_ms())
         };
         // Assembled out of the lock: it parses the notification.
-        Ok(reads
+        let due = reads
             .into_iter()
             .map(|(id, lapsed_until_ms, read)| {
                 let loaded = read.map(|r| r.assemble(&id)).transpose();
                 let lapsed = (lapsed_until_ms > 0).then(|| lapsed_until_ms - lease_ms);
                 Claimed::assembled(id, lease, lapsed, loaded)
             })
-            .collect())
+            .collect();
+        Ok(Claims { due, next_ms })
     }
 
     async fn load_claimed(&self, claimed: &mut Claimed) -> Result<Option<Loaded>, StoreError> {
