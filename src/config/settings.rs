@@ -31,6 +31,27 @@ pub struct Amqp {
     /// error Redis answers about its keys) before it is dead-lettered as
     /// `poison`. Outages never count.
     pub max_deliveries: u32,
+    /// How the daemon declares its queues when they do not exist yet.
+    pub queue_type: QueueType,
+}
+
+/// RabbitMQ's kind of queue for intake and dead letters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueType {
+    /// Replicated over a RabbitMQ cluster (Raft); the default for new
+    /// deployments. The broker also bounds redeliveries (`x-delivery-limit`).
+    Quorum,
+    /// A queue on one node, as before quorum queues.
+    Classic,
+}
+
+impl QueueType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Quorum => "quorum",
+            QueueType::Classic => "classic",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -117,6 +138,7 @@ pub(super) struct RawAmqp {
     pub prefetch: Option<Spanned<i64>>,
     pub max_body_bytes: Option<Spanned<i64>>,
     pub max_deliveries: Option<Spanned<i64>>,
+    pub queue_type: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,13 +188,14 @@ pub(super) struct RawLimits {
 
 /// The environment variables that override settings, with the setting each
 /// replaces. Listed once so `--help` text, the README and the code agree.
-pub const ENV_OVERRIDES: [(&str, &str); 17] = [
+pub const ENV_OVERRIDES: [(&str, &str); 18] = [
     ("CASCADE_AMQP_URL", "amqp.url"),
     ("CASCADE_AMQP_QUEUE", "amqp.queue"),
     ("CASCADE_AMQP_DEAD_LETTER_QUEUE", "amqp.dead_letter_queue"),
     ("CASCADE_AMQP_PREFETCH", "amqp.prefetch"),
     ("CASCADE_AMQP_MAX_BODY_BYTES", "amqp.max_body_bytes"),
     ("CASCADE_AMQP_MAX_DELIVERIES", "amqp.max_deliveries"),
+    ("CASCADE_AMQP_QUEUE_TYPE", "amqp.queue_type"),
     ("CASCADE_REDIS_URL", "redis.url"),
     ("CASCADE_REDIS_PREFIX", "redis.prefix"),
     ("CASCADE_REDIS_RETENTION", "redis.retention"),
@@ -215,6 +238,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
             prefetch: number.prefetch? as u16,
             max_body_bytes: number.max_body? as usize,
             max_deliveries: number.max_deliveries? as u32,
+            queue_type: read_queue_type(raw, text.queue_type.as_deref(), check)?,
         },
         redis: Redis {
             url: text.redis_url?,
@@ -245,6 +269,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
 /// The string settings as given (`None`: the problem is reported).
 struct Texts {
     amqp_url: Option<String>,
+    queue_type: Option<String>,
     queue: Option<String>,
     dead: Option<String>,
     redis_url: Option<String>,
@@ -265,6 +290,7 @@ fn read_texts(raw: &RawSettings, check: &mut FileCheck) -> Texts {
             &raw.amqp.url,
             "amqp://guest:guest@127.0.0.1:5672/%2f",
         ),
+        queue_type: text("CASCADE_AMQP_QUEUE_TYPE", &raw.amqp.queue_type, "quorum"),
         queue: text(
             "CASCADE_AMQP_QUEUE",
             &raw.amqp.queue,
@@ -419,6 +445,27 @@ fn read_retention(
 }
 
 /// `defaults.timezone`, reported where it was given (the file or the environment).
+fn read_queue_type(
+    raw: &RawSettings,
+    name: Option<&str>,
+    check: &mut FileCheck,
+) -> Option<QueueType> {
+    match name? {
+        "quorum" => Some(QueueType::Quorum),
+        "classic" => Some(QueueType::Classic),
+        other => {
+            let msg = format!("`{other}` is not a queue type; write \"quorum\" or \"classic\"");
+            match &raw.amqp.queue_type {
+                Some(v) if (check.env)("CASCADE_AMQP_QUEUE_TYPE").is_none() => {
+                    check.err(v.span(), msg)
+                }
+                _ => check.err_file(format!("amqp.queue_type: {msg}")),
+            }
+            None
+        }
+    }
+}
+
 fn read_timezone(
     raw: &RawSettings,
     tz_name: Option<&str>,

@@ -20,7 +20,7 @@ use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{
@@ -39,16 +39,29 @@ use super::internal_events::{
 use super::poison::{self, Earlier, Failure, Verdict};
 use super::republish::{Published, copy_properties, publish_confirmed};
 use super::worker::{Started, Worker};
+use crate::config::QueueType;
 use crate::core::{Entry, EntryKind};
 use crate::notification::{self, ErrorCode, IntakeError};
 
 /// Where intake reads and dead-letters.
 #[derive(Clone, Debug)]
 pub struct IntakeConfig {
+    /// One node's URL, or a cluster's nodes separated by commas.
     pub url: String,
     pub queue: String,
     pub dead_letter_queue: String,
     pub prefetch: u16,
+    /// How the queues are declared when they do not exist yet.
+    pub queue_type: QueueType,
+    /// `amqp.max_deliveries`; a quorum queue's broker-side bound is set from it.
+    pub max_deliveries: u32,
+}
+
+impl IntakeConfig {
+    /// The nodes of `url`, in the order given.
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty())
+    }
 }
 
 impl From<&crate::config::Amqp> for IntakeConfig {
@@ -58,6 +71,8 @@ impl From<&crate::config::Amqp> for IntakeConfig {
             queue: a.queue.clone(),
             dead_letter_queue: a.dead_letter_queue.clone(),
             prefetch: a.prefetch,
+            queue_type: a.queue_type,
+            max_deliveries: a.max_deliveries,
         }
     }
 }
@@ -90,22 +105,7 @@ pub async fn run(
     health.amqp.store(false, Ordering::Relaxed);
 }
 
-/// Declares the queues this daemon needs; also used by `cascade send`.
-pub async fn declare(channel: &Channel, config: &IntakeConfig) -> lapin::Result<()> {
-    for q in [&config.queue, &config.dead_letter_queue] {
-        channel
-            .queue_declare(
-                ShortString::from(q.as_str()),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-    }
-    Ok(())
-}
+pub use super::queues::declare;
 
 /// What every delivery's handler shares on one connection.
 struct Hands {
@@ -171,9 +171,8 @@ async fn consume(
 /// Connects, declares the queues, opens the publisher channel in confirm
 /// mode and starts consuming at `amqp.prefetch`.
 async fn open(config: &IntakeConfig) -> lapin::Result<Consuming> {
-    let conn = Connection::connect(&config.url, named("intake", config)).await?;
-    let channel = conn.create_channel().await?;
-    declare(&channel, config).await?;
+    let conn = super::queues::connect(config, "intake").await?;
+    let channel = declare(&conn, config).await?;
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;
@@ -341,9 +340,11 @@ fn acknowledge(acks: &AckBatch<Acker>, delivery: &Delivery) {
 }
 
 /// Returns a delivery that could not be handled to the queue, after a pause
-/// so a failing dependency is not hammered.
+/// so a failing dependency is not hammered (longer each time the broker
+/// counted a return: `Earlier::hand_back_pause`).
 async fn hand_back(acks: &AckBatch<Acker>, delivery: &Delivery) {
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let earlier = Earlier::read(delivery.properties.headers().as_ref());
+    tokio::time::sleep(earlier.hand_back_pause()).await;
     let _ = delivery
         .nack(BasicNackOptions {
             requeue: true,
@@ -467,32 +468,45 @@ pub fn named(role: &str, config: &IntakeConfig) -> ConnectionProperties {
     ConnectionProperties::default().with_connection_name(name.into())
 }
 
-/// Publishes one notification with a confirm (for `cascade send`).
+/// Publishes one notification with a confirm (for `cascade send`). A
+/// message the broker did not take (a nack, or returned: a quorum queue
+/// declared a moment ago may not route yet) is published again, twice at
+/// most; its id makes a second copy harmless.
 pub async fn publish(config: &IntakeConfig, body: &[u8]) -> lapin::Result<bool> {
-    let conn = Connection::connect(&config.url, named("send", config)).await?;
-    let channel = conn.create_channel().await?;
-    declare(&channel, config).await?;
+    let conn = super::queues::connect(config, "send").await?;
+    let channel = declare(&conn, config).await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    // Mandatory: a message RabbitMQ could not route is not published.
-    let confirm = channel
-        .basic_publish(
-            ShortString::from(""),
-            ShortString::from(config.queue.as_str()),
-            BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            },
-            body,
-            BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_content_type(ShortString::from("application/json")),
-        )
-        .await?
-        .await?;
+    let mut taken = false;
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Mandatory: a message RabbitMQ could not route is not published.
+        let confirm = channel
+            .basic_publish(
+                ShortString::from(""),
+                ShortString::from(config.queue.as_str()),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type(ShortString::from("application/json")),
+            )
+            .await?
+            .await?;
+        taken = matches!(confirm, Confirmation::Ack(None));
+        if taken {
+            break;
+        }
+        tracing::warn!(queue = %config.queue, attempt, "RabbitMQ did not take the message; publishing it again");
+    }
     let _ = conn.close(200, ShortString::from("done")).await;
-    Ok(matches!(confirm, Confirmation::Ack(None)))
+    Ok(taken)
 }
 
 fn intake_entry(at_ms: i64, event: EntryKind, reason: Option<String>) -> Entry {

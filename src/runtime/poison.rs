@@ -91,6 +91,16 @@ impl Earlier {
         }
     }
 
+    /// How long to hold a delivery before handing it back during an
+    /// outage: half a second at first, doubling with each return the
+    /// broker counted, up to 30 s. A quorum queue counts these returns
+    /// toward its `x-delivery-limit` (before RabbitMQ 4.3), so a long
+    /// outage must not use them up quickly.
+    pub fn hand_back_pause(&self) -> std::time::Duration {
+        let doublings = self.returns.min(6);
+        std::time::Duration::from_millis(500 << doublings).min(std::time::Duration::from_secs(30))
+    }
+
     /// After this delivery failed: published again while fewer than
     /// `max_deliveries` failures are counted, dead-lettered at the bound.
     pub fn after_failure(self, max_deliveries: u32) -> Verdict {
@@ -205,6 +215,18 @@ mod tests {
             Earlier::default().after_failure(0),
             Verdict::Poison { failed: 1 }
         );
+    }
+
+    #[test]
+    fn hand_backs_slow_down_as_the_broker_counts_them() {
+        let pause = |returns: i64| {
+            let mut h = FieldTable::default();
+            h.insert(BROKER_COUNT_HEADER.into(), AMQPValue::LongLongInt(returns));
+            Earlier::read(Some(&h)).hand_back_pause().as_millis()
+        };
+        assert_eq!(Earlier::read(None).hand_back_pause().as_millis(), 500);
+        assert_eq!([pause(1), pause(2), pause(5)], [1_000, 2_000, 16_000]);
+        assert_eq!([pause(6), pause(100)], [30_000, 30_000]);
     }
 
     #[test]

@@ -103,6 +103,8 @@ async fn cascade_run_takes_its_services_names_listeners_and_token_from_the_varia
         queue: format!("{name}.notifications"),
         dead_letter_queue: format!("{name}.dead"),
         prefetch: 1,
+        queue_type: cascade::config::QueueType::Quorum,
+        max_deliveries: 5,
     };
     let mut child = ChildDaemon::spawn_with(
         &cfg.path(),

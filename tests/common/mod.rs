@@ -366,8 +366,7 @@ pub async fn publish_many(
 ) -> anyhow::Result<usize> {
     use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
     let conn = lapin::Connection::connect(&config.url, Default::default()).await?;
-    let channel = conn.create_channel().await?;
-    cascade::runtime::intake::declare(&channel, config).await?;
+    let channel = cascade::runtime::intake::declare(&conn, config).await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;

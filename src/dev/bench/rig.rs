@@ -65,7 +65,9 @@ impl Rig {
         std::fs::write(
             dir.join("cascade.toml"),
             format!(
-                "[amqp]\nurl = \"{}\"\nqueue = \"{name}.notifications\"\ndead_letter_queue = \"{name}.dead\"\nprefetch = {}\n\n\
+                "[amqp]\nurl = \"{}\"\nqueue = \"{name}.notifications\"\ndead_letter_queue = \"{name}.dead\"\nprefetch = {}\n\
+                 # Classic, as the AMQP floor's queue and the figures before quorum queues.\n\
+                 queue_type = \"classic\"\n\n\
                  [redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\ntimer_shards = {TIMER_SHARDS}\nretention = \"1d\"\n\n\
                  [http]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nreceipt_token = \"bench\"\n",
                 opts.amqp_url, opts.prefetch, opts.redis_url
@@ -225,18 +227,19 @@ pub(super) async fn publish(
 ) -> Result<Duration, BenchError> {
     let started = Instant::now();
     let conn = Connection::connect(url, ConnectionProperties::default()).await?;
-    let channel = conn.create_channel().await?;
-    intake::declare(&channel, config).await?;
-    channel
-        .queue_declare(
-            ShortString::from(queue),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let channel = intake::declare(&conn, config).await?;
+    if queue != config.queue {
+        channel
+            .queue_declare(
+                ShortString::from(queue),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+    }
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
