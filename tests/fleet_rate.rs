@@ -13,7 +13,7 @@ use axum::routing::post;
 
 use common::{
     AT_ONCE, ChildDaemon, CleanUp, TestConfig, intake_config_of, notification, publish_many,
-    wait_until,
+    queue_counts, wait_until,
 };
 
 /// Sends published; at 20 a second they take five seconds at the least.
@@ -79,6 +79,11 @@ async fn three_instances_send_at_the_channels_rate_together() {
         daemon.wait_listening().await;
         daemons.push((daemon, log));
     }
+    let queue = format!("{}.notifications", cfg.name);
+    wait_until("three consumers on the queue", AT_ONCE * 3, async || {
+        queue_counts(&queue).await.is_some_and(|c| c.consumers == 3)
+    })
+    .await;
     let bodies = (0..N).map(|n| notification(&format!("{}-{n}", cfg.name), &format!("c-{n}")));
     assert_eq!(
         publish_many(&intake_config_of(&cfg.catalog()), bodies)
