@@ -168,6 +168,10 @@ struct BenchArgs {
     /// The scheduler's batch: most cascades claimed per call.
     #[arg(long, default_value_t = cascade::runtime::scheduler::SchedulerConfig::default().batch)]
     batch: usize,
+    /// The workloads' `amqp.queue_type` (`classic` keeps W1 comparable with
+    /// the AMQP floor and with earlier figures).
+    #[arg(long, default_value = "classic")]
+    queue_type: String,
     /// Which workloads to run, e.g. `--only w1,w2` (the floors always run).
     #[arg(long, value_delimiter = ',', default_values_t = ["w1".to_owned(), "w2".to_owned(), "w2s".to_owned(), "w3".to_owned()])]
     only: Vec<String>,
@@ -458,6 +462,7 @@ async fn bench_cmd(cli: &Cli, a: &BenchArgs) -> anyhow::Result<()> {
         prefetch: a.prefetch,
         concurrency: a.concurrency,
         batch: a.batch,
+        queue_type: a.queue_type.clone(),
         run_w1: a.only.iter().any(|w| w == "w1"),
         run_w2: a.only.iter().any(|w| w == "w2"),
         run_w2s: a.only.iter().any(|w| w == "w2s"),

@@ -57,6 +57,9 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// The scheduler's batch (most cascades per claim).
     pub batch: usize,
+    /// `amqp.queue_type` of the workloads' queues: `classic` by default, as
+    /// the AMQP floor's queue and the figures before quorum queues.
+    pub queue_type: String,
     pub run_w1: bool,
     pub run_w2: bool,
     pub run_w2s: bool,

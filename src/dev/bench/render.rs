@@ -68,8 +68,9 @@ fn w2s_row(out: &mut String, w: &Spread) {
 fn settings(out: &mut String, opts: &BenchOptions) {
     let _ = writeln!(
         out,
-        "settings: prefetch {}, scheduler concurrency {}, scheduler batch {}, timer shards {TIMER_SHARDS}, \
+        "settings: {} queues, prefetch {}, scheduler concurrency {}, scheduler batch {}, timer shards {TIMER_SHARDS}, \
          floors at concurrency {} ({} round trips), Redis connections: one for the claims, one for the rest, timeout {} s",
+        opts.queue_type,
         opts.prefetch,
         opts.concurrency,
         opts.batch,

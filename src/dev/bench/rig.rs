@@ -66,11 +66,10 @@ impl Rig {
             dir.join("cascade.toml"),
             format!(
                 "[amqp]\nurl = \"{}\"\nqueue = \"{name}.notifications\"\ndead_letter_queue = \"{name}.dead\"\nprefetch = {}\n\
-                 # Classic, as the AMQP floor's queue and the figures before quorum queues.\n\
-                 queue_type = \"classic\"\n\n\
+                 queue_type = \"{}\"\n\n\
                  [redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\ntimer_shards = {TIMER_SHARDS}\nretention = \"1d\"\n\n\
                  [http]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nreceipt_token = \"bench\"\n",
-                opts.amqp_url, opts.prefetch, opts.redis_url
+                opts.amqp_url, opts.prefetch, opts.queue_type, opts.redis_url
             ),
         )?;
         std::fs::write(
