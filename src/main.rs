@@ -282,8 +282,8 @@ fn parse_moment(s: &str, tz: &TimeZone) -> anyhow::Result<i64> {
     Ok(zoned.timestamp().as_millisecond())
 }
 
-fn simulate_cmd(cli: &Cli, a: &SimulateArgs) -> anyhow::Result<()> {
-    let catalog = load(cli)?;
+/// The made-up customer and their behaviour, from the command line.
+fn scenario_of(catalog: &cascade::config::Catalog, a: &SimulateArgs) -> anyhow::Result<Scenario> {
     let tz = match &a.tz {
         Some(name) => parse_timezone(name).map_err(anyhow::Error::msg)?,
         None => catalog.settings.defaults.timezone.clone(),
@@ -323,7 +323,7 @@ fn simulate_cmd(cli: &Cli, a: &SimulateArgs) -> anyhow::Result<()> {
         }),
         None => None,
     };
-    let scenario = Scenario {
+    Ok(Scenario {
         policy: a.policy.clone(),
         contacts,
         preferences: a.prefer.clone(),
@@ -333,7 +333,12 @@ fn simulate_cmd(cli: &Cli, a: &SimulateArgs) -> anyhow::Result<()> {
         send_at_ms,
         read,
         failing: a.fail.clone(),
-    };
+    })
+}
+
+fn simulate_cmd(cli: &Cli, a: &SimulateArgs) -> anyhow::Result<()> {
+    let catalog = load(cli)?;
+    let scenario = scenario_of(&catalog, a)?;
     let lines = simulate::simulate(&catalog, &scenario).map_err(anyhow::Error::msg)?;
     if a.json {
         for l in &lines {
