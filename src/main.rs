@@ -456,7 +456,16 @@ async fn bench_cmd(cli: &Cli, a: &BenchArgs) -> anyhow::Result<()> {
     // Only the service addresses are taken from the settings.
     let catalog = load(cli)?;
     let opts = cascade::dev::bench::BenchOptions {
-        amqp_url: catalog.settings.amqp.url.clone(),
+        // One node of a list: the bench measures one broker.
+        amqp_url: catalog
+            .settings
+            .amqp
+            .url
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
         redis_url: catalog.settings.redis.url.clone(),
         w1_n: a.n.unwrap_or(a.w1_n),
         w2_n: a.n.unwrap_or(a.w2_n),

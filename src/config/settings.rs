@@ -444,7 +444,7 @@ fn read_retention(
     })
 }
 
-/// `defaults.timezone`, reported where it was given (the file or the environment).
+/// `amqp.queue_type`, reported where it was given (the file or the environment).
 fn read_queue_type(
     raw: &RawSettings,
     name: Option<&str>,
@@ -466,6 +466,7 @@ fn read_queue_type(
     }
 }
 
+/// `defaults.timezone`, reported where it was given (the file or the environment).
 fn read_timezone(
     raw: &RawSettings,
     tz_name: Option<&str>,

@@ -83,11 +83,12 @@ pub async fn run<S: CascadeStore>(
             // Planned first, then the notes read: a wake-up noted after
             // this read rings the alarm.
             let now = worker.clock.now_ms();
-            worker
-                .alarm
-                .plan(now + plan.pause(now, config.idle_poll).as_millis() as i64);
             plan.merge(worker.alarm.take());
             let pause = plan.pause(now, config.idle_poll);
+            worker.alarm.plan(now + pause.as_millis() as i64);
+            // A note taken here is sooner than planned: look again at once.
+            plan.merge(worker.alarm.take());
+            let pause = pause.min(plan.pause(now, config.idle_poll));
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = worker.alarm.rung() => {}
@@ -217,6 +218,10 @@ async fn sweep<S: CascadeStore>(
                 drop(permit);
             });
         }
+    }
+    if swept.saturated || swept.failed {
+        // The shards after the break were not looked at: all of them next.
+        plan.all_due();
     }
     swept
 }

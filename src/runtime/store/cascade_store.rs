@@ -10,6 +10,7 @@
 //! Futures are `Send`: the scheduler spawns the wake-ups that call them.
 
 use std::future::Future;
+use std::time::Duration;
 
 use super::{
     Accepted, Claimed, Claims, CommitReply, CommitRequest, Lease, Loaded, RateTake, ReceiptResult,
@@ -121,12 +122,14 @@ pub trait CascadeStore: Clone + Send + Sync + 'static {
         member: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Takes one send's share of `channel`'s throughput, shared by every
-    /// instance on this store, or says how long until one is free.
+    /// Reserves one send's share of `channel`'s throughput, shared by
+    /// every instance on this store, if it comes within `max_wait`; or
+    /// says how long until the next is free.
     fn take_rate(
         &self,
         channel: &str,
         rate: Rate,
+        max_wait: Duration,
     ) -> impl Future<Output = Result<RateTake, StoreError>> + Send;
 
     /// Records a receipt and wakes the cascade (unless it is under a lease:
@@ -260,8 +263,13 @@ impl CascadeStore for Store {
         Store::release_limit(self, customer, policy, channel, member).await
     }
 
-    async fn take_rate(&self, channel: &str, rate: Rate) -> Result<RateTake, StoreError> {
-        Store::take_rate(self, channel, rate).await
+    async fn take_rate(
+        &self,
+        channel: &str,
+        rate: Rate,
+        max_wait: Duration,
+    ) -> Result<RateTake, StoreError> {
+        Store::take_rate(self, channel, rate, max_wait).await
     }
 
     async fn record_receipt(

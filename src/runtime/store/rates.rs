@@ -12,24 +12,27 @@ use crate::core::Rate;
 /// What taking a send's share of a channel's throughput came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RateTake {
-    Taken,
-    /// No share free yet: one is after this long.
+    /// Reserved: send after this long (zero: now).
+    Taken(Duration),
+    /// No share within the wait asked for: the next is after this long.
     Wait(Duration),
 }
 
 impl FromTagged for RateTake {
     fn from_tagged(t: Tagged) -> Result<Self, ParsingError> {
         match t.word.as_str() {
-            "taken" => Ok(RateTake::Taken),
-            "wait" => {
-                let us: i64 = t.value(0)?;
-                Ok(RateTake::Wait(Duration::from_micros(us.max(0) as u64)))
-            }
+            "taken" => Ok(RateTake::Taken(micros(&t)?)),
+            "wait" => Ok(RateTake::Wait(micros(&t)?)),
             _ => t.unexpected(),
         }
     }
 }
 plain_reply!(RateTake);
+
+fn micros(t: &Tagged) -> Result<Duration, ParsingError> {
+    let us: i64 = t.value(0)?;
+    Ok(Duration::from_micros(us.max(0) as u64))
+}
 
 /// Microseconds between two sends at `rate`, at least one.
 pub(super) fn interval_us(rate: Rate) -> u64 {
@@ -37,12 +40,18 @@ pub(super) fn interval_us(rate: Rate) -> u64 {
 }
 
 impl Store {
-    /// Takes one send's share of `channel`'s throughput, or says how long
-    /// until one is free.
-    pub async fn take_rate(&self, channel: &str, rate: Rate) -> Result<RateTake, StoreError> {
+    /// Reserves one send's share of `channel`'s throughput if it comes
+    /// within `max_wait`, or says how long until the next is free.
+    pub async fn take_rate(
+        &self,
+        channel: &str,
+        rate: Rate,
+        max_wait: Duration,
+    ) -> Result<RateTake, StoreError> {
         let key = self.keys.rate(channel);
         let mut call = Call::new(&self.scripts.rate, &[&key]);
-        call.arg(interval_us(rate));
+        call.arg(interval_us(rate))
+            .arg(max_wait.as_micros().min(i64::MAX as u128) as i64);
         let mut c = self.conn.clone();
         Ok(call.invoke(&mut c).await?)
     }

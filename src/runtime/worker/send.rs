@@ -88,7 +88,7 @@ impl<S: CascadeStore> Wakeup<'_, S> {
         let spare = deadline_ms - now - channel.timeout_ms - LEASE_MARGIN.as_millis() as i64;
         let max_wait = Duration::from_millis(spare.max(0) as u64);
         let admission = tokio::select! {
-            admission = self.worker.admit_within(channel, max_wait, now) => admission?,
+            admission = self.worker.admit_within(channel, max_wait, now) => admission,
             // Stopping: not requested, so hand it back for any instance to
             // send (left in flight, it would count as interrupted).
             _ = self.worker.shutdown.cancelled() => Admission::NoRoom { wait: Duration::ZERO },

@@ -19,9 +19,9 @@ impl<S: CascadeStore> Worker<S> {
         channel: &ChannelConfig,
         now_ms: i64,
     ) -> bool {
-        let left = lease.deadline.saturating_duration_since(Instant::now());
         let needs = Duration::from_millis(channel.timeout_ms.max(0) as u64) + LEASE_MARGIN;
-        if left < needs || !self.outbound.try_admit(channel, now_ms) {
+        let fits = || lease.deadline.saturating_duration_since(Instant::now()) >= needs;
+        if !fits() || !self.outbound.try_admit(channel, now_ms) {
             return false;
         }
         let Some(rate) = channel
@@ -30,8 +30,15 @@ impl<S: CascadeStore> Worker<S> {
         else {
             return true;
         };
-        match self.store.take_rate(&channel.name, rate).await {
-            Ok(taken) => taken == RateTake::Taken,
+        match self
+            .store
+            .take_rate(&channel.name, rate, Duration::ZERO)
+            .await
+        {
+            // The lease went on meanwhile: it must still fit (a share
+            // taken and not used only slows the channel a little).
+            Ok(RateTake::Taken(_)) => fits(),
+            Ok(RateTake::Wait(_)) => false,
             Err(e) => {
                 tracing::warn!(channel = %channel.name, error = %e, "cannot take the channel's shared throughput");
                 false
@@ -40,41 +47,44 @@ impl<S: CascadeStore> Worker<S> {
     }
 
     /// Takes one send's throughput, waiting for it at most `max_wait`:
-    /// here first, then fleet-wide. `Now { waited }` says whether it
-    /// slept (a receipt may have come meanwhile).
+    /// here first, then fleet-wide (a share reserved at the channel's next
+    /// free moment, slept for once). `Now { waited }` says whether it
+    /// slept (a receipt may have come meanwhile). When the store cannot
+    /// say, there is no room: the send is deferred and its limit given
+    /// back, rather than left in flight to count as interrupted.
     pub(super) async fn admit_within(
         &self,
         channel: &ChannelConfig,
         max_wait: Duration,
         now_ms: i64,
-    ) -> Result<Admission, StoreError> {
+    ) -> Admission {
         let started = Instant::now();
         let local = self.outbound.admit_within(channel, max_wait, now_ms).await;
-        let (Admission::Now { .. }, Some(rate)) = (local, channel.rate) else {
-            return Ok(local);
+        let (Admission::Now { waited }, Some(rate)) = (local, channel.rate) else {
+            return local;
         };
         if self.outbound.is_open(channel, now_ms) {
             // The circuit is open: the send fails at once, without a request.
-            return Ok(local);
+            return local;
         }
-        let mut slept = matches!(local, Admission::Now { waited } if !waited.is_zero());
-        loop {
-            let wait = match self.store.take_rate(&channel.name, rate).await? {
-                RateTake::Taken => {
-                    let waited = if slept {
-                        started.elapsed()
-                    } else {
-                        Duration::ZERO
-                    };
-                    return Ok(Admission::Now { waited });
+        let left = max_wait.saturating_sub(started.elapsed());
+        match self.store.take_rate(&channel.name, rate, left).await {
+            Ok(RateTake::Taken(delay)) if delay.is_zero() && waited.is_zero() => Admission::Now {
+                waited: Duration::ZERO,
+            },
+            Ok(RateTake::Taken(delay)) => {
+                tokio::time::sleep(delay).await;
+                Admission::Now {
+                    waited: started.elapsed(),
                 }
-                RateTake::Wait(wait) => wait,
-            };
-            if started.elapsed() + wait > max_wait {
-                return Ok(Admission::NoRoom { wait });
             }
-            tokio::time::sleep(wait).await;
-            slept = true;
+            Ok(RateTake::Wait(wait)) => Admission::NoRoom { wait },
+            Err(e) => {
+                tracing::warn!(channel = %channel.name, error = %e, "cannot take the channel's shared throughput; deferring the send");
+                Admission::NoRoom {
+                    wait: Duration::from_secs(1),
+                }
+            }
         }
     }
 }

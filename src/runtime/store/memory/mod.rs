@@ -260,18 +260,24 @@ impl CascadeStore for MemoryStore {
         Ok(())
     }
 
-    async fn take_rate(&self, channel: &str, rate: Rate) -> Result<RateTake, StoreError> {
+    async fn take_rate(
+        &self,
+        channel: &str,
+        rate: Rate,
+        max_wait: Duration,
+    ) -> Result<RateTake, StoreError> {
         // `rate.lua` on the store's clock (Redis's own there).
         let (mut state, clock_ms) = self.lock();
         let now = clock_ms * 1000;
-        let free = state.rates.get(channel).copied().unwrap_or(0);
-        if free > now {
-            return Ok(RateTake::Wait(Duration::from_micros((free - now) as u64)));
+        let slot = state.rates.get(channel).copied().unwrap_or(0).max(now);
+        let delay = Duration::from_micros((slot - now) as u64);
+        if delay > max_wait {
+            return Ok(RateTake::Wait(delay));
         }
         state
             .rates
-            .insert(channel.to_owned(), now + interval_us(rate) as i64);
-        Ok(RateTake::Taken)
+            .insert(channel.to_owned(), slot + interval_us(rate) as i64);
+        Ok(RateTake::Taken(delay))
     }
 
     async fn record_receipt(
