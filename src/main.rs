@@ -457,14 +457,10 @@ async fn bench_cmd(cli: &Cli, a: &BenchArgs) -> anyhow::Result<()> {
     let catalog = load(cli)?;
     let opts = cascade::dev::bench::BenchOptions {
         // One node of a list: the bench measures one broker.
-        amqp_url: catalog
-            .settings
-            .amqp
-            .url
-            .split(',')
+        amqp_url: cascade::runtime::intake::IntakeConfig::from(&catalog.settings.amqp)
+            .nodes()
             .next()
             .unwrap_or_default()
-            .trim()
             .to_owned(),
         redis_url: catalog.settings.redis.url.clone(),
         w1_n: a.n.unwrap_or(a.w1_n),

@@ -11,6 +11,7 @@ use redis::AsyncCommands;
 use cascade::runtime::clock::SystemClock;
 use cascade::runtime::daemon::{Daemon, DaemonOptions};
 use cascade::runtime::intake::IntakeConfig;
+use cascade::runtime::store::CascadeStore;
 
 const MIN: i64 = 60_000;
 

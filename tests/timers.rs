@@ -9,7 +9,7 @@ use common::*;
 use redis::AsyncCommands;
 
 use cascade::runtime::keys::Keys;
-use cascade::runtime::store::{ReceiptResult, Store};
+use cascade::runtime::store::{CascadeStore, ReceiptResult, Store};
 
 const MIN: i64 = 60_000;
 const NOW: i64 = 1_800_000_000_000;

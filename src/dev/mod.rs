@@ -9,5 +9,6 @@
 //! - `bench`: `cascade bench`, throughput against a real RabbitMQ and Redis.
 
 pub mod bench;
+pub mod dice;
 pub mod embedded;
 pub mod fakes;

@@ -88,7 +88,7 @@ pub async fn run<S: CascadeStore>(
             worker.alarm.plan(now + pause.as_millis() as i64);
             // A note taken here is sooner than planned: look again at once.
             plan.merge(worker.alarm.take());
-            let pause = pause.min(plan.pause(now, config.idle_poll));
+            let pause = plan.pause(now, config.idle_poll);
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = worker.alarm.rung() => {}

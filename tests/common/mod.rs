@@ -4,6 +4,8 @@
 //! RabbitMQ helpers, the captured log and the Prometheus page.
 #![allow(dead_code)]
 
+pub mod limit_cases;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -3,123 +3,16 @@
 //! (`tests/limit_script.rs` holds the Redis store to the sliding-window
 //! rule itself; agreeing with it, the memory store holds to the rule too.)
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use cascade::channels::ChannelSettings;
-use cascade::channels::webhook::WebhookSettings;
 use cascade::config::ChannelConfig;
-use cascade::core::{ChannelKind, ChannelRules, Limits, OnUncertain, Policy, Rate};
 use cascade::runtime::store::CascadeStore;
 
-use crate::rig::{MIN, NOW, Rig};
-
-const CHANNELS: [(&str, ChannelKind); 3] = [
-    ("sms", ChannelKind::Sms),
-    ("vk", ChannelKind::Vk),
-    ("email", ChannelKind::Email),
-];
-const MEMBERS: [&str; 4] = ["n1:0", "n1:1", "n2:0", "n3:0"];
-
-/// A policy's limits: all channels, SMS, VK (count, window).
-type CaseLimits = [Option<(u32, i64)>; 3];
-
-#[derive(Clone, Debug)]
-enum Op {
-    Take {
-        after_ms: i64,
-        member: usize,
-        channel: usize,
-        policy: usize,
-    },
-    /// At the moment the last blocked take was told (a deferred retry).
-    TakeWhenTold {
-        member: usize,
-        channel: usize,
-        policy: usize,
-    },
-    Release {
-        member: usize,
-        channel: usize,
-        policy: usize,
-    },
-    /// A reload changes the first policy's count of one limit.
-    Recount { limit: usize, count: u32 },
-}
-
-fn limits() -> impl Strategy<Value = CaseLimits> {
-    let window = (1u32..=3, 1i64..=4).prop_map(|(count, minutes)| (count, minutes * MIN));
-    let maybe = move || proptest::option::weighted(0.85, window.clone());
-    [maybe(), maybe(), maybe()]
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    // Half minutes land on window edges; a millisecond either side probes them.
-    let after_ms = prop_oneof![
-        (0i64..=4).prop_map(|n| n * MIN / 2),
-        (1i64..=4, prop_oneof![Just(-1i64), Just(1)]).prop_map(|(n, e)| n * MIN / 2 + e),
-        0i64..3 * MIN,
-    ];
-    let (member, channel, policy) = (0..MEMBERS.len(), 0..CHANNELS.len(), 0..2usize);
-    prop_oneof![
-        6 => (after_ms, member.clone(), channel.clone(), policy.clone()).prop_map(
-            |(after_ms, member, channel, policy)| Op::Take { after_ms, member, channel, policy }
-        ),
-        2 => (member.clone(), channel.clone(), policy.clone())
-            .prop_map(|(member, channel, policy)| Op::TakeWhenTold { member, channel, policy }),
-        1 => (member, channel, policy)
-            .prop_map(|(member, channel, policy)| Op::Release { member, channel, policy }),
-        2 => (0usize..3, 1u32..=3).prop_map(|(limit, count)| Op::Recount { limit, count }),
-    ]
-}
-
-fn policy(limits: &CaseLimits) -> Policy {
-    let rate = |(count, per_ms): (u32, i64)| Rate { count, per_ms };
-    let per_channel = [("sms", limits[1]), ("vk", limits[2])]
-        .into_iter()
-        .filter_map(|(k, w)| Some((k.to_owned(), rate(w?))))
-        .collect();
-    Policy {
-        name: "limited".into(),
-        description: String::new(),
-        stop_on: vec![],
-        expire_after_ms: None,
-        steps: vec![],
-        limits: Limits {
-            per_customer: limits[0].map(rate),
-            per_channel,
-        },
-        quiet_hours: BTreeMap::new(),
-        quiet_off: Default::default(),
-    }
-}
-
-fn channel(name: &str, kind: ChannelKind) -> ChannelConfig {
-    ChannelConfig {
-        name: name.into(),
-        kind,
-        description: String::new(),
-        rules: ChannelRules {
-            kind,
-            contact_key: None,
-            retry: Default::default(),
-            on_uncertain: OnUncertain::Skip,
-        },
-        cost: None,
-        cost_per_segment: false,
-        timeout_ms: 1_000,
-        rate: None,
-        max_length: None,
-        max_segments: None,
-        settings: ChannelSettings::Webhook(WebhookSettings {
-            url: "http://127.0.0.1:9/unused".into(),
-            secret: None,
-        }),
-    }
-}
+use crate::common::limit_cases::*;
+use crate::rig::{NOW, Rig};
 
 fn fail(e: impl std::fmt::Display) -> TestCaseError {
     TestCaseError::fail(e.to_string())
@@ -190,9 +83,7 @@ async fn play(
                     .map_err(fail)?;
             }
             Op::Recount { limit, count } => {
-                if let Some(w) = &mut limits[0][limit] {
-                    w.0 = count;
-                }
+                limits[0].recount(limit, count);
                 policies[0] = policy(&limits[0]);
             }
         }

@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::dev::dice::Dice;
+
 /// One scripted answer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Scripted {
@@ -37,18 +39,14 @@ struct Answers {
 
 /// A provider that misbehaves now and then, as real ones do.
 struct Odds {
-    /// A SplitMix64 state: the same seed gives the same answers in turn.
-    state: u64,
+    /// The same seed gives the same answers in turn.
+    dice: Dice,
     answers: Vec<(Scripted, f64)>,
 }
 
 impl Odds {
     fn draw(&mut self) -> Scripted {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        let mut u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64;
+        let mut u = self.dice.unit();
         for (answer, p) in &self.answers {
             if u < *p {
                 return answer.clone();
@@ -72,7 +70,7 @@ impl Script {
     pub fn at_random(&self, seed: u64, answers: Vec<(Scripted, f64)>) -> &Self {
         if let Ok(mut a) = self.0.lock() {
             a.odds = Some(Odds {
-                state: seed,
+                dice: Dice(seed),
                 answers,
             });
         }

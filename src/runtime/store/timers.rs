@@ -271,17 +271,7 @@ impl Store {
     /// all). Claims go over a connection of their own, so they do not queue
     /// behind the commits of the wake-ups in progress (the scheduler waits
     /// for each claim, and workers would sit idle meanwhile).
-    pub async fn claim(
-        &self,
-        shard: u16,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        Ok(self.claim_due(shard, now_ms, lease_ms, limit).await?.due)
-    }
-
-    /// `claim`, and when the shard's next cascade can be claimed.
+    /// Also says when the shard's next cascade can be claimed.
     pub async fn claim_due(
         &self,
         shard: u16,

@@ -15,8 +15,8 @@ pub use report::{IntakeCounts, Played, Report};
 use super::driver::{Customers, Driver, Intake, PlayError};
 use crate::config::Catalog;
 use crate::core::{ChannelKind, Entry};
+use crate::dev::dice::Dice;
 use crate::dev::fakes::script::Scripted;
-use traffic::Dice;
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
