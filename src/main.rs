@@ -462,7 +462,7 @@ async fn bench_cmd(cli: &Cli, a: &BenchArgs) -> anyhow::Result<()> {
             .next()
             .unwrap_or_default()
             .to_owned(),
-        redis_url: catalog.settings.redis.url.clone(),
+        redis: catalog.settings.redis.target.clone(),
         w1_n: a.n.unwrap_or(a.w1_n),
         w2_n: a.n.unwrap_or(a.w2_n),
         w2s_n: a.w2s_n,
@@ -480,7 +480,12 @@ async fn bench_cmd(cli: &Cli, a: &BenchArgs) -> anyhow::Result<()> {
     };
     eprintln!(
         "cascade bench: W1 {}, W2 {}, W3 {} (floors {}) against {} and {}",
-        opts.w1_n, opts.w2_n, opts.w3_n, opts.floor_n, opts.amqp_url, opts.redis_url
+        opts.w1_n,
+        opts.w2_n,
+        opts.w3_n,
+        opts.floor_n,
+        opts.amqp_url,
+        opts.redis.describe()
     );
     let report = cascade::dev::bench::run(&opts).await?;
     println!(
@@ -520,7 +525,12 @@ async fn send_cmd(cli: &Cli, file: &str) -> anyhow::Result<()> {
 
 async fn store(catalog: &Catalog) -> anyhow::Result<Store> {
     let r = &catalog.settings.redis;
-    Ok(Store::connect(&r.url, Keys::new(&r.prefix, r.timer_shards), r.retention_ms).await?)
+    Ok(Store::connect(
+        &r.target,
+        Keys::new(&r.prefix, r.timer_shards),
+        r.retention_ms,
+    )
+    .await?)
 }
 
 async fn status_cmd(cli: &Cli, id: &str, json: bool) -> anyhow::Result<()> {

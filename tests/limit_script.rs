@@ -203,7 +203,7 @@ impl Rig {
         let prefix = unique(name);
         let store = runtime
             .block_on(Store::connect(
-                "redis://127.0.0.1:6379",
+                &common::redis_target(),
                 Keys::new(&prefix, 1),
                 3_600_000,
             ))

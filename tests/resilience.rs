@@ -101,7 +101,7 @@ async fn publish_robustly(
 
 /// Waits until every cascade of `ids` has finished (read from Redis).
 async fn wait_all_finished(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut cascade::runtime::store::RedisConn,
     prefix: &str,
     ids: &[String],
     timeout: Duration,

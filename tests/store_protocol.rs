@@ -41,7 +41,7 @@ struct Rig {
     runtime: tokio::runtime::Runtime,
     store: Store,
     keys: Keys,
-    redis: redis::aio::MultiplexedConnection,
+    redis: cascade::runtime::store::RedisConn,
     case: AtomicU64,
     _clean: CleanUp,
 }
@@ -56,7 +56,7 @@ impl Rig {
         let keys = Keys::new(&prefix, 1);
         let store = runtime
             .block_on(Store::connect(
-                "redis://127.0.0.1:6379",
+                &common::redis_target(),
                 keys.clone(),
                 3_600_000,
             ))
@@ -282,7 +282,7 @@ fn a_record_written_by_rust_reads_back_through_every_script() {
         };
         touch(6).unwrap();
         let mut r = rig.redis.clone();
-        let score = |r: &mut redis::aio::MultiplexedConnection| -> Option<i64> {
+        let score = |r: &mut cascade::runtime::store::RedisConn| -> Option<i64> {
             rig.runtime
                 .block_on(r.zscore(rig.keys.timer_of(&id), &id))
                 .unwrap()

@@ -22,7 +22,7 @@ const RECORD: &str = "1\x1fstate\x1fnotification\x1f\x1fhash\t";
 struct Rig {
     keys: Keys,
     store: Store,
-    redis: redis::aio::MultiplexedConnection,
+    redis: cascade::runtime::store::RedisConn,
     _clean: CleanUp,
 }
 
@@ -30,7 +30,7 @@ impl Rig {
     async fn new(name: &str) -> Rig {
         let prefix = unique(name);
         let keys = Keys::new(&prefix, 1);
-        let store = Store::connect("redis://127.0.0.1:6379", keys.clone(), 3_600_000)
+        let store = Store::connect(&common::redis_target(), keys.clone(), 3_600_000)
             .await
             .unwrap();
         Rig {
@@ -201,14 +201,15 @@ async fn a_lease_that_runs_out_is_found_lapsed_and_a_receipt_leaves_it_alone() {
     assert_eq!(r.raw_score("c").await, Some(lease));
 
     // A receipt while it is claimed: recorded, but no poke, which would let
-    // a second claim take it while the first may be sending.
+    // a second claim take it while the first may be sending; the lease is
+    // marked instead (its holder wakes the cascade when it stores).
     let recorded = r
         .store
         .record_receipt("c", "delivered", None, NOW + 1_000)
         .await
         .unwrap();
     assert_eq!(recorded, ReceiptResult::Recorded);
-    assert_eq!(r.raw_score("c").await, Some(lease));
+    assert_eq!(r.raw_score("c").await, Some(lease + 0.25));
     assert!(r.claim(NOW + LEASE - 1).await.is_empty());
 
     // Nobody stored a decision before the lease ran out.
@@ -238,7 +239,45 @@ async fn a_lease_that_runs_out_is_found_lapsed_and_a_receipt_leaves_it_alone() {
         .record_receipt("c", "opened", None, NOW + 2 * LEASE)
         .await
         .unwrap();
-    assert_eq!(r.score("c").await, Some(NOW + 2 * LEASE));
+    assert_eq!(
+        r.raw_score("c").await,
+        Some((NOW + 2 * LEASE) as f64 - 0.75),
+        "claimable now, marked as asked for"
+    );
+    assert_eq!(r.claim(NOW + 2 * LEASE).await, ids(&["c"]));
+}
+
+#[tokio::test]
+async fn a_marked_lease_wakes_the_cascade_when_its_holder_stores() {
+    let mut r = Rig::new("timers-marked").await;
+    let _: () = r.redis.set(r.keys.state("c"), RECORD).await.unwrap();
+    // Within the horizon: in the set, not in a far slot's list.
+    let due = NOW + MIN;
+    // Held under a lease that a receipt (or an accept of the same id) marked
+    // after the holder read the receipts: on a cluster the holder's stored
+    // decision and its timer are two calls, and the receipt came between.
+    let marked = (NOW + LEASE) as f64 + 0.75;
+    let _: () = r.redis.zadd(r.keys.timer(0), "c", marked).await.unwrap();
+    r.store
+        .touch("c", 1, Some(due), NONE_SEEN, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.score("c").await,
+        Some(NOW),
+        "woken now, not at its wake-up"
+    );
+    // Unmarked, the wake-up is the decision's.
+    let _: () = r
+        .redis
+        .zadd(r.keys.timer(0), "c", (NOW + LEASE) as f64 + 0.5)
+        .await
+        .unwrap();
+    r.store
+        .touch("c", 1, Some(due), NONE_SEEN, NOW)
+        .await
+        .unwrap();
+    assert_eq!(r.score("c").await, Some(due));
 }
 
 #[tokio::test]

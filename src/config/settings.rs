@@ -10,6 +10,7 @@ use toml::Spanned;
 use super::check::FileCheck;
 use super::{duration_ms, parse_duration, parse_timezone, secrets};
 use crate::core::Timing;
+use crate::runtime::store::Target;
 
 /// The daemon's settings, validated.
 #[derive(Clone, Debug)]
@@ -56,7 +57,8 @@ impl QueueType {
 
 #[derive(Clone, Debug)]
 pub struct Redis {
-    pub url: String,
+    /// One server (`redis.url`) or a Redis Cluster (`redis.cluster`).
+    pub target: Target,
     /// Every key starts with this (`cascade`); tests isolate themselves with another.
     pub prefix: String,
     /// How long a finished cascade's keys stay for `status` and reports.
@@ -145,6 +147,8 @@ pub(super) struct RawAmqp {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRedis {
     pub url: Option<Spanned<String>>,
+    /// Some nodes of a Redis Cluster, instead of `url`.
+    pub cluster: Option<Spanned<Vec<Spanned<String>>>>,
     pub prefix: Option<Spanned<String>>,
     pub retention: Option<Spanned<String>>,
     pub timer_shards: Option<Spanned<i64>>,
@@ -188,7 +192,7 @@ pub(super) struct RawLimits {
 
 /// The environment variables that override settings, with the setting each
 /// replaces. Listed once so `--help` text, the README and the code agree.
-pub const ENV_OVERRIDES: [(&str, &str); 18] = [
+pub const ENV_OVERRIDES: [(&str, &str); 19] = [
     ("CASCADE_AMQP_URL", "amqp.url"),
     ("CASCADE_AMQP_QUEUE", "amqp.queue"),
     ("CASCADE_AMQP_DEAD_LETTER_QUEUE", "amqp.dead_letter_queue"),
@@ -197,6 +201,7 @@ pub const ENV_OVERRIDES: [(&str, &str); 18] = [
     ("CASCADE_AMQP_MAX_DELIVERIES", "amqp.max_deliveries"),
     ("CASCADE_AMQP_QUEUE_TYPE", "amqp.queue_type"),
     ("CASCADE_REDIS_URL", "redis.url"),
+    ("CASCADE_REDIS_CLUSTER", "redis.cluster"),
     ("CASCADE_REDIS_PREFIX", "redis.prefix"),
     ("CASCADE_REDIS_RETENTION", "redis.retention"),
     ("CASCADE_REDIS_TIMER_SHARDS", "redis.timer_shards"),
@@ -225,6 +230,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
     let receipt_tokens = secrets::receipt_tokens(&raw.http, check);
     let number = read_numbers(raw, check);
     let retention_ms = read_retention(raw, text.retention.as_deref(), check);
+    let target = read_redis_target(raw, text.redis_url.as_deref(), check);
     let timezone = read_timezone(raw, text.tz_name.as_deref(), check);
     let time = read_durations(raw, check);
     if check.errors.len() > before {
@@ -241,7 +247,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
             queue_type: read_queue_type(raw, text.queue_type.as_deref(), check)?,
         },
         redis: Redis {
-            url: text.redis_url?,
+            target: target?,
             prefix: text.prefix?,
             retention_ms: retention_ms?,
             timer_shards: number.shards? as u16,
@@ -341,6 +347,55 @@ fn env_or_text(
         Some(v) => check.text(v),
         None => Some(default.to_owned()),
     }
+}
+
+/// Where Redis is: `redis.cluster` (a TOML list, or the environment's
+/// comma-separated `CASCADE_REDIS_CLUSTER`) names some nodes of a Redis
+/// Cluster; else `redis.url` one server. Both at once is a mistake.
+fn read_redis_target(
+    raw: &RawSettings,
+    url: Option<&str>,
+    check: &mut FileCheck,
+) -> Option<Target> {
+    let url_given = raw.redis.url.is_some() || (check.env)("CASCADE_REDIS_URL").is_some();
+    let (nodes, span) = if let Some(list) = (check.env)("CASCADE_REDIS_CLUSTER") {
+        let nodes: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        (nodes, None)
+    } else if let Some(list) = &raw.redis.cluster {
+        let nodes: Option<Vec<String>> = list.get_ref().iter().map(|n| check.text(n)).collect();
+        (nodes?, Some(list.span()))
+    } else {
+        return url.map(Target::from);
+    };
+    let problem = if url_given {
+        Some("set either redis.url (one server) or redis.cluster (a Redis Cluster), not both")
+    } else if nodes.is_empty() {
+        Some(
+            "redis.cluster names no node: list some of the cluster's nodes, e.g. [\"redis://10.0.0.1:6379\"]",
+        )
+    } else if nodes
+        .iter()
+        .any(|n| !n.starts_with("redis://") && !n.starts_with("rediss://"))
+    {
+        Some("redis.cluster: each node is a redis:// or rediss:// URL")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        match span {
+            Some(span) => check.err(span, problem),
+            None => check.err_file(format!(
+                "environment variable CASCADE_REDIS_CLUSTER: {problem}"
+            )),
+        }
+        return None;
+    }
+    Some(Target::Cluster(nodes))
 }
 
 /// The whole-number settings, each between 1 and its maximum.

@@ -15,7 +15,7 @@ use super::clock::{Clock, SystemClock};
 use super::intake::{self, IntakeConfig};
 use super::keys::Keys;
 use super::scheduler::{self, SchedulerConfig};
-use super::store::Store;
+use super::store::{Store, Target};
 use super::telemetry::Telemetry;
 use super::worker::Worker;
 use crate::channels::Outbound;
@@ -83,7 +83,7 @@ impl Daemon {
         let settings = catalog.settings.clone();
         let keys = Keys::new(&settings.redis.prefix, settings.redis.timer_shards);
         let store = connect_store(
-            &settings.redis.url,
+            &settings.redis.target,
             keys,
             settings.redis.retention_ms,
             &shutdown,
@@ -250,14 +250,14 @@ async fn warn_insecure(catalog: Arc<ArcSwap<Catalog>>, shutdown: CancellationTok
 }
 
 async fn connect_store(
-    url: &str,
+    target: &Target,
     keys: Keys,
     retention_ms: i64,
     shutdown: &CancellationToken,
 ) -> Result<Store, StartError> {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match Store::connect(url, keys.clone(), retention_ms).await {
+        match Store::connect(target, keys.clone(), retention_ms).await {
             Ok(store) => return Ok(store),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach Redis; retrying")

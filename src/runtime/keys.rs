@@ -1,6 +1,8 @@
 //! Redis key names. Everything about one notification shares the hash tag
-//! `{<id>}`, so a Redis Cluster keeps it on one node and a Lua script may
-//! touch it all; timers are spread over shards with their own tags.
+//! `{<id>}`, so a Redis Cluster keeps it in one slot and a Lua script may
+//! touch it all; timers and the events stream are spread over shards with
+//! tags of their own (`{<n>}`), and a cascade's shard is reached by a call
+//! of its own on a cluster (`scripts/whole.lua`).
 
 use std::sync::Arc;
 
@@ -14,7 +16,7 @@ pub struct Keys {
     shards: u16,
     timers: Arc<[String]>,
     laters: Arc<[String]>,
-    events: String,
+    events: Arc<[String]>,
 }
 
 /// The parts, joined.
@@ -39,7 +41,7 @@ impl Keys {
             shards,
             timers: per_shard("timers"),
             laters: per_shard("later"),
-            events: format!("{prefix}:events"),
+            events: per_shard("events"),
         }
     }
 
@@ -94,9 +96,15 @@ impl Keys {
         self.later_slot(shard_of(id, self.shards), slot)
     }
 
-    /// The bounded stream of every lifecycle event (contract §7).
-    pub fn events(&self) -> String {
-        self.events.clone()
+    /// The bounded stream of the lifecycle events (contract §7) of the
+    /// cascades of one timer shard: appended in the same call that sets
+    /// their timers, so on a Redis Cluster it lives in the shard's slot.
+    pub fn events(&self, shard: u16) -> String {
+        self.events[(shard % self.shards) as usize].clone()
+    }
+
+    pub fn events_of(&self, id: &str) -> String {
+        self.events(shard_of(id, self.shards))
     }
 
     /// A channel's next free moment for its throughput, shared by every
@@ -182,7 +190,7 @@ mod tests {
         assert_eq!(k.later(15), "cascade:later:{15}");
         assert_eq!(k.later_slot(15, 30_000_000), "cascade:later:{15}:30000000");
         assert_eq!(k.state("a"), "cascade:{a}:state");
-        assert_eq!(k.events(), "cascade:events");
+        assert_eq!(k.events(2), "cascade:events:{2}");
         assert_eq!(k.provider_message("sms", "m-1"), "cascade:pmid:{sms:m-1}");
         assert!(k.timer_of("x").starts_with("cascade:timers:{"));
         let spread: std::collections::BTreeSet<u16> =

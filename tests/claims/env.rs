@@ -65,7 +65,10 @@ fn every_listed_variable_wins_over_the_file() {
     assert_eq!(s.amqp.dead_letter_queue, "env.dead");
     assert_eq!(s.amqp.prefetch, 17);
     assert_eq!(s.amqp.max_body_bytes, 2048);
-    assert_eq!(s.redis.url, "redis://redis.example:6380");
+    assert_eq!(
+        s.redis.target,
+        cascade::runtime::store::Target::Single("redis://redis.example:6380".into())
+    );
     assert_eq!(s.redis.prefix, "envprefix");
     assert_eq!(s.redis.retention_ms, 2 * 24 * 3_600_000);
     assert_eq!(s.redis.timer_shards, 7);

@@ -13,9 +13,7 @@ use cascade::runtime::keys::Keys;
 use cascade::runtime::store::Store;
 use serde_json::json;
 
-use crate::common::{
-    ChildDaemon, CleanUp, REDIS_URL, TestConfig, publish_to, ready_in, unique, wait_until,
-};
+use crate::common::{ChildDaemon, CleanUp, TestConfig, publish_to, ready_in, unique, wait_until};
 use crate::support::{Receiver, note, webhook};
 
 /// VK, and an SMS a second later.
@@ -86,9 +84,13 @@ async fn sigterm_case(name: &str, first: &str, last: &str) {
     assert_eq!(status.code(), Some(0), "{}", child.log());
 
     // Nothing half-sent: each went out once and its outcome is stored.
-    let store = Store::connect(REDIS_URL, Keys::new(&cfg.name, 4), 3_600_000)
-        .await
-        .unwrap();
+    let store = Store::connect(
+        &crate::common::redis_target(),
+        Keys::new(&cfg.name, 4),
+        3_600_000,
+    )
+    .await
+    .unwrap();
     for (id, channel) in [(&escalated, "sms"), (&direct, "direct")] {
         let (cascade, timeline) = store.status(id).await.unwrap().expect("recorded");
         assert!(

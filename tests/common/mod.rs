@@ -15,12 +15,50 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use cascade::runtime::record::Record;
+use cascade::runtime::store::{RedisConn, Target};
 use serde_json::Value;
 
 /// The local RabbitMQ every test uses (its own queues on it).
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-/// The local Redis every test uses (its own key prefix on it).
+/// The local Redis every test uses (its own key prefix on it), unless
+/// `CASCADE_TEST_REDIS_CLUSTER` names the nodes of a Redis Cluster to run
+/// on instead (`scripts/test` runs some suites a second time that way).
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// `redis.timer_shards` of every test configuration.
+pub const TEST_TIMER_SHARDS: u16 = 4;
+
+/// Where the tests' Redis is: the local server, or the cluster
+/// `CASCADE_TEST_REDIS_CLUSTER` names (comma-separated nodes).
+pub fn redis_target() -> Target {
+    match std::env::var("CASCADE_TEST_REDIS_CLUSTER") {
+        Ok(nodes) if !nodes.trim().is_empty() => Target::Cluster(
+            nodes
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect(),
+        ),
+        _ => Target::Single(REDIS_URL.to_owned()),
+    }
+}
+
+/// Whether the tests run on a Redis Cluster.
+pub fn on_cluster() -> bool {
+    redis_target().is_cluster()
+}
+
+/// The `[redis]` lines of a test configuration that point the daemon at
+/// the tests' Redis (none for the local server, the default).
+pub fn redis_target_toml() -> String {
+    match redis_target() {
+        Target::Single(_) => String::new(),
+        Target::Cluster(nodes) => {
+            let nodes: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
+            format!("cluster = [{}]\n", nodes.join(", "))
+        }
+    }
+}
 
 /// The receipts API token of every test configuration (long enough for
 /// `cascade run`, which refuses short ones).
@@ -106,6 +144,7 @@ pub struct TestConfig {
 impl TestConfig {
     pub fn new(name: &str, receiver: &str, cascade_extra: &str, policy: &str) -> TestConfig {
         let name = unique(name);
+        let redis = redis_target_toml();
         let dir = std::env::temp_dir().join(format!("cascade-{name}"));
         std::fs::create_dir_all(dir.join("channels")).unwrap();
         std::fs::create_dir_all(dir.join("policies")).unwrap();
@@ -113,7 +152,7 @@ impl TestConfig {
             dir.join("cascade.toml"),
             format!(
                 "[amqp]\nqueue = \"{name}.notifications\"\ndead_letter_queue = \"{name}.dead\"\nprefetch = 64\n\n\
-                 [redis]\nprefix = \"{name}\"\ntimer_shards = 4\nretention = \"1h\"\n\n\
+                 [redis]\n{redis}prefix = \"{name}\"\ntimer_shards = {TEST_TIMER_SHARDS}\nretention = \"1h\"\n\n\
                  [http]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nreceipt_token = \"{TOKEN}\"\n\n{cascade_extra}\n"
             ),
         )
@@ -189,13 +228,10 @@ pub async fn require_services() {
     }
 }
 
-pub async fn redis() -> redis::aio::MultiplexedConnection {
+/// A connection to the tests' Redis (a cluster's when they run on one).
+pub async fn redis() -> RedisConn {
     require_services().await;
-    redis::Client::open(REDIS_URL)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    RedisConn::open(&redis_target()).await.unwrap()
 }
 
 /// Deletes every key under a test's prefix.
@@ -679,10 +715,8 @@ impl Drop for PrivateRedis {
     }
 }
 
-pub async fn redis_at(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
+pub async fn redis_at(url: &str) -> RedisConn {
+    RedisConn::open(&Target::Single(url.to_owned()))
         .await
         .unwrap()
 }
@@ -710,19 +744,20 @@ impl Stored {
     }
 }
 
-/// Reads many cascades under `prefix` in pipelined round trips.
-pub async fn read_cascades(
-    conn: &mut redis::aio::MultiplexedConnection,
-    prefix: &str,
-    ids: &[String],
-) -> Vec<Stored> {
+/// Reads many cascades under `prefix`, 500 to a round trip (`MGET`, which
+/// the cluster client splits by slot).
+pub async fn read_cascades(conn: &mut RedisConn, prefix: &str, ids: &[String]) -> Vec<Stored> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
-        let mut pipe = redis::pipe();
-        for id in chunk {
-            pipe.get(format!("{prefix}:{{{id}}}:state"));
-        }
-        let records: Vec<Option<String>> = pipe.query_async(conn).await.unwrap();
+        let keys: Vec<String> = chunk
+            .iter()
+            .map(|id| format!("{prefix}:{{{id}}}:state"))
+            .collect();
+        let records: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(conn)
+            .await
+            .unwrap();
         for record in records {
             let stored = record.as_deref().map(|r| Record::parse(r).unwrap());
             out.push(Stored {

@@ -1,6 +1,6 @@
 //! Security tests: personal data (contract §7). A customer's contacts never
 //! appear in the clear in what the daemon writes for operators: log lines,
-//! the `cascade:events` stream and dead-letter headers; they are masked the
+//! the events streams and dead-letter headers; they are masked the
 //! same way everywhere. A stored record keeps only the contacts its policy
 //! can use.
 //!
@@ -198,20 +198,24 @@ fn refused(run: &Running) -> Vec<Vec<u8>> {
     ]
 }
 
-/// Every entry of the test's events stream, one `field=value` line each.
+/// Every entry of the test's events streams (one per timer shard), one
+/// `field=value` line each.
 async fn events_stream(prefix: &str) -> String {
     let mut r = redis().await;
-    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-        .arg(format!("{prefix}:events"))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut r)
-        .await
-        .expect("the events stream reads");
-    entries
-        .into_iter()
-        .map(|(id, fields)| format!("{id} {}\n", fields.join(" ")))
-        .collect()
+    let mut out = String::new();
+    for shard in 0..crate::common::TEST_TIMER_SHARDS {
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(format!("{prefix}:events:{{{shard}}}"))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut r)
+            .await
+            .expect("the events stream reads");
+        for (id, fields) in entries {
+            out.push_str(&format!("{id} {}\n", fields.join(" ")));
+        }
+    }
+    out
 }
 
 /// Takes `want` messages off the dead-letter queue; how many it got, and

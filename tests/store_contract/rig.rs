@@ -44,7 +44,9 @@ pub(crate) use both;
 /// writing a receipt (contract §6), and reading the events stream.
 pub trait Foreign {
     async fn put_receipt(&self, id: &str, word: &str);
-    /// (notification id, entries) per stream entry, oldest first.
+    /// (notification id, entries) per stream entry, by notification id and
+    /// oldest first for each (Redis keeps a stream per timer shard, so
+    /// only the order within one notification is the same in both stores).
     async fn events(&self) -> Vec<(String, String)>;
 }
 
@@ -58,16 +60,22 @@ impl Foreign for Store {
 
     async fn events(&self) -> Vec<(String, String)> {
         let mut c = self.connection();
-        let raw: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
-            .arg(self.keys.events())
-            .arg("-")
-            .arg("+")
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        raw.into_iter()
-            .map(|(_, fields)| (fields[1].clone(), fields[3].clone()))
-            .collect()
+        let mut all = Vec::new();
+        for shard in 0..self.keys.shards() {
+            let raw: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+                .arg(self.keys.events(shard))
+                .arg("-")
+                .arg("+")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            all.extend(
+                raw.into_iter()
+                    .map(|(_, fields)| (fields[1].clone(), fields[3].clone())),
+            );
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 }
 
@@ -77,10 +85,12 @@ impl Foreign for MemoryStore {
     }
 
     async fn events(&self) -> Vec<(String, String)> {
-        MemoryStore::events(self)
+        let mut all: Vec<(String, String)> = MemoryStore::events(self)
             .into_iter()
             .map(|e| (e.id, e.entries))
-            .collect()
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 }
 
@@ -101,7 +111,9 @@ impl Rig {
         let catalog = config.catalog();
         let policy = catalog.policies["delivery_delay"].clone();
         let keys = Keys::new(&config.name, 1);
-        let redis = Store::connect(REDIS_URL, keys, RETENTION_MS).await.unwrap();
+        let redis = Store::connect(&crate::common::redis_target(), keys, RETENTION_MS)
+            .await
+            .unwrap();
         let memory = MemoryStore::new(Arc::new(SystemClock::default()), RETENTION_MS, 1);
         Rig {
             redis,

@@ -152,7 +152,7 @@ async fn vk_floor(opts: &BenchOptions) -> Result<Floor, BenchError> {
 
 /// EVALSHA of `return 1` through one ConnectionManager, like the store's.
 async fn redis_floor(opts: &BenchOptions) -> Result<Floor, BenchError> {
-    let conn = redis_conn(&opts.redis_url).await?;
+    let conn = redis_conn(&opts.redis).await?;
     let script = Arc::new(redis::Script::new("return 1"));
     let (count, elapsed) = concurrent(opts.floor_n, opts.concurrency, |_| {
         let (mut conn, script) = (conn.clone(), script.clone());

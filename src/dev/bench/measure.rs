@@ -3,54 +3,67 @@
 use std::time::{Duration, Instant};
 
 use super::BenchError;
-use super::rig::redis_conn;
+use super::rig::{nodes, redis_conn};
+use crate::runtime::store::Target;
 
-pub(super) async fn used_memory(url: &str) -> Result<u64, BenchError> {
-    let mut c = redis_conn(url).await?;
-    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut c).await?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0))
+/// A section of `INFO` from each server (every primary of a cluster).
+async fn infos(target: &Target, section: &str) -> Result<Vec<String>, BenchError> {
+    let mut out = Vec::new();
+    for node in nodes(target).await? {
+        let mut c = redis_conn(&node).await?;
+        out.push(redis::cmd("INFO").arg(section).query_async(&mut c).await?);
+    }
+    Ok(out)
 }
 
-/// CPU time the Redis server has used (`INFO cpu`, user + system).
-pub(super) async fn redis_cpu(
-    conn: &mut redis::aio::ConnectionManager,
-) -> Result<Duration, BenchError> {
-    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
-    let field = |name: &str| -> f64 {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
+/// A numeric `name:value` line of an `INFO` section.
+fn info_field(info: &str, name: &str) -> f64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Memory Redis uses (summed over a cluster's primaries).
+pub(super) async fn used_memory(target: &Target) -> Result<u64, BenchError> {
+    let infos = infos(target, "memory").await?;
+    Ok(infos
+        .iter()
+        .map(|i| info_field(i, "used_memory:") as u64)
+        .sum())
+}
+
+/// CPU time the Redis servers have used (`INFO cpu`, user + system; over a
+/// cluster's primaries).
+pub(super) async fn redis_cpu(target: &Target) -> Result<Duration, BenchError> {
+    let infos = infos(target, "cpu").await?;
     Ok(Duration::from_secs_f64(
-        field("used_cpu_user:") + field("used_cpu_sys:"),
+        infos
+            .iter()
+            .map(|i| info_field(i, "used_cpu_user:") + info_field(i, "used_cpu_sys:"))
+            .sum(),
     ))
 }
 
 /// `EVALSHA` calls Redis has run since its stats were reset, and the time
 /// it spent in them (the commands the scripts ran included).
-pub(super) async fn script_stats(
-    conn: &mut redis::aio::ConnectionManager,
-) -> Result<(u64, Duration), BenchError> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await?;
-    let line = info
-        .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
-        .unwrap_or("");
-    let field = |name: &str| -> u64 {
-        line.split(',')
-            .find_map(|kv| kv.strip_prefix(name))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((field("calls="), Duration::from_micros(field("usec="))))
+pub(super) async fn script_stats(target: &Target) -> Result<(u64, Duration), BenchError> {
+    let (mut calls, mut usec) = (0, 0);
+    for info in infos(target, "commandstats").await? {
+        let line = info
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+            .unwrap_or("");
+        let field = |name: &str| -> u64 {
+            line.split(',')
+                .find_map(|kv| kv.strip_prefix(name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        calls += field("calls=");
+        usec += field("usec=");
+    }
+    Ok((calls, Duration::from_micros(usec)))
 }
 
 /// CPU time this process has used, user + system (`/proc/self/stat`, in

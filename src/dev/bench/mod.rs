@@ -41,7 +41,7 @@ const WAIT_MS: i64 = 3_600_000;
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
     pub amqp_url: String,
-    pub redis_url: String,
+    pub redis: crate::runtime::store::Target,
     pub w1_n: usize,
     pub w2_n: usize,
     /// W2s: notifications whose escalations come due spread over time.

@@ -17,6 +17,7 @@ use crate::runtime::daemon::{Daemon, DaemonOptions};
 use crate::runtime::intake::{self, IntakeConfig};
 use crate::runtime::keys::Keys;
 use crate::runtime::scheduler::SchedulerConfig;
+use crate::runtime::store::{RedisConn, Target};
 
 /// One workload's queues, key prefix and configuration directory, each
 /// named for this run and workload.
@@ -67,9 +68,12 @@ impl Rig {
             format!(
                 "[amqp]\nurl = \"{}\"\nqueue = \"{name}.notifications\"\ndead_letter_queue = \"{name}.dead\"\nprefetch = {}\n\
                  queue_type = \"{}\"\n\n\
-                 [redis]\nurl = \"{}\"\nprefix = \"{prefix}\"\ntimer_shards = {TIMER_SHARDS}\nretention = \"1d\"\n\n\
+                 [redis]\n{}\nprefix = \"{prefix}\"\ntimer_shards = {TIMER_SHARDS}\nretention = \"1d\"\n\n\
                  [http]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nreceipt_token = \"bench\"\n",
-                opts.amqp_url, opts.prefetch, opts.queue_type, opts.redis_url
+                opts.amqp_url,
+                opts.prefetch,
+                opts.queue_type,
+                redis_setting(&opts.redis)
             ),
         )?;
         std::fs::write(
@@ -150,27 +154,28 @@ impl Rig {
     /// which hold only wake-ups beyond the horizon (`after_ms` is earlier).
     pub(super) async fn waiting_after(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut RedisConn,
         after_ms: i64,
     ) -> Result<u64, BenchError> {
-        let mut pipe = redis::pipe();
+        // A shard's keys share its slot: one pipeline per shard.
+        let (mut near, mut far) = (0, 0);
         for shard in 0..TIMER_SHARDS {
-            pipe.zcount(self.keys.timer(shard), format!("({after_ms}"), "+inf");
-            pipe.zrange(self.keys.later(shard), 0, -1);
-        }
-        let per_shard: Vec<(u64, Vec<String>)> = pipe.query_async(conn).await?;
-        let mut pipe = redis::pipe();
-        for (shard, (_, slots)) in per_shard.iter().enumerate() {
-            for slot in slots {
-                pipe.llen(format!("{}:{slot}", self.keys.later(shard as u16)));
+            let (count, slots): (u64, Vec<String>) = redis::pipe()
+                .zcount(self.keys.timer(shard), format!("({after_ms}"), "+inf")
+                .zrange(self.keys.later(shard), 0, -1)
+                .query_async(conn)
+                .await?;
+            near += count;
+            let mut pipe = redis::pipe();
+            for slot in &slots {
+                pipe.llen(format!("{}:{slot}", self.keys.later(shard)));
+            }
+            if !pipe.is_empty() {
+                let lens: Vec<u64> = pipe.query_async(conn).await?;
+                far += lens.iter().sum::<u64>();
             }
         }
-        let far: Vec<u64> = if pipe.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(conn).await?
-        };
-        Ok(per_shard.iter().map(|(near, _)| near).sum::<u64>() + far.iter().sum::<u64>())
+        Ok(near + far)
     }
 
     pub(super) async fn clean(&self, opts: &BenchOptions) {
@@ -184,18 +189,61 @@ impl Rig {
             }
             let _ = conn.close(200, ShortString::from("bench done")).await;
         }
-        let _ = delete_prefix(&opts.redis_url, self.keys.prefix()).await;
+        let _ = delete_prefix(&opts.redis, self.keys.prefix()).await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-pub(super) async fn redis_conn(url: &str) -> Result<redis::aio::ConnectionManager, BenchError> {
-    let client = redis::Client::open(url)?;
-    Ok(redis::aio::ConnectionManager::new(client).await?)
+pub(super) async fn redis_conn(target: &Target) -> Result<RedisConn, BenchError> {
+    Ok(RedisConn::open(target).await?)
 }
 
-async fn delete_prefix(url: &str, prefix: &str) -> Result<(), BenchError> {
-    let mut c = redis_conn(url).await?;
+/// Deletes the bench's keys, node by node on a cluster (SCAN walks one).
+async fn delete_prefix(target: &Target, prefix: &str) -> Result<(), BenchError> {
+    for node in nodes(target).await? {
+        delete_prefix_on(&node, prefix).await?;
+    }
+    Ok(())
+}
+
+/// The servers to read or clean one by one: the one server, or every
+/// primary of a cluster.
+pub(super) async fn nodes(target: &Target) -> Result<Vec<Target>, BenchError> {
+    let nodes = match target {
+        Target::Single(_) => return Ok(vec![target.clone()]),
+        Target::Cluster(nodes) => nodes,
+    };
+    let first = nodes.first().map(String::as_str).unwrap_or_default();
+    let mut c = redis::Client::open(first)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let listing: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut c)
+        .await?;
+    Ok(primaries(&listing)
+        .into_iter()
+        .map(|addr| Target::Single(format!("redis://{addr}")))
+        .collect())
+}
+
+/// `host:port` of each live primary in a `CLUSTER NODES` listing (a line
+/// per node: id, `host:port@bus-port`, flags, …).
+pub(super) fn primaries(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_id, addr, flags) = (fields.next()?, fields.next()?, fields.next()?);
+            let flags: Vec<&str> = flags.split(',').collect();
+            (flags.contains(&"master") && !flags.contains(&"fail"))
+                .then(|| addr.split('@').next().unwrap_or(addr).to_owned())
+        })
+        .collect()
+}
+
+async fn delete_prefix_on(target: &Target, prefix: &str) -> Result<(), BenchError> {
+    let mut c = redis_conn(target).await?;
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -213,6 +261,17 @@ async fn delete_prefix(url: &str, prefix: &str) -> Result<(), BenchError> {
             return Ok(());
         }
         cursor = next;
+    }
+}
+
+/// The `[redis]` line that points a daemon at `target`.
+pub(super) fn redis_setting(target: &Target) -> String {
+    match target {
+        Target::Single(url) => format!("url = \"{url}\""),
+        Target::Cluster(nodes) => {
+            let nodes: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
+            format!("cluster = [{}]", nodes.join(", "))
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! W2 sweep: N cascades due at once after a clock jump; SMS rate, wrong and missing SMS.
 
+use crate::runtime::store::RedisConn;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,11 +35,11 @@ async fn sweep(
     let clock = Arc::new(SystemClock::default());
     let daemon = rig.start(opts, clock.clone()).await?;
     watch(n, opts.timeout, || vk.received_count()).await;
-    let mut conn = redis_conn(&opts.redis_url).await?;
+    let mut conn = redis_conn(&opts.redis).await?;
     wait_until_waiting(rig, &mut conn, &clock, n, opts.timeout).await?;
     let read = mark_half_read(rig, &mut conn, n, clock_now(&clock)).await?;
     let expected = n - read.len();
-    let (measured, due) = jump(rig, &mut conn, &clock, sms, expected, opts.timeout).await?;
+    let (measured, due) = jump(rig, &mut conn, &clock, sms, expected, opts).await?;
     daemon.stop(Duration::from_secs(5)).await;
 
     let mut sweep = Sweep {
@@ -54,7 +55,7 @@ async fn sweep(
 /// before the clock moves, or in-flight sends would time out.
 async fn wait_until_waiting(
     rig: &Rig,
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut RedisConn,
     clock: &SystemClock,
     n: usize,
     timeout: Duration,
@@ -75,7 +76,7 @@ async fn wait_until_waiting(
 /// receipt written straight into Redis at `now`. Returns their ids.
 async fn mark_half_read(
     rig: &Rig,
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut RedisConn,
     n: usize,
     now: i64,
 ) -> Result<HashSet<String>, BenchError> {
@@ -96,24 +97,25 @@ async fn mark_half_read(
 /// the instant of the jump.
 async fn jump(
     rig: &Rig,
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut RedisConn,
     clock: &SystemClock,
     sms: &FakeWebhook,
     expected: usize,
-    timeout: Duration,
+    opts: &BenchOptions,
 ) -> Result<(Sweep, Instant), BenchError> {
+    let timeout = opts.timeout;
     // Everything is due from this instant on.
-    let cpu_before = (redis_cpu(conn).await?, process_cpu());
-    let scripts_before = script_stats(conn).await?;
+    let cpu_before = (redis_cpu(&opts.redis).await?, process_cpu());
+    let scripts_before = script_stats(&opts.redis).await?;
     let due = Instant::now();
     clock.advance(WAIT_MS + 1_000);
     let (_, last, _) = watch(expected, timeout, || sms.received_count()).await;
     let elapsed = last.unwrap_or_else(Instant::now) - due;
-    let redis_cpu = redis_cpu(conn).await?.saturating_sub(cpu_before.0);
+    let redis_cpu = redis_cpu(&opts.redis).await?.saturating_sub(cpu_before.0);
     let process_cpu = process_cpu().saturating_sub(cpu_before.1);
     // Give wrong sends (to readers) a moment to show up.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let scripts_after = script_stats(conn).await?;
+    let scripts_after = script_stats(&opts.redis).await?;
     let unsettled = rig.waiting_after(conn, i64::MIN).await?;
     let measured = Sweep {
         elapsed,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::measure::{redis_cpu, script_stats, watch};
-use super::rig::{Rig, publish, redis_conn};
+use super::rig::{Rig, publish};
 use super::{BenchError, BenchOptions, Spread};
 use crate::dev::fakes::vk::FakeVk;
 use crate::dev::fakes::webhook::FakeWebhook;
@@ -37,9 +37,8 @@ async fn spread(
 ) -> Result<Spread, BenchError> {
     let n = opts.w2s_n;
     let daemon = rig.start(opts, Arc::new(SystemClock::default())).await?;
-    let mut conn = redis_conn(&opts.redis_url).await?;
-    let redis_before = redis_cpu(&mut conn).await?;
-    let scripts_before = script_stats(&mut conn).await?;
+    let redis_before = redis_cpu(&opts.redis).await?;
+    let scripts_before = script_stats(&opts.redis).await?;
     let per_batch = n.div_ceil(BATCHES);
     for batch in 0..BATCHES {
         let first = batch * per_batch;
@@ -53,8 +52,8 @@ async fn spread(
         tokio::time::sleep(PACE / BATCHES as u32).await;
     }
     watch(n, opts.timeout, || sms.received_count()).await;
-    let redis = redis_cpu(&mut conn).await?.saturating_sub(redis_before);
-    let scripts = script_stats(&mut conn).await?.0 - scripts_before.0;
+    let redis = redis_cpu(&opts.redis).await?.saturating_sub(redis_before);
+    let scripts = script_stats(&opts.redis).await?.0 - scripts_before.0;
     daemon.stop(Duration::from_secs(5)).await;
     Ok(Spread {
         redis_cpu: redis,

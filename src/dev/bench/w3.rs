@@ -1,5 +1,6 @@
 //! W3 footprint: RSS and Redis memory per pending cascade.
 
+use crate::runtime::store::RedisConn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -43,11 +44,11 @@ pub(super) async fn w3(opts: &BenchOptions) -> Result<Footprint, BenchError> {
             rig.body(i)
         })
         .await?;
-        let redis_before = used_memory(&opts.redis_url).await?;
+        let redis_before = used_memory(&opts.redis).await?;
         let (rss_before_kib, _) = rss_kib();
         let clock = Arc::new(SystemClock::default());
         let daemon = rig.start(opts, clock.clone()).await?;
-        let mut conn = redis_conn(&opts.redis_url).await?;
+        let mut conn = redis_conn(&opts.redis).await?;
         let deadline = Instant::now() + opts.timeout;
         let mut rss_peak_kib = rss_before_kib;
         let mut waiting = 0;
@@ -65,7 +66,7 @@ pub(super) async fn w3(opts: &BenchOptions) -> Result<Footprint, BenchError> {
         }
         let (rss_now, hwm_kib) = rss_kib();
         rss_peak_kib = rss_peak_kib.max(rss_now);
-        let redis_after = used_memory(&opts.redis_url).await?;
+        let redis_after = used_memory(&opts.redis).await?;
         daemon.stop(Duration::from_secs(5)).await;
         let breakdown = breakdown(&mut conn, rig.keys.prefix(), n).await?;
         Ok::<_, BenchError>(Footprint {
@@ -88,7 +89,7 @@ pub(super) async fn w3(opts: &BenchOptions) -> Result<Footprint, BenchError> {
 /// sample of each kind that exists once per cascade, times how many there
 /// are, and the shared keys (timers, the events stream) in full, over `n`.
 async fn breakdown(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
     n: usize,
 ) -> Result<Vec<(String, f64)>, BenchError> {

@@ -18,8 +18,8 @@
 -- from before the cascade moved on at worst wakes it early, and the worker
 -- then just puts its timer back.
 -- Each claimed id's score moves to the lease's, so no other instance takes
--- it meanwhile. A lease's score is the only one with a fraction (wake-ups
--- are whole ms): the instance holding it may send on it without storing an
+-- it meanwhile. A lease's score has the fraction .5 (or .75 once marked:
+-- wake.lua): the instance holding it may send on it without storing an
 -- in-flight state first, so finding a lease run out means its holder died
 -- or stalled before storing what it did (the worker's `ClaimLapsed`).
 -- An id whose record is gone is leased too; the caller, finding no record,
@@ -67,10 +67,8 @@ for i = 1, #due, 2 do
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if first[2] then
-  local at = math.floor(tonumber(first[2]))
-  if is_lease(first[2]) then
-    at = at + 1
-  end
-  claimed[1] = at
+  -- A score with a fraction (a lease, a mark: wake.lua) is claimable the
+  -- millisecond after.
+  claimed[1] = math.ceil(tonumber(first[2]))
 end
 return claimed

@@ -2,65 +2,91 @@
 //! one `EVALSHA` per call, and the tagged replies every script gives
 //! (`{'<word>', values…}`, see each script's header).
 
-use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, ParsingError, Script, Value};
 
 use super::StoreError;
+use super::connection::RedisConn;
 
-/// The Lua scripts, with the helpers each one needs prepended.
+/// The Lua scripts, with the helpers each one needs prepended. An
+/// operation that touches a cascade's keys and its timer shard has a part
+/// for each (`accept_record` and `arm`, …), called one after the other on a
+/// Redis Cluster, where they live in different slots, and a whole script
+/// (`accept`, …) that runs the parts together on one Redis server
+/// (`scripts/whole.lua`).
 pub(super) struct Scripts {
     pub accept: Script,
+    pub accept_record: Script,
+    pub arm: Script,
+    pub commit: Script,
+    pub commit_record: Script,
+    pub index: Script,
+    pub settle: Script,
+    pub touch: Script,
+    pub touch_record: Script,
+    pub receipt: Script,
+    pub receipt_record: Script,
+    pub woken: Script,
     pub claim: Script,
     pub forget: Script,
-    pub commit: Script,
-    pub receipt: Script,
+    pub give_back: Script,
     pub limit: Script,
     pub rate: Script,
-    pub touch: Script,
+}
+
+/// A script of the given files, ended by `return <call>` when given.
+macro_rules! script {
+    ($call:literal; $($file:literal),+) => {
+        Script::new(concat!($(include_str!(concat!("../scripts/", $file))),+, "\nreturn ", $call, "\n"))
+    };
+    ($($file:literal),+) => {
+        Script::new(concat!($(include_str!(concat!("../scripts/", $file))),+))
+    };
 }
 
 impl Scripts {
     pub fn new() -> Self {
         Scripts {
-            accept: Script::new(concat!(
-                include_str!("../scripts/wake.lua"),
-                include_str!("../scripts/accept.lua")
-            )),
-            claim: Script::new(concat!(
-                include_str!("../scripts/wake.lua"),
-                include_str!("../scripts/claim.lua")
-            )),
-            forget: Script::new(include_str!("../scripts/forget.lua")),
-            commit: Script::new(concat!(
-                include_str!("../scripts/record.lua"),
-                include_str!("../scripts/wake.lua"),
-                include_str!("../scripts/commit.lua")
-            )),
-            receipt: Script::new(concat!(
-                include_str!("../scripts/record.lua"),
-                include_str!("../scripts/wake.lua"),
-                include_str!("../scripts/receipt.lua")
-            )),
-            limit: Script::new(include_str!("../scripts/limit.lua")),
-            rate: Script::new(include_str!("../scripts/rate.lua")),
-            touch: Script::new(concat!(
-                include_str!("../scripts/record.lua"),
-                include_str!("../scripts/wake.lua"),
-                include_str!("../scripts/touch.lua")
-            )),
+            accept: script!("accept_whole()"; "wake.lua", "accept.lua", "whole.lua"),
+            accept_record: script!("accept_record(KEYS, ARGV)"; "accept.lua"),
+            arm: script!("arm(KEYS, ARGV)"; "wake.lua"),
+            commit: script!("commit_whole()";
+                "record.lua", "wake.lua", "index.lua", "commit.lua", "whole.lua"),
+            commit_record: script!("commit_record(KEYS, ARGV)"; "record.lua", "commit.lua"),
+            index: script!("index_send(KEYS, ARGV)"; "index.lua"),
+            settle: script!("settle(KEYS, ARGV)"; "wake.lua"),
+            touch: script!("touch_whole()"; "record.lua", "wake.lua", "touch.lua", "whole.lua"),
+            touch_record: script!("touch_record(KEYS, ARGV)"; "record.lua", "touch.lua"),
+            receipt: script!("receipt_whole()";
+                "record.lua", "wake.lua", "receipt.lua", "whole.lua"),
+            receipt_record: script!("receipt_record(KEYS, ARGV)"; "record.lua", "receipt.lua"),
+            woken: script!("woken(KEYS, ARGV)"; "wake.lua"),
+            claim: script!("wake.lua", "claim.lua"),
+            forget: script!("wake.lua", "forget.lua"),
+            give_back: script!("wake.lua", "give_back.lua"),
+            limit: script!("limit.lua"),
+            rate: script!("rate.lua"),
         }
     }
 
-    pub fn all(&self) -> [&Script; 8] {
+    pub fn all(&self) -> [&Script; 17] {
         [
             &self.accept,
+            &self.accept_record,
+            &self.arm,
+            &self.commit,
+            &self.commit_record,
+            &self.index,
+            &self.settle,
+            &self.touch,
+            &self.touch_record,
+            &self.receipt,
+            &self.receipt_record,
+            &self.woken,
             &self.claim,
             &self.forget,
-            &self.commit,
-            &self.receipt,
+            &self.give_back,
             &self.limit,
             &self.rate,
-            &self.touch,
         ]
     }
 }
@@ -68,12 +94,26 @@ impl Scripts {
 /// One script call: `EVALSHA` with its keys and arguments written straight
 /// into the command (redis-rs's `ScriptInvocation` keeps each in a buffer of
 /// its own and copies them all again to send: this runs for every
-/// decision). A Redis that lost its scripts (a restart) gets the script
-/// loaded and the call made again. Built only by the argument structs of
-/// the scripts, which know their KEYS and ARGV.
+/// decision). A Redis that lost its scripts (a restart, a replica promoted)
+/// gets the script loaded and the call made again. Built only by the
+/// argument structs of the scripts, which know their KEYS and ARGV.
+///
+/// A whole call (`Call::whole`) carries several parts: their keys first,
+/// then each part's arguments closed by `end_part`, which after the last
+/// part appends their sizes (`scripts/whole.lua`).
 pub(super) struct Call<'s> {
     script: &'s Script,
     cmd: redis::Cmd,
+    /// Of a whole call: the keys of each part, the arguments of the parts
+    /// closed so far as "<keys> <args> …", and the arguments written since.
+    parts: Option<Parts>,
+}
+
+struct Parts {
+    keys: Vec<usize>,
+    closed: usize,
+    sizes: String,
+    args: usize,
 }
 
 impl<'s> Call<'s> {
@@ -90,18 +130,56 @@ impl<'s> Call<'s> {
         for k in keys {
             cmd.arg(*k);
         }
-        Call { script, cmd }
+        Call {
+            script,
+            cmd,
+            parts: None,
+        }
+    }
+
+    /// A whole call of parts with these keys each (see `Call`).
+    pub fn whole(script: &'s Script, parts: &[&[&str]], args: usize, bytes: usize) -> Self {
+        let keys: Vec<&str> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        let mut call = Call::with_room(script, &keys, args + 1, bytes + 16);
+        call.parts = Some(Parts {
+            keys: parts.iter().map(|p| p.len()).collect(),
+            closed: 0,
+            sizes: String::with_capacity(16),
+            args: 0,
+        });
+        call
     }
 
     pub fn arg(&mut self, arg: impl redis::ToRedisArgs) -> &mut Self {
         self.cmd.arg(arg);
+        if let Some(p) = &mut self.parts {
+            p.args += 1;
+        }
         self
     }
 
-    pub async fn invoke<T: FromRedisValue>(
-        &self,
-        conn: &mut ConnectionManager,
-    ) -> redis::RedisResult<T> {
+    /// Closes a part of a whole call (nothing for a call of one part).
+    pub fn end_part(&mut self) -> &mut Self {
+        let Some(p) = &mut self.parts else {
+            return self;
+        };
+        let keys = p.keys.get(p.closed).copied().unwrap_or(0);
+        if p.closed > 0 {
+            p.sizes.push(' ');
+        }
+        p.sizes.push_str(&keys.to_string());
+        p.sizes.push(' ');
+        p.sizes.push_str(&p.args.to_string());
+        p.args = 0;
+        p.closed += 1;
+        if p.closed == p.keys.len() {
+            let sizes = std::mem::take(&mut p.sizes);
+            self.cmd.arg(sizes);
+        }
+        self
+    }
+
+    pub async fn invoke<T: FromRedisValue>(&self, conn: &mut RedisConn) -> redis::RedisResult<T> {
         match self.cmd.query_async(conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 self.script.load_async(conn).await?;

@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use redis::{AsyncCommands, ParsingError};
+use redis::{AsyncCommands, ParsingError, Value};
 
-use super::call::{Call, FromTagged, Reply, Scripts, Tagged, plain_reply};
+use super::call::{Call, FromTagged, Reply, Tagged, plain_reply};
 use super::provider_index::{IndexEntry, ProviderMessage};
 use super::receipts::receipts_seen;
-use super::timers::WakeArgs;
-use super::{EVENTS_MAX_LEN, Store, StoreError};
+use super::timers::{Settle, WakeArgs};
+use super::{Store, StoreError};
 use crate::core::policy::FAILED;
 use crate::core::{Cascade, Decision, Entry, Policy, Recipient};
 use crate::notification::{Admitted, Notification};
@@ -44,7 +44,7 @@ pub struct Loaded {
     pub receipts_seen: String,
 }
 
-/// `accept.lua`'s KEYS and ARGV.
+/// `accept.lua`'s KEYS and ARGV, and those of its timer's `arm` (wake.lua).
 struct AcceptArgs<'a> {
     id: &'a str,
     /// The whole record, in the current layout.
@@ -59,30 +59,39 @@ struct AcceptArgs<'a> {
 }
 
 impl AcceptArgs<'_> {
-    fn call<'s>(&self, keys: &Keys, scripts: &'s Scripts) -> Call<'s> {
-        let id = self.id;
-        let keys = [
-            &keys.state(id)[..],
-            &keys.receipts(id),
-            &keys.timer_of(id),
-            &keys.events(),
-            &keys.later_of(id),
-            &self.wake.slot_list,
-        ];
-        let room = self.record.len() + self.timeline.len() + 192;
-        let mut call = Call::with_room(&scripts.accept, &keys, 8 + self.refuse_on.len(), room);
-        call.arg(id)
+    fn finished(&self) -> bool {
+        self.wake.due.is_empty()
+    }
+
+    fn record_keys(&self, keys: &Keys) -> [String; 2] {
+        [keys.state(self.id), keys.receipts(self.id)]
+    }
+
+    fn record_args(&self, call: &mut Call) {
+        call.arg(self.id)
             .arg(&self.record)
-            .arg(&self.timeline)
-            .arg(&self.wake.due)
-            .arg(self.retention_ms)
-            .arg(EVENTS_MAX_LEN)
-            .arg(self.wake.far_after)
-            .arg(self.wake.slot_ms);
+            .arg(if self.finished() { "1" } else { "0" })
+            .arg(self.retention_ms);
         for word in &self.refuse_on {
             call.arg(*word);
         }
-        call
+        call.end_part();
+    }
+
+    fn arm_keys(&self, keys: &Keys) -> [String; 3] {
+        [
+            keys.timer_of(self.id),
+            keys.later_of(self.id),
+            self.wake.slot_list.clone(),
+        ]
+    }
+
+    fn arm_args(&self, call: &mut Call) {
+        call.arg(self.id)
+            .arg(&self.wake.due)
+            .arg(self.wake.far_after)
+            .arg(self.wake.slot_ms)
+            .end_part();
     }
 }
 
@@ -121,58 +130,56 @@ pub struct CommitRequest<'a> {
     pub now_ms: i64,
 }
 
-/// `commit.lua`'s KEYS and ARGV.
+/// `commit.lua`'s KEYS and ARGV, and those of the provider index's call
+/// (`index.lua`) and of the timer's `settle` (wake.lua).
 struct CommitArgs<'a> {
     id: &'a str,
     version: i64,
     state: String,
-    wake: WakeArgs,
+    settle: Settle<'a>,
     sends: bool,
     retention_ms: i64,
     index: Option<IndexEntry>,
-    /// The entries to append, one per line.
-    entries: String,
     /// The waking receipt words, the first `stopping` of them stopping.
     words: Vec<&'a str>,
     stopping: usize,
 }
 
 impl CommitArgs<'_> {
-    fn call<'s>(&self, keys: &Keys, scripts: &'s Scripts) -> Call<'s> {
-        let id = self.id;
-        let (state, receipts, timer, events, later) = (
-            keys.state(id),
-            keys.receipts(id),
-            keys.timer_of(id),
-            keys.events(),
-            keys.later_of(id),
-        );
-        let mut k: Vec<&str> = vec![&state, &receipts, &timer, &events, &later];
-        k.push(&self.wake.slot_list);
-        if let Some(index) = &self.index {
-            k.push(&index.key);
-        }
-        let room = self.state.len() + self.entries.len() + 16 * self.words.len() + 128;
-        let mut call = Call::with_room(&scripts.commit, &k, 14 + self.words.len(), room);
-        call.arg(id)
+    fn record_keys(&self, keys: &Keys) -> [String; 2] {
+        [keys.state(self.id), keys.receipts(self.id)]
+    }
+
+    fn record_args(&self, call: &mut Call) {
+        call.arg(self.id)
             .arg(self.version)
             .arg(&self.state)
-            .arg(&self.wake.due)
+            .arg(&self.settle.wake.due)
             .arg(if self.sends { "1" } else { "0" })
             .arg(self.retention_ms)
-            .arg(EVENTS_MAX_LEN);
-        match &self.index {
-            Some(i) => call.arg(&i.field).arg(&i.value).arg(i.ttl_s),
-            None => call.arg("").arg("").arg(""),
-        };
-        call.arg(self.wake.far_after)
-            .arg(self.wake.slot_ms)
-            .arg(&self.entries)
+            .arg(self.settle.entries)
             .arg(self.stopping);
         for word in &self.words {
             call.arg(*word);
         }
-        call
+        call.end_part();
+    }
+
+    /// Room for the arguments of every part.
+    fn room(&self) -> usize {
+        self.state.len() + 2 * self.settle.entries.len() + 16 * self.words.len() + 256
+    }
+}
+
+/// `commit.lua`'s reply, with the wake-up its timer is to be set to.
+struct CommitAnswer(CommitReply, String);
+
+impl FromTagged for CommitAnswer {
+    fn from_tagged(t: Tagged) -> Result<Self, ParsingError> {
+        if t.word == "done" {
+            return Ok(CommitAnswer(CommitReply::Done(t.value(0)?), t.value(1)?));
+        }
+        Ok(CommitAnswer(CommitReply::from_tagged(t)?, String::new()))
     }
 }
 
@@ -241,13 +248,59 @@ impl Store {
                 None => Vec::new(),
             },
         };
-        let mut c = self.conn.clone();
-        let reply: AcceptReply = args.call(&self.keys, &self.scripts).invoke(&mut c).await?;
+        let reply = if self.split {
+            self.accept_in_parts(&args).await?
+        } else {
+            let (record, arm) = (args.record_keys(&self.keys), args.arm_keys(&self.keys));
+            let record: Vec<&str> = record.iter().map(String::as_str).collect();
+            let arm: Vec<&str> = match args.finished() {
+                true => Vec::new(),
+                false => arm.iter().map(String::as_str).collect(),
+            };
+            let events = self.keys.events_of(&n.id);
+            let room = args.record.len() + args.timeline.len() + 256;
+            let parts: [&[&str]; 3] = [&arm, &record, &[&events]];
+            let mut call = Call::whole(&self.scripts.accept, &parts, 16, room);
+            if !args.finished() {
+                args.arm_args(&mut call);
+            } else {
+                call.end_part();
+            }
+            args.record_args(&mut call);
+            call.arg(&n.id)
+                .arg(&args.timeline)
+                .arg(self.events_max_len)
+                .end_part();
+            call.invoke(&mut self.conn.clone()).await?
+        };
         Ok(match reply {
             AcceptReply::Recorded => Accepted::New(snapshot),
             AcceptReply::Refused => Accepted::SendRefused,
             AcceptReply::Duplicate => Accepted::Duplicate,
         })
+    }
+
+    /// `accept` on a cluster: the timer first, then the record, then the
+    /// stream entry; a crash between them leaves a timer without a record,
+    /// which the claim that finds it forgets (`forget.lua`).
+    async fn accept_in_parts(&self, args: &AcceptArgs<'_>) -> Result<AcceptReply, StoreError> {
+        let mut c = self.conn.clone();
+        if !args.finished() {
+            let keys = args.arm_keys(&self.keys);
+            let mut arm = Call::new(&self.scripts.arm, &[&keys[0], &keys[1], &keys[2]]);
+            args.arm_args(&mut arm);
+            let _: Value = arm.invoke(&mut c).await?;
+        }
+        let keys = args.record_keys(&self.keys);
+        let room = args.record.len() + 64;
+        let mut record =
+            Call::with_room(&self.scripts.accept_record, &[&keys[0], &keys[1]], 8, room);
+        args.record_args(&mut record);
+        let reply: AcceptReply = record.invoke(&mut c).await?;
+        if let AcceptReply::Recorded = reply {
+            self.append_entries(args.id, &args.timeline).await?;
+        }
+        Ok(reply)
     }
 
     /// Loads a cascade and its receipts in one round trip.
@@ -310,21 +363,74 @@ impl Store {
             ..
         } = request;
         let (words, stopping) = policy.receipt_words();
+        let entries = join_entries(request.earlier, &decision.entries);
         let args = CommitArgs {
             id,
             version: request.version,
             state: encode_state(&decision.cascade),
-            wake: WakeArgs::new(&self.keys, id, decision.cascade.wake_at_ms(), now_ms),
+            settle: Settle {
+                id,
+                wake: WakeArgs::new(&self.keys, id, decision.cascade.wake_at_ms(), now_ms),
+                now_ms,
+                entries: &entries,
+            },
             sends: decision.send.is_some(),
             retention_ms: self.retention_ms,
             index: request.sent.map(|m| self.index_entry(id, m, now_ms)),
-            entries: join_entries(request.earlier, &decision.entries),
             words,
             stopping,
         };
-        let mut c = self.conn.clone();
-        let reply: Reply<CommitReply> = args.call(&self.keys, &self.scripts).invoke(&mut c).await?;
+        if self.split {
+            return self.commit_in_parts(&args).await;
+        }
+        let (record, settle) = (args.record_keys(&self.keys), args.settle.keys(&self.keys));
+        let index: Vec<&str> = args.index.iter().map(|i| i.key.as_str()).collect();
+        let record: Vec<&str> = record.iter().map(String::as_str).collect();
+        let settle: Vec<&str> = settle.iter().map(String::as_str).collect();
+        let parts: [&[&str]; 3] = [&index, &record, &settle];
+        let mut call = Call::whole(
+            &self.scripts.commit,
+            &parts,
+            24 + args.words.len(),
+            args.room(),
+        );
+        if let Some(i) = &args.index {
+            i.args(&mut call);
+        } else {
+            call.end_part();
+        }
+        args.record_args(&mut call);
+        args.settle.args(&mut call, "", self.events_max_len);
+        let reply: Reply<CommitReply> = call.invoke(&mut self.conn.clone()).await?;
         reply.about(id)
+    }
+
+    /// `commit` on a cluster: the provider index first (the send went out
+    /// whatever happens next), then the record, then the timer and the
+    /// stream entry. A crash before the timer leaves the claim's lease in
+    /// place: the next claim finds it run out and the state moved on, a
+    /// plain wake-up (the worker's `load`).
+    async fn commit_in_parts(&self, args: &CommitArgs<'_>) -> Result<CommitReply, StoreError> {
+        let mut c = self.conn.clone();
+        if let Some(i) = &args.index {
+            let mut index = Call::new(&self.scripts.index, &[&i.key]);
+            i.args(&mut index);
+            let _: Value = index.invoke(&mut c).await?;
+        }
+        let keys = args.record_keys(&self.keys);
+        let mut record = Call::with_room(
+            &self.scripts.commit_record,
+            &[&keys[0], &keys[1]],
+            8 + args.words.len(),
+            args.room(),
+        );
+        args.record_args(&mut record);
+        let reply: Reply<CommitAnswer> = record.invoke(&mut c).await?;
+        let CommitAnswer(reply, due) = reply.about(args.id)?;
+        if let CommitReply::Done(_) = reply {
+            self.settle(&args.settle, &due).await?;
+        }
+        Ok(reply)
     }
 
     /// The stored timeline and state of one notification, for `cascade status`.

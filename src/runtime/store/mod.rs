@@ -17,6 +17,7 @@
 mod call;
 mod cascade_store;
 mod cascades;
+mod connection;
 mod dedup;
 mod error;
 mod events;
@@ -30,12 +31,11 @@ mod timers;
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
-
 use super::keys::Keys;
 
 pub use cascade_store::CascadeStore;
 pub use cascades::{Accepted, CommitReply, CommitRequest, Loaded};
+pub use connection::{RedisConn, Target};
 pub use error::StoreError;
 pub use memory::{MemoryStore, StreamEntry};
 pub use provider_index::ProviderMessage;
@@ -43,16 +43,22 @@ pub use rates::RateTake;
 pub use receipts::{ReceiptResult, receipts_seen};
 pub use timers::{Claimed, Claims, Lease};
 
-/// Bounds the `cascade:events` stream (approximate trimming).
+/// Bounds the events streams together (approximate trimming): each
+/// shard's stream keeps its share.
 pub const EVENTS_MAX_LEN: u64 = 100_000;
 
-/// The Redis side of the daemon. Cheap to clone: the connection manager
-/// multiplexes one connection and reconnects by itself.
+/// The Redis side of the daemon. Cheap to clone: the connections multiplex
+/// and reconnect by themselves.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: RedisConn,
     /// The scheduler's claims only (see `claim`).
-    claims: ConnectionManager,
+    claims: RedisConn,
+    /// On a Redis Cluster: each part of an operation is a call of its own
+    /// (`scripts/whole.lua`), and reads that span cascades are split by slot.
+    split: bool,
+    /// Each shard's events stream's bound.
+    events_max_len: u64,
     pub keys: Keys,
     retention_ms: i64,
     scripts: Arc<call::Scripts>,
@@ -62,16 +68,14 @@ pub struct Store {
 }
 
 impl Store {
-    pub async fn connect(url: &str, keys: Keys, retention_ms: i64) -> Result<Store, StoreError> {
+    pub async fn connect(
+        target: &Target,
+        keys: Keys,
+        retention_ms: i64,
+    ) -> Result<Store, StoreError> {
         let shards = usize::from(keys.shards());
-        let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-            .set_response_timeout(Some(std::time::Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(std::time::Duration::from_secs(2));
-        let mut conn = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-        let claims = ConnectionManager::new_with_config(client, config).await?;
+        let mut conn = RedisConn::open(target).await?;
+        let claims = RedisConn::open(target).await?;
         let scripts = call::Scripts::new();
         // Loaded up front: otherwise hundreds of first calls in flight at
         // once each get NOSCRIPT and send the whole script again. (After a
@@ -80,8 +84,10 @@ impl Store {
             script.load_async(&mut conn).await?;
         }
         Ok(Store {
+            split: conn.is_cluster(),
             conn,
             claims,
+            events_max_len: (EVENTS_MAX_LEN / shards.max(1) as u64).max(1_000),
             keys,
             retention_ms,
             scripts: Arc::new(scripts),
@@ -90,7 +96,7 @@ impl Store {
         })
     }
 
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 }

@@ -4,6 +4,7 @@
 
 use redis::AsyncCommands;
 
+use super::call::Call;
 use super::{Store, StoreError};
 
 pub(super) const DAY_MS: i64 = 86_400_000;
@@ -20,7 +21,7 @@ pub struct ProviderMessage {
     pub step: u8,
 }
 
-/// Where and how `commit.lua` keeps one send's provider message id.
+/// Where and how `index.lua` keeps one send's provider message id.
 pub(super) struct IndexEntry {
     /// A key per message id, or the day's hash of a bucket of peers.
     pub key: String,
@@ -30,6 +31,16 @@ pub(super) struct IndexEntry {
     /// <step> <notification id>`, appended to its field.
     pub value: String,
     pub ttl_s: i64,
+}
+
+impl IndexEntry {
+    /// `index.lua`'s ARGV (its one key is `key`).
+    pub(super) fn args(&self, call: &mut Call) {
+        call.arg(&self.field)
+            .arg(&self.value)
+            .arg(self.ttl_s)
+            .end_part();
+    }
 }
 
 impl Store {

@@ -1,10 +1,10 @@
-//! Receipts (contract §6): recorded by `receipt.lua`, which wakes the
-//! cascade so it decides at once.
+//! Receipts (contract §6): recorded by `receipt.lua`; the cascade is then
+//! woken so it decides at once (`woken` in wake.lua).
 
-use redis::ParsingError;
+use redis::{ParsingError, Value};
 
-use super::call::{Call, FromTagged, Reply, Scripts, Tagged};
-use super::{EVENTS_MAX_LEN, Store, StoreError};
+use super::call::{Call, FromTagged, Reply, Tagged};
+use super::{Store, StoreError};
 use crate::core::{Entry, EntryKind};
 use crate::runtime::keys::Keys;
 use crate::runtime::record::encode_entry;
@@ -28,7 +28,8 @@ impl FromTagged for ReceiptResult {
     }
 }
 
-/// `receipt.lua`'s KEYS and ARGV.
+/// `receipt.lua`'s KEYS and ARGV, and those of the cascade's `woken`
+/// (wake.lua) on its timer shard.
 struct ReceiptArgs<'a> {
     id: &'a str,
     event: &'a str,
@@ -38,28 +39,36 @@ struct ReceiptArgs<'a> {
 }
 
 impl ReceiptArgs<'_> {
-    fn call<'s>(&self, keys: &Keys, scripts: &'s Scripts) -> Call<'s> {
-        let id = self.id;
-        let mut call = Call::new(
-            &scripts.receipt,
-            &[
-                &keys.state(id),
-                &keys.receipts(id),
-                &keys.timer_of(id),
-                &keys.events(),
-            ],
-        );
-        call.arg(id)
+    fn record_keys(&self, keys: &Keys) -> [String; 2] {
+        [keys.state(self.id), keys.receipts(self.id)]
+    }
+
+    fn record_args(&self, call: &mut Call) {
+        call.arg(self.id)
             .arg(self.event)
             .arg(self.now_ms)
             .arg(&self.entry)
-            .arg(EVENTS_MAX_LEN);
-        call
+            .end_part();
+    }
+
+    fn woken_keys(&self, keys: &Keys) -> [String; 2] {
+        [keys.timer_of(self.id), keys.events_of(self.id)]
+    }
+
+    fn woken_args(&self, call: &mut Call, events_max_len: u64) {
+        call.arg(self.id)
+            .arg(self.now_ms)
+            .arg(&self.entry)
+            .arg(events_max_len)
+            .end_part();
     }
 }
 
 impl Store {
-    /// Records a receipt (contract §6) and wakes the cascade to decide at once.
+    /// Records a receipt (contract §6) and wakes the cascade to decide at
+    /// once. On a cluster the wake-up is a second call; if this instance
+    /// dies between the two, the receipt is acted on at the cascade's next
+    /// wake-up instead.
     pub async fn record_receipt(
         &self,
         id: &str,
@@ -74,8 +83,24 @@ impl Store {
             entry: encode_entry(&receipt_entry(event, channel, now_ms)),
         };
         let mut c = self.conn.clone();
-        let reply: Reply<ReceiptResult> =
-            args.call(&self.keys, &self.scripts).invoke(&mut c).await?;
+        let (record, woken) = (args.record_keys(&self.keys), args.woken_keys(&self.keys));
+        if self.split {
+            let mut call = Call::new(&self.scripts.receipt_record, &[&record[0], &record[1]]);
+            args.record_args(&mut call);
+            let reply: Reply<ReceiptResult> = call.invoke(&mut c).await?;
+            let reply = reply.about(id)?;
+            if reply == ReceiptResult::Recorded {
+                let mut call = Call::new(&self.scripts.woken, &[&woken[0], &woken[1]]);
+                args.woken_args(&mut call, self.events_max_len);
+                let _: Value = call.invoke(&mut c).await?;
+            }
+            return Ok(reply);
+        }
+        let parts: [&[&str]; 2] = [&[&record[0], &record[1]], &[&woken[0], &woken[1]]];
+        let mut call = Call::whole(&self.scripts.receipt, &parts, 10, 256);
+        args.record_args(&mut call);
+        args.woken_args(&mut call, self.events_max_len);
+        let reply: Reply<ReceiptResult> = call.invoke(&mut c).await?;
         reply.about(id)
     }
 }

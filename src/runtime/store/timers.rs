@@ -1,7 +1,8 @@
 //! Timers: the wake-up of each cascade in its shard (`scripts/wake.lua`),
-//! claimed with a lease by the scheduler (`claim.lua`), put back by a
-//! wake-up that changed nothing (`touch.lua`), given back by one that failed
-//! (`release_claim`), dropped when the cascade is gone (`forget.lua`).
+//! claimed with a lease by the scheduler (`claim.lua`), set after a stored
+//! decision (`settle`), put back by a wake-up that changed nothing
+//! (`touch.lua`), given back by one that failed (`give_back.lua`), dropped
+//! when the cascade is gone (`forget.lua`).
 
 use std::collections::HashMap;
 
@@ -9,6 +10,7 @@ use redis::{ParsingError, Value};
 
 use super::call::{Call, FromTagged, Reply, Scripts, Tagged, plain_reply};
 use super::cascades::Loaded;
+use super::connection::RedisConn;
 use super::{Store, StoreError};
 use crate::runtime::keys::Keys;
 
@@ -54,6 +56,41 @@ impl WakeArgs {
             far_after: now_ms + WAKE_HORIZON_MS,
             slot_ms: WAKE_SLOT_MS,
         }
+    }
+}
+
+/// `settle`'s KEYS and ARGV (wake.lua): the timer after a stored decision,
+/// and the decision's stream entry. Its wake-up comes from the decision's
+/// stored part (which may bring it forward for a receipt it found).
+pub(super) struct Settle<'a> {
+    pub id: &'a str,
+    pub wake: WakeArgs,
+    pub now_ms: i64,
+    /// The decision's timeline entries, one per line ("" for none).
+    pub entries: &'a str,
+}
+
+impl Settle<'_> {
+    pub fn keys(&self, keys: &Keys) -> [String; 4] {
+        [
+            keys.timer_of(self.id),
+            keys.later_of(self.id),
+            self.wake.slot_list.clone(),
+            keys.events_of(self.id),
+        ]
+    }
+
+    /// The arguments, with the wake-up `due` ("" when finished; a whole
+    /// call fills it in from the stored part's answer).
+    pub fn args(&self, call: &mut Call, due: &str, events_max_len: u64) {
+        call.arg(due)
+            .arg(self.now_ms)
+            .arg(self.wake.far_after)
+            .arg(self.wake.slot_ms)
+            .arg(self.id)
+            .arg(self.entries)
+            .arg(events_max_len)
+            .end_part();
     }
 }
 
@@ -219,38 +256,29 @@ plain_reply!(ForgetReply);
 struct TouchArgs<'a> {
     id: &'a str,
     version: i64,
-    wake: WakeArgs,
     receipts_seen: &'a str,
-    now_ms: i64,
+    settle: Settle<'a>,
 }
 
 impl TouchArgs<'_> {
-    fn call<'s>(&self, keys: &Keys, scripts: &'s Scripts) -> Call<'s> {
-        let mut call = Call::new(
-            &scripts.touch,
-            &[
-                &keys.state(self.id),
-                &keys.timer_of(self.id),
-                &keys.later_of(self.id),
-                &keys.receipts(self.id),
-                &self.wake.slot_list,
-            ],
-        );
+    fn record_keys(&self, keys: &Keys) -> [String; 2] {
+        [keys.state(self.id), keys.receipts(self.id)]
+    }
+
+    fn record_args(&self, call: &mut Call) {
         call.arg(self.id)
             .arg(self.version)
-            .arg(&self.wake.due)
-            .arg(self.wake.far_after)
-            .arg(self.wake.slot_ms)
+            .arg(&self.settle.wake.due)
             .arg(self.receipts_seen)
-            .arg(self.now_ms);
-        call
+            .arg(self.settle.now_ms)
+            .end_part();
     }
 }
 
 /// `touch.lua`'s reply.
 enum TouchReply {
-    /// The timer is set.
-    Set,
+    /// The timer is to be set (a whole call has set it) to this wake-up.
+    Set(String),
     /// The state moved on (its newer writer set the timer) or is gone.
     MovedOn,
 }
@@ -258,7 +286,7 @@ enum TouchReply {
 impl FromTagged for TouchReply {
     fn from_tagged(t: Tagged) -> Result<Self, ParsingError> {
         match t.word.as_str() {
-            "set" => Ok(TouchReply::Set),
+            "set" => Ok(TouchReply::Set(t.value(0)?)),
             "moved_on" => Ok(TouchReply::MovedOn),
             _ => t.unexpected(),
         }
@@ -307,7 +335,7 @@ impl Store {
             ids.into_iter().zip(records).zip(receipts)
         {
             if record.is_none() {
-                self.forget(&id).await?;
+                self.forget(&id, now_ms).await?;
             }
             claimed.push(Claimed {
                 id,
@@ -360,14 +388,30 @@ impl Store {
     }
 
     /// The records (MGET) and receipts (HGETALL each) of claimed ids, in one
-    /// pipelined round trip. Read after the claim, so a receipt recorded
-    /// before the lease was taken is seen (one recorded after it leaves the
-    /// waking to this instance's commit: `receipt.lua`).
+    /// pipelined round trip (on a cluster, one per id, all at once: a
+    /// pipeline there stays in one slot). Read after the claim, so a receipt
+    /// recorded before the lease was taken is seen (one recorded after it
+    /// marks the lease, and the holder wakes the cascade at once when it
+    /// stores what it did: `wake.lua`).
     async fn read_claimed(
         &self,
-        c: &mut redis::aio::ConnectionManager,
+        c: &mut RedisConn,
         ids: &[(String, i64)],
     ) -> Result<(Vec<Option<String>>, Vec<HashMap<String, String>>), StoreError> {
+        if self.split {
+            let reads = ids.iter().map(|(id, _)| {
+                let mut c = c.clone();
+                async move {
+                    redis::pipe()
+                        .get(self.keys.state(id))
+                        .hgetall(self.keys.receipts(id))
+                        .query_async::<(Option<String>, HashMap<String, String>)>(&mut c)
+                        .await
+                }
+            });
+            let read = futures_util::future::try_join_all(reads).await?;
+            return Ok(read.into_iter().unzip());
+        }
         let mut pipe = redis::pipe();
         let states: Vec<String> = ids.iter().map(|(id, _)| self.keys.state(id)).collect();
         pipe.cmd("MGET").arg(&states);
@@ -386,15 +430,13 @@ impl Store {
     }
 
     /// Takes a claimed id whose record is gone out of its timer shard.
-    async fn forget(&self, id: &str) -> Result<(), StoreError> {
+    async fn forget(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
         let mut c = self.claims.clone();
-        let _: ForgetReply = Call::new(
-            &self.scripts.forget,
-            &[&self.keys.state(id), &self.keys.timer_of(id)],
-        )
-        .arg(id)
-        .invoke(&mut c)
-        .await?;
+        let _: ForgetReply = Call::new(&self.scripts.forget, &[&self.keys.timer_of(id)])
+            .arg(id)
+            .arg(now_ms)
+            .invoke(&mut c)
+            .await?;
         Ok(())
     }
 
@@ -413,19 +455,31 @@ impl Store {
     /// Gives back a claim's lease on `id` that nothing was stored under (a
     /// wake-up that failed before it could send or store): the cascade is
     /// woken again when the lease would have ended, as a plain wake-up, not
-    /// as a lapsed claim, whose send would count as uncertain. `LT`: a
-    /// score someone wrote meanwhile stays, unless it is later, which at
-    /// worst wakes the cascade early.
+    /// as a lapsed claim, whose send would count as uncertain
+    /// (`give_back.lua`).
     pub async fn release_claim(&self, id: &str, lease: &Lease) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let _: i64 = redis::cmd("ZADD")
-            .arg(self.keys.timer_of(id))
-            .arg("XX")
-            .arg("LT")
-            .arg(lease.until_ms)
+        let _: Value = Call::new(&self.scripts.give_back, &[&self.keys.timer_of(id)])
             .arg(id)
-            .query_async(&mut c)
+            .arg(lease.until_ms)
+            .invoke(&mut c)
             .await?;
+        Ok(())
+    }
+
+    /// Sets a cascade's timer after a decision was stored on a cluster
+    /// (`settle` in wake.lua), at `due` as the stored part answered.
+    pub(super) async fn settle(&self, settle: &Settle<'_>, due: &str) -> Result<(), StoreError> {
+        let keys = settle.keys(&self.keys);
+        let room = settle.entries.len() + 128;
+        let mut call = Call::with_room(
+            &self.scripts.settle,
+            &[&keys[0], &keys[1], &keys[2], &keys[3]],
+            8,
+            room,
+        );
+        settle.args(&mut call, due, self.events_max_len);
+        let _: Value = call.invoke(&mut self.conn.clone()).await?;
         Ok(())
     }
 
@@ -443,14 +497,36 @@ impl Store {
         let args = TouchArgs {
             id,
             version,
-            wake: WakeArgs::new(&self.keys, id, wake_at_ms, now_ms),
             receipts_seen,
-            now_ms,
+            settle: Settle {
+                id,
+                wake: WakeArgs::new(&self.keys, id, wake_at_ms, now_ms),
+                now_ms,
+                entries: "",
+            },
         };
         let mut c = self.conn.clone();
-        let reply: Reply<TouchReply> = args.call(&self.keys, &self.scripts).invoke(&mut c).await?;
+        let record = args.record_keys(&self.keys);
+        if self.split {
+            let mut call = Call::new(&self.scripts.touch_record, &[&record[0], &record[1]]);
+            args.record_args(&mut call);
+            let reply: Reply<TouchReply> = call.invoke(&mut c).await?;
+            if let TouchReply::Set(due) = reply.about(id)? {
+                self.settle(&args.settle, &due).await?;
+            }
+            return Ok(());
+        }
+        let settle = args.settle.keys(&self.keys);
+        let parts: [&[&str]; 2] = [
+            &[&record[0], &record[1]],
+            &[&settle[0], &settle[1], &settle[2], &settle[3]],
+        ];
+        let mut call = Call::whole(&self.scripts.touch, &parts, 14, 256);
+        args.record_args(&mut call);
+        args.settle.args(&mut call, "", self.events_max_len);
+        let reply: Reply<TouchReply> = call.invoke(&mut c).await?;
         match reply.about(id)? {
-            TouchReply::Set | TouchReply::MovedOn => Ok(()),
+            TouchReply::Set(_) | TouchReply::MovedOn => Ok(()),
         }
     }
 }
