@@ -351,14 +351,19 @@ fn env_or_text(
 
 /// Where Redis is: `redis.cluster` (a TOML list, or the environment's
 /// comma-separated `CASCADE_REDIS_CLUSTER`) names some nodes of a Redis
-/// Cluster; else `redis.url` one server. Both at once is a mistake.
+/// Cluster; else `redis.url` one server. The environment beats the file,
+/// as for every setting; both in one place is a mistake.
 fn read_redis_target(
     raw: &RawSettings,
     url: Option<&str>,
     check: &mut FileCheck,
 ) -> Option<Target> {
-    let url_given = raw.redis.url.is_some() || (check.env)("CASCADE_REDIS_URL").is_some();
+    let env_url = (check.env)("CASCADE_REDIS_URL").is_some();
     let (nodes, span) = if let Some(list) = (check.env)("CASCADE_REDIS_CLUSTER") {
+        if env_url {
+            check.err_file("environment variables CASCADE_REDIS_URL and CASCADE_REDIS_CLUSTER: set one (one server, or a Redis Cluster), not both");
+            return None;
+        }
         let nodes: Vec<String> = list
             .split(',')
             .map(str::trim)
@@ -366,15 +371,20 @@ fn read_redis_target(
             .map(str::to_owned)
             .collect();
         (nodes, None)
-    } else if let Some(list) = &raw.redis.cluster {
+    } else if let (Some(list), false) = (&raw.redis.cluster, env_url) {
+        if raw.redis.url.is_some() {
+            check.err(
+                list.span(),
+                "set either redis.url (one server) or redis.cluster (a Redis Cluster), not both",
+            );
+            return None;
+        }
         let nodes: Option<Vec<String>> = list.get_ref().iter().map(|n| check.text(n)).collect();
         (nodes?, Some(list.span()))
     } else {
         return url.map(Target::from);
     };
-    let problem = if url_given {
-        Some("set either redis.url (one server) or redis.cluster (a Redis Cluster), not both")
-    } else if nodes.is_empty() {
+    let problem = if nodes.is_empty() {
         Some(
             "redis.cluster names no node: list some of the cluster's nodes, e.g. [\"redis://10.0.0.1:6379\"]",
         )

@@ -13,7 +13,7 @@ use cascade::config::Catalog;
 use cascade::runtime::intake::IntakeConfig;
 
 use crate::common::{
-    AMQP_URL, ChildDaemon, CleanUp, DELIVERY_DELAY, REDIS_URL, TestConfig, publish_to, ready_in,
+    AMQP_URL, ChildDaemon, CleanUp, DELIVERY_DELAY, RedisEnv, TestConfig, publish_to, ready_in,
     redis, unique, wait_until,
 };
 use crate::support::{Receiver, note};
@@ -109,6 +109,9 @@ async fn cascade_run_takes_its_services_names_listeners_and_token_from_the_varia
         queue_type: cascade::config::QueueType::Quorum,
         max_deliveries: 5,
     };
+    // The tests' Redis, by the variable that names it (a cluster's nodes
+    // when the tests run on one).
+    let redis_env = RedisEnv::of_tests();
     let mut child = ChildDaemon::spawn_with(
         &cfg.path(),
         &log,
@@ -118,7 +121,7 @@ async fn cascade_run_takes_its_services_names_listeners_and_token_from_the_varia
             ("CASCADE_AMQP_QUEUE", &intake.queue),
             ("CASCADE_AMQP_DEAD_LETTER_QUEUE", &intake.dead_letter_queue),
             ("CASCADE_AMQP_MAX_BODY_BYTES", "2000"),
-            ("CASCADE_REDIS_URL", REDIS_URL),
+            redis_env.as_pair(),
             ("CASCADE_REDIS_PREFIX", &name),
             // Port 0: the addresses are read back from the start-up line,
             // which must not name the decoy file's port 9.

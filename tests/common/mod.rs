@@ -48,6 +48,22 @@ pub fn on_cluster() -> bool {
     redis_target().is_cluster()
 }
 
+/// The environment variable that points a daemon at the tests' Redis.
+pub struct RedisEnv(&'static str, String);
+
+impl RedisEnv {
+    pub fn of_tests() -> RedisEnv {
+        match redis_target() {
+            Target::Single(url) => RedisEnv("CASCADE_REDIS_URL", url),
+            Target::Cluster(nodes) => RedisEnv("CASCADE_REDIS_CLUSTER", nodes.join(",")),
+        }
+    }
+
+    pub fn as_pair(&self) -> (&str, &str) {
+        (self.0, &self.1)
+    }
+}
+
 /// The `[redis]` lines of a test configuration that point the daemon at
 /// the tests' Redis (none for the local server, the default).
 pub fn redis_target_toml() -> String {
@@ -436,10 +452,16 @@ pub async fn publish_many(
 }
 
 impl TestConfig {
-    /// Points `[redis] url` at another server (e.g. a private one).
+    /// Points `[redis] url` at another server (e.g. a private one), also
+    /// when the tests run on a cluster.
     pub fn set_redis_url(&self, url: &str) {
         let path = self.path();
         let toml = std::fs::read_to_string(&path).unwrap();
+        let toml: String = toml
+            .lines()
+            .filter(|l| !l.starts_with("cluster = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
         let toml = toml.replacen("[redis]\n", &format!("[redis]\nurl = \"{url}\"\n"), 1);
         std::fs::write(&path, toml).unwrap();
     }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use futures_util::{StreamExt, TryStreamExt};
 use redis::{ParsingError, Value};
 
 use super::call::{Call, FromTagged, Reply, Scripts, Tagged, plain_reply};
@@ -24,6 +25,9 @@ const WAKE_MOVE_BUDGET: usize = 10_000;
 /// Most far slots one claim looks at (they are minutes: more than a claim
 /// every few seconds ever finds due).
 const WAKE_SLOTS_PER_CLAIM: isize = 64;
+
+/// How many claimed cascades a claim reads at once on a cluster.
+const CLUSTER_READS_IN_FLIGHT: usize = 64;
 
 /// How long a shard whose far slots had nothing due is not looked at again
 /// (a round trip before the claim): short enough that a wake-up written
@@ -399,17 +403,25 @@ impl Store {
         ids: &[(String, i64)],
     ) -> Result<(Vec<Option<String>>, Vec<HashMap<String, String>>), StoreError> {
         if self.split {
-            let reads = ids.iter().map(|(id, _)| {
-                let mut c = c.clone();
-                async move {
-                    redis::pipe()
-                        .get(self.keys.state(id))
-                        .hgetall(self.keys.receipts(id))
-                        .query_async::<(Option<String>, HashMap<String, String>)>(&mut c)
-                        .await
-                }
-            });
-            let read = futures_util::future::try_join_all(reads).await?;
+            let reads: Vec<_> = ids
+                .iter()
+                .map(|(id, _)| {
+                    let mut pipe = redis::pipe();
+                    pipe.get(self.keys.state(id))
+                        .hgetall(self.keys.receipts(id));
+                    let mut c = c.clone();
+                    async move {
+                        pipe.query_async::<(Option<String>, HashMap<String, String>)>(&mut c)
+                            .await
+                    }
+                })
+                .collect();
+            // A bounded number in flight: a large claim must not queue
+            // thousands of requests behind each other's response timeouts.
+            let read: Vec<_> = futures_util::stream::iter(reads)
+                .buffered(CLUSTER_READS_IN_FLIGHT)
+                .try_collect()
+                .await?;
             return Ok(read.into_iter().unzip());
         }
         let mut pipe = redis::pipe();
