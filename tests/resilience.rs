@@ -471,40 +471,6 @@ async fn consumers(queue: &str) -> Option<u32> {
     q.map(|q| q.consumer_count())
 }
 
-/// Runs `rabbitmqctl` and returns what it printed.
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl runs");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The broker's ids of the connections whose client-provided name starts
-/// with `prefix`.
-fn connections_named(prefix: &str) -> Vec<String> {
-    // One line per connection: `<pid>\t[..., {"connection_name","..."}, ...]`
-    // (the plain format: the JSON one writes pids close_connection cannot read).
-    let listed = rabbitmqctl(&[
-        "list_connections",
-        "pid",
-        "client_properties",
-        "-q",
-        "--no-table-headers",
-    ]);
-    let wanted = format!("{{\"connection_name\",\"{prefix}");
-    listed
-        .lines()
-        .filter(|line| line.contains(&wanted))
-        .filter_map(|line| line.split('\t').next().map(str::to_owned))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_dropping_the_daemons_connection_loses_nothing() {
     const N: usize = 300;

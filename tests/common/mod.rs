@@ -1341,3 +1341,148 @@ pub fn waiting_on_vk(now_ms: i64, until_ms: i64) -> cascade::core::Cascade {
         transitions: 1,
     }
 }
+
+/// Runs `rabbitmqctl` and returns what it printed.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The broker's ids of the connections whose client-provided name starts
+/// with `prefix`.
+pub fn connections_named(prefix: &str) -> Vec<String> {
+    // One line per connection: `<pid>\t[..., {"connection_name","..."}, ...]`
+    // (the plain format: the JSON one writes pids close_connection cannot read).
+    let listed = rabbitmqctl(&[
+        "list_connections",
+        "pid",
+        "client_properties",
+        "-q",
+        "--no-table-headers",
+    ]);
+    let wanted = format!("{{\"connection_name\",\"{prefix}");
+    listed
+        .lines()
+        .filter(|line| line.contains(&wanted))
+        .filter_map(|line| line.split('\t').next().map(str::to_owned))
+        .collect()
+}
+
+/// A Redis Cluster of its own for a test (3 primaries, 3 replicas on
+/// loopback ports `base..base + 5`, by `scripts/redis-cluster`), torn down
+/// when dropped.
+pub struct PrivateCluster {
+    pub base: u16,
+}
+
+impl PrivateCluster {
+    pub fn start(base: u16) -> PrivateCluster {
+        let _ = Self::script("stop", base);
+        let out = Self::script("start", base);
+        assert!(
+            out.status.success(),
+            "scripts/redis-cluster start {base}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PrivateCluster { base }
+    }
+
+    fn script(cmd: &str, base: u16) -> std::process::Output {
+        std::process::Command::new(repo().join("scripts/redis-cluster"))
+            .args([cmd, &base.to_string()])
+            .output()
+            .expect("scripts/redis-cluster runs")
+    }
+
+    /// The first three nodes (the primaries when it starts).
+    pub fn nodes(&self) -> Vec<String> {
+        (0..3)
+            .map(|i| format!("redis://127.0.0.1:{}", self.base + i))
+            .collect()
+    }
+
+    pub fn target(&self) -> Target {
+        Target::Cluster(self.nodes())
+    }
+
+    /// Kills the node on `port` with SIGKILL (its replica takes over once
+    /// the cluster's node timeout, 2 s, has passed).
+    pub fn kill_node(&self, port: u16) {
+        let dir = std::env::temp_dir().join(format!("cascade-redis-cluster-{}", self.base));
+        let pid = std::fs::read_to_string(dir.join(port.to_string()).join("redis.pid"))
+            .expect("the node's pid file");
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -KILL {pid}");
+    }
+}
+
+/// `redis-cli -p <port> <args…>`'s output.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Moves `slots` hash slots from the primary on `from` to the one on `to`
+/// while the cluster serves (`redis-cli --cluster reshard`).
+pub fn reshard_slots(from: u16, to: u16, slots: u32) -> std::process::Output {
+    let from_id = redis_cli(from, &["cluster", "myid"]);
+    let to_id = redis_cli(to, &["cluster", "myid"]);
+    std::process::Command::new("redis-cli")
+        .args([
+            "--cluster",
+            "reshard",
+            &format!("127.0.0.1:{to}"),
+            "--cluster-from",
+            &from_id,
+            "--cluster-to",
+            &to_id,
+            "--cluster-slots",
+            &slots.to_string(),
+            "--cluster-yes",
+        ])
+        .output()
+        .expect("redis-cli --cluster reshard runs")
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = Self::script("stop", self.base);
+    }
+}
+
+impl TestConfig {
+    /// Points the daemon at a Redis Cluster of these nodes.
+    pub fn set_redis_cluster(&self, nodes: &[String]) {
+        let path = self.path();
+        let toml = std::fs::read_to_string(&path).unwrap();
+        let nodes: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
+        let toml: String = toml
+            .lines()
+            .filter(|l| !l.starts_with("cluster = ") && !l.starts_with("url = \"redis"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let toml = toml.replacen(
+            "[redis]\n",
+            &format!("[redis]\ncluster = [{}]\n", nodes.join(", ")),
+            1,
+        );
+        std::fs::write(&path, toml).unwrap();
+    }
+}
