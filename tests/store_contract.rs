@@ -155,7 +155,7 @@ async fn claims<S: CascadeStore + Foreign>(s: &S, rig: &Rig) -> Vec<String> {
     log.push(claimed(s, NOW + 40_002, LEASE).await);
     log.push(format!(
         "{:?}",
-        rig.commit(s, "n-1", 1, &decision(NOW + 9 * MIN, false))
+        rig.commit_under(s, "n-1", 1, &decision(NOW + 9 * MIN, false), NOW + 50_000)
             .await
     ));
     log.push(claimed(s, NOW + 40_002, LEASE).await);
@@ -191,24 +191,30 @@ async fn touches<S: CascadeStore + Foreign>(s: &S, rig: &Rig) -> Vec<String> {
         .unwrap()
         .map(|l| l.receipts_seen)
         .unwrap_or_default();
-    s.touch("n-1", 1, Some(NOW + 5 * MIN), &seen, NOW)
+    // The claim's lease is in the timer: the touch sets it over it.
+    s.touch("n-1", 1, Some(NOW + 5 * MIN), &seen, NOW, Some(NOW + LEASE))
         .await
         .unwrap();
     log.push(claimed(s, NOW + 5 * MIN - 1, LEASE).await);
     log.push(claimed(s, NOW + 5 * MIN, LEASE).await);
     // An old version: moved on, nothing set.
-    s.touch("n-1", 7, Some(NOW), &seen, NOW).await.unwrap();
+    s.touch("n-1", 7, Some(NOW), &seen, NOW, None)
+        .await
+        .unwrap();
     log.push(claimed(s, NOW + 5 * MIN + 1, LEASE).await);
     // A receipt came under the lease (no wake-up): touch wakes it now.
     s.record_receipt("n-1", "delivered", None, NOW + 5 * MIN)
         .await
         .unwrap();
-    s.touch("n-1", 1, Some(NOW + 60 * MIN), &seen, NOW + 5 * MIN)
+    let lease = Some(NOW + 5 * MIN + LEASE);
+    s.touch("n-1", 1, Some(NOW + 60 * MIN), &seen, NOW + 5 * MIN, lease)
         .await
         .unwrap();
     log.push(claimed(s, NOW + 5 * MIN, LEASE).await);
     // Finished: no wake-up left.
-    s.touch("n-1", 1, None, &seen, NOW + 6 * MIN).await.unwrap();
+    s.touch("n-1", 1, None, &seen, NOW + 6 * MIN, lease)
+        .await
+        .unwrap();
     log.push(claimed(s, NOW + 600 * MIN, LEASE).await);
     log
 }

@@ -116,6 +116,7 @@ impl Rig {
             policy,
             sent: None,
             now_ms: NOW,
+            lease_until_ms: None,
         }))
     }
 }
@@ -277,8 +278,10 @@ fn a_record_written_by_rust_reads_back_through_every_script() {
 
         // touch.lua reads the version: a stale one leaves the timer alone.
         let touch = |version| {
-            rig.runtime
-                .block_on(rig.store.touch(&id, version, Some(NOW + 5_000), "0\t", NOW))
+            rig.runtime.block_on(
+                rig.store
+                    .touch(&id, version, Some(NOW + 5_000), "0\t", NOW, None),
+            )
         };
         touch(6).unwrap();
         let mut r = rig.redis.clone();
@@ -366,7 +369,7 @@ fn an_unknown_layout_is_reported_not_misread() {
     assert!(unreadable(receipt.unwrap_err()));
     let touch = rig
         .runtime
-        .block_on(rig.store.touch(&id, 1, Some(NOW), "0\t", NOW));
+        .block_on(rig.store.touch(&id, 1, Some(NOW), "0\t", NOW, None));
     assert!(unreadable(touch.unwrap_err()));
     assert!(unreadable(
         rig.runtime.block_on(rig.store.status(&id)).unwrap_err()

@@ -159,7 +159,7 @@ async fn touch_puts_a_far_wake_up_in_its_list_and_a_near_one_in_the_set() {
         .unwrap();
     let due = NOW + 30 * MIN;
     r.store
-        .touch("c", 1, Some(due), NONE_SEEN, NOW)
+        .touch("c", 1, Some(due), NONE_SEEN, NOW, None)
         .await
         .unwrap();
     assert_eq!(
@@ -172,13 +172,13 @@ async fn touch_puts_a_far_wake_up_in_its_list_and_a_near_one_in_the_set() {
 
     let near = NOW + MIN;
     r.store
-        .touch("c", 1, Some(near), NONE_SEEN, NOW)
+        .touch("c", 1, Some(near), NONE_SEEN, NOW, None)
         .await
         .unwrap();
     assert_eq!(r.score("c").await, Some(near));
     // A stale version changes nothing.
     r.store
-        .touch("c", 0, Some(due), NONE_SEEN, NOW)
+        .touch("c", 0, Some(due), NONE_SEEN, NOW, None)
         .await
         .unwrap();
     assert_eq!(r.score("c").await, Some(near));
@@ -259,7 +259,7 @@ async fn a_marked_lease_wakes_the_cascade_when_its_holder_stores() {
     let marked = (NOW + LEASE) as f64 + 0.75;
     let _: () = r.redis.zadd(r.keys.timer(0), "c", marked).await.unwrap();
     r.store
-        .touch("c", 1, Some(due), NONE_SEEN, NOW)
+        .touch("c", 1, Some(due), NONE_SEEN, NOW, None)
         .await
         .unwrap();
     assert_eq!(
@@ -273,8 +273,14 @@ async fn a_marked_lease_wakes_the_cascade_when_its_holder_stores() {
         .zadd(r.keys.timer(0), "c", (NOW + LEASE) as f64 + 0.5)
         .await
         .unwrap();
+    // Another claim's lease is left alone: the cascade is its holder's.
     r.store
-        .touch("c", 1, Some(due), NONE_SEEN, NOW)
+        .touch("c", 1, Some(due), NONE_SEEN, NOW, Some(NOW + LEASE - 1))
+        .await
+        .unwrap();
+    assert_eq!(r.raw_score("c").await, Some((NOW + LEASE) as f64 + 0.5));
+    r.store
+        .touch("c", 1, Some(due), NONE_SEEN, NOW, Some(NOW + LEASE))
         .await
         .unwrap();
     assert_eq!(r.score("c").await, Some(due));
@@ -292,12 +298,15 @@ async fn touch_wakes_at_once_when_the_receipts_changed_since_they_were_read() {
     let due = NOW + 30 * MIN;
     // Read with no receipts; one arrived since (while the cascade was claimed).
     r.store
-        .touch("c", 1, Some(due), NONE_SEEN, NOW)
+        .touch("c", 1, Some(due), NONE_SEEN, NOW, None)
         .await
         .unwrap();
     assert_eq!(r.score("c").await, Some(NOW), "woken now, to act on it");
     // Read with that receipt: nothing new, back to its wake-up.
-    r.store.touch("c", 1, Some(due), "1\t", NOW).await.unwrap();
+    r.store
+        .touch("c", 1, Some(due), "1\t", NOW, None)
+        .await
+        .unwrap();
     assert_eq!(r.score("c").await, None);
     let listed: Vec<String> = r.redis.lrange(r.list(due), 0, -1).await.unwrap();
     assert_eq!(listed, [format!("{due} c")]);
@@ -308,7 +317,10 @@ async fn touch_wakes_at_once_when_the_receipts_changed_since_they_were_read() {
         .await
         .unwrap();
     let seen = format!("2\t{NOW}");
-    r.store.touch("c", 1, Some(due), &seen, NOW).await.unwrap();
+    r.store
+        .touch("c", 1, Some(due), &seen, NOW, None)
+        .await
+        .unwrap();
     assert_eq!(r.score("c").await, None);
     let _: () = r
         .redis
@@ -316,7 +328,7 @@ async fn touch_wakes_at_once_when_the_receipts_changed_since_they_were_read() {
         .await
         .unwrap();
     r.store
-        .touch("c", 1, Some(due), &seen, NOW + 5)
+        .touch("c", 1, Some(due), &seen, NOW + 5, None)
         .await
         .unwrap();
     assert_eq!(r.score("c").await, Some(NOW + 5));

@@ -162,6 +162,34 @@ impl Rig {
         decision: &Decision,
         policy: &Policy,
     ) -> CommitReply {
+        self.commit_with_under(s, id, version, decision, policy, None)
+            .await
+    }
+
+    /// Commits a decision made under a claim whose lease ends at
+    /// `lease_until_ms` and is still in the timer.
+    pub async fn commit_under<S: CascadeStore>(
+        &self,
+        s: &S,
+        id: &str,
+        version: i64,
+        decision: &Decision,
+        lease_until_ms: i64,
+    ) -> CommitReply {
+        let policy = self.policy.clone();
+        self.commit_with_under(s, id, version, decision, &policy, Some(lease_until_ms))
+            .await
+    }
+
+    async fn commit_with_under<S: CascadeStore>(
+        &self,
+        s: &S,
+        id: &str,
+        version: i64,
+        decision: &Decision,
+        policy: &Policy,
+        lease_until_ms: Option<i64>,
+    ) -> CommitReply {
         let request = CommitRequest {
             id,
             version,
@@ -170,6 +198,7 @@ impl Rig {
             policy,
             sent: None,
             now_ms: NOW,
+            lease_until_ms,
         };
         s.commit(request).await.unwrap()
     }
@@ -191,6 +220,7 @@ impl Rig {
             policy: &self.policy,
             sent: Some(sent),
             now_ms: NOW,
+            lease_until_ms: None,
         };
         s.commit(request).await.unwrap()
     }

@@ -81,6 +81,23 @@ async fn mark_half_read(
     now: i64,
 ) -> Result<HashSet<String>, BenchError> {
     for chunk in (0..n).step_by(2).collect::<Vec<_>>().chunks(1_000) {
+        if conn.is_cluster() {
+            // Each receipts hash is in its cascade's slot: one call each.
+            let writes = chunk.iter().map(|i| {
+                let mut c = conn.clone();
+                let key = rig.keys.receipts(&rig.id(*i));
+                async move {
+                    redis::cmd("HSET")
+                        .arg(key)
+                        .arg("read")
+                        .arg(now)
+                        .query_async::<()>(&mut c)
+                        .await
+                }
+            });
+            futures_util::future::try_join_all(writes).await?;
+            continue;
+        }
         let mut pipe = redis::pipe();
         for i in chunk {
             pipe.hset(rig.keys.receipts(&rig.id(*i)), "read", now)

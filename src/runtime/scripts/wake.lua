@@ -102,16 +102,25 @@ end
 
 -- settle: the timer after a decision was stored on the cascade's keys
 -- (commit, touch), and the decision's stream entry. A wake-up asked for
--- since the claim (a mark) is honoured at once.
+-- since the claim (a mark) is honoured at once. Another claim's lease is
+-- left alone: the cascade is that claim's holder's now, who sets the timer
+-- (on a cluster a writer that stalled between its record and this call
+-- must not hand the cascade to a third claim while that holder sends).
 -- k: timers, later, slot list, events stream
 -- a: due ms or "" when finished, now ms, now + horizon, slot ms, id,
---    the timeline entries ("" for none), the stream's max length
+--    the timeline entries ("" for none), the stream's max length, the end
+--    of the claim's lease the decision was made under ("" for none)
 local function settle(k, a)
   local due, id = a[1], a[5]
+  local score = redis.call('ZSCORE', k[1], id)
+  if is_lease(score) and (a[8] == '' or math.floor(tonumber(score)) ~= tonumber(a[8])) then
+    append_events(k[4], id, a[6], a[7])
+    return { 'not_mine' }
+  end
   if due == '' then
     redis.call('ZREM', k[1], id)
   else
-    if is_poked(redis.call('ZSCORE', k[1], id)) then
+    if is_poked(score) then
       due = a[2]
     end
     set_wake(k[1], k[2], k[3], id, due, a[3], a[4])

@@ -55,12 +55,17 @@ local function commit_whole()
   return r
 end
 
--- Parts: the record, the timer.
+-- Parts: the record, the timer. A state that moved on under this claim's
+-- lease (its writer left the lease alone) is woken now, to be decided
+-- afresh, rather than left to lapse.
 local function touch_whole()
   local p = split_call()
   local r = touch_record(p[1].k, p[1].a)
   if r[1] == 'set' then
     p[2].a[1] = r[2]
+    settle(p[2].k, p[2].a)
+  elseif r[1] == 'moved_on' and p[2].a[8] ~= '' then
+    p[2].a[1] = p[2].a[2]
     settle(p[2].k, p[2].a)
   end
   return r

@@ -93,6 +93,8 @@ pub trait CascadeStore: Clone + Send + Sync + 'static {
 
     /// Puts the wake-up back after a decision that changed nothing, or
     /// wakes the cascade now if its receipts changed since `receipts_seen`.
+    /// `lease_until_ms`: the claim's lease while the timer holds it (a
+    /// state that moved on under it is woken now).
     fn touch(
         &self,
         id: &str,
@@ -100,6 +102,7 @@ pub trait CascadeStore: Clone + Send + Sync + 'static {
         wake_at_ms: Option<i64>,
         receipts_seen: &str,
         now_ms: i64,
+        lease_until_ms: Option<i64>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Takes one send from the customer's limits on `channel`, or tells
@@ -238,8 +241,18 @@ impl CascadeStore for Store {
         wake_at_ms: Option<i64>,
         receipts_seen: &str,
         now_ms: i64,
+        lease_until_ms: Option<i64>,
     ) -> Result<(), StoreError> {
-        Store::touch(self, id, version, wake_at_ms, receipts_seen, now_ms).await
+        Store::touch(
+            self,
+            id,
+            version,
+            wake_at_ms,
+            receipts_seen,
+            now_ms,
+            lease_until_ms,
+        )
+        .await
     }
 
     async fn take_limit(

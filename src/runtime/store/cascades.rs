@@ -8,6 +8,7 @@ use std::sync::Arc;
 use redis::{AsyncCommands, ParsingError, Value};
 
 use super::call::{Call, FromTagged, Reply, Tagged, plain_reply};
+use super::connection::RedisConn;
 use super::provider_index::{IndexEntry, ProviderMessage};
 use super::receipts::receipts_seen;
 use super::timers::{Settle, WakeArgs};
@@ -16,7 +17,7 @@ use crate::core::policy::FAILED;
 use crate::core::{Cascade, Decision, Entry, Policy, Recipient};
 use crate::notification::{Admitted, Notification};
 use crate::runtime::keys::Keys;
-use crate::runtime::record::{Record, encode_entry, encode_state};
+use crate::runtime::record::{Record, encode_entry, encode_state, last_decision_ms};
 
 /// What `accept` found.
 #[derive(Debug)]
@@ -42,6 +43,10 @@ pub struct Loaded {
     /// The receipts as read, `<fields>\t<failed value>`: `touch` wakes the
     /// cascade at once when the hash no longer looks like this.
     pub receipts_seen: String,
+    /// When the last decision in its timeline was made (`None`: none, or a
+    /// timeline of an older layout): a claim found lapsed with a decision
+    /// stored after it is no lapse (`Worker::wake_claimed`).
+    pub last_decision_ms: Option<i64>,
 }
 
 /// `accept.lua`'s KEYS and ARGV, and those of its timer's `arm` (wake.lua).
@@ -128,6 +133,10 @@ pub struct CommitRequest<'a> {
     /// The provider's message id of the send this decision records.
     pub sent: Option<&'a ProviderMessage>,
     pub now_ms: i64,
+    /// The end of the claim's lease the decision was made under, while the
+    /// timer still holds it (the wake-up's first store); `None` otherwise.
+    /// The timer is set over no other claim's lease (`settle`, wake.lua).
+    pub lease_until_ms: Option<i64>,
 }
 
 /// `commit.lua`'s KEYS and ARGV, and those of the provider index's call
@@ -281,15 +290,27 @@ impl Store {
     }
 
     /// `accept` on a cluster: the timer first, then the record, then the
-    /// stream entry; a crash between them leaves a timer without a record,
-    /// which the claim that finds it forgets (`forget.lua`).
+    /// timer again and the stream entry. A crash after the first leaves a
+    /// timer without a record, which the claim that finds it forgets
+    /// (`forget.lua`). The second covers a claim that took the first timer
+    /// and found no record yet: it may have forgotten it just before the
+    /// record was written (arming again keeps a timer that is there, and
+    /// marks a lease). Once the record is written the cascade is accepted:
+    /// a failure after that is logged, not returned, or intake would take
+    /// the message back and find it a duplicate.
     async fn accept_in_parts(&self, args: &AcceptArgs<'_>) -> Result<AcceptReply, StoreError> {
         let mut c = self.conn.clone();
-        if !args.finished() {
+        let arm = |c: &mut RedisConn| {
             let keys = args.arm_keys(&self.keys);
-            let mut arm = Call::new(&self.scripts.arm, &[&keys[0], &keys[1], &keys[2]]);
-            args.arm_args(&mut arm);
-            let _: Value = arm.invoke(&mut c).await?;
+            let mut c = c.clone();
+            async move {
+                let mut arm = Call::new(&self.scripts.arm, &[&keys[0], &keys[1], &keys[2]]);
+                args.arm_args(&mut arm);
+                arm.invoke::<Value>(&mut c).await.map(|_| ())
+            }
+        };
+        if !args.finished() {
+            arm(&mut c).await?;
         }
         let keys = args.record_keys(&self.keys);
         let room = args.record.len() + 64;
@@ -298,7 +319,14 @@ impl Store {
         args.record_args(&mut record);
         let reply: AcceptReply = record.invoke(&mut c).await?;
         if let AcceptReply::Recorded = reply {
-            self.append_entries(args.id, &args.timeline).await?;
+            if !args.finished()
+                && let Err(e) = arm(&mut c).await
+            {
+                tracing::warn!(notification_id = args.id, error = %e, "cannot arm a new cascade's timer a second time; the first stands unless a claim forgot it in between");
+            }
+            if let Err(e) = self.append_entries(args.id, &args.timeline).await {
+                tracing::warn!(notification_id = args.id, error = %e, "cannot append an accepted cascade's entries to the events stream");
+            }
         }
         Ok(reply)
     }
@@ -344,6 +372,7 @@ impl Store {
             policy,
             notification: r.notification,
             tz,
+            last_decision_ms: last_decision_ms(r.timeline),
         };
         assemble(id, parts, receipts, receipts_seen).map(Some)
     }
@@ -373,6 +402,7 @@ impl Store {
                 wake: WakeArgs::new(&self.keys, id, decision.cascade.wake_at_ms(), now_ms),
                 now_ms,
                 entries: &entries,
+                lease_until_ms: request.lease_until_ms,
             },
             sends: decision.send.is_some(),
             retention_ms: self.retention_ms,
@@ -500,6 +530,7 @@ pub(super) struct Parts<'a> {
     pub notification: &'a str,
     /// The kept zone (`kept_tz`).
     pub tz: &'a str,
+    pub last_decision_ms: Option<i64>,
 }
 
 /// A cascade as loaded for a decision, from its parts and receipts (both
@@ -516,6 +547,7 @@ pub(super) fn assemble(
         policy,
         notification,
         tz,
+        last_decision_ms,
     } = parts;
     let notification = Notification::from_kept(id, &policy.name, notification)
         .map_err(|e| corrupt(id)(e.to_string()))?;
@@ -539,5 +571,6 @@ pub(super) fn assemble(
         recipient,
         receipts,
         receipts_seen,
+        last_decision_ms,
     })
 }

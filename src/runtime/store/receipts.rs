@@ -89,7 +89,12 @@ impl Store {
             args.record_args(&mut call);
             let reply: Reply<ReceiptResult> = call.invoke(&mut c).await?;
             let reply = reply.about(id)?;
-            if reply == ReceiptResult::Recorded {
+            // Also for one already recorded: the call that recorded it may
+            // have failed before it woke the cascade, and its sender retried.
+            if matches!(
+                reply,
+                ReceiptResult::Recorded | ReceiptResult::AlreadyRecorded
+            ) {
                 let mut call = Call::new(&self.scripts.woken, &[&woken[0], &woken[1]]);
                 args.woken_args(&mut call, self.events_max_len);
                 let _: Value = call.invoke(&mut c).await?;

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use redis::{ParsingError, Value};
 
 use super::call::{Call, FromTagged, Reply, Scripts, Tagged, plain_reply};
@@ -72,6 +72,9 @@ pub(super) struct Settle<'a> {
     pub now_ms: i64,
     /// The decision's timeline entries, one per line ("" for none).
     pub entries: &'a str,
+    /// The end of the claim's lease the decision was made under, while the
+    /// timer still holds it (`None` otherwise).
+    pub lease_until_ms: Option<i64>,
 }
 
 impl Settle<'_> {
@@ -93,8 +96,12 @@ impl Settle<'_> {
             .arg(self.wake.slot_ms)
             .arg(self.id)
             .arg(self.entries)
-            .arg(events_max_len)
-            .end_part();
+            .arg(events_max_len);
+        match self.lease_until_ms {
+            Some(until) => call.arg(until),
+            None => call.arg(""),
+        };
+        call.end_part();
     }
 }
 
@@ -120,6 +127,9 @@ pub struct Claimed {
     /// `claim_lease`: every instance is meant to run with the same.
     pub lapsed_claim_at_ms: Option<i64>,
 }
+
+/// A claimed cascade's record (`None`: gone) and receipts, as read.
+type ClaimedRaw = (Option<String>, HashMap<String, String>);
 
 /// What a claim read of its cascade.
 pub(super) enum ClaimedRead {
@@ -333,17 +343,26 @@ impl Store {
                 next_ms,
             });
         }
-        let (records, receipts) = self.read_claimed(&mut c, &ids).await?;
+        let reads = self.read_claimed(&mut c, &ids).await?;
         let mut claimed = Vec::with_capacity(ids.len());
-        for (((id, lapsed_until_ms), record), receipts) in
-            ids.into_iter().zip(records).zip(receipts)
-        {
-            if record.is_none() {
-                self.forget(&id, now_ms).await?;
-            }
+        for ((id, lapsed_until_ms), read) in ids.into_iter().zip(reads) {
+            let read = match read {
+                Ok((None, _)) => {
+                    if let Err(e) = self.forget(&id, now_ms).await {
+                        tracing::warn!(notification_id = id, error = %e, "cannot forget a claimed cascade whose record is gone; its lease brings it back");
+                    }
+                    ClaimedRead::Raw {
+                        record: None,
+                        receipts: HashMap::new(),
+                    }
+                }
+                Ok((record, receipts)) => ClaimedRead::Raw { record, receipts },
+                // The wake-up gives the lease back.
+                Err(e) => ClaimedRead::Assembled(Err(e)),
+            };
             claimed.push(Claimed {
                 id,
-                read: ClaimedRead::Raw { record, receipts },
+                read,
                 lease,
                 lapsed_claim_at_ms: (lapsed_until_ms > 0).then(|| lapsed_until_ms - lease_ms),
             });
@@ -401,7 +420,7 @@ impl Store {
         &self,
         c: &mut RedisConn,
         ids: &[(String, i64)],
-    ) -> Result<(Vec<Option<String>>, Vec<HashMap<String, String>>), StoreError> {
+    ) -> Result<Vec<Result<ClaimedRaw, StoreError>>, StoreError> {
         if self.split {
             let reads: Vec<_> = ids
                 .iter()
@@ -411,18 +430,20 @@ impl Store {
                         .hgetall(self.keys.receipts(id));
                     let mut c = c.clone();
                     async move {
-                        pipe.query_async::<(Option<String>, HashMap<String, String>)>(&mut c)
+                        pipe.query_async::<ClaimedRaw>(&mut c)
                             .await
+                            .map_err(StoreError::from)
                     }
                 })
                 .collect();
             // A bounded number in flight: a large claim must not queue
             // thousands of requests behind each other's response timeouts.
-            let read: Vec<_> = futures_util::stream::iter(reads)
+            // Each read stands alone: a node that fails costs its cascades
+            // their wake-up (they give their leases back), not the batch.
+            return Ok(futures_util::stream::iter(reads)
                 .buffered(CLUSTER_READS_IN_FLIGHT)
-                .try_collect()
-                .await?;
-            return Ok(read.into_iter().unzip());
+                .collect()
+                .await);
         }
         let mut pipe = redis::pipe();
         let states: Vec<String> = ids.iter().map(|(id, _)| self.keys.state(id)).collect();
@@ -438,7 +459,7 @@ impl Store {
             .into_iter()
             .map(|v| redis::FromRedisValue::from_redis_value(v).map_err(redis::RedisError::from))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((records, receipts))
+        Ok(records.into_iter().zip(receipts).map(Ok).collect())
     }
 
     /// Takes a claimed id whose record is gone out of its timer shard.
@@ -498,6 +519,8 @@ impl Store {
     /// Puts the timer back at the state's wake-up after a decision that
     /// changed nothing (claiming moved it to the lease's end), or wakes it
     /// now if the receipts changed since `receipts_seen` (`Loaded`).
+    /// `lease_until_ms`: the claim's lease, while the timer holds it. A
+    /// state that moved on under it is woken now, to be decided afresh.
     pub async fn touch(
         &self,
         id: &str,
@@ -505,6 +528,7 @@ impl Store {
         wake_at_ms: Option<i64>,
         receipts_seen: &str,
         now_ms: i64,
+        lease_until_ms: Option<i64>,
     ) -> Result<(), StoreError> {
         let args = TouchArgs {
             id,
@@ -515,6 +539,7 @@ impl Store {
                 wake: WakeArgs::new(&self.keys, id, wake_at_ms, now_ms),
                 now_ms,
                 entries: "",
+                lease_until_ms,
             },
         };
         let mut c = self.conn.clone();
@@ -523,8 +548,12 @@ impl Store {
             let mut call = Call::new(&self.scripts.touch_record, &[&record[0], &record[1]]);
             args.record_args(&mut call);
             let reply: Reply<TouchReply> = call.invoke(&mut c).await?;
-            if let TouchReply::Set(due) = reply.about(id)? {
-                self.settle(&args.settle, &due).await?;
+            match reply.about(id)? {
+                TouchReply::Set(due) => self.settle(&args.settle, &due).await?,
+                TouchReply::MovedOn if lease_until_ms.is_some() => {
+                    self.settle(&args.settle, &now_ms.to_string()).await?
+                }
+                TouchReply::MovedOn => {}
             }
             return Ok(());
         }
@@ -533,7 +562,7 @@ impl Store {
             &[&record[0], &record[1]],
             &[&settle[0], &settle[1], &settle[2], &settle[3]],
         ];
-        let mut call = Call::whole(&self.scripts.touch, &parts, 14, 256);
+        let mut call = Call::whole(&self.scripts.touch, &parts, 16, 256);
         args.record_args(&mut call);
         args.settle.args(&mut call, "", self.events_max_len);
         let reply: Reply<TouchReply> = call.invoke(&mut c).await?;

@@ -35,7 +35,10 @@ impl<S: CascadeStore> Wakeup<'_, S> {
                     self.unsaved = Some(u);
                 }
                 None => match self.store_in_flight(&send, u, now).await? {
-                    CommitReply::Done(v) => send.version = v,
+                    CommitReply::Done(v) => {
+                        send.version = v;
+                        self.lease_in_timer = None;
+                    }
                     CommitReply::Conflict | CommitReply::StoppedByReceipt => {
                         // Not sent: give the limit back, and look again.
                         self.release_limit(&send, channel).await?;

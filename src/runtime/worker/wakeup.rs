@@ -14,6 +14,10 @@ pub(super) struct Wakeup<'w, S: CascadeStore> {
     pub(super) sent: Option<ProviderMessage>,
     /// A decision sent on the lease and not stored yet.
     pub(super) unsaved: Option<Unsaved>,
+    /// The end of the claim's lease while the timer still holds it: until
+    /// the wake-up's first store replaces it. A store says it, so that it
+    /// sets the timer over this lease and no other claim's.
+    pub(super) lease_in_timer: Option<i64>,
 }
 
 impl<'w, S: CascadeStore> Wakeup<'w, S> {
@@ -21,6 +25,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
         Wakeup {
             worker,
             id,
+            lease_in_timer: claim.map(|c| c.lease.until_ms),
             claim,
             sent: None,
             unsaved: None,
@@ -222,6 +227,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
                     loaded.cascade.wake_at_ms(),
                     &loaded.receipts_seen,
                     now,
+                    self.lease_in_timer.take(),
                 )
                 .await?;
             self.worker
@@ -234,6 +240,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
                 self.worker
                     .stored_wake(self.id, decision.cascade.wake_at_ms());
                 self.sent = None;
+                self.lease_in_timer = None;
                 if let Some(u) = self.unsaved.take() {
                     self.worker.log(self.id, loaded, &u.entries);
                 }
@@ -272,6 +279,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
                     policy: &loaded.policy,
                     sent: self.sent.as_ref(),
                     now_ms: now,
+                    lease_until_ms: self.lease_in_timer,
                 })
                 .await;
             match committed {
@@ -331,6 +339,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
                 policy: &send.loaded.policy,
                 sent: None,
                 now_ms: now,
+                lease_until_ms: self.lease_in_timer,
             })
             .await?;
         if matches!(committed, CommitReply::Done(_)) {

@@ -226,6 +226,8 @@ impl CascadeStore for MemoryStore {
         wake_at_ms: Option<i64>,
         receipts_seen: &str,
         now_ms: i64,
+        // One process holds every claim here: no other claim's lease to spare.
+        _lease_until_ms: Option<i64>,
     ) -> Result<(), StoreError> {
         let (mut state, clock_ms) = self.lock();
         state.touch(id, version, wake_at_ms, receipts_seen, now_ms, clock_ms);
