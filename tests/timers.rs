@@ -259,7 +259,7 @@ async fn a_marked_lease_wakes_the_cascade_when_its_holder_stores() {
     let marked = (NOW + LEASE) as f64 + 0.75;
     let _: () = r.redis.zadd(r.keys.timer(0), "c", marked).await.unwrap();
     r.store
-        .touch("c", 1, Some(due), NONE_SEEN, NOW, None)
+        .touch("c", 1, Some(due), NONE_SEEN, NOW, Some(NOW + LEASE))
         .await
         .unwrap();
     assert_eq!(
