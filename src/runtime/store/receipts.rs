@@ -55,10 +55,12 @@ impl ReceiptArgs<'_> {
         [keys.timer_of(self.id), keys.events_of(self.id)]
     }
 
-    fn woken_args(&self, call: &mut Call, events_max_len: u64) {
+    /// `fresh`: the receipt was recorded by this call (its entry goes to
+    /// the stream); else it only wakes the cascade.
+    fn woken_args(&self, call: &mut Call, events_max_len: u64, fresh: bool) {
         call.arg(self.id)
             .arg(self.now_ms)
-            .arg(&self.entry)
+            .arg(if fresh { self.entry.as_str() } else { "" })
             .arg(events_max_len)
             .end_part();
     }
@@ -96,7 +98,8 @@ impl Store {
                 ReceiptResult::Recorded | ReceiptResult::AlreadyRecorded
             ) {
                 let mut call = Call::new(&self.scripts.woken, &[&woken[0], &woken[1]]);
-                args.woken_args(&mut call, self.events_max_len);
+                let fresh = reply == ReceiptResult::Recorded;
+                args.woken_args(&mut call, self.events_max_len, fresh);
                 let _: Value = call.invoke(&mut c).await?;
             }
             return Ok(reply);
@@ -104,7 +107,7 @@ impl Store {
         let parts: [&[&str]; 2] = [&[&record[0], &record[1]], &[&woken[0], &woken[1]]];
         let mut call = Call::whole(&self.scripts.receipt, &parts, 10, 256);
         args.record_args(&mut call);
-        args.woken_args(&mut call, self.events_max_len);
+        args.woken_args(&mut call, self.events_max_len, true);
         let reply: Reply<ReceiptResult> = call.invoke(&mut c).await?;
         reply.about(id)
     }
