@@ -1,33 +1,30 @@
 -- accept.lua: record a new cascade, unless its id is already known. Its
--- timer is armed before (wake.lua `arm`) and its stream entry appended
--- after, on its timer shard.
--- k[1] cascade record  <prefix>:{<id>}:state
--- k[2] receipts hash   <prefix>:{<id>}:receipts
--- a[1] notification id
--- a[2] the record, built by the caller in the current layout (record.lua)
--- a[3] "1" when the cascade is finished already (then kept only for the
---      retention), else "0"
--- a[4] retention ms
--- a[5..] when the state stored already orders the first send: the receipt
---      words that stop this cascade (from the core); a receipt recorded
---      before the notification arrived refuses it, as in commit.lua. None
---      when it orders no send.
+-- timer is armed before (arm.lua) and its stream entry appended after, on
+-- its timer shard.
+-- record_key   <prefix>:{<id>}:state      receipts_key   <prefix>:{<id>}:receipts
+-- record: built by the caller in the current layout (record.lua)
+-- finished: "1" when the cascade is finished already (then kept only for
+--   the retention), else "0"   retention: ms
+-- words[first..]: when the state stored already orders the first send, the
+--   receipt words that stop this cascade (from the core); a receipt
+--   recorded before the notification arrived refuses it, as in commit.lua.
+--   None when it orders no send.
 -- Returns {'recorded'}, {'duplicate'} for an id already known, or
 -- {'refused'} when a stopping receipt refused the send (nothing stored:
 -- record it without the send).
-local function accept_record(k, a)
-  if redis.call('EXISTS', k[1]) == 1 then
+local function accept_record(record_key, receipts_key, record, finished, retention, words, first)
+  if redis.call('EXISTS', record_key) == 1 then
     return { 'duplicate' }
   end
-  for i = 5, #a do
-    if redis.call('HEXISTS', k[2], a[i]) == 1 then
+  for i = first, #words do
+    if redis.call('HEXISTS', receipts_key, words[i]) == 1 then
       return { 'refused' }
     end
   end
-  redis.call('SET', k[1], a[2])
-  if a[3] == '1' then
-    redis.call('PEXPIRE', k[1], a[4])
-    redis.call('PEXPIRE', k[2], a[4])
+  redis.call('SET', record_key, record)
+  if finished == '1' then
+    redis.call('PEXPIRE', record_key, retention)
+    redis.call('PEXPIRE', receipts_key, retention)
   end
   return { 'recorded' }
 end

@@ -2,24 +2,24 @@
 -- callbacks find the notification and step (runtime/store/provider_index.rs).
 -- Its own call on a cluster (its key has a tag of its own), made before the
 -- decision that records the send is stored: the send went out either way.
--- k[1] a key per message id   <prefix>:pmid:{<channel>:<message id>}, or
---      the day's hash of a bucket of peers (VK)   <prefix>:peers:{…}:<day>
--- a[1] the peer (its field in that hash), or "" for a key
--- a[2] for a key "<step>\t<notification id>"; for a peer
---      "<message id> <step> <notification id>", appended to its field
--- a[3] the key's time to live, seconds
-local function index_send(k, a)
-  if a[1] == '' then
-    redis.call('SET', k[1], a[2], 'EX', a[3])
+-- key: a key per message id   <prefix>:pmid:{<channel>:<message id>}, or
+--   the day's hash of a bucket of peers (VK)   <prefix>:peers:{…}:<day>
+-- peer: its field in that hash, or "" for a key
+-- value: for a key "<step>\t<notification id>"; for a peer
+--   "<message id> <step> <notification id>", appended to its field
+-- ttl: the key's time to live, seconds
+local function index_send(key, peer, value, ttl)
+  if peer == '' then
+    redis.call('SET', key, value, 'EX', ttl)
   else
-    local sent = redis.call('HGET', k[1], a[1])
+    local sent = redis.call('HGET', key, peer)
     if sent then
-      sent = sent .. ' ' .. a[2]
+      sent = sent .. ' ' .. value
     else
-      sent = a[2]
+      sent = value
     end
-    redis.call('HSET', k[1], a[1], sent)
-    redis.call('EXPIRE', k[1], a[3])
+    redis.call('HSET', key, peer, sent)
+    redis.call('EXPIRE', key, ttl)
   end
   return { 'indexed' }
 end

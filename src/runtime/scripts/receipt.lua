@@ -1,15 +1,15 @@
 -- receipt.lua: record a receipt on the cascade's keys; the cascade is then
--- woken on its shard so it decides at once (wake.lua `woken`).
--- k[1] cascade record  <prefix>:{<id>}:state (layout: record.lua)
--- k[2] receipts hash   <prefix>:{<id>}:receipts
--- a[1] notification id   a[2] event word   a[3] now ms   a[4] timeline entry
+-- woken on its shard so it decides at once (woken.lua).
+-- record_key   <prefix>:{<id>}:state (layout: record.lua)
+-- receipts_key   <prefix>:{<id>}:receipts
+-- event: the receipt's word   now: ms   entry: its timeline entry
 -- The first time of an event is kept, except `failed`, whose latest time
 -- counts (it escalates the step that is current when it arrives).
 -- Returns {'recorded'}, {'already'} when the event was already recorded,
 -- {'unknown'} for an unknown notification, or {'unreadable', why} when its
 -- record cannot be read (nothing stored then).
-local function receipt_record(k, a)
-  local raw = redis.call('GET', k[1])
+local function receipt_record(record_key, receipts_key, event, now, entry)
+  local raw = redis.call('GET', record_key)
   if not raw then
     return { 'unknown' }
   end
@@ -18,25 +18,25 @@ local function receipt_record(k, a)
     return { 'unreadable', why }
   end
   local fresh
-  if a[2] == 'failed' then
-    redis.call('HSET', k[2], a[2], a[3])
+  if event == 'failed' then
+    redis.call('HSET', receipts_key, event, now)
     fresh = 1
   else
-    fresh = redis.call('HSETNX', k[2], a[2], a[3])
+    fresh = redis.call('HSETNX', receipts_key, event, now)
   end
   if fresh == 0 then
     return { 'already' }
   end
-  local ttl = redis.call('PTTL', k[1])
+  local ttl = redis.call('PTTL', record_key)
   if ttl > 0 then
-    redis.call('PEXPIRE', k[2], ttl)
+    redis.call('PEXPIRE', receipts_key, ttl)
   end
   -- Append the entry to the record's timeline.
   if record[4] ~= '' then
-    record[4] = record[4] .. '\n' .. a[4]
+    record[4] = record[4] .. '\n' .. entry
   else
-    record[4] = a[4]
+    record[4] = entry
   end
-  redis.call('SET', k[1], write_record(record), 'KEEPTTL')
+  redis.call('SET', record_key, write_record(record), 'KEEPTTL')
   return { 'recorded' }
 end

@@ -1,9 +1,10 @@
--- wake.lua: the timer shard's side of the protocol, prepended to every
--- script that touches a shard. Everything here touches only keys of one
--- shard (`<prefix>:timers:{<n>}`, `:later:{<n>}…`, `:events:{<n>}`), so on a
--- Redis Cluster it runs as a call of its own, after (or, for a new cascade,
--- before) the call on the cascade's own keys; on one Redis the two run as
--- one script (parts.lua).
+-- wake.lua: the timer shard's helpers, prepended to every script that
+-- touches a shard (the shard's operations: arm.lua, settle.lua, woken.lua,
+-- claim.lua, forget.lua, give_back.lua). They touch only keys of one shard
+-- (`<prefix>:timers:{<n>}`, `:later:{<n>}…`, `:events:{<n>}`), so on a Redis
+-- Cluster a shard's part of an operation is a call of its own, after (or,
+-- for a new cascade, before) the part on the cascade's own keys; on one
+-- Redis the parts run as one script (whole.lua).
 --
 -- A score in the shard's sorted set says what waits there, by its fraction:
 --   whole ms   a wake-up
@@ -76,64 +77,4 @@ local function append_events(stream, id, entries, max_len)
   if entries ~= '' then
     redis.call('XADD', stream, 'MAXLEN', '~', max_len, '*', 'id', id, 'e', entries)
   end
-end
-
--- arm: the timer of a cascade about to be recorded (accept). Runs before
--- the record is written, so a crash in between leaves a timer without a
--- record (the claim finds none and forgets it), never a record without a
--- timer. An id already in the set keeps its score (a duplicate's running
--- cascade), but a lease is marked and a later wake-up brought forward:
--- at worst the cascade wakes early and puts its timer back.
--- k: timers, later, slot list    a: id, due ms, now + horizon, slot ms
-local function arm(k, a)
-  local id, due = a[1], a[2]
-  local score = redis.call('ZSCORE', k[1], id)
-  if is_lease(score) then
-    poke(k[1], id, 0, score)
-  elseif score then
-    if tonumber(due) <= tonumber(a[3]) then
-      redis.call('ZADD', k[1], 'LT', due, id)
-    end
-  else
-    set_wake(k[1], k[2], k[3], id, due, a[3], a[4])
-  end
-  return { 'armed' }
-end
-
--- settle: the timer after a decision was stored on the cascade's keys
--- (commit, touch), and the decision's stream entry. A wake-up asked for
--- since the claim (a mark) is honoured at once. Another claim's lease is
--- left alone: the cascade is that claim's holder's now, who sets the timer
--- (on a cluster a writer that stalled between its record and this call
--- must not hand the cascade to a third claim while that holder sends).
--- k: timers, later, slot list, events stream
--- a: due ms or "" when finished, now ms, now + horizon, slot ms, id,
---    the timeline entries ("" for none), the stream's max length, the end
---    of the claim's lease the decision was made under ("" for none)
-local function settle(k, a)
-  local due, id = a[1], a[5]
-  local score = redis.call('ZSCORE', k[1], id)
-  if is_lease(score) and (a[8] == '' or math.floor(tonumber(score)) ~= tonumber(a[8])) then
-    append_events(k[4], id, a[6], a[7])
-    return { 'not_mine' }
-  end
-  if due == '' then
-    redis.call('ZREM', k[1], id)
-  else
-    if is_poked(score) then
-      due = a[2]
-    end
-    set_wake(k[1], k[2], k[3], id, due, a[3], a[4])
-  end
-  append_events(k[4], id, a[6], a[7])
-  return { 'settled' }
-end
-
--- woken: a receipt was recorded on the cascade's keys; wake the cascade so
--- it decides at once (poke), and append the receipt's stream entry.
--- k: timers, events stream   a: id, now ms, timeline entry, stream max length
-local function woken(k, a)
-  poke(k[1], a[1], a[2], redis.call('ZSCORE', k[1], a[1]))
-  append_events(k[2], a[1], a[3], a[4])
-  return { 'woken' }
 end

@@ -12,7 +12,9 @@ use super::connection::RedisConn;
 /// for each (`accept_record` and `arm`, …), called one after the other on a
 /// Redis Cluster, where they live in different slots, and a whole script
 /// (`accept`, …) that runs the parts together on one Redis server
-/// (`scripts/whole.lua`).
+/// (`scripts/*_whole.lua`). A part's call gives its KEYS and ARGV in the
+/// order of its function's parameters (the `return …` line below); a whole
+/// call in the layout its file gives.
 pub(super) struct Scripts {
     pub accept: Script,
     pub accept_record: Script,
@@ -33,10 +35,11 @@ pub(super) struct Scripts {
     pub rate: Script,
 }
 
-/// A script of the given files, ended by `return <call>` when given.
+/// A script of the given files, ended by `<last>` when given (a part's
+/// call of its function).
 macro_rules! script {
-    ($call:literal; $($file:literal),+) => {
-        Script::new(concat!($(include_str!(concat!("../scripts/", $file))),+, "\nreturn ", $call, "\n"))
+    ($($file:literal),+ ; $last:literal) => {
+        Script::new(concat!($(include_str!(concat!("../scripts/", $file))),+, "\n", $last, "\n"))
     };
     ($($file:literal),+) => {
         Script::new(concat!($(include_str!(concat!("../scripts/", $file))),+))
@@ -46,20 +49,46 @@ macro_rules! script {
 impl Scripts {
     pub fn new() -> Self {
         Scripts {
-            accept: script!("accept_whole()"; "wake.lua", "accept.lua", "whole.lua"),
-            accept_record: script!("accept_record(KEYS, ARGV)"; "accept.lua"),
-            arm: script!("arm(KEYS, ARGV)"; "wake.lua"),
-            commit: script!("commit_whole()";
-                "record.lua", "wake.lua", "index.lua", "commit.lua", "whole.lua"),
-            commit_record: script!("commit_record(KEYS, ARGV)"; "record.lua", "commit.lua"),
-            index: script!("index_send(KEYS, ARGV)"; "index.lua"),
-            settle: script!("settle(KEYS, ARGV)"; "wake.lua"),
-            touch: script!("touch_whole()"; "record.lua", "wake.lua", "touch.lua", "whole.lua"),
-            touch_record: script!("touch_record(KEYS, ARGV)"; "record.lua", "touch.lua"),
-            receipt: script!("receipt_whole()";
-                "record.lua", "wake.lua", "receipt.lua", "whole.lua"),
-            receipt_record: script!("receipt_record(KEYS, ARGV)"; "record.lua", "receipt.lua"),
-            woken: script!("woken(KEYS, ARGV)"; "wake.lua"),
+            accept: script!("wake.lua", "arm.lua", "accept.lua", "accept_whole.lua"),
+            accept_record: script!("accept.lua";
+                "return accept_record(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV, 4)"),
+            arm: script!("wake.lua", "arm.lua";
+                "return arm(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"),
+            commit: script!(
+                "record.lua",
+                "wake.lua",
+                "index.lua",
+                "settle.lua",
+                "commit.lua",
+                "commit_whole.lua"
+            ),
+            commit_record: script!("record.lua", "commit.lua";
+                "return commit_record(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], \
+                 ARGV[5], ARGV[6], ARGV[7], ARGV, 8)"),
+            index: script!("index.lua"; "return index_send(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"),
+            settle: script!("wake.lua", "settle.lua";
+                "return settle(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], \
+                 ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])"),
+            touch: script!(
+                "record.lua",
+                "wake.lua",
+                "settle.lua",
+                "touch.lua",
+                "touch_whole.lua"
+            ),
+            touch_record: script!("record.lua", "touch.lua";
+                "return touch_record(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"),
+            receipt: script!(
+                "record.lua",
+                "wake.lua",
+                "woken.lua",
+                "receipt.lua",
+                "receipt_whole.lua"
+            ),
+            receipt_record: script!("record.lua", "receipt.lua";
+                "return receipt_record(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])"),
+            woken: script!("wake.lua", "woken.lua";
+                "return woken(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"),
             claim: script!("wake.lua", "claim.lua"),
             forget: script!("wake.lua", "forget.lua"),
             give_back: script!("wake.lua", "give_back.lua"),
@@ -97,23 +126,9 @@ impl Scripts {
 /// decision). A Redis that lost its scripts (a restart, a replica promoted)
 /// gets the script loaded and the call made again. Built only by the
 /// argument structs of the scripts, which know their KEYS and ARGV.
-///
-/// A whole call (`Call::whole`) carries several parts: their keys first,
-/// then each part's arguments closed by `end_part`, which after the last
-/// part appends their sizes (`scripts/whole.lua`).
 pub(super) struct Call<'s> {
     script: &'s Script,
     cmd: redis::Cmd,
-    /// Of a whole call: the keys of each part, the arguments of the parts
-    /// closed so far as "<keys> <args> …", and the arguments written since.
-    parts: Option<Parts>,
-}
-
-struct Parts {
-    keys: Vec<usize>,
-    closed: usize,
-    sizes: String,
-    args: usize,
 }
 
 impl<'s> Call<'s> {
@@ -130,52 +145,11 @@ impl<'s> Call<'s> {
         for k in keys {
             cmd.arg(*k);
         }
-        Call {
-            script,
-            cmd,
-            parts: None,
-        }
-    }
-
-    /// A whole call of parts with these keys each (see `Call`).
-    pub fn whole(script: &'s Script, parts: &[&[&str]], args: usize, bytes: usize) -> Self {
-        let keys: Vec<&str> = parts.iter().flat_map(|p| p.iter().copied()).collect();
-        let mut call = Call::with_room(script, &keys, args + 1, bytes + 16);
-        call.parts = Some(Parts {
-            keys: parts.iter().map(|p| p.len()).collect(),
-            closed: 0,
-            sizes: String::with_capacity(16),
-            args: 0,
-        });
-        call
+        Call { script, cmd }
     }
 
     pub fn arg(&mut self, arg: impl redis::ToRedisArgs) -> &mut Self {
         self.cmd.arg(arg);
-        if let Some(p) = &mut self.parts {
-            p.args += 1;
-        }
-        self
-    }
-
-    /// Closes a part of a whole call (nothing for a call of one part).
-    pub fn end_part(&mut self) -> &mut Self {
-        let Some(p) = &mut self.parts else {
-            return self;
-        };
-        let keys = p.keys.get(p.closed).copied().unwrap_or(0);
-        if p.closed > 0 {
-            p.sizes.push(' ');
-        }
-        p.sizes.push_str(&keys.to_string());
-        p.sizes.push(' ');
-        p.sizes.push_str(&p.args.to_string());
-        p.args = 0;
-        p.closed += 1;
-        if p.closed == p.keys.len() {
-            let sizes = std::mem::take(&mut p.sizes);
-            self.cmd.arg(sizes);
-        }
         self
     }
 

@@ -72,15 +72,14 @@ impl AcceptArgs<'_> {
         [keys.state(self.id), keys.receipts(self.id)]
     }
 
+    /// `accept_record`'s parameters after its keys.
     fn record_args(&self, call: &mut Call) {
-        call.arg(self.id)
-            .arg(&self.record)
+        call.arg(&self.record)
             .arg(if self.finished() { "1" } else { "0" })
             .arg(self.retention_ms);
         for word in &self.refuse_on {
             call.arg(*word);
         }
-        call.end_part();
     }
 
     fn arm_keys(&self, keys: &Keys) -> [String; 3] {
@@ -91,12 +90,12 @@ impl AcceptArgs<'_> {
         ]
     }
 
+    /// `arm`'s parameters after its keys.
     fn arm_args(&self, call: &mut Call) {
         call.arg(self.id)
             .arg(&self.wake.due)
             .arg(self.wake.far_after)
-            .arg(self.wake.slot_ms)
-            .end_part();
+            .arg(self.wake.slot_ms);
     }
 }
 
@@ -159,9 +158,9 @@ impl CommitArgs<'_> {
         [keys.state(self.id), keys.receipts(self.id)]
     }
 
+    /// `commit_record`'s parameters after its keys.
     fn record_args(&self, call: &mut Call) {
-        call.arg(self.id)
-            .arg(self.version)
+        call.arg(self.version)
             .arg(&self.state)
             .arg(&self.settle.wake.due)
             .arg(if self.sends { "1" } else { "0" })
@@ -171,12 +170,11 @@ impl CommitArgs<'_> {
         for word in &self.words {
             call.arg(*word);
         }
-        call.end_part();
     }
 
     /// Room for the arguments of every part.
     fn room(&self) -> usize {
-        self.state.len() + 2 * self.settle.entries.len() + 16 * self.words.len() + 256
+        self.state.len() + self.settle.entries.len() + 16 * self.words.len() + 256
     }
 }
 
@@ -260,26 +258,16 @@ impl Store {
         let reply = if self.split {
             self.accept_in_parts(&args).await?
         } else {
-            let (record, arm) = (args.record_keys(&self.keys), args.arm_keys(&self.keys));
-            let record: Vec<&str> = record.iter().map(String::as_str).collect();
-            let arm: Vec<&str> = match args.finished() {
-                true => Vec::new(),
-                false => arm.iter().map(String::as_str).collect(),
-            };
+            // accept_whole.lua's layout.
+            let [record, receipts] = args.record_keys(&self.keys);
+            let [timers, later, slot_list] = args.arm_keys(&self.keys);
             let events = self.keys.events_of(&n.id);
+            let keys = [&record[..], &receipts, &timers, &later, &slot_list, &events];
             let room = args.record.len() + args.timeline.len() + 256;
-            let parts: [&[&str]; 3] = [&arm, &record, &[&events]];
-            let mut call = Call::whole(&self.scripts.accept, &parts, 16, room);
-            if !args.finished() {
-                args.arm_args(&mut call);
-            } else {
-                call.end_part();
-            }
+            let mut call = Call::with_room(&self.scripts.accept, &keys, 16, room);
+            args.arm_args(&mut call);
+            call.arg(&args.timeline).arg(self.events_max_len);
             args.record_args(&mut call);
-            call.arg(&n.id)
-                .arg(&args.timeline)
-                .arg(self.events_max_len)
-                .end_part();
             call.invoke(&mut self.conn.clone()).await?
         };
         Ok(match reply {
@@ -413,24 +401,27 @@ impl Store {
         if self.split {
             return self.commit_in_parts(&args).await;
         }
-        let (record, settle) = (args.record_keys(&self.keys), args.settle.keys(&self.keys));
-        let index: Vec<&str> = args.index.iter().map(|i| i.key.as_str()).collect();
-        let record: Vec<&str> = record.iter().map(String::as_str).collect();
-        let settle: Vec<&str> = settle.iter().map(String::as_str).collect();
-        let parts: [&[&str]; 3] = [&index, &record, &settle];
-        let mut call = Call::whole(
+        // commit_whole.lua's layout.
+        let [record, receipts] = args.record_keys(&self.keys);
+        let [timers, later, slot_list, events] = args.settle.keys(&self.keys);
+        let mut keys = vec![&record[..], &receipts, &timers, &later, &slot_list, &events];
+        if let Some(i) = &args.index {
+            keys.push(&i.key);
+        }
+        let mut call = Call::with_room(
             &self.scripts.commit,
-            &parts,
-            24 + args.words.len(),
+            &keys,
+            18 + args.words.len(),
             args.room(),
         );
-        if let Some(i) = &args.index {
-            i.args(&mut call);
-        } else {
-            call.end_part();
+        args.settle.head_args(&mut call, self.events_max_len);
+        match &args.index {
+            Some(i) => i.args(&mut call),
+            None => {
+                call.arg("").arg("").arg("");
+            }
         }
         args.record_args(&mut call);
-        args.settle.args(&mut call, "", self.events_max_len);
         let reply: Reply<CommitReply> = call.invoke(&mut self.conn.clone()).await?;
         reply.about(id)
     }

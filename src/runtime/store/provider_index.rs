@@ -34,12 +34,9 @@ pub(super) struct IndexEntry {
 }
 
 impl IndexEntry {
-    /// `index.lua`'s ARGV (its one key is `key`).
+    /// `index_send`'s parameters after its key (`key`).
     pub(super) fn args(&self, call: &mut Call) {
-        call.arg(&self.field)
-            .arg(&self.value)
-            .arg(self.ttl_s)
-            .end_part();
+        call.arg(&self.field).arg(&self.value).arg(self.ttl_s);
     }
 }
 

@@ -43,26 +43,23 @@ impl ReceiptArgs<'_> {
         [keys.state(self.id), keys.receipts(self.id)]
     }
 
+    /// `receipt_record`'s parameters after its keys.
     fn record_args(&self, call: &mut Call) {
-        call.arg(self.id)
-            .arg(self.event)
-            .arg(self.now_ms)
-            .arg(&self.entry)
-            .end_part();
+        call.arg(self.event).arg(self.now_ms).arg(&self.entry);
     }
 
     fn woken_keys(&self, keys: &Keys) -> [String; 2] {
         [keys.timer_of(self.id), keys.events_of(self.id)]
     }
 
-    /// `fresh`: the receipt was recorded by this call (its entry goes to
-    /// the stream); else it only wakes the cascade.
+    /// `woken`'s parameters after its keys. `fresh`: the receipt was
+    /// recorded by this call (its entry goes to the stream); else it only
+    /// wakes the cascade.
     fn woken_args(&self, call: &mut Call, events_max_len: u64, fresh: bool) {
         call.arg(self.id)
             .arg(self.now_ms)
             .arg(if fresh { self.entry.as_str() } else { "" })
-            .arg(events_max_len)
-            .end_part();
+            .arg(events_max_len);
     }
 }
 
@@ -104,10 +101,12 @@ impl Store {
             }
             return Ok(reply);
         }
-        let parts: [&[&str]; 2] = [&[&record[0], &record[1]], &[&woken[0], &woken[1]]];
-        let mut call = Call::whole(&self.scripts.receipt, &parts, 10, 256);
+        // receipt_whole.lua's layout.
+        let keys = [&record[0][..], &record[1], &woken[0], &woken[1]];
+        let mut call = Call::new(&self.scripts.receipt, &keys);
+        call.arg(id);
         args.record_args(&mut call);
-        args.woken_args(&mut call, self.events_max_len, true);
+        call.arg(self.events_max_len);
         let reply: Reply<ReceiptResult> = call.invoke(&mut c).await?;
         reply.about(id)
     }

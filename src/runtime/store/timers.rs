@@ -87,21 +87,35 @@ impl Settle<'_> {
         ]
     }
 
-    /// The arguments, with the wake-up `due` ("" when finished; a whole
-    /// call fills it in from the stored part's answer).
+    /// `settle`'s parameters after its keys, with the wake-up `due` (""
+    /// when finished) as the stored part answered.
     pub fn args(&self, call: &mut Call, due: &str, events_max_len: u64) {
-        call.arg(due)
+        call.arg(self.id)
+            .arg(due)
             .arg(self.now_ms)
             .arg(self.wake.far_after)
             .arg(self.wake.slot_ms)
-            .arg(self.id)
             .arg(self.entries)
             .arg(events_max_len);
+        self.lease_arg(call);
+    }
+
+    /// The head of a whole commit's ARGV (commit_whole.lua): id, now, now +
+    /// horizon, slot ms, stream bound, lease.
+    pub fn head_args(&self, call: &mut Call, events_max_len: u64) {
+        call.arg(self.id)
+            .arg(self.now_ms)
+            .arg(self.wake.far_after)
+            .arg(self.wake.slot_ms)
+            .arg(events_max_len);
+        self.lease_arg(call);
+    }
+
+    pub fn lease_arg(&self, call: &mut Call) {
         match self.lease_until_ms {
             Some(until) => call.arg(until),
             None => call.arg(""),
         };
-        call.end_part();
     }
 }
 
@@ -279,13 +293,12 @@ impl TouchArgs<'_> {
         [keys.state(self.id), keys.receipts(self.id)]
     }
 
+    /// `touch_record`'s parameters after its keys.
     fn record_args(&self, call: &mut Call) {
-        call.arg(self.id)
-            .arg(self.version)
+        call.arg(self.version)
             .arg(&self.settle.wake.due)
             .arg(self.receipts_seen)
-            .arg(self.settle.now_ms)
-            .end_part();
+            .arg(self.settle.now_ms);
     }
 }
 
@@ -557,14 +570,23 @@ impl Store {
             }
             return Ok(());
         }
-        let settle = args.settle.keys(&self.keys);
-        let parts: [&[&str]; 2] = [
-            &[&record[0], &record[1]],
-            &[&settle[0], &settle[1], &settle[2], &settle[3]],
+        // touch_whole.lua's layout.
+        let [timers, later, slot_list, events] = args.settle.keys(&self.keys);
+        let keys = [
+            &record[0][..],
+            &record[1],
+            &timers,
+            &later,
+            &slot_list,
+            &events,
         ];
-        let mut call = Call::whole(&self.scripts.touch, &parts, 16, 256);
+        let mut call = Call::new(&self.scripts.touch, &keys);
+        call.arg(id);
         args.record_args(&mut call);
-        args.settle.args(&mut call, "", self.events_max_len);
+        call.arg(args.settle.wake.far_after)
+            .arg(args.settle.wake.slot_ms)
+            .arg(self.events_max_len);
+        args.settle.lease_arg(&mut call);
         let reply: Reply<TouchReply> = call.invoke(&mut c).await?;
         match reply.about(id)? {
             TouchReply::Set(_) | TouchReply::MovedOn => Ok(()),

@@ -1,0 +1,31 @@
+-- settle: the timer after a decision was stored on the cascade's keys
+-- (commit, touch), and the decision's stream entry. A wake-up asked for
+-- since the claim (a mark) is honoured at once. Another claim's lease is
+-- left alone: the cascade is that claim's holder's now, who sets the timer
+-- (on a cluster a writer that stalled between its record and this call
+-- must not hand the cascade to a third claim while that holder sends).
+-- timers, later, slot_list: the shard's keys (wake.lua `set_wake`)
+-- events: the shard's stream
+-- due: the wake-up, ms, or "" when finished   now: ms
+-- far_after: now + the horizon   slot_ms: a slot's length
+-- entries: the decision's timeline entries ("" for none)   max_len: the
+-- stream's bound   lease: the end of the claim's lease the decision was
+-- made under, while the timer holds it ("" for none)
+local function settle(timers, later, slot_list, events, id, due, now, far_after, slot_ms,
+                      entries, max_len, lease)
+  local score = redis.call('ZSCORE', timers, id)
+  if is_lease(score) and (lease == '' or math.floor(tonumber(score)) ~= tonumber(lease)) then
+    append_events(events, id, entries, max_len)
+    return { 'not_mine' }
+  end
+  if due == '' then
+    redis.call('ZREM', timers, id)
+  else
+    if is_poked(score) then
+      due = now
+    end
+    set_wake(timers, later, slot_list, id, due, far_after, slot_ms)
+  end
+  append_events(events, id, entries, max_len)
+  return { 'settled' }
+end
