@@ -8,16 +8,18 @@
 -- nothing is copied.
 -- KEYS: record, receipts, timers, later, slot list, events, and the
 --       provider index's key when the decision records a send
--- ARGV: id, now, now + horizon, slot ms, stream bound, lease, peer, value,
---       ttl, version, state, due, sends, retention, entries, n_stopping,
---       words…
-local r = commit_record(KEYS[1], KEYS[2], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14],
-  ARGV[15], ARGV[16], ARGV, 17)
+-- ARGV: id, now + horizon, slot ms, stream bound, peer, value, ttl,
+--       version, state, due, sends, retention, entries, n_stopping, words…
+-- The record's version check and the timer are one atomic step here: the
+-- timer is set as the decision says (settle.lua `set_after`); the lease
+-- guard and the marks are for the two calls of a cluster.
+local r = commit_record(KEYS[1], KEYS[2], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12],
+  ARGV[13], ARGV[14], ARGV, 15)
 if r[1] == 'done' then
   if KEYS[7] then
-    index_send(KEYS[7], ARGV[7], ARGV[8], ARGV[9])
+    index_send(KEYS[7], ARGV[5], ARGV[6], ARGV[7])
   end
-  settle(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1], r[3], ARGV[2], ARGV[3], ARGV[4],
-    ARGV[15], ARGV[5], ARGV[6])
+  set_after(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1], r[3], ARGV[2], ARGV[3], ARGV[13],
+    ARGV[4])
 end
 return r

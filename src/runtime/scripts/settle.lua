@@ -1,3 +1,19 @@
+-- settle.lua: a cascade's timer after a decision was stored on its keys.
+
+-- The timer set as a stored decision says, and its stream entry, with no
+-- question asked: for the whole script on one Redis (commit_whole.lua),
+-- where the record's version was checked and its receipts read in the same
+-- atomic step, so no other holder and no unseen receipt can be in between.
+local function set_after(timers, later, slot_list, events, id, due, far_after, slot_ms, entries,
+                         max_len)
+  if due == '' then
+    redis.call('ZREM', timers, id)
+  else
+    set_wake(timers, later, slot_list, id, due, far_after, slot_ms)
+  end
+  append_events(events, id, entries, max_len)
+end
+
 -- settle: the timer after a decision was stored on the cascade's keys
 -- (commit, touch), and the decision's stream entry. A wake-up asked for
 -- since the claim (a mark) is honoured at once. Another claim's lease is
@@ -18,14 +34,9 @@ local function settle(timers, later, slot_list, events, id, due, now, far_after,
     append_events(events, id, entries, max_len)
     return { 'not_mine' }
   end
-  if due == '' then
-    redis.call('ZREM', timers, id)
-  else
-    if is_poked(score) then
-      due = now
-    end
-    set_wake(timers, later, slot_list, id, due, far_after, slot_ms)
+  if due ~= '' and is_poked(score) then
+    due = now
   end
-  append_events(events, id, entries, max_len)
+  set_after(timers, later, slot_list, events, id, due, far_after, slot_ms, entries, max_len)
   return { 'settled' }
 end

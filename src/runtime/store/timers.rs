@@ -100,15 +100,13 @@ impl Settle<'_> {
         self.lease_arg(call);
     }
 
-    /// The head of a whole commit's ARGV (commit_whole.lua): id, now, now +
-    /// horizon, slot ms, stream bound, lease.
+    /// The head of a whole commit's ARGV (commit_whole.lua): id, now +
+    /// horizon, slot ms, stream bound.
     pub fn head_args(&self, call: &mut Call, events_max_len: u64) {
         call.arg(self.id)
-            .arg(self.now_ms)
             .arg(self.wake.far_after)
             .arg(self.wake.slot_ms)
             .arg(events_max_len);
-        self.lease_arg(call);
     }
 
     pub fn lease_arg(&self, call: &mut Call) {
