@@ -57,11 +57,18 @@ struct AcceptArgs<'a> {
     /// Its timeline, for the events stream.
     timeline: String,
     wake: WakeArgs,
+    /// Whether the wake-up comes so soon that a claim may take the timer
+    /// between its arming and the record (see `accept_in_parts`).
+    wakes_soon: bool,
     retention_ms: i64,
     /// The stopping receipt words when the decision orders the first send
     /// (from the core); empty when it orders none.
     refuse_on: Vec<&'a str>,
 }
+
+/// A wake-up less than this far off may be claimed by another instance
+/// (its clock a little ahead) between an accept's two calls on a cluster.
+const CLAIMABLE_SOON_MS: i64 = 5_000;
 
 impl AcceptArgs<'_> {
     fn finished(&self) -> bool {
@@ -249,6 +256,10 @@ impl Store {
             record,
             timeline,
             wake: WakeArgs::new(&self.keys, &n.id, decision.cascade.wake_at_ms(), now_ms),
+            wakes_soon: decision
+                .cascade
+                .wake_at_ms()
+                .is_some_and(|at| at <= now_ms + CLAIMABLE_SOON_MS),
             retention_ms: self.retention_ms,
             refuse_on: match decision.send {
                 Some(_) => policy.stopping_receipts(),
@@ -277,13 +288,14 @@ impl Store {
         })
     }
 
-    /// `accept` on a cluster: the timer first, then the record, then the
-    /// timer again and the stream entry. A crash after the first leaves a
-    /// timer without a record, which the claim that finds it forgets
-    /// (`forget.lua`). The second covers a claim that took the first timer
-    /// and found no record yet: it may have forgotten it just before the
-    /// record was written (arming again keeps a timer that is there, and
-    /// marks a lease). Once the record is written the cascade is accepted:
+    /// `accept` on a cluster: the timer first, then the record, then (for a
+    /// wake-up due within seconds) the timer again, and the stream entry. A
+    /// crash after the first leaves a timer without a record, which the
+    /// claim that finds it forgets (`forget.lua`). The second covers a claim
+    /// that took the first timer and found no record yet: it may have
+    /// forgotten it just before the record was written (arming again keeps
+    /// a timer that is there, and marks a lease); a wake-up further off is
+    /// not claimable in between. Once the record is written the cascade is accepted:
     /// a failure after that is logged, not returned, or intake would take
     /// the message back and find it a duplicate.
     async fn accept_in_parts(&self, args: &AcceptArgs<'_>) -> Result<AcceptReply, StoreError> {
@@ -307,7 +319,7 @@ impl Store {
         args.record_args(&mut record);
         let reply: AcceptReply = record.invoke(&mut c).await?;
         if let AcceptReply::Recorded = reply {
-            if !args.finished()
+            if args.wakes_soon
                 && let Err(e) = arm(&mut c).await
             {
                 tracing::warn!(notification_id = args.id, error = %e, "cannot arm a new cascade's timer a second time; the first stands unless a claim forgot it in between");
