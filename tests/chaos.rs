@@ -244,15 +244,19 @@ async fn three_instances_on_a_redis_cluster_lose_nothing_through_kills_failover_
         "the killed primary was replaced:\n{nodes}"
     );
     assert!(redis_cli(cluster.base + 1, &["cluster", "info"]).contains("cluster_state:ok"));
-    let warnings: usize = logs
-        .iter()
-        .map(|l| {
-            std::fs::read_to_string(l)
-                .unwrap_or_default()
-                .lines()
-                .count()
-        })
-        .sum();
+    // What the instances warned about, by message, most frequent first.
+    let mut warned: BTreeMap<String, usize> = BTreeMap::new();
+    for log in &logs {
+        for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+            let message = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| line.chars().take(80).collect());
+            *warned.entry(message).or_default() += 1;
+        }
+    }
+    let mut warnings: Vec<(usize, String)> = warned.into_iter().map(|(m, n)| (n, m)).collect();
+    warnings.sort_by(|a, b| b.cmp(a));
     let report = account(&ids, &stored, &deliveries, &read_at.lock().unwrap());
     println!(
         "chaos: {N} notifications ({} customers) through 3 instances on a 3+3 Redis Cluster \
@@ -260,7 +264,7 @@ async fn three_instances_on_a_redis_cluster_lose_nothing_through_kills_failover_
          same-key resends: {}; SMS skipped for the customer's limit: {}; reads recorded: {}, \
          of which the SMS went out anyway within 2 s of the read (raced the claim): {}; \
          SMS after a read recorded >2 s earlier: {}; customers over their SMS limit: {}; \
-         log lines of the instances (warnings and start-ups): {warnings}",
+         the instances' log lines (warnings and start-ups) by message: {warnings:?}",
         N / 2,
         elapsed.as_secs_f64(),
         report.outcomes,
