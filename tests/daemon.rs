@@ -177,6 +177,70 @@ async fn a_claim_that_lapses_makes_its_send_uncertain_and_sends_nothing_twice() 
     );
 }
 
+/// On a Redis Cluster a holder stores its decision and then sets the timer,
+/// in two calls. One that stored its decision and died before the timer
+/// leaves its lease to run out; the record shows a decision made after
+/// that claim, so the daemon wakes the cascade as usual instead of
+/// counting the claim's send as uncertain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_claim_whose_holder_stored_a_decision_is_a_plain_wake_up() {
+    use cascade::core::{Entry, EntryKind};
+    use cascade::runtime::clock::Clock;
+    use cascade::runtime::keys::shard_of;
+    use cascade::runtime::record::{Record, encode_entry};
+    let (url, received) = fake_receiver(vec![]).await;
+    let cfg = TestConfig::new("lapsed-stored", &url, "", DELIVERY_DELAY);
+    cfg.write(
+        "channels/sms.toml",
+        &format!(
+            "kind = \"webhook\"\ncontact = \"sms\"\nurl = \"{url}/sms\"\ntimeout = \"2s\"\non_uncertain = \"skip\"\n"
+        ),
+    );
+    let run = Running::start(cfg).await;
+    let id = run.id("n");
+    run.publish_bytes(&notification(&id, "c-1")).await;
+    run.wait_entries(&id, "sent", 1).await;
+
+    // The other instance claims the wake-up 31 minutes on, stores a
+    // decision (an entry stamped after its claim) and is gone before it
+    // sets the timer: its lease stays.
+    let at = run.clock.now_ms() + 31 * MIN;
+    let lease_ms = 30_000;
+    let store = &run.daemon().store;
+    let claimed = store
+        .claim(shard_of(&id, 4), at, lease_ms, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let mut r = redis().await;
+    let key = store.keys.state(&id);
+    let raw: String = redis::AsyncCommands::get(&mut r, &key).await.unwrap();
+    let record = Record::parse(&raw).unwrap();
+    let decided = encode_entry(&Entry {
+        at_ms: at + 5,
+        event: EntryKind::Deferred,
+        step: Some(1),
+        channel: Some("sms".into()),
+        reason: Some("rate".into()),
+        until_ms: Some(at + 5),
+        provider_message_id: None,
+    });
+    let timeline = format!("{}\n{decided}", record.timeline);
+    let stored = Record {
+        timeline: &timeline,
+        ..record
+    }
+    .encode();
+    let _: () = redis::AsyncCommands::set(&mut r, &key, stored)
+        .await
+        .unwrap();
+
+    run.clock.advance(31 * MIN + lease_ms + 1_000);
+    run.wait_outcome(&id, "exhausted").await;
+    assert_eq!(received.count("sms"), 1, "the SMS goes out, once");
+    assert!(run.entries(&id, "uncertain").await.is_empty());
+}
+
 /// Two daemons in one process (as in these tests) keep their own metrics:
 /// what one counts never shows on the other's `/metrics`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
