@@ -284,6 +284,32 @@ async fn a_marked_lease_wakes_the_cascade_when_its_holder_stores() {
         .await
         .unwrap();
     assert_eq!(r.score("c").await, Some(due));
+
+    // A state that moved on (version 1 read, 2 stored) under this claim's
+    // lease: woken now to be decided afresh; a newer writer's wake-up stays.
+    let _: () = r
+        .redis
+        .set(
+            r.keys.state("c"),
+            "2\x1fstate\x1fnotification\x1f\x1fhash\t",
+        )
+        .await
+        .unwrap();
+    r.store
+        .touch("c", 1, Some(due), NONE_SEEN, NOW, Some(NOW + LEASE))
+        .await
+        .unwrap();
+    assert_eq!(r.score("c").await, Some(due), "not this claim's lease");
+    let _: () = r
+        .redis
+        .zadd(r.keys.timer(0), "c", (NOW + LEASE) as f64 + 0.5)
+        .await
+        .unwrap();
+    r.store
+        .touch("c", 1, Some(due), NONE_SEEN, NOW, Some(NOW + LEASE))
+        .await
+        .unwrap();
+    assert_eq!(r.score("c").await, Some(NOW), "its own lease: woken now");
 }
 
 #[tokio::test]

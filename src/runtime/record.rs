@@ -23,20 +23,6 @@ pub const FIELD_SEPARATOR: char = '\x1f';
 /// `scripts/record.lua` reads and writes the same.
 pub const LAYOUT: &str = "r2";
 
-/// When the last decision in a timeline (entries one per line) was made:
-/// its last entry that is not a receipt (receipts are written by others).
-/// `None` when it has none, or is of an older layout.
-pub fn last_decision_ms(timeline: &str) -> Option<i64> {
-    timeline.rsplit('\n').find_map(|line| {
-        let mut fields = line.split('\t');
-        let (at, event) = (fields.next()?, fields.next()?);
-        if event == "receipt" {
-            return None;
-        }
-        Some(at.parse::<i64>().ok())
-    })?
-}
-
 /// A cascade's record as stored: the layout tag and five fields, separated
 /// by `\x1f`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -330,15 +316,6 @@ fn unescape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_last_decision_is_the_last_entry_that_is_not_a_receipt() {
-        let timeline = "100\taccepted\n200\tsent\t0\tvk\n300\treceipt\t\tvk\t\t\tdelivered";
-        assert_eq!(last_decision_ms(timeline), Some(200));
-        assert_eq!(last_decision_ms("300\treceipt\t\tvk"), None);
-        assert_eq!(last_decision_ms(""), None);
-        assert_eq!(last_decision_ms("[{\"at_ms\":1}]"), None, "an older layout");
-    }
     use proptest::prelude::*;
 
     fn text() -> impl Strategy<Value = String> {

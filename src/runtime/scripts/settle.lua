@@ -27,6 +27,19 @@ end
 -- entries: the decision's timeline entries ("" for none)   max_len: the
 -- stream's bound   lease: the end of the claim's lease the decision was
 -- made under, while the timer holds it ("" for none)
+-- A state that moved on under this claim's lease (its writer left the
+-- lease alone, or wrote the timer in the other order on a cluster): wake
+-- the cascade now, to be decided afresh, if the lease is still this
+-- claim's; anything else there is the newer writer's.
+local function wake_if_held(timers, id, lease, now)
+  local score = redis.call('ZSCORE', timers, id)
+  if is_lease(score) and math.floor(tonumber(score)) == tonumber(lease) then
+    redis.call('ZADD', timers, now, id)
+    return { 'woken' }
+  end
+  return { 'not_held' }
+end
+
 local function settle(timers, later, slot_list, events, id, due, now, far_after, slot_ms,
                       entries, max_len, lease)
   local score = redis.call('ZSCORE', timers, id)

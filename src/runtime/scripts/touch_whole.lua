@@ -12,14 +12,10 @@
 -- A state that moved on under this claim's lease (its writer left the
 -- lease alone) is woken now, to be decided afresh, rather than left to lapse.
 local r = touch_record(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-local due
 if r[1] == 'set' then
-  due = r[2]
-elseif r[1] == 'moved_on' and ARGV[9] ~= '' then
-  due = ARGV[5]
-end
-if due then
-  settle(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1], due, ARGV[5], ARGV[6], ARGV[7], '',
+  settle(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1], r[2], ARGV[5], ARGV[6], ARGV[7], '',
     ARGV[8], ARGV[9])
+elseif r[1] == 'moved_on' and ARGV[9] ~= '' then
+  wake_if_held(KEYS[3], ARGV[1], ARGV[9], ARGV[5])
 end
 return r

@@ -25,6 +25,7 @@ pub(super) struct Scripts {
     pub settle: Script,
     pub touch: Script,
     pub touch_record: Script,
+    pub wake_held: Script,
     pub receipt: Script,
     pub receipt_record: Script,
     pub woken: Script,
@@ -78,6 +79,8 @@ impl Scripts {
             ),
             touch_record: script!("record.lua", "touch.lua";
                 "return touch_record(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"),
+            wake_held: script!("wake.lua", "settle.lua";
+                "return wake_if_held(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"),
             receipt: script!(
                 "record.lua",
                 "wake.lua",
@@ -97,7 +100,7 @@ impl Scripts {
         }
     }
 
-    pub fn all(&self) -> [&Script; 17] {
+    pub fn all(&self) -> [&Script; 18] {
         [
             &self.accept,
             &self.accept_record,
@@ -108,6 +111,7 @@ impl Scripts {
             &self.settle,
             &self.touch,
             &self.touch_record,
+            &self.wake_held,
             &self.receipt,
             &self.receipt_record,
             &self.woken,

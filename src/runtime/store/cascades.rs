@@ -17,7 +17,7 @@ use crate::core::policy::FAILED;
 use crate::core::{Cascade, Decision, Entry, Policy, Recipient};
 use crate::notification::{Admitted, Notification};
 use crate::runtime::keys::Keys;
-use crate::runtime::record::{Record, encode_entry, encode_state, last_decision_ms};
+use crate::runtime::record::{Record, encode_entry, encode_state};
 
 /// What `accept` found.
 #[derive(Debug)]
@@ -43,10 +43,6 @@ pub struct Loaded {
     /// The receipts as read, `<fields>\t<failed value>`: `touch` wakes the
     /// cascade at once when the hash no longer looks like this.
     pub receipts_seen: String,
-    /// When the last decision in its timeline was made (`None`: none, or a
-    /// timeline of an older layout): a claim found lapsed with a decision
-    /// stored after it is no lapse (`Worker::wake_claimed`).
-    pub last_decision_ms: Option<i64>,
 }
 
 /// `accept.lua`'s KEYS and ARGV, and those of its timer's `arm` (wake.lua).
@@ -57,9 +53,9 @@ struct AcceptArgs<'a> {
     /// Its timeline, for the events stream.
     timeline: String,
     wake: WakeArgs,
-    /// Whether the wake-up comes so soon that a claim may take the timer
-    /// between its arming and the record (see `accept_in_parts`).
-    wakes_soon: bool,
+    /// The wake-up, ms (`None`: finished).
+    due_ms: Option<i64>,
+    now_ms: i64,
     retention_ms: i64,
     /// The stopping receipt words when the decision orders the first send
     /// (from the core); empty when it orders none.
@@ -256,10 +252,8 @@ impl Store {
             record,
             timeline,
             wake: WakeArgs::new(&self.keys, &n.id, decision.cascade.wake_at_ms(), now_ms),
-            wakes_soon: decision
-                .cascade
-                .wake_at_ms()
-                .is_some_and(|at| at <= now_ms + CLAIMABLE_SOON_MS),
+            due_ms: decision.cascade.wake_at_ms(),
+            now_ms,
             retention_ms: self.retention_ms,
             refuse_on: match decision.send {
                 Some(_) => policy.stopping_receipts(),
@@ -299,6 +293,7 @@ impl Store {
     /// a failure after that is logged, not returned, or intake would take
     /// the message back and find it a duplicate.
     async fn accept_in_parts(&self, args: &AcceptArgs<'_>) -> Result<AcceptReply, StoreError> {
+        let started = std::time::Instant::now();
         let mut c = self.conn.clone();
         let arm = |c: &mut RedisConn| {
             let keys = args.arm_keys(&self.keys);
@@ -319,9 +314,13 @@ impl Store {
         args.record_args(&mut record);
         let reply: AcceptReply = record.invoke(&mut c).await?;
         if let AcceptReply::Recorded = reply {
-            if args.wakes_soon
-                && let Err(e) = arm(&mut c).await
-            {
+            // Claimable by now (or soon, by a clock a little ahead): judged
+            // after the record, however long its call took.
+            let now_ms = args.now_ms + started.elapsed().as_millis() as i64;
+            let wakes_soon = args
+                .due_ms
+                .is_some_and(|at| at <= now_ms + CLAIMABLE_SOON_MS);
+            if wakes_soon && let Err(e) = arm(&mut c).await {
                 tracing::warn!(notification_id = args.id, error = %e, "cannot arm a new cascade's timer a second time; the first stands unless a claim forgot it in between");
             }
             if let Err(e) = self.append_entries(args.id, &args.timeline).await {
@@ -372,7 +371,6 @@ impl Store {
             policy,
             notification: r.notification,
             tz,
-            last_decision_ms: last_decision_ms(r.timeline),
         };
         assemble(id, parts, receipts, receipts_seen).map(Some)
     }
@@ -460,8 +458,14 @@ impl Store {
         args.record_args(&mut record);
         let reply: Reply<CommitAnswer> = record.invoke(&mut c).await?;
         let CommitAnswer(reply, due) = reply.about(args.id)?;
-        if let CommitReply::Done(_) = reply {
-            self.settle(&args.settle, &due).await?;
+        // The decision is stored: a failure to set the timer now leaves the
+        // claim's lease to run out (and the next claim to take it as
+        // lapsed). Reporting it as a failed commit would have the caller
+        // commit again, refused by its own write.
+        if let CommitReply::Done(_) = reply
+            && let Err(e) = self.settle(&args.settle, &due).await
+        {
+            tracing::warn!(notification_id = args.id, error = %e, "a decision is stored but its timer could not be set; its lease will run out and another claim will take it");
         }
         Ok(reply)
     }
@@ -533,7 +537,6 @@ pub(super) struct Parts<'a> {
     pub notification: &'a str,
     /// The kept zone (`kept_tz`).
     pub tz: &'a str,
-    pub last_decision_ms: Option<i64>,
 }
 
 /// A cascade as loaded for a decision, from its parts and receipts (both
@@ -550,7 +553,6 @@ pub(super) fn assemble(
         policy,
         notification,
         tz,
-        last_decision_ms,
     } = parts;
     let notification = Notification::from_kept(id, &policy.name, notification)
         .map_err(|e| corrupt(id)(e.to_string()))?;
@@ -574,6 +576,5 @@ pub(super) fn assemble(
         recipient,
         receipts,
         receipts_seen,
-        last_decision_ms,
     })
 }

@@ -561,10 +561,17 @@ impl Store {
             let reply: Reply<TouchReply> = call.invoke(&mut c).await?;
             match reply.about(id)? {
                 TouchReply::Set(due) => self.settle(&args.settle, &due).await?,
-                TouchReply::MovedOn if lease_until_ms.is_some() => {
-                    self.settle(&args.settle, &now_ms.to_string()).await?
+                TouchReply::MovedOn => {
+                    if let Some(lease) = lease_until_ms {
+                        let _: Value =
+                            Call::new(&self.scripts.wake_held, &[&self.keys.timer_of(id)])
+                                .arg(id)
+                                .arg(lease)
+                                .arg(now_ms)
+                                .invoke(&mut c)
+                                .await?;
+                    }
                 }
-                TouchReply::MovedOn => {}
             }
             return Ok(());
         }

@@ -150,18 +150,8 @@ impl<S: CascadeStore> Worker<S> {
             }
         };
         let event = match claimed.lapsed_claim_at_ms {
-            // A decision stored since that claim was made settled it: its
-            // holder stored what it did, and only the timer was left
-            // behind (on a Redis Cluster the record and the timer are two
-            // calls, and the holder died between them).
-            Some(claimed_at_ms)
-                if loaded
-                    .last_decision_ms
-                    .is_none_or(|stored| stored < claimed_at_ms) =>
-            {
-                Event::ClaimLapsed { claimed_at_ms }
-            }
-            _ => Event::TimerDue,
+            Some(claimed_at_ms) => Event::ClaimLapsed { claimed_at_ms },
+            None => Event::TimerDue,
         };
         let claim = Claim {
             lease: claimed.lease,

@@ -81,7 +81,6 @@ impl<S: CascadeStore> Worker<S> {
             recipient: admitted.recipient,
             receipts_seen: receipts_seen(0, None),
             receipts,
-            last_decision_ms: Some(now),
         };
         if decision.send.is_none() {
             self.log(&before.notification.id, &before, &decision.entries);

@@ -10,7 +10,7 @@ use super::State;
 use crate::core::policy::FAILED;
 use crate::core::{Cascade, Decision, Entry, Policy};
 use crate::notification::Admitted;
-use crate::runtime::record::{decode_timeline, encode_entry, last_decision_ms};
+use crate::runtime::record::{decode_timeline, encode_entry};
 use crate::runtime::store::cascades::{
     Parts, assemble, corrupt, join_entries, kept_notification, kept_tz,
 };
@@ -78,7 +78,6 @@ pub(super) struct Read {
     tz: String,
     receipts: BTreeMap<String, i64>,
     receipts_seen: String,
-    last_decision_ms: Option<i64>,
 }
 
 impl Read {
@@ -89,7 +88,6 @@ impl Read {
             policy: self.policy,
             notification: &self.notification,
             tz: &self.tz,
-            last_decision_ms: self.last_decision_ms,
         };
         assemble(id, parts, self.receipts, self.receipts_seen)
     }
@@ -195,7 +193,6 @@ impl State {
         let s = self.record_mut(id, clock_ms)?;
         let (cascade, version, policy) = (s.cascade.clone(), s.version, s.policy.clone());
         let (notification, tz) = (s.notification.clone(), s.tz.clone());
-        let last_decision_ms = last_decision_ms(&s.timeline);
         let receipts_seen = self.receipts_seen(id, clock_ms);
         let receipts = self
             .receipts_mut(id, clock_ms)
@@ -209,7 +206,6 @@ impl State {
             tz,
             receipts,
             receipts_seen,
-            last_decision_ms,
         })
     }
 
