@@ -1,5 +1,6 @@
-//! The little HTML handling composing needs: escaping, link rewriting and
-//! inserting before `</body>`. Not a parser: it finds `href` attributes.
+//! The little HTML handling composing needs: escaping, link rewriting (with
+//! lol_html, an HTML rewriter: only the links a person clicks are
+//! tracked) and inserting before `</body>`.
 
 use super::settings::is_http_url;
 
@@ -64,67 +65,41 @@ pub(super) fn unescape_html(s: &str) -> String {
     out
 }
 
-/// Rewrites every `href` whose value is an http(s) URL through `track`
-/// (`None` leaves it). Returns the HTML and the original URLs it saw.
+/// Rewrites the http(s) links a person clicks — `<a href>` and `<area
+/// href>` — through `track` (`None` leaves one as it is). Never `<link
+/// href>` (a stylesheet a mail client loads would count as a click) or
+/// `<base href>`. Returns the HTML and the original URLs it saw; HTML the
+/// rewriter cannot read is returned as it came, with none.
 pub(super) fn rewrite_links(
     html: &str,
     mut track: impl FnMut(&str) -> Option<String>,
 ) -> (String, Vec<String>) {
-    let bytes = html.as_bytes();
-    let mut out = String::with_capacity(html.len() + 256);
     let mut originals = Vec::new();
-    let mut copied = 0;
-    let mut i = 0;
-    while i + 4 <= bytes.len() {
-        let is_href = bytes[i..i + 4].eq_ignore_ascii_case(b"href")
-            && i > 0
-            && bytes[i - 1].is_ascii_whitespace();
-        if !is_href {
-            i += 1;
-            continue;
-        }
-        // `href`, spaces, `=`, spaces, then the value.
-        let mut j = i + 4;
-        while j < bytes.len() && bytes[j].is_ascii_whitespace() {
-            j += 1;
-        }
-        if j >= bytes.len() || bytes[j] != b'=' {
-            i += 4;
-            continue;
-        }
-        j += 1;
-        while j < bytes.len() && bytes[j].is_ascii_whitespace() {
-            j += 1;
-        }
-        let (start, end, after) = match bytes.get(j) {
-            Some(&q @ (b'"' | b'\'')) => match html[j + 1..].find(q as char) {
-                Some(len) => (j + 1, j + 1 + len, j + 2 + len),
-                None => break,
-            },
-            Some(_) => {
-                let len = html[j..]
-                    .find(|c: char| c.is_ascii_whitespace() || c == '>')
-                    .unwrap_or(html.len() - j);
-                (j, j + len, j + len)
+    let settings = lol_html::RewriteStrSettings {
+        element_content_handlers: vec![lol_html::element!("a[href], area[href]", |el| {
+            let Some(raw) = el.get_attribute("href") else {
+                return Ok(());
+            };
+            let url = unescape_html(raw.trim());
+            if !is_http_url(&url) {
+                return Ok(());
             }
-            None => break,
-        };
-        let url = unescape_html(html[start..end].trim());
-        if is_http_url(&url) {
-            let replacement = track(&url);
+            if let Some(tracked) = track(&url) {
+                // lol_html escapes only `"`; the rest as any attribute value.
+                el.set_attribute("href", &escape_html(&tracked))?;
+            }
             originals.push(url);
-            if let Some(new) = replacement {
-                out.push_str(&html[copied..i]);
-                out.push_str("href=\"");
-                out.push_str(&escape_html(&new));
-                out.push('"');
-                copied = after;
-            }
+            Ok(())
+        })],
+        ..lol_html::RewriteStrSettings::new()
+    };
+    match lol_html::rewrite_str(html, settings) {
+        Ok(out) => (out, originals),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot rewrite an email's links; sent untracked");
+            (html.to_owned(), Vec::new())
         }
-        i = after.max(i + 1);
     }
-    out.push_str(&html[copied..]);
-    (out, originals)
 }
 
 pub(super) fn insert_before_body_end(html: &str, piece: &str) -> String {

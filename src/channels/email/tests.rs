@@ -179,8 +179,9 @@ fn links_are_rewritten_and_others_left_alone() {
         out.contains(r#"href="T[https://shop.example/a?x=1&amp;y=2]""#),
         "{out}"
     );
+    // The attribute keeps its name as written (HTML does not mind the case).
     assert!(
-        out.contains(r#"href="T[http://shop.example/b]">B"#),
+        out.contains(r#"HREF="T[http://shop.example/b]">B"#),
         "{out}"
     );
     assert!(
@@ -200,6 +201,24 @@ fn links_are_rewritten_and_others_left_alone() {
         |_| Some("https://t.example/".into()),
     );
     assert_eq!(ru, "<p>Заказ <a href=\"https://t.example/\">тут</a></p>");
+}
+
+/// Only what a person clicks is tracked: an image map's areas, never a
+/// stylesheet a mail client loads by itself (that would record a click and
+/// stop an abandoned-cart cascade), the base, or text that looks like one.
+#[test]
+fn only_links_a_person_clicks_are_tracked() {
+    let page = r#"<html><head><base href="https://shop.example/">
+<link rel="stylesheet" href="https://shop.example/mail.css"></head>
+<body><map name="m"><area shape="rect" coords="0,0,9,9" href="https://shop.example/d"></map>
+<p title='a href="https://x.example/"'>text mentioning href=https://y.example/</p></body></html>"#;
+    let (out, seen) = rewrite_links(page, |u| Some(format!("T[{u}]")));
+    assert_eq!(seen, ["https://shop.example/d"], "{out}");
+    assert!(out.contains(r#"href="T[https://shop.example/d]""#), "{out}");
+    assert!(out.contains(r#"<link rel="stylesheet" href="https://shop.example/mail.css">"#));
+    assert!(out.contains(r#"<base href="https://shop.example/">"#));
+    assert!(out.contains(r#"title='a href="https://x.example/"'"#));
+    assert!(out.contains("href=https://y.example/"));
 }
 
 #[test]
