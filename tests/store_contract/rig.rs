@@ -162,8 +162,8 @@ impl Rig {
         decision: &Decision,
         policy: &Policy,
     ) -> CommitReply {
-        self.commit_with_under(s, id, version, decision, policy, None)
-            .await
+        let request = self.request(id, version, decision, policy);
+        s.commit(request).await.unwrap()
     }
 
     /// Commits a decision made under a claim whose lease ends at
@@ -176,29 +176,9 @@ impl Rig {
         decision: &Decision,
         lease_until_ms: i64,
     ) -> CommitReply {
-        let policy = self.policy.clone();
-        self.commit_with_under(s, id, version, decision, &policy, Some(lease_until_ms))
-            .await
-    }
-
-    async fn commit_with_under<S: CascadeStore>(
-        &self,
-        s: &S,
-        id: &str,
-        version: i64,
-        decision: &Decision,
-        policy: &Policy,
-        lease_until_ms: Option<i64>,
-    ) -> CommitReply {
         let request = CommitRequest {
-            id,
-            version,
-            earlier: &[],
-            decision,
-            policy,
-            sent: None,
-            now_ms: NOW,
-            lease_until_ms,
+            lease_until_ms: Some(lease_until_ms),
+            ..self.request(id, version, decision, &self.policy)
         };
         s.commit(request).await.unwrap()
     }
@@ -213,16 +193,30 @@ impl Rig {
         sent: &ProviderMessage,
     ) -> CommitReply {
         let request = CommitRequest {
+            sent: Some(sent),
+            ..self.request(id, version, decision, &self.policy)
+        };
+        s.commit(request).await.unwrap()
+    }
+
+    /// A commit of `decision` on `version` at `NOW`, recording no send.
+    fn request<'a>(
+        &self,
+        id: &'a str,
+        version: i64,
+        decision: &'a Decision,
+        policy: &'a Policy,
+    ) -> CommitRequest<'a> {
+        CommitRequest {
             id,
             version,
             earlier: &[],
             decision,
-            policy: &self.policy,
-            sent: Some(sent),
+            policy,
+            sent: None,
             now_ms: NOW,
             lease_until_ms: None,
-        };
-        s.commit(request).await.unwrap()
+        }
     }
 }
 

@@ -21,13 +21,9 @@
 -- cascade is gone; {'unreadable', why}.
 local function commit_record(record_key, receipts_key, version, state, due, sends, retention,
                              entries, n_stopping, words, first)
-  local raw = redis.call('GET', record_key)
-  if not raw then
-    return { 'gone' }
-  end
-  local record, why = read_record(raw)
+  local record, reply = load_record(record_key, 'gone')
   if not record then
-    return { 'unreadable', why }
+    return reply
   end
   if record[1] ~= version then
     return { 'conflict' }

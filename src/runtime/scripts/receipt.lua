@@ -9,13 +9,9 @@
 -- {'unknown'} for an unknown notification, or {'unreadable', why} when its
 -- record cannot be read (nothing stored then).
 local function receipt_record(record_key, receipts_key, event, now, entry)
-  local raw = redis.call('GET', record_key)
-  if not raw then
-    return { 'unknown' }
-  end
-  local record, why = read_record(raw)
+  local record, reply = load_record(record_key, 'unknown')
   if not record then
-    return { 'unreadable', why }
+    return reply
   end
   local fresh
   if event == 'failed' then

@@ -34,6 +34,20 @@ local function read_record(record)
   return fields
 end
 
+-- The record stored at `key` as its fields; or nil and the reply to give:
+-- `{absent}` when there is none, `{'unreadable', why}` when it cannot be read.
+local function load_record(key, absent)
+  local raw = redis.call('GET', key)
+  if not raw then
+    return nil, { absent }
+  end
+  local record, why = read_record(raw)
+  if not record then
+    return nil, { 'unreadable', why }
+  end
+  return record
+end
+
 -- The record of these fields, in the current layout.
 local function write_record(fields)
   return LAYOUT .. '\31' .. table.concat(fields, '\31')

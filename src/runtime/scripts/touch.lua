@@ -10,13 +10,9 @@
 -- Returns {'set', wake-up ms ("" when finished)}, {'moved_on'} when the
 -- state had moved on (or is gone), {'unreadable', why}.
 local function touch_record(record_key, receipts_key, version, due, seen, now)
-  local raw = redis.call('GET', record_key)
-  if not raw then
-    return { 'moved_on' }
-  end
-  local record, why = read_record(raw)
+  local record, reply = load_record(record_key, 'moved_on')
   if not record then
-    return { 'unreadable', why }
+    return reply
   end
   if record[1] ~= version then
     return { 'moved_on' }
