@@ -76,6 +76,19 @@ impl Harness {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// `GET path` with an optional bearer token: the status and the JSON
+    /// answer (`Null` when it is not JSON).
+    async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.expect("the daemon answers");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     async fn receipt(&self, id: &str, event: &str) -> (u16, Value) {
         let body = json!({ "id": id, "event": event, "channel": "vk" });
         self.post("/v1/receipts", Some(TOKEN), Some(&body)).await
@@ -396,6 +409,58 @@ async fn a_read_receipt_completes_a_waiting_cascade_at_once() {
     assert_eq!(h.received.count("sms"), 0, "no SMS after a read");
     let (status, body) = h.receipt(&id, "read").await;
     assert_eq!((status, &body["status"]), (200, &json!("already_recorded")));
+    h.stop().await;
+}
+
+/// `GET /v1/notifications/<id>`: the state, the timeline and the receipts
+/// as JSON, behind the `/v1` token, with contacts masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_api_shows_a_notification() {
+    let (url, received) = fake_receiver(vec![]).await;
+    let cfg = TestConfig::new("timeline-api", &url, "", DELIVERY_DELAY);
+    let h = Harness::start(cfg, received).await;
+    let id = h.id("n");
+    h.publish(&notification(&id, "c-1")).await;
+    h.wait_sent(&id).await;
+    let path = format!("/v1/notifications/{id}");
+
+    let (status, body) = h.get(&path, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], json!(id));
+    assert_eq!(body["state"], json!("running"));
+    assert_eq!(body["step"], json!(1));
+    let sent = &body["timeline"][1];
+    assert_eq!(
+        (&sent["event"], &sent["step"], &sent["channel"]),
+        (&json!("sent"), &json!(1), &json!("vk")),
+        "{body}"
+    );
+    assert!(body["next_wake_up_ms"].as_i64().unwrap() > sent["at_ms"].as_i64().unwrap());
+    assert!(
+        body["next_wake_up"].as_str().unwrap().ends_with('Z'),
+        "{body}"
+    );
+
+    let (status, _) = h.receipt(&id, "read").await;
+    assert_eq!(status, 202);
+    h.wait_outcome(&id, "completed", AT_ONCE).await;
+    let (_, body) = h.get(&path, Some(TOKEN)).await;
+    assert_eq!(body["state"], json!("completed"));
+    assert!(body["receipts"]["read"].is_i64(), "{body}");
+    assert_eq!(body["next_wake_up"], Value::Null);
+    let events: Vec<&str> = body["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["accepted", "sent", "receipt", "completed"]);
+    // The customer's contacts are not in it.
+    assert!(!body.to_string().contains("9161234567"), "{body}");
+
+    assert_eq!(h.get(&path, None).await.0, 401);
+    assert_eq!(h.get(&path, Some("not-the-token")).await.0, 401);
+    assert_eq!(h.get("/v1/notifications/nobody", Some(TOKEN)).await.0, 404);
     h.stop().await;
 }
 

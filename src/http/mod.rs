@@ -20,6 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 pub mod callbacks;
 pub mod refusal;
 pub mod serve;
+mod timeline;
 
 use crate::runtime::Health;
 use crate::runtime::clock::Clock;
@@ -66,6 +67,7 @@ pub fn public_router(state: AppState, request_timeout: Duration) -> Router {
     let api = Router::new()
         .route("/v1/receipts", post(post_receipt))
         .route("/v1/notifications/{id}/cancel", post(cancel))
+        .route("/v1/notifications/{id}", get(timeline::get_notification))
         .layer(RequestBodyLimitLayer::new(body_limits::RECEIPTS_API));
     Router::new()
         .merge(api)

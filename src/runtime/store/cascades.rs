@@ -121,6 +121,14 @@ impl FromTagged for AcceptReply {
 }
 plain_reply!(AcceptReply);
 
+/// A notification as the timeline API shows it.
+pub struct Timeline {
+    pub cascade: Cascade,
+    pub entries: Vec<Entry>,
+    /// Event word → Unix ms.
+    pub receipts: BTreeMap<String, i64>,
+}
+
 /// One decision to store (`Store::commit`).
 pub struct CommitRequest<'a> {
     pub id: &'a str,
@@ -468,6 +476,27 @@ impl Store {
             tracing::warn!(notification_id = args.id, error = %e, "a decision is stored but its timer could not be set; its lease will run out and another claim will take it");
         }
         Ok(reply)
+    }
+
+    /// One notification's state, timeline and receipts, for the timeline
+    /// API (one round trip: the keys share the cascade's slot).
+    pub async fn timeline(&self, id: &str) -> Result<Option<Timeline>, StoreError> {
+        let mut c = self.conn.clone();
+        let (record, receipts): (Option<String>, HashMap<String, String>) = redis::pipe()
+            .get(self.keys.state(id))
+            .hgetall(self.keys.receipts(id))
+            .query_async(&mut c)
+            .await?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let corrupt = corrupt(id);
+        let r = Record::parse(&record).map_err(&corrupt)?;
+        Ok(Some(Timeline {
+            cascade: r.cascade().map_err(&corrupt)?,
+            entries: r.entries().map_err(&corrupt)?,
+            receipts: read_receipts(receipts).0,
+        }))
     }
 
     /// The stored timeline and state of one notification, for `cascade status`.

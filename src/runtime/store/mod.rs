@@ -34,7 +34,7 @@ use std::sync::Arc;
 use super::keys::Keys;
 
 pub use cascade_store::CascadeStore;
-pub use cascades::{Accepted, CommitReply, CommitRequest, Loaded};
+pub use cascades::{Accepted, CommitReply, CommitRequest, Loaded, Timeline};
 pub use connection::{RedisConn, Target};
 pub use error::StoreError;
 pub use memory::{MemoryStore, StreamEntry};
