@@ -2,7 +2,7 @@
 //! `{<id>}`, so a Redis Cluster keeps it in one slot and a Lua script may
 //! touch it all; timers and the events stream are spread over shards with
 //! tags of their own (`{<n>}`), and a cascade's shard is reached by a call
-//! of its own on a cluster (`scripts/whole.lua`).
+//! of its own on a cluster (`scripts/*_whole.lua` run them together on one server).
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 -- (`<prefix>:timers:{<n>}`, `:later:{<n>}…`, `:events:{<n>}`), so on a Redis
 -- Cluster a shard's part of an operation is a call of its own, after (or,
 -- for a new cascade, before) the part on the cascade's own keys; on one
--- Redis the parts run as one script (whole.lua).
+-- Redis the parts run as one script (*_whole.lua).
 --
 -- A score in the shard's sorted set says what waits there, by its fraction:
 --   whole ms   a wake-up

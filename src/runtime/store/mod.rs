@@ -55,7 +55,8 @@ pub struct Store {
     /// The scheduler's claims only (see `claim`).
     claims: RedisConn,
     /// On a Redis Cluster: each part of an operation is a call of its own
-    /// (`scripts/whole.lua`), and reads that span cascades are split by slot.
+    /// (`scripts/*_whole.lua` run them as one elsewhere), and reads that span
+    /// cascades are split by slot.
     split: bool,
     /// Each shard's events stream's bound.
     events_max_len: u64,
