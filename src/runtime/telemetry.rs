@@ -44,6 +44,7 @@ impl Telemetry {
             .expect("the bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, describe);
         Telemetry(Arc::new(Registry {
             recorder,
             handle,
@@ -162,6 +163,44 @@ impl Telemetry {
     }
 }
 
+/// Each metric's `# HELP` line: what it counts, and its labels' values.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!(
+        "cascade_intake_total",
+        "Notifications taken off the intake queue, by result (accepted, duplicate, rejected, requeued, failed, dead_letter_failed) and the dead-letter code of a rejected one"
+    );
+    describe_counter!(
+        "cascade_sends_total",
+        "Provider answers to sends, by channel and outcome (sent, transient, rate_limited, permanent, misconfigured, ambiguous)"
+    );
+    describe_histogram!(
+        "cascade_send_duration_seconds",
+        Unit::Seconds,
+        "How long a provider took to answer a send, by channel"
+    );
+    describe_counter!(
+        "cascade_lifecycle_events_total",
+        "Lifecycle events of cascades (one per log line: sent, escalated, completed, …), by event and channel"
+    );
+    describe_counter!(
+        "cascade_receipts_total",
+        "Receipts recorded, by event word (custom words as `other`)"
+    );
+    describe_counter!(
+        "cascade_claimed_total",
+        "Due cascades the scheduler claimed from the timer shards"
+    );
+    describe_counter!(
+        "cascade_callbacks_total",
+        "Provider callbacks received, by provider and what became of them"
+    );
+    describe_counter!(
+        "cascade_http_rejected_total",
+        "Requests refused before they were authenticated, by route and reason"
+    );
+}
+
 /// Metric handles by their two label values, for the metrics counted
 /// several times per send: registering one builds its key and labels anew,
 /// looking it up here does not allocate.
@@ -187,5 +226,35 @@ impl<T: Clone> Handles<T> {
         let h = register();
         names.insert(name.to_owned(), h.clone());
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_says_what_it_counts() {
+        let t = Telemetry::new();
+        t.intake("accepted", None);
+        t.send("vk", "sent", Duration::from_millis(12));
+        t.lifecycle("sent", Some("vk"));
+        t.receipt("read");
+        t.claimed(1);
+        t.callback("vk", "recorded");
+        t.http_rejected("v1", "missing");
+        let text = t.render();
+        let typed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert_eq!(typed.len(), 8, "{text}");
+        for name in typed {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("# HELP {name} "))),
+                "{name} has no # HELP line:\n{text}"
+            );
+        }
     }
 }
