@@ -252,7 +252,8 @@ mod tests {
         assert_eq!(typed.len(), 8, "{text}");
         for name in typed {
             assert!(
-                text.lines().any(|l| l.starts_with(&format!("# HELP {name} "))),
+                text.lines()
+                    .any(|l| l.starts_with(&format!("# HELP {name} "))),
                 "{name} has no # HELP line:\n{text}"
             );
         }
