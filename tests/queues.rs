@@ -37,6 +37,22 @@ fn queues_of(prefix: &str) -> Vec<String> {
     rows
 }
 
+/// Publishes one notification to `cfg`'s queue and waits until the child
+/// daemon sent its first step.
+async fn publish_one_and_see_it_sent(
+    daemon: &mut common::ChildDaemon,
+    cfg: &TestConfig,
+    received: &common::Received,
+) {
+    let intake = common::intake_config_of(&cfg.catalog());
+    publish_to(&intake, &notification(&format!("{}-n", cfg.name), "c-1")).await;
+    daemon
+        .wait_alive_until("the first send", AT_ONCE * 3, async || {
+            received.count("vk") == 1
+        })
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_queues_are_quorum_queues_with_a_delivery_limit() {
     let (url, received) = fake_receiver(vec![]).await;
@@ -86,13 +102,7 @@ async fn an_older_classic_queue_is_used_as_it_is_with_a_warning() {
 
     let log = std::env::temp_dir().join(format!("{name}.log"));
     let mut daemon = common::ChildDaemon::spawn(&cfg.path(), &log);
-    let intake = common::intake_config_of(&cfg.catalog());
-    publish_to(&intake, &notification(&format!("{name}-n"), "c-1")).await;
-    daemon
-        .wait_alive_until("the first send", AT_ONCE * 3, async || {
-            received.count("vk") == 1
-        })
-        .await;
+    publish_one_and_see_it_sent(&mut daemon, &cfg, &received).await;
     let rows = queues_of(&name);
     assert!(
         rows.iter().all(|r| r.contains("\tclassic")),
@@ -116,13 +126,7 @@ async fn the_first_node_that_answers_is_used() {
     let log = std::env::temp_dir().join(format!("{name}.log"));
     let mut daemon =
         common::ChildDaemon::spawn_with(&cfg.path(), &log, "warn", &[("CASCADE_AMQP_URL", &nodes)]);
-    let intake = common::intake_config_of(&cfg.catalog());
-    publish_to(&intake, &notification(&format!("{name}-n"), "c-1")).await;
-    daemon
-        .wait_alive_until("the first send", AT_ONCE * 3, async || {
-            received.count("vk") == 1
-        })
-        .await;
+    publish_one_and_see_it_sent(&mut daemon, &cfg, &received).await;
     let said = daemon.log();
     assert!(said.contains("cannot reach this RabbitMQ node"), "{said}");
     assert!(

@@ -79,21 +79,12 @@ impl Keys {
         self.laters[(shard % self.shards) as usize].clone()
     }
 
-    pub fn later_of(&self, id: &str) -> String {
-        self.later(shard_of(id, self.shards))
-    }
-
     /// The list of one far slot of a shard: `<later>:<slot>`.
     pub fn later_slot(&self, shard: u16, slot: i64) -> String {
         let mut key = self.later(shard);
         key.push(':');
         key.push_str(&slot.to_string());
         key
-    }
-
-    /// The list of the far slot `slot` of `id`'s shard.
-    pub fn later_slot_of(&self, id: &str, slot: i64) -> String {
-        self.later_slot(shard_of(id, self.shards), slot)
     }
 
     /// The bounded stream of the lifecycle events (contract §7) of the

@@ -43,11 +43,6 @@ pub fn redis_target() -> Target {
     }
 }
 
-/// Whether the tests run on a Redis Cluster.
-pub fn on_cluster() -> bool {
-    redis_target().is_cluster()
-}
-
 /// The environment variable that points a daemon at the tests' Redis.
 pub struct RedisEnv(&'static str, String);
 

@@ -198,12 +198,40 @@ pub(super) async fn redis_conn(target: &Target) -> Result<RedisConn, BenchError>
     Ok(RedisConn::open(target).await?)
 }
 
-/// Deletes the bench's keys, node by node on a cluster (SCAN walks one).
+/// Deletes the bench's keys (`UNLINK` through the cluster client, which
+/// splits it by slot).
 async fn delete_prefix(target: &Target, prefix: &str) -> Result<(), BenchError> {
-    for node in nodes(target).await? {
-        delete_prefix_on(&node, prefix).await?;
+    let keys = keys_under(target, prefix).await?;
+    let mut c = redis_conn(target).await?;
+    for chunk in keys.chunks(10_000) {
+        let _: () = redis::cmd("UNLINK").arg(chunk).query_async(&mut c).await?;
     }
     Ok(())
+}
+
+/// Every key under `prefix`, server by server (`SCAN` walks one node).
+pub(super) async fn keys_under(target: &Target, prefix: &str) -> Result<Vec<String>, BenchError> {
+    let mut all = Vec::new();
+    for node in nodes(target).await? {
+        let mut c = redis_conn(&node).await?;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}:*"))
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(&mut c)
+                .await?;
+            all.extend(keys);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(all)
 }
 
 /// The servers to read or clean one by one: the one server, or every
@@ -240,28 +268,6 @@ pub(super) fn primaries(listing: &str) -> Vec<String> {
                 .then(|| addr.split('@').next().unwrap_or(addr).to_owned())
         })
         .collect()
-}
-
-async fn delete_prefix_on(target: &Target, prefix: &str) -> Result<(), BenchError> {
-    let mut c = redis_conn(target).await?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut c)
-            .await?;
-        if !keys.is_empty() {
-            let _: () = redis::cmd("UNLINK").arg(&keys).query_async(&mut c).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
 }
 
 /// The `[redis]` line that points a daemon at `target`.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::measure::{rss_kib, used_memory};
-use super::rig::{Rig, clock_now, publish, redis_conn};
+use super::rig::{Rig, clock_now, keys_under, publish, redis_conn};
 use super::{BenchError, BenchOptions, Footprint, WAIT_MS};
 use crate::dev::fakes::webhook::FakeWebhook;
 use crate::runtime::clock::SystemClock;
@@ -68,7 +68,8 @@ pub(super) async fn w3(opts: &BenchOptions) -> Result<Footprint, BenchError> {
         rss_peak_kib = rss_peak_kib.max(rss_now);
         let redis_after = used_memory(&opts.redis).await?;
         daemon.stop(Duration::from_secs(5)).await;
-        let breakdown = breakdown(&mut conn, rig.keys.prefix(), n).await?;
+        let keys = keys_under(&opts.redis, rig.keys.prefix()).await?;
+        let breakdown = breakdown(&mut conn, rig.keys.prefix(), keys, n).await?;
         Ok::<_, BenchError>(Footprint {
             n,
             waiting,
@@ -87,10 +88,11 @@ pub(super) async fn w3(opts: &BenchOptions) -> Result<Footprint, BenchError> {
 
 /// What each kind of key costs per pending cascade: `MEMORY USAGE` of a
 /// sample of each kind that exists once per cascade, times how many there
-/// are, and the shared keys (timers, the events stream) in full, over `n`.
+/// are, and the shared keys (timers, the events streams) in full, over `n`.
 async fn breakdown(
     conn: &mut RedisConn,
     prefix: &str,
+    keys: Vec<String>,
     n: usize,
 ) -> Result<Vec<(String, f64)>, BenchError> {
     use std::collections::BTreeMap;
@@ -100,8 +102,8 @@ async fn breakdown(
             "timers (zsets)".into()
         } else if rest.starts_with(":later:") {
             "timers (far lists)".into()
-        } else if rest == ":events" {
-            "events stream".into()
+        } else if rest.starts_with(":events:") {
+            "events streams".into()
         } else if rest.starts_with(":pmid:") {
             "provider message id".into()
         } else if rest.starts_with(":peers:") {
@@ -114,35 +116,20 @@ async fn breakdown(
     };
     // (keys of this kind, sampled keys, sampled bytes)
     let mut kinds: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(conn)
-            .await?;
-        for key in keys {
-            let k = kinds.entry(kind(&key)).or_default();
-            k.0 += 1;
-            if k.1 < 500 {
-                let bytes: Option<u64> = redis::cmd("MEMORY")
-                    .arg("USAGE")
-                    .arg(&key)
-                    .arg("SAMPLES")
-                    .arg(0)
-                    .query_async(conn)
-                    .await?;
-                k.1 += 1;
-                k.2 += bytes.unwrap_or(0);
-            }
+    for key in keys {
+        let k = kinds.entry(kind(&key)).or_default();
+        k.0 += 1;
+        if k.1 < 500 {
+            let bytes: Option<u64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query_async(conn)
+                .await?;
+            k.1 += 1;
+            k.2 += bytes.unwrap_or(0);
         }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
     }
     let mut out: Vec<(String, f64)> = kinds
         .into_iter()

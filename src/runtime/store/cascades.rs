@@ -85,12 +85,10 @@ impl AcceptArgs<'_> {
         }
     }
 
-    fn arm_keys(&self, keys: &Keys) -> [String; 3] {
-        [
-            keys.timer_of(self.id),
-            keys.later_of(self.id),
-            self.wake.slot_list.clone(),
-        ]
+    /// The shard's timer set and far-slot index; the wake-up's slot list,
+    /// the third of `arm`'s keys, is `wake.slot_list`.
+    fn arm_keys(&self, keys: &Keys) -> [String; 2] {
+        [keys.timer(self.wake.shard), keys.later(self.wake.shard)]
     }
 
     /// `arm`'s parameters after its keys.
@@ -273,9 +271,10 @@ impl Store {
         } else {
             // accept_whole.lua's layout.
             let [record, receipts] = args.record_keys(&self.keys);
-            let [timers, later, slot_list] = args.arm_keys(&self.keys);
-            let events = self.keys.events_of(&n.id);
-            let keys = [&record[..], &receipts, &timers, &later, &slot_list, &events];
+            let [timers, later] = args.arm_keys(&self.keys);
+            let events = self.keys.events(args.wake.shard);
+            let slot_list = &args.wake.slot_list;
+            let keys = [&record[..], &receipts, &timers, &later, slot_list, &events];
             let room = args.record.len() + args.timeline.len() + 256;
             let mut call = Call::with_room(&self.scripts.accept, &keys, 16, room);
             args.arm_args(&mut call);
@@ -304,10 +303,11 @@ impl Store {
         let started = std::time::Instant::now();
         let mut c = self.conn.clone();
         let arm = |c: &mut RedisConn| {
-            let keys = args.arm_keys(&self.keys);
+            let [timers, later] = args.arm_keys(&self.keys);
             let mut c = c.clone();
             async move {
-                let mut arm = Call::new(&self.scripts.arm, &[&keys[0], &keys[1], &keys[2]]);
+                let keys = [&timers[..], &later, &args.wake.slot_list];
+                let mut arm = Call::new(&self.scripts.arm, &keys);
                 args.arm_args(&mut arm);
                 arm.invoke::<Value>(&mut c).await.map(|_| ())
             }
@@ -421,8 +421,9 @@ impl Store {
         }
         // commit_whole.lua's layout.
         let [record, receipts] = args.record_keys(&self.keys);
-        let [timers, later, slot_list, events] = args.settle.keys(&self.keys);
-        let mut keys = vec![&record[..], &receipts, &timers, &later, &slot_list, &events];
+        let [timers, later, events] = args.settle.keys(&self.keys);
+        let slot_list = &args.settle.wake.slot_list;
+        let mut keys = vec![&record[..], &receipts, &timers, &later, slot_list, &events];
         if let Some(i) = &args.index {
             keys.push(&i.key);
         }

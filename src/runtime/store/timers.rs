@@ -13,7 +13,7 @@ use super::call::{Call, FromTagged, Reply, Scripts, Tagged, plain_reply};
 use super::cascades::Loaded;
 use super::connection::RedisConn;
 use super::{Store, StoreError};
-use crate::runtime::keys::Keys;
+use crate::runtime::keys::{Keys, shard_of};
 
 /// Wake-ups further off than this wait in per-minute lists, not in the
 /// sorted set (`scripts/wake.lua`).
@@ -49,16 +49,20 @@ pub(super) struct WakeArgs {
     /// now + the horizon, ms.
     pub far_after: i64,
     pub slot_ms: i64,
+    /// The cascade's timer shard (its id hashed once for all its keys).
+    pub shard: u16,
 }
 
 impl WakeArgs {
     pub fn new(keys: &Keys, id: &str, due: Option<i64>, now_ms: i64) -> Self {
         let slot = due.unwrap_or(now_ms).div_euclid(WAKE_SLOT_MS);
+        let shard = shard_of(id, keys.shards());
         WakeArgs {
             due: due.map(|d| d.to_string()).unwrap_or_default(),
-            slot_list: keys.later_slot_of(id, slot),
+            slot_list: keys.later_slot(shard, slot),
             far_after: now_ms + WAKE_HORIZON_MS,
             slot_ms: WAKE_SLOT_MS,
+            shard,
         }
     }
 }
@@ -78,13 +82,11 @@ pub(super) struct Settle<'a> {
 }
 
 impl Settle<'_> {
-    pub fn keys(&self, keys: &Keys) -> [String; 4] {
-        [
-            keys.timer_of(self.id),
-            keys.later_of(self.id),
-            self.wake.slot_list.clone(),
-            keys.events_of(self.id),
-        ]
+    /// The shard's timer set, far-slot index and events stream; the
+    /// wake-up's slot list, the third of `settle`'s keys, is `wake.slot_list`.
+    pub fn keys(&self, keys: &Keys) -> [String; 3] {
+        let n = self.wake.shard;
+        [keys.timer(n), keys.later(n), keys.events(n)]
     }
 
     /// `settle`'s parameters after its keys, with the wake-up `due` (""
@@ -514,14 +516,10 @@ impl Store {
     /// Sets a cascade's timer after a decision was stored on a cluster
     /// (`settle` in wake.lua), at `due` as the stored part answered.
     pub(super) async fn settle(&self, settle: &Settle<'_>, due: &str) -> Result<(), StoreError> {
-        let keys = settle.keys(&self.keys);
+        let [timers, later, events] = settle.keys(&self.keys);
         let room = settle.entries.len() + 128;
-        let mut call = Call::with_room(
-            &self.scripts.settle,
-            &[&keys[0], &keys[1], &keys[2], &keys[3]],
-            8,
-            room,
-        );
+        let keys = [&timers[..], &later, &settle.wake.slot_list, &events];
+        let mut call = Call::with_room(&self.scripts.settle, &keys, 8, room);
         settle.args(&mut call, due, self.events_max_len);
         let _: Value = call.invoke(&mut self.conn.clone()).await?;
         Ok(())
@@ -576,13 +574,13 @@ impl Store {
             return Ok(());
         }
         // touch_whole.lua's layout.
-        let [timers, later, slot_list, events] = args.settle.keys(&self.keys);
+        let [timers, later, events] = args.settle.keys(&self.keys);
         let keys = [
             &record[0][..],
             &record[1],
             &timers,
             &later,
-            &slot_list,
+            &args.settle.wake.slot_list,
             &events,
         ];
         let mut call = Call::new(&self.scripts.touch, &keys);
