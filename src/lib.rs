@@ -10,5 +10,6 @@ pub mod dev;
 pub mod http;
 pub mod notification;
 pub mod pii;
+pub mod report;
 pub mod runtime;
 pub mod segments;

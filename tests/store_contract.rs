@@ -27,7 +27,9 @@ async fn accept_and_duplicate<S: CascadeStore + Foreign>(s: &S, rig: &Rig) -> Ve
     };
     let a = rig.admitted("n-1");
     for _ in 0..2 {
-        log.push(accepted_word(s.accept(&a, &rig.policy, &first, NOW).await));
+        log.push(accepted_word(
+            s.accept(&a, &rig.policy, &first, "-", &[], NOW).await,
+        ));
     }
     log.push(loaded(s.load("n-1").await));
     log.push(loaded(s.load("unknown").await));

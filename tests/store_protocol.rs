@@ -117,6 +117,9 @@ impl Rig {
             sent: None,
             now_ms: NOW,
             lease_until_ms: None,
+            counts: &[],
+            segment: "-",
+            lines: None,
         }))
     }
 }

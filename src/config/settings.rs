@@ -19,7 +19,24 @@ pub struct Settings {
     pub redis: Redis,
     pub http: Http,
     pub defaults: Defaults,
+    pub report: ReportSettings,
 }
+
+/// `[report]`: the counters behind `cascade report`.
+#[derive(Clone, Debug)]
+pub struct ReportSettings {
+    /// How long an hour's counters are kept (default 90 days).
+    pub retention_ms: i64,
+    /// The customer segments counted on their own; any other is `other`.
+    /// `None`: the first `max_segments` seen per policy.
+    pub segments: Option<Vec<String>>,
+    pub max_segments: usize,
+}
+
+/// `report.retention` when unset.
+const DEFAULT_REPORT_RETENTION_MS: i64 = 90 * 86_400_000;
+/// `report.max_segments` when unset.
+const DEFAULT_MAX_SEGMENTS: usize = 20;
 
 #[derive(Clone, Debug)]
 pub struct Amqp {
@@ -129,6 +146,16 @@ pub(super) struct RawSettings {
     pub limits: RawLimits,
     #[serde(default)]
     pub quiet_hours: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub report: RawReport,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReport {
+    pub retention: Option<Spanned<String>>,
+    pub segments: Option<Vec<Spanned<String>>>,
+    pub max_segments: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -233,6 +260,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
     let target = read_redis_target(raw, text.redis_url.as_deref(), check);
     let timezone = read_timezone(raw, text.tz_name.as_deref(), check);
     let time = read_durations(raw, check);
+    let report = read_report(&raw.report, check);
     if check.errors.len() > before {
         return None;
     }
@@ -269,6 +297,39 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
             claim_lease_ms: time.claim_lease?.max(1_000),
             send_at_horizon_ms: time.send_at_horizon?,
         },
+        report: report?,
+    })
+}
+
+/// `[report]`.
+fn read_report(raw: &RawReport, check: &mut FileCheck) -> Option<ReportSettings> {
+    let retention_ms = duration_or(check, &raw.retention, DEFAULT_REPORT_RETENTION_MS);
+    let max_segments = match &raw.max_segments {
+        Some(v) if !(1..=1000).contains(v.get_ref()) => {
+            check.err(v.span(), "max_segments must be between 1 and 1000");
+            None
+        }
+        Some(v) => Some(*v.get_ref() as usize),
+        None => Some(DEFAULT_MAX_SEGMENTS),
+    };
+    let segments = raw.segments.as_ref().map(|list| {
+        list.iter()
+            .map(|s| crate::report::clean_segment(s.get_ref()))
+            .collect::<Vec<_>>()
+    });
+    if let (Some(list), Some(raw_list)) = (&segments, &raw.segments)
+        && let Some(v) = raw_list.get(1000)
+    {
+        check.err(
+            v.span(),
+            format!("{} segments are too many (at most 1000)", list.len()),
+        );
+        return None;
+    }
+    Some(ReportSettings {
+        retention_ms: retention_ms?.max(3_600_000),
+        segments,
+        max_segments: max_segments?,
     })
 }
 

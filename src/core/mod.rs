@@ -9,7 +9,7 @@ pub mod report;
 
 pub use cascade::{
     Cascade, Context, Decision, Entry, EntryKind, Event, Outcome, Phase, Recipient, SendOrder,
-    SendOutcome, Timing, decide, names_channel, unreachable,
+    SendOutcome, Timing, channel_for_step, decide, names_channel, unreachable,
 };
 pub use policy::{
     ChannelKind, ChannelRules, Limits, OnLimit, OnUncertain, Policy, Rate, RetryPolicy, Step,

@@ -48,10 +48,9 @@ mod tests {
             failures: 0,
             phase,
             expires_at_ms: None,
-            last_escalation_ms: None,
             handled_failed_ms: None,
-            late_read: false,
             transitions: 0,
+            tallied: None,
         }
     }
 

@@ -755,24 +755,6 @@ fn cancelled_ends_it_whatever_stop_on_says() {
 }
 
 #[test]
-fn a_read_soon_after_an_escalation_is_a_late_read() {
-    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
-    h.start(None, None);
-    h.sent();
-    h.wake();
-    h.sent(); // SMS out; the cascade is exhausted
-    h.receipt("read", h.now + 5 * MIN);
-    assert!(h.events().contains(&"late_read"));
-    assert!(h.state().late_read);
-    let count = h.events().iter().filter(|e| **e == "late_read").count();
-    h.event(Event::ReceiptsChanged);
-    assert_eq!(
-        h.events().iter().filter(|e| **e == "late_read").count(),
-        count
-    );
-}
-
-#[test]
 fn a_send_in_flight_when_a_read_arrives_is_still_recorded() {
     let mut h = H::new(delivery_delay(), everyone(), ms(T0));
     h.start(None, None);
@@ -981,18 +963,6 @@ fn times_at_the_ends_of_the_range_never_overflow() {
             }
         }
     }
-}
-
-#[test]
-fn a_read_at_the_ends_of_time_is_no_late_read_overflow() {
-    let mut h = H::new(delivery_delay(), everyone(), ms(T0));
-    h.start(None, None);
-    h.sent();
-    h.wake();
-    h.sent();
-    h.timing.late_read_window_ms = i64::MAX;
-    h.receipt("read", i64::MAX);
-    assert!(h.events().contains(&"late_read"), "{:?}", h.events());
 }
 
 #[test]

@@ -98,6 +98,24 @@ impl Keys {
         self.events(shard_of(id, self.shards))
     }
 
+    /// A shard's report counts of one hour (hour = Unix ms / 1h): a hash of
+    /// counter fields (report/mod.rs), kept for the retention.
+    pub fn report(&self, shard: u16, hour: i64) -> String {
+        format!("{}:report:{{{}}}:{hour}", self.prefix, shard % self.shards)
+    }
+
+    /// A policy's customer segments counted on their own (report/mod.rs):
+    /// the first ones seen, up to the configured number.
+    pub fn segments(&self, policy: &str) -> String {
+        format!("{}:segments:{{{policy}}}", self.prefix)
+    }
+
+    /// A customer's recent notifications: id → accepted ms, the newest
+    /// kept, for the customer timeline API.
+    pub fn customer(&self, customer_id: &str) -> String {
+        join(&[&self.prefix, ":customer:{", customer_id, "}"])
+    }
+
     /// A channel's next free moment for its throughput, shared by every
     /// instance (`scripts/rate.lua`).
     pub fn rate(&self, channel: &str) -> String {

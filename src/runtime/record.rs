@@ -138,17 +138,13 @@ pub fn encode_state(c: &Cascade) -> String {
             }
         }
     }
-    for (tag, v) in [
-        ('x', c.expires_at_ms),
-        ('e', c.last_escalation_ms),
-        ('h', c.handled_failed_ms),
-    ] {
+    for (tag, v) in [('x', c.expires_at_ms), ('h', c.handled_failed_ms)] {
         if let Some(v) = v {
             let _ = write!(out, "\t{tag}{v}");
         }
     }
-    if c.late_read {
-        out.push_str("\tl");
+    if let Some(n) = c.tallied {
+        let _ = write!(out, "\tn{n}");
     }
     out
 }
@@ -200,17 +196,19 @@ pub fn decode_state(s: &str) -> Result<Cascade, String> {
         failures,
         phase,
         expires_at_ms: None,
-        last_escalation_ms: None,
         handled_failed_ms: None,
-        late_read: false,
         transitions,
+        tallied: None,
     };
     for opt in f {
         match opt.split_at_checked(1) {
             Some(("x", v)) => c.expires_at_ms = Some(ms(v)?),
-            Some(("e", v)) => c.last_escalation_ms = Some(ms(v)?),
             Some(("h", v)) => c.handled_failed_ms = Some(ms(v)?),
-            Some(("l", "")) => c.late_read = true,
+            Some(("n", v)) => c.tallied = Some(v.parse().map_err(|_| bad())?),
+            // Written by earlier versions (the latest escalation, a late
+            // read noted by the core); the report's tally notes both now.
+            Some(("e", v)) => drop(ms(v)?),
+            Some(("l", "")) => {}
             _ => return Err(bad()),
         }
     }
@@ -359,20 +357,18 @@ mod tests {
             phase(),
             proptest::option::of(any::<i64>()),
             proptest::option::of(any::<i64>()),
-            proptest::option::of(any::<i64>()),
-            any::<bool>(),
+            proptest::option::of(any::<u16>()),
         )
             .prop_map(
-                |((step, alt, failures, transitions), phase, x, e, h, l)| Cascade {
+                |((step, alt, failures, transitions), phase, x, h, n)| Cascade {
                     step,
                     alt,
                     failures,
                     phase,
                     expires_at_ms: x,
-                    last_escalation_ms: e,
                     handled_failed_ms: h,
-                    late_read: l,
                     transitions,
+                    tallied: n,
                 },
             )
     }
@@ -430,10 +426,9 @@ mod tests {
                 until_ms: 1_795_454_072_833,
             },
             expires_at_ms: None,
-            last_escalation_ms: None,
             handled_failed_ms: None,
-            late_read: false,
             transitions: 2,
+            tallied: None,
         };
         assert_eq!(
             encode_state(&c),

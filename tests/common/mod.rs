@@ -1330,9 +1330,8 @@ pub fn waiting_on_vk(now_ms: i64, until_ms: i64) -> cascade::core::Cascade {
             until_ms,
         },
         expires_at_ms: None,
-        last_escalation_ms: None,
         handled_failed_ms: None,
-        late_read: false,
+        tallied: None,
         transitions: 1,
     }
 }

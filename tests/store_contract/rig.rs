@@ -139,7 +139,7 @@ impl Rig {
     ) -> String {
         let first = decision(wake_ms, sends);
         accepted_word(
-            s.accept(&self.admitted(id), &self.policy, &first, NOW)
+            s.accept(&self.admitted(id), &self.policy, &first, "-", &[], NOW)
                 .await,
         )
     }
@@ -216,6 +216,9 @@ impl Rig {
             sent: None,
             now_ms: NOW,
             lease_until_ms: None,
+            counts: &[],
+            segment: "-",
+            lines: None,
         }
     }
 }

@@ -23,7 +23,8 @@ pub struct Timing {
     /// A send with no outcome after this long is treated as interrupted
     /// (the instance performing it died): the channel's `on_uncertain` decides.
     pub in_flight_timeout_ms: i64,
-    /// A stopping receipt this soon after an escalation is recorded as `late_read`.
+    /// A read of an earlier step's message this soon after an escalation
+    /// is a `late_read` (report/tally.rs).
     pub late_read_window_ms: i64,
     /// Hard bound on events handled per cascade; past it the cascade ends.
     pub max_transitions: u16,
@@ -88,4 +89,31 @@ pub fn unreachable(
         return Some("no_contact");
     }
     None
+}
+
+/// A step's alternatives, in the customer's preference order.
+pub fn alternatives<'a>(ctx: &Context<'a>, step: usize) -> Vec<&'a str> {
+    let Some(step) = ctx.policy.steps.get(step) else {
+        return Vec::new();
+    };
+    let mut alts: Vec<&'a str> = step.channels.iter().map(String::as_str).collect();
+    let prefs = &ctx.recipient.preferences;
+    if !prefs.is_empty() {
+        // Stable: channels the customer did not rank keep the policy's order, last.
+        alts.sort_by_key(|ch| {
+            prefs
+                .iter()
+                .position(|p| names_channel(p, ch, ctx.channels))
+                .unwrap_or(prefs.len())
+        });
+    }
+    alts
+}
+
+/// The channel a step would go out on: its first alternative, in the
+/// customer's order, the customer can be reached on.
+pub fn channel_for_step<'a>(ctx: &Context<'a>, step: usize) -> Option<&'a str> {
+    alternatives(ctx, step)
+        .into_iter()
+        .find(|ch| unreachable(ch, ctx.channels, ctx.recipient).is_none())
 }

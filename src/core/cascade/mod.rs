@@ -17,7 +17,9 @@ mod timeline;
 
 use serde::{Deserialize, Serialize};
 
-pub use context::{Context, Recipient, Timing, names_channel, unreachable};
+pub use context::{
+    Context, Recipient, Timing, alternatives, channel_for_step, names_channel, unreachable,
+};
 pub use event::{Event, SendOrder, SendOutcome};
 use run::Run;
 pub use timeline::{Entry, EntryKind};
@@ -40,16 +42,16 @@ pub struct Cascade {
     pub phase: Phase,
     #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<i64>,
-    /// When the latest escalation (a send of step > 0) went out.
-    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
-    pub last_escalation_ms: Option<i64>,
     /// The `failed` receipt already acted upon, so it escalates only once.
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
     pub handled_failed_ms: Option<i64>,
-    #[serde(rename = "l", default, skip_serializing_if = "std::ops::Not::not")]
-    pub late_read: bool,
     #[serde(rename = "t")]
     pub transitions: u16,
+    /// For the shell: how many of the cascade's timeline entries the report
+    /// counters hold (report/tally.rs); `None` for a cascade stored before
+    /// they were kept. The core leaves it as it is.
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub tallied: Option<u16>,
 }
 
 /// Where a cascade stands.
@@ -129,10 +131,9 @@ impl Cascade {
             failures: 0,
             phase: Phase::Due { at_ms: start_ms },
             expires_at_ms,
-            last_escalation_ms: None,
             handled_failed_ms: None,
-            late_read: false,
             transitions: 0,
+            tallied: None,
         };
         let mut run = Run::new(cascade, now_ms, ctx);
         run.note(EntryKind::Accepted, None, None, None);

@@ -1,5 +1,6 @@
 //! Receipts: a stopping receipt ends the cascade, a `failed` report
-//! escalates, and a read just after an escalation is noted as late.
+//! escalates. (A read just after an escalation is noted as late by the
+//! report's tally, which sees the channel each receipt came on.)
 
 use super::super::policy::{CANCELLED, FAILED};
 use super::run::Run;
@@ -21,8 +22,7 @@ impl<'a> Run<'_, 'a> {
 
     /// Applies the receipts hash. Returns true when the cascade is now done.
     pub(super) fn check_receipts(&mut self) -> bool {
-        if let Some((event, at_ms)) = self.receipt_stops() {
-            self.mark_late_read(at_ms);
+        if let Some((event, _)) = self.receipt_stops() {
             if event == CANCELLED {
                 self.done(Outcome::Cancelled, None);
             } else {
@@ -57,16 +57,5 @@ impl<'a> Run<'_, 'a> {
             self.next_alternative("failed");
         }
         self.cascade.is_done()
-    }
-
-    pub(super) fn mark_late_read(&mut self, read_ms: i64) {
-        if let Some(esc) = self.cascade.last_escalation_ms
-            && !self.cascade.late_read
-            && read_ms >= esc
-            && read_ms.saturating_sub(esc) <= self.ctx.timing.late_read_window_ms
-        {
-            self.cascade.late_read = true;
-            self.note(EntryKind::LateRead, Some(self.cascade.step), None, None);
-        }
     }
 }

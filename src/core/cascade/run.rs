@@ -1,7 +1,6 @@
 //! One decision in progress: the state being changed, the send ordered and
 //! the entries noted, and the dispatch of an event to its handling.
 
-use super::super::policy::CANCELLED;
 use super::{
     Cascade, Context, Decision, Entry, EntryKind, Event, Outcome, Phase, SendOrder, SendOutcome,
 };
@@ -174,8 +173,8 @@ impl<'c, 'a> Run<'c, 'a> {
             && self.cascade.step == step
     }
 
-    /// A finished cascade only ever notes a late read, or a send that was
-    /// already in flight when it finished.
+    /// A finished cascade only ever notes a send that was already in
+    /// flight when it finished.
     pub(super) fn after_done(&mut self, event: &Event) {
         if let Event::SendResult {
             step,
@@ -194,11 +193,6 @@ impl<'c, 'a> Run<'c, 'a> {
                     Some("after_done"),
                 )
             });
-        }
-        if let Some((event, at_ms)) = self.receipt_stops()
-            && event != CANCELLED
-        {
-            self.mark_late_read(at_ms);
         }
     }
 

@@ -4,26 +4,12 @@
 use super::super::policy::WaitClock;
 use super::super::quiet::QuietHours;
 use super::run::Run;
-use super::{Entry, EntryKind, Outcome, Phase, SendOrder, names_channel, unreachable};
+use super::{Entry, EntryKind, Outcome, Phase, SendOrder, alternatives, unreachable};
 
 impl<'a> Run<'_, 'a> {
     /// The current step's alternatives, in the customer's preference order.
     pub(super) fn alternatives(&self, step: usize) -> Vec<&'a str> {
-        let Some(step) = self.ctx.policy.steps.get(step) else {
-            return Vec::new();
-        };
-        let mut alts: Vec<&'a str> = step.channels.iter().map(String::as_str).collect();
-        let prefs = &self.ctx.recipient.preferences;
-        if !prefs.is_empty() {
-            // Stable: channels the customer did not rank keep the policy's order, last.
-            alts.sort_by_key(|ch| {
-                prefs
-                    .iter()
-                    .position(|p| names_channel(p, ch, self.ctx.channels))
-                    .unwrap_or(prefs.len())
-            });
-        }
-        alts
+        alternatives(self.ctx, step)
     }
 
     pub(super) fn unreachable(&self, channel: &str) -> Option<&'static str> {
@@ -137,9 +123,6 @@ impl<'a> Run<'_, 'a> {
 
     /// The step is out: wait for a stopping receipt.
     pub(super) fn start_wait(&mut self, step: u8, channel: String) {
-        if step > 0 {
-            self.cascade.last_escalation_ms = Some(self.now_ms);
-        }
         let Some(def) = self.ctx.policy.steps.get(step as usize) else {
             self.done(Outcome::Exhausted, Some("no_more_steps"));
             return;

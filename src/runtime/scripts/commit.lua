@@ -12,6 +12,9 @@
 -- entries: the decision's timeline entries, one per line ("" for none),
 --   appended to the record's timeline
 -- n_stopping: how many of the words that follow stop this cascade
+-- lines: how many timeline entries the decision read ("" not to check):
+--   one recorded since (a receipt's) is a conflict, so the decision counts
+--   it for the report (report/tally.rs) before its own
 -- words[first..]: the receipt words that wake a running cascade at once
 --   when recorded, the stopping ones first (from the core: the stopping
 --   ones and `failed`)
@@ -20,12 +23,12 @@
 -- {'stopped'} if a stopping receipt arrived (decide again); {'gone'} if the
 -- cascade is gone; {'unreadable', why}.
 local function commit_record(record_key, receipts_key, version, state, due, sends, retention,
-                             entries, n_stopping, words, first)
+                             entries, n_stopping, lines, words, first)
   local record, reply = load_record(record_key, 'gone')
   if not record then
     return reply
   end
-  if record[1] ~= version then
+  if record[1] ~= version or (lines ~= '' and count_lines(record[4]) ~= tonumber(lines)) then
     return { 'conflict' }
   end
   local stopping, waking = {}, {}

@@ -63,3 +63,12 @@ local function stopped(recorded, stopping)
   end
   return false
 end
+
+-- How many entries a timeline (one per line) holds.
+local function count_lines(timeline)
+  if timeline == '' then
+    return 0
+  end
+  local _, n = string.gsub(timeline, '\n', '')
+  return n + 1
+end

@@ -1,7 +1,8 @@
 -- wake.lua: the timer shard's helpers, prepended to every script that
 -- touches a shard (the shard's operations: arm.lua, settle.lua, woken.lua,
 -- claim.lua, forget.lua, give_back.lua). They touch only keys of one shard
--- (`<prefix>:timers:{<n>}`, `:later:{<n>}…`, `:events:{<n>}`), so on a Redis
+-- (`<prefix>:timers:{<n>}`, `:later:{<n>}…`, `:events:{<n>}`,
+-- `:report:{<n>}:<hour>`), so on a Redis
 -- Cluster a shard's part of an operation is a call of its own, after (or,
 -- for a new cascade, before) the part on the cascade's own keys; on one
 -- Redis the parts run as one script (*_whole.lua).
@@ -77,4 +78,17 @@ local function append_events(stream, id, entries, max_len)
   if entries ~= '' then
     redis.call('XADD', stream, 'MAXLEN', '~', max_len, '*', 'id', id, 'e', entries)
   end
+end
+
+-- A decision's report counts (report/mod.rs), added to its hour's hash on
+-- the shard: counts holds "<n> <field>" lines ("" for none). The hash is
+-- kept until keep_until (ms: the hour's end plus the retention).
+local function add_counts(report, counts, keep_until)
+  if counts == '' then
+    return
+  end
+  for n, field in string.gmatch(counts, '(%-?%d+) ([^\n]+)') do
+    redis.call('HINCRBY', report, field, n)
+  end
+  redis.call('PEXPIREAT', report, keep_until)
 end

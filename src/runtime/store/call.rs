@@ -34,6 +34,8 @@ pub(super) struct Scripts {
     pub give_back: Script,
     pub limit: Script,
     pub rate: Script,
+    pub segment: Script,
+    pub accepted: Script,
 }
 
 /// A script of the given files, ended by `<last>` when given (a part's
@@ -65,11 +67,11 @@ impl Scripts {
             ),
             commit_record: script!("record.lua", "commit.lua";
                 "return commit_record(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], \
-                 ARGV[5], ARGV[6], ARGV[7], ARGV, 8)"),
+                 ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV, 9)"),
             index: script!("index.lua"; "return index_send(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"),
             settle: script!("wake.lua", "settle.lua";
-                "return settle(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], \
-                 ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])"),
+                "return settle(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], \
+                 ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])"),
             touch: script!(
                 "record.lua",
                 "wake.lua",
@@ -97,10 +99,16 @@ impl Scripts {
             give_back: script!("wake.lua", "give_back.lua"),
             limit: script!("limit.lua"),
             rate: script!("rate.lua"),
+            segment: script!("segment.lua"),
+            // A new cascade's stream entry and report counts, on its shard
+            // (the last of an accept's calls on a cluster).
+            accepted: script!("wake.lua";
+                "append_events(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) \
+                 add_counts(KEYS[2], ARGV[4], ARGV[5]) return { 'ok' }"),
         }
     }
 
-    pub fn all(&self) -> [&Script; 18] {
+    pub fn all(&self) -> [&Script; 20] {
         [
             &self.accept,
             &self.accept_record,
@@ -120,6 +128,8 @@ impl Scripts {
             &self.give_back,
             &self.limit,
             &self.rate,
+            &self.segment,
+            &self.accepted,
         ]
     }
 }

@@ -13,12 +13,13 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::{
-    Accepted, Claimed, Claims, CommitReply, CommitRequest, Lease, Loaded, RateTake, ReceiptResult,
-    Store, StoreError,
+    Accepted, Claimed, Claims, CommitReply, CommitRequest, Counters, Lease, Loaded, RateTake,
+    ReceiptResult, Store, StoreError,
 };
 use crate::config::ChannelConfig;
 use crate::core::{Cascade, Decision, Entry, Policy, Rate};
 use crate::notification::Admitted;
+use crate::report::Count;
 
 /// Cascade state, timers, receipts, per-customer limits, the provider
 /// index, callback dedup and the events stream. Every call that changes a
@@ -30,13 +31,32 @@ pub trait CascadeStore: Clone + Send + Sync + 'static {
 
     /// Records a new cascade, unless its id is known. When `decision`
     /// orders a send, a stopping receipt already recorded refuses it.
+    /// `counts`: what it adds to the report (report/tally.rs), under the
+    /// customer `segment` (`segment`).
     fn accept(
         &self,
         admitted: &Admitted<'_>,
         policy: &Policy,
         decision: &Decision,
+        segment: &str,
+        counts: &[Count],
         now_ms: i64,
     ) -> impl Future<Output = Result<Accepted, StoreError>> + Send;
+
+    /// The segment a notification of `policy` counts under in the report:
+    /// a configured one, one of the first seen for the policy, or `other`.
+    fn segment(
+        &self,
+        policy: &str,
+        raw: Option<&str>,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// The report counters of hours `from..to` (Unix ms / 1h), summed.
+    fn report_counts(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Counters, StoreError>> + Send;
 
     /// A cascade and its receipts, for a decision; `None` when unknown.
     fn load(&self, id: &str) -> impl Future<Output = Result<Option<Loaded>, StoreError>> + Send;
@@ -199,9 +219,19 @@ impl CascadeStore for Store {
         admitted: &Admitted<'_>,
         policy: &Policy,
         decision: &Decision,
+        segment: &str,
+        counts: &[Count],
         now_ms: i64,
     ) -> Result<Accepted, StoreError> {
-        Store::accept(self, admitted, policy, decision, now_ms).await
+        Store::accept(self, admitted, policy, decision, segment, counts, now_ms).await
+    }
+
+    async fn segment(&self, policy: &str, raw: Option<&str>) -> Result<String, StoreError> {
+        Store::segment(self, policy, raw).await
+    }
+
+    async fn report_counts(&self, from: i64, to: i64) -> Result<Counters, StoreError> {
+        Store::report_counts(self, from, to).await
     }
 
     async fn load(&self, id: &str) -> Result<Option<Loaded>, StoreError> {

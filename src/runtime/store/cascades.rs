@@ -11,11 +11,13 @@ use super::call::{Call, FromTagged, Reply, Tagged, plain_reply};
 use super::connection::RedisConn;
 use super::provider_index::{IndexEntry, ProviderMessage};
 use super::receipts::receipts_seen;
+use super::report_counts::CountsArgs;
 use super::timers::{Settle, WakeArgs};
 use super::{Store, StoreError};
 use crate::core::policy::FAILED;
 use crate::core::{Cascade, Decision, Entry, Policy, Recipient};
 use crate::notification::{Admitted, Notification};
+use crate::report::Count;
 use crate::runtime::keys::Keys;
 use crate::runtime::record::{Record, encode_entry, encode_state};
 
@@ -43,6 +45,45 @@ pub struct Loaded {
     /// The receipts as read, `<fields>\t<failed value>`: `touch` wakes the
     /// cascade at once when the hash no longer looks like this.
     pub receipts_seen: String,
+    /// The stored timeline (entries one per line), for the report's tally.
+    pub timeline: String,
+    /// How many entries it holds: a commit is refused when the record holds
+    /// more by then (a receipt's), so the tally counts what it stored.
+    pub lines: usize,
+    /// The customer segment the cascade counts under in the report.
+    pub segment: String,
+}
+
+impl Loaded {
+    /// The timeline entries the report has not counted yet (receipts
+    /// recorded since the last decision): from the `tallied` the state
+    /// says; none for a state stored before counts were kept.
+    pub fn untallied(&self) -> usize {
+        match self.cascade.tallied {
+            Some(n) => self.lines.saturating_sub(usize::from(n)),
+            None => 0,
+        }
+    }
+
+    /// Notes entries stored after the timeline as loaded.
+    pub fn stored(&mut self, entries: &[Entry]) {
+        for e in entries {
+            if !self.timeline.is_empty() {
+                self.timeline.push('\n');
+            }
+            self.timeline.push_str(&encode_entry(e));
+        }
+        self.lines += entries.len();
+    }
+}
+
+/// How many entries a stored timeline holds (`count_lines` in record.lua).
+pub fn count_lines(timeline: &str) -> usize {
+    if timeline.is_empty() {
+        0
+    } else {
+        timeline.bytes().filter(|b| *b == b'\n').count() + 1
+    }
 }
 
 /// `accept.lua`'s KEYS and ARGV, and those of its timer's `arm` (wake.lua).
@@ -60,6 +101,8 @@ struct AcceptArgs<'a> {
     /// The stopping receipt words when the decision orders the first send
     /// (from the core); empty when it orders none.
     refuse_on: Vec<&'a str>,
+    /// The new cascade's report counts.
+    counts: CountsArgs,
 }
 
 /// A wake-up less than this far off may be claimed by another instance
@@ -75,11 +118,15 @@ impl AcceptArgs<'_> {
         [keys.state(self.id), keys.receipts(self.id)]
     }
 
-    /// `accept_record`'s parameters after its keys.
+    /// `accept_record`'s parameters after its keys, but the words.
     fn record_args(&self, call: &mut Call) {
         call.arg(&self.record)
             .arg(if self.finished() { "1" } else { "0" })
             .arg(self.retention_ms);
+    }
+
+    /// `accept_record`'s last parameters: the words that refuse the send.
+    fn word_args(&self, call: &mut Call) {
         for word in &self.refuse_on {
             call.arg(*word);
         }
@@ -145,6 +192,14 @@ pub struct CommitRequest<'a> {
     /// timer still holds it (the wake-up's first store); `None` otherwise.
     /// The timer is set over no other claim's lease (`settle`, wake.lua).
     pub lease_until_ms: Option<i64>,
+    /// What the decision adds to the report (report/tally.rs), counted
+    /// under this customer segment.
+    pub counts: &'a [Count],
+    pub segment: &'a str,
+    /// How many timeline entries the decision read: refused (a conflict)
+    /// when the record holds more, so nothing goes uncounted. `None`: not
+    /// checked.
+    pub lines: Option<usize>,
 }
 
 /// `commit.lua`'s KEYS and ARGV, and those of the provider index's call
@@ -160,6 +215,7 @@ struct CommitArgs<'a> {
     /// The waking receipt words, the first `stopping` of them stopping.
     words: Vec<&'a str>,
     stopping: usize,
+    lines: Option<usize>,
 }
 
 impl CommitArgs<'_> {
@@ -167,7 +223,7 @@ impl CommitArgs<'_> {
         [keys.state(self.id), keys.receipts(self.id)]
     }
 
-    /// `commit_record`'s parameters after its keys.
+    /// `commit_record`'s parameters after its keys, but the words.
     fn record_args(&self, call: &mut Call) {
         call.arg(self.version)
             .arg(&self.state)
@@ -176,6 +232,14 @@ impl CommitArgs<'_> {
             .arg(self.retention_ms)
             .arg(self.settle.entries)
             .arg(self.stopping);
+        match self.lines {
+            Some(n) => call.arg(n),
+            None => call.arg(""),
+        };
+    }
+
+    /// `commit_record`'s last parameters: the waking receipt words.
+    fn word_args(&self, call: &mut Call) {
         for word in &self.words {
             call.arg(*word);
         }
@@ -183,7 +247,11 @@ impl CommitArgs<'_> {
 
     /// Room for the arguments of every part.
     fn room(&self) -> usize {
-        self.state.len() + self.settle.entries.len() + 16 * self.words.len() + 256
+        self.state.len()
+            + self.settle.entries.len()
+            + self.settle.counts.counts.len()
+            + 16 * self.words.len()
+            + 256
     }
 }
 
@@ -238,6 +306,8 @@ impl Store {
         admitted: &Admitted<'_>,
         policy: &Policy,
         decision: &Decision,
+        segment: &str,
+        counts: &[Count],
         now_ms: i64,
     ) -> Result<Accepted, StoreError> {
         let n = &admitted.notification;
@@ -265,6 +335,7 @@ impl Store {
                 Some(_) => policy.stopping_receipts(),
                 None => Vec::new(),
             },
+            counts: self.counts_args(&n.id, &policy.name, segment, counts, now_ms),
         };
         let reply = if self.split {
             self.accept_in_parts(&args).await?
@@ -274,12 +345,23 @@ impl Store {
             let [timers, later] = args.arm_keys(&self.keys);
             let events = self.keys.events(args.wake.shard);
             let slot_list = &args.wake.slot_list;
-            let keys = [&record[..], &receipts, &timers, &later, slot_list, &events];
-            let room = args.record.len() + args.timeline.len() + 256;
-            let mut call = Call::with_room(&self.scripts.accept, &keys, 16, room);
+            let report = &args.counts.key;
+            let keys = [
+                &record[..],
+                &receipts,
+                &timers,
+                &later,
+                slot_list,
+                &events,
+                report,
+            ];
+            let room = args.record.len() + args.timeline.len() + args.counts.counts.len() + 256;
+            let mut call = Call::with_room(&self.scripts.accept, &keys, 20, room);
             args.arm_args(&mut call);
             call.arg(&args.timeline).arg(self.events_max_len);
             args.record_args(&mut call);
+            call.arg(&args.counts.counts).arg(args.counts.keep_until_ms);
+            args.word_args(&mut call);
             call.invoke(&mut self.conn.clone()).await?
         };
         Ok(match reply {
@@ -320,6 +402,7 @@ impl Store {
         let mut record =
             Call::with_room(&self.scripts.accept_record, &[&keys[0], &keys[1]], 8, room);
         args.record_args(&mut record);
+        args.word_args(&mut record);
         let reply: AcceptReply = record.invoke(&mut c).await?;
         if let AcceptReply::Recorded = reply {
             // Claimable by now (or soon, by a clock a little ahead): judged
@@ -331,8 +414,11 @@ impl Store {
             if wakes_soon && let Err(e) = arm(&mut c).await {
                 tracing::warn!(notification_id = args.id, error = %e, "cannot arm a new cascade's timer a second time; the first stands unless a claim forgot it in between");
             }
-            if let Err(e) = self.append_entries(args.id, &args.timeline).await {
-                tracing::warn!(notification_id = args.id, error = %e, "cannot append an accepted cascade's entries to the events stream");
+            if let Err(e) = self
+                .accepted_on_shard(args.id, &args.timeline, &args.counts)
+                .await
+            {
+                tracing::warn!(notification_id = args.id, error = %e, "cannot append an accepted cascade's entries to the events stream and its counts to the report");
             }
         }
         Ok(reply)
@@ -379,8 +465,12 @@ impl Store {
             policy,
             notification: r.notification,
             tz,
+            timeline: r.timeline,
         };
-        assemble(id, parts, receipts, receipts_seen).map(Some)
+        let mut loaded = assemble(id, parts, receipts, receipts_seen)?;
+        let segment = loaded.notification.customer.segment.as_deref();
+        loaded.segment = self.segment(&loaded.policy.name, segment).await?;
+        Ok(Some(loaded))
     }
 
     /// Stores a decision made on `request.version`, after the entries of an
@@ -409,12 +499,14 @@ impl Store {
                 now_ms,
                 entries: &entries,
                 lease_until_ms: request.lease_until_ms,
+                counts: self.counts_args(id, &policy.name, request.segment, request.counts, now_ms),
             },
             sends: decision.send.is_some(),
             retention_ms: self.retention_ms,
             index: request.sent.map(|m| self.index_entry(id, m, now_ms)),
             words,
             stopping,
+            lines: request.lines,
         };
         if self.split {
             return self.commit_in_parts(&args).await;
@@ -423,14 +515,23 @@ impl Store {
         let [record, receipts] = args.record_keys(&self.keys);
         let [timers, later, events] = args.settle.keys(&self.keys);
         let slot_list = &args.settle.wake.slot_list;
-        let mut keys = vec![&record[..], &receipts, &timers, &later, slot_list, &events];
+        let report = &args.settle.counts.key;
+        let mut keys = vec![
+            &record[..],
+            &receipts,
+            &timers,
+            &later,
+            slot_list,
+            &events,
+            report,
+        ];
         if let Some(i) = &args.index {
             keys.push(&i.key);
         }
         let mut call = Call::with_room(
             &self.scripts.commit,
             &keys,
-            18 + args.words.len(),
+            20 + args.words.len(),
             args.room(),
         );
         args.settle.head_args(&mut call, self.events_max_len);
@@ -441,6 +542,9 @@ impl Store {
             }
         }
         args.record_args(&mut call);
+        call.arg(&args.settle.counts.counts)
+            .arg(args.settle.counts.keep_until_ms);
+        args.word_args(&mut call);
         let reply: Reply<CommitReply> = call.invoke(&mut self.conn.clone()).await?;
         reply.about(id)
     }
@@ -461,10 +565,11 @@ impl Store {
         let mut record = Call::with_room(
             &self.scripts.commit_record,
             &[&keys[0], &keys[1]],
-            8 + args.words.len(),
+            9 + args.words.len(),
             args.room(),
         );
         args.record_args(&mut record);
+        args.word_args(&mut record);
         let reply: Reply<CommitAnswer> = record.invoke(&mut c).await?;
         let CommitAnswer(reply, due) = reply.about(args.id)?;
         // The decision is stored: a failure to set the timer now leaves the
@@ -517,7 +622,7 @@ impl Store {
 }
 
 /// Timeline entries, one per line (`runtime/record.rs`).
-pub(super) fn join_entries(earlier: &[Entry], entries: &[Entry]) -> String {
+pub fn join_entries(earlier: &[Entry], entries: &[Entry]) -> String {
     let mut lines = String::with_capacity(96 * (earlier.len() + entries.len()));
     for (n, entry) in earlier.iter().chain(entries).enumerate() {
         if n > 0 {
@@ -567,6 +672,8 @@ pub(super) struct Parts<'a> {
     pub notification: &'a str,
     /// The kept zone (`kept_tz`).
     pub tz: &'a str,
+    /// The stored timeline.
+    pub timeline: &'a str,
 }
 
 /// A cascade as loaded for a decision, from its parts and receipts (both
@@ -583,6 +690,7 @@ pub(super) fn assemble(
         policy,
         notification,
         tz,
+        timeline,
     } = parts;
     let notification = Notification::from_kept(id, &policy.name, notification)
         .map_err(|e| corrupt(id)(e.to_string()))?;
@@ -606,5 +714,8 @@ pub(super) fn assemble(
         recipient,
         receipts,
         receipts_seen,
+        lines: count_lines(timeline),
+        timeline: timeline.to_owned(),
+        segment: String::new(),
     })
 }

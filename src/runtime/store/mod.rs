@@ -27,6 +27,7 @@ mod policies;
 mod provider_index;
 mod rates;
 mod receipts;
+mod report_counts;
 mod timers;
 
 use std::sync::Arc;
@@ -34,13 +35,14 @@ use std::sync::Arc;
 use super::keys::Keys;
 
 pub use cascade_store::CascadeStore;
-pub use cascades::{Accepted, CommitReply, CommitRequest, Loaded, Timeline};
+pub use cascades::{Accepted, CommitReply, CommitRequest, Loaded, Timeline, join_entries};
 pub use connection::{RedisConn, Target};
 pub use error::StoreError;
 pub use memory::{MemoryStore, StreamEntry};
 pub use provider_index::ProviderMessage;
 pub use rates::RateTake;
 pub use receipts::{ReceiptResult, receipts_seen};
+pub use report_counts::{Counters, ReportBook};
 pub use timers::{Claimed, Claims, Lease};
 
 /// Bounds the events streams together (approximate trimming): each
@@ -66,6 +68,8 @@ pub struct Store {
     policies: policies::Snapshots,
     /// Per timer shard: when its far slots were last looked at (`timers`).
     far_checked_ms: Arc<std::sync::Mutex<Vec<i64>>>,
+    /// How the report counters are kept (`report_counts`).
+    report: ReportBook,
 }
 
 impl Store {
@@ -94,7 +98,14 @@ impl Store {
             scripts: Arc::new(scripts),
             policies: policies::Snapshots::default(),
             far_checked_ms: Arc::new(std::sync::Mutex::new(vec![i64::MIN; shards])),
+            report: ReportBook::default(),
         })
+    }
+
+    /// The store with the report counters kept as `report` says.
+    pub fn with_report(mut self, report: ReportBook) -> Store {
+        self.report = report;
+        self
     }
 
     pub fn connection(&self) -> RedisConn {

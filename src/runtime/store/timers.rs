@@ -12,6 +12,7 @@ use redis::{ParsingError, Value};
 use super::call::{Call, FromTagged, Reply, Scripts, Tagged, plain_reply};
 use super::cascades::Loaded;
 use super::connection::RedisConn;
+use super::report_counts::CountsArgs;
 use super::{Store, StoreError};
 use crate::runtime::keys::{Keys, shard_of};
 
@@ -68,8 +69,9 @@ impl WakeArgs {
 }
 
 /// `settle`'s KEYS and ARGV (wake.lua): the timer after a stored decision,
-/// and the decision's stream entry. Its wake-up comes from the decision's
-/// stored part (which may bring it forward for a receipt it found).
+/// and the decision's stream entry and report counts. Its wake-up comes
+/// from the decision's stored part (which may bring it forward for a
+/// receipt it found).
 pub(super) struct Settle<'a> {
     pub id: &'a str,
     pub wake: WakeArgs,
@@ -79,11 +81,14 @@ pub(super) struct Settle<'a> {
     /// The end of the claim's lease the decision was made under, while the
     /// timer still holds it (`None` otherwise).
     pub lease_until_ms: Option<i64>,
+    /// The decision's report counts, and their hour's hash.
+    pub counts: CountsArgs,
 }
 
 impl Settle<'_> {
     /// The shard's timer set, far-slot index and events stream; the
-    /// wake-up's slot list, the third of `settle`'s keys, is `wake.slot_list`.
+    /// wake-up's slot list, the third of `settle`'s keys, is
+    /// `wake.slot_list`, and the report hash, the fifth, `counts.key`.
     pub fn keys(&self, keys: &Keys) -> [String; 3] {
         let n = self.wake.shard;
         [keys.timer(n), keys.later(n), keys.events(n)]
@@ -100,6 +105,7 @@ impl Settle<'_> {
             .arg(self.entries)
             .arg(events_max_len);
         self.lease_arg(call);
+        call.arg(&self.counts.counts).arg(self.counts.keep_until_ms);
     }
 
     /// The head of a whole commit's ARGV (commit_whole.lua): id, now +
@@ -518,8 +524,15 @@ impl Store {
     pub(super) async fn settle(&self, settle: &Settle<'_>, due: &str) -> Result<(), StoreError> {
         let [timers, later, events] = settle.keys(&self.keys);
         let room = settle.entries.len() + 128;
-        let keys = [&timers[..], &later, &settle.wake.slot_list, &events];
-        let mut call = Call::with_room(&self.scripts.settle, &keys, 8, room);
+        let keys = [
+            &timers[..],
+            &later,
+            &settle.wake.slot_list,
+            &events,
+            &settle.counts.key,
+        ];
+        let room = room + settle.counts.counts.len();
+        let mut call = Call::with_room(&self.scripts.settle, &keys, 10, room);
         settle.args(&mut call, due, self.events_max_len);
         let _: Value = call.invoke(&mut self.conn.clone()).await?;
         Ok(())
@@ -549,6 +562,7 @@ impl Store {
                 now_ms,
                 entries: "",
                 lease_until_ms,
+                counts: self.no_counts(id, now_ms),
             },
         };
         let mut c = self.conn.clone();
@@ -582,6 +596,7 @@ impl Store {
             &later,
             &args.settle.wake.slot_list,
             &events,
+            &args.settle.counts.key,
         ];
         let mut call = Call::new(&self.scripts.touch, &keys);
         call.arg(id);

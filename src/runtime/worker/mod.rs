@@ -16,7 +16,11 @@
 
 mod send;
 mod start;
+mod tally;
 mod throughput;
+
+pub use tally::price_of;
+use tally::{tally, tally_new};
 
 pub use start::{FirstSend, Started};
 mod wakeup;
@@ -42,6 +46,7 @@ use crate::config::{Catalog, ChannelConfig};
 use crate::core::{
     Cascade, ChannelKind, Context, Decision, Entry, Event, Phase, SendOrder, SendOutcome, decide,
 };
+use crate::report::Count;
 
 /// Everything a wake-up needs; shared by the scheduler's tasks.
 /// Generic over the store (`CascadeStore`): the daemon's is Redis.

@@ -34,7 +34,7 @@ impl<S: CascadeStore> Wakeup<'_, S> {
                     u.lease = Some(lease);
                     self.unsaved = Some(u);
                 }
-                None => match self.store_in_flight(&send, u, now).await? {
+                None => match self.store_in_flight(&mut send, u, now).await? {
                     CommitReply::Done(v) => {
                         send.version = v;
                         self.lease_in_timer = None;

@@ -50,15 +50,36 @@ impl<S: CascadeStore> Worker<S> {
         let (send_at_ms, expires_at_ms) = (admitted.send_at_ms, admitted.expires_at_ms);
         let accepted = Cascade::accept(now, send_at_ms, expires_at_ms, &ctx);
         let mut decision = Cascade::first_step(accepted.clone(), now, &ctx);
+        let n = &admitted.notification;
+        let segment = self
+            .store
+            .segment(&admitted.policy.name, n.customer.segment.as_deref())
+            .await?;
+        let mut counts = tally_new(catalog, &ctx, n, &mut decision, now);
         let mut stored = self
             .store
-            .accept(&admitted, admitted.policy, &decision, now)
+            .accept(
+                &admitted,
+                admitted.policy,
+                &decision,
+                &segment,
+                &counts,
+                now,
+            )
             .await?;
         if matches!(stored, Accepted::SendRefused) {
             decision = accepted.clone();
+            counts = tally_new(catalog, &ctx, n, &mut decision, now);
             stored = self
                 .store
-                .accept(&admitted, admitted.policy, &decision, now)
+                .accept(
+                    &admitted,
+                    admitted.policy,
+                    &decision,
+                    &segment,
+                    &counts,
+                    now,
+                )
                 .await?;
         }
         let snapshot = match stored {
@@ -81,6 +102,9 @@ impl<S: CascadeStore> Worker<S> {
             recipient: admitted.recipient,
             receipts_seen: receipts_seen(0, None),
             receipts,
+            lines: decision.entries.len(),
+            timeline: crate::runtime::store::join_entries(&[], &decision.entries),
+            segment,
         };
         if decision.send.is_none() {
             self.log(&before.notification.id, &before, &decision.entries);

@@ -101,7 +101,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
     /// decided on the claim for the lease).
     pub(super) async fn decide(
         &mut self,
-        loaded: Box<Loaded>,
+        mut loaded: Box<Loaded>,
         event: Event,
     ) -> Result<Stage, StoreError> {
         let catalog = self.worker.catalog.load();
@@ -109,7 +109,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
         // Only the wake-up's first decision may send on the lease.
         let on_claim = self.unsaved.is_none() && self.claim.as_ref().is_some_and(|c| c.may_send);
         let decided = self
-            .decide_and_commit(&loaded, &catalog, &event, now, on_claim)
+            .decide_and_commit(&mut loaded, &catalog, &event, now, on_claim)
             .await?;
         Ok(match decided {
             Decided::Stored(decision, version) => {
@@ -194,7 +194,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
     /// made `on_claim` that orders a send is not stored yet.
     pub(super) async fn decide_and_commit(
         &mut self,
-        loaded: &Loaded,
+        loaded: &mut Loaded,
         catalog: &Catalog,
         event: &Event,
         now: i64,
@@ -208,7 +208,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
             receipts: &loaded.receipts,
             timing: catalog.timing(),
         };
-        let decision = decide(loaded.cascade.clone(), event.clone(), now, &ctx);
+        let mut decision = decide(loaded.cascade.clone(), event.clone(), now, &ctx);
         if on_claim && decision.send.is_some() {
             return Ok(Decided::OnClaim(decision));
         }
@@ -216,6 +216,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
             && decision.send.is_none()
             && decision.entries.is_empty()
             && decision.cascade == loaded.cascade
+            && loaded.untallied() == 0
         {
             // Nothing to do yet (an early or repeated wake-up): the claim
             // moved the timer to the lease's end, so put it back.
@@ -234,9 +235,15 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
                 .stored_wake(self.id, loaded.cascade.wake_at_ms());
             return Ok(Decided::Settled);
         }
-        let committed = self.commit(loaded, &decision, event, now).await?;
+        let earlier = self.unsaved.as_ref().map_or(&[][..], |u| &u.entries[..]);
+        let counts = tally(catalog, loaded, earlier, &mut decision, now);
+        let committed = self.commit(loaded, &decision, &counts, event, now).await?;
         Ok(match committed {
             CommitReply::Done(version) => {
+                if let Some(u) = &self.unsaved {
+                    loaded.stored(&u.entries);
+                }
+                loaded.stored(&decision.entries);
                 self.worker
                     .stored_wake(self.id, decision.cascade.wake_at_ms());
                 self.sent = None;
@@ -261,6 +268,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
         &self,
         loaded: &Loaded,
         decision: &Decision,
+        counts: &[Count],
         event: &Event,
         now: i64,
     ) -> Result<CommitReply, StoreError> {
@@ -280,6 +288,9 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
                     sent: self.sent.as_ref(),
                     now_ms: now,
                     lease_until_ms: self.lease_in_timer,
+                    counts,
+                    segment: &loaded.segment,
+                    lines: Some(loaded.lines),
                 })
                 .await;
             match committed {
@@ -319,15 +330,17 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
     /// stopping receipt arrived); logs it once stored.
     pub(super) async fn store_in_flight(
         &self,
-        send: &Send,
+        send: &mut Send,
         decided: Unsaved,
         now: i64,
     ) -> Result<CommitReply, StoreError> {
-        let in_flight = Decision {
+        let mut in_flight = Decision {
             cascade: decided.cascade,
             send: Some(send.order.clone()),
             entries: decided.entries,
         };
+        let counts = tally(&send.catalog, &send.loaded, &[], &mut in_flight, now);
+        send.cascade.tallied = in_flight.cascade.tallied;
         let committed = self
             .worker
             .store
@@ -340,9 +353,13 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
                 sent: None,
                 now_ms: now,
                 lease_until_ms: self.lease_in_timer,
+                counts: &counts,
+                segment: &send.loaded.segment,
+                lines: Some(send.loaded.lines),
             })
             .await?;
         if matches!(committed, CommitReply::Done(_)) {
+            send.loaded.stored(&in_flight.entries);
             self.worker
                 .stored_wake(self.id, in_flight.cascade.wake_at_ms());
             self.worker.log(self.id, &send.loaded, &in_flight.entries);

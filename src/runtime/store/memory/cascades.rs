@@ -12,7 +12,7 @@ use crate::core::{Cascade, Decision, Entry, Policy};
 use crate::notification::Admitted;
 use crate::runtime::record::{decode_timeline, encode_entry};
 use crate::runtime::store::cascades::{
-    Parts, assemble, corrupt, join_entries, kept_notification, kept_tz,
+    Parts, assemble, corrupt, count_lines, join_entries, kept_notification, kept_tz,
 };
 use crate::runtime::store::receipts::receipt_entry;
 use crate::runtime::store::{
@@ -78,6 +78,8 @@ pub(super) struct Read {
     tz: String,
     receipts: BTreeMap<String, i64>,
     receipts_seen: String,
+    timeline: String,
+    segment: String,
 }
 
 impl Read {
@@ -88,8 +90,11 @@ impl Read {
             policy: self.policy,
             notification: &self.notification,
             tz: &self.tz,
+            timeline: &self.timeline,
         };
-        assemble(id, parts, self.receipts, self.receipts_seen)
+        let mut loaded = assemble(id, parts, self.receipts, self.receipts_seen)?;
+        loaded.segment = self.segment;
+        Ok(loaded)
     }
 }
 
@@ -193,6 +198,11 @@ impl State {
         let s = self.record_mut(id, clock_ms)?;
         let (cascade, version, policy) = (s.cascade.clone(), s.version, s.policy.clone());
         let (notification, tz) = (s.notification.clone(), s.tz.clone());
+        let timeline = s.timeline.clone();
+        let raw_segment = serde_json::from_str::<serde_json::Value>(&notification)
+            .ok()
+            .and_then(|n| n["customer"]["segment"].as_str().map(str::to_owned));
+        let segment = self.segment(&policy.name, raw_segment.as_deref());
         let receipts_seen = self.receipts_seen(id, clock_ms);
         let receipts = self
             .receipts_mut(id, clock_ms)
@@ -206,6 +216,8 @@ impl State {
             tz,
             receipts,
             receipts_seen,
+            timeline,
+            segment,
         })
     }
 
@@ -215,7 +227,9 @@ impl State {
         let Some(stored) = self.record_mut(id, clock_ms) else {
             return CommitReply::Gone;
         };
-        if stored.version != r.version {
+        if stored.version != r.version
+            || r.lines.is_some_and(|n| count_lines(&stored.timeline) != n)
+        {
             return CommitReply::Conflict;
         }
         let sends = r.decision.send.is_some();
@@ -223,6 +237,7 @@ impl State {
             return CommitReply::StoppedByReceipt;
         }
         let wakes_now = self.receipts_hold(id, &r.policy.waking_receipts(), clock_ms);
+        self.add_counts(&r.policy.name, r.segment, r.counts, r.now_ms, clock_ms);
         let lines = join_entries(r.earlier, &r.decision.entries);
         if !lines.is_empty() {
             self.push_event(id, lines.clone());

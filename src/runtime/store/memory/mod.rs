@@ -16,12 +16,13 @@ mod index;
 mod limits;
 mod timers;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::cascade_store::CascadeStore;
 use super::rates::interval_us;
+use super::report_counts::{Counters, ReportBook, SegmentLookup, take_segment};
 use super::timers::ClaimedRead;
 use super::{
     Accepted, Claimed, Claims, CommitReply, CommitRequest, EVENTS_MAX_LEN, Lease, Loaded, RateTake,
@@ -30,6 +31,7 @@ use super::{
 use crate::config::ChannelConfig;
 use crate::core::{Cascade, Decision, Entry, Policy, Rate};
 use crate::notification::Admitted;
+use crate::report::{Count, field, hour_of};
 use crate::runtime::clock::Clock;
 use crate::runtime::record::encode_entry;
 
@@ -64,6 +66,12 @@ struct State {
     index: index::Index,
     /// Bounded by `EVENTS_MAX_LEN` (exactly; Redis trims approximately).
     events: VecDeque<StreamEntry>,
+    report: ReportBook,
+    /// The report counters by hour (`add_counts` in wake.lua); one map for
+    /// every shard, whose sums the report reads.
+    counts: BTreeMap<i64, Counters>,
+    /// Per policy: the segments counted on their own (`segment.lua`).
+    segments: HashMap<String, HashSet<String>>,
 }
 
 /// Whether a key set to expire at `expires_at_ms` still lives at `clock_ms`
@@ -73,6 +81,44 @@ fn alive(expires_at_ms: Option<i64>, clock_ms: i64) -> bool {
 }
 
 impl State {
+    /// `segment.lua` behind the book's cache.
+    fn segment(&mut self, policy: &str, raw: Option<&str>) -> String {
+        match self.report.lookup(policy, raw) {
+            SegmentLookup::Known(name) => name,
+            SegmentLookup::Ask(name) => {
+                let set = self.segments.entry(policy.to_owned()).or_default();
+                let taken = take_segment(set, &name, self.report.max_segments());
+                self.report.learn(policy, &name, taken)
+            }
+        }
+    }
+
+    /// `add_counts` (wake.lua); hours past their retention are dropped.
+    fn add_counts(
+        &mut self,
+        policy: &str,
+        segment: &str,
+        counts: &[Count],
+        now_ms: i64,
+        clock_ms: i64,
+    ) {
+        if counts.is_empty() {
+            return;
+        }
+        let hour = hour_of(now_ms);
+        if !self.counts.contains_key(&hour) {
+            let report = self.report.clone();
+            self.counts
+                .retain(|h, _| report.keep_until_ms(*h) >= clock_ms);
+        }
+        let hash = self.counts.entry(hour).or_default();
+        for c in counts {
+            *hash
+                .entry(field(policy, c.step, &c.channel, segment, &c.metric))
+                .or_default() += c.n;
+        }
+    }
+
     fn push_event(&mut self, id: &str, entries: String) {
         if self.events.len() as u64 >= EVENTS_MAX_LEN {
             self.events.pop_front();
@@ -100,6 +146,9 @@ impl MemoryStore {
             rates: HashMap::new(),
             index: index::Index::default(),
             events: VecDeque::new(),
+            report: ReportBook::default(),
+            counts: BTreeMap::new(),
+            segments: HashMap::new(),
         };
         MemoryStore {
             state: Arc::new(Mutex::new(state)),
@@ -113,6 +162,12 @@ impl MemoryStore {
         let clock_ms = self.clock.now_ms();
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         (state, clock_ms)
+    }
+
+    /// The store with the report counters kept as `report` says.
+    pub fn with_report(self, report: ReportBook) -> MemoryStore {
+        self.lock().0.report = report;
+        self
     }
 
     /// The events stream, oldest first.
@@ -151,13 +206,32 @@ impl CascadeStore for MemoryStore {
         admitted: &Admitted<'_>,
         policy: &Policy,
         decision: &Decision,
+        segment: &str,
+        counts: &[Count],
         now_ms: i64,
     ) -> Result<Accepted, StoreError> {
         let kept = cascades::Kept::of(admitted, policy)?;
         let (mut state, clock_ms) = self.lock();
-        // `now_ms` placed a far wake-up in its slot in Redis; one set here.
-        let _ = now_ms;
-        Ok(state.accept(kept, policy, decision, clock_ms))
+        let accepted = state.accept(kept, policy, decision, clock_ms);
+        if matches!(accepted, Accepted::New(_)) {
+            state.add_counts(&policy.name, segment, counts, now_ms, clock_ms);
+        }
+        Ok(accepted)
+    }
+
+    async fn segment(&self, policy: &str, raw: Option<&str>) -> Result<String, StoreError> {
+        Ok(self.lock().0.segment(policy, raw))
+    }
+
+    async fn report_counts(&self, from: i64, to: i64) -> Result<Counters, StoreError> {
+        let (state, _) = self.lock();
+        let mut out = Counters::new();
+        for (_, hash) in state.counts.range(from..to) {
+            for (k, v) in hash {
+                *out.entry(k.clone()).or_default() += v;
+            }
+        }
+        Ok(out)
     }
 
     async fn load(&self, id: &str) -> Result<Option<Loaded>, StoreError> {

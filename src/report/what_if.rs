@@ -1,0 +1,1 @@
+//! What another wait would have done.
