@@ -17,7 +17,7 @@ use cascade::dev::embedded::simulate::{self, Read, SAMPLE_CONTACTS, Scenario};
 use cascade::runtime::daemon::{Daemon, DaemonOptions};
 use cascade::runtime::intake::{self, IntakeConfig};
 use cascade::runtime::keys::Keys;
-use cascade::runtime::store::{ReceiptResult, Store};
+use cascade::runtime::store::{ReceiptResult, ReportBook, Store};
 
 // Many small allocations cross the runtime's threads (request futures,
 // JSON); glibc's malloc spent ~30% of the daemon's time on them under load.
@@ -79,6 +79,13 @@ enum Command {
     /// Measure the daemon (in-process) against the local RabbitMQ and Redis
     /// and the floor of that stack; prints one table. See BENCHMARKS.md.
     Bench(BenchArgs),
+    /// Read rate, time to read, escalations, late reads, cost and money
+    /// saved, by policy, step, channel and segment, from the counters the
+    /// daemon keeps.
+    Report(ReportArgs),
+    /// What another wait before the next step would have cost, from the
+    /// recorded time to read: `cascade what-if delivery_delay --wait 1=15m`.
+    WhatIf(WhatIfArgs),
     /// Record a receipt by hand, e.g. `cascade receipt order-1001:delayed read`.
     Receipt {
         id: String,
@@ -87,6 +94,53 @@ enum Command {
         #[arg(long)]
         channel: Option<String>,
     },
+}
+
+/// The range a report covers.
+#[derive(Args)]
+struct RangeArgs {
+    /// The last this long, up to now (`7d`, `24h`).
+    #[arg(long, default_value = "7d", conflicts_with = "from")]
+    since: String,
+    /// From this moment (RFC 3339, `2026-11-23T00:00:00Z`, or a date).
+    #[arg(long)]
+    from: Option<String>,
+    /// To this moment [default: now].
+    #[arg(long, requires = "from")]
+    to: Option<String>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Only this policy.
+    #[arg(long)]
+    policy: Option<String>,
+    #[command(flatten)]
+    range: RangeArgs,
+    /// Group rows by these, in order: policy, step, channel, segment.
+    #[arg(long, default_value = "policy,step,channel")]
+    by: String,
+    /// One JSON object.
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// CSV, a header line first.
+    #[arg(long)]
+    csv: bool,
+}
+
+#[derive(Args)]
+struct WhatIfArgs {
+    /// The policy (its file name without `.toml`).
+    policy: String,
+    /// The step and the wait to try: `1=15m` (step 1's wait before step 2),
+    /// or the step's channel: `vk=15m`.
+    #[arg(long)]
+    wait: String,
+    #[command(flatten)]
+    range: RangeArgs,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -205,6 +259,8 @@ fn main() -> ExitCode {
         Command::Receipt { id, event, channel } => {
             with_runtime(receipt_cmd(&cli, id, event, channel.as_deref()))
         }
+        Command::Report(args) => with_runtime(report_cmd(&cli, args)),
+        Command::WhatIf(args) => with_runtime(what_if_cmd(&cli, args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -530,7 +586,8 @@ async fn store(catalog: &Catalog) -> anyhow::Result<Store> {
         Keys::new(&r.prefix, r.timer_shards),
         r.retention_ms,
     )
-    .await?)
+    .await?
+    .with_report(ReportBook::new(&catalog.settings.report)))
 }
 
 async fn status_cmd(cli: &Cli, id: &str, json: bool) -> anyhow::Result<()> {
@@ -585,6 +642,84 @@ async fn status_cmd(cli: &Cli, id: &str, json: bool) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
         );
+    }
+    Ok(())
+}
+
+/// A range's ends, Unix ms.
+fn range_ms(r: &RangeArgs) -> anyhow::Result<(i64, i64)> {
+    let now = Timestamp::now().as_millisecond();
+    let moment = |s: &str| -> anyhow::Result<i64> {
+        if let Ok(t) = s.parse::<Timestamp>() {
+            return Ok(t.as_millisecond());
+        }
+        let d: jiff::civil::Date = s
+            .parse()
+            .with_context(|| format!("`{s}` is neither an RFC 3339 time nor a date"))?;
+        Ok(d.to_zoned(TimeZone::UTC)?.timestamp().as_millisecond())
+    };
+    match &r.from {
+        Some(from) => {
+            let to = r.to.as_deref().map(moment).transpose()?.unwrap_or(now);
+            Ok((moment(from)?, to))
+        }
+        None => {
+            let since = parse_duration(&r.since).map_err(anyhow::Error::msg)?;
+            Ok((now - since.as_millis() as i64, now))
+        }
+    }
+}
+
+async fn report_cmd(cli: &Cli, a: &ReportArgs) -> anyhow::Result<()> {
+    let catalog = load(cli)?;
+    if let Some(p) = &a.policy
+        && !catalog.policies.contains_key(p)
+    {
+        eprintln!(
+            "warning: `{p}` is not a policy of this configuration (its counters are read all the same)"
+        );
+    }
+    let (from_ms, to_ms) = range_ms(&a.range)?;
+    let req = cascade::runtime::reports::ReportRequest {
+        from_ms,
+        to_ms,
+        policy: a.policy.clone(),
+        by: cascade::report::Dimension::parse_list(&a.by).map_err(anyhow::Error::msg)?,
+    };
+    let report = cascade::runtime::reports::report(&store(&catalog).await?, &catalog, &req).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if a.csv {
+        print!("{}", cascade::report::render::report_csv(&report));
+    } else {
+        print!("{}", cascade::report::render::report_table(&report));
+    }
+    Ok(())
+}
+
+async fn what_if_cmd(cli: &Cli, a: &WhatIfArgs) -> anyhow::Result<()> {
+    let catalog = load(cli)?;
+    let Some((step, wait)) = a.wait.split_once('=') else {
+        bail!("--wait takes <step>=<duration>, e.g. 1=15m or vk=15m");
+    };
+    let step = cascade::runtime::reports::find_step(&catalog, &a.policy, step.trim())
+        .map_err(anyhow::Error::msg)?;
+    let wait = parse_duration(wait.trim()).map_err(anyhow::Error::msg)?;
+    let (from_ms, to_ms) = range_ms(&a.range)?;
+    let w = cascade::runtime::reports::what_if_for(
+        &store(&catalog).await?,
+        &catalog,
+        &a.policy,
+        step,
+        Some(wait.as_millis() as i64),
+        from_ms,
+        to_ms,
+    )
+    .await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&w)?);
+    } else {
+        print!("{}", cascade::report::render::what_if_table(&w));
     }
     Ok(())
 }

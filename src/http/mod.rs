@@ -19,6 +19,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub mod callbacks;
 pub mod refusal;
+mod reports;
 pub mod serve;
 mod timeline;
 
@@ -68,6 +69,11 @@ pub fn public_router(state: AppState, request_timeout: Duration) -> Router {
         .route("/v1/receipts", post(post_receipt))
         .route("/v1/notifications/{id}/cancel", post(cancel))
         .route("/v1/notifications/{id}", get(timeline::get_notification))
+        .route("/v1/report", get(reports::get_report))
+        .route(
+            "/v1/customers/{id}/notifications",
+            get(reports::get_customer),
+        )
         .layer(RequestBodyLimitLayer::new(body_limits::RECEIPTS_API));
     Router::new()
         .merge(api)

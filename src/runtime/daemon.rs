@@ -88,7 +88,8 @@ impl Daemon {
             settings.redis.retention_ms,
             &shutdown,
         )
-        .await?;
+        .await?
+        .with_report(crate::runtime::store::ReportBook::new(&settings.report));
         let health = Arc::new(Health::default());
         health
             .redis

@@ -12,6 +12,7 @@ pub mod poison;
 pub mod queues;
 pub mod record;
 pub mod reload;
+pub mod reports;
 mod republish;
 pub mod scheduler;
 pub mod store;

@@ -89,7 +89,9 @@ impl Driver {
     pub fn start(catalog: &Catalog, start_ms: i64) -> std::io::Result<Driver> {
         let rig = Rig::start(catalog)?;
         let clock = Arc::new(VirtualClock::new(start_ms));
-        let store = MemoryStore::new(clock.clone(), RETENTION_MS, SHARDS);
+        let store = MemoryStore::new(clock.clone(), RETENTION_MS, SHARDS).with_report(
+            crate::runtime::store::ReportBook::new(&catalog.settings.report),
+        );
         let catalog = Arc::new(rig.catalog.clone());
         let worker = Worker {
             store: store.clone(),

@@ -6,16 +6,18 @@
 -- ARGV in the order of its function's parameters (runtime/store/call.rs).
 -- Here KEYS and ARGV come in a fixed layout, the receipt words last, so
 -- nothing is copied.
--- KEYS: record, receipts, timers, later, slot list, events, report
+-- KEYS: record, receipts, timers, later, slot list, events, report,
+--       customer index
 -- ARGV: id, due ("" when finished), now + horizon, slot ms, timeline,
 --       stream bound, record, finished, retention, counts, keep until,
---       words…
-local r = accept_record(KEYS[1], KEYS[2], ARGV[7], ARGV[8], ARGV[9], ARGV, 12)
+--       now, customer index size, words…
+local r = accept_record(KEYS[1], KEYS[2], ARGV[7], ARGV[8], ARGV[9], ARGV, 14)
 if r[1] == 'recorded' then
   if ARGV[2] ~= '' then
     arm(KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
   end
   append_events(KEYS[6], ARGV[1], ARGV[5], ARGV[6])
   add_counts(KEYS[7], ARGV[10], ARGV[11])
+  index_customer(KEYS[8], ARGV[1], ARGV[12], ARGV[13], ARGV[9])
 end
 return r

@@ -36,6 +36,7 @@ pub(super) struct Scripts {
     pub rate: Script,
     pub segment: Script,
     pub accepted: Script,
+    pub customer: Script,
 }
 
 /// A script of the given files, ended by `<last>` when given (a part's
@@ -52,7 +53,13 @@ macro_rules! script {
 impl Scripts {
     pub fn new() -> Self {
         Scripts {
-            accept: script!("wake.lua", "arm.lua", "accept.lua", "accept_whole.lua"),
+            accept: script!(
+                "wake.lua",
+                "arm.lua",
+                "accept.lua",
+                "customer.lua",
+                "accept_whole.lua"
+            ),
             accept_record: script!("accept.lua";
                 "return accept_record(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV, 4)"),
             arm: script!("wake.lua", "arm.lua";
@@ -105,10 +112,12 @@ impl Scripts {
             accepted: script!("wake.lua";
                 "append_events(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) \
                  add_counts(KEYS[2], ARGV[4], ARGV[5]) return { 'ok' }"),
+            customer: script!("customer.lua";
+                "index_customer(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) return { 'ok' }"),
         }
     }
 
-    pub fn all(&self) -> [&Script; 20] {
+    pub fn all(&self) -> [&Script; 21] {
         [
             &self.accept,
             &self.accept_record,
@@ -130,6 +139,7 @@ impl Scripts {
             &self.rate,
             &self.segment,
             &self.accepted,
+            &self.customer,
         ]
     }
 }

@@ -103,7 +103,12 @@ struct AcceptArgs<'a> {
     refuse_on: Vec<&'a str>,
     /// The new cascade's report counts.
     counts: CountsArgs,
+    /// Its customer's index of recent notifications.
+    customer_key: String,
 }
+
+/// How many of a customer's latest notifications the customer index keeps.
+pub const CUSTOMER_INDEX_SIZE: usize = 100;
 
 /// A wake-up less than this far off may be claimed by another instance
 /// (its clock a little ahead) between an accept's two calls on a cluster.
@@ -336,6 +341,7 @@ impl Store {
                 None => Vec::new(),
             },
             counts: self.counts_args(&n.id, &policy.name, segment, counts, now_ms),
+            customer_key: self.keys.customer(&n.customer.id),
         };
         let reply = if self.split {
             self.accept_in_parts(&args).await?
@@ -354,13 +360,17 @@ impl Store {
                 slot_list,
                 &events,
                 report,
+                &args.customer_key,
             ];
             let room = args.record.len() + args.timeline.len() + args.counts.counts.len() + 256;
             let mut call = Call::with_room(&self.scripts.accept, &keys, 20, room);
             args.arm_args(&mut call);
             call.arg(&args.timeline).arg(self.events_max_len);
             args.record_args(&mut call);
-            call.arg(&args.counts.counts).arg(args.counts.keep_until_ms);
+            call.arg(&args.counts.counts)
+                .arg(args.counts.keep_until_ms)
+                .arg(now_ms)
+                .arg(CUSTOMER_INDEX_SIZE);
             args.word_args(&mut call);
             call.invoke(&mut self.conn.clone()).await?
         };
@@ -419,6 +429,16 @@ impl Store {
                 .await
             {
                 tracing::warn!(notification_id = args.id, error = %e, "cannot append an accepted cascade's entries to the events stream and its counts to the report");
+            }
+            let index = Call::new(&self.scripts.customer, &[&args.customer_key])
+                .arg(args.id)
+                .arg(args.now_ms)
+                .arg(CUSTOMER_INDEX_SIZE)
+                .arg(args.retention_ms)
+                .invoke::<Value>(&mut c)
+                .await;
+            if let Err(e) = index {
+                tracing::warn!(notification_id = args.id, error = %e, "cannot add an accepted cascade to its customer's index");
             }
         }
         Ok(reply)
@@ -718,4 +738,77 @@ pub(super) fn assemble(
         timeline: timeline.to_owned(),
         segment: String::new(),
     })
+}
+
+/// One of a customer's recent notifications, as the customer timeline API
+/// lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CustomerNotification {
+    pub id: String,
+    pub accepted_ms: i64,
+    /// `running`, or how it ended.
+    pub state: &'static str,
+    /// The current step, counted from 1.
+    pub step: u8,
+    /// Its latest timeline entry: event word, when, and its channel.
+    pub last_event: Option<String>,
+    pub last_event_ms: Option<i64>,
+    pub last_channel: Option<String>,
+}
+
+impl Store {
+    /// A customer's notifications accepted since `since_ms`, newest first
+    /// (at most `CUSTOMER_INDEX_SIZE`); those whose record is gone are left out.
+    pub async fn customer_notifications(
+        &self,
+        customer_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<CustomerNotification>, StoreError> {
+        let mut c = self.conn.clone();
+        let ids: Vec<(String, i64)> = c
+            .zrevrangebyscore_withscores(self.keys.customer(customer_id), "+inf", since_ms)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records: Vec<Option<String>> = if self.split {
+            let mut all = Vec::with_capacity(ids.len());
+            for (id, _) in &ids {
+                all.push(c.get(self.keys.state(id)).await?);
+            }
+            all
+        } else {
+            let mut pipe = redis::pipe();
+            for (id, _) in &ids {
+                pipe.get(self.keys.state(id));
+            }
+            pipe.query_async(&mut c).await?
+        };
+        let mut out = Vec::new();
+        for ((id, accepted_ms), record) in ids.into_iter().zip(records) {
+            let Some(record) = record else { continue };
+            let (r, cascade) = {
+                let corrupt = corrupt(&id);
+                let r = Record::parse(&record).map_err(&corrupt)?;
+                let cascade = r.cascade().map_err(&corrupt)?;
+                (r, cascade)
+            };
+            let last = r
+                .timeline
+                .rsplit('\n')
+                .next()
+                .and_then(|l| crate::runtime::record::decode_timeline(l).ok())
+                .and_then(|mut v| v.pop());
+            out.push(CustomerNotification {
+                state: cascade.outcome().map_or("running", |o| o.word()),
+                step: cascade.step + 1,
+                last_event: last.as_ref().map(|e| e.event.as_str().to_owned()),
+                last_event_ms: last.as_ref().map(|e| e.at_ms),
+                last_channel: last.and_then(|e| e.channel),
+                id,
+                accepted_ms,
+            });
+        }
+        Ok(out)
+    }
 }

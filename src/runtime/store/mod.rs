@@ -35,7 +35,10 @@ use std::sync::Arc;
 use super::keys::Keys;
 
 pub use cascade_store::CascadeStore;
-pub use cascades::{Accepted, CommitReply, CommitRequest, Loaded, Timeline, join_entries};
+pub use cascades::{
+    Accepted, CUSTOMER_INDEX_SIZE, CommitReply, CommitRequest, CustomerNotification, Loaded,
+    Timeline, join_entries,
+};
 pub use connection::{RedisConn, Target};
 pub use error::StoreError;
 pub use memory::{MemoryStore, StreamEntry};
