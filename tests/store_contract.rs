@@ -440,3 +440,72 @@ async fn a_channels_rate_is_taken_one_share_at_a_time() {
         ]
     );
 }
+
+/// The report counters: a new cascade's and a decision's counts add up by
+/// hour; a commit made on fewer timeline entries than the record holds (a
+/// receipt came meanwhile) is refused, so nothing goes uncounted; segments
+/// past the bound count as `other`.
+async fn report_counters<S: CascadeStore + Foreign>(s: &S, rig: &Rig) -> Vec<String> {
+    use cascade::report::Count;
+    let count = |step: Option<u8>, channel: &str, metric: &str| Count {
+        step,
+        channel: channel.into(),
+        metric: metric.into(),
+        n: 1,
+    };
+    let mut log = Vec::new();
+    for raw in [Some("new"), Some("vip"), Some("regular"), Some("new"), None] {
+        log.push(s.segment("delivery_delay", raw).await.unwrap());
+    }
+    let first = decision(NOW + MIN, false);
+    let a = rig.admitted("n-1");
+    let accepted = [count(None, "", "accepted")];
+    s.accept(&a, &rig.policy, &first, "new", &accepted, NOW)
+        .await
+        .unwrap();
+    let lines = s.load("n-1").await.unwrap().unwrap().lines;
+    log.push(format!("lines {lines}"));
+    s.record_receipt("n-1", "delivered", Some("vk"), NOW + 1)
+        .await
+        .unwrap();
+    let next = decision(NOW + 2 * MIN, false);
+    let sent = [count(Some(0), "vk", "sent")];
+    let request = |lines| cascade::runtime::store::CommitRequest {
+        id: "n-1",
+        version: 1,
+        earlier: &[],
+        decision: &next,
+        policy: &rig.policy,
+        sent: None,
+        now_ms: NOW,
+        lease_until_ms: None,
+        counts: &sent,
+        segment: "new",
+        lines: Some(lines),
+    };
+    log.push(format!("{:?}", s.commit(request(lines)).await.unwrap()));
+    log.push(format!("{:?}", s.commit(request(lines + 1)).await.unwrap()));
+    let hour = cascade::report::hour_of(NOW);
+    log.push(format!(
+        "{:?}",
+        s.report_counts(hour, hour + 1).await.unwrap()
+    ));
+    log.push(format!(
+        "{:?}",
+        s.report_counts(hour + 1, hour + 2).await.unwrap()
+    ));
+    log
+}
+
+#[tokio::test]
+async fn report_counters_add_up_and_a_receipt_since_the_decision_conflicts() {
+    let rig = Rig::new("contract-report").await;
+    let log = both!(rig, report_counters);
+    assert_eq!(log[..5], ["new", "vip", "other", "new", "-"]);
+    assert_eq!(log[5..8], ["lines 1", "Conflict", "Done(2)"]);
+    assert_eq!(
+        log[8],
+        "{\"delivery_delay\\t-\\t\\tnew\\taccepted\": 1, \"delivery_delay\\t0\\tvk\\tnew\\tsent\": 1}"
+    );
+    assert_eq!(log[9], "{}");
+}

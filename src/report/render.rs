@@ -182,9 +182,12 @@ pub fn table(head: &[String], rows: &[Vec<String>]) -> String {
 pub fn report_table(r: &Report) -> String {
     let mut head: Vec<String> = r.by.iter().map(|d| heading(*d).to_owned()).collect();
     head.extend(REPORT_COLUMNS.iter().map(|c| c.to_string()));
+    // Rows with nothing in these columns (a policy's accepted count, on no
+    // step) say nothing here; JSON and CSV keep them.
     let mut rows: Vec<Vec<String>> = r
         .rows
         .iter()
+        .filter(|row| !blank(row))
         .map(|row| {
             let mut cells = group_cells(row, &r.by);
             cells.extend(report_cells(row));
@@ -217,6 +220,18 @@ pub fn report_table(r: &Report) -> String {
          (from buckets); money in the channels' cost unit\n",
     );
     out
+}
+
+/// Whether a row has nothing in the table's columns.
+fn blank(row: &Row) -> bool {
+    row.sent == 0
+        && row.read == 0
+        && row.escalated == 0
+        && row.late_reads == 0
+        && row.failed == 0
+        && row.sms_avoided == 0
+        && row.cost == 0.0
+        && row.saved == 0.0
 }
 
 /// The report as CSV: one line per row, the total last.

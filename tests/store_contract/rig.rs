@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use cascade::config::Catalog;
+use cascade::config::{Catalog, ReportSettings};
 use cascade::core::{Cascade, Decision, Entry, EntryKind, Policy, SendOrder};
 use cascade::notification::Admitted;
 use cascade::runtime::clock::SystemClock;
 use cascade::runtime::keys::Keys;
 use cascade::runtime::store::{
     Accepted, CascadeStore, CommitReply, CommitRequest, Loaded, MemoryStore, ProviderMessage,
-    Store, StoreError,
+    ReportBook, Store, StoreError,
 };
 
 use crate::common::*;
@@ -111,10 +111,23 @@ impl Rig {
         let catalog = config.catalog();
         let policy = catalog.policies["delivery_delay"].clone();
         let keys = Keys::new(&config.name, 1);
+        // Two segments counted on their own per policy, so a scenario
+        // reaches the bound.
+        let report = ReportBook::new(&ReportSettings {
+            retention_ms: 86_400_000,
+            segments: None,
+            max_segments: 2,
+        });
         let redis = Store::connect(&crate::common::redis_target(), keys, RETENTION_MS)
             .await
-            .unwrap();
-        let memory = MemoryStore::new(Arc::new(SystemClock::default()), RETENTION_MS, 1);
+            .unwrap()
+            .with_report(report.clone());
+        let memory = MemoryStore::new(Arc::new(SystemClock::default()), RETENTION_MS, 1)
+            .with_report(ReportBook::new(&ReportSettings {
+                retention_ms: 86_400_000,
+                segments: None,
+                max_segments: 2,
+            }));
         Rig {
             redis,
             memory,

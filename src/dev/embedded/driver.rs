@@ -218,6 +218,18 @@ impl Driver {
         self.rig.block_on(self.store.status(id))
     }
 
+    /// The report over the day, as `cascade report` reads it.
+    pub fn report(
+        &self,
+        req: &crate::runtime::reports::ReportRequest,
+    ) -> Result<crate::report::Report, StoreError> {
+        self.rig.block_on(crate::runtime::reports::report(
+            &self.store,
+            &self.catalog,
+            req,
+        ))
+    }
+
     /// Records every receipt due by `now`, as the HTTP callbacks do.
     fn deliver_receipts(&mut self, now: i64) -> Result<usize, StoreError> {
         let mut delivered = 0;

@@ -11,7 +11,7 @@ use redis::Value;
 use super::call::Call;
 use super::{Store, StoreError};
 use crate::config::ReportSettings;
-use crate::report::{Count, OTHER_SEGMENT, clean_segment, field, hour_of};
+use crate::report::{Count, NO_SEGMENT, OTHER_SEGMENT, clean_segment, field, hour_of};
 
 /// Counters summed by field (report/mod.rs), over the hours read.
 pub type Counters = BTreeMap<String, i64>;
@@ -78,8 +78,12 @@ impl ReportBook {
     /// The segment a notification of `policy` counts under.
     pub fn lookup(&self, policy: &str, raw: Option<&str>) -> SegmentLookup {
         let name = clean_segment(raw.unwrap_or(""));
+        // No segment named is a group of its own, outside the bound.
+        if name == NO_SEGMENT {
+            return SegmentLookup::Known(name);
+        }
         if let Some(list) = &self.0.configured {
-            return SegmentLookup::Known(if list.contains(&name) || name == "-" {
+            return SegmentLookup::Known(if list.contains(&name) {
                 name
             } else {
                 OTHER_SEGMENT.to_owned()

@@ -135,12 +135,26 @@ fn play(catalog: &Catalog, opts: &DemoOptions) -> Result<PlayedDay, String> {
         };
         played.insert(id, p);
     }
+    // The figures come from the counters the daemon keeps, through the
+    // code `cascade report` prints with.
+    let figures = driver
+        .report(&crate::runtime::reports::ReportRequest {
+            from_ms: start,
+            to_ms: driver.now_ms() + 1,
+            policy: None,
+            by: vec![
+                crate::report::Dimension::Policy,
+                crate::report::Dimension::Step,
+                crate::report::Dimension::Channel,
+            ],
+        })
+        .map_err(|e| format!("the store failed: {e}"))?;
     let mut report = report::render(
         report::Day {
             catalog,
             played: &played,
-            reads: &crowd.reads,
             intake,
+            figures,
         },
         opts.timelines,
     );

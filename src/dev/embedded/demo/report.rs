@@ -1,7 +1,7 @@
 //! The demo's printout: a few timelines that show the rules at work, the
 //! channels' figures, and the accounting of every notification.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
 use jiff::tz::TimeZone;
@@ -11,7 +11,6 @@ use crate::config::Catalog;
 use crate::core::{Cascade, ChannelKind, Entry, EntryKind, Outcome};
 use crate::dev::embedded::simulate::{local, offset};
 use crate::notification::Notification;
-use crate::segments::sms_segments;
 
 /// One accepted notification as the store holds it at the end of the day.
 pub struct Played {
@@ -31,16 +30,6 @@ pub struct IntakeCounts {
     pub duplicates: u64,
 }
 
-/// Per-channel figures.
-#[derive(Default)]
-struct ChannelStats {
-    sent: u64,
-    read: u64,
-    failed: u64,
-    segments: u64,
-    cost: f64,
-}
-
 /// The demo's printout and its counts (for tests).
 pub struct Report {
     pub intake: IntakeCounts,
@@ -53,16 +42,18 @@ pub struct Day<'a> {
     pub catalog: &'a Catalog,
     /// By notification id.
     pub played: &'a BTreeMap<String, Played>,
-    /// Notification id → (channel, when) the customer read it.
-    pub reads: &'a HashMap<String, (String, i64)>,
     pub intake: IntakeCounts,
+    /// The day's report, by policy, step and channel (`cascade report`).
+    pub figures: crate::report::Report,
 }
 
 /// Renders the report, `timelines` of them shown in full.
 pub fn render(day: Day<'_>, timelines: usize) -> Report {
     let mut out = String::new();
     write_timelines(&mut out, &day, timelines);
-    write_channels(&mut out, &channel_stats(&day), day.catalog);
+    let _ = writeln!(out, "The day as `cascade report` shows it:\n");
+    out.push_str(&crate::report::render::report_table(&day.figures));
+    out.push('\n');
     write_counts(&mut out, &day);
     let outcomes = outcomes(day.played);
     write_accounting(&mut out, &day.intake, &outcomes);
@@ -85,86 +76,6 @@ pub fn outcomes(played: &BTreeMap<String, Played>) -> BTreeMap<String, u64> {
 
 fn kind_of(catalog: &Catalog, channel: &str) -> Option<ChannelKind> {
     catalog.channels.get(channel).map(|c| c.kind)
-}
-
-fn channel_stats(day: &Day<'_>) -> BTreeMap<String, ChannelStats> {
-    let mut by_channel: BTreeMap<String, ChannelStats> = BTreeMap::new();
-    for (id, p) in day.played {
-        for e in &p.timeline {
-            let Some(ch) = &e.channel else { continue };
-            let stats = by_channel.entry(ch.clone()).or_default();
-            match e.event {
-                EntryKind::Sent => {
-                    stats.sent += 1;
-                    let Some(c) = day.catalog.channels.get(ch) else {
-                        continue;
-                    };
-                    let segments = if c.kind == ChannelKind::Sms {
-                        let text = p.notification.text_for(ch, c.kind).unwrap_or("");
-                        sms_segments(text).1 as u64
-                    } else {
-                        1
-                    };
-                    stats.segments += segments;
-                    let per = if c.cost_per_segment {
-                        segments as f64
-                    } else {
-                        1.0
-                    };
-                    stats.cost += c.cost.unwrap_or(0.0) * per;
-                }
-                EntryKind::SendFailed if e.until_ms.is_none() => stats.failed += 1,
-                _ => {}
-            }
-        }
-        if let Some((ch, at)) = day.reads.get(id)
-            && p.timeline
-                .iter()
-                .any(|e| e.event == EntryKind::Receipt && e.at_ms == *at)
-        {
-            by_channel.entry(ch.clone()).or_default().read += 1;
-        }
-    }
-    by_channel
-}
-
-/// SMS avoided (the cascade was read before a later SMS step came due) and
-/// the money that saved.
-fn sms_avoided(day: &Day<'_>) -> (u64, f64) {
-    let catalog = day.catalog;
-    let sms_cost = catalog
-        .channels
-        .values()
-        .find(|c| c.kind == ChannelKind::Sms)
-        .and_then(|c| c.cost)
-        .unwrap_or(0.0);
-    let (mut avoided, mut saved) = (0, 0.0);
-    for p in day.played.values() {
-        let Some(Outcome::Completed { .. }) = p.cascade.outcome() else {
-            continue;
-        };
-        let Some(policy) = catalog.policies.get(&p.notification.policy) else {
-            continue;
-        };
-        let later = policy
-            .steps
-            .get(p.cascade.step as usize + 1..)
-            .unwrap_or(&[]);
-        let sms_later = later.iter().any(|s| {
-            s.channels
-                .iter()
-                .any(|c| kind_of(catalog, c) == Some(ChannelKind::Sms))
-        });
-        if sms_later {
-            avoided += 1;
-            let text = p
-                .notification
-                .text_for("sms", ChannelKind::Sms)
-                .unwrap_or("");
-            saved += sms_cost * sms_segments(text).1 as f64;
-        }
-    }
-    (avoided, saved)
 }
 
 /// Does a timeline show the rule a section is about?
@@ -269,48 +180,8 @@ fn write_timeline(out: &mut String, p: &Played) {
     }
 }
 
-fn write_channels(
-    out: &mut String,
-    by_channel: &BTreeMap<String, ChannelStats>,
-    catalog: &Catalog,
-) {
-    let _ = writeln!(out, "Channels:");
-    let _ = writeln!(
-        out,
-        "  {:<12} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10}",
-        "channel", "sent", "read", "rate", "failed", "segments", "cost"
-    );
-    for (ch, s) in by_channel {
-        // SMS has no read receipts: a rate of 0% would mislead.
-        let no_reads = kind_of(catalog, ch) == Some(ChannelKind::Sms);
-        let rate = if s.sent > 0 && !no_reads {
-            format!("{:.0}%", 100.0 * s.read as f64 / s.sent as f64)
-        } else {
-            "-".into()
-        };
-        let _ = writeln!(
-            out,
-            "  {ch:<12} {:>7} {:>7} {rate:>7} {:>7} {:>9} {:>10.2}",
-            s.sent, s.read, s.failed, s.segments, s.cost
-        );
-    }
-    let sum = |f: fn(&ChannelStats) -> u64| by_channel.values().map(f).sum::<u64>();
-    let _ = writeln!(
-        out,
-        "  {:<12} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10.2}\n",
-        "total",
-        sum(|s| s.sent),
-        sum(|s| s.read),
-        "",
-        sum(|s| s.failed),
-        "",
-        by_channel.values().map(|s| s.cost).sum::<f64>()
-    );
-}
-
 fn write_counts(out: &mut String, day: &Day<'_>) {
     let entries = || day.played.values().flat_map(|p| &p.timeline);
-    let count = |kind: EntryKind| entries().filter(|e| e.event == kind).count();
     let deferred = |why: &str| {
         entries()
             .filter(|e| e.event == EntryKind::Deferred && e.reason.as_deref() == Some(why))
@@ -318,10 +189,8 @@ fn write_counts(out: &mut String, day: &Day<'_>) {
     };
     let _ = writeln!(
         out,
-        "Escalations: {}   skipped channels: {}   late reads: {}",
-        count(EntryKind::Escalated),
-        count(EntryKind::Skipped),
-        count(EntryKind::LateRead)
+        "Skipped channels: {}",
+        entries().filter(|e| e.event == EntryKind::Skipped).count()
     );
     let _ = writeln!(
         out,
@@ -329,11 +198,7 @@ fn write_counts(out: &mut String, day: &Day<'_>) {
         deferred("quiet_hours"),
         deferred("limit")
     );
-    let (avoided, saved) = sms_avoided(day);
-    let _ = writeln!(
-        out,
-        "SMS avoided (read before the SMS step): {avoided}, saving {saved:.2}\n"
-    );
+    out.push('\n');
 }
 
 fn write_accounting(out: &mut String, intake: &IntakeCounts, outcomes: &BTreeMap<String, u64>) {
