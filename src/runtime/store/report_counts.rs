@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use redis::Value;
 
 use super::call::Call;
@@ -201,21 +202,34 @@ impl Store {
             .flat_map(|h| (0..shards).map(move |s| (s, h)))
             .map(|(s, h)| self.keys.report(s, h))
             .collect();
-        // A pipeline per 256 keys; on a cluster each read is its own slot's.
+        if self.split {
+            // Each hour's hash of each shard is its own slot's: read them
+            // 32 at a time.
+            let mut reads = futures_util::stream::iter(keys)
+                .map(|key| {
+                    let mut c = c.clone();
+                    async move {
+                        redis::cmd("HGETALL")
+                            .arg(key)
+                            .query_async::<HashMap<String, i64>>(&mut c)
+                            .await
+                    }
+                })
+                .buffer_unordered(32);
+            while let Some(hash) = reads.next().await {
+                for (k, v) in hash? {
+                    *out.entry(k).or_default() += v;
+                }
+            }
+            return Ok(out);
+        }
+        // A pipeline per 256 keys.
         for chunk in keys.chunks(256) {
-            let hashes: Vec<HashMap<String, i64>> = if self.split {
-                let mut all = Vec::with_capacity(chunk.len());
-                for key in chunk {
-                    all.push(redis::cmd("HGETALL").arg(key).query_async(&mut c).await?);
-                }
-                all
-            } else {
-                let mut pipe = redis::pipe();
-                for key in chunk {
-                    pipe.hgetall(key);
-                }
-                pipe.query_async(&mut c).await?
-            };
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.hgetall(key);
+            }
+            let hashes: Vec<HashMap<String, i64>> = pipe.query_async(&mut c).await?;
             for hash in hashes {
                 for (k, v) in hash {
                     *out.entry(k).or_default() += v;
