@@ -150,7 +150,7 @@ pub fn table(head: &[String], rows: &[Vec<String>]) -> String {
         rows.iter().all(|r| {
             r[i].chars()
                 .next()
-                .is_none_or(|c| c.is_ascii_digit() || c == '–' || c == '-' || c == '>')
+                .is_none_or(|c| c.is_ascii_digit() || matches!(c, '–' | '-' | '+' | '>'))
         })
     };
     let mut out = String::new();
@@ -319,7 +319,9 @@ pub fn what_if_table(w: &WhatIf) -> String {
         return out;
     }
     let mut sections = vec![("all segments".to_owned(), &w.total)];
-    sections.extend(w.segments.iter().map(|(s, e)| (format!("segment {s}"), e)));
+    if w.segments.len() > 1 {
+        sections.extend(w.segments.iter().map(|(s, e)| (format!("segment {s}"), e)));
+    }
     let base = w
         .total
         .iter()

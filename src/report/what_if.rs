@@ -138,7 +138,9 @@ pub fn records(
         if g.step == Some(step) {
             match metric {
                 "sent" => r.sent += n,
-                "escalated" => r.escalated += n,
+                // Only escalations after a send: one from a step that was
+                // skipped (no contact) happens whatever the wait.
+                "escalated" if !g.channel.is_empty() => r.escalated += n,
                 m => {
                     if let Some(b) = m.strip_prefix("ttr:") {
                         *r.time_to_read.entry(b.to_owned()).or_default() += n;
@@ -240,6 +242,7 @@ mod tests {
         let counters: BTreeMap<String, i64> = [
             (field("dd", Some(0), "vk", "new", "sent"), 10),
             (field("dd", Some(0), "vk", "new", "escalated"), 4),
+            (field("dd", Some(0), "", "new", "escalated"), 7),
             (field("dd", Some(0), "vk", "new", "ttr:5m"), 6),
             (field("dd", Some(1), "sms", "new", "sent"), 4),
             (field("dd", Some(1), "sms", "new", "cost"), 16_800),

@@ -230,6 +230,25 @@ impl Driver {
         ))
     }
 
+    /// The what-if for `step` of `policy` over the day, as `cascade what-if` reads it.
+    pub fn what_if(
+        &self,
+        policy: &str,
+        step: u8,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<crate::report::what_if::WhatIf, StoreError> {
+        self.rig.block_on(crate::runtime::reports::what_if_for(
+            &self.store,
+            &self.catalog,
+            policy,
+            step,
+            None,
+            from_ms,
+            to_ms,
+        ))
+    }
+
     /// Records every receipt due by `now`, as the HTTP callbacks do.
     fn deliver_receipts(&mut self, now: i64) -> Result<usize, StoreError> {
         let mut delivered = 0;

@@ -149,12 +149,20 @@ fn play(catalog: &Catalog, opts: &DemoOptions) -> Result<PlayedDay, String> {
             ],
         })
         .map_err(|e| format!("the store failed: {e}"))?;
+    // And the question the seeds ask: how long to wait before the SMS?
+    let what_if = catalog
+        .policies
+        .contains_key("delivery_delay")
+        .then(|| driver.what_if("delivery_delay", 0, start, driver.now_ms() + 1))
+        .transpose()
+        .map_err(|e| format!("the store failed: {e}"))?;
     let mut report = report::render(
         report::Day {
             catalog,
             played: &played,
             intake,
             figures,
+            what_if,
         },
         opts.timelines,
     );

@@ -45,6 +45,9 @@ pub struct Day<'a> {
     pub intake: IntakeCounts,
     /// The day's report, by policy, step and channel (`cascade report`).
     pub figures: crate::report::Report,
+    /// What other waits before delivery_delay's SMS would have done
+    /// (`cascade what-if`), when that policy is configured.
+    pub what_if: Option<crate::report::what_if::WhatIf>,
 }
 
 /// Renders the report, `timelines` of them shown in full.
@@ -54,6 +57,10 @@ pub fn render(day: Day<'_>, timelines: usize) -> Report {
     let _ = writeln!(out, "The day as `cascade report` shows it:\n");
     out.push_str(&crate::report::render::report_table(&day.figures));
     out.push('\n');
+    if let Some(w) = &day.what_if {
+        out.push_str(&crate::report::render::what_if_table(w));
+        out.push('\n');
+    }
     write_counts(&mut out, &day);
     let outcomes = outcomes(day.played);
     write_accounting(&mut out, &day.intake, &outcomes);
