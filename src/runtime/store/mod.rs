@@ -41,7 +41,7 @@ pub use memory::{MemoryStore, StreamEntry};
 pub use provider_index::ProviderMessage;
 pub use rates::RateTake;
 pub use receipts::{ReceiptResult, receipts_seen};
-pub use timers::{Claimed, Claims, Lease};
+pub use timers::{Claimed, Claims, Lease, TimerCounts};
 
 /// Bounds the events streams together (approximate trimming): each
 /// shard's stream keeps its share.
