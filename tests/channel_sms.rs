@@ -86,7 +86,10 @@ impl Harness {
         cfg.write("policies/sms_second.toml", SMS_SECOND);
 
         Harness {
-            run: Running::start(cfg).await.settle(Settle::Always),
+            // Gauges sampled often: a test waits for the breaker's.
+            run: Running::start_opts(cfg, |o| o.sample_every = Duration::from_millis(100))
+                .await
+                .settle(Settle::Always),
             smsru,
             smsc,
             received,
@@ -414,6 +417,17 @@ async fn smsru_misconfiguration_escalates_and_stops_the_channel() {
         "{failed:?}"
     );
     assert_eq!(h.smsru.requests(), 1);
+    wait_until("the breaker gauge says open", AT_ONCE, async || {
+        h.metric("cascade_breaker_open", &[("channel", "gateway")])
+            .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        h.metric("cascade_breaker_open", &[("channel", "call_centre")])
+            .await,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

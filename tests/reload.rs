@@ -40,6 +40,15 @@ async fn policies_reload_on_change_and_bad_changes_are_refused() {
     settle().await;
     assert_eq!(wait_of(&run.daemon().catalog.load()), Some(45 * 60_000));
     assert!(!run.daemon().catalog.load().policies.contains_key("extra"));
+    let page = run.metrics().await;
+    assert!(
+        metric_sum(&page, "cascade_reload_failures_total", &[]) >= 1,
+        "{page}"
+    );
+    assert_eq!(
+        metric_sum(&page, "cascade_config_last_reload_successful", &[]),
+        0
+    );
 
     // Fixed again: both changes apply together.
     run.cfg.write(policy, &DELIVERY_DELAY.replace("30m", "50m"));
@@ -52,5 +61,10 @@ async fn policies_reload_on_change_and_bad_changes_are_refused() {
         },
     )
     .await;
+    assert_eq!(
+        run.metric("cascade_config_last_reload_successful", &[])
+            .await,
+        1
+    );
     run.stop().await;
 }

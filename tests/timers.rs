@@ -359,3 +359,72 @@ async fn touch_wakes_at_once_when_the_receipts_changed_since_they_were_read() {
         .unwrap();
     assert_eq!(r.score("c").await, Some(NOW + 5));
 }
+
+#[tokio::test]
+async fn timer_counts_say_what_waits_and_what_is_due_and_claims_say_since_when() {
+    let mut r = Rig::new("timers-counts").await;
+    let timers = r.keys.timer(0);
+    // In the set: due by each kind of score (wake.lua), and not yet due.
+    let scores: [(&str, f64); 8] = [
+        ("due", (NOW - 5) as f64),
+        // A commit's "at once" (commit.lua).
+        ("at-once", 0.0),
+        ("poked", (NOW - 1) as f64 + 0.25),
+        ("lapsed", (NOW - 1_000) as f64 + 0.5),
+        ("lapsed-marked", (NOW - 2_000) as f64 + 0.75),
+        ("soon", (NOW + MIN) as f64),
+        ("leased", (NOW + LEASE) as f64 + 0.5),
+        ("marked", (NOW + LEASE) as f64 + 0.75),
+    ];
+    for (id, score) in scores {
+        let _: () = r.redis.zadd(&timers, id, score).await.unwrap();
+    }
+    // Far lists: two in one slot half an hour ahead, one two hours ahead,
+    // and one in a slot already past that no claim has moved yet.
+    r.far("far-1", NOW + 30 * MIN).await;
+    r.far("far-2", NOW + 30 * MIN + 1).await;
+    r.far("far-3", NOW + 120 * MIN).await;
+    r.far("overdue", NOW - 5 * MIN).await;
+
+    let counts = r.store.timer_counts(0, NOW).await.unwrap();
+    assert_eq!(counts.waiting, 12, "8 in the set, 4 in far lists");
+    assert_eq!(
+        counts.due, 6,
+        "due, at once, poked, both lapsed leases and the overdue far one; not the running leases"
+    );
+    // The gauges sum the shards; an empty shard counts nothing.
+    let empty = Store::connect(
+        &common::redis_target(),
+        Keys::new(&unique("timers-counts-empty"), 2),
+        3_600_000,
+    )
+    .await
+    .unwrap();
+    for shard in 0..2 {
+        let counts = empty.timer_counts(shard, NOW).await.unwrap();
+        assert_eq!((counts.waiting, counts.due), (0, 0));
+    }
+
+    // A claim says when each came due, for the lateness histogram: a
+    // wake-up at its time, a poke at the moment it asked for (the ms after
+    // its score), a lapsed lease the ms after it ended, a far one at its
+    // time; a commit's "at once" does not keep when.
+    let claimed = r.store.claim(0, NOW, LEASE, 100).await.unwrap();
+    let due: std::collections::BTreeMap<String, Option<i64>> =
+        claimed.iter().map(|c| (c.id.clone(), c.due_ms)).collect();
+    let expected: std::collections::BTreeMap<String, Option<i64>> = [
+        ("due", Some(NOW - 5)),
+        ("at-once", None),
+        ("poked", Some(NOW)),
+        ("lapsed", Some(NOW - 999)),
+        ("lapsed-marked", Some(NOW - 1_999)),
+        ("overdue", Some(NOW - 5 * MIN)),
+    ]
+    .into_iter()
+    .map(|(id, at)| (id.to_owned(), at))
+    .collect();
+    assert_eq!(due, expected);
+    // Claimed (and, without records, forgotten): nothing is due any more.
+    let counts = r.store.timer_counts(0, NOW).await.unwrap();
+    assert_eq!((counts.waiting, counts.due), (6, 0));
+}

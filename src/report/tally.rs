@@ -256,7 +256,11 @@ impl Tally<'_> {
                 event: EntryKind::LateRead,
                 step: esc.step,
                 channel: esc.channel.clone(),
-                reason: Some(format!("answered step {}", msg.step.unwrap_or(0))),
+                // Steps counted from 1, as `status` prints them.
+                reason: Some(format!(
+                    "read of step {}",
+                    u16::from(msg.step.unwrap_or(0)) + 1
+                )),
                 until_ms: None,
                 provider_message_id: None,
             });

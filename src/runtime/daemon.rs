@@ -36,6 +36,9 @@ pub struct DaemonOptions {
     pub insecure_demo_secrets: bool,
     /// The settings file to watch for hot reload; `None` disables it.
     pub config_path: Option<std::path::PathBuf>,
+    /// How often the gauges are sampled (`gauges::SAMPLE_EVERY`; tests
+    /// pass less).
+    pub sample_every: Duration,
 }
 
 impl Default for DaemonOptions {
@@ -47,6 +50,7 @@ impl Default for DaemonOptions {
             admin_listen: None,
             insecure_demo_secrets: false,
             config_path: None,
+            sample_every: super::gauges::SAMPLE_EVERY,
         }
     }
 }
@@ -118,10 +122,15 @@ impl Daemon {
             catalog: catalog.clone(),
             outbound: Outbound::new(),
             clock: options.clock.clone(),
-            telemetry,
+            telemetry: telemetry.clone(),
             shutdown: shutdown.clone(),
             alarm: Default::default(),
         });
+        tasks.spawn(super::gauges::sample(
+            worker.clone(),
+            options.sample_every,
+            shutdown.clone(),
+        ));
         tasks.spawn(scheduler::run(
             worker.clone(),
             SchedulerConfig {
@@ -144,6 +153,7 @@ impl Daemon {
                 path,
                 catalog.clone(),
                 options.insecure_demo_secrets,
+                telemetry,
                 shutdown.clone(),
             ));
         }

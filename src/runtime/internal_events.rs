@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use super::store;
 use super::telemetry::Telemetry;
 use crate::core::Entry;
 
@@ -194,13 +195,23 @@ impl InternalEvent for ProviderAnswered<'_> {
     }
 }
 
-/// The scheduler claimed cascades that are due.
-pub struct Claimed(pub usize);
+/// The scheduler claimed cascades that are due, at `now_ms` by the
+/// daemon's clock: each is as late as that is after its `due_ms` (one
+/// without, woken "at once" by a commit, is counted but not timed).
+pub struct Claimed<'a> {
+    pub cascades: &'a [store::Claimed],
+    pub now_ms: i64,
+}
 
-impl InternalEvent for Claimed {
+impl InternalEvent for Claimed<'_> {
     fn emit(self, telemetry: &Telemetry) {
-        if self.0 > 0 {
-            telemetry.claimed(self.0);
+        if self.cascades.is_empty() {
+            return;
+        }
+        telemetry.claimed(self.cascades.len());
+        for due_ms in self.cascades.iter().filter_map(|c| c.due_ms) {
+            let late_ms = self.now_ms.saturating_sub(due_ms).max(0);
+            telemetry.timer_lateness(Duration::from_millis(late_ms as u64));
         }
     }
 }

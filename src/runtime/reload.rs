@@ -13,13 +13,15 @@ use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use tokio_util::sync::CancellationToken;
 
+use super::telemetry::Telemetry;
 use crate::config::Catalog;
 
-/// Watches the configuration until `shutdown`.
+/// Watches the configuration until `shutdown`; counts each reload refused.
 pub async fn watch(
     config_path: PathBuf,
     catalog: Arc<ArcSwap<Catalog>>,
     insecure_demo_secrets: bool,
+    telemetry: Telemetry,
     shutdown: CancellationToken,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(4);
@@ -67,7 +69,8 @@ pub async fn watch(
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
             _ = shutdown.cancelled() => return,
         };
-        reload(&config_path, &catalog, insecure_demo_secrets, why);
+        let applied = reload(&config_path, &catalog, insecure_demo_secrets, why);
+        telemetry.reloaded(applied);
     }
 }
 

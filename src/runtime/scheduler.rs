@@ -203,7 +203,10 @@ async fn sweep<S: CascadeStore>(
         };
         plan.next_ms[shard as usize] = claims.next_ms;
         swept.claimed += claims.due.len();
-        worker.telemetry.emit(Claimed(claims.due.len()));
+        worker.telemetry.emit(Claimed {
+            cascades: &claims.due,
+            now_ms: worker.clock.now_ms(),
+        });
         for claimed in claims.due {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
@@ -242,7 +245,10 @@ pub async fn wake_due_in_turn<S: CascadeStore>(
             .store
             .claim(shard, now, config.lease_ms, config.batch)
             .await?;
-        worker.telemetry.emit(Claimed(cascades.len()));
+        worker.telemetry.emit(Claimed {
+            cascades: &cascades,
+            now_ms: worker.clock.now_ms(),
+        });
         for claimed in cascades {
             let woke = (claimed.id.clone(), claimed.lapsed_claim_at_ms.is_some());
             worker.wake_claimed(claimed).await?;

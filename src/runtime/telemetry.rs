@@ -1,21 +1,35 @@
 //! Metrics (Prometheus, at `/metrics`). Labels take values from bounded
-//! sets only: lifecycle words, channel names from the configuration, intake
-//! error codes, send outcomes.
+//! sets only: lifecycle words, channel and policy names from the
+//! configuration, intake error codes, send outcomes, the version.
 //!
 //! Each daemon counts in a registry of its own (`Telemetry`), not in a
 //! process-wide recorder: two daemons in one process (the tests start many)
 //! never count into each other's `/metrics`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::{Counter, Histogram};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::formatting::{
+    sanitize_label_value, write_help_line, write_type_line,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 /// Upper bounds of the duration histograms, in seconds.
 const BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The timer lateness histogram: from the scheduler's few milliseconds
+/// (it gathers dues 6 ms apart into one claim) to the minutes of a backlog
+/// or of a daemon that was down.
+const LATENESS: &str = "cascade_timer_lateness_seconds";
+const LATENESS_BUCKETS: [f64; 15] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
 ];
 
 /// One daemon's metrics registry and the handles it counts through.
@@ -29,6 +43,9 @@ struct Registry {
     sends: Handles<Counter>,
     send_durations: Handles<Histogram>,
     lifecycle: Handles<Counter>,
+    lateness: Histogram,
+    reload_failures: Counter,
+    money: Mutex<Money>,
 }
 
 impl Default for Telemetry {
@@ -41,22 +58,43 @@ impl Telemetry {
     pub fn new() -> Telemetry {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&BUCKETS)
-            .expect("the bucket list is not empty")
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(LATENESS.into()), &LATENESS_BUCKETS)
+            })
+            .expect("the bucket lists are not empty")
             .build_recorder();
         let handle = recorder.handle();
-        metrics::with_local_recorder(&recorder, describe);
+        let (lateness, reload_failures) = metrics::with_local_recorder(&recorder, || {
+            describe();
+            metrics::gauge!("cascade_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            // The configuration a daemon starts on is valid (or it would not start).
+            metrics::gauge!("cascade_config_last_reload_successful").set(1.0);
+            (
+                metrics::histogram!(LATENESS),
+                metrics::counter!("cascade_reload_failures_total"),
+            )
+        });
+        // Shown at zero from the start: an alert on its increase sees the first one.
+        reload_failures.increment(0);
         Telemetry(Arc::new(Registry {
             recorder,
             handle,
             sends: Handles::new(),
             send_durations: Handles::new(),
             lifecycle: Handles::new(),
+            lateness,
+            reload_failures,
+            money: Mutex::default(),
         }))
     }
 
     /// The Prometheus text exposition of everything counted so far.
     pub fn render(&self) -> String {
-        self.0.handle.render()
+        let mut page = self.0.handle.render();
+        if let Ok(money) = self.0.money.lock() {
+            money.render(&mut page);
+        }
+        page
     }
 
     /// Keeps histograms from growing without bound; run in the background.
@@ -146,6 +184,56 @@ impl Telemetry {
             .increment(n as u64);
     }
 
+    /// How long after it came due a wake-up was claimed.
+    pub(super) fn timer_lateness(&self, late: Duration) {
+        self.0.lateness.record(late.as_secs_f64());
+    }
+
+    /// What the timer shards hold, as last sampled (`gauges`): every
+    /// stored wake-up, and those of them due and not claimed.
+    pub(super) fn timers(&self, waiting: u64, backlog: u64) {
+        self.in_registry(|| metrics::gauge!("cascade_cascades_waiting"))
+            .set(waiting as f64);
+        self.in_registry(|| metrics::gauge!("cascade_backlog"))
+            .set(backlog as f64);
+    }
+
+    /// Whether a channel's circuit breaker is open (sends fail at once).
+    pub(super) fn breaker(&self, channel: &str, open: bool) {
+        self.in_registry(
+            || metrics::gauge!("cascade_breaker_open", "channel" => channel.to_owned()),
+        )
+        .set(if open { 1.0 } else { 0.0 });
+    }
+
+    /// A reload of the configuration: applied, or refused (the daemon goes
+    /// on with the last good one).
+    pub(super) fn reloaded(&self, applied: bool) {
+        if !applied {
+            self.0.reload_failures.increment(1);
+        }
+        self.in_registry(|| metrics::gauge!("cascade_config_last_reload_successful"))
+            .set(if applied { 1.0 } else { 0.0 });
+    }
+
+    /// Money spent on a send: `amount` in the currency of the channel's
+    /// `cost`. Zero makes the series exist; a negative or non-finite
+    /// amount is ignored (a counter only goes up).
+    pub(crate) fn money_spent(&self, channel: &str, policy: &str, amount: f64) {
+        if let Ok(mut money) = self.0.money.lock() {
+            Money::add(&mut money.spent, channel, policy, amount);
+        }
+    }
+
+    /// Money saved: the cost of a send a cascade did not need (it was read
+    /// before escalating to it), in the currency of the channel's `cost`.
+    /// As `money_spent` otherwise.
+    pub(crate) fn money_saved(&self, channel: &str, policy: &str, amount: f64) {
+        if let Ok(mut money) = self.0.money.lock() {
+            Money::add(&mut money.saved, channel, policy, amount);
+        }
+    }
+
     /// One provider callback and what became of it (bounded labels).
     pub fn callback(&self, provider: &'static str, result: &'static str) {
         self.in_registry(|| {
@@ -165,7 +253,7 @@ impl Telemetry {
 
 /// Each metric's `# HELP` line: what it counts, and its labels' values.
 fn describe() {
-    use metrics::{Unit, describe_counter, describe_histogram};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         "cascade_intake_total",
         "Notifications taken off the intake queue, by result (accepted, duplicate, rejected, requeued, failed, dead_letter_failed) and the dead-letter code of a rejected one"
@@ -199,6 +287,107 @@ fn describe() {
         "cascade_http_rejected_total",
         "Requests refused before they were authenticated, by route and reason"
     );
+    describe_histogram!(
+        LATENESS,
+        Unit::Seconds,
+        "How long after it came due the scheduler claimed a wake-up (a timer, a receipt's wake-up at once, a lapsed lease)"
+    );
+    describe_gauge!(
+        "cascade_cascades_waiting",
+        "Wake-ups stored in Redis, sampled every few seconds: every timer shard's sorted set (claimed ones included) and far lists; a stale far entry left behind by a cascade whose wake-up moved nearer counts too. The same for every instance on one Redis"
+    );
+    describe_gauge!(
+        "cascade_backlog",
+        "Wake-ups due and not claimed, sampled every few seconds: due in the timer shards' sorted sets (leases that ran out included; running ones not) and in far lists of minutes already past. The same for every instance on one Redis"
+    );
+    describe_gauge!(
+        "cascade_breaker_open",
+        "1 while a channel's circuit breaker is open (its provider said the channel is misconfigured; sends fail at once), else 0; by configured channel, sampled every few seconds"
+    );
+    describe_counter!(
+        "cascade_reload_failures_total",
+        "Reloads of the configuration refused (invalid, or an unsafe secret); the daemon goes on with the last good one"
+    );
+    describe_gauge!(
+        "cascade_config_last_reload_successful",
+        "1 when the last reload of the configuration was applied (or none was tried since the start), 0 when it was refused"
+    );
+    describe_gauge!(
+        "cascade_build_info",
+        "Always 1; the label `version` is the daemon's version"
+    );
+}
+
+/// Money spent and saved, by channel and policy: counters of a float
+/// amount, which the `metrics` crate's counters (whole numbers) cannot
+/// hold, so they are rendered here, after the recorder's page.
+#[derive(Default)]
+struct Money {
+    /// Channel → policy → amount.
+    spent: BTreeMap<String, BTreeMap<String, f64>>,
+    saved: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+const MONEY_SPENT: &str = "cascade_money_spent_total";
+const MONEY_SAVED: &str = "cascade_money_saved_total";
+
+impl Money {
+    /// Adds `amount` (finite and not negative) to a channel and policy's
+    /// sum; allocates only for a pair seen for the first time.
+    fn add(
+        sums: &mut BTreeMap<String, BTreeMap<String, f64>>,
+        channel: &str,
+        policy: &str,
+        amount: f64,
+    ) {
+        if !(amount.is_finite() && amount >= 0.0) {
+            return;
+        }
+        let policies = match sums.get_mut(channel) {
+            Some(p) => p,
+            None => sums.entry(channel.to_owned()).or_default(),
+        };
+        match policies.get_mut(policy) {
+            Some(sum) => *sum += amount,
+            None => {
+                policies.insert(policy.to_owned(), amount);
+            }
+        }
+    }
+
+    /// Both counters in the text exposition format, each with its `# HELP`.
+    fn render(&self, page: &mut String) {
+        let families = [
+            (
+                MONEY_SPENT,
+                &self.spent,
+                "Money spent on sends, by channel and policy, in the currency of the channel's `cost` setting (a float)",
+            ),
+            (
+                MONEY_SAVED,
+                &self.saved,
+                "Money not spent on sends that cascades did not need (read before escalating), by channel and policy, in the currency of the channel's `cost` setting (a float)",
+            ),
+        ];
+        for (name, sums, help) in families {
+            if sums.is_empty() {
+                continue;
+            }
+            write_help_line(page, name, None, None, help);
+            write_type_line(page, name, None, None, "counter");
+            for (channel, policies) in sums {
+                for (policy, sum) in policies {
+                    let _ = writeln!(
+                        page,
+                        "{name}{{channel=\"{}\",policy=\"{}\"}} {sum}",
+                        sanitize_label_value(channel),
+                        sanitize_label_value(policy)
+                    );
+                }
+            }
+            page.push('\n');
+        }
+    }
 }
 
 /// Metric handles by their two label values, for the metrics counted
@@ -243,13 +432,19 @@ mod tests {
         t.claimed(1);
         t.callback("vk", "recorded");
         t.http_rejected("v1", "missing");
+        t.timer_lateness(Duration::from_millis(7));
+        t.timers(10, 2);
+        t.breaker("sms", false);
+        t.reloaded(false);
+        t.money_spent("sms", "delivery_delay", 4.2);
+        t.money_saved("sms", "delivery_delay", 4.2);
         let text = t.render();
         let typed: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .filter_map(|l| l.split(' ').next())
             .collect();
-        assert_eq!(typed.len(), 8, "{text}");
+        assert_eq!(typed.len(), 17, "{text}");
         for name in typed {
             assert!(
                 text.lines()
@@ -257,5 +452,47 @@ mod tests {
                 "{name} has no # HELP line:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn money_counts_in_floats_by_channel_and_policy() {
+        let t = Telemetry::new();
+        t.money_spent("sms", "delivery_delay", 0.0);
+        t.money_spent("sms", "delivery_delay", 4.25);
+        t.money_spent("sms", "delivery_delay", 4.25);
+        t.money_spent("sms", "delivery_delay", -1.0);
+        t.money_spent("sms", "delivery_delay", f64::NAN);
+        t.money_spent("vk", "a \"quoted\" policy", 0.5);
+        t.money_saved("sms", "abandoned_cart", 0.0);
+        let text = t.render();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("cascade_money_"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "cascade_money_spent_total{channel=\"sms\",policy=\"delivery_delay\"} 8.5",
+                "cascade_money_spent_total{channel=\"vk\",policy=\"a \\\"quoted\\\" policy\"} 0.5",
+                "cascade_money_saved_total{channel=\"sms\",policy=\"abandoned_cart\"} 0",
+            ],
+            "{text}"
+        );
+        assert!(text.contains("# TYPE cascade_money_spent_total counter\n"));
+    }
+
+    #[test]
+    fn lateness_has_buckets_of_its_own() {
+        let t = Telemetry::new();
+        t.timer_lateness(Duration::from_secs(90));
+        let text = t.render();
+        assert!(
+            text.contains("cascade_timer_lateness_seconds_bucket{le=\"300\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cascade_build_info{version=\"") && text.contains("\"} 1\n"),
+            "{text}"
+        );
     }
 }

@@ -145,6 +145,7 @@ impl Rig {
             admin_listen: Some("127.0.0.1:0".into()),
             insecure_demo_secrets: false,
             config_path: None,
+            sample_every: crate::runtime::gauges::SAMPLE_EVERY,
         };
         Ok(Daemon::start(self.catalog.clone(), options).await?)
     }

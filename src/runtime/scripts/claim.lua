@@ -27,7 +27,9 @@
 -- Returns, flat: first the moment (ms) the next cascade of the shard can be
 -- claimed (a lease once it has ended, so its end + 1), or -1 when the set
 -- is empty: the scheduler sleeps until then; then per claimed id: id, the
--- end (ms) of the lapsed lease it was found under, else 0.
+-- end (ms) of the lapsed lease it was found under, else 0, and when it came
+-- due (ms; a score with a fraction the millisecond after, as below: the
+-- scheduler measures its lateness from there).
 local budget = tonumber(ARGV[6])
 local upto = math.floor(tonumber(ARGV[4]) / tonumber(ARGV[5]))
 for i = 3, #KEYS do
@@ -64,6 +66,7 @@ for i = 1, #due, 2 do
   end
   claimed[#claimed + 1] = id
   claimed[#claimed + 1] = lapsed
+  claimed[#claimed + 1] = math.ceil(tonumber(score))
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if first[2] then

@@ -46,7 +46,7 @@ pub use provider_index::ProviderMessage;
 pub use rates::RateTake;
 pub use receipts::{ReceiptResult, receipts_seen};
 pub use report_counts::{Counters, ReportBook};
-pub use timers::{Claimed, Claims, Lease};
+pub use timers::{Claimed, Claims, Lease, TimerCounts};
 
 /// Bounds the events streams together (approximate trimming): each
 /// shard's stream keeps its share.

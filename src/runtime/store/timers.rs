@@ -146,6 +146,16 @@ pub struct Claimed {
     /// storing what it did. Taken as the lease's end less this instance's
     /// `claim_lease`: every instance is meant to run with the same.
     pub lapsed_claim_at_ms: Option<i64>,
+    /// When it came due (ms): its wake-up, the moment a receipt asked for
+    /// it, or the end of the lapsed lease it was found under. `None` for a
+    /// wake-up stored as 0, "at once" (`commit.lua`, for a receipt recorded
+    /// while its decision was made): when that was is not kept.
+    pub due_ms: Option<i64>,
+}
+
+/// `Claimed::due_ms` of a score's first claimable ms.
+fn due_moment(ms: i64) -> Option<i64> {
+    (ms > 0).then_some(ms)
 }
 
 /// A claimed cascade's record (`None`: gone) and receipts, as read.
@@ -169,6 +179,7 @@ impl Claimed {
         id: String,
         lease: Lease,
         lapsed_claim_at_ms: Option<i64>,
+        due_ms: i64,
         loaded: Result<Option<Loaded>, StoreError>,
     ) -> Claimed {
         Claimed {
@@ -176,12 +187,35 @@ impl Claimed {
             read: ClaimedRead::Assembled(loaded.map(|l| l.map(Box::new))),
             lease,
             lapsed_claim_at_ms,
+            due_ms: due_moment(due_ms),
         }
     }
 
     /// What the claim read, taken (a second take finds the cascade gone).
     pub(super) fn take_read(&mut self) -> ClaimedRead {
         std::mem::replace(&mut self.read, ClaimedRead::Assembled(Ok(None)))
+    }
+}
+
+/// What one timer shard holds (`Store::timer_counts`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerCounts {
+    /// Every wake-up stored: the sorted set's (claimed ones under their
+    /// leases included) and the far lists' entries.
+    pub waiting: u64,
+    /// Of those, the ones due and not claimed: the sorted set's scores up
+    /// to now (a lease only once it has run out) and the entries of far
+    /// slots wholly past (which a claim has not moved yet).
+    pub due: u64,
+}
+
+impl std::ops::Add for TimerCounts {
+    type Output = TimerCounts;
+    fn add(self, other: TimerCounts) -> TimerCounts {
+        TimerCounts {
+            waiting: self.waiting + other.waiting,
+            due: self.due + other.due,
+        }
     }
 }
 
@@ -240,9 +274,16 @@ impl ClaimArgs<'_> {
 }
 
 /// `claim.lua`'s reply: when the shard's next cascade can be claimed, and
-/// each id it leased with the end of the lapsed lease it was found under
-/// (0 for none).
-struct ClaimReply(Option<i64>, Vec<(String, i64)>);
+/// each id it leased.
+struct ClaimReply(Option<i64>, Vec<ClaimedId>);
+
+/// One id `claim.lua` leased.
+struct ClaimedId {
+    id: String,
+    /// The end of the lapsed lease it was found under (0 for none).
+    lapsed_until_ms: i64,
+    due_ms: i64,
+}
 
 impl redis::FromRedisValue for ClaimReply {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
@@ -254,14 +295,15 @@ impl redis::FromRedisValue for ClaimReply {
         };
         let next: i64 = redis::FromRedisValue::from_redis_value_ref(next)?;
         let next = (next >= 0).then_some(next);
-        flat.chunks(2)
-            .map(|pair| match pair {
-                [id, lapsed] => Ok((
-                    redis::FromRedisValue::from_redis_value_ref(id)?,
-                    redis::FromRedisValue::from_redis_value_ref(lapsed)?,
-                )),
+        flat.chunks(3)
+            .map(|triple| match triple {
+                [id, lapsed, due] => Ok(ClaimedId {
+                    id: redis::FromRedisValue::from_redis_value_ref(id)?,
+                    lapsed_until_ms: redis::FromRedisValue::from_redis_value_ref(lapsed)?,
+                    due_ms: redis::FromRedisValue::from_redis_value_ref(due)?,
+                }),
                 _ => Err(ParsingError::from(
-                    "claim.lua replied with an odd list".to_owned(),
+                    "claim.lua replied with a list not of triples".to_owned(),
                 )),
             })
             .collect::<Result<_, _>>()
@@ -364,7 +406,15 @@ impl Store {
         }
         let reads = self.read_claimed(&mut c, &ids).await?;
         let mut claimed = Vec::with_capacity(ids.len());
-        for ((id, lapsed_until_ms), read) in ids.into_iter().zip(reads) {
+        for (
+            ClaimedId {
+                id,
+                lapsed_until_ms,
+                due_ms,
+            },
+            read,
+        ) in ids.into_iter().zip(reads)
+        {
             let read = match read {
                 Ok((None, _)) => {
                     if let Err(e) = self.forget(&id, now_ms).await {
@@ -384,6 +434,7 @@ impl Store {
                 read,
                 lease,
                 lapsed_claim_at_ms: (lapsed_until_ms > 0).then(|| lapsed_until_ms - lease_ms),
+                due_ms: due_moment(due_ms),
             });
         }
         Ok(Claims {
@@ -429,6 +480,44 @@ impl Store {
         Ok(slots)
     }
 
+    /// Counts what waits in one timer shard at `now_ms`, for the gauges:
+    /// one pipelined round trip (ZCARD and ZCOUNT of the sorted set, the far
+    /// slots from the index), and one more with an LLEN per far slot when
+    /// there are any. Every key is the shard's (`{<n>}`), so on a cluster
+    /// both stay in one slot. A stale far entry (left behind when its
+    /// cascade's wake-up moved nearer) counts too: Redis cannot tell it
+    /// from a live one without reading it.
+    pub async fn timer_counts(&self, shard: u16, now_ms: i64) -> Result<TimerCounts, StoreError> {
+        let mut c = self.conn.clone();
+        let timers = self.keys.timer(shard);
+        let (in_set, due_in_set, slots): (u64, u64, Vec<i64>) = redis::pipe()
+            .zcard(&timers)
+            .zcount(&timers, "-inf", now_ms)
+            .zrange(self.keys.later(shard), 0, -1)
+            .query_async(&mut c)
+            .await?;
+        let mut counts = TimerCounts {
+            waiting: in_set,
+            due: due_in_set,
+        };
+        if slots.is_empty() {
+            return Ok(counts);
+        }
+        let mut pipe = redis::pipe();
+        for slot in &slots {
+            pipe.llen(self.keys.later_slot(shard, *slot));
+        }
+        let lengths: Vec<u64> = pipe.query_async(&mut c).await?;
+        let current_slot = now_ms.div_euclid(WAKE_SLOT_MS);
+        for (slot, n) in slots.iter().zip(lengths) {
+            counts.waiting += n;
+            if *slot < current_slot {
+                counts.due += n;
+            }
+        }
+        Ok(counts)
+    }
+
     /// The records (MGET) and receipts (HGETALL each) of claimed ids, in one
     /// pipelined round trip (on a cluster, one per id, all at once: a
     /// pipeline there stays in one slot). Read after the claim, so a receipt
@@ -438,12 +527,12 @@ impl Store {
     async fn read_claimed(
         &self,
         c: &mut RedisConn,
-        ids: &[(String, i64)],
+        ids: &[ClaimedId],
     ) -> Result<Vec<Result<ClaimedRaw, StoreError>>, StoreError> {
         if self.split {
             let reads: Vec<_> = ids
                 .iter()
-                .map(|(id, _)| {
+                .map(|ClaimedId { id, .. }| {
                     let mut pipe = redis::pipe();
                     pipe.get(self.keys.state(id))
                         .hgetall(self.keys.receipts(id));
@@ -465,10 +554,10 @@ impl Store {
                 .await);
         }
         let mut pipe = redis::pipe();
-        let states: Vec<String> = ids.iter().map(|(id, _)| self.keys.state(id)).collect();
+        let states: Vec<String> = ids.iter().map(|c| self.keys.state(&c.id)).collect();
         pipe.cmd("MGET").arg(&states);
-        for (id, _) in ids {
-            pipe.hgetall(self.keys.receipts(id));
+        for c in ids {
+            pipe.hgetall(self.keys.receipts(&c.id));
         }
         let mut answers: Vec<Value> = pipe.query_async(c).await?;
         let records: Vec<Option<String>> =

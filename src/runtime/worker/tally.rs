@@ -87,6 +87,20 @@ pub fn tally(
     tallied.counts
 }
 
+impl<S: CascadeStore> Worker<S> {
+    /// The money among counts just stored, for the metrics.
+    pub(super) fn counted(&self, policy: &str, counts: &[Count]) {
+        for c in counts {
+            let amount = c.n as f64 / crate::report::tally::MONEY_SCALE;
+            match c.metric.as_str() {
+                "cost" => self.telemetry.money_spent(&c.channel, policy, amount),
+                "saved" => self.telemetry.money_saved(&c.channel, policy, amount),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// What a new cascade's first decision adds to the report (nothing is
 /// stored before it); its state notes its entries as counted.
 pub fn tally_new(

@@ -240,6 +240,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
         let committed = self.commit(loaded, &decision, &counts, event, now).await?;
         Ok(match committed {
             CommitReply::Done(version) => {
+                self.worker.counted(&loaded.policy.name, &counts);
                 if let Some(u) = &self.unsaved {
                     loaded.stored(&u.entries);
                 }
@@ -359,6 +360,7 @@ impl<'w, S: CascadeStore> Wakeup<'w, S> {
             })
             .await?;
         if matches!(committed, CommitReply::Done(_)) {
+            self.worker.counted(&send.loaded.policy.name, &counts);
             send.loaded.stored(&in_flight.entries);
             self.worker
                 .stored_wake(self.id, in_flight.cascade.wake_at_ms());

@@ -269,10 +269,10 @@ impl CascadeStore for MemoryStore {
         // Assembled out of the lock: it parses the notification.
         let due = reads
             .into_iter()
-            .map(|(id, lapsed_until_ms, read)| {
-                let loaded = read.map(|r| r.assemble(&id)).transpose();
-                let lapsed = (lapsed_until_ms > 0).then(|| lapsed_until_ms - lease_ms);
-                Claimed::assembled(id, lease, lapsed, loaded)
+            .map(|c| {
+                let loaded = c.read.map(|r| r.assemble(&c.id)).transpose();
+                let lapsed = (c.lapsed_until_ms > 0).then(|| c.lapsed_until_ms - lease_ms);
+                Claimed::assembled(c.id, lease, lapsed, c.due_ms, loaded)
             })
             .collect();
         Ok(Claims { due, next_ms })

@@ -27,6 +27,12 @@ struct Score {
 }
 
 impl Score {
+    /// The first moment it can be claimed: a lease only once it has run
+    /// out, after the ms it ends on (`claim.lua`'s `math.ceil`).
+    fn claimable_ms(self) -> i64 {
+        if self.lease { self.ms + 1 } else { self.ms }
+    }
+
     /// Whether the score is at or before `now_ms` (`ZRANGEBYSCORE -inf now`).
     fn due(self, now_ms: i64) -> bool {
         if self.lease {
@@ -35,6 +41,16 @@ impl Score {
             self.ms <= now_ms
         }
     }
+}
+
+/// One id `State::claim` leased.
+pub(super) struct ClaimedHere {
+    pub id: String,
+    /// The end of the lapsed lease it was found under (0 for none).
+    pub lapsed_until_ms: i64,
+    /// When it came due, as `claim.lua` answers.
+    pub due_ms: i64,
+    pub read: Option<Read>,
 }
 
 /// One shard's wake-ups: a sorted set of ids by score (equal scores by id,
@@ -78,9 +94,7 @@ impl TimerSet {
     /// The first moment anything here can be claimed (a lease only once
     /// it has run out: after the ms it ends on).
     pub fn first_claimable_ms(&self) -> Option<i64> {
-        self.order
-            .first()
-            .map(|(s, _)| if s.lease { s.ms + 1 } else { s.ms })
+        self.order.first().map(|(s, _)| s.claimable_ms())
     }
 
     /// Up to `limit` ids due at `now_ms`, earliest first, with their scores.
@@ -106,10 +120,9 @@ impl State {
         self.timers_of(id).set_due(id, due_ms);
     }
 
-    /// `claim.lua`, then the read of each claimed id's record and receipts:
-    /// per id, the end of the lapsed lease it was found under (0 for none)
-    /// and its read (`None`: the record is gone; its timer is dropped, as
-    /// `forget.lua` does).
+    /// `claim.lua`, then the read of each claimed id's record and receipts
+    /// (`None`: the record is gone; its timer is dropped, as `forget.lua`
+    /// does).
     pub(super) fn claim(
         &mut self,
         shard: u16,
@@ -117,7 +130,7 @@ impl State {
         lease: &Lease,
         limit: usize,
         clock_ms: i64,
-    ) -> Vec<(String, i64, Option<Read>)> {
+    ) -> Vec<ClaimedHere> {
         let set = (shard % self.shards) as usize;
         let due = self.timers[set].due(now_ms, limit);
         let leased = Score {
@@ -133,7 +146,12 @@ impl State {
             if read.is_none() {
                 self.timers[set].remove(&id);
             }
-            claimed.push((id, lapsed, read));
+            claimed.push(ClaimedHere {
+                id,
+                lapsed_until_ms: lapsed,
+                due_ms: score.claimable_ms(),
+                read,
+            });
         }
         claimed
     }
