@@ -2,7 +2,8 @@
 //! internet must reach: provider callbacks, tracking links and the
 //! authenticated `/v1/…` API, each route with a body limit of its own and
 //! every request under one timeout. The admin one (loopback by default)
-//! serves `/metrics`, `/healthz` and `/readyz`.
+//! serves `/metrics`, `/healthz`, `/readyz` and the read-only operator
+//! console (`/console`), which the public one never serves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 pub mod callbacks;
+mod console;
 pub mod refusal;
 mod reports;
 pub mod serve;
@@ -85,12 +87,14 @@ pub fn public_router(state: AppState, request_timeout: Duration) -> Router {
         .with_state(state)
 }
 
-/// The admin listener's routes: metrics and probes.
+/// The admin listener's routes: metrics, probes and the read-only
+/// operator console (`/console…`, on this listener only).
 pub fn admin_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .merge(console::routes())
         .with_state(state)
 }
 

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::rows::{Dimension, Report, Row};
-use super::what_if::WhatIf;
+use super::what_if::{Estimate, WhatIf};
 
 /// A duration for people: `45s`, `12m`, `1h 30m`, `2d 3h`.
 pub fn duration(ms: i64) -> String {
@@ -107,6 +107,10 @@ pub const REPORT_COLUMNS: [&str; 13] = [
     "SMS avoided",
 ];
 
+/// What the report's columns mean, printed under its table.
+pub const REPORT_NOTE: &str = "read rate = read ÷ sent; escalation and late-read rates ÷ sent; \
+     ttr: time to read (from buckets); money in the channels' cost unit";
+
 /// A row's cells under `REPORT_COLUMNS`.
 pub fn report_cells(row: &Row) -> Vec<String> {
     vec![
@@ -126,13 +130,22 @@ pub fn report_cells(row: &Row) -> Vec<String> {
     ]
 }
 
-fn heading(d: Dimension) -> &'static str {
+/// A dimension's column heading.
+pub fn heading(d: Dimension) -> &'static str {
     match d {
         Dimension::Policy => "policy",
         Dimension::Step => "step",
         Dimension::Channel => "channel",
         Dimension::Segment => "segment",
     }
+}
+
+/// Whether a cell is a number (or a dash for none), to align right: it
+/// starts with a digit, a sign, `–` or `>` (`>1d`).
+pub fn numeric(cell: &str) -> bool {
+    cell.chars()
+        .next()
+        .is_none_or(|c| c.is_ascii_digit() || matches!(c, '–' | '-' | '+' | '>'))
 }
 
 /// Lays out rows of cells in aligned columns: text left, numbers right.
@@ -146,13 +159,7 @@ pub fn table(head: &[String], rows: &[Vec<String>]) -> String {
                 .unwrap_or(0)
         })
         .collect();
-    let numeric = |i: usize| {
-        rows.iter().all(|r| {
-            r[i].chars()
-                .next()
-                .is_none_or(|c| c.is_ascii_digit() || matches!(c, '–' | '-' | '+' | '>'))
-        })
-    };
+    let numeric = |i: usize| rows.iter().all(|r| numeric(&r[i]));
     let mut out = String::new();
     let mut line = |cells: &[String]| {
         let mut l = String::new();
@@ -215,10 +222,9 @@ pub fn report_table(r: &Report) -> String {
     );
     out.push('\n');
     out.push_str(&table(&head, &rows));
-    out.push_str(
-        "\nread rate = read ÷ sent; escalation and late-read rates ÷ sent; ttr: time to read \
-         (from buckets); money in the channels' cost unit\n",
-    );
+    out.push('\n');
+    out.push_str(REPORT_NOTE);
+    out.push('\n');
     out
 }
 
@@ -301,6 +307,48 @@ pub fn stamp(ms: i64) -> String {
         .unwrap_or_else(|_| ms.to_string())
 }
 
+/// The columns of a what-if table.
+pub const WHAT_IF_COLUMNS: [&str; 5] = ["wait", "escalations", "cost", "vs now", "late reads"];
+
+/// The cells of a what-if table under `WHAT_IF_COLUMNS`, one row per wait,
+/// the current one marked `(now)`; `vs now` (the cost against the current
+/// wait's, all segments together) only when `with_delta`, else `–`.
+pub fn what_if_cells(w: &WhatIf, estimates: &[Estimate], with_delta: bool) -> Vec<Vec<String>> {
+    let base = w
+        .total
+        .iter()
+        .find(|e| e.wait_ms == w.current_wait_ms)
+        .and_then(|e| e.cost);
+    estimates
+        .iter()
+        .map(|e| {
+            let mark = if e.wait_ms == w.current_wait_ms {
+                " (now)"
+            } else {
+                ""
+            };
+            let delta = match (e.cost, base, with_delta) {
+                (Some(c), Some(b), true) => {
+                    let d = c - b;
+                    if d.abs() < 0.005 {
+                        "0.00".into()
+                    } else {
+                        format!("{}{}", if d > 0.0 { "+" } else { "" }, money(d))
+                    }
+                }
+                _ => "–".into(),
+            };
+            vec![
+                format!("{}{mark}", duration(e.wait_ms)),
+                format!("{:.0}", e.escalations),
+                e.cost.map_or("–".into(), money),
+                delta,
+                format!("{:.0}", e.late_reads),
+            ]
+        })
+        .collect()
+}
+
 /// The what-if as tables: all segments together, then each segment.
 pub fn what_if_table(w: &WhatIf) -> String {
     let mut out = String::new();
@@ -322,42 +370,10 @@ pub fn what_if_table(w: &WhatIf) -> String {
     if w.segments.len() > 1 {
         sections.extend(w.segments.iter().map(|(s, e)| (format!("segment {s}"), e)));
     }
-    let base = w
-        .total
-        .iter()
-        .find(|e| e.wait_ms == w.current_wait_ms)
-        .and_then(|e| e.cost);
     for (title, estimates) in sections {
         let _ = writeln!(out, "\n{title}");
-        let head = ["wait", "escalations", "cost", "vs now", "late reads"].map(String::from);
-        let rows: Vec<Vec<String>> = estimates
-            .iter()
-            .map(|e| {
-                let mark = if e.wait_ms == w.current_wait_ms {
-                    " (now)"
-                } else {
-                    ""
-                };
-                let delta = match (e.cost, base, title.as_str()) {
-                    (Some(c), Some(b), "all segments") => {
-                        let d = c - b;
-                        if d.abs() < 0.005 {
-                            "0.00".into()
-                        } else {
-                            format!("{}{}", if d > 0.0 { "+" } else { "" }, money(d))
-                        }
-                    }
-                    _ => "–".into(),
-                };
-                vec![
-                    format!("{}{mark}", duration(e.wait_ms)),
-                    format!("{:.0}", e.escalations),
-                    e.cost.map_or("–".into(), money),
-                    delta,
-                    format!("{:.0}", e.late_reads),
-                ]
-            })
-            .collect();
+        let head = WHAT_IF_COLUMNS.map(String::from);
+        let rows = what_if_cells(w, estimates, title == "all segments");
         out.push_str(&table(&head, &rows));
     }
     out.push_str("\nThe estimate assumes:\n");
@@ -394,5 +410,42 @@ mod tests {
             ],
         );
         assert_eq!(t, "channel  sent\nvk       1200\nsms         7\n");
+        for n in ["12 345.60", "–", ">1d", "+4.20", "-4.20", "52.5%"] {
+            assert!(numeric(n), "{n}");
+        }
+        assert!(!numeric("vk"));
+    }
+
+    #[test]
+    fn the_what_if_table_is_made_of_its_cells() {
+        use crate::report::field;
+        let counters: std::collections::BTreeMap<String, i64> = [
+            (field("dd", Some(0), "vk", "new", "sent"), 10),
+            (field("dd", Some(0), "vk", "new", "escalated"), 4),
+            (field("dd", Some(0), "vk", "new", "ttr:15m"), 6),
+            (field("dd", Some(1), "sms", "new", "sent"), 4),
+            (field("dd", Some(1), "sms", "new", "cost"), 16_800),
+        ]
+        .into_iter()
+        .collect();
+        let w = crate::report::what_if::what_if(
+            &counters,
+            "dd",
+            0,
+            1_800_000,
+            900_000,
+            &[600_000, 1_800_000],
+        );
+        let all = what_if_cells(&w, &w.total, true);
+        assert_eq!(all[1], ["30m (now)", "4", "16.80", "0.00", "0"]);
+        assert_eq!(all[0], ["10m", "10", "42.00", "+25.20", "6"]);
+        let segment = what_if_cells(&w, &w.segments["new"], false);
+        assert_eq!(segment[0][3], "–");
+        let text = what_if_table(&w);
+        // A signed difference is a number: the column aligns right.
+        assert!(
+            text.contains("      10m           10  42.00  +25.20           6\n30m (now)            4  16.80    0.00           0\n"),
+            "{text}"
+        );
     }
 }

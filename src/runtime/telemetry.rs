@@ -46,6 +46,20 @@ struct Registry {
     lateness: Histogram,
     reload_failures: Counter,
     money: Mutex<Money>,
+    /// Messages dead-lettered (and dead letters RabbitMQ did not take), by
+    /// code, since this registry was made: for the console.
+    dead_letters: Mutex<BTreeMap<&'static str, DeadLetters>>,
+    /// When this registry was made (the daemon's start), Unix ms.
+    started_ms: i64,
+}
+
+/// Dead letters of one code counted by this instance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeadLetters {
+    /// Published to the dead-letter queue (`result="rejected"`).
+    pub rejected: u64,
+    /// Not taken by RabbitMQ, handed back (`result="dead_letter_failed"`).
+    pub failed: u64,
 }
 
 impl Default for Telemetry {
@@ -85,7 +99,25 @@ impl Telemetry {
             lateness,
             reload_failures,
             money: Mutex::default(),
+            dead_letters: Mutex::new(BTreeMap::new()),
+            started_ms: jiff::Timestamp::now().as_millisecond(),
         }))
+    }
+
+    /// The dead letters counted since this instance started, by code (the
+    /// same counts as `cascade_intake_total{result="rejected"|"dead_letter_failed",code}`).
+    pub fn dead_letters(&self) -> BTreeMap<&'static str, DeadLetters> {
+        self.0
+            .dead_letters
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// When this instance's registry was made (the daemon's start), Unix ms
+    /// of the system clock.
+    pub fn started_ms(&self) -> i64 {
+        self.0.started_ms
     }
 
     /// The Prometheus text exposition of everything counted so far.
@@ -117,6 +149,16 @@ impl Telemetry {
     /// requeued (an outage), failed (in its own right, sent round again) or
     /// dead_letter_failed (with its code: the dead letter was not taken).
     pub(super) fn intake(&self, result: &'static str, code: Option<&'static str>) {
+        if let (Some(code), "rejected" | "dead_letter_failed") = (code, result)
+            && let Ok(mut by_code) = self.0.dead_letters.lock()
+        {
+            let n = by_code.entry(code).or_default();
+            if result == "rejected" {
+                n.rejected += 1;
+            } else {
+                n.failed += 1;
+            }
+        }
         self.in_registry(|| {
             metrics::counter!("cascade_intake_total", "result" => result, "code" => code.unwrap_or(""))
         })
@@ -493,6 +535,36 @@ mod tests {
         assert!(
             text.contains("cascade_build_info{version=\"") && text.contains("\"} 1\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn dead_letters_are_counted_by_code_as_on_the_metrics_page() {
+        let t = Telemetry::new();
+        t.intake("rejected", Some("malformed_json"));
+        t.intake("rejected", Some("malformed_json"));
+        t.intake("rejected", Some("unknown_policy"));
+        t.intake("dead_letter_failed", Some("unknown_policy"));
+        t.intake("accepted", None);
+        let d = t.dead_letters();
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            d["malformed_json"],
+            DeadLetters {
+                rejected: 2,
+                failed: 0
+            }
+        );
+        assert_eq!(
+            d["unknown_policy"],
+            DeadLetters {
+                rejected: 1,
+                failed: 1
+            }
+        );
+        assert!(
+            t.render()
+                .contains("cascade_intake_total{result=\"rejected\",code=\"malformed_json\"} 2")
         );
     }
 }
