@@ -33,8 +33,8 @@ use self::page::{Frame, Tab, empty, escape, href, notice, respond, select, time_
 use super::AppState;
 use crate::config::{Catalog, parse_duration};
 use crate::report::render::{
-    REPORT_COLUMNS, REPORT_NOTE, WHAT_IF_COLUMNS, group_cells, heading, money, numeric, percent,
-    report_cells, stamp, time_to_read, what_if_cells,
+    REPORT_COLUMNS, REPORT_NOTE, WHAT_IF_COLUMNS, blank, group_cells, heading, money, numeric,
+    percent, report_cells, stamp, time_to_read, what_if_cells,
 };
 use crate::report::rows::buckets;
 use crate::report::{Dimension, Report, Row};
@@ -394,6 +394,7 @@ fn report_card(r: &Report) -> String {
     let mut rows: Vec<(String, &'static str, Vec<String>)> = r
         .rows
         .iter()
+        .filter(|row| !blank(row))
         .map(|row| {
             let mut cells = group_cells(row, &r.by);
             let key = cells.join("|");
