@@ -9,7 +9,8 @@
 //!   (read) or exhausted;
 //! - every step due went out, on its channel, and none twice except resends
 //!   under the same idempotency key of a send a crash left uncertain
-//!   (counted, and explained by the timeline);
+//!   (counted; the timeline says the step was uncertain, though a holder
+//!   killed before it stored its own replay leaves no entry of its own);
 //! - no SMS went to a customer more than two seconds after their read was
 //!   recorded (the escalation's claim reads the receipts: only a read that
 //!   lands while the SMS is already on its way may miss it);
@@ -261,7 +262,7 @@ async fn three_instances_on_a_redis_cluster_lose_nothing_through_kills_failover_
     println!(
         "chaos: {N} notifications ({} customers) through 3 instances on a 3+3 Redis Cluster \
          in {:.1} s; faults: {faults:?}. Outcomes: {:?}. Steps sent: {} VK, {} SMS; \
-         same-key resends: {}; SMS skipped for the customer's limit: {}; reads recorded: {}, \
+         same-key resends: {} (beyond the timeline's entries, from holders killed twice in a row: {}); SMS skipped for the customer's limit: {}; reads recorded: {}, \
          of which the SMS went out anyway within 2 s of the read (raced the claim): {}; \
          SMS after a read recorded >2 s earlier: {}; customers over their SMS limit: {}; \
          the instances' log lines (warnings and start-ups) by message: {warnings:?}",
@@ -271,6 +272,7 @@ async fn three_instances_on_a_redis_cluster_lose_nothing_through_kills_failover_
         report.vk,
         report.sms,
         report.resends,
+        report.unexplained_repeats,
         report.limited,
         report.reads,
         report.raced,
@@ -298,6 +300,9 @@ struct Report {
     vk: usize,
     sms: usize,
     resends: usize,
+    /// Resends beyond the timeline's `uncertain` and `send_failed` entries
+    /// of their step: a holder killed before it stored its replay.
+    unexplained_repeats: usize,
     limited: usize,
     reads: usize,
     raced: usize,
@@ -371,11 +376,19 @@ fn account(
                     .iter()
                     .chain(s.entries("uncertain", step).iter())
                     .count();
+                // Each resend comes from a holder that found the one before
+                // it lapsed, and the timeline says so (`uncertain`) once the
+                // replay is stored. A holder killed again before storing its
+                // replay leaves no trace of its own: so two kills in a row
+                // on one cascade give three posts (of the same key, which
+                // the provider deduplicates) and one entry. What must never
+                // be is a resend the timeline says nothing about.
                 assert!(
-                    explained >= posts - 1,
-                    "{id}:{step} arrived {posts} times; the timeline explains {explained}: {:?}",
+                    explained >= 1,
+                    "{id}:{step} arrived {posts} times; the timeline explains none: {:?}",
                     s.timeline
                 );
+                report.unexplained_repeats += (posts - 1).saturating_sub(explained);
             }
         }
     }
