@@ -665,7 +665,8 @@ fn range_ms(r: &RangeArgs) -> anyhow::Result<(i64, i64)> {
         }
         None => {
             let since = parse_duration(&r.since).map_err(anyhow::Error::msg)?;
-            Ok((now - since.as_millis() as i64, now))
+            let back = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
+            Ok((now.saturating_sub(back), now))
         }
     }
 }

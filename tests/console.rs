@@ -442,7 +442,7 @@ async fn the_console_shows_what_the_report_counts_in_a_browser_too() {
                     .unwrap()
                     .unwrap()
                     .0;
-                if receipts == 0 || state.tallied != Some(t.len() as u16) {
+                if receipts == 0 || state.tallied != Some(t.len() as u32) {
                     return false;
                 }
             }

@@ -146,7 +146,7 @@ async fn the_report_counts_what_the_timelines_say_and_nothing_more() {
                 let t = run.timeline(&ids[i]).await;
                 let receipts = t.iter().filter(|e| e.event == EntryKind::Receipt).count();
                 let state = run.daemon().store.status(&ids[i]).await.unwrap().unwrap().0;
-                if receipts > 0 && state.tallied == Some(t.len() as u16) {
+                if receipts > 0 && state.tallied == Some(t.len() as u32) {
                     counted += 1;
                 }
             }

@@ -327,7 +327,9 @@ fn read_report(raw: &RawReport, check: &mut FileCheck) -> Option<ReportSettings>
         return None;
     }
     Some(ReportSettings {
-        retention_ms: retention_ms?.max(3_600_000),
+        // An hour at least; ten years at most (an hour's expiry is its end
+        // plus the retention, which must stay a time Redis can hold).
+        retention_ms: retention_ms?.clamp(3_600_000, 3650 * 86_400_000),
         segments,
         max_segments: max_segments?,
     })

@@ -190,6 +190,16 @@ async fn post_receipt(
             );
         }
     };
+    // The channel says which message was read (the report counts the read
+    // there): it must be one of the configuration's.
+    if let Some(channel) = &body.channel
+        && !state.catalog.load().channels.contains_key(channel)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`channel` must name a configured channel (a file of channels/), or be left out",
+        );
+    }
     record_from(
         &state,
         &body.id,

@@ -51,8 +51,11 @@ impl RangeQuery {
             .unwrap_or(now_ms);
         let from = match (&self.from, &self.since) {
             (Some(f), None) => moment(f)?,
-            (None, Some(s)) => to - parse_duration(s)?.as_millis() as i64,
-            (None, None) => to - default_since_ms,
+            (None, Some(s)) => {
+                let back = i64::try_from(parse_duration(s)?.as_millis()).unwrap_or(i64::MAX);
+                to.saturating_sub(back)
+            }
+            (None, None) => to.saturating_sub(default_since_ms),
             (Some(_), Some(_)) => return Err("give `from` or `since`, not both".into()),
         };
         if from >= to {

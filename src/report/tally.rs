@@ -149,6 +149,24 @@ impl Tally<'_> {
             .find(|e| e.event == EntryKind::Sent && matches(e))
     }
 
+    /// The message a receipt at `pos` answers: the latest sent before it
+    /// on its channel (or on any, when it names none); failing that, the
+    /// first sent after it in this decision — a receipt recorded while its
+    /// message's send was out lands in the timeline before the send's
+    /// entry. `None` when nothing was sent.
+    fn message_read(&self, pos: usize, channel: Option<&str>) -> Option<&Entry> {
+        let on = |e: &Entry| channel.is_none_or(|c| e.channel.as_deref() == Some(c));
+        let after = |m: &dyn Fn(&Entry) -> bool| {
+            (pos + 1..self.counted.len() + self.fresh.len())
+                .map(|i| self.at(i))
+                .find(|e| e.event == EntryKind::Sent && m(e))
+        };
+        self.sent_before(pos, on)
+            .or_else(|| after(&on))
+            .or_else(|| self.sent_before(pos, |_| true))
+            .or_else(|| after(&|_| true))
+    }
+
     pub fn run(&self) -> Tallied {
         let mut out = Tallied::default();
         let mut read_counted = self
@@ -216,15 +234,14 @@ impl Tally<'_> {
         out
     }
 
-    /// The step and channel of the message a receipt at `pos` answers:
-    /// the latest sent on its channel, or the latest sent at all.
+    /// The step and channel of the message a receipt at `pos` answers
+    /// (`message_read`). With none, the cascade's step and no channel: a
+    /// receipt's own channel word is never a counter's (it comes from
+    /// outside; only a send's channel is one of the configuration's).
     fn answered(&self, pos: usize, channel: Option<&str>) -> (Option<u8>, String) {
-        let sent = channel
-            .and_then(|c| self.sent_before(pos, |s| s.channel.as_deref() == Some(c)))
-            .or_else(|| self.sent_before(pos, |_| true));
-        match (sent, channel) {
-            (Some(s), _) => (s.step, s.channel.clone().unwrap_or_default()),
-            (None, c) => (Some(self.before.step), c.unwrap_or("").to_owned()),
+        match self.message_read(pos, channel) {
+            Some(s) => (s.step, s.channel.clone().unwrap_or_default()),
+            None => (Some(self.before.step), String::new()),
         }
     }
 
@@ -232,12 +249,9 @@ impl Tally<'_> {
     /// `pos` (on `channel` when known): its time to read, and a late read
     /// when it answers an earlier step than the latest sent.
     fn read(&self, out: &mut Tallied, pos: usize, at_ms: i64, channel: Option<&str>) {
-        let answered = channel
-            .and_then(|c| self.sent_before(pos, |s| s.channel.as_deref() == Some(c)))
-            .or_else(|| self.sent_before(pos, |_| true));
-        let Some(msg) = answered else {
+        let Some(msg) = self.message_read(pos, channel) else {
             // Read before anything went out (a receipt before the first send).
-            out.add(Some(self.before.step), channel.unwrap_or(""), "read", 1);
+            out.add(Some(self.before.step), "", "read", 1);
             return;
         };
         let ch = msg.channel.as_deref().unwrap_or("");

@@ -357,7 +357,7 @@ mod tests {
             phase(),
             proptest::option::of(any::<i64>()),
             proptest::option::of(any::<i64>()),
-            proptest::option::of(any::<u16>()),
+            proptest::option::of(any::<u32>()),
         )
             .prop_map(
                 |((step, alt, failures, transitions), phase, x, h, n)| Cascade {

@@ -20,9 +20,18 @@ pub struct ReportRequest {
 }
 
 /// The hours a range covers: from the hour `from_ms` falls in to the one
-/// `to_ms` falls in, both included (the counters are kept by hour).
-fn hours(from_ms: i64, to_ms: i64) -> (i64, i64) {
-    (hour_of(from_ms), hour_of(to_ms.saturating_sub(1)) + 1)
+/// `to_ms` falls in, both included (the counters are kept by hour). A
+/// range longer than the counters are kept is cut to the retention before
+/// `to_ms`: there is nothing further back to read.
+fn hours(catalog: &Catalog, from_ms: i64, to_ms: i64) -> (i64, i64) {
+    let kept = catalog
+        .settings
+        .report
+        .retention_ms
+        .saturating_add(3_600_000);
+    let from_ms = from_ms.max(to_ms.saturating_sub(kept));
+    let to = hour_of(to_ms.saturating_sub(1)).saturating_add(1);
+    (hour_of(from_ms).min(to), to)
 }
 
 /// The channels of SMS kind in the configuration.
@@ -41,14 +50,14 @@ pub async fn report<S: CascadeStore>(
     catalog: &Catalog,
     req: &ReportRequest,
 ) -> Result<Report, StoreError> {
-    let (from, to) = hours(req.from_ms, req.to_ms);
+    let (from, to) = hours(catalog, req.from_ms, req.to_ms);
     let counters = store.report_counts(from, to).await?;
     let sms = sms_channels(catalog);
     Ok(build(
         &counters,
         &Query {
-            from_ms: from * 3_600_000,
-            to_ms: to * 3_600_000,
+            from_ms: from.saturating_mul(3_600_000),
+            to_ms: to.saturating_mul(3_600_000),
             policy: req.policy.as_deref(),
             by: &req.by,
             sms_channels: &sms,
@@ -106,7 +115,7 @@ pub async fn what_if_for<S: CascadeStore>(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<WhatIf, StoreError> {
-    let (from, to) = hours(from_ms, to_ms);
+    let (from, to) = hours(catalog, from_ms, to_ms);
     let counters = store.report_counts(from, to).await?;
     let current = catalog
         .policies

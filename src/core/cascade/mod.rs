@@ -51,7 +51,7 @@ pub struct Cascade {
     /// counters hold (report/tally.rs); `None` for a cascade stored before
     /// they were kept. The core leaves it as it is.
     #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
-    pub tallied: Option<u16>,
+    pub tallied: Option<u32>,
 }
 
 /// Where a cascade stands.

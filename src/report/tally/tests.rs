@@ -252,3 +252,43 @@ fn time_to_read_buckets_have_inclusive_upper_bounds() {
     assert_eq!(ttr_bucket(86_400_000), "1d");
     assert_eq!(ttr_bucket(86_400_001), "more");
 }
+
+#[test]
+fn a_receipt_recorded_while_its_send_was_out_answers_that_send() {
+    // The receipt's line lands before the send's entry: the send's commit
+    // was refused for it, and the decision made again.
+    let counted = &escalated_to_sms()[..3];
+    let fresh = [
+        receipt(T0 + 30 * MIN + 200, "read", Some("sms")),
+        entry(T0 + 30 * MIN + 300, EntryKind::Sent, Some(1), Some("sms")),
+    ];
+    let in_flight = state(
+        1,
+        Phase::InFlight {
+            channel: "sms".into(),
+            deadline_ms: T0 + 32 * MIN,
+        },
+    );
+    let t = run(
+        counted,
+        &fresh,
+        &in_flight,
+        &[("read", T0 + 30 * MIN + 200)],
+    );
+    assert_eq!(has(&t, Some(1), "sms", "read"), 1);
+    assert_eq!(has(&t, Some(1), "sms", "ttr:1m"), 1);
+    assert!(t.late_reads.is_empty());
+}
+
+#[test]
+fn a_receipts_own_channel_word_never_becomes_a_counter() {
+    // Before anything went out: no message to answer.
+    let fresh = [receipt(T0, "read", Some("vk\n999 x\t1\tsms\tnew\tcost"))];
+    let t = run(&[], &fresh, &state(0, Phase::Due { at_ms: T0 }), &[]);
+    assert!(
+        t.counts.iter().all(|c| c.channel.is_empty()),
+        "{:?}",
+        t.counts
+    );
+    assert_eq!(has(&t, Some(0), "", "read"), 1);
+}

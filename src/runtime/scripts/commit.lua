@@ -68,6 +68,10 @@ local function commit_record(record_key, receipts_key, version, state, due, send
     if stopped(recorded, waking) then
       due = '0'
     end
+  elseif redis.call('PTTL', record_key) > 0 then
+    -- Finished before (a late receipt's decision): its retention runs on
+    -- from when it finished.
+    redis.call('SET', record_key, stored, 'KEEPTTL')
   else
     -- Finished: kept for `status` and late receipts until the retention ends.
     redis.call('SET', record_key, stored, 'PX', retention)

@@ -6,7 +6,8 @@
 -- version: the version read   due: the wake-up, ms, or "" when finished
 -- seen: the receipts as the decision saw them, "<fields>\t<failed value>"
 -- now: ms
--- A receipt recorded since the decision read them is acted on at once.
+-- A receipt recorded since the decision read them is acted on at once,
+-- by a finished cascade too (its next decision counts it for the report).
 -- Returns {'set', wake-up ms ("" when finished)}, {'moved_on'} when the
 -- state had moved on (or is gone), {'unreadable', why}.
 local function touch_record(record_key, receipts_key, version, due, seen, now)
@@ -17,17 +18,15 @@ local function touch_record(record_key, receipts_key, version, due, seen, now)
   if record[1] ~= version then
     return { 'moved_on' }
   end
-  if due ~= '' then
-    local flat = redis.call('HGETALL', receipts_key)
-    local failed = ''
-    for i = 1, #flat, 2 do
-      if flat[i] == 'failed' then
-        failed = flat[i + 1]
-      end
+  local flat = redis.call('HGETALL', receipts_key)
+  local failed = ''
+  for i = 1, #flat, 2 do
+    if flat[i] == 'failed' then
+      failed = flat[i + 1]
     end
-    if (#flat / 2) .. '\t' .. failed ~= seen then
-      due = now
-    end
+  end
+  if (#flat / 2) .. '\t' .. failed ~= seen then
+    due = now
   end
   return { 'set', due }
 end

@@ -60,7 +60,7 @@ impl Loaded {
     /// says; none for a state stored before counts were kept.
     pub fn untallied(&self) -> usize {
         match self.cascade.tallied {
-            Some(n) => self.lines.saturating_sub(usize::from(n)),
+            Some(n) => self.lines.saturating_sub(n as usize),
             None => 0,
         }
     }

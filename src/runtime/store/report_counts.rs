@@ -101,17 +101,27 @@ impl ReportBook {
     }
 
     /// The store's answer for a segment asked about: counted on its own
-    /// (`taken`), or the policy's set is full.
-    pub fn learn(&self, policy: &str, name: &str, taken: bool) -> String {
-        if let Ok(mut known) = self.0.known.lock() {
-            let (names, full) = known.entry(policy.to_owned()).or_default();
-            if taken {
+    /// (`Taken`), or the policy's set is full, with its members (all of
+    /// them: once full it never changes, so any other is `other`).
+    pub fn learn(&self, policy: &str, name: &str, answer: SegmentAnswer) -> String {
+        let Ok(mut known) = self.0.known.lock() else {
+            return match answer {
+                SegmentAnswer::Taken => name.to_owned(),
+                SegmentAnswer::Full(members) if members.contains(name) => name.to_owned(),
+                SegmentAnswer::Full(_) => OTHER_SEGMENT.to_owned(),
+            };
+        };
+        let (names, full) = known.entry(policy.to_owned()).or_default();
+        match answer {
+            SegmentAnswer::Taken => {
                 names.insert(name.to_owned());
-            } else {
+            }
+            SegmentAnswer::Full(members) => {
+                names.extend(members);
                 *full = true;
             }
         }
-        if taken {
+        if names.contains(name) {
             name.to_owned()
         } else {
             OTHER_SEGMENT.to_owned()
@@ -119,16 +129,24 @@ impl ReportBook {
     }
 }
 
-/// `segment.lua` on a set in memory: whether `name` is counted on its own.
-pub fn take_segment(set: &mut HashSet<String>, name: &str, max: usize) -> bool {
+/// What `segment.lua` answers.
+pub enum SegmentAnswer {
+    /// The segment is counted on its own.
+    Taken,
+    /// The policy's set is full: these are counted on their own.
+    Full(HashSet<String>),
+}
+
+/// `segment.lua` on a set in memory.
+pub fn take_segment(set: &mut HashSet<String>, name: &str, max: usize) -> SegmentAnswer {
     if set.contains(name) {
-        return true;
+        return SegmentAnswer::Taken;
     }
     if set.len() < max {
         set.insert(name.to_owned());
-        return true;
+        return SegmentAnswer::Taken;
     }
-    false
+    SegmentAnswer::Full(set.clone())
 }
 
 /// A decision's counts as `add_counts` reads them: "<n> <field>" lines.
@@ -161,12 +179,18 @@ impl Store {
             SegmentLookup::Known(name) => return Ok(name),
             SegmentLookup::Ask(name) => name,
         };
-        let taken: i64 = Call::new(&self.scripts.segment, &[&self.keys.segments(policy)])
+        let answer: Value = Call::new(&self.scripts.segment, &[&self.keys.segments(policy)])
             .arg(&name)
             .arg(self.report.max_segments())
             .invoke(&mut self.conn.clone())
             .await?;
-        Ok(self.report.learn(policy, &name, taken == 1))
+        let answer = match answer {
+            Value::Int(1) => SegmentAnswer::Taken,
+            other => SegmentAnswer::Full(
+                redis::from_redis_value(other).map_err(redis::RedisError::from)?,
+            ),
+        };
+        Ok(self.report.learn(policy, &name, answer))
     }
 
     /// The arguments that add `counts` to the report of `id`'s shard.
@@ -257,5 +281,30 @@ impl Store {
             .invoke(&mut self.conn.clone())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_set_learnt_from_the_store_keeps_its_members_on_their_own() {
+        // A new instance: nothing cached; the store says the set is full.
+        let book = ReportBook::new(&ReportSettings {
+            retention_ms: 86_400_000,
+            segments: None,
+            max_segments: 2,
+        });
+        let members: HashSet<String> = ["a".to_owned(), "b".to_owned()].into();
+        assert_eq!(book.learn("p", "zz", SegmentAnswer::Full(members)), "other");
+        for (raw, counted) in [("a", "a"), ("b", "b"), ("zz", "other"), ("", "-")] {
+            match book.lookup("p", Some(raw)) {
+                SegmentLookup::Known(name) => assert_eq!(name, counted, "{raw}"),
+                SegmentLookup::Ask(_) => panic!("{raw}: asked again"),
+            }
+        }
+        // Another policy knows nothing yet.
+        assert!(matches!(book.lookup("q", Some("a")), SegmentLookup::Ask(_)));
     }
 }

@@ -8,7 +8,7 @@ use super::*;
 use crate::core::{EntryKind, channel_for_step};
 use crate::notification::Notification;
 use crate::report::{Count, Tally};
-use crate::runtime::record::decode_timeline;
+use crate::runtime::record::decode_entry;
 use crate::segments::sms_segments;
 
 /// The price of one message of `n` on `channel`, SMS segments counted when
@@ -21,6 +21,30 @@ pub fn price_of(catalog: &Catalog, n: &Notification, channel: &str) -> Option<f6
     }
     let text = n.text_for(channel, c.kind).unwrap_or("");
     Some(cost * f64::from(sms_segments(text).1))
+}
+
+/// The stored timeline's entries, one per line as `count_lines` counts
+/// them. A line that cannot be read stands as an entry that counts nothing
+/// (a `duplicate`, which no decision writes into a timeline), so the lines
+/// after it keep their places and still count.
+fn stored_entries(timeline: &str) -> Vec<Entry> {
+    if timeline.is_empty() {
+        return Vec::new();
+    }
+    timeline
+        .split('\n')
+        .map(|line| {
+            decode_entry(line).unwrap_or(Entry {
+                at_ms: 0,
+                event: EntryKind::Duplicate,
+                step: None,
+                channel: None,
+                reason: Some("unreadable".into()),
+                until_ms: None,
+                provider_message_id: None,
+            })
+        })
+        .collect()
 }
 
 /// Whether counting these entries needs the timeline before them: a
@@ -51,8 +75,7 @@ pub fn tally(
     let mut counted: Vec<Entry> = Vec::new();
     let stored_fresh = untallied > 0;
     if stored_fresh || needs_history(earlier) || needs_history(&decision.entries) {
-        // A line that cannot be read counts as nothing; the rest still do.
-        let mut all = decode_timeline(&loaded.timeline).unwrap_or_default();
+        let mut all = stored_entries(&loaded.timeline);
         let split = all.len().saturating_sub(untallied);
         fresh = all.split_off(split);
         counted = all;
@@ -83,7 +106,7 @@ pub fn tally(
     .run();
     decision.entries.extend(tallied.late_reads);
     let lines = loaded.lines + earlier.len() + decision.entries.len();
-    decision.cascade.tallied = Some(u16::try_from(lines).unwrap_or(u16::MAX));
+    decision.cascade.tallied = Some(u32::try_from(lines).unwrap_or(u32::MAX));
     tallied.counts
 }
 
@@ -126,6 +149,6 @@ pub fn tally_new(
     }
     .run();
     decision.entries.extend(tallied.late_reads);
-    decision.cascade.tallied = Some(u16::try_from(decision.entries.len()).unwrap_or(u16::MAX));
+    decision.cascade.tallied = Some(u32::try_from(decision.entries.len()).unwrap_or(u32::MAX));
     tallied.counts
 }

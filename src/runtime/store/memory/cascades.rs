@@ -262,11 +262,14 @@ impl State {
             Some(due) => self.set_wake(id, if wakes_now { 0 } else { due }),
             None => {
                 // Finished: kept for `status` and late receipts until the
-                // retention ends.
-                let at = clock_ms + retention_ms;
-                stored.expires_at_ms = Some(at);
+                // retention ends (from when it first finished: a late
+                // receipt's decision keeps the end).
+                if stored.expires_at_ms.is_none() {
+                    let at = clock_ms + retention_ms;
+                    stored.expires_at_ms = Some(at);
+                    self.expire_receipts(id, at, clock_ms);
+                }
                 self.timers_of(id).remove(id);
-                self.expire_receipts(id, at, clock_ms);
             }
         }
         CommitReply::Done(version)

@@ -87,8 +87,8 @@ impl State {
             SegmentLookup::Known(name) => name,
             SegmentLookup::Ask(name) => {
                 let set = self.segments.entry(policy.to_owned()).or_default();
-                let taken = take_segment(set, &name, self.report.max_segments());
-                self.report.learn(policy, &name, taken)
+                let answer = take_segment(set, &name, self.report.max_segments());
+                self.report.learn(policy, &name, answer)
             }
         }
     }

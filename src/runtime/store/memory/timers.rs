@@ -184,17 +184,15 @@ impl State {
         {
             return;
         }
+        // A receipt recorded while the cascade was claimed did not wake it:
+        // wake it now — a finished one too, whose next decision counts the
+        // receipt for the report.
+        if self.receipts_seen(id, clock_ms) != receipts_seen {
+            self.set_wake(id, now_ms);
+            return;
+        }
         match wake_at_ms {
-            Some(due) => {
-                // A receipt recorded while the cascade was claimed did not
-                // wake it: wake it now.
-                let due = if self.receipts_seen(id, clock_ms) != receipts_seen {
-                    now_ms
-                } else {
-                    due
-                };
-                self.set_wake(id, due);
-            }
+            Some(due) => self.set_wake(id, due),
             None => self.timers_of(id).remove(id),
         }
     }
