@@ -213,8 +213,16 @@ async fn touches<S: CascadeStore + Foreign>(s: &S, rig: &Rig) -> Vec<String> {
         .await
         .unwrap();
     log.push(claimed(s, NOW + 5 * MIN, LEASE).await);
-    // Finished: no wake-up left.
+    // Finished, but a receipt came since the decision read them: woken
+    // now all the same, so that its next decision counts the receipt.
     s.touch("n-1", 1, None, &seen, NOW + 6 * MIN, lease)
+        .await
+        .unwrap();
+    log.push(claimed(s, NOW + 6 * MIN, LEASE).await);
+    // Finished, the receipts as read: no wake-up left.
+    let fresh = s.load("n-1").await.unwrap().unwrap().receipts_seen;
+    let lease = Some(NOW + 6 * MIN + LEASE);
+    s.touch("n-1", 1, None, &fresh, NOW + 6 * MIN, lease)
         .await
         .unwrap();
     log.push(claimed(s, NOW + 600 * MIN, LEASE).await);
@@ -229,7 +237,8 @@ async fn touch_puts_the_timer_back_or_wakes_at_once() {
     assert_eq!(log[2], "[(\"n-1\", None, 1800000310000)]");
     assert_eq!(log[3], "[]");
     assert_eq!(log[4], "[(\"n-1\", None, 1800000310000)]");
-    assert_eq!(log[5], "[]");
+    assert_eq!(log[5], "[(\"n-1\", None, 1800000370000)]");
+    assert_eq!(log[6], "[]");
 }
 
 /// Receipts are recorded once (`failed` again each time), unknown ids are
