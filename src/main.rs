@@ -86,6 +86,11 @@ enum Command {
     /// What another wait before the next step would have cost, from the
     /// recorded time to read: `cascade what-if delivery_delay --wait 1=15m`.
     WhatIf(WhatIfArgs),
+    /// Inspect and replay the dead-letter queue (`amqp.dead_letter_queue`).
+    /// The daemon never consumes it; these commands take its messages
+    /// without acknowledging them, so a command that dies loses none.
+    #[command(subcommand)]
+    Dead(DeadCommand),
     /// Record a receipt by hand, e.g. `cascade receipt order-1001:delayed read`.
     Receipt {
         id: String,
@@ -93,6 +98,40 @@ enum Command {
         /// The channel the receipt is about.
         #[arg(long)]
         channel: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadCommand {
+    /// How many messages the dead-letter queue holds, by
+    /// `x-cascade-error-code`, and in all. Leaves the queue as it was.
+    List {
+        /// One JSON object: `queue`, `total`, `by_code`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The n-th message (counted from 1, in queue order): its code, its
+    /// error sentence (contacts masked), its headers and its body. The body
+    /// and the producer's headers are shown as the producer sent them, not
+    /// masked. Leaves the queue as it was.
+    Show {
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        n: u64,
+    },
+    /// Publish dead letters to the intake queue again (persistent, under a
+    /// publisher confirm, without the `x-cascade-error*` headers), removing
+    /// each from the dead-letter queue only once RabbitMQ confirmed its
+    /// copy. The others stay, in their order.
+    Replay {
+        /// Replay the messages of this code (repeatable).
+        #[arg(long = "code", required_unless_present = "all")]
+        codes: Vec<String>,
+        /// Replay every message, with or without a code.
+        #[arg(long, conflicts_with = "codes")]
+        all: bool,
+        /// Print what would be replayed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -256,6 +295,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => with_runtime(bench_cmd(&cli, args)),
         Command::Send { file } => with_runtime(send_cmd(&cli, file)),
         Command::Status { id, json } => with_runtime(status_cmd(&cli, id, *json)),
+        Command::Dead(command) => with_runtime(dead_cmd(&cli, command)),
         Command::Receipt { id, event, channel } => {
             with_runtime(receipt_cmd(&cli, id, event, channel.as_deref()))
         }
@@ -741,6 +781,86 @@ async fn receipt_cmd(
         ReceiptResult::Recorded => println!("recorded {event} for {id}"),
         ReceiptResult::AlreadyRecorded => println!("{event} was already recorded for {id}"),
         ReceiptResult::UnknownNotification => bail!("no notification `{id}`"),
+    }
+    Ok(())
+}
+
+async fn dead_cmd(cli: &Cli, command: &DeadCommand) -> anyhow::Result<()> {
+    use cascade::runtime::dead_letters::{self as dead, BODY_LIMIT, Selection};
+    let catalog = load(cli)?;
+    let config = IntakeConfig::from(&catalog.settings.amqp);
+    match command {
+        DeadCommand::List { json } => {
+            let letters = dead::read(&config).await?;
+            if let Some(w) = dead::reads_warning(&letters) {
+                eprintln!("{w}");
+            }
+            let counts = dead::count(&config.dead_letter_queue, &letters);
+            if *json {
+                println!("{}", serde_json::to_string(&counts)?);
+            } else {
+                print!("{}", dead::render_counts(&counts));
+            }
+        }
+        DeadCommand::Show { n } => {
+            let letters = dead::read(&config).await?;
+            if let Some(w) = dead::reads_warning(&letters) {
+                eprintln!("{w}");
+            }
+            let Some(l) = usize::try_from(*n - 1).ok().and_then(|i| letters.get(i)) else {
+                bail!(
+                    "{} holds {} message{}",
+                    config.dead_letter_queue,
+                    letters.len(),
+                    if letters.len() == 1 { "" } else { "s" }
+                );
+            };
+            println!(
+                "message {n} of {} in {}",
+                letters.len(),
+                config.dead_letter_queue
+            );
+            println!("code:  {}", l.code);
+            let error = l.error.as_deref().unwrap_or("-");
+            println!("error: {}", cascade::pii::scrub(error));
+            println!("headers:");
+            for (name, value) in &l.headers {
+                let value = if name == dead::ERROR_HEADER {
+                    cascade::pii::scrub(value)
+                } else {
+                    value.into()
+                };
+                println!("  {name}: {value}");
+            }
+            println!("body ({} bytes, as the producer sent it):", l.body.len());
+            println!("{}", dead::render_body(&l.body, BODY_LIMIT));
+        }
+        DeadCommand::Replay {
+            codes,
+            all,
+            dry_run,
+        } => {
+            let selection = Selection {
+                codes: codes.clone(),
+                all: *all,
+            };
+            let r = dead::replay(&config, &selection, *dry_run).await?;
+            let verb = if *dry_run { "would replay" } else { "replayed" };
+            println!(
+                "{verb} {} to {}{}",
+                r.total(),
+                config.queue,
+                if *dry_run {
+                    " (dry run: nothing changed)"
+                } else {
+                    ""
+                }
+            );
+            for (code, count) in &r.by_code {
+                println!("  {code}  {count}");
+            }
+            println!("left in {}: {}", config.dead_letter_queue, r.left);
+        }
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod ack_batch;
 pub mod alarm;
 pub mod clock;
 pub mod daemon;
+pub mod dead_letters;
 pub mod gauges;
 pub mod intake;
 pub mod internal_events;
