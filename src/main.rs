@@ -14,6 +14,7 @@ use jiff::tz::TimeZone;
 use cascade::config::{Catalog, parse_duration, parse_timezone};
 use cascade::dev::embedded::demo;
 use cascade::dev::embedded::simulate::{self, Read, SAMPLE_CONTACTS, Scenario};
+use cascade::http::EntryView;
 use cascade::runtime::daemon::{Daemon, DaemonOptions};
 use cascade::runtime::intake::{self, IntakeConfig};
 use cascade::runtime::keys::Keys;
@@ -645,8 +646,9 @@ async fn status_cmd(cli: &Cli, id: &str, json: bool) -> anyhow::Result<()> {
         }
     }
     if json {
-        for e in &entries {
-            println!("{}", serde_json::to_string(e)?);
+        // As the timeline API shows them: steps counted from 1.
+        for e in entries {
+            println!("{}", serde_json::to_string(&EntryView::of(e))?);
         }
         return Ok(());
     }

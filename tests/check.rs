@@ -45,6 +45,29 @@ fn the_shipped_configuration_is_ok() {
     for p in ["delivery_delay", "abandoned_cart", "order_followup"] {
         assert!(out.contains(&format!("{p}: ")), "{out}");
     }
+    // Its custom receipt words (`paid`, `called`) are declared.
+    assert!(!err.contains("stop_on"), "{err}");
+}
+
+#[test]
+fn a_stop_on_word_nothing_sends_is_a_warning_with_the_word_meant() {
+    let dir = scratch("stop-on");
+    std::fs::write(
+        dir.join("policies/typo.toml"),
+        "stop_on = [\"raed\", \"paid\"]\n\n[[steps]]\nchannel = \"sms\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    // A warning, not an error: the configuration loads.
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok"), "{out}");
+    assert!(
+        err.contains("typo.toml:1:12: stop_on word `raed` is neither a built-in receipt nor declared in cascade.toml's [receipts] custom, so no receipt will ever match it; did you mean `read`?"),
+        "{err}"
+    );
+    // `paid` is declared in the shipped cascade.toml.
+    assert!(!err.contains("`paid`"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

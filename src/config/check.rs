@@ -47,11 +47,18 @@ pub(super) struct FileCheck<'a> {
     pub(super) env: Env<'a>,
     /// Secrets in use that fail `secrets::judge`.
     pub(super) secrets: &'a mut Vec<SecretProblem>,
+    /// What works but is likely a mistake: `check` warns, loading goes on.
+    pub(super) warnings: &'a mut Vec<ConfigError>,
 }
 
 impl FileCheck<'_> {
     pub(super) fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.errors
+            .push(ConfigError::at(self.file, self.src, span.start, message));
+    }
+
+    pub(super) fn warn(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.warnings
             .push(ConfigError::at(self.file, self.src, span.start, message));
     }
 

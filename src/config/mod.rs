@@ -40,6 +40,9 @@ pub struct Catalog {
     /// Secrets in use that a daemon must not run on (`secrets`): `run`
     /// refuses them, `check` warns.
     pub secret_problems: Vec<SecretProblem>,
+    /// What works but is likely a mistake, each at its place in its file
+    /// (a `stop_on` word nothing sends): `check` warns.
+    pub file_warnings: Vec<ConfigError>,
 }
 
 /// Reads an environment variable; injected so tests do not touch the process environment.
@@ -78,6 +81,7 @@ impl Catalog {
             known: &known,
             limits: build_limits(&raw_settings.limits, &known, &mut check),
             quiet: build_quiet_hours(&raw_settings.quiet_hours, &known, &mut check),
+            custom_receipts: raw_settings.receipts.custom_words(),
         };
         let policies = load_policies(&root, env, &base, &mut found);
 
@@ -93,6 +97,7 @@ impl Catalog {
                     policies,
                     channel_rules,
                     secret_problems: found.secret_problems,
+                    file_warnings: found.warnings,
                 })
             }
             _ => Err(ConfigErrors(found.errors)),
@@ -113,6 +118,7 @@ impl Catalog {
     /// defeat their purpose.
     pub fn warnings(&self) -> Vec<String> {
         let mut out: Vec<String> = self.secret_problems.iter().map(|p| p.to_string()).collect();
+        out.extend(self.file_warnings.iter().map(ConfigError::to_string));
         let http = &self.settings.http;
         let tracking: Vec<&str> = self
             .channels
@@ -193,6 +199,8 @@ struct Findings {
     errors: Vec<ConfigError>,
     /// Secrets in use that fail `secrets::judge`.
     secret_problems: Vec<SecretProblem>,
+    /// What `check` warns about, at its place.
+    warnings: Vec<ConfigError>,
 }
 
 impl Findings {
@@ -204,6 +212,7 @@ impl Findings {
             errors: &mut self.errors,
             env,
             secrets: &mut self.secret_problems,
+            warnings: &mut self.warnings,
         }
     }
 }

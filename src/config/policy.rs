@@ -9,6 +9,7 @@ use super::check::{FileCheck, KnownChannels};
 use super::settings::RawLimits;
 use crate::core::policy::DEFAULT_STOP_ON;
 use crate::core::{Limits, OnLimit, Policy, QuietHours, Step, WaitClock};
+use crate::report::tally::RECEIPT_WORDS;
 
 /// A policy file as written.
 #[derive(Debug, Deserialize)]
@@ -60,6 +61,8 @@ pub(super) struct PolicyBase<'a> {
     pub known: &'a KnownChannels,
     pub limits: Limits,
     pub quiet: BTreeMap<String, Option<QuietHours>>,
+    /// `[receipts] custom`: the words of the operator's own systems.
+    pub custom_receipts: Vec<String>,
 }
 
 /// Reads one policy file; `None` when anything in it is wrong (each problem
@@ -81,7 +84,7 @@ pub(super) fn build_policy(
         .as_ref()
         .and_then(|v| check.choice(v, "limit behaviour", &ON_LIMITS))
         .unwrap_or_default();
-    let stop_on = read_stop_on(raw.stop_on.as_ref(), check);
+    let stop_on = read_stop_on(raw.stop_on.as_ref(), &base.custom_receipts, check);
     let expire_after_ms = raw.expire_after.as_ref().and_then(|v| check.duration_ms(v));
 
     let raw_steps = read_raw_steps(raw.steps, check);
@@ -125,11 +128,24 @@ pub(super) fn build_policy(
     })
 }
 
-fn read_stop_on(raw: Option<&Spanned<Vec<Spanned<String>>>>, check: &mut FileCheck) -> Vec<String> {
+/// `stop_on` as written; a word neither built in nor declared in
+/// `[receipts] custom` is warned about, since no receipt would ever match it.
+fn read_stop_on(
+    raw: Option<&Spanned<Vec<Spanned<String>>>>,
+    custom: &[String],
+    check: &mut FileCheck,
+) -> Vec<String> {
     match raw {
         Some(list) => {
             if list.get_ref().is_empty() {
                 check.err(list.span(), "stop_on is empty, so nothing would ever end the cascade early; name at least one receipt, e.g. [\"read\"]");
+            }
+            for s in list.get_ref() {
+                let word = s.get_ref().trim();
+                let known = RECEIPT_WORDS.contains(&word) || custom.iter().any(|c| c == word);
+                if !known {
+                    check.warn(s.span(), unknown_stop_word(word, custom));
+                }
             }
             list.get_ref()
                 .iter()
@@ -138,6 +154,46 @@ fn read_stop_on(raw: Option<&Spanned<Vec<Spanned<String>>>>, check: &mut FileChe
         }
         None => DEFAULT_STOP_ON.iter().map(|s| s.to_string()).collect(),
     }
+}
+
+/// The warning for a `stop_on` word nothing sends, with the nearest known
+/// word when it is a likely typo of one.
+fn unknown_stop_word(word: &str, custom: &[String]) -> String {
+    let nearest = RECEIPT_WORDS
+        .iter()
+        .copied()
+        .chain(custom.iter().map(String::as_str))
+        .map(|k| (edit_distance(word, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d);
+    let why = format!(
+        "stop_on word `{word}` is neither a built-in receipt nor declared in cascade.toml's [receipts] custom, so no receipt will ever match it"
+    );
+    match nearest {
+        Some((_, k)) => format!("{why}; did you mean `{k}`?"),
+        None => format!(
+            "{why}; built-in words: {}; declare your own systems' words in [receipts] custom",
+            RECEIPT_WORDS.join(", ")
+        ),
+    }
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// `[[steps]]` as written: at least one, at most 32.
@@ -320,4 +376,78 @@ pub(super) fn build_quiet_hours(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::ConfigError;
+
+    /// The warnings `stop_on` in `src` draws, with `custom` declared.
+    fn stop_on_warnings(src: &str, custom: &[&str]) -> Vec<ConfigError> {
+        let raw: RawPolicy = toml::from_str(src).unwrap();
+        let custom: Vec<String> = custom.iter().map(|s| s.to_string()).collect();
+        let (mut errors, mut secrets, mut warnings) = (Vec::new(), Vec::new(), Vec::new());
+        let mut check = FileCheck {
+            file: Path::new("policies/p.toml"),
+            src,
+            errors: &mut errors,
+            env: &|_| None,
+            secrets: &mut secrets,
+            warnings: &mut warnings,
+        };
+        let stop_on = read_stop_on(raw.stop_on.as_ref(), &custom, &mut check);
+        assert!(!stop_on.is_empty());
+        assert!(errors.is_empty(), "{errors:?}");
+        warnings
+    }
+
+    #[test]
+    fn a_misspelt_stop_on_word_is_warned_about_where_it_is_written_with_the_word_meant() {
+        let w = stop_on_warnings(
+            "description = \"x\"\nstop_on = [\"opened\", \"raed\"]\n",
+            &[],
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            w[0].to_string(),
+            "policies/p.toml:2:22: stop_on word `raed` is neither a built-in receipt nor declared in cascade.toml's [receipts] custom, so no receipt will ever match it; did you mean `read`?"
+        );
+    }
+
+    #[test]
+    fn built_in_and_declared_words_are_not_warned_about() {
+        let src = "stop_on = [\"read\", \"clicked\", \"paid\"]\n";
+        assert!(stop_on_warnings(src, &["paid", "called"]).is_empty());
+    }
+
+    #[test]
+    fn an_undeclared_word_far_from_any_is_warned_about_without_a_guess() {
+        let w = stop_on_warnings("stop_on = [\"paid\"]\n", &["called"]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        let msg = &w[0].message;
+        assert!(msg.starts_with("stop_on word `paid` is neither"), "{msg}");
+        assert!(!msg.contains("did you mean"), "{msg}");
+        assert!(
+            msg.contains("declare your own systems' words in [receipts] custom"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_typo_of_a_declared_word_is_guessed_too() {
+        let w = stop_on_warnings("stop_on = [\"caled\"]\n", &["called"]);
+        assert!(w[0].message.ends_with("did you mean `called`?"), "{w:?}");
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("raed", "read"), 2);
+        assert_eq!(edit_distance("read", "read"), 0);
+        assert_eq!(edit_distance("", "read"), 4);
+        assert_eq!(edit_distance("opend", "opened"), 1);
+        assert_eq!(edit_distance("paid", "read"), 3);
+    }
 }

@@ -148,6 +148,28 @@ pub(super) struct RawSettings {
     pub quiet_hours: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub report: RawReport,
+    #[serde(default)]
+    pub receipts: RawReceipts,
+}
+
+/// `[receipts]`: receipt words of the operator's own systems, which a
+/// policy's `stop_on` may name besides the built-in ones.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReceipts {
+    #[serde(default)]
+    pub custom: Vec<Spanned<String>>,
+}
+
+impl RawReceipts {
+    /// The declared words, trimmed; empty ones are reported by `build_settings`.
+    pub(super) fn custom_words(&self) -> Vec<String> {
+        self.custom
+            .iter()
+            .map(|w| w.get_ref().trim().to_owned())
+            .filter(|w| !w.is_empty())
+            .collect()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,6 +283,17 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
     let timezone = read_timezone(raw, text.tz_name.as_deref(), check);
     let time = read_durations(raw, check);
     let report = read_report(&raw.report, check);
+    for w in raw
+        .receipts
+        .custom
+        .iter()
+        .filter(|w| w.get_ref().trim().is_empty())
+    {
+        check.err(
+            w.span(),
+            "an empty receipt word in [receipts] custom; remove it",
+        );
+    }
     if check.errors.len() > before {
         return None;
     }

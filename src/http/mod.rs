@@ -25,6 +25,8 @@ mod reports;
 pub mod serve;
 mod timeline;
 
+pub use timeline::EntryView;
+
 use crate::runtime::Health;
 use crate::runtime::clock::Clock;
 use crate::runtime::internal_events::ReceiptRecorded;

@@ -32,8 +32,10 @@ struct View {
     timeline: Vec<EntryView>,
 }
 
+/// One timeline entry as the API and `cascade status --json` show it:
+/// steps counted from 1, the time also in RFC 3339, reasons masked.
 #[derive(Serialize)]
-struct EntryView {
+pub struct EntryView {
     at_ms: i64,
     at: String,
     event: &'static str,
@@ -46,7 +48,7 @@ struct EntryView {
 }
 
 impl EntryView {
-    fn of(e: Entry) -> EntryView {
+    pub fn of(e: Entry) -> EntryView {
         EntryView {
             at_ms: e.at_ms,
             at: rfc3339(e.at_ms),
@@ -103,5 +105,30 @@ pub(super) async fn get_notification(
                 "Redis cannot be read; try again",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::EntryKind;
+
+    #[test]
+    fn steps_are_counted_from_one() {
+        let entry = |step| Entry {
+            at_ms: 0,
+            event: EntryKind::Sent,
+            step,
+            channel: Some("vk".into()),
+            reason: None,
+            until_ms: None,
+            provider_message_id: None,
+        };
+        let first = serde_json::to_value(EntryView::of(entry(Some(0)))).unwrap();
+        assert_eq!(first["step"], 1);
+        assert_eq!(first["event"], "sent");
+        assert_eq!(first["at"], "1970-01-01T00:00:00Z");
+        let none = serde_json::to_value(EntryView::of(entry(None))).unwrap();
+        assert!(none["step"].is_null());
     }
 }

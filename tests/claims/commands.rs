@@ -65,6 +65,9 @@ async fn status_prints_the_timeline_and_receipt_records_one_the_daemon_acts_on()
     assert_eq!(entries[1]["event"], "sent");
     assert_eq!(entries[1]["channel"], "vk");
     assert_eq!(entries[1]["at_ms"], sent);
+    // Steps counted from 1, as the text above and the timeline API say them.
+    assert_eq!(entries[1]["step"], 1, "{out}");
+    assert!(entries[0]["step"].is_null(), "{out}");
 
     // A receipt by hand: the waiting cascade completes at once, no SMS.
     let (code, out, err) = cascade(&run.cfg, &["receipt", &id, "read"]);
