@@ -37,20 +37,7 @@ async fn vk_then_sms_stopped_by_message_read_or_sent_by_sms_ru_with_a_delivery_r
     let vk = FakeVk::start().await;
     let sms = FakeSmsRu::start().await;
     let cfg = TestConfig::new("vk-sms", "http://127.0.0.1:9", "", DELIVERY_DELAY);
-    cfg.write(
-        "channels/vk.toml",
-        &format!(
-            "kind = \"vk\"\nbase_url = \"{}\"\naccess_token = \"vk-token\"\ncallback_secret = \"vk-secret\"\n",
-            vk.base_url()
-        ),
-    );
-    cfg.write(
-        "channels/sms.toml",
-        &format!(
-            "kind = \"sms\"\nprovider = \"smsru\"\nbase_url = \"{}\"\napi_id = \"sms-key\"\nsender = \"SHOP\"\nreport_secret = \"sms-secret\"\n",
-            sms.base_url()
-        ),
-    );
+    cfg.vk_and_smsru(&vk.base_url(), sms.base_url(), "");
     let mut run = Running::start(cfg).await;
     let base = run.url("");
 

@@ -275,20 +275,7 @@ async fn the_console_shows_what_the_report_counts_in_a_browser_too() {
     let vk = FakeVk::start().await;
     let sms = FakeSmsRu::start().await;
     let cfg = TestConfig::new("console-e2e", "http://127.0.0.1:9", "", POLICY);
-    cfg.write(
-        "channels/vk.toml",
-        &format!(
-            "kind = \"vk\"\nbase_url = \"{}\"\naccess_token = \"vk-token\"\ncallback_secret = \"vk-secret\"\n",
-            vk.base_url()
-        ),
-    );
-    cfg.write(
-        "channels/sms.toml",
-        &format!(
-            "kind = \"sms\"\nprovider = \"smsru\"\nbase_url = \"{}\"\napi_id = \"sms-key\"\nsender = \"SHOP\"\nreport_secret = \"sms-secret\"\ncost = 4.20\ncost_per = \"segment\"\n",
-            sms.base_url()
-        ),
-    );
+    cfg.vk_and_smsru(&vk.base_url(), sms.base_url(), SMS_PRICE);
     let config_path = cfg.path();
     // The play runs the clock hours ahead: keep finished notifications
     // (and a customer's list) longer than the tests' usual hour.

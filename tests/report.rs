@@ -41,20 +41,7 @@ async fn the_report_counts_what_the_timelines_say_and_nothing_more() {
     let vk = FakeVk::start().await;
     let sms = FakeSmsRu::start().await;
     let cfg = TestConfig::new("report-e2e", "http://127.0.0.1:9", "", DELIVERY_DELAY);
-    cfg.write(
-        "channels/vk.toml",
-        &format!(
-            "kind = \"vk\"\nbase_url = \"{}\"\naccess_token = \"vk-token\"\ncallback_secret = \"vk-secret\"\n",
-            vk.base_url()
-        ),
-    );
-    cfg.write(
-        "channels/sms.toml",
-        &format!(
-            "kind = \"sms\"\nprovider = \"smsru\"\nbase_url = \"{}\"\napi_id = \"sms-key\"\nsender = \"SHOP\"\nreport_secret = \"sms-secret\"\ncost = 4.20\ncost_per = \"segment\"\n",
-            sms.base_url()
-        ),
-    );
+    cfg.vk_and_smsru(&vk.base_url(), sms.base_url(), SMS_PRICE);
     let mut run = Running::start(cfg).await;
     let base = run.url("");
     let ids: Vec<String> = (0..N).map(|i| run.id(&format!("n{i}"))).collect();

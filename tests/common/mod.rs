@@ -1480,3 +1480,26 @@ impl TestConfig {
         std::fs::write(&path, toml).unwrap();
     }
 }
+
+/// An SMS channel's price: 4.20 a segment.
+pub const SMS_PRICE: &str = "cost = 4.20\ncost_per = \"segment\"\n";
+
+impl TestConfig {
+    /// The channels `vk` and `sms` (SMS.ru) pointed at their fakes, with
+    /// the secrets the fakes' callbacks use (`vk-secret`, `sms-secret`);
+    /// `sms_extra`: more lines for the SMS channel (its price).
+    pub fn vk_and_smsru(&self, vk_base: &str, sms_base: &str, sms_extra: &str) {
+        self.write(
+            "channels/vk.toml",
+            &format!(
+                "kind = \"vk\"\nbase_url = \"{vk_base}\"\naccess_token = \"vk-token\"\ncallback_secret = \"vk-secret\"\n"
+            ),
+        );
+        self.write(
+            "channels/sms.toml",
+            &format!(
+                "kind = \"sms\"\nprovider = \"smsru\"\nbase_url = \"{sms_base}\"\napi_id = \"sms-key\"\nsender = \"SHOP\"\nreport_secret = \"sms-secret\"\n{sms_extra}"
+            ),
+        );
+    }
+}
