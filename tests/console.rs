@@ -269,6 +269,11 @@ fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).unwrap().to_string()
 }
 
+/// A page's text.
+async fn text_of(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_what_the_report_counts_in_a_browser_too() {
     let began = Instant::now();
@@ -286,7 +291,6 @@ async fn the_console_shows_what_the_report_counts_in_a_browser_too() {
     )
     .unwrap();
     let mut run = Running::start(cfg).await;
-    let base = run.url("");
     let http = reqwest::Client::new();
 
     // The console is on the admin listener only.
@@ -311,37 +315,9 @@ async fn the_console_shows_what_the_report_counts_in_a_browser_too() {
     }))
     .await;
 
-    let ids: Vec<String> = (0..N).map(|i| run.id(&format!("n{i}"))).collect();
-    for (i, id) in ids.iter().enumerate() {
-        let mut customer = json!({
-            "id": format!("c-{}", i % 40),
-            "contacts": { "vk": (1000 + i).to_string(), "sms": format!("+7916{:07}", i) }
-        });
-        if let Some(s) = segment(i) {
-            customer["segment"] = json!(s);
-        }
-        run.publish(&json!({
-            "id": id, "policy": "delivery_delay", "customer": customer,
-            "content": { "text": "Заказ 1001 задерживается на 2 дня" }
-        }))
-        .await;
-    }
-    wait_until("every VK message", Duration::from_secs(30), async || {
-        vk.messages().len() == N
-    })
-    .await;
+    let ids = publish_orders(&run, &vk, N, segment).await;
     let who = |r: Read| (0..N).filter(move |i| read(*i) == r);
-    let vk_read = async |i: usize| {
-        let peer = 1000 + i as i64;
-        let msg = vk
-            .messages()
-            .into_iter()
-            .find(|m| m.peer_id == peer)
-            .unwrap();
-        let event = vk.message_read("vk-secret", peer, msg.message_id);
-        let (status, _) = vk.deliver(&format!("{base}/callbacks/vk/vk"), &event).await;
-        assert_eq!(status, 200);
-    };
+    let vk_read = async |i: usize| vk_reads(&run, &vk, i).await;
     let api_read = async |i: usize, channel: Option<&str>| {
         let mut body = json!({ "id": ids[i], "event": "read" });
         if let Some(c) = channel {
@@ -513,14 +489,11 @@ async fn the_console_shows_what_the_report_counts_in_a_browser_too() {
         }
     }
     // A range with nothing in it says so.
-    let quiet = http
-        .get(run.admin_url("/console?since=24h&policy=quiet_policy"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let quiet = text_of(
+        &http,
+        run.admin_url("/console?since=24h&policy=quiet_policy"),
+    )
+    .await;
     assert!(quiet.contains("Nothing counted in this range"), "{quiet}");
 
     // The what-if: every cell of every table, the asked wait among them.
@@ -535,14 +508,11 @@ async fn the_console_shows_what_the_report_counts_in_a_browser_too() {
     )
     .await
     .unwrap();
-    let html = http
-        .get(run.admin_url("/console/what-if?policy=delivery_delay&step=1&wait=20m&since=24h"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = text_of(
+        &http,
+        run.admin_url("/console/what-if?policy=delivery_delay&step=1&wait=20m&since=24h"),
+    )
+    .await;
     assert!(w.waits_ms.contains(&(20 * MIN)));
     let mut tables = vec![("data-table=\"all segments\"".to_owned(), &w.total, true)];
     for (s, e) in &w.segments {
@@ -589,14 +559,7 @@ async fn the_console_shows_what_the_report_counts_in_a_browser_too() {
     assert!(html.contains(&format!("data-notification=\"{}\"", ids[late])));
     assert!(html.contains("data-receipt=\"read\""));
     assert!(html.contains("<td>sms</td>") && html.contains("<td>vk</td>"));
-    let html = http
-        .get(run.admin_url("/console/search?q=c-1"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = text_of(&http, run.admin_url("/console/search?q=c-1")).await;
     let listed = (0..N).filter(|i| i % 40 == 1).count();
     assert_eq!(listed, N / 40);
     for i in (0..N).filter(|i| i % 40 == 1) {
@@ -620,14 +583,7 @@ async fn the_console_shows_what_the_report_counts_in_a_browser_too() {
 
     // Dead letters by code, as the metrics count them.
     let metrics = run.metrics().await;
-    let html = http
-        .get(run.admin_url("/console/dead-letters"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = text_of(&http, run.admin_url("/console/dead-letters")).await;
     for (code, n) in [("malformed_json", 2), ("unknown_policy", 1)] {
         assert_eq!(
             metric_sum(

@@ -43,40 +43,9 @@ async fn the_report_counts_what_the_timelines_say_and_nothing_more() {
     let cfg = TestConfig::new("report-e2e", "http://127.0.0.1:9", "", DELIVERY_DELAY);
     cfg.vk_and_smsru(&vk.base_url(), sms.base_url(), SMS_PRICE);
     let mut run = Running::start(cfg).await;
-    let base = run.url("");
-    let ids: Vec<String> = (0..N).map(|i| run.id(&format!("n{i}"))).collect();
-    for (i, id) in ids.iter().enumerate() {
-        let mut customer = json!({
-            "id": format!("c-{}", i % 40),
-            "contacts": { "vk": (1000 + i).to_string(), "sms": format!("+7916{:07}", i) }
-        });
-        if let Some(s) = segment(i) {
-            customer["segment"] = json!(s);
-        }
-        run.publish(&json!({
-            "id": id, "policy": "delivery_delay", "customer": customer,
-            // 33 Cyrillic characters: one UCS-2 segment.
-            "content": { "text": "Заказ 1001 задерживается на 2 дня" }
-        }))
-        .await;
-    }
-    wait_until("every VK message", Duration::from_secs(30), async || {
-        vk.messages().len() == N
-    })
-    .await;
-    let peer_of = |i: usize| 1000 + i as i64;
-    let vk_read = async |i: usize| {
-        let msg = vk
-            .messages()
-            .into_iter()
-            .find(|m| m.peer_id == peer_of(i))
-            .unwrap();
-        let event = vk.message_read("vk-secret", peer_of(i), msg.message_id);
-        let (status, _) = vk.deliver(&format!("{base}/callbacks/vk/vk"), &event).await;
-        assert_eq!(status, 200);
-    };
+    let ids = publish_orders(&run, &vk, N, segment).await;
     for i in (0..N).filter(|i| kind(*i) == 0) {
-        vk_read(i).await;
+        vk_reads(&run, &vk, i).await;
     }
     let read_early = N / 6;
     wait_until(
@@ -106,7 +75,7 @@ async fn the_report_counts_what_the_timelines_say_and_nothing_more() {
     }
     run.clock.advance(5 * MIN);
     for i in (0..N).filter(|i| kind(*i) == 1) {
-        vk_read(i).await;
+        vk_reads(&run, &vk, i).await;
     }
     let http = reqwest::Client::new();
     for i in (0..N).filter(|i| matches!(kind(*i), 2 | 3)) {

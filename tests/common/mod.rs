@@ -1503,3 +1503,53 @@ impl TestConfig {
         );
     }
 }
+
+/// Notification `i` of `publish_orders`' traffic goes to this VK peer.
+pub fn order_peer(i: usize) -> i64 {
+    1000 + i as i64
+}
+
+/// Publishes `n` delivery_delay notifications (ids `<test>-n<i>`, forty
+/// customers in turn, VK peer `order_peer(i)` and a phone each, the
+/// segment `segment(i)` gives) and waits until every VK message is out.
+pub async fn publish_orders(
+    run: &Running,
+    vk: &cascade::dev::fakes::vk::FakeVk,
+    n: usize,
+    segment: impl Fn(usize) -> Option<&'static str>,
+) -> Vec<String> {
+    let ids: Vec<String> = (0..n).map(|i| run.id(&format!("n{i}"))).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let mut customer = serde_json::json!({
+            "id": format!("c-{}", i % 40),
+            "contacts": { "vk": order_peer(i).to_string(), "sms": format!("+7916{:07}", i) }
+        });
+        if let Some(s) = segment(i) {
+            customer["segment"] = serde_json::json!(s);
+        }
+        run.publish(&serde_json::json!({
+            "id": id, "policy": "delivery_delay", "customer": customer,
+            // 33 Cyrillic characters: one UCS-2 segment.
+            "content": { "text": "Заказ 1001 задерживается на 2 дня" }
+        }))
+        .await;
+    }
+    wait_until("every VK message", Duration::from_secs(30), async || {
+        vk.messages().len() == n
+    })
+    .await;
+    ids
+}
+
+/// VK's Callback API says `publish_orders`' customer `i` read its message.
+pub async fn vk_reads(run: &Running, vk: &cascade::dev::fakes::vk::FakeVk, i: usize) {
+    let peer = order_peer(i);
+    let msg = vk
+        .messages()
+        .into_iter()
+        .find(|m| m.peer_id == peer)
+        .unwrap();
+    let event = vk.message_read("vk-secret", peer, msg.message_id);
+    let (status, _) = vk.deliver(&run.url("/callbacks/vk/vk"), &event).await;
+    assert_eq!(status, 200);
+}

@@ -60,6 +60,16 @@ struct Params {
 }
 
 impl Params {
+    /// The range asked for (`7d`, …), or `default` when none is.
+    fn since_or(&self, default: &str) -> String {
+        self.since
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(default)
+            .to_owned()
+    }
+
     fn policy(&self) -> Option<&str> {
         self.policy
             .as_deref()
@@ -690,13 +700,7 @@ fn what_if_form(
 
 async fn search(State(state): State<AppState>, Query(p): Query<Params>) -> Response {
     let catalog = state.catalog.load_full();
-    let since = p
-        .since
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("7d")
-        .to_owned();
+    let since = p.since_or("7d");
     let q: String =
         p.q.as_deref()
             .unwrap_or("")
@@ -885,13 +889,7 @@ fn notification_card(id: &str, t: crate::runtime::store::Timeline) -> String {
 
 async fn dead_letters(State(state): State<AppState>, Query(p): Query<Params>) -> Response {
     let catalog = state.catalog.load_full();
-    let since = p
-        .since
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("7d")
-        .to_owned();
+    let since = p.since_or("7d");
     let started = state.telemetry.started_ms();
     let frame = Frame {
         tab: Tab::DeadLetters,
