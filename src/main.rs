@@ -92,6 +92,12 @@ enum Command {
     /// without acknowledging them, so a command that dies loses none.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Print a JSON Schema (draft 2020-12) producers can validate against:
+    /// `cascade schema notification`. Needs no configuration.
+    Schema {
+        #[arg(value_enum)]
+        what: SchemaKind,
+    },
     /// Record a receipt by hand, e.g. `cascade receipt order-1001:delayed read`.
     Receipt {
         id: String,
@@ -100,6 +106,13 @@ enum Command {
         #[arg(long)]
         channel: Option<String>,
     },
+}
+
+/// The documents `cascade schema` prints.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SchemaKind {
+    /// The intake message (the same as docs/notification.schema.json).
+    Notification,
 }
 
 #[derive(Subcommand)]
@@ -300,6 +313,9 @@ fn main() -> ExitCode {
         Command::Receipt { id, event, channel } => {
             with_runtime(receipt_cmd(&cli, id, event, channel.as_deref()))
         }
+        Command::Schema {
+            what: SchemaKind::Notification,
+        } => print_json(&cascade::notification::json_schema()),
         Command::Report(args) => with_runtime(report_cmd(&cli, args)),
         Command::WhatIf(args) => with_runtime(what_if_cmd(&cli, args)),
     };
@@ -310,6 +326,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Pretty JSON and a final newline, as the committed schema file holds it.
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Catalog> {
