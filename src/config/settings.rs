@@ -240,7 +240,7 @@ pub(super) struct RawLimits {
 }
 
 /// The environment variables that override settings, with the setting each
-/// replaces. Listed once so `--help` text, the README and the code agree.
+/// replaces. Listed once so `--help` text, docs/configuration.md and the code agree.
 pub const ENV_OVERRIDES: [(&str, &str); 19] = [
     ("CASCADE_AMQP_URL", "amqp.url"),
     ("CASCADE_AMQP_QUEUE", "amqp.queue"),
