@@ -100,7 +100,8 @@ pub struct Http {
     pub header_read_timeout_ms: i64,
     /// The longest one request may take, its body included.
     pub request_timeout_ms: i64,
-    /// Connections served at once per listener; past it, new ones wait.
+    /// Connections the public listener serves at once; past it, new ones
+    /// wait. (The admin listener's bound is fixed: `ADMIN_MAX_CONNECTIONS`.)
     pub max_connections: usize,
 }
 
