@@ -7,7 +7,7 @@ use super::admit::check_send_at;
 use super::*;
 use crate::config::Catalog;
 
-/// The README's example notification.
+/// The example notification of docs/notifications.md.
 fn example() -> Value {
     json!({
       "id": "order-1001:delayed",
@@ -77,7 +77,7 @@ fn assert_refused(err: &IntakeError, code: ErrorCode, mentions: &str) {
 }
 
 #[test]
-fn the_spec_example_is_admitted() {
+fn the_documented_example_is_admitted() {
     let body = serde_json::to_vec(&example()).unwrap();
     let a = admit(&body, catalog()).unwrap();
     let n = &a.notification;
