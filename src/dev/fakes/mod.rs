@@ -13,10 +13,15 @@ pub mod script;
 pub mod smsc;
 pub mod smsru;
 pub mod smtp;
+pub mod stack;
 pub mod telegram;
 pub mod vk;
 pub mod webhook;
 pub mod whatsapp;
+
+/// `127.0.0.1:0`: where a fake starts unless told otherwise.
+pub(crate) const LOOPBACK_ANY: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 /// The pairs of a query string or `application/x-www-form-urlencoded` body,
 /// in order (`+` is a space). Decoded by `url`'s WHATWG parser, not by the
