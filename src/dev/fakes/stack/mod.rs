@@ -169,7 +169,7 @@ pub struct FakeStack {
     pub telegram: FakeTelegram,
     pub whatsapp: FakeWhatsApp,
     pub webhook: FakeWebhook,
-    callbacks: Callbacks,
+    callbacks: Mutex<Callbacks>,
     addrs: Vec<(Fake, SocketAddr)>,
     sent: Mutex<Vec<Sent>>,
 }
@@ -252,7 +252,7 @@ impl FakeStack {
             telegram,
             whatsapp,
             webhook,
-            callbacks: options.callbacks,
+            callbacks: Mutex::new(options.callbacks),
             addrs,
             sent: Mutex::default(),
         });
@@ -288,6 +288,14 @@ impl FakeStack {
                 Some((name, format!("{}{path}", self.url(f, host))))
             })
             .collect()
+    }
+
+    /// Where the read buttons send from now on (the tests learn the
+    /// daemon's address only after the fakes started).
+    pub fn set_callbacks(&self, callbacks: Callbacks) {
+        if let Ok(mut c) = self.callbacks.lock() {
+            *c = callbacks;
+        }
     }
 
     /// Every receipt the index sent, in order.
@@ -359,13 +367,10 @@ impl FakeStack {
             )
         };
         let unknown = || format!("the fake {} holds no message `{message}`", fake.name());
+        let callbacks = self.callbacks.lock().map(|c| c.clone()).unwrap_or_default();
         let (url, status) = match fake {
             Fake::Vk => {
-                let cb = self
-                    .callbacks
-                    .vk
-                    .as_ref()
-                    .ok_or_else(|| unconfigured("VK"))?;
+                let cb = callbacks.vk.as_ref().ok_or_else(|| unconfigured("VK"))?;
                 let m = self
                     .vk
                     .messages()
@@ -376,8 +381,7 @@ impl FakeStack {
                 (cb.url.clone(), self.vk.deliver(&cb.url, &event).await.0)
             }
             Fake::Telegram => {
-                let cb = self
-                    .callbacks
+                let cb = callbacks
                     .telegram
                     .as_ref()
                     .ok_or_else(|| unconfigured("Telegram"))?;
@@ -391,8 +395,7 @@ impl FakeStack {
                 (cb.url.clone(), status)
             }
             Fake::WhatsApp => {
-                let cb = self
-                    .callbacks
+                let cb = callbacks
                     .whatsapp
                     .as_ref()
                     .ok_or_else(|| unconfigured("WhatsApp"))?;
