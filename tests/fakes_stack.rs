@@ -213,7 +213,10 @@ fn the_try_out_daemon_reaches_every_channel_on_the_fakes_with_its_configuration_
     }
     assert_eq!(env.get("SMTP_HOST").map(String::as_str), Some("mailpit"));
     let fakes = service(&compose, "fakes");
-    assert_eq!(strings(fakes.get("command")), ["fakes"]);
+    assert_eq!(
+        strings(fakes.get("command")).first().map(String::as_str),
+        Some("fakes")
+    );
     assert_eq!(
         fakes.get("image"),
         service(&compose, "cascade").get("image"),
@@ -596,12 +599,38 @@ async fn the_stack_delivers_on_every_channel_and_a_read_from_the_index_stops_the
     }
     let sent: Vec<(&str, u16)> = stack.sent().iter().map(|s| (s.fake, s.status)).collect();
     assert_eq!(sent, [("vk", 200), ("telegram", 200), ("whatsapp", 200)]);
-    // The cascade was over, so the read is kept as its receipt.
+    // The cascade was over: the reads are kept as its receipts.
     let events = run.events(&every).await;
-    assert_eq!(
-        events.last().map(String::as_str),
-        Some("receipt"),
-        "{events:?}"
+    let after: Vec<&String> = events.iter().skip_while(|e| *e != "exhausted").collect();
+    assert!(after.iter().any(|e| *e == "receipt"), "{events:?}");
+
+    // `cascade health`, the image's healthcheck: the admin listener from the
+    // configuration (a wildcard asked on loopback), then an address that is
+    // not listening.
+    let admin = run.admin_url("");
+    let port = admin.rsplit(':').next().unwrap();
+    let health = cascade_command()
+        .arg("--config")
+        .arg(run.cfg.path())
+        .arg("health")
+        .env("CASCADE_HTTP_ADMIN_LISTEN", format!("0.0.0.0:{port}"))
+        .output()
+        .unwrap();
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
     );
+    let down = cascade_command()
+        .args([
+            "health",
+            "--timeout",
+            "1s",
+            "--url",
+            "http://127.0.0.1:9/readyz",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
     drop(run);
 }

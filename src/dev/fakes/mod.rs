@@ -1,8 +1,10 @@
 //! Loopback fakes of the providers, speaking their real wire formats, for the
-//! tests, `demo` and the benchmark. Each starts on `127.0.0.1:0`, records what
-//! it receives, and can be scripted per test: succeed, fail transiently N
-//! times, rate-limit with a retry-after, fail permanently, and send callbacks
-//! (read, delivered, failed) back to the daemon.
+//! tests, `demo`, the benchmark and `cascade fakes` (`stack`: every fake on
+//! fixed ports for the local stack). Each starts on `127.0.0.1:0` (or where
+//! `start_on` says), records what it receives, and can be scripted per test:
+//! succeed, fail transiently N times, rate-limit with a retry-after, fail
+//! permanently, and send callbacks (read, delivered, failed) back to the
+//! daemon.
 //!
 //! A fake stands for the provider, so it reads requests (and signs what it
 //! sends) with code of its own, never with the daemon's adapter or callback

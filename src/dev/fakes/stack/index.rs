@@ -176,3 +176,28 @@ fn percent(id: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_escapes_what_the_fakes_received() {
+        let received = json!({
+            "vk": { "port": 8101, "messages": [
+                { "id": "1001", "to": "1", "text": "<script>alert(1)</script>" }
+            ]},
+            "whatsapp": { "port": 8105, "messages": [
+                { "id": "wamid.A=\"x", "to": "7", "text": "ok" }
+            ]},
+        });
+        let page = render(&received);
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(page.contains("&lt;script&gt;"));
+        assert!(
+            page.contains("action=\"/read/whatsapp/wamid.A%3D%22x\""),
+            "{page}"
+        );
+        assert!(page.contains("action=\"/read/vk/1001\""));
+    }
+}
