@@ -840,7 +840,13 @@ async fn fakes_cmd(cli: &Cli, a: &FakesArgs) -> anyhow::Result<()> {
     for (name, value) in stack.env(&a.host) {
         println!("  {name}={value}");
     }
-    tokio::signal::ctrl_c().await?;
+    // SIGTERM too: in a container this is process 1, which the kernel
+    // does not stop on a signal it has no handler for.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
     Ok(())
 }
 
