@@ -178,10 +178,22 @@ impl FakeStack {
     /// Binds every fake and the index; an error names the fake whose port
     /// was taken.
     pub async fn start(options: StackOptions) -> std::io::Result<Arc<FakeStack>> {
+        let last = Fake::ALL.iter().map(|f| f.offset()).max().unwrap_or(0);
+        if options.base_port.checked_add(last).is_none() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "the fakes take ports {}..={}: past 65535",
+                    options.base_port,
+                    u32::from(options.base_port) + u32::from(last)
+                ),
+            ));
+        }
+        // Base port 0: every fake on a free port of its own.
         let at = |fake: Fake| {
             let port = match options.base_port {
                 0 => 0,
-                base => base.checked_add(fake.offset()).unwrap_or(0),
+                base => base + fake.offset(),
             };
             SocketAddr::new(options.bind, port)
         };
@@ -212,38 +224,21 @@ impl FakeStack {
         let index = tokio::net::TcpListener::bind(at(Fake::Index))
             .await
             .map_err(named(Fake::Index))?;
-        let port_of = |base_url: &str| {
-            reqwest::Url::parse(base_url)
+        let on = |base_url: &str| {
+            let port = reqwest::Url::parse(base_url)
                 .ok()
                 .and_then(|u| u.port())
-                .unwrap_or(0)
+                .unwrap_or(0);
+            SocketAddr::new(options.bind, port)
         };
         let addrs = vec![
             (Fake::Index, index.local_addr()?),
-            (
-                Fake::Vk,
-                SocketAddr::new(options.bind, port_of(&vk.base_url())),
-            ),
-            (
-                Fake::SmsRu,
-                SocketAddr::new(options.bind, port_of(smsru.base_url())),
-            ),
-            (
-                Fake::Smsc,
-                SocketAddr::new(options.bind, port_of(smsc.base_url())),
-            ),
-            (
-                Fake::Telegram,
-                SocketAddr::new(options.bind, port_of(&telegram.base_url())),
-            ),
-            (
-                Fake::WhatsApp,
-                SocketAddr::new(options.bind, port_of(&whatsapp.base_url())),
-            ),
-            (
-                Fake::Webhook,
-                SocketAddr::new(options.bind, port_of(webhook.url())),
-            ),
+            (Fake::Vk, on(&vk.base_url())),
+            (Fake::SmsRu, on(smsru.base_url())),
+            (Fake::Smsc, on(smsc.base_url())),
+            (Fake::Telegram, on(&telegram.base_url())),
+            (Fake::WhatsApp, on(&whatsapp.base_url())),
+            (Fake::Webhook, on(webhook.url())),
         ];
         let stack = Arc::new(FakeStack {
             vk,
