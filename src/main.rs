@@ -878,7 +878,7 @@ async fn health_cmd(cli: &Cli, url: Option<&str>, timeout: &str) -> anyhow::Resu
         .await
         .with_context(|| {
             format!(
-                "{url} did not answer within {}",
+                "no answer from {url} (waited at most {})",
                 humantime::format_duration(timeout)
             )
         })?;
