@@ -633,58 +633,20 @@ async fn store(catalog: &Catalog) -> anyhow::Result<Store> {
 
 async fn status_cmd(cli: &Cli, id: &str, json: bool) -> anyhow::Result<()> {
     let catalog = load(cli)?;
-    let Some((cascade, mut entries)) = store(&catalog).await?.status(id).await? else {
+    let Some((loaded, entries)) = store(&catalog).await?.details(id).await? else {
         bail!("no notification `{id}` (unknown, or its retention ran out)");
     };
-    // Reasons are masked when they are recorded; a record kept by an
-    // earlier version may still quote a provider's answer in the clear.
-    for e in &mut entries {
-        if let Some(reason) = &mut e.reason
-            && let std::borrow::Cow::Owned(masked) = cascade::pii::scrub(reason)
-        {
-            *reason = masked;
-        }
-    }
     if json {
-        // As the timeline API shows them: steps counted from 1.
+        // As the timeline API shows them: steps counted from 1, reasons masked.
         for e in entries {
             println!("{}", serde_json::to_string(&EntryView::of(e))?);
         }
         return Ok(());
     }
-    let state = match cascade.outcome() {
-        Some(o) => o.word().to_owned(),
-        None => format!(
-            "running (step {}, next wake-up {})",
-            cascade.step + 1,
-            cascade
-                .wake_at_ms()
-                .map(simulate::rfc3339)
-                .unwrap_or_default()
-        ),
-    };
-    println!("{id}: {state}");
-    for e in &entries {
-        println!(
-            "  {:<26} {:<12} {:<7} {:<12} {}",
-            simulate::rfc3339(e.at_ms),
-            e.event.as_str(),
-            e.step
-                .map(|s| format!("step {}", s + 1))
-                .unwrap_or_default(),
-            e.channel.as_deref().unwrap_or(""),
-            [
-                e.reason.clone(),
-                e.provider_message_id.clone(),
-                e.until_ms
-                    .map(|u| format!("until {}", simulate::rfc3339(u)))
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(", ")
-        );
-    }
+    print!(
+        "{}",
+        cascade::runtime::status::render(id, &loaded, &entries, &catalog)
+    );
     Ok(())
 }
 
