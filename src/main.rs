@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 
-use cascade::config::{Catalog, parse_duration, parse_timezone};
+use cascade::config::{Catalog, LogFormat, parse_duration, parse_timezone};
 use cascade::dev::embedded::demo;
 use cascade::dev::embedded::simulate::{self, Read, SAMPLE_CONTACTS, Scenario};
 use cascade::http::EntryView;
@@ -494,21 +494,28 @@ fn with_runtime(f: impl std::future::Future<Output = anyhow::Result<()>>) -> any
         .block_on(f)
 }
 
-/// JSON log lines on standard output; `CASCADE_LOG` filters (default `info`).
-fn init_logs() {
+/// Log lines on standard output, JSON or text (`log.format`); `CASCADE_LOG`
+/// filters (default `info`). The fields are the same in both: each value
+/// that could name a customer is masked where the line is written.
+fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CASCADE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_env_filter(filter)
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => logs.init(),
+    }
 }
 
 async fn run_cmd(cli: &Cli, insecure_demo_secrets: bool) -> anyhow::Result<()> {
-    init_logs();
+    // The format is a setting: the configuration is read first, and a
+    // configuration that does not load is reported on standard error.
     let catalog = load(cli)?;
+    init_logs(catalog.settings.log_format);
     let unsafe_secrets = &catalog.secret_problems;
     if !unsafe_secrets.is_empty() {
         if !insecure_demo_secrets {

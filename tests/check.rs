@@ -246,3 +246,42 @@ fn adapter_settings_are_checked_at_load() {
     assert!(err.contains("mail2.toml: ") && err.contains("tls"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_unknown_log_format_is_reported_where_it_is_written() {
+    let dir = scratch("log-format");
+    let toml = std::fs::read_to_string(dir.join("cascade.toml")).unwrap();
+    let line = toml.lines().count() + 3;
+    std::fs::write(
+        dir.join("cascade.toml"),
+        format!("{toml}\n[log]\nformat = \"pretty\"\n"),
+    )
+    .unwrap();
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "cascade.toml:{line}:10: `pretty` is not a log format; write \"json\" or \"text\""
+        )),
+        "{err}"
+    );
+    // The variable wins over the file, and is checked as strictly.
+    let env = |value: &str| {
+        cascade_command()
+            .arg("--config")
+            .arg(dir.join("cascade.toml"))
+            .arg("check")
+            .env("CASCADE_LOG_FORMAT", value)
+            .output()
+            .unwrap()
+    };
+    assert!(env("text").status.success());
+    let out = env("xml");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("log.format: `xml` is not a log format"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,7 +19,8 @@ pub use crate::channels::ChannelConfig;
 pub use error::{ConfigError, ConfigErrors, line_col};
 pub use secrets::SecretProblem;
 pub use settings::{
-    Amqp, Defaults, ENV_OVERRIDES, Http, QueueType, ReceiptToken, Redis, ReportSettings, Settings,
+    Amqp, Defaults, ENV_OVERRIDES, Http, LogFormat, QueueType, ReceiptToken, Redis, ReportSettings,
+    Settings,
 };
 pub use values::{duration_ms, interpolate, parse_duration, parse_rate, parse_timezone};
 

@@ -20,6 +20,19 @@ pub struct Settings {
     pub http: Http,
     pub defaults: Defaults,
     pub report: ReportSettings,
+    /// How `cascade run` writes its log lines (`log.format`).
+    pub log_format: LogFormat,
+}
+
+/// `log.format`: one JSON object a line (the default, for log shippers), or
+/// plain text for a person reading a local run. Both carry the same fields,
+/// masked the same way: contacts are masked where each line is written,
+/// whatever formats it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
 }
 
 /// `[report]`: the counters behind `cascade report`.
@@ -150,6 +163,15 @@ pub(super) struct RawSettings {
     pub report: RawReport,
     #[serde(default)]
     pub receipts: RawReceipts,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub format: Option<Spanned<String>>,
 }
 
 /// `[receipts]`: receipt words of the operator's own systems, which a
@@ -241,7 +263,7 @@ pub(super) struct RawLimits {
 
 /// The environment variables that override settings, with the setting each
 /// replaces. Listed once so `--help` text, the README and the code agree.
-pub const ENV_OVERRIDES: [(&str, &str); 19] = [
+pub const ENV_OVERRIDES: [(&str, &str); 20] = [
     ("CASCADE_AMQP_URL", "amqp.url"),
     ("CASCADE_AMQP_QUEUE", "amqp.queue"),
     ("CASCADE_AMQP_DEAD_LETTER_QUEUE", "amqp.dead_letter_queue"),
@@ -261,6 +283,7 @@ pub const ENV_OVERRIDES: [(&str, &str); 19] = [
     ("CASCADE_HTTP_MAX_CONNECTIONS", "http.max_connections"),
     ("CASCADE_HTTP_PUBLIC_URL", "http.public_url"),
     ("CASCADE_DEFAULTS_TIMEZONE", "defaults.timezone"),
+    ("CASCADE_LOG_FORMAT", "log.format"),
 ];
 
 /// `defaults.claim_lease` when unset. A claimed wake-up sends on its lease
@@ -283,6 +306,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
     let timezone = read_timezone(raw, text.tz_name.as_deref(), check);
     let time = read_durations(raw, check);
     let report = read_report(&raw.report, check);
+    let log_format = read_log_format(raw, text.log_format.as_deref(), check);
     for w in raw
         .receipts
         .custom
@@ -331,6 +355,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
             send_at_horizon_ms: time.send_at_horizon?,
         },
         report: report?,
+        log_format: log_format?,
     })
 }
 
@@ -381,6 +406,7 @@ struct Texts {
     public_url: Option<String>,
     tz_name: Option<String>,
     admin_listen: Option<String>,
+    log_format: Option<String>,
 }
 
 fn read_texts(raw: &RawSettings, check: &mut FileCheck) -> Texts {
@@ -426,6 +452,7 @@ fn read_texts(raw: &RawSettings, check: &mut FileCheck) -> Texts {
             &raw.http.admin_listen,
             "127.0.0.1:9090",
         ),
+        log_format: text("CASCADE_LOG_FORMAT", &raw.log.format, "json"),
     }
 }
 
@@ -621,6 +648,26 @@ fn read_queue_type(
                     check.err(v.span(), msg)
                 }
                 _ => check.err_file(format!("amqp.queue_type: {msg}")),
+            }
+            None
+        }
+    }
+}
+
+/// `log.format`, reported where it was given (the file or the environment).
+fn read_log_format(
+    raw: &RawSettings,
+    name: Option<&str>,
+    check: &mut FileCheck,
+) -> Option<LogFormat> {
+    match name? {
+        "json" => Some(LogFormat::Json),
+        "text" => Some(LogFormat::Text),
+        other => {
+            let msg = format!("`{other}` is not a log format; write \"json\" or \"text\"");
+            match &raw.log.format {
+                Some(v) if (check.env)("CASCADE_LOG_FORMAT").is_none() => check.err(v.span(), msg),
+                _ => check.err_file(format!("log.format: {msg}")),
             }
             None
         }
