@@ -251,10 +251,13 @@ fn adapter_settings_are_checked_at_load() {
 fn an_unknown_log_format_is_reported_where_it_is_written() {
     let dir = scratch("log-format");
     let toml = std::fs::read_to_string(dir.join("cascade.toml")).unwrap();
-    let line = toml.lines().count() + 3;
+    let line = 1 + toml
+        .lines()
+        .position(|l| l.starts_with("format = \"json\""))
+        .expect("the shipped cascade.toml sets log.format");
     std::fs::write(
         dir.join("cascade.toml"),
-        format!("{toml}\n[log]\nformat = \"pretty\"\n"),
+        toml.replacen("format = \"json\"", "format = \"pretty\"", 1),
     )
     .unwrap();
     let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
