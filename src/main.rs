@@ -629,8 +629,9 @@ async fn send_cmd(cli: &Cli, file: &str) -> anyhow::Result<()> {
 
 async fn store(catalog: &Catalog) -> anyhow::Result<Store> {
     let r = &catalog.settings.redis;
-    Ok(Store::connect(
+    Ok(Store::connect_trusting(
         &r.target,
+        r.ca_pem.as_deref(),
         Keys::new(&r.prefix, r.timer_shards),
         r.retention_ms,
     )

@@ -288,3 +288,49 @@ fn an_unknown_log_format_is_reported_where_it_is_written() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_redis_ca_file_is_read_at_check_and_needs_tls() {
+    let dir = scratch("redis-ca");
+    let toml = std::fs::read_to_string(dir.join("cascade.toml")).unwrap();
+    let line = 1 + toml.lines().position(|l| l == "[redis]").unwrap() + 1;
+    let with_ca = |ca: &str| {
+        std::fs::write(
+            dir.join("cascade.toml"),
+            toml.replacen("[redis]\n", &format!("[redis]\nca_file = \"{ca}\"\n"), 1),
+        )
+        .unwrap();
+        cascade(&dir.join("cascade.toml"), &["check"])
+    };
+    let missing = dir.join("no-such-ca.crt");
+    let (code, _, err) = with_ca(missing.to_str().unwrap());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "cascade.toml:{line}:11: cannot read the CA file {}",
+            missing.display()
+        )),
+        "{err}"
+    );
+    let not_pem = dir.join("ca.txt");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let (code, _, err) = with_ca(not_pem.to_str().unwrap());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("holds no PEM certificate"), "{err}");
+    // A CA for a connection without TLS: the shipped url is redis://.
+    let pem = dir.join("ca.crt");
+    std::fs::write(
+        &pem,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let (code, _, err) = with_ca(pem.to_str().unwrap());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "cascade.toml:{line}:11: a CA file is set but Redis is reached without TLS: write its URL as rediss://"
+        )),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

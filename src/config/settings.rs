@@ -95,6 +95,10 @@ pub struct Redis {
     pub retention_ms: i64,
     /// How many sorted sets the wake-up timers are spread over.
     pub timer_shards: u16,
+    /// `redis.ca_file`'s certificates (PEM): for `rediss://`, trust these
+    /// instead of the system's (a private CA). Read at load, so `check`
+    /// reports a missing or empty file.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug)]
@@ -223,6 +227,7 @@ pub(super) struct RawRedis {
     pub prefix: Option<Spanned<String>>,
     pub retention: Option<Spanned<String>>,
     pub timer_shards: Option<Spanned<i64>>,
+    pub ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -263,7 +268,7 @@ pub(super) struct RawLimits {
 
 /// The environment variables that override settings, with the setting each
 /// replaces. Listed once so `--help` text, the README and the code agree.
-pub const ENV_OVERRIDES: [(&str, &str); 20] = [
+pub const ENV_OVERRIDES: [(&str, &str); 21] = [
     ("CASCADE_AMQP_URL", "amqp.url"),
     ("CASCADE_AMQP_QUEUE", "amqp.queue"),
     ("CASCADE_AMQP_DEAD_LETTER_QUEUE", "amqp.dead_letter_queue"),
@@ -276,6 +281,7 @@ pub const ENV_OVERRIDES: [(&str, &str); 20] = [
     ("CASCADE_REDIS_PREFIX", "redis.prefix"),
     ("CASCADE_REDIS_RETENTION", "redis.retention"),
     ("CASCADE_REDIS_TIMER_SHARDS", "redis.timer_shards"),
+    ("CASCADE_REDIS_CA_FILE", "redis.ca_file"),
     ("CASCADE_HTTP_LISTEN", "http.listen"),
     ("CASCADE_HTTP_ADMIN_LISTEN", "http.admin_listen"),
     ("CASCADE_HTTP_RECEIPT_TOKEN", "http.receipt_token"),
@@ -303,6 +309,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
     let number = read_numbers(raw, check);
     let retention_ms = read_retention(raw, text.retention.as_deref(), check);
     let target = read_redis_target(raw, text.redis_url.as_deref(), check);
+    let ca_pem = read_redis_ca(raw, target.as_ref(), check);
     let timezone = read_timezone(raw, text.tz_name.as_deref(), check);
     let time = read_durations(raw, check);
     let report = read_report(&raw.report, check);
@@ -336,6 +343,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
             prefix: text.prefix?,
             retention_ms: retention_ms?,
             timer_shards: number.shards? as u16,
+            ca_pem: ca_pem?,
         },
         http: Http {
             listen: text.listen?,
@@ -532,6 +540,46 @@ fn read_redis_target(
 }
 
 /// The whole-number settings, each between 1 and its maximum.
+/// `redis.ca_file` (or `CASCADE_REDIS_CA_FILE`): `Some(None)` when unset,
+/// `None` when it is wrong (reported). A CA for a connection without TLS is
+/// a mistake that would leave Redis traffic in the clear while the file
+/// says otherwise, so it is an error, not a warning.
+fn read_redis_ca(
+    raw: &RawSettings,
+    target: Option<&Target>,
+    check: &mut FileCheck,
+) -> Option<Option<Vec<u8>>> {
+    let (path, span) = match ((check.env)("CASCADE_REDIS_CA_FILE"), &raw.redis.ca_file) {
+        (Some(path), _) => (path, None),
+        (None, Some(v)) => (check.text(v)?, Some(v.span())),
+        (None, None) => return Some(None),
+    };
+    let problem = match std::fs::read(&path) {
+        Err(e) => format!("cannot read the CA file {path}: {e}"),
+        Ok(pem) if !pem.windows(CERTIFICATE.len()).any(|w| w == CERTIFICATE) => {
+            format!("the CA file {path} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)")
+        }
+        Ok(_) if target.is_some_and(|t| !t.uses_tls()) => format!(
+            "a CA file is set but Redis is reached without TLS: write its URL{} as rediss://",
+            if target.is_some_and(Target::is_cluster) {
+                "s"
+            } else {
+                ""
+            }
+        ),
+        Ok(pem) => return Some(Some(pem)),
+    };
+    match span {
+        Some(span) => check.err(span, problem),
+        None => check.err_file(format!(
+            "environment variable CASCADE_REDIS_CA_FILE: {problem}"
+        )),
+    }
+    None
+}
+
+const CERTIFICATE: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
 struct Numbers {
     prefetch: Option<i64>,
     max_body: Option<i64>,
