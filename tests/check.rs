@@ -334,3 +334,42 @@ fn a_redis_ca_file_is_read_at_check_and_needs_tls() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_call_or_task_webhook_without_a_contact_is_a_warning_at_the_step() {
+    let dir = scratch("call-contact");
+    // The shipped call centre sends the customer's phone.
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("no `contact`"), "{err}");
+
+    let shipped = std::fs::read_to_string(dir.join("channels/call_centre.toml")).unwrap();
+    let without = shipped.replace("contact = \"sms\"\n", "");
+    assert_ne!(without, shipped);
+    std::fs::write(dir.join("channels/call_centre.toml"), &without).unwrap();
+    let policy = std::fs::read_to_string(dir.join("policies/order_followup.toml")).unwrap();
+    let line = 1 + policy
+        .lines()
+        .position(|l| l == "channel = \"call_centre\"")
+        .unwrap();
+    let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    // A warning: the configuration loads and runs.
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "order_followup.toml:{line}:11: channel `call_centre` is a webhook with no `contact`, so its tasks carry \"contact\": null"
+        )),
+        "{err}"
+    );
+
+    // Said on purpose: no warning.
+    std::fs::write(
+        dir.join("channels/call_centre.toml"),
+        format!("contact = \"none\"\n{without}"),
+    )
+    .unwrap();
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("no `contact`"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
