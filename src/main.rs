@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 
-use cascade::config::{Catalog, LogFormat, parse_duration, parse_timezone};
+use cascade::config::{Catalog, LogFormat, Severity, parse_duration, parse_timezone};
 use cascade::dev::embedded::demo;
 use cascade::dev::embedded::simulate::{self, Read, SAMPLE_CONTACTS, Scenario};
 use cascade::http::EntryView;
@@ -336,7 +336,7 @@ fn check(cli: &Cli, strict: bool) -> ExitCode {
                 println!("  {line}");
             }
             for w in &warnings {
-                eprintln!("warning: {w}");
+                eprintln!("{}", w.line(Severity::Warning));
             }
             if warnings.is_empty() {
                 ExitCode::SUCCESS
@@ -353,7 +353,7 @@ fn check(cli: &Cli, strict: bool) -> ExitCode {
         }
         Err(errors) => {
             for e in &errors.0 {
-                eprintln!("{e}");
+                eprintln!("{}", e.line(Severity::Error));
             }
             eprintln!(
                 "{} problem{} found",
