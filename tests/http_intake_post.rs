@@ -57,8 +57,12 @@ impl Harness {
     }
 
     async fn submit(&self, body: &Value) -> Answer {
-        self.submit_raw(body.to_string().into_bytes(), "application/json", Some(TOKEN))
-            .await
+        self.submit_raw(
+            body.to_string().into_bytes(),
+            "application/json",
+            Some(TOKEN),
+        )
+        .await
     }
 
     /// Waits until the fake receiver got `count` POSTs on `/vk`.
@@ -158,7 +162,12 @@ async fn a_bad_item_refuses_the_whole_batch_and_names_its_field() {
     assert_eq!(b["code"], "invalid_field", "{b}");
     assert_eq!(b["index"], 1, "{b}");
     assert_eq!(b["field"], "customer.contacts.sms", "{b}");
-    assert!(b["message"].as_str().unwrap().contains("customer.contacts.sms"));
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("customer.contacts.sms")
+    );
     let errors = b["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 2, "{b}");
     assert_eq!(errors[1]["code"], "unknown_policy");
