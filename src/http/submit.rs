@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::json;
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
@@ -225,7 +226,17 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
     request_body(
         content = inline(super::openapi::NotificationOrBatch),
         content_type = "application/json",
-        description = "One notification (as producers put on the queue), or an array of 1 to 100."
+        description = "One notification (as producers put on the queue), or an array of 1 to 100.",
+        example = json!({
+            "id": "order-1001:delayed",
+            "policy": "delivery_delay",
+            "customer": {
+                "id": "c-42",
+                "timezone": "Europe/Moscow",
+                "contacts": { "vk": "123456789", "sms": "+79161234567" }
+            },
+            "content": { "text": "Заказ 1001 задерживается на 2 дня" }
+        })
     ),
     responses(
         (status = 202, description = "Every notification was validated and confirmed by RabbitMQ; the daemon starts the cascades (an id seen before counts as a duplicate, nothing is sent twice)", body = AcceptedBody),
