@@ -139,13 +139,13 @@ fn notification_schema() -> Value {
         "type": "object",
         "required": ["id", "policy", "customer"],
         "properties": {
-            "id": { "type": "string", "minLength": 1, "maxLength": crate::notification::MAX_ID_BYTES },
-            "policy": { "type": "string", "minLength": 1, "maxLength": crate::notification::MAX_POLICY_BYTES },
+            "id": { "type": "string", "minLength": 1, "maxLength": 200 },
+            "policy": { "type": "string", "minLength": 1, "maxLength": 100 },
             "customer": {
                 "type": "object",
                 "required": ["id"],
                 "properties": {
-                    "id": { "type": "string", "minLength": 1, "maxLength": crate::notification::MAX_CUSTOMER_ID_BYTES }
+                    "id": { "type": "string", "minLength": 1, "maxLength": 200 }
                 }
             }
         }
