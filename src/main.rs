@@ -92,6 +92,27 @@ enum Command {
     /// without acknowledging them, so a command that dies loses none.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Print a JSON Schema (draft 2020-12) producers can validate against:
+    /// `cascade schema notification`. Needs no configuration.
+    Schema {
+        #[arg(value_enum)]
+        what: SchemaKind,
+    },
+    /// Serve every provider fake (VK, SMS.ru, SMSC, Telegram, WhatsApp, a
+    /// webhook receiver) on fixed ports for a local try-out, and on the
+    /// base port a page of what each received with "mark read" buttons.
+    /// See docs/local-stack.md.
+    Fakes(FakesArgs),
+    /// Exit 0 if the daemon's admin listener answers `/readyz` with 200
+    /// within the timeout, 1 otherwise (the container's healthcheck).
+    Health {
+        /// What to GET [default: http://<http.admin_listen>/readyz].
+        #[arg(long)]
+        url: Option<String>,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s")]
+        timeout: String,
+    },
     /// Record a receipt by hand, e.g. `cascade receipt order-1001:delayed read`.
     Receipt {
         id: String,
@@ -100,6 +121,13 @@ enum Command {
         #[arg(long)]
         channel: Option<String>,
     },
+}
+
+/// The documents `cascade schema` prints.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SchemaKind {
+    /// The intake message (the same as docs/notification.schema.json).
+    Notification,
 }
 
 #[derive(Subcommand)]
@@ -272,6 +300,25 @@ struct BenchArgs {
 }
 
 #[derive(Args)]
+struct FakesArgs {
+    /// The address every fake binds (0.0.0.0 to be reached from other containers).
+    #[arg(long, env = "CASCADE_FAKES_BIND", default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
+    /// The index page's port; the fakes take the next six (VK, SMS.ru, SMSC,
+    /// Telegram, WhatsApp, webhook).
+    #[arg(long, env = "CASCADE_FAKES_PORT", default_value_t = cascade::dev::fakes::stack::BASE_PORT)]
+    port: u16,
+    /// Where the daemon's public listener is, for the read receipts the
+    /// index sends [default: http.public_url of the configuration].
+    #[arg(long, env = "CASCADE_FAKES_DAEMON_URL")]
+    daemon_url: Option<String>,
+    /// The host name the daemon reaches the fakes by, in the variables printed
+    /// at start.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+}
+
+#[derive(Args)]
 struct DemoArgs {
     /// How many customers.
     #[arg(long, default_value_t = 1000)]
@@ -300,7 +347,12 @@ fn main() -> ExitCode {
         Command::Receipt { id, event, channel } => {
             with_runtime(receipt_cmd(&cli, id, event, channel.as_deref()))
         }
+        Command::Schema {
+            what: SchemaKind::Notification,
+        } => print_json(&cascade::notification::json_schema()),
         Command::Report(args) => with_runtime(report_cmd(&cli, args)),
+        Command::Fakes(args) => with_runtime(fakes_cmd(&cli, args)),
+        Command::Health { url, timeout } => with_runtime(health_cmd(&cli, url.as_deref(), timeout)),
         Command::WhatIf(args) => with_runtime(what_if_cmd(&cli, args)),
     };
     match result {
@@ -310,6 +362,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Pretty JSON and a final newline, as the committed schema file holds it.
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Catalog> {
@@ -764,6 +822,93 @@ async fn what_if_cmd(cli: &Cli, a: &WhatIfArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", cascade::report::render::what_if_table(&w));
     }
+    Ok(())
+}
+
+async fn fakes_cmd(cli: &Cli, a: &FakesArgs) -> anyhow::Result<()> {
+    use cascade::dev::fakes::stack::{Callbacks, Fake, FakeStack, StackOptions};
+    // The channels say which secrets the daemon checks; without a
+    // configuration the fakes still answer sends, only the index's read
+    // buttons have nowhere to go.
+    let callbacks = match Catalog::load(&cli.config) {
+        Ok(catalog) => {
+            let daemon = a
+                .daemon_url
+                .clone()
+                .unwrap_or_else(|| catalog.settings.http.public_url.clone());
+            Callbacks::of(&catalog, &daemon)
+        }
+        Err(errors) => {
+            eprintln!(
+                "warning: {} not loaded ({} problem{}), so the index sends no read receipts",
+                cli.config.display(),
+                errors.0.len(),
+                if errors.0.len() == 1 { "" } else { "s" }
+            );
+            Callbacks::default()
+        }
+    };
+    let stack = FakeStack::start(StackOptions {
+        bind: a.bind,
+        base_port: a.port,
+        callbacks,
+    })
+    .await?;
+    println!(
+        "cascade fakes: what each received on {}/ (JSON: /received.json)",
+        stack.url(Fake::Index, &a.host)
+    );
+    println!("point the shipped channels at them with:");
+    for (name, value) in stack.env(&a.host) {
+        println!("  {name}={value}");
+    }
+    // SIGTERM too: in a container this is process 1, which the kernel
+    // does not stop on a signal it has no handler for.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+async fn health_cmd(cli: &Cli, url: Option<&str>, timeout: &str) -> anyhow::Result<()> {
+    let url = match url {
+        Some(u) => u.to_owned(),
+        None => {
+            let catalog = load(cli)?;
+            let listen = &catalog.settings.http.admin_listen;
+            // A wildcard listener is reached on loopback.
+            let addr = listen
+                .parse::<std::net::SocketAddr>()
+                .map(|mut a| {
+                    if a.ip().is_unspecified() {
+                        a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    }
+                    a.to_string()
+                })
+                .unwrap_or_else(|_| listen.clone());
+            format!("http://{addr}/readyz")
+        }
+    };
+    let timeout = parse_duration(timeout).map_err(anyhow::Error::msg)?;
+    let answer = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| {
+            format!(
+                "no answer from {url} (waited at most {})",
+                humantime::format_duration(timeout)
+            )
+        })?;
+    let status = answer.status();
+    if !status.is_success() {
+        bail!("{url} answered {status}");
+    }
+    println!("{url}: {status}");
     Ok(())
 }
 

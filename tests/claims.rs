@@ -1,4 +1,4 @@
-//! End-to-end tests of what the README promises about `cascade run` that no
+//! End-to-end tests of what the docs promise about `cascade run` that no
 //! other test would catch if it broke: the policy a cascade keeps, quiet
 //! hours, hot reload, limits, expiry and `send_at`, the lease and the
 //! channel `rate`, a graceful stop, the `CASCADE_*` overrides, the webhook

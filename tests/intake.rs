@@ -1,6 +1,6 @@
-//! Intake against the repository's real configuration: the README's example is
-//! admitted, and no body whatsoever makes `parse` or `admit` panic or return
-//! an error without a sentence.
+//! Intake against the repository's real configuration: the example of
+//! docs/notifications.md is admitted, and no body whatsoever makes `parse`
+//! or `admit` panic or return an error without a sentence.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -10,8 +10,8 @@ use cascade::notification::{ErrorCode, IntakeError, MAX_MESSAGE_BYTES, admit, pa
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-/// The README's example notification, verbatim.
-const README_EXAMPLE: &str = r#"{
+/// The example notification of docs/notifications.md, verbatim.
+const DOCUMENTED_EXAMPLE: &str = r#"{
   "id": "order-1001:delayed",
   "policy": "delivery_delay",
   "customer": {
@@ -43,8 +43,8 @@ fn catalog() -> &'static Catalog {
 }
 
 #[test]
-fn the_spec_example_is_admitted() {
-    let a = admit(README_EXAMPLE.as_bytes(), catalog()).expect("admitted");
+fn the_documented_example_is_admitted() {
+    let a = admit(DOCUMENTED_EXAMPLE.as_bytes(), catalog()).expect("admitted");
     assert_eq!(a.notification.id, "order-1001:delayed");
     assert_eq!(a.notification.policy, "delivery_delay");
     assert_eq!(a.notification.customer.id, "c-42");
@@ -54,14 +54,14 @@ fn the_spec_example_is_admitted() {
 }
 
 #[test]
-fn the_spec_example_in_other_policies() {
+fn the_documented_example_in_other_policies() {
     for (policy, admitted) in [
         ("abandoned_cart", true),
         // The call-centre step has no text of its own; content.text serves it.
         ("order_followup", true),
         ("nonexistent", false),
     ] {
-        let body = README_EXAMPLE.replace("\"delivery_delay\"", &format!("\"{policy}\""));
+        let body = DOCUMENTED_EXAMPLE.replace("\"delivery_delay\"", &format!("\"{policy}\""));
         assert_eq!(
             admit(body.as_bytes(), catalog()).is_ok(),
             admitted,
@@ -127,7 +127,7 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
-/// JSON pointers into the README's example, including fields it does not have.
+/// JSON pointers into the documented example, including fields it does not have.
 const POINTERS: &[&str] = &[
     "",
     "/id",
@@ -157,9 +157,9 @@ const POINTERS: &[&str] = &[
     "/unknown",
 ];
 
-/// The README's example with one field replaced by `value`, or removed.
+/// The documented example with one field replaced by `value`, or removed.
 fn with_field(pointer: &str, value: Option<Value>) -> Vec<u8> {
-    let mut v: Value = serde_json::from_str(README_EXAMPLE).expect("example");
+    let mut v: Value = serde_json::from_str(DOCUMENTED_EXAMPLE).expect("example");
     match (pointer.rsplit_once('/'), value) {
         (None, Some(value)) => v = value,
         (None, None) => v = Value::Null,
@@ -189,10 +189,10 @@ proptest! {
     }
 
     #[test]
-    fn spec_example_with_bytes_mutated(
+    fn the_example_with_bytes_mutated(
         edits in prop::collection::vec((any::<prop::sample::Index>(), 0usize..8, "\\PC{0,4}"), 1..4),
     ) {
-        let mut body = README_EXAMPLE.as_bytes().to_vec();
+        let mut body = DOCUMENTED_EXAMPLE.as_bytes().to_vec();
         for (at, cut, insert) in edits {
             let start = at.index(body.len() + 1);
             let end = (start + cut).min(body.len());
@@ -202,7 +202,7 @@ proptest! {
     }
 
     #[test]
-    fn spec_example_with_a_field_replaced(
+    fn the_example_with_a_field_replaced(
         pointer in prop::sample::select(POINTERS),
         value in prop::option::weighted(0.9, any_json()),
     ) {
@@ -219,7 +219,7 @@ proptest! {
     }
 
     #[test]
-    fn spec_example_with_a_truncated_body(cut in 0usize..README_EXAMPLE.len()) {
-        both(&README_EXAMPLE.as_bytes()[..cut]);
+    fn the_example_with_a_truncated_body(cut in 0usize..DOCUMENTED_EXAMPLE.len()) {
+        both(&DOCUMENTED_EXAMPLE.as_bytes()[..cut]);
     }
 }

@@ -162,17 +162,26 @@ async fn bad_input_is_dead_lettered_with_its_code_and_intake_keeps_consuming() {
         "customer": { "id": "c-1", "contacts": { "sms": "8-916-CALL-ME" } },
         "content": { "text": "hi" }
     });
-    let corpus: Vec<(&str, Vec<u8>)> = vec![
-        ("malformed_json", cut_short.into_bytes()),
-        ("invalid_field", bytes(wrong_type)),
-        ("missing_field", bytes(no_policy)),
-        ("unknown_policy", bytes(unknown_policy)),
-        ("body_too_large", oversized),
-        ("invalid_utf8", invalid_utf8),
-        ("no_reachable_channel", no_contacts),
-        ("invalid_contact", bytes(bad_phone)),
+    // Each with its code and the field at fault (none for the body as a whole).
+    let corpus: Vec<(&str, Option<&str>, Vec<u8>)> = vec![
+        ("malformed_json", None, cut_short.into_bytes()),
+        ("invalid_field", Some("customer"), bytes(wrong_type)),
+        ("missing_field", Some("policy"), bytes(no_policy)),
+        ("unknown_policy", Some("policy"), bytes(unknown_policy)),
+        ("body_too_large", None, oversized),
+        ("invalid_utf8", None, invalid_utf8),
+        (
+            "no_reachable_channel",
+            Some("customer.contacts"),
+            no_contacts,
+        ),
+        (
+            "invalid_contact",
+            Some("customer.contacts.sms"),
+            bytes(bad_phone),
+        ),
     ];
-    for (_, body) in &corpus {
+    for (_, _, body) in &corpus {
         h.publish(body).await;
     }
     // The daemon keeps consuming after all that.
@@ -190,7 +199,7 @@ async fn bad_input_is_dead_lettered_with_its_code_and_intake_keeps_consuming() {
         corpus.len(),
         "every bad message is dead-lettered, once"
     );
-    for (code, body) in &corpus {
+    for (code, field, body) in &corpus {
         let at = dead
             .iter()
             .position(|d| &d.data == body)
@@ -207,6 +216,11 @@ async fn bad_input_is_dead_lettered_with_its_code_and_intake_keeps_consuming() {
         assert!(
             sentence.is_some_and(|s| !s.trim().is_empty()),
             "the {code} message says why: {headers:?}"
+        );
+        assert_eq!(
+            headers.get("x-cascade-error-field").map(String::as_str),
+            *field,
+            "the field the {code} message names: {headers:?}"
         );
     }
     let extra = take_messages(&dead_letter_queue, 1, Duration::from_millis(300)).await;

@@ -100,7 +100,8 @@ pub struct Http {
     pub header_read_timeout_ms: i64,
     /// The longest one request may take, its body included.
     pub request_timeout_ms: i64,
-    /// Connections served at once per listener; past it, new ones wait.
+    /// Connections the public listener serves at once; past it, new ones
+    /// wait. (The admin listener's bound is fixed: `ADMIN_MAX_CONNECTIONS`.)
     pub max_connections: usize,
 }
 
@@ -240,7 +241,7 @@ pub(super) struct RawLimits {
 }
 
 /// The environment variables that override settings, with the setting each
-/// replaces. Listed once so `--help` text, the README and the code agree.
+/// replaces. Listed once so `--help` text, docs/configuration.md and the code agree.
 pub const ENV_OVERRIDES: [(&str, &str); 19] = [
     ("CASCADE_AMQP_URL", "amqp.url"),
     ("CASCADE_AMQP_QUEUE", "amqp.queue"),

@@ -255,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn awake_wait_matches_the_spec_example() {
+    fn awake_wait_matches_the_documented_example() {
         // VK at 20:50, 30 awake minutes, SMS quiet 21:00-09:00: escalates at 09:20.
         let q = QuietHours::parse("21:00-09:00").unwrap();
         let sent = ms("2026-11-23T17:50:00Z"); // 20:50 MSK

@@ -334,8 +334,8 @@ mod tests {
     fn awake_waits_count_open_time_only() {
         let msk = tz("Europe/Moscow");
         let night = q("21:00-09:00");
-        // The README's example: VK at 20:50, 30 awake minutes, SMS quiet
-        // 21:00-09:00: SMS at 09:20.
+        // The example of docs/policies.md (the wait clock): VK at 20:50,
+        // 30 awake minutes, SMS quiet 21:00-09:00: SMS at 09:20.
         assert_eq!(
             awake_deadline(night, ms("2026-11-23T17:50:00Z"), 30 * MIN, &msk),
             ms("2026-11-24T06:20:00Z")

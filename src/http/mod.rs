@@ -20,6 +20,8 @@ use tower_http::timeout::TimeoutLayer;
 
 pub mod callbacks;
 mod console;
+/// Text made safe for HTML (also for `cascade fakes`' index page).
+pub(crate) use console::escape;
 pub mod openapi;
 pub mod refusal;
 mod reports;

@@ -130,28 +130,6 @@ impl utoipa::PartialSchema for NotificationOrBatch {
 
 impl ToSchema for NotificationOrBatch {}
 
-/// PLACEHOLDER, to be replaced by `crate::notification::json_schema()` once
-/// it exists: the notification's JSON Schema, here only its required
-/// fields (`id`, `policy`, `customer.id`). Unknown fields are allowed, as
-/// intake ignores them.
-fn notification_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["id", "policy", "customer"],
-        "properties": {
-            "id": { "type": "string", "minLength": 1, "maxLength": 200 },
-            "policy": { "type": "string", "minLength": 1, "maxLength": 100 },
-            "customer": {
-                "type": "object",
-                "required": ["id"],
-                "properties": {
-                    "id": { "type": "string", "minLength": 1, "maxLength": 200 }
-                }
-            }
-        }
-    })
-}
-
 /// Puts a JSON Schema into `components/schemas` under `name`: its `$defs`
 /// become components of their own, and its references point there, as
 /// references inside an OpenAPI document resolve from the document's root.
@@ -159,7 +137,9 @@ fn embed_schema(doc: &mut Value, name: &str, mut schema: Value) {
     let defs = schema
         .as_object_mut()
         .and_then(|o| {
+            // Resolved from the document's root, not from an `$id` of its own.
             o.remove("$schema");
+            o.remove("$id");
             o.remove("$defs").or_else(|| o.remove("definitions"))
         })
         .and_then(|d| d.as_object().cloned())
@@ -199,7 +179,7 @@ fn rewrite_refs(value: &mut Value) {
 /// The whole description, as `GET /openapi.json` serves it.
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
-    embed_schema(&mut doc, "Notification", notification_schema());
+    embed_schema(&mut doc, "Notification", crate::notification::json_schema());
     doc
 }
 

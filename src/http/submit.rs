@@ -113,16 +113,11 @@ fn shape(body: &[u8]) -> Result<Shape<'_>, IntakeError> {
     Ok(Shape::Batch(items))
 }
 
-/// The JSON path of the field an intake error is about, when it names one.
-fn field_of(_error: &IntakeError) -> Option<String> {
-    None
-}
-
 fn problem(error: &IntakeError, index: Option<usize>) -> IntakeProblem {
     IntakeProblem {
         code: error.code.as_str().to_owned(),
         message: error.message.clone(),
-        field: field_of(error),
+        field: error.field.clone(),
         index,
     }
 }

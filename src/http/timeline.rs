@@ -16,7 +16,7 @@ use super::{AppState, authenticate, error, refused};
 use crate::core::Entry;
 use crate::runtime::store::Timeline;
 
-/// The answer's body. The field names are part of the API (README, HTTP).
+/// The answer's body. The field names are part of the API (docs/http-api.md).
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Notification_State)]
 pub(super) struct View {

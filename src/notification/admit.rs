@@ -55,7 +55,8 @@ pub fn admit<'c>(body: &[u8], catalog: &'c Catalog) -> Result<Admitted<'c>, Inta
                 quote(&notification.customer.id),
                 reach.skipped.join(", ")
             ),
-        ));
+        )
+        .at("customer.contacts"));
     }
     Ok(Admitted {
         policy,
@@ -82,6 +83,7 @@ fn configured_policy<'c>(name: &str, catalog: &'c Catalog) -> Result<&'c Policy,
                 }
             ),
         )
+        .at("policy")
     })
 }
 
@@ -132,16 +134,17 @@ impl Admission<'_> {
             return Ok(());
         };
         let normal = contact::normalise(config.kind, value).map_err(|expected| {
+            let field = format!("customer.contacts{}", json::segment(key));
             IntakeError::new(
                 ErrorCode::InvalidContact,
                 format!(
-                    "customer.contacts{} {} {expected}",
-                    json::segment(key),
+                    "{field} {} {expected}",
                     // Masked by its kind: `scrub` would not see the
                     // id in a malformed one such as `id123456789`.
                     quote(&pii::mask_contact(config.kind, value))
                 ),
             )
+            .at(field)
         })?;
         if &normal != value {
             self.recipient.contacts.insert(key.clone(), normal.clone());
@@ -210,7 +213,8 @@ pub(super) fn check_send_at(
             crate::config::fmt_ms(send_at_ms.saturating_sub(now_ms)),
             crate::config::fmt_ms(horizon_ms)
         ),
-    ))
+    )
+    .at("send_at"))
 }
 
 /// The customer's time zone, or the default when none is named.
@@ -226,6 +230,7 @@ fn timezone(name: Option<&str>, default: &TimeZone) -> Result<TimeZone, IntakeEr
                 quote(name)
             ),
         )
+        .at("customer.timezone")
     };
     // Only names that could be in the database reach the lookup.
     let plausible = name.len() <= 64
@@ -258,7 +263,8 @@ fn check_text(n: &Notification, policy: &str, config: &ChannelConfig) -> Result<
                 quote(policy),
                 json::segment(channel)
             ),
-        ));
+        )
+        .at("content.text"));
     };
     if let Some(max) = config.max_length {
         let chars = text.chars().count();
@@ -269,7 +275,8 @@ fn check_text(n: &Notification, policy: &str, config: &ChannelConfig) -> Result<
                     "{field} is {chars} characters long; channel {} takes at most {max}",
                     quote(channel)
                 ),
-            ));
+            )
+            .at(field));
         }
     }
     if kind == ChannelKind::Sms
@@ -288,7 +295,8 @@ fn check_text(n: &Notification, policy: &str, config: &ChannelConfig) -> Result<
                     encoding.unit_name(),
                     quote(channel),
                 ),
-            ));
+            )
+            .at(field));
         }
     }
     Ok(())

@@ -113,6 +113,10 @@ impl fmt::Display for ErrorCode {
 pub struct IntakeError {
     pub code: ErrorCode,
     pub message: String,
+    /// The JSON path of the field at fault (`customer.contacts.sms`,
+    /// `customer.opt_out[2]`), when one field is: the HTTP intake answers
+    /// it, so a form can point at the field.
+    pub field: Option<String>,
 }
 
 /// Longest `IntakeError::message`; longer sentences are cut with `…`.
@@ -135,7 +139,19 @@ impl IntakeError {
         } else {
             truncate(message, MAX_MESSAGE_BYTES)
         };
-        IntakeError { code, message }
+        IntakeError {
+            code,
+            message,
+            field: None,
+        }
+    }
+
+    /// The same error, naming the field at fault (an empty path, the body
+    /// itself, names none).
+    pub fn at(mut self, field: impl Into<String>) -> Self {
+        let field = field.into();
+        self.field = (!field.is_empty()).then_some(field);
+        self
     }
 }
 

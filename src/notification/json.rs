@@ -16,6 +16,8 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::error::{ErrorCode, IntakeError, quote};
+use super::limits::key_ok;
+use super::{MAX_CONTACTS, MAX_KEY_CHARS};
 
 /// Deserializes a struct from a JSON object only. serde's derive would also
 /// take an array of the fields in order, which no producer means to send.
@@ -59,12 +61,26 @@ where
 
 /// `customer.contacts`: values are strings; integers (a VK or Telegram id
 /// written as a number) are taken as their decimal text, and `null` means
-/// "no such contact".
+/// "no such contact". The number of entries and the keys are checked here,
+/// while the `null` entries are still there: the schema counts them too.
 pub(super) fn contacts<'de, D>(d: D) -> Result<BTreeMap<String, String>, D::Error>
 where
     D: Deserializer<'de>,
 {
+    use serde::de::Error;
     let map = Option::<BTreeMap<String, Contact>>::deserialize(d)?.unwrap_or_default();
+    if map.len() > MAX_CONTACTS {
+        return Err(D::Error::custom(format!(
+            "{} entries; at most {MAX_CONTACTS} are allowed",
+            map.len()
+        )));
+    }
+    if let Some(key) = map.keys().find(|k| !key_ok(k)) {
+        return Err(D::Error::custom(format!(
+            "the key {} is not a channel name or kind of 1 to {MAX_KEY_CHARS} characters",
+            quote(key)
+        )));
+    }
     Ok(map
         .into_iter()
         .filter_map(|(k, v)| Some((k, v.0?)))
@@ -111,6 +127,15 @@ impl<'de> Deserialize<'de> for Contact {
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Contact, E> {
                 Ok(Contact(Some(v.to_string())))
+            }
+            /// `5.0` or `1e9` is a whole number too, as JSON Schema's
+            /// `integer` says; `5.5` is not.
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Contact, E> {
+                if v.is_finite() && v.fract() == 0.0 {
+                    Ok(Contact(Some(format!("{v:.0}"))))
+                } else {
+                    Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+                }
             }
             fn visit_unit<E: serde::de::Error>(self) -> Result<Contact, E> {
                 Ok(Contact(None))
@@ -170,9 +195,54 @@ pub(super) mod rfc3339 {
             f.write_str(EXPECTED)
         }
         fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Timestamp, E> {
-            text.trim()
-                .parse::<Timestamp>()
-                .map_err(|_| E::invalid_value(Unexpected::Str(text), &EXPECTED))
+            rfc3339_shape(text)
+                .then(|| text.parse::<Timestamp>().ok())
+                .flatten()
+                .ok_or_else(|| E::invalid_value(Unexpected::Str(text), &EXPECTED))
+        }
+    }
+
+    /// RFC 3339's `date-time` and nothing else jiff would also read (an
+    /// offset without minutes, a time zone annotation, a time without
+    /// seconds): `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, `T` and `Z` in
+    /// either case, up to nine fraction digits, offsets up to ±23:59. The
+    /// schema states the same pattern, so both agree on what is a time;
+    /// jiff then checks the calendar (no 30 February).
+    pub(super) fn rfc3339_shape(text: &str) -> bool {
+        let b = text.as_bytes();
+        let digits =
+            |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+        let fixed = b.len() >= 20
+            && digits(0..4)
+            && b[4] == b'-'
+            && digits(5..7)
+            && b[7] == b'-'
+            && digits(8..10)
+            && matches!(b[10], b'T' | b't')
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)
+            && b[16] == b':'
+            && digits(17..19);
+        if !fixed {
+            return false;
+        }
+        let mut rest = &b[19..];
+        if let Some(fraction) = rest.strip_prefix(b".") {
+            let n = fraction.iter().take_while(|d| d.is_ascii_digit()).count();
+            if !(1..=9).contains(&n) {
+                return false;
+            }
+            rest = &fraction[n..];
+        }
+        match rest {
+            [b'Z' | b'z'] => true,
+            [b'+' | b'-', h1, h2, b':', m1, m2] => {
+                [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit())
+                    && (*h1 < b'2' || (*h1 == b'2' && *h2 <= b'3'))
+                    && *m1 <= b'5'
+            }
+            _ => false,
         }
     }
 
@@ -216,7 +286,8 @@ fn data_error(path: &str, msg: &str, at: &str) -> IntakeError {
         return IntakeError::new(
             ErrorCode::MissingField,
             format!("{full} is required but missing {at}"),
-        );
+        )
+        .at(full);
     }
     let code = if TIME_FIELDS.contains(&path) {
         ErrorCode::InvalidTime
@@ -246,7 +317,7 @@ fn data_error(path: &str, msg: &str, at: &str) -> IntakeError {
     } else {
         format!("{subject}: {msg} {at}")
     };
-    IntakeError::new(code, sentence)
+    IntakeError::new(code, sentence).at(path)
 }
 
 /// `customer` + `id` → `customer.id`.

@@ -3,23 +3,31 @@
 
 use super::error::quote;
 use super::{
-    Content, Customer, ErrorCode, IntakeError, MAX_CHANNEL_CONTENTS, MAX_CONTACT_BYTES,
-    MAX_CONTACTS, MAX_CUSTOMER_ID_BYTES, MAX_ID_BYTES, MAX_KEY_BYTES, MAX_LINK_BYTES,
-    MAX_POLICY_BYTES, MAX_PREFERENCES, MAX_SUBJECT_BYTES, MAX_TEXT_BYTES, Notification, json,
+    Content, Customer, ErrorCode, IntakeError, MAX_CHANNEL_CONTENTS, MAX_CONTACT_CHARS,
+    MAX_CUSTOMER_ID_CHARS, MAX_ID_CHARS, MAX_KEY_CHARS, MAX_LINK_CHARS, MAX_POLICY_CHARS,
+    MAX_PREFERENCES, MAX_SUBJECT_CHARS, MAX_TEXT_CHARS, Notification, json,
 };
 
-fn invalid(msg: String) -> Result<(), IntakeError> {
-    Err(IntakeError::new(ErrorCode::InvalidField, msg))
+fn invalid(field: &str, msg: String) -> Result<(), IntakeError> {
+    Err(IntakeError::new(ErrorCode::InvalidField, msg).at(field))
+}
+
+/// Length in characters, as JSON Schema's `maxLength` counts.
+fn chars(s: &str) -> usize {
+    s.chars().count()
 }
 
 /// The structural limits of `parse`.
 pub(super) fn check_limits(n: &Notification) -> Result<(), IntakeError> {
     check_id(&n.id)?;
-    if n.policy.trim().is_empty() || n.policy.len() > MAX_POLICY_BYTES {
-        return invalid(format!(
-            "policy must name a configured policy in 1 to {MAX_POLICY_BYTES} bytes, not {}",
-            quote(&n.policy)
-        ));
+    if n.policy.trim().is_empty() || chars(&n.policy) > MAX_POLICY_CHARS {
+        return invalid(
+            "policy",
+            format!(
+                "policy must name a configured policy in 1 to {MAX_POLICY_CHARS} characters, not {}",
+                quote(&n.policy)
+            ),
+        );
     }
     check_customer(&n.customer)?;
     check_content(&n.content)
@@ -31,16 +39,18 @@ fn check_id(id: &str) -> Result<(), IntakeError> {
         return Err(IntakeError::new(
             ErrorCode::InvalidId,
             "id is empty; it is the idempotency key, e.g. \"order-1001:delayed\"",
-        ));
+        )
+        .at("id"));
     }
-    if id.len() > MAX_ID_BYTES {
+    if chars(id) > MAX_ID_CHARS {
         return Err(IntakeError::new(
             ErrorCode::InvalidId,
             format!(
-                "id is {} bytes long; at most {MAX_ID_BYTES} are allowed",
-                id.len()
+                "id is {} characters long; at most {MAX_ID_CHARS} are allowed",
+                chars(id)
             ),
-        ));
+        )
+        .at("id"));
     }
     if let Some(c) = id
         .chars()
@@ -53,31 +63,34 @@ fn check_id(id: &str) -> Result<(), IntakeError> {
                 quote(id),
                 describe(c)
             ),
-        ));
+        )
+        .at("id"));
     }
     Ok(())
 }
 
 fn check_customer(c: &Customer) -> Result<(), IntakeError> {
-    if c.id.trim().is_empty() || c.id.len() > MAX_CUSTOMER_ID_BYTES {
-        return invalid(format!(
-            "customer.id must be 1 to {MAX_CUSTOMER_ID_BYTES} bytes, not {} bytes",
-            c.id.len()
-        ));
+    if c.id.trim().is_empty() || chars(&c.id) > MAX_CUSTOMER_ID_CHARS {
+        return invalid(
+            "customer.id",
+            format!(
+                "customer.id must be 1 to {MAX_CUSTOMER_ID_CHARS} characters and not blank, not {} characters",
+                chars(&c.id)
+            ),
+        );
     }
     // The customer id keys per-customer limits in Redis, like `id` keys the cascade.
     if let Some(ch) =
         c.id.chars()
             .find(|&ch| ch.is_control() || ch == '{' || ch == '}')
     {
-        return invalid(format!(
-            "customer.id {} contains {}",
-            quote(&c.id),
-            describe(ch)
-        ));
+        return invalid(
+            "customer.id",
+            format!("customer.id {} contains {}", quote(&c.id), describe(ch)),
+        );
     }
     if let Some(tz) = &c.timezone
-        && tz.len() > MAX_KEY_BYTES
+        && chars(tz) > MAX_KEY_CHARS
     {
         return Err(IntakeError::new(
             ErrorCode::InvalidTimezone,
@@ -85,35 +98,38 @@ fn check_customer(c: &Customer) -> Result<(), IntakeError> {
                 "customer.timezone {} is not an IANA time zone such as Europe/Moscow",
                 quote(tz)
             ),
-        ));
+        )
+        .at("customer.timezone"));
     }
     if let Some(s) = &c.segment
-        && (s.len() > MAX_KEY_BYTES || s.chars().any(char::is_control))
+        && (chars(s) > MAX_KEY_CHARS || s.chars().any(char::is_control))
     {
-        return invalid(format!(
-            "customer.segment must be a word of at most {MAX_KEY_BYTES} bytes, not {}",
-            quote(s)
-        ));
+        return invalid(
+            "customer.segment",
+            format!(
+                "customer.segment must be a word of at most {MAX_KEY_CHARS} characters, not {}",
+                quote(s)
+            ),
+        );
     }
     check_contacts(c)?;
     check_channel_words(c)
 }
 
+/// The values of `customer.contacts`; their number and keys were checked
+/// while reading them (`json::contacts`), where entries written as `null`
+/// are still there to count.
 fn check_contacts(c: &Customer) -> Result<(), IntakeError> {
-    if c.contacts.len() > MAX_CONTACTS {
-        return invalid(format!(
-            "customer.contacts has {} entries; at most {MAX_CONTACTS} are allowed",
-            c.contacts.len()
-        ));
-    }
     for (key, value) in &c.contacts {
-        check_key("customer.contacts", key)?;
-        if value.len() > MAX_CONTACT_BYTES {
-            return invalid(format!(
-                "customer.contacts{} is {} bytes long; a contact may have at most {MAX_CONTACT_BYTES}",
-                json::segment(key),
-                value.len()
-            ));
+        if chars(value) > MAX_CONTACT_CHARS {
+            let field = format!("customer.contacts{}", json::segment(key));
+            return invalid(
+                &field,
+                format!(
+                    "{field} is {} characters long; a contact may have at most {MAX_CONTACT_CHARS}",
+                    chars(value)
+                ),
+            );
         }
     }
     Ok(())
@@ -126,17 +142,23 @@ fn check_channel_words(c: &Customer) -> Result<(), IntakeError> {
         ("customer.opt_out", &c.opt_out),
     ] {
         if list.len() > MAX_PREFERENCES {
-            return invalid(format!(
-                "{field} has {} entries; at most {MAX_PREFERENCES} are allowed",
-                list.len()
-            ));
+            return invalid(
+                field,
+                format!(
+                    "{field} has {} entries; at most {MAX_PREFERENCES} are allowed",
+                    list.len()
+                ),
+            );
         }
         for (i, word) in list.iter().enumerate() {
-            if word.len() > MAX_KEY_BYTES {
-                return invalid(format!(
-                    "{field}[{i}] is {} bytes long; a channel name has at most {MAX_KEY_BYTES}",
-                    word.len()
-                ));
+            if chars(word) > MAX_KEY_CHARS {
+                return invalid(
+                    &format!("{field}[{i}]"),
+                    format!(
+                        "{field}[{i}] is {} characters long; a channel name has at most {MAX_KEY_CHARS}",
+                        chars(word)
+                    ),
+                );
             }
         }
     }
@@ -156,20 +178,26 @@ fn check_content(content: &Content) -> Result<(), IntakeError> {
                 .is_some_and(|p| p.eq_ignore_ascii_case(s))
         });
         let ok = scheme_ok
-            && link.len() <= MAX_LINK_BYTES
+            && chars(link) <= MAX_LINK_CHARS
             && !link.chars().any(|ch| ch.is_whitespace() || ch.is_control());
         if !ok {
-            return invalid(format!(
-                "content.link {} must be an http or https URL without spaces, at most {MAX_LINK_BYTES} bytes",
-                quote(link)
-            ));
+            return invalid(
+                "content.link",
+                format!(
+                    "content.link {} must be an http or https URL without spaces, at most {MAX_LINK_CHARS} characters",
+                    quote(link)
+                ),
+            );
         }
     }
     if content.channels.len() > MAX_CHANNEL_CONTENTS {
-        return invalid(format!(
-            "content.channels has {} entries; at most {MAX_CHANNEL_CONTENTS} are allowed",
-            content.channels.len()
-        ));
+        return invalid(
+            "content.channels",
+            format!(
+                "content.channels has {} entries; at most {MAX_CHANNEL_CONTENTS} are allowed",
+                content.channels.len()
+            ),
+        );
     }
     for (key, texts) in &content.channels {
         check_key("content.channels", key)?;
@@ -183,18 +211,24 @@ fn check_content(content: &Content) -> Result<(), IntakeError> {
     Ok(())
 }
 
-/// A map key: non-empty and short.
+/// A map key: not blank and short.
 fn check_key(field: &str, key: &str) -> Result<(), IntakeError> {
-    if key.trim().is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(IntakeError::new(
-            ErrorCode::InvalidField,
-            format!(
-                "{field} has the key {}; keys are channel names or kinds of 1 to {MAX_KEY_BYTES} bytes",
-                quote(key)
-            ),
-        ));
+    if key_ok(key) {
+        return Ok(());
     }
-    Ok(())
+    Err(IntakeError::new(
+        ErrorCode::InvalidField,
+        format!(
+            "{field} has the key {}; keys are channel names or kinds of 1 to {MAX_KEY_CHARS} characters",
+            quote(key)
+        ),
+    )
+    .at(field))
+}
+
+/// Whether a map key is usable: not blank and at most `MAX_KEY_CHARS`.
+pub(super) fn key_ok(key: &str) -> bool {
+    !key.trim().is_empty() && chars(key) <= MAX_KEY_CHARS
 }
 
 fn check_texts(
@@ -204,20 +238,21 @@ fn check_texts(
     html: Option<&str>,
 ) -> Result<(), IntakeError> {
     for (part, value, max) in [
-        ("text", text, MAX_TEXT_BYTES),
-        ("html", html, MAX_TEXT_BYTES),
-        ("subject", subject, MAX_SUBJECT_BYTES),
+        ("text", text, MAX_TEXT_CHARS),
+        ("html", html, MAX_TEXT_CHARS),
+        ("subject", subject, MAX_SUBJECT_CHARS),
     ] {
         if let Some(v) = value
-            && v.len() > max
+            && chars(v) > max
         {
             return Err(IntakeError::new(
                 ErrorCode::TextTooLong,
                 format!(
-                    "{field}.{part} is {} bytes long; at most {max} are accepted",
-                    v.len()
+                    "{field}.{part} is {} characters long; at most {max} are accepted",
+                    chars(v)
                 ),
-            ));
+            )
+            .at(format!("{field}.{part}")));
         }
     }
     Ok(())

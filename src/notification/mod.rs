@@ -19,12 +19,14 @@ mod error;
 mod json;
 mod kept;
 mod limits;
+pub mod schema;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::core::{ChannelKind, Policy, Recipient};
@@ -33,43 +35,51 @@ pub use admit::{admit, admit_at};
 use error::grouped;
 pub use error::{ErrorCode, IntakeError, MAX_MESSAGE_BYTES};
 use limits::check_limits;
+pub use schema::json_schema;
 
-/// Longest `id`, in bytes.
-pub const MAX_ID_BYTES: usize = 200;
-/// Longest `policy` name, in bytes.
-pub const MAX_POLICY_BYTES: usize = 100;
-/// Longest `customer.id`, in bytes.
-pub const MAX_CUSTOMER_ID_BYTES: usize = 200;
-/// Most entries in `customer.contacts`.
+// Lengths count characters (Unicode scalar values), as JSON Schema's
+// `maxLength` does, so the published schema and the intake agree.
+
+/// Longest `id`, in characters.
+pub const MAX_ID_CHARS: usize = 200;
+/// Longest `policy` name, in characters.
+pub const MAX_POLICY_CHARS: usize = 100;
+/// Longest `customer.id`, in characters.
+pub const MAX_CUSTOMER_ID_CHARS: usize = 200;
+/// Most entries in `customer.contacts` (entries written as `null` count too).
 pub const MAX_CONTACTS: usize = 32;
-/// Longest contact value, in bytes (the longest email address is 320).
-pub const MAX_CONTACT_BYTES: usize = 320;
+/// Longest contact value, in characters (the longest email address is 320).
+pub const MAX_CONTACT_CHARS: usize = 320;
 /// Most entries in `customer.preferences` and in `customer.opt_out`.
 pub const MAX_PREFERENCES: usize = 16;
-/// Longest `text` or `html`, in bytes.
-pub const MAX_TEXT_BYTES: usize = 64 * 1024;
-/// Longest `subject`, in bytes.
-pub const MAX_SUBJECT_BYTES: usize = 2048;
-/// Longest `link`, in bytes.
-pub const MAX_LINK_BYTES: usize = 2048;
-/// Longest key (contact key, channel name, preference word) and `segment`.
-pub const MAX_KEY_BYTES: usize = 100;
+/// Longest `text` or `html`, in characters.
+pub const MAX_TEXT_CHARS: usize = 64 * 1024;
+/// Longest `subject`, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 2048;
+/// Longest `link`, in characters.
+pub const MAX_LINK_CHARS: usize = 2048;
+/// Longest key (contact key, channel name, preference word), `segment` and
+/// `timezone`, in characters.
+pub const MAX_KEY_CHARS: usize = 100;
 /// Most entries in `content.channels`.
 pub const MAX_CHANNEL_CONTENTS: usize = 32;
 
 /// One message for one customer, as enqueued (contract §2).
 ///
-/// Invariant after `parse`: `id` is 1..=200 bytes without whitespace,
+/// Invariant after `parse`: `id` is 1..=200 characters without whitespace,
 /// control characters or braces; `policy` and `customer.id` are non-empty;
 /// every list, map and text is within the limits above.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Notification {
     /// The idempotency key; also inside Redis hash tags, hence no braces.
+    #[schemars(schema_with = "schema::id")]
     pub id: String,
+    #[schemars(schema_with = "schema::policy")]
     pub policy: String,
     #[serde(deserialize_with = "json::object")]
     pub customer: Customer,
     #[serde(default, deserialize_with = "json::object_or_default")]
+    #[schemars(schema_with = "schema::content")]
     pub content: Content,
     /// Delays the first step.
     #[serde(
@@ -77,6 +87,7 @@ pub struct Notification {
         with = "json::rfc3339",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "schema::time")]
     pub send_at: Option<Timestamp>,
     /// Ends a cascade that has not been read by then.
     #[serde(
@@ -84,18 +95,22 @@ pub struct Notification {
         with = "json::rfc3339",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(schema_with = "schema::time")]
     pub expires_at: Option<Timestamp>,
 }
 
 /// Who the notification is for, and where they can be reached.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Customer {
+    #[schemars(schema_with = "schema::customer_id")]
     pub id: String,
     /// IANA name; the configured default when absent or empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::timezone")]
     pub timezone: Option<String>,
     /// Free word for reports (`new`, `vip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::segment")]
     pub segment: Option<String>,
     /// Contact key (`sms`, `email`, `vk`, … or a channel's `contact`) → address.
     #[serde(
@@ -103,6 +118,7 @@ pub struct Customer {
         deserialize_with = "json::contacts",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(schema_with = "schema::contacts")]
     pub contacts: BTreeMap<String, String>,
     /// Channel names, kinds or contact keys, most preferred first.
     #[serde(
@@ -110,6 +126,7 @@ pub struct Customer {
         deserialize_with = "json::null_as_empty",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(schema_with = "schema::channel_words")]
     pub preferences: Vec<String>,
     /// Channel names, kinds or contact keys never to use.
     #[serde(
@@ -117,20 +134,25 @@ pub struct Customer {
         deserialize_with = "json::null_as_empty",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(schema_with = "schema::channel_words")]
     pub opt_out: Vec<String>,
 }
 
 /// What to say. Per-channel texts override the common ones.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Content {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::text")]
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::subject")]
     pub subject: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::text")]
     pub html: Option<String>,
     /// Where the customer should go; email links to it through click tracking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::link")]
     pub link: Option<String>,
     /// Channel name or channel kind → texts for that channel.
     #[serde(
@@ -138,17 +160,21 @@ pub struct Content {
         deserialize_with = "json::object_map",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(schema_with = "schema::channel_contents")]
     pub channels: BTreeMap<String, ChannelContent>,
 }
 
 /// Texts for one channel (by name) or one kind of channel.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChannelContent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::text")]
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::subject")]
     pub subject: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::text")]
     pub html: Option<String>,
 }
 

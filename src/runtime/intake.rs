@@ -410,7 +410,7 @@ async fn failed(delivery: &Delivery, failure: &Failure, hands: &Hands) {
 }
 
 /// The headers of a dead letter: the original ones, the error code and
-/// sentence.
+/// sentence, and the field at fault when the error names one.
 fn with_error(headers: Option<&FieldTable>, error: &IntakeError) -> FieldTable {
     let mut headers = headers.cloned().unwrap_or_default();
     headers.insert(
@@ -421,6 +421,12 @@ fn with_error(headers: Option<&FieldTable>, error: &IntakeError) -> FieldTable {
         ShortString::from("x-cascade-error"),
         AMQPValue::LongString(LongString::from(error.message.as_str())),
     );
+    if let Some(field) = &error.field {
+        headers.insert(
+            ShortString::from("x-cascade-error-field"),
+            AMQPValue::LongString(LongString::from(field.as_str())),
+        );
+    }
     headers
 }
 

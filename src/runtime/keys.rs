@@ -189,7 +189,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn receipts_key_is_the_spec_one() {
+    fn receipts_key_is_the_documented_one() {
         let k = Keys::new("cascade", 16);
         assert_eq!(
             k.receipts("order-1001:delayed"),

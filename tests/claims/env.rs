@@ -1,5 +1,5 @@
-//! The `CASCADE_*` variables win over `cascade.toml`: every one the README
-//! lists, on the loaded settings; and `cascade run` with a clean
+//! The `CASCADE_*` variables win over `cascade.toml`: every one
+//! docs/configuration.md lists, on the loaded settings; and `cascade run` with a clean
 //! environment, whose file points at nothing that works (unreachable
 //! RabbitMQ and Redis, other queues, prefix, listeners and token), runs on
 //! what the variables say.

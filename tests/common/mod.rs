@@ -851,9 +851,19 @@ impl Running {
         cfg: TestConfig,
         tweak: impl FnOnce(&mut cascade::runtime::daemon::DaemonOptions),
     ) -> Running {
+        let catalog = cfg.catalog();
+        Running::start_catalog(cfg, catalog, tweak).await
+    }
+
+    /// Like `start_opts`, on a catalog loaded by the test (e.g. with the
+    /// environment a compose file sets) from `cfg`'s folder.
+    pub async fn start_catalog(
+        cfg: TestConfig,
+        catalog: cascade::config::Catalog,
+        tweak: impl FnOnce(&mut cascade::runtime::daemon::DaemonOptions),
+    ) -> Running {
         require_services().await;
         let clock = Arc::new(cascade::runtime::clock::SystemClock::default());
-        let catalog = cfg.catalog();
         let intake = cascade::runtime::intake::IntakeConfig::from(&catalog.settings.amqp);
         let mut options = cascade::runtime::daemon::DaemonOptions::default();
         tweak(&mut options);

@@ -1,8 +1,10 @@
 //! Loopback fakes of the providers, speaking their real wire formats, for the
-//! tests, `demo` and the benchmark. Each starts on `127.0.0.1:0`, records what
-//! it receives, and can be scripted per test: succeed, fail transiently N
-//! times, rate-limit with a retry-after, fail permanently, and send callbacks
-//! (read, delivered, failed) back to the daemon.
+//! tests, `demo`, the benchmark and `cascade fakes` (`stack`: every fake on
+//! fixed ports for the local stack). Each starts on `127.0.0.1:0` (or where
+//! `start_on` says), records what it receives, and can be scripted per test:
+//! succeed, fail transiently N times, rate-limit with a retry-after, fail
+//! permanently, and send callbacks (read, delivered, failed) back to the
+//! daemon.
 //!
 //! A fake stands for the provider, so it reads requests (and signs what it
 //! sends) with code of its own, never with the daemon's adapter or callback
@@ -13,10 +15,15 @@ pub mod script;
 pub mod smsc;
 pub mod smsru;
 pub mod smtp;
+pub mod stack;
 pub mod telegram;
 pub mod vk;
 pub mod webhook;
 pub mod whatsapp;
+
+/// `127.0.0.1:0`: where a fake starts unless told otherwise.
+pub(crate) const LOOPBACK_ANY: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 /// The pairs of a query string or `application/x-www-form-urlencoded` body,
 /// in order (`+` is a space). Decoded by `url`'s WHATWG parser, not by the

@@ -38,7 +38,7 @@ use serde_json::json;
 use super::form_pairs;
 use super::script::{Script, Scripted};
 pub use super::smsru::ReceivedSms;
-use super::smsru::serve_loopback;
+use super::smsru::serve_on;
 
 /// How long SMSC refuses an identical request.
 const IDENTICAL_WINDOW: Duration = Duration::from_secs(60);
@@ -72,6 +72,13 @@ impl Drop for FakeSmsc {
 impl FakeSmsc {
     /// Starts on a free loopback port.
     pub async fn start() -> FakeSmsc {
+        FakeSmsc::start_on(super::LOOPBACK_ANY)
+            .await
+            .expect("a fake provider binds 127.0.0.1:0")
+    }
+
+    /// Starts on `addr` (`cascade fakes` binds fixed ports).
+    pub async fn start_on(addr: std::net::SocketAddr) -> std::io::Result<FakeSmsc> {
         let inner = Arc::new(Inner {
             script: Script::default(),
             errors: Mutex::default(),
@@ -83,13 +90,13 @@ impl FakeSmsc {
         let app = Router::new()
             .route("/sys/send.php", get(send).post(send))
             .with_state(inner.clone());
-        let (base_url, task) = serve_loopback(app).await;
-        FakeSmsc {
+        let (base_url, task) = serve_on(addr, app).await?;
+        Ok(FakeSmsc {
             base_url,
             inner,
             http: reqwest::Client::new(),
             task,
-        }
+        })
     }
 
     /// `http://127.0.0.1:<port>`: the channel's `base_url` / `smsc_base_url`.

@@ -81,6 +81,13 @@ impl Drop for FakeSmsRu {
 impl FakeSmsRu {
     /// Starts on a free loopback port.
     pub async fn start() -> FakeSmsRu {
+        FakeSmsRu::start_on(super::LOOPBACK_ANY)
+            .await
+            .expect("a fake provider binds 127.0.0.1:0")
+    }
+
+    /// Starts on `addr` (`cascade fakes` binds fixed ports).
+    pub async fn start_on(addr: std::net::SocketAddr) -> std::io::Result<FakeSmsRu> {
         let inner = Arc::new(Inner {
             script: Script::default(),
             statuses: Mutex::default(),
@@ -91,13 +98,13 @@ impl FakeSmsRu {
         let app = Router::new()
             .route("/sms/send", get(send).post(send))
             .with_state(inner.clone());
-        let (base_url, task) = serve_loopback(app).await;
-        FakeSmsRu {
+        let (base_url, task) = serve_on(addr, app).await?;
+        Ok(FakeSmsRu {
             base_url,
             inner,
             http: reqwest::Client::new(),
             task,
-        }
+        })
     }
 
     /// `http://127.0.0.1:<port>`: the channel's `base_url` / `smsru_base_url`.
@@ -239,19 +246,17 @@ async fn send(State(inner): State<Arc<Inner>>, RawQuery(query): RawQuery, body: 
     }
 }
 
-/// Serves `app` on a free loopback port: its base URL and task.
-pub(crate) async fn serve_loopback(app: Router) -> (String, tokio::task::JoinHandle<()>) {
-    // A fake that cannot bind loopback cannot do anything useful.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a fake provider binds 127.0.0.1:0");
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
+/// Serves `app` on `addr`: its base URL and task.
+pub(crate) async fn serve_on(
+    addr: std::net::SocketAddr,
+    app: Router,
+) -> std::io::Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (format!("http://{addr}"), task)
+    Ok((format!("http://{addr}"), task))
 }
 
 /// Records an accepted message and builds SMS.ru's success answer.

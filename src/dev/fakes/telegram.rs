@@ -79,6 +79,13 @@ pub struct FakeTelegram {
 impl FakeTelegram {
     /// Starts on `127.0.0.1:0`. Panics if no loopback port can be bound.
     pub async fn start() -> FakeTelegram {
+        FakeTelegram::start_on(super::LOOPBACK_ANY)
+            .await
+            .expect("a loopback port for the fake Telegram")
+    }
+
+    /// Starts on `addr` (`cascade fakes` binds fixed ports).
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<FakeTelegram> {
         let inner = Arc::new(Inner {
             next_message_id: AtomicI64::new(42),
             ..Inner::default()
@@ -87,22 +94,18 @@ impl FakeTelegram {
         let app = Router::new()
             .route("/{bot}/{method}", post(call))
             .with_state((inner.clone(), script.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port for the fake Telegram");
-        let addr = listener
-            .local_addr()
-            .expect("the fake Telegram's own address");
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeTelegram {
+        Ok(FakeTelegram {
             addr,
             script,
             inner,
             next_update_id: Arc::new(AtomicI64::new(1)),
             http: reqwest::Client::new(),
-        }
+        })
     }
 
     /// The channel's `base_url`.

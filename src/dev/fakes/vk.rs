@@ -98,6 +98,13 @@ impl FakeVk {
     /// Starts on `127.0.0.1:0` for community 1. Panics if no loopback port
     /// can be bound.
     pub async fn start() -> FakeVk {
+        FakeVk::start_on(super::LOOPBACK_ANY)
+            .await
+            .expect("a loopback port for the fake VK")
+    }
+
+    /// Starts on `addr` (`cascade fakes` binds fixed ports) for community 1.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<FakeVk> {
         let inner = Arc::new(Inner {
             next_message_id: AtomicI64::new(1001),
             next_event: AtomicI64::new(1),
@@ -107,20 +114,18 @@ impl FakeVk {
         let app = Router::new()
             .route("/method/{method}", get(call).post(call))
             .with_state((inner.clone(), script.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port for the fake VK");
-        let addr = listener.local_addr().expect("the fake VK's own address");
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeVk {
+        Ok(FakeVk {
             addr,
             group_id: 1,
             script,
             inner,
             http: reqwest::Client::new(),
-        }
+        })
     }
 
     /// The same fake, speaking for another community in its callbacks.

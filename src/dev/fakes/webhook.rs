@@ -45,11 +45,16 @@ pub struct FakeWebhook {
 impl FakeWebhook {
     /// Starts on `127.0.0.1:0`; POST anything under its `url()`.
     pub async fn start() -> std::io::Result<FakeWebhook> {
+        FakeWebhook::start_on(super::LOOPBACK_ANY).await
+    }
+
+    /// Starts on `addr` (`cascade fakes` binds fixed ports).
+    pub async fn start_on(addr: std::net::SocketAddr) -> std::io::Result<FakeWebhook> {
         let shared = Shared::default();
         let app = Router::new()
             .route("/{*path}", post(take))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let url = format!("http://{}/tasks", listener.local_addr()?);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;

@@ -93,6 +93,13 @@ pub fn graph_error(code: i64, message: &str, details: &str) -> Value {
 impl FakeWhatsApp {
     /// Starts on `127.0.0.1:0`. Panics if no loopback port can be bound.
     pub async fn start() -> FakeWhatsApp {
+        FakeWhatsApp::start_on(super::LOOPBACK_ANY)
+            .await
+            .expect("a loopback port for the fake WhatsApp")
+    }
+
+    /// Starts on `addr` (`cascade fakes` binds fixed ports).
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<FakeWhatsApp> {
         let inner = Arc::new(Inner {
             next: AtomicU64::new(1),
             ..Inner::default()
@@ -101,21 +108,17 @@ impl FakeWhatsApp {
         let app = Router::new()
             .route("/{version}/{phone}/messages", post(messages))
             .with_state((inner.clone(), script.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port for the fake WhatsApp");
-        let addr = listener
-            .local_addr()
-            .expect("the fake WhatsApp's own address");
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeWhatsApp {
+        Ok(FakeWhatsApp {
             addr,
             script,
             inner,
             http: reqwest::Client::new(),
-        }
+        })
     }
 
     /// The channel's `base_url`.

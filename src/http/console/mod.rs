@@ -18,6 +18,8 @@
 mod charts;
 mod page;
 
+pub(crate) use page::escape;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -29,7 +31,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use self::charts::{Series, Stage};
-use self::page::{Frame, Tab, empty, escape, href, notice, respond, select, time_s};
+use self::page::{Frame, Tab, empty, href, notice, respond, select, time_s};
 use super::AppState;
 use crate::config::{Catalog, parse_duration};
 use crate::report::render::{
