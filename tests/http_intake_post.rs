@@ -289,3 +289,48 @@ async fn without_the_broker_the_answer_is_503_with_retry_after() {
         2.0
     );
 }
+
+/// This test's publisher connections, as RabbitMQ lists them.
+async fn publisher_connections(queue: &str) -> Vec<String> {
+    let prefix = format!("cascade http-intake {queue} ");
+    tokio::task::spawn_blocking(move || connections_named(&prefix))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_publisher_connection_serves_every_request_and_is_opened_again_when_closed() {
+    let h = started("post-reopen").await;
+    let queue = h.intake.queue.clone();
+    for i in 0..3 {
+        assert_eq!(h.submit(&good(&h.id(&format!("before{i}")))).await.status, 202);
+    }
+    let open = publisher_connections(&queue).await;
+    assert_eq!(open.len(), 1, "one connection for every request: {open:?}");
+
+    let pid = open[0].clone();
+    tokio::task::spawn_blocking(move || {
+        rabbitmqctl(&["close_connection", &pid, "closed by the test"])
+    })
+    .await
+    .unwrap();
+    // The daemon may learn of the close only from the next publish (a 503,
+    // retried as a client would); a new connection takes the one after.
+    let after = h.id("after");
+    let mut answers = Vec::new();
+    wait_until("a 202 after the connection was closed", AT_ONCE, async || {
+        let a = h.submit(&good(&after)).await;
+        answers.push(a.status);
+        a.status == 202
+    })
+    .await;
+    assert!(
+        answers.iter().all(|s| *s == 202 || *s == 503),
+        "{answers:?}"
+    );
+    h.wait_vk(4).await;
+    h.wait_sent(&after).await;
+    let reopened = publisher_connections(&queue).await;
+    assert_eq!(reopened.len(), 1, "{reopened:?}");
+    assert_ne!(reopened, open);
+}
