@@ -9,10 +9,7 @@ use std::path::{Component, Path, PathBuf};
 /// Pages linked before they exist on this branch: written in parallel, to
 /// be merged. A link to one of them is allowed only while it is missing;
 /// once it exists its anchors are checked like any other.
-const NOT_YET_MERGED: [&str; 2] = [
-    "docs/producers.md",
-    "docs/local-stack.md",
-];
+const NOT_YET_MERGED: [&str; 2] = ["docs/producers.md", "docs/local-stack.md"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

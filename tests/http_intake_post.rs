@@ -303,7 +303,10 @@ async fn one_publisher_connection_serves_every_request_and_is_opened_again_when_
     let h = started("post-reopen").await;
     let queue = h.intake.queue.clone();
     for i in 0..3 {
-        assert_eq!(h.submit(&good(&h.id(&format!("before{i}")))).await.status, 202);
+        assert_eq!(
+            h.submit(&good(&h.id(&format!("before{i}")))).await.status,
+            202
+        );
     }
     let open = publisher_connections(&queue).await;
     assert_eq!(open.len(), 1, "one connection for every request: {open:?}");
@@ -318,11 +321,15 @@ async fn one_publisher_connection_serves_every_request_and_is_opened_again_when_
     // retried as a client would); a new connection takes the one after.
     let after = h.id("after");
     let mut answers = Vec::new();
-    wait_until("a 202 after the connection was closed", AT_ONCE, async || {
-        let a = h.submit(&good(&after)).await;
-        answers.push(a.status);
-        a.status == 202
-    })
+    wait_until(
+        "a 202 after the connection was closed",
+        AT_ONCE,
+        async || {
+            let a = h.submit(&good(&after)).await;
+            answers.push(a.status);
+            a.status == 202
+        },
+    )
     .await;
     assert!(
         answers.iter().all(|s| *s == 202 || *s == 503),
