@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 
-use cascade::config::{Catalog, parse_duration, parse_timezone};
+use cascade::config::{Catalog, LogFormat, Severity, parse_duration, parse_timezone};
 use cascade::dev::embedded::demo;
 use cascade::dev::embedded::simulate::{self, Read, SAMPLE_CONTACTS, Scenario};
 use cascade::http::EntryView;
@@ -394,7 +394,7 @@ fn check(cli: &Cli, strict: bool) -> ExitCode {
                 println!("  {line}");
             }
             for w in &warnings {
-                eprintln!("warning: {w}");
+                eprintln!("{}", w.line(Severity::Warning));
             }
             if warnings.is_empty() {
                 ExitCode::SUCCESS
@@ -411,7 +411,7 @@ fn check(cli: &Cli, strict: bool) -> ExitCode {
         }
         Err(errors) => {
             for e in &errors.0 {
-                eprintln!("{e}");
+                eprintln!("{}", e.line(Severity::Error));
             }
             eprintln!(
                 "{} problem{} found",
@@ -552,21 +552,28 @@ fn with_runtime(f: impl std::future::Future<Output = anyhow::Result<()>>) -> any
         .block_on(f)
 }
 
-/// JSON log lines on standard output; `CASCADE_LOG` filters (default `info`).
-fn init_logs() {
+/// Log lines on standard output, JSON or text (`log.format`); `CASCADE_LOG`
+/// filters (default `info`). The fields are the same in both: each value
+/// that could name a customer is masked where the line is written.
+fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CASCADE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_env_filter(filter)
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => logs.init(),
+    }
 }
 
 async fn run_cmd(cli: &Cli, insecure_demo_secrets: bool) -> anyhow::Result<()> {
-    init_logs();
+    // The format is a setting: the configuration is read first, and a
+    // configuration that does not load is reported on standard error.
     let catalog = load(cli)?;
+    init_logs(catalog.settings.log_format);
     let unsafe_secrets = &catalog.secret_problems;
     if !unsafe_secrets.is_empty() {
         if !insecure_demo_secrets {
@@ -680,8 +687,9 @@ async fn send_cmd(cli: &Cli, file: &str) -> anyhow::Result<()> {
 
 async fn store(catalog: &Catalog) -> anyhow::Result<Store> {
     let r = &catalog.settings.redis;
-    Ok(Store::connect(
+    Ok(Store::connect_trusting(
         &r.target,
+        r.ca_pem.as_deref(),
         Keys::new(&r.prefix, r.timer_shards),
         r.retention_ms,
     )
@@ -691,58 +699,20 @@ async fn store(catalog: &Catalog) -> anyhow::Result<Store> {
 
 async fn status_cmd(cli: &Cli, id: &str, json: bool) -> anyhow::Result<()> {
     let catalog = load(cli)?;
-    let Some((cascade, mut entries)) = store(&catalog).await?.status(id).await? else {
+    let Some((loaded, entries)) = store(&catalog).await?.details(id).await? else {
         bail!("no notification `{id}` (unknown, or its retention ran out)");
     };
-    // Reasons are masked when they are recorded; a record kept by an
-    // earlier version may still quote a provider's answer in the clear.
-    for e in &mut entries {
-        if let Some(reason) = &mut e.reason
-            && let std::borrow::Cow::Owned(masked) = cascade::pii::scrub(reason)
-        {
-            *reason = masked;
-        }
-    }
     if json {
-        // As the timeline API shows them: steps counted from 1.
+        // As the timeline API shows them: steps counted from 1, reasons masked.
         for e in entries {
             println!("{}", serde_json::to_string(&EntryView::of(e))?);
         }
         return Ok(());
     }
-    let state = match cascade.outcome() {
-        Some(o) => o.word().to_owned(),
-        None => format!(
-            "running (step {}, next wake-up {})",
-            cascade.step + 1,
-            cascade
-                .wake_at_ms()
-                .map(simulate::rfc3339)
-                .unwrap_or_default()
-        ),
-    };
-    println!("{id}: {state}");
-    for e in &entries {
-        println!(
-            "  {:<26} {:<12} {:<7} {:<12} {}",
-            simulate::rfc3339(e.at_ms),
-            e.event.as_str(),
-            e.step
-                .map(|s| format!("step {}", s + 1))
-                .unwrap_or_default(),
-            e.channel.as_deref().unwrap_or(""),
-            [
-                e.reason.clone(),
-                e.provider_message_id.clone(),
-                e.until_ms
-                    .map(|u| format!("until {}", simulate::rfc3339(u)))
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(", ")
-        );
-    }
+    print!(
+        "{}",
+        cascade::runtime::status::render(id, &loaded, &entries, &catalog)
+    );
     Ok(())
 }
 

@@ -62,7 +62,7 @@ fn a_stop_on_word_nothing_sends_is_a_warning_with_the_word_meant() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("ok"), "{out}");
     assert!(
-        err.contains("typo.toml:1:12: stop_on word `raed` is neither a built-in receipt nor declared in cascade.toml's [receipts] custom, so no receipt will ever match it; did you mean `read`?"),
+        err.contains("typo.toml:1:12: warning: stop_on word `raed` is neither a built-in receipt nor declared in cascade.toml's [receipts] custom, so no receipt will ever match it; did you mean `read`?"),
         "{err}"
     );
     // `paid` is declared in the shipped cascade.toml.
@@ -93,12 +93,15 @@ fn a_broken_policy_is_reported_with_file_line_and_column() {
     let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
     assert_eq!(code, 1, "{out}{err}");
     // Every problem, each at its place, each saying what would be right.
-    assert!(err.contains("broken.toml:4:11: unknown channel `vkk`; channels configured: call_centre, email, sms, telegram, vk, whatsapp"), "{err}");
+    assert!(err.contains("broken.toml:4:11: error: unknown channel `vkk`; channels configured: call_centre, email, sms, telegram, vk, whatsapp"), "{err}");
     assert!(
-        err.contains("broken.toml:5:8: `30 minutes please` is not a duration"),
+        err.contains("broken.toml:5:8: error: `30 minutes please` is not a duration"),
         "{err}"
     );
-    assert!(err.contains("empty.toml:2:9: steps is empty"), "{err}");
+    assert!(
+        err.contains("empty.toml:2:9: error: steps is empty"),
+        "{err}"
+    );
     assert!(
         err.contains("cascade.toml:") && err.contains("`Europe/Atlantis` is not an IANA time zone"),
         "{err}"
@@ -118,7 +121,9 @@ fn a_missing_secret_names_the_variable() {
     let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("tg2.toml:2:14: environment variable CASCADE_TEST_UNSET_TOKEN is not set"),
+        err.contains(
+            "tg2.toml:2:14: error: environment variable CASCADE_TEST_UNSET_TOKEN is not set"
+        ),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -135,7 +140,7 @@ fn a_setting_of_the_wrong_kind_is_named() {
     let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("sms2.toml:3:1: `bot_token` is not a setting of a sms channel"),
+        err.contains("sms2.toml:3:1: error: `bot_token` is not a setting of a sms channel"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -153,12 +158,12 @@ fn a_misspelt_provider_key_is_named_with_the_key_meant() {
     assert_eq!(code, 1, "{err}");
     // Both slips, each at its key, each naming the key meant.
     assert!(
-        err.contains("vk2.toml:3:1: `callback_secert` is not a setting of a vk channel (did you mean `callback_secret`?); its settings are access_token, base_url, group_id, api_version, callback_secret, confirmation"),
+        err.contains("vk2.toml:3:1: error: `callback_secert` is not a setting of a vk channel (did you mean `callback_secret`?); its settings are access_token, base_url, group_id, api_version, callback_secret, confirmation"),
         "{err}"
     );
     assert!(
         err.contains(
-            "vk2.toml:5:1: `base_ulr` is not a setting of a vk channel (did you mean `base_url`?)"
+            "vk2.toml:5:1: error: `base_ulr` is not a setting of a vk channel (did you mean `base_url`?)"
         ),
         "{err}"
     );
@@ -182,11 +187,11 @@ fn a_provider_value_of_the_wrong_type_is_reported_where_it_is_written() {
     let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("vk3.toml:3:12: `abc` is not a VK community id; write the community's number, e.g. group_id = \"123456\""),
+        err.contains("vk3.toml:3:12: error: `abc` is not a VK community id; write the community's number, e.g. group_id = \"123456\""),
         "{err}"
     );
     assert!(
-        err.contains("tg3.toml:3:12: `api.telegram.org` is not an http(s) address"),
+        err.contains("tg3.toml:3:12: error: `api.telegram.org` is not an http(s) address"),
         "{err}"
     );
     assert!(err.contains("2 problems found"), "{err}");
@@ -240,9 +245,223 @@ fn adapter_settings_are_checked_at_load() {
     let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("sms3.toml: an sms channel needs `provider"),
+        err.contains("sms3.toml: error: an sms channel needs `provider"),
         "{err}"
     );
-    assert!(err.contains("mail2.toml: ") && err.contains("tls"), "{err}");
+    assert!(
+        err.contains("mail2.toml: error: ") && err.contains("tls"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unknown_log_format_is_reported_where_it_is_written() {
+    let dir = scratch("log-format");
+    let toml = std::fs::read_to_string(dir.join("cascade.toml")).unwrap();
+    let line = 1 + toml
+        .lines()
+        .position(|l| l.starts_with("format = \"json\""))
+        .expect("the shipped cascade.toml sets log.format");
+    std::fs::write(
+        dir.join("cascade.toml"),
+        toml.replacen("format = \"json\"", "format = \"pretty\"", 1),
+    )
+    .unwrap();
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "cascade.toml:{line}:10: error: `pretty` is not a log format; write \"json\" or \"text\""
+        )),
+        "{err}"
+    );
+    // The variable wins over the file, and is checked as strictly.
+    let env = |value: &str| {
+        cascade_command()
+            .arg("--config")
+            .arg(dir.join("cascade.toml"))
+            .arg("check")
+            .env("CASCADE_LOG_FORMAT", value)
+            .output()
+            .unwrap()
+    };
+    assert!(env("text").status.success());
+    let out = env("xml");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cascade.toml: error: log.format: `xml` is not a log format"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_redis_ca_file_is_read_at_check_and_needs_tls() {
+    let dir = scratch("redis-ca");
+    let toml = std::fs::read_to_string(dir.join("cascade.toml")).unwrap();
+    let line = 1 + toml.lines().position(|l| l == "[redis]").unwrap() + 1;
+    let with_ca = |ca: &str| {
+        std::fs::write(
+            dir.join("cascade.toml"),
+            toml.replacen("[redis]\n", &format!("[redis]\nca_file = \"{ca}\"\n"), 1),
+        )
+        .unwrap();
+        cascade(&dir.join("cascade.toml"), &["check"])
+    };
+    let missing = dir.join("no-such-ca.crt");
+    let (code, _, err) = with_ca(missing.to_str().unwrap());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "cascade.toml:{line}:11: error: cannot read the CA file {}",
+            missing.display()
+        )),
+        "{err}"
+    );
+    let not_pem = dir.join("ca.txt");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let (code, _, err) = with_ca(not_pem.to_str().unwrap());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("holds no PEM certificate"), "{err}");
+    // A CA for a connection without TLS: the shipped url is redis://.
+    let pem = dir.join("ca.crt");
+    std::fs::write(
+        &pem,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let (code, _, err) = with_ca(pem.to_str().unwrap());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "cascade.toml:{line}:11: error: a CA file is set but Redis is reached without TLS: write its URL as rediss://"
+        )),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_call_or_task_webhook_without_a_contact_is_a_warning_at_the_step() {
+    let dir = scratch("call-contact");
+    // The shipped call centre sends the customer's phone.
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("no `contact`"), "{err}");
+
+    let shipped = std::fs::read_to_string(dir.join("channels/call_centre.toml")).unwrap();
+    let without = shipped.replace("contact = \"sms\"\n", "");
+    assert_ne!(without, shipped);
+    std::fs::write(dir.join("channels/call_centre.toml"), &without).unwrap();
+    let policy = std::fs::read_to_string(dir.join("policies/order_followup.toml")).unwrap();
+    let line = 1 + policy
+        .lines()
+        .position(|l| l == "channel = \"call_centre\"")
+        .unwrap();
+    let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    // A warning: the configuration loads and runs.
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "order_followup.toml:{line}:11: warning: channel `call_centre` is a webhook with no `contact`, so its tasks carry \"contact\": null"
+        )),
+        "{err}"
+    );
+
+    // Said on purpose: no warning.
+    std::fs::write(
+        dir.join("channels/call_centre.toml"),
+        format!("contact = \"none\"\n{without}"),
+    )
+    .unwrap();
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("no `contact`"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `path:line:col: error|warning: …` or `path: error|warning: …`.
+fn is_finding(line: &str, level: &str) -> bool {
+    let Some((head, message)) = line.split_once(&format!(": {level}: ")) else {
+        return false;
+    };
+    let mut parts = head.rsplitn(3, ':');
+    let (last, middle) = (parts.next().unwrap_or(""), parts.next());
+    let positioned =
+        middle.is_some_and(|m| m.parse::<u32>().is_ok()) && last.parse::<u32>().is_ok();
+    let file = if positioned {
+        parts.next().unwrap_or("")
+    } else {
+        head
+    };
+    file.ends_with(".toml") && !message.is_empty()
+}
+
+#[test]
+fn errors_and_warnings_print_in_one_shape() {
+    // The shipped files: warnings of every origin (example secrets, a
+    // setting, a policy), no error.
+    let dir = scratch("shape");
+    std::fs::write(
+        dir.join("policies/typo.toml"),
+        "stop_on = [\"raed\"]\n\n[[steps]]\nchannel = \"sms\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() >= 3, "{err}");
+    for l in &lines {
+        assert!(
+            is_finding(l, "warning"),
+            "not `file[:line:col]: warning: …`: {l}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("typo.toml:1:12: warning: ")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cascade.toml: warning: http.public_url")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("call_centre.toml: warning: `secret`")),
+        "{err}"
+    );
+
+    // Errors alike, then their count.
+    std::fs::write(
+        dir.join("policies/typo.toml"),
+        "stop_on = [\"read\"]\n\n[[steps]]\nchannel = \"smss\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("channels/broken.toml"), "kind = \"sms\"\n").unwrap();
+    let (code, _, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1, "{err}");
+    let mut lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.pop(), Some("2 problems found"), "{err}");
+    for l in &lines {
+        assert!(
+            is_finding(l, "error"),
+            "not `file[:line:col]: error: …`: {l}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("typo.toml:4:11: error: ")),
+        "{err}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("broken.toml: error: ")),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

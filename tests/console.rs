@@ -118,7 +118,8 @@ fn row_of(v: &Value) -> Row {
     let int = |k: &str| v[k].as_i64().unwrap_or_else(|| panic!("{k} in {v}"));
     Row {
         policy: v["policy"].as_str().map(str::to_owned),
-        step: v["step"].as_u64().map(|s| s as u8),
+        // The JSON counts steps from 1; a row keeps the index from 0.
+        step: v["step"].as_u64().map(|s| s as u8 - 1),
         channel: v["channel"].as_str().map(str::to_owned),
         accepted: int("accepted"),
         sent: int("sent"),

@@ -53,9 +53,22 @@ impl Outgoing<'_> {
 
     /// A key that is the same for every attempt of this step, for providers
     /// that deduplicate (VK `random_id`, SMSC `id`, email `Message-ID`).
+    ///
+    /// An opaque key, not a step number: `<notification id>:<step index
+    /// from 0>`, while every step number people read counts from 1. It must
+    /// stay byte for byte what earlier versions sent (the webhook's
+    /// `Idempotency-Key`, WhatsApp's `biz_opaque_callback_data`, and the
+    /// VK `random_id` and SMSC `id` derived from it): a send retried across
+    /// an upgrade must carry the key of its first attempt, or the receiver
+    /// delivers it twice.
     pub fn idempotency_key(&self) -> String {
-        format!("{}:{}", self.notification.id, self.order.step)
+        step_key(&self.notification.id, self.order.step)
     }
+}
+
+/// `Outgoing::idempotency_key`: `<notification id>:<step index from 0>`.
+pub fn step_key(notification_id: &str, step_index: u8) -> String {
+    format!("{notification_id}:{step_index}")
 }
 
 /// Milliseconds of `d`, saturating (a `Retry-After` of 2^64 s must not wrap).
@@ -323,6 +336,21 @@ mod tests {
     use super::*;
     use crate::channels::webhook::WebhookSettings;
     use crate::core::Rate;
+
+    /// The keys a receiver deduplicates a retried send by, pinned byte for
+    /// byte: derived from the step's index from 0, they must not change with
+    /// the step numbers people read (from 1), nor across upgrades.
+    #[test]
+    fn step_keys_are_opaque_and_stable_across_versions() {
+        let first = step_key("order-1001:delayed", 0);
+        assert_eq!(first, "order-1001:delayed:0");
+        assert_eq!(vk::random_id(&first), 315_475_945);
+        assert_eq!(sms::numeric_id(&first), 315_475_947);
+        assert_eq!(
+            email::message_id("order-1001:delayed", 0, "shop.example"),
+            "<f642e07874d9d2cf8850361500536b42@shop.example>"
+        );
+    }
 
     #[tokio::test]
     async fn admission_says_it_waited_only_when_it_did() {

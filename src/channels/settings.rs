@@ -23,6 +23,9 @@ pub struct ChannelConfig {
     pub kind: ChannelKind,
     pub description: String,
     pub rules: ChannelRules,
+    /// `contact = "none"` was written: the channel reads no contact on
+    /// purpose (a webhook whose receiver looks the customer up itself).
+    pub no_contact_meant: bool,
     /// Price per message, or per SMS segment when `cost_per = "segment"`.
     pub cost: Option<f64>,
     pub cost_per_segment: bool,
@@ -256,6 +259,7 @@ pub(crate) fn test_channel(kind: ChannelKind, settings: ChannelSettings) -> Chan
             retry: Default::default(),
             on_uncertain: Default::default(),
         },
+        no_contact_meant: false,
         cost: None,
         cost_per_segment: false,
         timeout_ms: 1_000,

@@ -116,7 +116,8 @@ pub struct ApiError {
 }
 
 /// The `random_id` of one step of one notification: the first 31 bits of
-/// SHA-256 of `Outgoing::idempotency_key` (`<notification id>:<step>`),
+/// SHA-256 of `Outgoing::idempotency_key` (`<notification id>:<step index
+/// from 0>`, an opaque key that never changes across versions),
 /// never 0 (which might turn VK's check off). The same for every attempt, so
 /// VK keeps one message however often the step is retried; 31 bits because
 /// VK takes a signed 32-bit integer here.

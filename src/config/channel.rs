@@ -86,8 +86,10 @@ pub(super) fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelC
 
     // Provider keys, read into the kind's settings type.
     let provider = provider_keys::read(kind, check);
-    let contact_key = match &raw.contact {
-        Some(v) => check.text(v).filter(|s| !s.is_empty() && s != "none"),
+    let contact = raw.contact.as_ref().map(|v| check.text(v));
+    let no_contact_meant = matches!(&contact, Some(Some(s)) if s.is_empty() || s == "none");
+    let contact_key = match contact {
+        Some(v) => v.filter(|s| !s.is_empty() && s != "none"),
         None => kind.default_contact_key().map(str::to_owned),
     };
     let (cost, cost_per_segment) = read_cost(&raw, check);
@@ -120,6 +122,7 @@ pub(super) fn load_channel(name: &str, check: &mut FileCheck) -> Option<ChannelC
             retry,
             on_uncertain,
         },
+        no_contact_meant,
         cost,
         cost_per_segment,
         timeout_ms,

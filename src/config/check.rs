@@ -16,13 +16,42 @@ use crate::core::{ChannelKind, Rate};
 /// Channel names and kinds that exist, for validating references.
 pub(super) struct KnownChannels {
     pub(super) names: BTreeSet<String>,
+    /// Webhook channels that send `"contact": null` without saying so
+    /// (no `contact`, and not `contact = "none"`).
+    pub(super) webhooks_without_contact: BTreeSet<String>,
 }
 
 impl KnownChannels {
     pub(super) fn new(channels: &BTreeMap<String, ChannelConfig>) -> Self {
         KnownChannels {
             names: channels.keys().cloned().collect(),
+            webhooks_without_contact: channels
+                .values()
+                .filter(|c| {
+                    c.kind == ChannelKind::Webhook
+                        && c.rules.contact_key.is_none()
+                        && !c.no_contact_meant
+                })
+                .map(|c| c.name.clone())
+                .collect(),
         }
+    }
+
+    /// Why a step on `channel` likely misses the customer's address: a
+    /// webhook that sends no contact, named like a call or a task for
+    /// people (`call_centre`, `callback`, `phone_task`), whose receiver
+    /// needs a way to reach the customer.
+    pub(super) fn missing_contact(&self, channel: &str) -> Option<String> {
+        const PEOPLE: [&str; 4] = ["call", "task", "callback", "phone"];
+        let lower = channel.to_lowercase();
+        if !self.webhooks_without_contact.contains(channel)
+            || !PEOPLE.iter().any(|w| lower.contains(w))
+        {
+            return None;
+        }
+        Some(format!(
+            "channel `{channel}` is a webhook with no `contact`, so its tasks carry \"contact\": null and whoever takes them has no way to reach the customer; set `contact = \"sms\"` (the customer's phone) in channels/{channel}.toml, or `contact = \"none\"` if the receiver looks the customer up itself"
+        ))
     }
 
     pub(super) fn list(&self) -> String {

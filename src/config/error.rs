@@ -32,6 +32,35 @@ impl ConfigError {
     }
 }
 
+/// How bad a problem `cascade check` prints is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// The configuration does not load.
+    Error,
+    /// It loads, but something is likely a mistake (`--strict` refuses it).
+    Warning,
+}
+
+impl ConfigError {
+    /// The line `cascade check` prints, errors and warnings in one shape:
+    /// `file:line:col: error: …`, or `file: warning: …` for a problem with
+    /// a file as a whole, as compilers print theirs.
+    pub fn line(&self, severity: Severity) -> String {
+        let level = match severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        match self.position {
+            Some((line, col)) => format!(
+                "{}:{line}:{col}: {level}: {}",
+                self.file.display(),
+                self.message
+            ),
+            None => format!("{}: {level}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
@@ -71,6 +100,22 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_and_warnings_print_alike() {
+        let src = "a = 1\nb = 2\n";
+        let at = ConfigError::at(Path::new("cascade.toml"), src, 6, "bad b");
+        assert_eq!(at.line(Severity::Error), "cascade.toml:2:1: error: bad b");
+        assert_eq!(
+            at.line(Severity::Warning),
+            "cascade.toml:2:1: warning: bad b"
+        );
+        let whole = ConfigError::whole_file(Path::new("channels/vk.toml"), "odd");
+        assert_eq!(
+            whole.line(Severity::Warning),
+            "channels/vk.toml: warning: odd"
+        );
+    }
 
     #[test]
     fn positions() {

@@ -13,13 +13,14 @@ mod settings;
 mod values;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use crate::channels::ChannelConfig;
-pub use error::{ConfigError, ConfigErrors, line_col};
+pub use error::{ConfigError, ConfigErrors, Severity, line_col};
 pub use secrets::SecretProblem;
 pub use settings::{
-    Amqp, Defaults, ENV_OVERRIDES, Http, QueueType, ReceiptToken, Redis, ReportSettings, Settings,
+    Amqp, Defaults, ENV_OVERRIDES, Http, LogFormat, QueueType, ReceiptToken, Redis, ReportSettings,
+    Settings,
 };
 pub use values::{duration_ms, interpolate, parse_duration, parse_rate, parse_timezone};
 
@@ -43,6 +44,8 @@ pub struct Catalog {
     /// What works but is likely a mistake, each at its place in its file
     /// (a `stop_on` word nothing sends): `check` warns.
     pub file_warnings: Vec<ConfigError>,
+    /// The `cascade.toml` read; `channels/` and `policies/` are beside it.
+    pub config_path: PathBuf,
 }
 
 /// Reads an environment variable; injected so tests do not touch the process environment.
@@ -98,6 +101,7 @@ impl Catalog {
                     channel_rules,
                     secret_problems: found.secret_problems,
                     file_warnings: found.warnings,
+                    config_path: config_path.to_owned(),
                 })
             }
             _ => Err(ConfigErrors(found.errors)),
@@ -116,9 +120,19 @@ impl Catalog {
     /// What `cascade check` warns about (and `--strict` refuses): the
     /// secrets `cascade run` would refuse, and settings that work but
     /// defeat their purpose.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.secret_problems.iter().map(|p| p.to_string()).collect();
-        out.extend(self.file_warnings.iter().map(ConfigError::to_string));
+    /// Each names the file it is about (`cascade.toml` for settings).
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        let mut out: Vec<ConfigError> = self
+            .secret_problems
+            .iter()
+            .map(SecretProblem::as_config_error)
+            .collect();
+        out.extend(self.file_warnings.iter().cloned());
+        let settings_file = |message: String| ConfigError::whole_file(&self.config_path, message);
+        let channel_file = |name: &str, message: String| {
+            let root = self.config_path.parent().unwrap_or(Path::new(""));
+            ConfigError::whole_file(&root.join("channels").join(format!("{name}.toml")), message)
+        };
         let http = &self.settings.http;
         let tracking: Vec<&str> = self
             .channels
@@ -132,32 +146,31 @@ impl Catalog {
             .map(|c| c.name.as_str())
             .collect();
         if !tracking.is_empty() && !public_url_reachable(&http.public_url) {
-            out.push(format!(
+            out.push(settings_file(format!(
                 "http.public_url `{}` is plain http or a loopback address, but email tracking is on ({}): customers' mail clients cannot reach the pixel and links over the internet, and plain http exposes them; set an https address that reaches this daemon",
                 http.public_url,
                 tracking.join(", ")
-            ));
+            )));
         }
         let in_flight = self.settings.defaults.in_flight_timeout_ms;
         for c in self.channels.values().filter(|c| c.timeout_ms > in_flight) {
-            out.push(format!(
-                "channels/{}.toml: timeout {} is longer than defaults.in_flight_timeout {}: a send still waiting for its provider would be counted as interrupted",
-                c.name,
+            out.push(channel_file(&c.name, format!(
+                "timeout {} is longer than defaults.in_flight_timeout {}: a send still waiting for its provider would be counted as interrupted",
                 fmt_ms(c.timeout_ms),
                 fmt_ms(in_flight)
-            ));
+            )));
         }
         let lease = self.settings.defaults.claim_lease_ms;
         if let Some(c) = self.channels.values().max_by_key(|c| c.timeout_ms)
             && lease < c.timeout_ms + 5_000
         {
-            out.push(format!(
+            out.push(settings_file(format!(
                 "defaults.claim_lease {} is shorter than the longest channel timeout ({} on {}) + 5s: that channel's escalations store their in-flight state before each send (a Redis call more); make the lease at least {}",
                 fmt_ms(lease),
                 fmt_ms(c.timeout_ms),
                 c.name,
                 fmt_ms(c.timeout_ms + 5_000)
-            ));
+            )));
         }
         out
     }

@@ -260,6 +260,9 @@ impl StepReading<'_> {
             );
         }
         for ch in &channels {
+            if let Some(warning) = known.missing_contact(ch) {
+                check.warn(ch_span.clone(), warning);
+            }
             if !known.names.contains(ch) {
                 check.err(
                     ch_span.clone(),

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::settings::{RawHttp, ReceiptToken};
-use super::{ChannelConfig, FileCheck};
+use super::{ChannelConfig, ConfigError, FileCheck};
 pub use crate::channels::settings::Role;
 
 /// The shortest guard accepted, in bytes.
@@ -222,6 +222,13 @@ impl SecretProblem {
 
 impl fmt::Display for SecretProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.message())
+    }
+}
+
+impl SecretProblem {
+    /// What is wrong and how to fix it, without the file.
+    pub fn message(&self) -> String {
         let origin = match &self.source {
             Source::File { var: Some(v) } => format!(" (from {v})"),
             Source::File { var: None } => " (written in the file)".to_owned(),
@@ -237,13 +244,12 @@ impl fmt::Display for SecretProblem {
                 "is the example value shipped in the repository, which anyone can read".to_owned()
             }
         };
-        write!(
-            f,
-            "{}: `{}`{origin} {what}; {}",
-            self.file.display(),
-            self.key,
-            self.where_to_fix()
-        )
+        format!("`{}`{origin} {what}; {}", self.key, self.where_to_fix())
+    }
+
+    /// The problem as a warning about its file (`cascade check`).
+    pub fn as_config_error(&self) -> ConfigError {
+        ConfigError::whole_file(&self.file, self.message())
     }
 }
 

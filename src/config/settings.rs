@@ -20,6 +20,19 @@ pub struct Settings {
     pub http: Http,
     pub defaults: Defaults,
     pub report: ReportSettings,
+    /// How `cascade run` writes its log lines (`log.format`).
+    pub log_format: LogFormat,
+}
+
+/// `log.format`: one JSON object a line (the default, for log shippers), or
+/// plain text for a person reading a local run. Both carry the same fields,
+/// masked the same way: contacts are masked where each line is written,
+/// whatever formats it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
 }
 
 /// `[report]`: the counters behind `cascade report`.
@@ -82,6 +95,10 @@ pub struct Redis {
     pub retention_ms: i64,
     /// How many sorted sets the wake-up timers are spread over.
     pub timer_shards: u16,
+    /// `redis.ca_file`'s certificates (PEM): for `rediss://`, trust these
+    /// instead of the system's (a private CA). Read at load, so `check`
+    /// reports a missing or empty file.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug)]
@@ -151,6 +168,15 @@ pub(super) struct RawSettings {
     pub report: RawReport,
     #[serde(default)]
     pub receipts: RawReceipts,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub format: Option<Spanned<String>>,
 }
 
 /// `[receipts]`: receipt words of the operator's own systems, which a
@@ -202,6 +228,7 @@ pub(super) struct RawRedis {
     pub prefix: Option<Spanned<String>>,
     pub retention: Option<Spanned<String>>,
     pub timer_shards: Option<Spanned<i64>>,
+    pub ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,7 +269,7 @@ pub(super) struct RawLimits {
 
 /// The environment variables that override settings, with the setting each
 /// replaces. Listed once so `--help` text, docs/configuration.md and the code agree.
-pub const ENV_OVERRIDES: [(&str, &str); 19] = [
+pub const ENV_OVERRIDES: [(&str, &str); 21] = [
     ("CASCADE_AMQP_URL", "amqp.url"),
     ("CASCADE_AMQP_QUEUE", "amqp.queue"),
     ("CASCADE_AMQP_DEAD_LETTER_QUEUE", "amqp.dead_letter_queue"),
@@ -255,6 +282,7 @@ pub const ENV_OVERRIDES: [(&str, &str); 19] = [
     ("CASCADE_REDIS_PREFIX", "redis.prefix"),
     ("CASCADE_REDIS_RETENTION", "redis.retention"),
     ("CASCADE_REDIS_TIMER_SHARDS", "redis.timer_shards"),
+    ("CASCADE_REDIS_CA_FILE", "redis.ca_file"),
     ("CASCADE_HTTP_LISTEN", "http.listen"),
     ("CASCADE_HTTP_ADMIN_LISTEN", "http.admin_listen"),
     ("CASCADE_HTTP_RECEIPT_TOKEN", "http.receipt_token"),
@@ -262,6 +290,7 @@ pub const ENV_OVERRIDES: [(&str, &str); 19] = [
     ("CASCADE_HTTP_MAX_CONNECTIONS", "http.max_connections"),
     ("CASCADE_HTTP_PUBLIC_URL", "http.public_url"),
     ("CASCADE_DEFAULTS_TIMEZONE", "defaults.timezone"),
+    ("CASCADE_LOG_FORMAT", "log.format"),
 ];
 
 /// `defaults.claim_lease` when unset. A claimed wake-up sends on its lease
@@ -281,9 +310,11 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
     let number = read_numbers(raw, check);
     let retention_ms = read_retention(raw, text.retention.as_deref(), check);
     let target = read_redis_target(raw, text.redis_url.as_deref(), check);
+    let ca_pem = read_redis_ca(raw, target.as_ref(), check);
     let timezone = read_timezone(raw, text.tz_name.as_deref(), check);
     let time = read_durations(raw, check);
     let report = read_report(&raw.report, check);
+    let log_format = read_log_format(raw, text.log_format.as_deref(), check);
     for w in raw
         .receipts
         .custom
@@ -313,6 +344,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
             prefix: text.prefix?,
             retention_ms: retention_ms?,
             timer_shards: number.shards? as u16,
+            ca_pem: ca_pem?,
         },
         http: Http {
             listen: text.listen?,
@@ -332,6 +364,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
             send_at_horizon_ms: time.send_at_horizon?,
         },
         report: report?,
+        log_format: log_format?,
     })
 }
 
@@ -382,6 +415,7 @@ struct Texts {
     public_url: Option<String>,
     tz_name: Option<String>,
     admin_listen: Option<String>,
+    log_format: Option<String>,
 }
 
 fn read_texts(raw: &RawSettings, check: &mut FileCheck) -> Texts {
@@ -427,6 +461,7 @@ fn read_texts(raw: &RawSettings, check: &mut FileCheck) -> Texts {
             &raw.http.admin_listen,
             "127.0.0.1:9090",
         ),
+        log_format: text("CASCADE_LOG_FORMAT", &raw.log.format, "json"),
     }
 }
 
@@ -506,6 +541,46 @@ fn read_redis_target(
 }
 
 /// The whole-number settings, each between 1 and its maximum.
+/// `redis.ca_file` (or `CASCADE_REDIS_CA_FILE`): `Some(None)` when unset,
+/// `None` when it is wrong (reported). A CA for a connection without TLS is
+/// a mistake that would leave Redis traffic in the clear while the file
+/// says otherwise, so it is an error, not a warning.
+fn read_redis_ca(
+    raw: &RawSettings,
+    target: Option<&Target>,
+    check: &mut FileCheck,
+) -> Option<Option<Vec<u8>>> {
+    let (path, span) = match ((check.env)("CASCADE_REDIS_CA_FILE"), &raw.redis.ca_file) {
+        (Some(path), _) => (path, None),
+        (None, Some(v)) => (check.text(v)?, Some(v.span())),
+        (None, None) => return Some(None),
+    };
+    let problem = match std::fs::read(&path) {
+        Err(e) => format!("cannot read the CA file {path}: {e}"),
+        Ok(pem) if !pem.windows(CERTIFICATE.len()).any(|w| w == CERTIFICATE) => {
+            format!("the CA file {path} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)")
+        }
+        Ok(_) if target.is_some_and(|t| !t.uses_tls()) => format!(
+            "a CA file is set but Redis is reached without TLS: write its URL{} as rediss://",
+            if target.is_some_and(Target::is_cluster) {
+                "s"
+            } else {
+                ""
+            }
+        ),
+        Ok(pem) => return Some(Some(pem)),
+    };
+    match span {
+        Some(span) => check.err(span, problem),
+        None => check.err_file(format!(
+            "environment variable CASCADE_REDIS_CA_FILE: {problem}"
+        )),
+    }
+    None
+}
+
+const CERTIFICATE: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
 struct Numbers {
     prefetch: Option<i64>,
     max_body: Option<i64>,
@@ -622,6 +697,26 @@ fn read_queue_type(
                     check.err(v.span(), msg)
                 }
                 _ => check.err_file(format!("amqp.queue_type: {msg}")),
+            }
+            None
+        }
+    }
+}
+
+/// `log.format`, reported where it was given (the file or the environment).
+fn read_log_format(
+    raw: &RawSettings,
+    name: Option<&str>,
+    check: &mut FileCheck,
+) -> Option<LogFormat> {
+    match name? {
+        "json" => Some(LogFormat::Json),
+        "text" => Some(LogFormat::Text),
+        other => {
+            let msg = format!("`{other}` is not a log format; write \"json\" or \"text\"");
+            match &raw.log.format {
+                Some(v) if (check.env)("CASCADE_LOG_FORMAT").is_none() => check.err(v.span(), msg),
+                _ => check.err_file(format!("log.format: {msg}")),
             }
             None
         }

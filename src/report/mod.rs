@@ -17,6 +17,24 @@ pub mod what_if;
 pub use rows::{Dimension, Report, Row};
 pub use tally::{Count, Tallied, Tally};
 
+/// Serializes a step index (0-based, as the counters and the core keep it)
+/// as the step's number, counted from 1 as everywhere people read steps:
+/// the policy file's order, `cascade status`, the timeline API, the logs.
+pub(crate) fn step_number<S: serde::Serializer>(step: &u8, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u16(u16::from(*step) + 1)
+}
+
+/// `step_number` of a step that may be absent.
+pub(crate) fn step_number_opt<S: serde::Serializer>(
+    step: &Option<u8>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match step {
+        Some(step) => step_number(step, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// Separates a counter field's parts.
 const SEP: char = '\t';
 

@@ -51,7 +51,12 @@ impl Dimension {
 pub struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The step's index from 0; its JSON (`cascade report --json`,
+    /// `GET /v1/report`) counts from 1, as the text and CSV do.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::step_number_opt"
+    )]
     pub step: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
@@ -283,6 +288,20 @@ pub fn percentile(hist: &BTreeMap<String, i64>, q: f64) -> Option<i64> {
 mod tests {
     use super::*;
     use crate::report::field;
+
+    /// The JSON of `cascade report --json` and `GET /v1/report` numbers
+    /// steps as the text and CSV do (and the timeline API, and the logs).
+    #[test]
+    fn json_rows_count_steps_from_one() {
+        let row = |step| Row {
+            step,
+            ..Row::default()
+        };
+        let first = serde_json::to_value(row(Some(0))).unwrap();
+        assert_eq!(first["step"], 1);
+        let no_step = serde_json::to_value(row(None)).unwrap();
+        assert!(no_step.get("step").is_none(), "{no_step}");
+    }
 
     /// policy, step, channel, segment, metric, count.
     type Counter<'a> = (&'a str, Option<u8>, &'a str, &'a str, &'a str, i64);

@@ -59,6 +59,8 @@ pub struct Estimate {
 #[derive(Clone, Debug, Serialize)]
 pub struct WhatIf {
     pub policy: String,
+    /// The step's index from 0; its JSON counts from 1, as `--wait 1=15m`.
+    #[serde(serialize_with = "super::step_number")]
     pub step: u8,
     pub current_wait_ms: i64,
     pub late_read_window_ms: i64,
@@ -199,6 +201,22 @@ pub fn what_if(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Its JSON names the step as `--wait 1=15m` does.
+    #[test]
+    fn json_counts_the_step_from_one() {
+        let w = WhatIf {
+            policy: "delivery_delay".into(),
+            step: 0,
+            current_wait_ms: 0,
+            late_read_window_ms: 0,
+            waits_ms: vec![],
+            segments: BTreeMap::new(),
+            total: vec![],
+            assumptions: vec![],
+        };
+        assert_eq!(serde_json::to_value(&w).unwrap()["step"], 1);
+    }
 
     const MIN: i64 = 60_000;
 

@@ -89,6 +89,7 @@ impl Daemon {
         let keys = Keys::new(&settings.redis.prefix, settings.redis.timer_shards);
         let store = connect_store(
             &settings.redis.target,
+            settings.redis.ca_pem.as_deref(),
             keys,
             settings.redis.retention_ms,
             &shutdown,
@@ -272,13 +273,14 @@ async fn warn_insecure(catalog: Arc<ArcSwap<Catalog>>, shutdown: CancellationTok
 
 async fn connect_store(
     target: &Target,
+    ca_pem: Option<&[u8]>,
     keys: Keys,
     retention_ms: i64,
     shutdown: &CancellationToken,
 ) -> Result<Store, StartError> {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match Store::connect(target, keys.clone(), retention_ms).await {
+        match Store::connect_trusting(target, ca_pem, keys.clone(), retention_ms).await {
             Ok(store) => return Ok(store),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach Redis; retrying")

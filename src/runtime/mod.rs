@@ -18,6 +18,7 @@ pub mod reload;
 pub mod reports;
 mod republish;
 pub mod scheduler;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

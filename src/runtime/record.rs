@@ -216,6 +216,11 @@ pub fn decode_state(s: &str) -> Result<Cascade, String> {
 }
 
 /// `at event [step [channel [until [provider message id [reason]]]]]`.
+/// The step is its index from 0, as the core keeps it: this is the stored
+/// form (records, and the events streams, which carry it as it is), read
+/// back by earlier and later versions and by the Lua scripts alike, so it
+/// never changes. What people read counts steps from 1: `cascade status`,
+/// the timeline and report APIs, the logs, the webhook body.
 pub fn encode_entry(e: &Entry) -> String {
     let mut out = String::with_capacity(48);
     let _ = write!(out, "{}\t{}\t", e.at_ms, e.event.as_str());

@@ -30,30 +30,71 @@ async fn status_prints_the_timeline_and_receipt_records_one_the_daemon_acts_on()
     let cfg = TestConfig::new("commands", &hooks.url, "", DELIVERY_DELAY);
     let run = Running::start(cfg).await;
     let id = run.id("n");
-    run.publish(&note(&id, "c-1", "delivery_delay", json!({})))
+    let customer = json!({ "customer": {
+        "timezone": "Asia/Yekaterinburg",
+        "segment": "vip",
+        "contacts": { "vk": "123456789", "sms": "+79161234567" },
+    } });
+    run.publish(&note(&id, "c-1", "delivery_delay", customer))
         .await;
     let sent = run.wait_entries(&id, "sent", 1).await[0].at_ms;
 
     let (code, out, err) = cascade(&run.cfg, &["status", &id]);
     assert_eq!(code, 0, "{err}");
     let mut lines = out.lines();
-    let next = jiff::Timestamp::from_millisecond(sent + 30 * MIN).unwrap();
+    let utc = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
+    // The customer's wall clock, as `cascade simulate` prints it.
+    let local = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .unwrap()
+            .to_zoned(jiff::tz::TimeZone::get("Asia/Yekaterinburg").unwrap())
+            .strftime("%Y-%m-%d %H:%M %Z")
+            .to_string()
+    };
     let head = lines.next().unwrap();
     assert!(
         head.starts_with(&format!("{id}: running (step 1, next wake-up ")),
         "{out}"
     );
     assert!(
-        head.contains(&next.strftime("%Y-%m-%dT%H:%M:%S").to_string()),
-        "the wake-up is 30 minutes after the send:\n{out}"
+        head.contains(&utc(sent + 30 * MIN)) && head.contains(&local(sent + 30 * MIN)),
+        "the wake-up is 30 minutes after the send, local and UTC:\n{out}"
     );
-    let rows: Vec<&str> = lines.collect();
+    assert!(
+        lines.next().unwrap().starts_with("policy delivery_delay"),
+        "{out}"
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        "customer c-1: segment vip; time zone Asia/Yekaterinburg",
+        "{out}"
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        "contacts: sms +7916•••4567, vk 12•••89",
+        "{out}"
+    );
+    for clear in ["79161234567", "123456789"] {
+        assert!(!out.contains(clear), "a contact in the clear:\n{out}");
+    }
+    assert_eq!(lines.next(), Some(""), "{out}");
+    let rows: Vec<&str> = lines.by_ref().take_while(|l| !l.is_empty()).collect();
     assert_eq!(rows.len(), 2, "{out}");
     assert!(rows[0].contains("accepted"), "{out}");
     assert!(
         rows[1].contains("sent") && rows[1].contains("step 1") && rows[1].contains("vk"),
         "{out}"
     );
+    assert!(
+        rows[1].starts_with(&local(sent)) && rows[1].contains(&utc(sent)),
+        "each entry in local time and UTC:\n{out}"
+    );
+    assert_eq!(lines.next(), Some("receipts: none"), "{out}");
 
     let (code, out, err) = cascade(&run.cfg, &["status", &id, "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -70,7 +111,7 @@ async fn status_prints_the_timeline_and_receipt_records_one_the_daemon_acts_on()
     assert!(entries[0]["step"].is_null(), "{out}");
 
     // A receipt by hand: the waiting cascade completes at once, no SMS.
-    let (code, out, err) = cascade(&run.cfg, &["receipt", &id, "read"]);
+    let (code, out, err) = cascade(&run.cfg, &["receipt", &id, "read", "--channel", "vk"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), format!("recorded read for {id}"));
     run.wait_outcome(&id, "completed").await;
@@ -85,6 +126,13 @@ async fn status_prints_the_timeline_and_receipt_records_one_the_daemon_acts_on()
         out.lines()
             .any(|l| l.contains("receipt") && l.contains("read")),
         "{out}"
+    );
+    let (_, receipts) = out.split_once("\nreceipts:\n").expect(&out);
+    let read = receipts.lines().next().unwrap();
+    assert!(read.trim_start().starts_with("read "), "{out}");
+    assert!(
+        read.contains("+05 ") && read.contains("Z ") && read.ends_with(" vk"),
+        "the receipt's time, local and UTC, and its channel:\n{out}"
     );
 
     let unknown = run.id("unknown");

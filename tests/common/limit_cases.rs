@@ -150,6 +150,7 @@ pub fn channel(name: &str, kind: ChannelKind) -> ChannelConfig {
             retry: Default::default(),
             on_uncertain: OnUncertain::Skip,
         },
+        no_contact_meant: false,
         cost: None,
         cost_per_segment: false,
         timeout_ms: 1_000,

@@ -10,6 +10,7 @@
 //! too, which only makes the check stricter).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use cascade::dev::fakes::smsru::FakeSmsRu;
 use cascade::dev::fakes::smtp::{self, Answer};
@@ -21,7 +22,8 @@ use lapin::types::AMQPValue;
 use serde_json::json;
 
 use crate::common::{
-    AT_ONCE, Running, Settle, TestConfig, fake_receiver, redis, take_messages, wait_until,
+    AT_ONCE, ChildDaemon, CleanUp, DELIVERY_DELAY, Running, Settle, TestConfig, fake_receiver,
+    intake_config_of, publish_to, redis, take_messages, wait_until,
 };
 use crate::logs;
 
@@ -402,4 +404,44 @@ async fn a_stored_record_keeps_only_the_contacts_its_policy_reads() {
             ("vk".to_owned(), VK_ID.to_owned())
         ])
     );
+}
+
+/// `log.format = "text"` (here by its variable, `CASCADE_LOG_FORMAT`) writes
+/// the values the JSON lines carry, masked alike: a child daemon refusing
+/// a notification whose refusal quotes the phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_log_lines_mask_contacts_as_json_ones_do() {
+    let cfg = TestConfig::new("pii-text-log", "http://127.0.0.1:9", "", DELIVERY_DELAY);
+    let _clean = CleanUp(cfg.name.clone());
+    let log = std::env::temp_dir().join(format!("{}-daemon.log", cfg.name));
+    let mut daemon =
+        ChildDaemon::spawn_with(&cfg.path(), &log, "info", &[("CASCADE_LOG_FORMAT", "text")]);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    daemon
+        .wait_alive_until("its start-up line", Duration::from_secs(20), async || {
+            read_log().contains("cascade is running")
+        })
+        .await;
+    // Refused at intake, the refusal quoting the value it refused.
+    let body = notification(&cfg.name, json!(PHONE)).to_string();
+    publish_to(&intake_config_of(&cfg.catalog()), body.as_bytes()).await;
+    daemon
+        .wait_alive_until("the refusal's line", Duration::from_secs(20), async || {
+            read_log().contains("must be an object")
+        })
+        .await;
+    let text = read_log();
+    let refusal = lines_with(&text, "must be an object")[0];
+    assert!(
+        !refusal.trim_start().starts_with('{') && refusal.contains("INFO"),
+        "a text line, not JSON: {refusal}"
+    );
+    assert_shows(
+        "the text log",
+        &text,
+        &["customer.contacts must be an object, not string \\\"+7985•••4912\\\""],
+    );
+    assert_no_raw_contact("the text log", &text);
+    daemon.kill();
+    let _ = std::fs::remove_file(&log);
 }

@@ -21,7 +21,10 @@ pub(super) struct Composed {
     pub(super) message_id: String,
 }
 
-/// `<hex@from-domain>`: the same for every attempt of one step.
+/// `<hex@from-domain>`: the same for every attempt of one step. Derived
+/// from the step's index from 0 (not its number from 1), and it must stay
+/// so: a send retried across an upgrade keeps the `Message-ID` of its first
+/// attempt, which is how mail systems drop the duplicate.
 pub fn message_id(notification_id: &str, step: u8, from_domain: &str) -> String {
     let digest = Sha256::digest(format!("cascade\x1f{notification_id}\x1f{step}").as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();

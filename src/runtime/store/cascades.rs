@@ -465,8 +465,23 @@ impl Store {
         let Some(record) = record else {
             return Ok(None);
         };
+        let mut loaded = self.assembled(id, &record, receipts).await?;
+        let segment = loaded.notification.customer.segment.as_deref();
+        loaded.segment = self.segment(&loaded.policy.name, segment).await?;
+        Ok(Some(loaded))
+    }
+
+    /// A cascade from its stored record and receipts, its report segment
+    /// left empty: finding it may register the segment (`segment.lua`),
+    /// which a read-only command must not.
+    async fn assembled(
+        &self,
+        id: &str,
+        record: &str,
+        receipts: HashMap<String, String>,
+    ) -> Result<Loaded, StoreError> {
         let corrupt = corrupt(id);
-        let r = Record::parse(&record).map_err(&corrupt)?;
+        let r = Record::parse(record).map_err(&corrupt)?;
         let cascade = r.cascade().map_err(&corrupt)?;
         let version: i64 = r
             .version
@@ -487,10 +502,7 @@ impl Store {
             tz,
             timeline: r.timeline,
         };
-        let mut loaded = assemble(id, parts, receipts, receipts_seen)?;
-        let segment = loaded.notification.customer.segment.as_deref();
-        loaded.segment = self.segment(&loaded.policy.name, segment).await?;
-        Ok(Some(loaded))
+        assemble(id, parts, receipts, receipts_seen)
     }
 
     /// Stores a decision made on `request.version`, after the entries of an
@@ -625,7 +637,26 @@ impl Store {
         }))
     }
 
-    /// The stored timeline and state of one notification, for `cascade status`.
+    /// Everything `cascade status` shows of one notification: the cascade
+    /// as a decision would load it (its notification, policy, zone and
+    /// receipts) and its timeline. Reads only.
+    pub async fn details(&self, id: &str) -> Result<Option<(Loaded, Vec<Entry>)>, StoreError> {
+        let mut c = self.conn.clone();
+        let (record, receipts): (Option<String>, HashMap<String, String>) = redis::pipe()
+            .get(self.keys.state(id))
+            .hgetall(self.keys.receipts(id))
+            .query_async(&mut c)
+            .await?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let loaded = self.assembled(id, &record, receipts).await?;
+        let entries =
+            crate::runtime::record::decode_timeline(&loaded.timeline).map_err(corrupt(id))?;
+        Ok(Some((loaded, entries)))
+    }
+
+    /// The stored timeline and state of one notification.
     pub async fn status(&self, id: &str) -> Result<Option<(Cascade, Vec<Entry>)>, StoreError> {
         let mut c = self.conn.clone();
         let record: Option<String> = c.get(self.keys.state(id)).await?;

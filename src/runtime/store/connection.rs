@@ -23,6 +23,15 @@ impl Target {
         matches!(self, Target::Cluster(_))
     }
 
+    /// Whether every connection is over TLS (`rediss://`).
+    pub fn uses_tls(&self) -> bool {
+        let tls = |url: &str| url.starts_with("rediss://");
+        match self {
+            Target::Single(url) => tls(url),
+            Target::Cluster(nodes) => nodes.iter().all(|n| tls(n)),
+        }
+    }
+
     /// Where it is, for logs (nodes joined by commas).
     pub fn describe(&self) -> String {
         match self {
@@ -49,10 +58,28 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl RedisConn {
+    /// A connection trusting the system's certificate authorities for
+    /// `rediss://`.
     pub async fn open(target: &Target) -> redis::RedisResult<RedisConn> {
+        RedisConn::open_trusting(target, None).await
+    }
+
+    /// A connection that, for `rediss://`, trusts only the CA certificates
+    /// of `ca_pem` (PEM) when given (`redis.ca_file`), else the system's.
+    pub async fn open_trusting(
+        target: &Target,
+        ca_pem: Option<&[u8]>,
+    ) -> redis::RedisResult<RedisConn> {
+        let certs = |pem: &[u8]| redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.to_vec()),
+        };
         match target {
             Target::Single(url) => {
-                let client = redis::Client::open(url.as_str())?;
+                let client = match ca_pem {
+                    Some(pem) => redis::Client::build_with_tls(url.as_str(), certs(pem))?,
+                    None => redis::Client::open(url.as_str())?,
+                };
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -66,15 +93,18 @@ impl RedisConn {
                 // Retries ride out a failover: a primary's replica takes
                 // over within the cluster's node timeout (seconds). The
                 // waits grow 0.2 s, 0.4 s, … up to 2 s: about 11 s in all.
-                let client =
+                let mut builder =
                     redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
                         .connection_timeout(CONNECT_TIMEOUT)
                         .response_timeout(RESPONSE_TIMEOUT)
                         .retries(8)
                         .min_retry_wait(100)
                         .max_retry_wait(2_000)
-                        .retry_wait_formula(100, 2)
-                        .build()?;
+                        .retry_wait_formula(100, 2);
+                if let Some(pem) = ca_pem {
+                    builder = builder.certs(certs(pem));
+                }
+                let client = builder.build()?;
                 Ok(RedisConn::Cluster(client.get_async_connection().await?))
             }
         }

@@ -14,7 +14,8 @@ impl Store {
             .await
     }
 
-    /// Appends timeline entries (one per line) of `id` to its shard's stream.
+    /// Appends timeline entries (one per line) of `id` to its shard's stream,
+    /// in their stored form (`record::encode_entry`, steps indexed from 0).
     pub(super) async fn append_entries(&self, id: &str, entries: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let _: String = redis::cmd("XADD")

@@ -81,9 +81,20 @@ impl Store {
         keys: Keys,
         retention_ms: i64,
     ) -> Result<Store, StoreError> {
+        Store::connect_trusting(target, None, keys, retention_ms).await
+    }
+
+    /// `connect`, trusting only the CA certificates of `ca_pem` for
+    /// `rediss://` when given (`redis.ca_file`).
+    pub async fn connect_trusting(
+        target: &Target,
+        ca_pem: Option<&[u8]>,
+        keys: Keys,
+        retention_ms: i64,
+    ) -> Result<Store, StoreError> {
         let shards = usize::from(keys.shards());
-        let mut conn = RedisConn::open(target).await?;
-        let claims = RedisConn::open(target).await?;
+        let mut conn = RedisConn::open_trusting(target, ca_pem).await?;
+        let claims = RedisConn::open_trusting(target, ca_pem).await?;
         let scripts = call::Scripts::new();
         // Loaded up front: otherwise hundreds of first calls in flight at
         // once each get NOSCRIPT and send the whole script again. (After a
