@@ -49,7 +49,6 @@ async fn node_publishes_persistent_json_that_is_sent_and_reads_its_dead_letter()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the HTTP intake (POST /v1/notifications) has not landed on this branch yet"]
 async fn python_posts_to_the_http_intake_and_it_is_sent() {
     if let Some(python) = Producer::python() {
         posts_to_the_http_intake(&python).await;
@@ -57,7 +56,6 @@ async fn python_posts_to_the_http_intake_and_it_is_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the HTTP intake (POST /v1/notifications) has not landed on this branch yet"]
 async fn node_posts_to_the_http_intake_and_it_is_sent() {
     if let Some(node) = Producer::node() {
         posts_to_the_http_intake(&node).await;

@@ -143,8 +143,15 @@ async function postNotifications(batch) {
         signal: AbortSignal.timeout(10_000),
       });
       if (response.status === 202) return (await response.json()).accepted;
+      if (response.status === 400) {
+        // Each refused notification: its place in the batch, its code (the
+        // dead-letter codes), and a sentence saying what is wrong.
+        const { errors } = await response.json();
+        const problems = errors.map((p) => `[${p.index ?? 0}] ${p.code}: ${p.message}`).join('; ');
+        throw new Error(`the HTTP intake refused the batch, none of it was published: ${problems}`);
+      }
       if (response.status !== 503 || attempt === HTTP_ATTEMPTS) {
-        throw new Error(`the HTTP intake refused the batch: ${response.status} ${await response.text()}`);
+        throw new Error(`the HTTP intake answered ${response.status}: ${await response.text()}`);
       }
       pause = retryAfter(response.headers.get('Retry-After'));
     } catch (e) {

@@ -90,9 +90,9 @@ def publish(channel, body):
             mandatory=True,
         )
     except pika.exceptions.UnroutableError:
-        raise NotTaken(f"no queue {QUEUE} to route {body['id']} to (the daemon declares it when it starts)")
+        raise NotTaken(f"no queue {QUEUE} to route {body['id']} to (the daemon declares it when it starts)") from None
     except pika.exceptions.NackError:
-        raise NotTaken(f"RabbitMQ refused {body['id']}")
+        raise NotTaken(f"RabbitMQ refused {body['id']}") from None
 
 
 def dead_letter_reason(channel, message_id):
@@ -138,8 +138,16 @@ def post_notifications(batch):
             with urllib.request.urlopen(request, timeout=10) as response:
                 return json.load(response)["accepted"]
         except urllib.error.HTTPError as answer:
+            if answer.code == 400:
+                # Each refused notification: its place in the batch, its code
+                # (the dead-letter codes), and a sentence saying what is wrong.
+                refusal = json.load(answer)
+                problems = "; ".join(
+                    f"[{p.get('index', 0)}] {p['code']}: {p['message']}" for p in refusal["errors"]
+                )
+                sys.exit(f"the HTTP intake refused the batch, none of it was published: {problems}")
             if answer.code != 503 or attempt == HTTP_ATTEMPTS:
-                sys.exit(f"the HTTP intake refused the batch: {answer.code} {answer.read().decode()}")
+                sys.exit(f"the HTTP intake answered {answer.code}: {answer.read().decode()}")
             pause = retry_after(answer.headers.get("Retry-After"))
         except urllib.error.URLError as e:  # not reached: down, or restarting
             if attempt == HTTP_ATTEMPTS:
