@@ -6,11 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
-/// Pages linked before they exist on this branch: written in parallel, to
-/// be merged. A link to one of them is allowed only while it is missing;
-/// once it exists its anchors are checked like any other.
-const NOT_YET_MERGED: [&str; 2] = ["docs/http-api.md", "docs/producers.md"];
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -263,10 +258,7 @@ fn problems_of(page: &Path) -> Vec<String> {
             };
             let full = root.join(&file);
             if !full.exists() {
-                let pending = NOT_YET_MERGED.iter().any(|p| Path::new(p) == file);
-                if !pending {
-                    problems.push(format!("{at}: `{target}`: no file {}", file.display()));
-                }
+                problems.push(format!("{at}: `{target}`: no file {}", file.display()));
                 continue;
             }
             let Some(anchor) = anchor else { continue };

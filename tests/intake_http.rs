@@ -170,8 +170,16 @@ async fn bad_input_is_dead_lettered_with_its_code_and_intake_keeps_consuming() {
         ("unknown_policy", Some("policy"), bytes(unknown_policy)),
         ("body_too_large", None, oversized),
         ("invalid_utf8", None, invalid_utf8),
-        ("no_reachable_channel", Some("customer.contacts"), no_contacts),
-        ("invalid_contact", Some("customer.contacts.sms"), bytes(bad_phone)),
+        (
+            "no_reachable_channel",
+            Some("customer.contacts"),
+            no_contacts,
+        ),
+        (
+            "invalid_contact",
+            Some("customer.contacts.sms"),
+            bytes(bad_phone),
+        ),
     ];
     for (_, _, body) in &corpus {
         h.publish(body).await;

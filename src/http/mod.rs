@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -22,16 +22,20 @@ pub mod callbacks;
 mod console;
 /// Text made safe for HTML (also for `cascade fakes`' index page).
 pub(crate) use console::escape;
+pub mod openapi;
 pub mod refusal;
 mod reports;
 pub mod serve;
+mod submit;
 mod timeline;
 
+pub use submit::{MAX_BATCH, MAX_REQUEST_BYTES, RETRY_AFTER_SECS};
 pub use timeline::EntryView;
 
 use crate::runtime::Health;
 use crate::runtime::clock::Clock;
 use crate::runtime::internal_events::ReceiptRecorded;
+use crate::runtime::publisher::Publisher;
 use crate::runtime::store::{ReceiptResult, Store};
 use crate::runtime::telemetry::Telemetry;
 
@@ -46,6 +50,8 @@ pub struct AppState {
     pub catalog: Arc<arc_swap::ArcSwap<crate::config::Catalog>>,
     /// The daemon's metrics registry.
     pub telemetry: Telemetry,
+    /// Publishes what `POST /v1/notifications` takes to the intake queue.
+    pub publisher: Arc<Publisher>,
 }
 
 /// Body limits per route, in bytes: what each sender documents or needs,
@@ -66,23 +72,52 @@ pub mod body_limits {
     pub const EMAIL_BOUNCE: usize = 256 * 1024;
     /// Tracking links are GETs; nothing to read.
     pub const TRACKING: usize = 1024;
+    /// `POST /v1/notifications` (one notification or a batch) reads its body
+    /// itself, up to `super::MAX_REQUEST_BYTES`, and answers `413` past it.
+    pub const NOTIFICATIONS: usize = super::MAX_REQUEST_BYTES;
+}
+
+/// The `/v1` API: each path (as axum writes it) and its handlers, with the
+/// body limit of each. tests/openapi.rs checks that `/openapi.json`
+/// describes every one of them.
+fn v1_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    let small = || RequestBodyLimitLayer::new(body_limits::RECEIPTS_API);
+    vec![
+        ("/v1/receipts", post(post_receipt).layer(small())),
+        // Reads its body itself, with a limit of its own (`submit`).
+        ("/v1/notifications", post(submit::post_notifications)),
+        ("/v1/notifications/{id}/cancel", post(cancel).layer(small())),
+        (
+            "/v1/notifications/{id}",
+            get(timeline::get_notification).layer(small()),
+        ),
+        ("/v1/report", get(reports::get_report).layer(small())),
+        (
+            "/v1/customers/{id}/notifications",
+            get(reports::get_customer).layer(small()),
+        ),
+    ]
+}
+
+/// The paths of the `/v1` API, as axum writes them (`/v1/notifications/{id}`).
+pub fn v1_paths() -> Vec<&'static str> {
+    v1_routes().into_iter().map(|(path, _)| path).collect()
 }
 
 /// The public listener's routes, each with its body limit, all under
 /// `request_timeout` (a client trickling its body is cut off with `408`).
 pub fn public_router(state: AppState, request_timeout: Duration) -> Router {
-    let api = Router::new()
-        .route("/v1/receipts", post(post_receipt))
-        .route("/v1/notifications/{id}/cancel", post(cancel))
-        .route("/v1/notifications/{id}", get(timeline::get_notification))
-        .route("/v1/report", get(reports::get_report))
-        .route(
-            "/v1/customers/{id}/notifications",
-            get(reports::get_customer),
-        )
-        .layer(RequestBodyLimitLayer::new(body_limits::RECEIPTS_API));
+    let api = v1_routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, handlers)| {
+            router.route(path, handlers)
+        });
     Router::new()
         .merge(api)
+        .route(
+            "/openapi.json",
+            get(openapi::serve).layer(RequestBodyLimitLayer::new(body_limits::TRACKING)),
+        )
         .merge(callbacks::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -102,10 +137,16 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/receipts`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = Receipt)]
 struct ReceiptBody {
+    /// The notification's id.
     id: String,
+    /// What happened: a lowercase word of letters, digits and `_` (`read`, `called`, `paid`).
+    #[schema(pattern = "^[a-z0-9_]{1,64}$", example = "read")]
     event: String,
+    /// The configured channel it happened on (the report counts it there), or left out.
     #[serde(default)]
     channel: Option<String>,
 }
@@ -176,6 +217,25 @@ fn valid_event(event: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Records a receipt: the customer read, called, paid….
+#[utoipa::path(
+    post,
+    path = "/v1/receipts",
+    tag = "receipts",
+    security(("bearer" = [])),
+    request_body(content = ReceiptBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Recorded", body = openapi::ReceiptAnswer),
+        (status = 200, description = "This event was recorded for this notification before", body = openapi::ReceiptAnswer),
+        (status = 400, description = "Not `{\"id\", \"event\", \"channel\"}`, an event that is not a lowercase word, or an unknown channel", body = openapi::ApiError),
+        (status = 401, description = "No valid bearer token", body = openapi::ApiError),
+        (status = 403, description = "The API has no token configured", body = openapi::ApiError),
+        (status = 404, description = "No such notification", body = openapi::ApiError),
+        (status = 408, description = "The request took longer than `http.request_timeout`"),
+        (status = 413, description = "The body is longer than 16 KiB"),
+        (status = 503, description = "Redis is unavailable; try again", body = openapi::ApiError),
+    )
+)]
 async fn post_receipt(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -214,6 +274,24 @@ async fn post_receipt(
     .await
 }
 
+/// Cancels a notification: records the receipt `cancelled`, which ends its cascade.
+#[utoipa::path(
+    post,
+    path = "/v1/notifications/{id}/cancel",
+    tag = "notifications",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The notification's id")),
+    responses(
+        (status = 202, description = "Cancelled", body = openapi::ReceiptAnswer),
+        (status = 200, description = "It was cancelled before", body = openapi::ReceiptAnswer),
+        (status = 401, description = "No valid bearer token", body = openapi::ApiError),
+        (status = 403, description = "The API has no token configured", body = openapi::ApiError),
+        (status = 404, description = "No such notification", body = openapi::ApiError),
+        (status = 408, description = "The request took longer than `http.request_timeout`"),
+        (status = 413, description = "The body is longer than 16 KiB"),
+        (status = 503, description = "Redis is unavailable; try again", body = openapi::ApiError),
+    )
+)]
 async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,

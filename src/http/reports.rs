@@ -15,10 +15,14 @@ use crate::runtime::reports::{ReportRequest, report};
 
 /// A range as the query gives it: `since` (a duration back from now), or
 /// `from` and `to` (Unix ms or RFC 3339).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RangeQuery {
+    /// How far back from `to` (a duration: `30m`, `24h`, `7d`); not with `from`.
     since: Option<String>,
+    /// The start: Unix ms or RFC 3339.
     from: Option<String>,
+    /// The end: Unix ms or RFC 3339; now when left out.
     to: Option<String>,
 }
 
@@ -68,6 +72,26 @@ impl RangeQuery {
 /// A week, the range when none is given.
 const DEFAULT_SINCE_MS: i64 = 7 * 86_400_000;
 
+/// The report as `cascade report --json` gives it.
+#[utoipa::path(
+    get,
+    path = "/v1/report",
+    tag = "reports",
+    security(("bearer" = [])),
+    params(
+        ("policy" = Option<String>, Query, description = "Only this policy's cascades"),
+        ("by" = Option<String>, Query, description = "Comma-separated dimensions to group by: `policy`, `step`, `channel`, `segment` (`policy,step,channel` when left out)"),
+        RangeQuery,
+    ),
+    responses(
+        (status = 200, description = "The report", body = super::openapi::ReportDoc),
+        (status = 400, description = "A range or grouping that cannot be read", body = super::openapi::ApiError),
+        (status = 401, description = "No valid bearer token", body = super::openapi::ApiError),
+        (status = 403, description = "The API has no token configured", body = super::openapi::ApiError),
+        (status = 408, description = "The request took longer than `http.request_timeout`"),
+        (status = 503, description = "Redis cannot be read; try again", body = super::openapi::ApiError),
+    )
+)]
 pub(super) async fn get_report(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -103,6 +127,22 @@ pub(super) async fn get_report(
     }
 }
 
+/// A customer's recent notifications, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{id}/notifications",
+    tag = "reports",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The customer's id"), RangeQuery),
+    responses(
+        (status = 200, description = "The notifications", body = super::openapi::CustomerNotificationsDoc),
+        (status = 400, description = "A range that cannot be read", body = super::openapi::ApiError),
+        (status = 401, description = "No valid bearer token", body = super::openapi::ApiError),
+        (status = 403, description = "The API has no token configured", body = super::openapi::ApiError),
+        (status = 408, description = "The request took longer than `http.request_timeout`"),
+        (status = 503, description = "Redis cannot be read; try again", body = super::openapi::ApiError),
+    )
+)]
 pub(super) async fn get_customer(
     State(state): State<AppState>,
     headers: HeaderMap,

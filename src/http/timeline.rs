@@ -17,8 +17,9 @@ use crate::core::Entry;
 use crate::runtime::store::Timeline;
 
 /// The answer's body. The field names are part of the API (docs/http-api.md).
-#[derive(Serialize)]
-struct View {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Notification_State)]
+pub(super) struct View {
     id: String,
     /// `running`, or how it ended: `completed`, `exhausted`, `expired`, `cancelled`.
     state: &'static str,
@@ -34,7 +35,8 @@ struct View {
 
 /// One timeline entry as the API and `cascade status --json` show it:
 /// steps counted from 1, the time also in RFC 3339, reasons masked.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TimelineEntry)]
 pub struct EntryView {
     at_ms: i64,
     at: String,
@@ -84,6 +86,22 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// One notification's state, timeline and receipts (personal data masked).
+#[utoipa::path(
+    get,
+    path = "/v1/notifications/{id}",
+    tag = "notifications",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The notification's id")),
+    responses(
+        (status = 200, description = "Its state and timeline", body = View),
+        (status = 401, description = "No valid bearer token", body = super::openapi::ApiError),
+        (status = 403, description = "The API has no token configured", body = super::openapi::ApiError),
+        (status = 404, description = "Unknown, or its retention ran out", body = super::openapi::ApiError),
+        (status = 408, description = "The request took longer than `http.request_timeout`"),
+        (status = 503, description = "Redis cannot be read; try again", body = super::openapi::ApiError),
+    )
+)]
 pub(super) async fn get_notification(
     State(state): State<AppState>,
     headers: HeaderMap,

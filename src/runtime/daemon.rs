@@ -14,6 +14,7 @@ use super::Health;
 use super::clock::{Clock, SystemClock};
 use super::intake::{self, IntakeConfig};
 use super::keys::Keys;
+use super::publisher::Publisher;
 use super::scheduler::{self, SchedulerConfig};
 use super::store::{Store, Target};
 use super::telemetry::Telemetry;
@@ -105,12 +106,21 @@ impl Daemon {
         let telemetry = Telemetry::new();
         tasks.spawn(telemetry.clone().upkeep(shutdown.clone()));
 
+        let publisher = Arc::new(Publisher::new(IntakeConfig::from(&settings.amqp)));
+        tasks.spawn({
+            let (publisher, shutdown) = (publisher.clone(), shutdown.clone());
+            async move {
+                shutdown.cancelled().await;
+                publisher.close().await;
+            }
+        });
         let state = AppState {
             store: store.clone(),
             clock: options.clock.clone(),
             health: health.clone(),
             catalog: catalog.clone(),
             telemetry: telemetry.clone(),
+            publisher: publisher.clone(),
         };
         let (http_addr, admin_addr) =
             start_http(state, &settings.http, &options, &tasks, &shutdown).await?;

@@ -11,6 +11,7 @@ pub mod intake;
 pub mod internal_events;
 pub mod keys;
 pub mod poison;
+pub mod publisher;
 pub mod queues;
 pub mod record;
 pub mod reload;

@@ -284,6 +284,12 @@ impl Telemetry {
         .increment(1);
     }
 
+    /// One `POST /v1/notifications` request and how it was answered.
+    pub fn http_intake(&self, result: &'static str) {
+        self.in_registry(|| metrics::counter!("cascade_http_intake_total", "result" => result))
+            .increment(1);
+    }
+
     /// One request refused before it was authenticated.
     pub fn http_rejected(&self, route: &'static str, reason: &'static str) {
         self.in_registry(|| {
@@ -328,6 +334,10 @@ fn describe() {
     describe_counter!(
         "cascade_http_rejected_total",
         "Requests refused before they were authenticated, by route and reason"
+    );
+    describe_counter!(
+        "cascade_http_intake_total",
+        "POST /v1/notifications requests, by result: accepted (every notification confirmed by RabbitMQ), invalid (400), unsupported_media_type (415), too_large (413), broker_unavailable (503)"
     );
     describe_histogram!(
         LATENESS,
@@ -474,6 +484,7 @@ mod tests {
         t.claimed(1);
         t.callback("vk", "recorded");
         t.http_rejected("v1", "missing");
+        t.http_intake("accepted");
         t.timer_lateness(Duration::from_millis(7));
         t.timers(10, 2);
         t.breaker("sms", false);
@@ -486,7 +497,7 @@ mod tests {
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .filter_map(|l| l.split(' ').next())
             .collect();
-        assert_eq!(typed.len(), 17, "{text}");
+        assert_eq!(typed.len(), 18, "{text}");
         for name in typed {
             assert!(
                 text.lines()

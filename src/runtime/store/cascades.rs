@@ -773,7 +773,7 @@ pub(super) fn assemble(
 
 /// One of a customer's recent notifications, as the customer timeline API
 /// lists it.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct CustomerNotification {
     pub id: String,
     pub accepted_ms: i64,
