@@ -92,16 +92,9 @@ impl Harness {
     /// The value of `cascade_http_intake_total` or `cascade_intake_total`
     /// for one label set, from the admin listener's `/metrics`.
     async fn metric(&self, series: &str) -> f64 {
-        let page = self
-            .http
-            .get(self.admin_url("/metrics"))
-            .send()
+        self.metrics()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        page.lines()
+            .lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or(0.0)
     }

@@ -489,20 +489,7 @@ pub async fn publish(config: &IntakeConfig, body: &[u8]) -> lapin::Result<bool> 
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        // Mandatory: a message RabbitMQ could not route is not published.
-        let confirm = channel
-            .basic_publish(
-                ShortString::from(""),
-                ShortString::from(config.queue.as_str()),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body,
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type(ShortString::from("application/json")),
-            )
+        let confirm = publish_notification(&channel, &config.queue, body)
             .await?
             .await?;
         taken = matches!(confirm, Confirmation::Ack(None));
@@ -513,6 +500,31 @@ pub async fn publish(config: &IntakeConfig, body: &[u8]) -> lapin::Result<bool> 
     }
     let _ = conn.close(200, ShortString::from("done")).await;
     Ok(taken)
+}
+
+/// Publishes one notification to the intake queue as producers should:
+/// through the default exchange, persistent, as JSON, and mandatory (a
+/// message RabbitMQ could not route comes back instead of vanishing). On a
+/// channel in confirm mode the returned future is the broker's confirm.
+pub async fn publish_notification(
+    channel: &Channel,
+    queue: &str,
+    body: &[u8],
+) -> lapin::Result<lapin::PublisherConfirm> {
+    channel
+        .basic_publish(
+            ShortString::from(""),
+            ShortString::from(queue),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            body,
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type(ShortString::from("application/json")),
+        )
+        .await
 }
 
 fn intake_entry(at_ms: i64, event: EntryKind, reason: Option<String>) -> Entry {

@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use lapin::types::ShortString;
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::{Channel, Confirmation, Connection};
 use tokio::sync::Mutex;
 
 use super::intake::{IntakeConfig, declare};
@@ -157,20 +157,7 @@ impl Publisher {
 async fn publish_on(channel: &Channel, queue: &str, bodies: &[&[u8]]) -> Result<(), PublishError> {
     let mut confirms = Vec::with_capacity(bodies.len());
     for body in bodies {
-        let confirm = channel
-            .basic_publish(
-                ShortString::from(""),
-                ShortString::from(queue),
-                // Mandatory: a message RabbitMQ could not route is not taken.
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body,
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type(ShortString::from("application/json")),
-            )
+        let confirm = super::intake::publish_notification(channel, queue, body)
             .await
             .map_err(PublishError::Failed)?;
         confirms.push(confirm);

@@ -616,16 +616,25 @@ impl Store {
         Ok(reply)
     }
 
-    /// One notification's state, timeline and receipts, for the timeline
-    /// API (one round trip: the keys share the cascade's slot).
-    pub async fn timeline(&self, id: &str) -> Result<Option<Timeline>, StoreError> {
+    /// A cascade's stored record and its receipts hash, in one round trip
+    /// (the keys share the cascade's slot); `None` when no record exists.
+    async fn record_and_receipts(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, HashMap<String, String>)>, StoreError> {
         let mut c = self.conn.clone();
         let (record, receipts): (Option<String>, HashMap<String, String>) = redis::pipe()
             .get(self.keys.state(id))
             .hgetall(self.keys.receipts(id))
             .query_async(&mut c)
             .await?;
-        let Some(record) = record else {
+        Ok(record.map(|r| (r, receipts)))
+    }
+
+    /// One notification's state, timeline and receipts, for the timeline
+    /// API (one round trip: the keys share the cascade's slot).
+    pub async fn timeline(&self, id: &str) -> Result<Option<Timeline>, StoreError> {
+        let Some((record, receipts)) = self.record_and_receipts(id).await? else {
             return Ok(None);
         };
         let corrupt = corrupt(id);
@@ -641,13 +650,7 @@ impl Store {
     /// as a decision would load it (its notification, policy, zone and
     /// receipts) and its timeline. Reads only.
     pub async fn details(&self, id: &str) -> Result<Option<(Loaded, Vec<Entry>)>, StoreError> {
-        let mut c = self.conn.clone();
-        let (record, receipts): (Option<String>, HashMap<String, String>) = redis::pipe()
-            .get(self.keys.state(id))
-            .hgetall(self.keys.receipts(id))
-            .query_async(&mut c)
-            .await?;
-        let Some(record) = record else {
+        let Some((record, receipts)) = self.record_and_receipts(id).await? else {
             return Ok(None);
         };
         let loaded = self.assembled(id, &record, receipts).await?;
