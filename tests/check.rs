@@ -42,11 +42,17 @@ fn the_shipped_configuration_is_ok() {
     let (code, out, err) = cascade(&repo().join("cascade.toml"), &["check"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("ok"), "{out}");
-    for p in ["delivery_delay", "abandoned_cart", "order_followup"] {
+    for p in [
+        "delivery_delay",
+        "abandoned_cart",
+        "order_followup",
+        "order_call",
+    ] {
         assert!(out.contains(&format!("{p}: ")), "{out}");
     }
-    // Its custom receipt words (`paid`, `called`) are declared.
+    // Its custom receipt words (`paid`, `called`, `no_answer`) are declared.
     assert!(!err.contains("stop_on"), "{err}");
+    assert!(!err.contains("on word"), "{err}");
 }
 
 #[test]
@@ -461,6 +467,88 @@ fn errors_and_warnings_print_in_one_shape() {
     );
     assert!(
         lines.iter().any(|l| l.contains("broken.toml: error: ")),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn broken_branches_are_reported_where_they_are_written() {
+    let dir = scratch("branches");
+    let policy = "\
+[[steps]]
+name = \"first\"
+channel = \"email\"
+wait = \"1h\"
+on = { called = \"nowhere\", paid = \"first\" }
+
+[[steps]]
+name = \"Chat!\"
+channel = \"sms\"
+wait = \"1h\"
+
+[[steps]]
+name = \"chat\"
+channel = \"vk\"
+final = true
+wait = \"1h\"
+
+[[steps]]
+name = \"chat\"
+channel = \"vk\"
+";
+    std::fs::write(dir.join("policies/branchy.toml"), policy).unwrap();
+    let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1, "{out}{err}");
+    for want in [
+        "branchy.toml:5:17: error: step 1's `on called` names no step: `nowhere`; steps named: chat, first",
+        "branchy.toml:5:35: error: step 1's `on paid` leads to the step itself",
+        "branchy.toml:8:8: error: step name `Chat!` is not a word of lowercase letters, digits and `_`",
+        "branchy.toml:16:8: error: step 3 is `final` (the cascade ends once it is sent), so it takes no `wait`",
+        "branchy.toml:19:8: error: step name `chat` is used twice (steps 3 and 4)",
+    ] {
+        assert!(err.contains(want), "{want}\n---\n{err}");
+    }
+    assert!(err.contains("5 problems found"), "{err}");
+
+    // A way on that never ends.
+    let circle = "\
+[[steps]]
+name = \"a\"
+channel = \"email\"
+wait = \"1h\"
+next = \"b\"
+
+[[steps]]
+name = \"b\"
+channel = \"sms\"
+wait = \"1h\"
+next = \"a\"
+";
+    std::fs::write(dir.join("policies/branchy.toml"), circle).unwrap();
+    let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("branchy.toml: error: the steps' waits lead round in a circle (`a` → `b` → `a`), so a cascade would never end"),
+        "{err}"
+    );
+
+    // A branch word nothing sends: a warning, as in `stop_on`.
+    let typo = "\
+[[steps]]
+channel = \"email\"
+wait = \"1h\"
+on = { answred = \"chat\" }
+
+[[steps]]
+name = \"chat\"
+channel = \"sms\"
+";
+    std::fs::write(dir.join("policies/branchy.toml"), typo).unwrap();
+    let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("branchy.toml:4:18: warning: on word `answred` is neither a built-in receipt nor declared in cascade.toml's [receipts] custom"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);

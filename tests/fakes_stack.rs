@@ -487,8 +487,8 @@ async fn the_stack_delivers_on_every_channel_and_a_read_from_the_index_stops_the
         .unwrap_or_else(|e| panic!("the shipped files with the compose environment: {e}"));
     assert_eq!(
         catalog.policies.len(),
-        4,
-        "the three shipped and this test's"
+        5,
+        "the four shipped and this test's"
     );
     // Before anything is sent: no channel may reach a real provider.
     assert_all_on(&catalog, "http://127.0.0.1:");

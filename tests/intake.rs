@@ -59,6 +59,7 @@ fn the_documented_example_in_other_policies() {
         ("abandoned_cart", true),
         // The call-centre step has no text of its own; content.text serves it.
         ("order_followup", true),
+        ("order_call", true),
         ("nonexistent", false),
     ] {
         let body = DOCUMENTED_EXAMPLE.replace("\"delivery_delay\"", &format!("\"{policy}\""));

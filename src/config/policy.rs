@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::check::{FileCheck, KnownChannels};
 use super::settings::RawLimits;
-use crate::core::policy::DEFAULT_STOP_ON;
+use crate::core::policy::{CANCELLED, DEFAULT_STOP_ON};
 use crate::core::{Limits, OnLimit, Policy, QuietHours, Step, WaitClock};
 use crate::report::tally::RECEIPT_WORDS;
 
@@ -32,6 +32,11 @@ pub(super) struct RawStep {
     pub wait: Option<Spanned<String>>,
     pub wait_clock: Option<Spanned<String>>,
     pub on_limit: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    pub on: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub next: Option<Spanned<String>>,
+    #[serde(rename = "final")]
+    pub is_final: Option<Spanned<bool>>,
 }
 
 /// `channel = "vk"` or `channel = ["telegram", "whatsapp"]`.
@@ -93,12 +98,17 @@ pub(super) fn build_policy(
         count: raw_steps.len(),
         wait_clock: default_clock,
         on_limit: default_on_limit,
+        names: read_step_names(&raw_steps, check),
+        custom_receipts: &base.custom_receipts,
     };
-    let steps = raw_steps
+    let steps: Vec<Step> = raw_steps
         .into_iter()
         .enumerate()
         .filter_map(|(i, spanned)| reading.step(i, spanned, check))
         .collect();
+    if check.errors.len() == before {
+        check_way_on_ends(&steps, check);
+    }
 
     let (limits, quiet) =
         with_overrides(base, raw.limits.as_ref(), raw.quiet_hours.as_ref(), check);
@@ -144,7 +154,7 @@ fn read_stop_on(
                 let word = s.get_ref().trim();
                 let known = RECEIPT_WORDS.contains(&word) || custom.iter().any(|c| c == word);
                 if !known {
-                    check.warn(s.span(), unknown_stop_word(word, custom));
+                    check.warn(s.span(), unknown_receipt_word("stop_on", word, custom));
                 }
             }
             list.get_ref()
@@ -156,9 +166,9 @@ fn read_stop_on(
     }
 }
 
-/// The warning for a `stop_on` word nothing sends, with the nearest known
-/// word when it is a likely typo of one.
-fn unknown_stop_word(word: &str, custom: &[String]) -> String {
+/// The warning for a `stop_on` (or `on`) word nothing sends, with the
+/// nearest known word when it is a likely typo of one.
+fn unknown_receipt_word(field: &str, word: &str, custom: &[String]) -> String {
     let nearest = RECEIPT_WORDS
         .iter()
         .copied()
@@ -167,7 +177,7 @@ fn unknown_stop_word(word: &str, custom: &[String]) -> String {
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d);
     let why = format!(
-        "stop_on word `{word}` is neither a built-in receipt nor declared in cascade.toml's [receipts] custom, so no receipt will ever match it"
+        "{field} word `{word}` is neither a built-in receipt nor declared in cascade.toml's [receipts] custom, so no receipt will ever match it"
     );
     match nearest {
         Some((_, k)) => format!("{why}; did you mean `{k}`?"),
@@ -221,13 +231,102 @@ fn read_raw_steps(
     raw_steps
 }
 
+/// The steps' `name`s → their index: each a word of `[a-z0-9_]`, once.
+fn read_step_names(
+    raw_steps: &[Spanned<RawStep>],
+    check: &mut FileCheck,
+) -> BTreeMap<String, usize> {
+    let mut names = BTreeMap::new();
+    for (i, step) in raw_steps.iter().enumerate() {
+        let Some(name) = &step.get_ref().name else {
+            continue;
+        };
+        let word = name.get_ref();
+        let is_word = !word.is_empty()
+            && word
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !is_word {
+            check.err(
+                name.span(),
+                format!(
+                    "step name `{word}` is not a word of lowercase letters, digits and `_`, e.g. name = \"open_chat\""
+                ),
+            );
+            continue;
+        }
+        if let Some(first) = names.insert(word.clone(), i) {
+            names.insert(word.clone(), first);
+            check.err(
+                name.span(),
+                format!(
+                    "step name `{word}` is used twice (steps {} and {}); names must be unique in a policy",
+                    first + 1,
+                    i + 1
+                ),
+            );
+        }
+    }
+    names
+}
+
+/// Every cascade must end: following the waits' ends (`next`, or falling
+/// through to the following step no branch targets) from any step must
+/// reach a step with no way on. Branches may lead back; the core bounds
+/// those by its transition limit, and each takes a fresh receipt.
+fn check_way_on_ends(steps: &[Step], check: &mut FileCheck) {
+    let policy = Policy {
+        name: String::new(),
+        description: String::new(),
+        stop_on: Vec::new(),
+        expire_after_ms: None,
+        steps: steps.to_vec(),
+        limits: Limits::default(),
+        quiet_hours: BTreeMap::new(),
+        quiet_off: Default::default(),
+    };
+    for start in 0..steps.len() {
+        let mut seen = vec![start];
+        let mut at = start;
+        while !steps[at].is_final {
+            let Some(next) = policy.after_wait(at) else {
+                break;
+            };
+            if seen.contains(&next) {
+                let way: Vec<String> = seen
+                    .iter()
+                    .chain([&next])
+                    .map(|&s| step_label(&steps[s], s))
+                    .collect();
+                check.err_file(format!(
+                    "the steps' waits lead round in a circle ({}), so a cascade would never end; give one of them `final = true`, or a `next` out of the circle",
+                    way.join(" → ")
+                ));
+                return;
+            }
+            seen.push(next);
+            at = next;
+        }
+    }
+}
+
+/// A step as a message names it: its name, else its number.
+fn step_label(step: &Step, i: usize) -> String {
+    match &step.name {
+        Some(name) => format!("`{name}`"),
+        None => format!("step {}", i + 1),
+    }
+}
+
 /// What reading one step needs from its policy: the channels it may name,
-/// how many steps there are, and the policy's defaults.
+/// how many steps there are, the policy's defaults, and the steps' names.
 struct StepReading<'a> {
     known: &'a KnownChannels,
     count: usize,
     wait_clock: WaitClock,
     on_limit: OnLimit,
+    names: BTreeMap<String, usize>,
+    custom_receipts: &'a [String],
 }
 
 impl StepReading<'_> {
@@ -273,8 +372,48 @@ impl StepReading<'_> {
                 );
             }
         }
+        let is_final = s.is_final.as_ref().is_some_and(|f| *f.get_ref());
+        if is_final {
+            for (what, span) in [
+                ("wait", s.wait.as_ref().map(Spanned::span)),
+                ("next", s.next.as_ref().map(Spanned::span)),
+                ("on", s.on.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    check.err(span, format!(
+                        "step {} is `final` (the cascade ends once it is sent), so it takes no `{what}`",
+                        i + 1
+                    ));
+                }
+            }
+        }
+        let next = s
+            .next
+            .as_ref()
+            .and_then(|n| self.target(i, n, "next", check));
+        let mut on = BTreeMap::new();
+        for (word, target) in s.on.iter().flat_map(|o| o.get_ref()) {
+            let word = word.trim();
+            if word == CANCELLED {
+                check.err(
+                    target.span(),
+                    "`cancelled` always cancels the cascade; it cannot lead to a step",
+                );
+                continue;
+            }
+            if !(RECEIPT_WORDS.contains(&word) || self.custom_receipts.iter().any(|c| c == word)) {
+                check.warn(
+                    target.span(),
+                    unknown_receipt_word("on", word, self.custom_receipts),
+                );
+            }
+            if let Some(to) = self.target(i, target, &format!("on {word}"), check) {
+                on.insert(word.to_owned(), to);
+            }
+        }
         let wait_ms = match &s.wait {
             Some(w) => check.duration_ms(w),
+            None if is_final => None,
             None if i + 1 < self.count => {
                 check.err(span, format!(
                     "step {} has no `wait`; say how long to wait for a stopping receipt before step {}, e.g. wait = \"30m\"",
@@ -300,7 +439,48 @@ impl StepReading<'_> {
             wait_ms,
             wait_clock,
             on_limit,
+            name: s.name.map(Spanned::into_inner),
+            on,
+            next,
+            is_final,
         })
+    }
+
+    /// The index of the step `target` names, for step `i`'s `what`.
+    fn target(
+        &self,
+        i: usize,
+        target: &Spanned<String>,
+        what: &str,
+        check: &mut FileCheck,
+    ) -> Option<u8> {
+        let name = target.get_ref().trim();
+        match self.names.get(name) {
+            Some(&to) if to == i => {
+                check.err(
+                    target.span(),
+                    format!("step {}'s `{what}` leads to the step itself", i + 1),
+                );
+                None
+            }
+            Some(&to) => Some(to as u8),
+            None => {
+                let names: Vec<&str> = self.names.keys().map(String::as_str).collect();
+                check.err(
+                    target.span(),
+                    format!(
+                        "step {}'s `{what}` names no step: `{name}`; steps named: {}",
+                        i + 1,
+                        if names.is_empty() {
+                            "none (give a step `name = \"…\"`)".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                );
+                None
+            }
+        }
     }
 }
 

@@ -8,8 +8,8 @@ pub mod quiet;
 pub mod report;
 
 pub use cascade::{
-    Cascade, Context, Decision, Entry, EntryKind, Event, Outcome, Phase, Recipient, SendOrder,
-    SendOutcome, Timing, channel_for_step, decide, names_channel, unreachable,
+    Branch, Cascade, Context, Decision, Entry, EntryKind, Event, Outcome, Phase, Recipient,
+    SendOrder, SendOutcome, Timing, channel_for_step, decide, names_channel, unreachable,
 };
 pub use policy::{
     ChannelKind, ChannelRules, Limits, OnLimit, OnUncertain, Policy, Rate, RetryPolicy, Step,

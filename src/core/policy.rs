@@ -43,7 +43,7 @@ pub struct Policy {
 
 /// One step: the channel (or ordered alternatives) and how long to wait for a
 /// stopping receipt before the next step.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub channels: Vec<String>,
     /// `None` on a last step means "done as soon as it is sent".
@@ -53,6 +53,24 @@ pub struct Step {
     pub wait_clock: WaitClock,
     #[serde(default)]
     pub on_limit: OnLimit,
+    /// The step's name in the policy file, for branches to name it by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Branches: a receipt word recorded while this step waits moves the
+    /// cascade to the step at this index at once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub on: BTreeMap<String, u8>,
+    /// Where the wait's end leads; `None` means the following step in file
+    /// order that no branch targets (`Policy::after_wait`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u8>,
+    /// The cascade ends once this step is sent.
+    #[serde(rename = "final", default, skip_serializing_if = "is_false")]
+    pub is_final: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// How a step's wait is counted (contract §3).
@@ -276,13 +294,39 @@ impl Policy {
         event == CANCELLED || self.stop_on.iter().any(|e| e == event)
     }
 
+    /// Is some step the target of a branch (`on`)? Such a step is reached
+    /// only by a branch or a `next` naming it, never by falling through.
+    pub fn is_branch_target(&self, step: usize) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.on.values().any(|&t| t as usize == step))
+    }
+
+    /// Where the cascade goes when step `step`'s wait runs out: its `next`,
+    /// else the following step in file order that no branch targets;
+    /// `None` when there is none (the cascade is exhausted).
+    pub fn after_wait(&self, step: usize) -> Option<usize> {
+        if let Some(next) = self.steps.get(step).and_then(|s| s.next) {
+            return Some(next as usize);
+        }
+        (step + 1..self.steps.len()).find(|&s| !self.is_branch_target(s))
+    }
+
+    /// Does any step branch on this receipt word?
+    pub fn branches_on(&self, event: &str) -> bool {
+        self.steps.iter().any(|s| s.on.contains_key(event))
+    }
+
     /// Every receipt word that ends a cascade on this policy (`stops_on`
     /// as a list): `cancelled`, then `stop_on`. The store's scripts are
-    /// given this list and know no stopping word of their own.
+    /// given this list and know no stopping word of their own. A `stop_on`
+    /// word some step branches on is left out: on that step it moves the
+    /// cascade on rather than ending it, so the store must not refuse the
+    /// branch's send; the core still ends the cascade on it elsewhere.
     pub fn stopping_receipts(&self) -> Vec<&str> {
         let mut words = vec![CANCELLED];
         for w in &self.stop_on {
-            if !words.contains(&w.as_str()) {
+            if !words.contains(&w.as_str()) && !self.branches_on(w) {
                 words.push(w);
             }
         }
@@ -301,8 +345,14 @@ impl Policy {
     pub fn receipt_words(&self) -> (Vec<&str>, usize) {
         let mut words = self.stopping_receipts();
         let stopping = words.len();
-        if !words.contains(&FAILED) {
-            words.push(FAILED);
+        // Branch words, and the stopping words left out above, wake a
+        // cascade without ending it.
+        let branching = self.steps.iter().flat_map(|s| s.on.keys());
+        let other = self.stop_on.iter().chain(branching).map(String::as_str);
+        for w in std::iter::once(FAILED).chain(other) {
+            if !words.contains(&w) {
+                words.push(w);
+            }
         }
         (words, stopping)
     }

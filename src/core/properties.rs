@@ -105,6 +105,7 @@ fn arb_step(last: bool) -> impl Strategy<Value = Step> {
                 WaitClock::Wall
             },
             on_limit: if next { OnLimit::Next } else { OnLimit::Defer },
+            ..Default::default()
         })
 }
 
@@ -793,6 +794,7 @@ fn arb_dst_case() -> impl Strategy<Value = DstCase> {
                     WaitClock::Wall
                 },
                 on_limit: OnLimit::Defer,
+                ..Default::default()
             });
         (
             proptest::collection::vec(step, 1..=3),
@@ -937,5 +939,250 @@ proptest! {
         let expected = reference_schedule(&case);
         let actual = core_schedule(&case)?;
         prop_assert_eq!(actual, expected);
+    }
+}
+
+// Branches (`name`, `on`, `next`, `final`).
+//
+// `branching_cascades_end_within_bounds`: random branching policies, valid
+// as `cascade check` would have them (targets exist, never the step itself,
+// a `final` step has no wait, next or branch, the waits' way on never comes
+// round), and random receipts and send answers:
+// - every cascade ends within a bounded number of decisions;
+// - the transition count never passes the maximum by more than the one
+//   decision that ends the cascade for it;
+// - a `final` step that went out is never followed by another send;
+// - a cascade that reached a `final` step by a branch completes with the
+//   branch's word.
+//
+// `plain_policies_decide_as_before`: a policy written without branches
+// decides exactly as the same policy with every step named and every wait's
+// way on spelt out as `next` (the following step): the default way on is
+// the old straight line, and names change nothing.
+
+const BRANCH_WORDS: [&str; 4] = ["called", "no_answer", "read", "paid"];
+
+/// The waits' way on from every step ends (what `cascade check` demands).
+fn way_on_ends(policy: &Policy) -> bool {
+    (0..policy.steps.len()).all(|start| {
+        let mut at = start;
+        for _ in 0..=policy.steps.len() {
+            if policy.steps[at].is_final {
+                return true;
+            }
+            match policy.after_wait(at) {
+                Some(next) => at = next,
+                None => return true,
+            }
+        }
+        false
+    })
+}
+
+fn arb_branching_policy() -> impl Strategy<Value = Policy> {
+    let step = (
+        0..CHANNELS.len(),
+        1i64..=6 * 60,
+        proptest::collection::btree_map(
+            proptest::sample::select(BRANCH_WORDS.to_vec()),
+            0u8..6,
+            0..=2,
+        ),
+        proptest::option::of(0u8..6),
+        proptest::bool::weighted(0.3),
+    );
+    (
+        proptest::collection::vec(step, 1..=6),
+        proptest::sample::subsequence(vec!["read", "opened", "paid"], 1..=2),
+    )
+        .prop_map(|(raw, stop_on)| {
+            let n = raw.len() as u8;
+            let steps = raw
+                .into_iter()
+                .enumerate()
+                .map(|(i, (ch, wait_min, on, next, is_final))| {
+                    let valid = |t: u8| (t % n != i as u8).then_some(t % n);
+                    let on: BTreeMap<String, u8> = on
+                        .into_iter()
+                        .filter_map(|(w, t)| Some((w.to_owned(), valid(t)?)))
+                        .collect();
+                    let is_final = is_final && i > 0;
+                    Step {
+                        channels: vec![CHANNELS[ch].0.to_owned()],
+                        wait_ms: (!is_final).then_some(wait_min * MIN),
+                        name: Some(format!("s{i}")),
+                        on: if is_final { BTreeMap::new() } else { on },
+                        next: if is_final { None } else { next.and_then(valid) },
+                        is_final,
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            Policy {
+                name: "branchy".into(),
+                description: String::new(),
+                stop_on: stop_on.into_iter().map(str::to_owned).collect(),
+                expire_after_ms: None,
+                steps,
+                limits: Limits::default(),
+                quiet_hours: BTreeMap::new(),
+                quiet_off: Default::default(),
+            }
+        })
+        .prop_filter("the way on must end", way_on_ends)
+}
+
+fn reach_everyone() -> Recipient {
+    Recipient {
+        contacts: ["vk", "sms", "email", "telegram", "whatsapp"]
+            .into_iter()
+            .map(|k| (k.to_owned(), "x".to_owned()))
+            .collect(),
+        preferences: vec![],
+        opt_out: vec![],
+        tz: TimeZone::UTC,
+    }
+}
+
+/// Receipts to record (word, minutes after the previous one) and, for each
+/// send in turn, whether the provider takes it (else it fails for good).
+type Script = (Vec<(&'static str, i64)>, Vec<bool>);
+
+fn arb_script() -> impl Strategy<Value = Script> {
+    let word = prop_oneof![
+        8 => proptest::sample::select(BRANCH_WORDS.to_vec()),
+        1 => Just("opened"),
+        1 => Just("failed"),
+        1 => Just("cancelled"),
+    ];
+    (
+        proptest::collection::vec((word, 0i64..=300), 0..=12),
+        proptest::collection::vec(proptest::bool::weighted(0.85), 0..=40),
+    )
+}
+
+/// Plays `script` against `policy`: every decision, in order, with the
+/// receipts recorded so far. Errors if the cascade does not end.
+fn play(
+    policy: &Policy,
+    script: &Script,
+    timing: Timing,
+) -> Result<Vec<(i64, Decision)>, TestCaseError> {
+    let channels = channel_rules();
+    let recipient = reach_everyone();
+    let mut receipts: BTreeMap<String, i64> = BTreeMap::new();
+    let (words, answers) = script;
+    let mut words = words.iter();
+    let mut answers = answers.iter();
+    let mut now = 1_780_000_000_000;
+    let mut next_receipt = words.next().map(|&(w, after)| (w, now + after * MIN));
+    macro_rules! context {
+        ($receipts:expr) => {
+            Context {
+                notification_id: "n-b",
+                policy,
+                channels: &channels,
+                recipient: &recipient,
+                receipts: $receipts,
+                timing,
+            }
+        };
+    }
+    let mut decision = Cascade::start(now, None, None, &context!(&receipts));
+    let mut log = vec![(now, decision.clone())];
+    for _ in 0..2_000 {
+        if decision.cascade.is_done() {
+            return Ok(log);
+        }
+        let event = if let Some(order) = decision.send.clone() {
+            let outcome = if *answers.next().unwrap_or(&true) {
+                SendOutcome::Sent {
+                    provider_message_id: None,
+                }
+            } else {
+                SendOutcome::Permanent {
+                    reason: "no".into(),
+                }
+            };
+            Event::SendResult {
+                step: order.step,
+                channel: order.channel,
+                outcome,
+            }
+        } else {
+            let wake = decision.cascade.wake_at_ms().unwrap();
+            match next_receipt {
+                Some((w, at)) if at < wake => {
+                    now = now.max(at);
+                    receipts.insert(w.to_owned(), now);
+                    next_receipt = words.next().map(|&(w, after)| (w, now + after * MIN));
+                    Event::ReceiptsChanged
+                }
+                _ => {
+                    now = now.max(wake);
+                    Event::TimerDue
+                }
+            }
+        };
+        decision = decide(decision.cascade, event, now, &context!(&receipts));
+        log.push((now, decision.clone()));
+    }
+    Err(TestCaseError::fail(
+        "the cascade did not end in 2000 decisions",
+    ))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn branching_cascades_end_within_bounds(
+        policy in arb_branching_policy(),
+        script in arb_script(),
+        max_transitions in 4u16..=64,
+    ) {
+        let timing = Timing { max_transitions, ..Timing::default() };
+        let log = play(&policy, &script, timing)?;
+        let mut final_sent = false;
+        for (_, d) in &log {
+            prop_assert!(d.cascade.transitions <= max_transitions.saturating_add(1));
+            if d.cascade.transitions > max_transitions {
+                prop_assert!(d.cascade.is_done());
+            }
+            prop_assert!(!(final_sent && d.send.is_some()), "a send after a final step went out");
+            for e in &d.entries {
+                let step = e.step.map(|s| &policy.steps[s as usize]);
+                if e.event == EntryKind::Sent && step.is_some_and(|s| s.is_final) {
+                    final_sent = true;
+                    prop_assert!(d.cascade.is_done(), "a final step that went out ends the cascade");
+                }
+            }
+        }
+        let last = &log.last().unwrap().1.cascade;
+        prop_assert!(last.is_done());
+        if let (Some(b), true) = (&last.branch, final_sent)
+            && b.here
+            && last.transitions <= max_transitions
+        {
+            prop_assert_eq!(last.outcome(), Some(&Outcome::Completed { event: b.word.clone() }));
+        }
+    }
+
+    #[test]
+    fn plain_policies_decide_as_before(policy in arb_policy(), script in arb_script()) {
+        let mut spelt = policy.clone();
+        let n = spelt.steps.len();
+        for (i, s) in spelt.steps.iter_mut().enumerate() {
+            s.name = Some(format!("step_{i}"));
+            s.next = (i + 1 < n).then_some(i as u8 + 1);
+        }
+        let plain = play(&policy, &script, Timing::default())?;
+        let named = play(&spelt, &script, Timing::default())?;
+        prop_assert_eq!(plain, named);
+        // And the plain policy's snapshot has no trace of the new fields.
+        let json = serde_json::to_string(&policy).unwrap();
+        for field in ["\"name\":\"step", "\"on\":", "\"next\":", "\"final\":"] {
+            prop_assert!(!json.contains(field), "{}", json);
+        }
     }
 }

@@ -51,6 +51,7 @@ mod tests {
             handled_failed_ms: None,
             transitions: 0,
             tallied: None,
+            branch: None,
         }
     }
 

@@ -52,6 +52,7 @@ fn step(channels: &[&str], wait_min: Option<i64>) -> Step {
         wait_ms: wait_min.map(|m| m * MIN),
         wait_clock: WaitClock::Wall,
         on_limit: OnLimit::Defer,
+        ..Default::default()
     }
 }
 
@@ -1049,4 +1050,217 @@ mod hostile_times {
             h.receipt("read", at);
         }
     }
+}
+
+/// `policies/order_call.toml` as the core sees it: email; a call; on
+/// `called` a confirmation (`final`), on `no_answer` or when the call's
+/// wait ends, a chat.
+fn order_call() -> Policy {
+    let named = |name: &str, s: Step| Step {
+        name: Some(name.into()),
+        ..s
+    };
+    Policy {
+        name: "order_call".into(),
+        description: String::new(),
+        stop_on: vec!["opened".into(), "clicked".into(), "read".into()],
+        expire_after_ms: None,
+        steps: vec![
+            step(&["email"], Some(120)),
+            Step {
+                on: [("called".into(), 2), ("no_answer".into(), 3)].into(),
+                next: Some(3),
+                ..named("call", step(&["call_centre"], Some(240)))
+            },
+            Step {
+                is_final: true,
+                ..named("confirm", step(&["telegram", "whatsapp", "sms"], None))
+            },
+            named("open_chat", step(&["whatsapp", "telegram"], None)),
+        ],
+        limits: Limits::default(),
+        quiet_hours: BTreeMap::new(),
+        quiet_off: Default::default(),
+    }
+}
+
+/// Email sent and unopened, the call sent: the cascade waits on step 1.
+fn at_the_call() -> H {
+    let mut h = H::new(order_call(), everyone(), ms("2026-03-10T10:00:00Z"));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    h.sent();
+    assert_eq!(h.channels_sent(), ["email", "call_centre"]);
+    h
+}
+
+#[test]
+fn a_branch_word_moves_to_its_step_at_once_and_a_final_step_completes() {
+    let mut h = at_the_call();
+    let at = h.now + 30 * MIN;
+    h.receipt("called", at);
+    let left = h.log.iter().rev().find(|e| e.event == EntryKind::Escalated);
+    assert_eq!(left.unwrap().step, Some(1), "noted on the step left");
+    assert_eq!(left.unwrap().reason.as_deref(), Some("on called"));
+    assert_eq!(h.pending.as_ref().unwrap().step, 2, "due at once");
+    h.sent();
+    assert_eq!(h.channels_sent(), ["email", "call_centre", "telegram"]);
+    assert_eq!(
+        h.state().outcome(),
+        Some(&Outcome::Completed {
+            event: "called".into()
+        })
+    );
+}
+
+#[test]
+fn another_branch_word_leads_elsewhere() {
+    let mut h = at_the_call();
+    let at = h.now + MIN;
+    h.receipt("no_answer", at);
+    h.sent();
+    assert_eq!(h.channels_sent(), ["email", "call_centre", "whatsapp"]);
+    assert_eq!(h.state().outcome(), Some(&Outcome::Exhausted));
+}
+
+#[test]
+fn the_wait_s_end_follows_next_and_a_plain_fall_through_skips_branch_targets() {
+    let mut h = at_the_call();
+    h.wake();
+    let e = h.log.iter().rev().find(|e| e.event == EntryKind::Escalated);
+    assert_eq!(e.unwrap().step, Some(3));
+    h.sent();
+    assert_eq!(h.channels_sent(), ["email", "call_centre", "whatsapp"]);
+    // Without `next`, the call's wait falls through past the steps its
+    // branches target: none is left, so the wait's end exhausts it.
+    let mut p = order_call();
+    p.steps[1].next = None;
+    assert_eq!(p.after_wait(1), None);
+    assert_eq!(p.after_wait(0), Some(1));
+    p.steps[1].on.remove("no_answer");
+    assert_eq!(p.after_wait(1), Some(3), "past `confirm` only");
+}
+
+#[test]
+fn a_final_step_reached_without_a_branch_ends_exhausted() {
+    let mut p = order_call();
+    p.steps[1].on.clear();
+    p.steps[1].next = Some(2);
+    let mut h = H::new(p, everyone(), ms("2026-03-10T10:00:00Z"));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    h.sent();
+    h.wake();
+    h.sent();
+    assert_eq!(h.channels_sent(), ["email", "call_centre", "telegram"]);
+    assert_eq!(h.state().outcome(), Some(&Outcome::Exhausted));
+    assert!(h.state().wake_at_ms().is_none());
+}
+
+#[test]
+fn a_branch_word_before_the_step_went_out_does_not_branch() {
+    let mut h = H::new(order_call(), everyone(), ms("2026-03-10T10:00:00Z"));
+    h.start(None, None);
+    h.sent();
+    let at = h.now + MIN;
+    h.receipt("called", at);
+    h.wake();
+    h.sent();
+    assert_eq!(h.channels_sent(), ["email", "call_centre"]);
+    assert!(!h.state().is_done(), "waits on the call");
+}
+
+#[test]
+fn a_stop_word_a_step_branches_on_branches_there_and_stops_elsewhere() {
+    let mut p = order_call();
+    p.steps[1].on = [("read".into(), 3)].into();
+    p.steps[3].wait_ms = Some(HOUR);
+    let mut h = H::new(p, everyone(), ms("2026-03-10T10:00:00Z"));
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    h.sent();
+    let at = h.now + MIN;
+    h.receipt("read", at);
+    // The read that branched is spent: it does not stop the chat.
+    h.sent();
+    assert_eq!(h.channels_sent(), ["email", "call_centre", "whatsapp"]);
+    assert!(!h.state().is_done());
+    // A later read stops it as `stop_on` says.
+    let at = h.now + MIN;
+    h.receipt("read", at);
+    assert_eq!(
+        h.state().outcome(),
+        Some(&Outcome::Completed {
+            event: "read".into()
+        })
+    );
+    assert!(!order_call().stopping_receipts().contains(&"called"));
+    let p = &h.policy;
+    assert_eq!(p.stopping_receipts(), ["cancelled", "opened", "clicked"]);
+    assert!(p.waking_receipts().contains(&"read"));
+}
+
+#[test]
+fn cancelled_beats_a_branch() {
+    let mut h = at_the_call();
+    let at = h.now + MIN;
+    h.receipts.insert("called".into(), at);
+    h.receipt("cancelled", at);
+    assert_eq!(h.state().outcome(), Some(&Outcome::Cancelled));
+}
+
+#[test]
+fn branch_moves_count_against_the_transition_limit() {
+    // Two steps that branch to each other on one word, recorded afresh.
+    let mut p = order_call();
+    p.steps[1].on = [("called".into(), 3)].into();
+    p.steps[3].on = [("called".into(), 1)].into();
+    p.steps[3].wait_ms = Some(HOUR);
+    p.steps[0].next = Some(1);
+    let mut h = H::new(p, everyone(), ms("2026-03-10T10:00:00Z"));
+    h.timing.max_transitions = 12;
+    h.start(None, None);
+    h.sent();
+    h.wake();
+    h.sent();
+    assert_eq!(h.channels_sent(), ["email", "call_centre"]);
+    // The move counts on its own, besides the decision that made it.
+    let before = h.state().transitions;
+    let at = h.now + MIN;
+    h.receipt("called", at);
+    assert_eq!(h.state().transitions, before + 2);
+    h.sent();
+    for _ in 0..20 {
+        if h.state().is_done() {
+            break;
+        }
+        let at = h.now + MIN;
+        h.receipt("called", at);
+        if h.pending.is_some() {
+            h.sent();
+        }
+    }
+    assert_eq!(h.state().outcome(), Some(&Outcome::Exhausted));
+    assert!(h.state().transitions <= 13, "{}", h.state().transitions);
+}
+
+#[test]
+fn a_policy_without_branches_serialises_as_before() {
+    // What the store keys policy snapshots by: unchanged for a policy that
+    // names no branch, so running cascades keep their snapshot.
+    let json = serde_json::to_string(&delivery_delay()).unwrap();
+    assert_eq!(
+        json,
+        r#"{"name":"delivery_delay","stop_on":["read"],"expire_after_ms":43200000,"steps":[{"channels":["vk"],"wait_ms":1800000,"wait_clock":"wall","on_limit":"defer"},{"channels":["sms"],"wait_clock":"wall","on_limit":"defer"}],"limits":{},"quiet_hours":{}}"#
+    );
+    let back: Policy = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, delivery_delay());
+    let branching = serde_json::to_string(&order_call()).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Policy>(&branching).unwrap(),
+        order_call()
+    );
 }

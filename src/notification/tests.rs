@@ -307,7 +307,7 @@ fn unknown_policy() {
     assert_refused(
         &err,
         ErrorCode::UnknownPolicy,
-        "known policies: abandoned_cart, delivery_delay, order_followup",
+        "known policies: abandoned_cart, delivery_delay, order_call, order_followup",
     );
 }
 

@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use crate::core::{Cascade, Entry, EntryKind, Outcome, Phase};
+use crate::core::{Branch, Cascade, Entry, EntryKind, Outcome, Phase};
 
 /// Separates the record's fields (unit separator; the Lua scripts split on it).
 pub const FIELD_SEPARATOR: char = '\x1f';
@@ -98,7 +98,7 @@ impl<'a> Record<'a> {
     }
 }
 
-/// `step alt failures transitions phase… [x<ms>] [e<ms>] [h<ms>] [l]`, where
+/// `step alt failures transitions phase… [x<ms>] [h<ms>] [n<count>] [b<ms>,<word> [v]]`, where
 /// the phase is `D at`, `F channel deadline`, `W channel sent until` or
 /// `X outcome at [event]`.
 pub fn encode_state(c: &Cascade) -> String {
@@ -145,6 +145,13 @@ pub fn encode_state(c: &Cascade) -> String {
     }
     if let Some(n) = c.tallied {
         let _ = write!(out, "\tn{n}");
+    }
+    if let Some(b) = &c.branch {
+        let _ = write!(out, "\tb{},", b.receipt_ms);
+        push_escaped(&mut out, &b.word);
+        if b.here {
+            out.push_str("\tv");
+        }
     }
     out
 }
@@ -199,7 +206,9 @@ pub fn decode_state(s: &str) -> Result<Cascade, String> {
         handled_failed_ms: None,
         transitions,
         tallied: None,
+        branch: None,
     };
+    let mut here = false;
     for opt in f {
         match opt.split_at_checked(1) {
             Some(("x", v)) => c.expires_at_ms = Some(ms(v)?),
@@ -209,8 +218,22 @@ pub fn decode_state(s: &str) -> Result<Cascade, String> {
             // read noted by the core); the report's tally notes both now.
             Some(("e", v)) => drop(ms(v)?),
             Some(("l", "")) => {}
+            Some(("b", v)) => {
+                let (at, word) = v.split_once(',').ok_or_else(bad)?;
+                c.branch = Some(Branch {
+                    word: unescape(word),
+                    receipt_ms: ms(at)?,
+                    here: false,
+                });
+            }
+            Some(("v", "")) => here = true,
             _ => return Err(bad()),
         }
+    }
+    match &mut c.branch {
+        Some(b) => b.here = here,
+        None if here => return Err(bad()),
+        None => {}
     }
     Ok(c)
 }
@@ -363,9 +386,16 @@ mod tests {
             proptest::option::of(any::<i64>()),
             proptest::option::of(any::<i64>()),
             proptest::option::of(any::<u32>()),
+            proptest::option::of((".{0,8}", any::<i64>(), any::<bool>()).prop_map(
+                |(word, receipt_ms, here)| Branch {
+                    word,
+                    receipt_ms,
+                    here,
+                },
+            )),
         )
             .prop_map(
-                |((step, alt, failures, transitions), phase, x, h, n)| Cascade {
+                |((step, alt, failures, transitions), phase, x, h, n, b)| Cascade {
                     step,
                     alt,
                     failures,
@@ -374,6 +404,7 @@ mod tests {
                     handled_failed_ms: h,
                     transitions,
                     tallied: n,
+                    branch: b,
                 },
             )
     }
@@ -434,6 +465,7 @@ mod tests {
             handled_failed_ms: None,
             transitions: 2,
             tallied: None,
+            branch: None,
         };
         assert_eq!(
             encode_state(&c),

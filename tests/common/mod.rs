@@ -1342,6 +1342,7 @@ pub fn waiting_on_vk(now_ms: i64, until_ms: i64) -> cascade::core::Cascade {
         expires_at_ms: None,
         handled_failed_ms: None,
         tallied: None,
+        branch: None,
         transitions: 1,
     }
 }

@@ -52,6 +52,22 @@ pub struct Cascade {
     /// they were kept. The core leaves it as it is.
     #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
     pub tallied: Option<u32>,
+    /// The latest branch (`on`) taken; `None` until one is.
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<Branch>,
+}
+
+/// A branch taken: the receipt that moved the cascade, which is spent (it
+/// neither branches nor stops again), and whether the current step is the
+/// one it led to (a `final` step so reached completes with `word`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branch {
+    #[serde(rename = "w")]
+    pub word: String,
+    #[serde(rename = "r")]
+    pub receipt_ms: i64,
+    #[serde(rename = "v", default, skip_serializing_if = "std::ops::Not::not")]
+    pub here: bool,
 }
 
 /// Where a cascade stands.
@@ -134,6 +150,7 @@ impl Cascade {
             handled_failed_ms: None,
             transitions: 0,
             tallied: None,
+            branch: None,
         };
         let mut run = Run::new(cascade, now_ms, ctx);
         run.note(EntryKind::Accepted, None, None, None);

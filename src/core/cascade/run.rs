@@ -71,13 +71,15 @@ impl<'c, 'a> Run<'c, 'a> {
             });
         }
         let handled_failed_ms = self.cascade.handled_failed_ms;
+        let branch = self.cascade.branch.clone();
         if self.check_receipts() || self.expired() {
             return;
         }
-        // A `failed` receipt just moved the cascade on (and maybe ordered a
-        // send): the event was meant for the step it left, so it is spent. A
-        // timer would otherwise take that new send for an interrupted one.
-        if self.cascade.handled_failed_ms != handled_failed_ms {
+        // A `failed` receipt or a branch just moved the cascade on (and maybe
+        // ordered a send): the event was meant for the step it left, so it is
+        // spent. A timer would otherwise take that new send for an
+        // interrupted one.
+        if self.cascade.handled_failed_ms != handled_failed_ms || self.cascade.branch != branch {
             return;
         }
         match event {

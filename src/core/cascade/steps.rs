@@ -93,10 +93,17 @@ impl<'a> Run<'_, 'a> {
         if self.expired() {
             return;
         }
-        let next = self.cascade.step as usize + 1;
-        if next >= self.ctx.policy.steps.len() {
+        let here = self.cascade.step as usize;
+        let next = match self.ctx.policy.steps.get(here) {
+            Some(s) if s.is_final => None,
+            _ => self.ctx.policy.after_wait(here),
+        };
+        let Some(next) = next.filter(|&n| n < self.ctx.policy.steps.len()) else {
             self.done(Outcome::Exhausted, Some(why));
             return;
+        };
+        if let Some(b) = &mut self.cascade.branch {
+            b.here = false;
         }
         self.cascade.step = next as u8;
         self.cascade.alt = 0;
@@ -127,10 +134,22 @@ impl<'a> Run<'_, 'a> {
             self.done(Outcome::Exhausted, Some("no_more_steps"));
             return;
         };
+        if def.is_final {
+            // Reached by a branch, the step is the follow-up of the receipt
+            // that led here; otherwise it ends the cascade as a last step.
+            match self.cascade.branch.as_ref().filter(|b| b.here) {
+                Some(b) => {
+                    let event = b.word.clone();
+                    self.done(Outcome::Completed { event }, None);
+                }
+                None => self.done(Outcome::Exhausted, Some("final")),
+            }
+            return;
+        }
         let wait_ms = def.wait_ms.unwrap_or(0);
         let mut until_ms = self.now_ms.saturating_add(wait_ms);
         if def.wait_clock == WaitClock::Awake
-            && let Some(next) = self.first_reachable(step as usize + 1)
+            && let Some(next) = self.first_reachable(step as usize)
             && let Some(q) = self.quiet_hours(next)
         {
             until_ms = q.awake_deadline(self.now_ms, wait_ms, &self.ctx.recipient.tz);
@@ -145,10 +164,26 @@ impl<'a> Run<'_, 'a> {
         }
     }
 
-    /// The channel a later step would use, for the awake wait clock.
+    /// The channel the steps after `step`'s wait would use, for the awake
+    /// wait clock: the first reachable one along the wait's way on.
     pub(super) fn first_reachable(&self, step: usize) -> Option<&'a str> {
-        (step..self.ctx.policy.steps.len())
-            .flat_map(|s| self.alternatives(s))
-            .find(|ch| self.unreachable(ch).is_none())
+        let policy = self.ctx.policy;
+        let mut at = policy.after_wait(step);
+        // The way on is acyclic in a checked policy; bound it regardless.
+        for _ in 0..policy.steps.len() {
+            let s = at?;
+            if let Some(ch) = self
+                .alternatives(s)
+                .into_iter()
+                .find(|ch| self.unreachable(ch).is_none())
+            {
+                return Some(ch);
+            }
+            if policy.steps.get(s).is_none_or(|d| d.is_final) {
+                return None;
+            }
+            at = policy.after_wait(s);
+        }
+        None
     }
 }

@@ -12,6 +12,7 @@ fn policy() -> Policy {
         wait_ms: wait,
         wait_clock: WaitClock::Wall,
         on_limit: OnLimit::Defer,
+        ..Default::default()
     };
     Policy {
         name: "delivery_delay".into(),
@@ -71,6 +72,7 @@ fn state(step: u8, phase: Phase) -> Cascade {
         handled_failed_ms: None,
         transitions: 3,
         tallied: None,
+        branch: None,
     }
 }
 
