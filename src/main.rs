@@ -233,9 +233,15 @@ struct SimulateArgs {
     /// Count `--read-after` from the send on this channel.
     #[arg(long, requires = "read_after")]
     read_on: Option<String>,
-    /// The receipt word [default: `opened` for email, else `read`].
-    #[arg(long, requires = "read_after")]
-    event: Option<String>,
+    /// With `--read-after`: the receipt word [default: `opened` for email,
+    /// else `read`]. Else a receipt word to play `--after` a while
+    /// (repeatable, in order), e.g. `--event called --after 2h30m`.
+    #[arg(long)]
+    event: Vec<String>,
+    /// How long after the previous `--event` (the first: after the start)
+    /// its receipt arrives, whatever went out by then.
+    #[arg(long, conflicts_with = "read_after")]
+    after: Vec<String>,
     /// The customer never reads (the default when `--read-after` is not given).
     #[arg(long)]
     never_read: bool,
@@ -470,14 +476,39 @@ fn scenario_of(catalog: &cascade::config::Catalog, a: &SimulateArgs) -> anyhow::
             );
         }
     }
+    let duration = |d: &str| -> anyhow::Result<i64> {
+        Ok(cascade::config::duration_ms(
+            parse_duration(d).map_err(anyhow::Error::msg)?,
+        ))
+    };
     let read = match &a.read_after {
-        Some(d) => Some(Read {
-            after_ms: cascade::config::duration_ms(parse_duration(d).map_err(anyhow::Error::msg)?),
-            on_channel: a.read_on.clone(),
-            event: a.event.clone(),
-        }),
+        Some(d) => {
+            if a.event.len() > 1 {
+                bail!("--read-after takes one --event (the word the read brings)");
+            }
+            Some(Read {
+                after_ms: duration(d)?,
+                on_channel: a.read_on.clone(),
+                event: a.event.first().cloned(),
+            })
+        }
         None => None,
     };
+    let mut events = Vec::new();
+    if read.is_none() {
+        if a.event.len() != a.after.len() {
+            bail!(
+                "give each --event its --after (how long after the previous one, or the start): {} --event, {} --after",
+                a.event.len(),
+                a.after.len()
+            );
+        }
+        let mut at_ms = start_ms;
+        for (event, after) in a.event.iter().zip(&a.after) {
+            at_ms = at_ms.saturating_add(duration(after)?);
+            events.push((event.trim().to_owned(), at_ms));
+        }
+    }
     Ok(Scenario {
         policy: a.policy.clone(),
         contacts,
@@ -488,6 +519,7 @@ fn scenario_of(catalog: &cascade::config::Catalog, a: &SimulateArgs) -> anyhow::
         send_at_ms,
         read,
         failing: a.fail.clone(),
+        events,
     })
 }
 

@@ -553,3 +553,71 @@ channel = \"sms\"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn simulate_plays_receipts_in_order() {
+    let cfg = repo().join("cascade.toml");
+    let play = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec![
+            "simulate",
+            "order_call",
+            "--start",
+            "2026-11-23T12:00",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = cascade(&cfg, &args);
+        assert_eq!(code, 0, "{err}");
+        out.lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect()
+    };
+    let sent = |lines: &[serde_json::Value]| -> Vec<(String, i64)> {
+        lines
+            .iter()
+            .filter(|v| v["event"] == "sent")
+            .map(|v| {
+                (
+                    v["channel"].as_str().unwrap().to_owned(),
+                    v["offset_s"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let called = play(&["--event", "called", "--after", "2h30m"]);
+    assert_eq!(
+        sent(&called),
+        [
+            ("email".into(), 0),
+            ("call_centre".into(), 7200),
+            ("telegram".into(), 9000)
+        ]
+    );
+    let last = called.last().unwrap();
+    assert_eq!(
+        (&last["event"], &last["reason"]),
+        (&"completed".into(), &"called".into())
+    );
+
+    let unanswered = play(&["--event", "no_answer", "--after", "2h30m"]);
+    assert_eq!(sent(&unanswered)[2], ("whatsapp".into(), 9000));
+    assert_eq!(unanswered.last().unwrap()["event"], "exhausted");
+
+    // Each `--after` counts from the previous event: `called` 0s after
+    // a `delivered` at 2h30m comes while the call waits.
+    let later = play(&[
+        "--event",
+        "delivered",
+        "--after",
+        "2h30m",
+        "--event",
+        "called",
+        "--after",
+        "0s",
+    ]);
+    assert_eq!(sent(&later)[2], ("telegram".into(), 9000));
+
+    let (code, _, err) = cascade(&cfg, &["simulate", "order_call", "--event", "called"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("give each --event its --after"), "{err}");
+}

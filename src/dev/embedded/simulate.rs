@@ -27,6 +27,9 @@ pub struct Scenario {
     pub read: Option<Read>,
     /// Channels whose provider refuses this customer for good.
     pub failing: Vec<String>,
+    /// Receipts played in order whatever went out: (word, when), e.g. a
+    /// call centre's `called` or `no_answer`.
+    pub events: Vec<(String, i64)>,
 }
 
 /// When the customer reads, and on which channel.
@@ -165,6 +168,9 @@ pub fn simulate(catalog: &Catalog, scenario: &Scenario) -> Result<Vec<Line>, Str
         .intake(&notification_body(scenario), &mut reader)
         .map_err(PlayError::from)
         .and_then(|intake| {
+            for (event, at_ms) in &scenario.events {
+                driver.receipt_at(SIMULATED_ID, event, None, *at_ms);
+            }
             driver.run_to_end(&mut reader)?;
             Ok(intake)
         })
@@ -262,6 +268,7 @@ mod tests {
             send_at_ms: None,
             read: None,
             failing: vec![],
+            events: vec![],
         }
     }
 
@@ -315,5 +322,47 @@ mod tests {
         assert_eq!(s[0], ("email".to_string(), 0));
         assert_eq!(s[1], ("call_centre".to_string(), 7200));
         assert_eq!(s[2], ("sms".to_string(), 14_400));
+    }
+
+    /// `order_call` with the call centre's verdict `after` the start.
+    fn order_call_with(event: &str, after_ms: i64) -> Vec<Line> {
+        let mut s = scenario("order_call");
+        s.events = vec![(event.to_owned(), s.start_ms + after_ms)];
+        simulate(&catalog(), &s).unwrap()
+    }
+
+    #[test]
+    fn a_call_that_got_through_is_confirmed_in_a_messenger() {
+        let lines = order_call_with("called", 150 * 60_000);
+        assert_eq!(
+            sends(&lines),
+            [
+                ("email".to_string(), 0),
+                ("call_centre".to_string(), 7200),
+                ("telegram".to_string(), 9000)
+            ]
+        );
+        let branch = lines
+            .iter()
+            .find(|l| l.reason.as_deref() == Some("on called"));
+        let branch = branch.expect("the branch is on the timeline");
+        assert_eq!((branch.event.as_str(), branch.step), ("escalated", Some(2)));
+        let last = lines.last().unwrap();
+        assert_eq!(
+            (last.event.as_str(), last.reason.as_deref()),
+            ("completed", Some("called"))
+        );
+    }
+
+    #[test]
+    fn an_unanswered_call_opens_a_chat() {
+        let lines = order_call_with("no_answer", 150 * 60_000);
+        let s = sends(&lines);
+        assert_eq!(s[2], ("whatsapp".to_string(), 9000));
+        assert_eq!(s.len(), 3);
+        assert_eq!(lines.last().unwrap().event, "exhausted");
+        // With no verdict, the call's wait ends in the chat as well, 4 h on.
+        let lines = simulate(&catalog(), &scenario("order_call")).unwrap();
+        assert_eq!(sends(&lines)[2], ("whatsapp".to_string(), 7200 + 4 * 3600));
     }
 }
