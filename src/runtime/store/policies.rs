@@ -93,3 +93,31 @@ impl Store {
         Ok(policy)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Catalog;
+    use crate::runtime::keys::fnv1a;
+
+    /// A shipped policy without branches is stored as it always was: its
+    /// snapshot, and so the hash running cascades find it by, is pinned.
+    #[test]
+    fn the_snapshot_of_a_shipped_policy_without_branches_is_pinned() {
+        let catalog =
+            Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("cascade.toml")).unwrap();
+        let json = serde_json::to_string(&catalog.policies["order_followup"]).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"order_followup","description":"Order placed: email; a call-centre task after 2 h unopened; SMS after 4 h unless called or read","stop_on":["opened","clicked","read","called"],"expire_after_ms":172800000,"steps":[{"channels":["email"],"wait_ms":7200000,"wait_clock":"wall","on_limit":"defer"},{"channels":["call_centre"],"wait_ms":7200000,"wait_clock":"awake","on_limit":"defer"},{"channels":["sms"],"wait_clock":"wall","on_limit":"defer"}],"limits":{"per_customer":{"count":4,"per_ms":3600000},"per_channel":{"sms":{"count":3,"per_ms":86400000},"vk":{"count":10,"per_ms":86400000}}},"quiet_hours":{"sms":{"start_min":1260,"end_min":540}}}"#
+        );
+        assert_eq!(
+            format!("{:016x}", fnv1a(json.as_bytes())),
+            "26331e3add224700"
+        );
+        // Snapshots stored before branches existed read back the same.
+        let back: crate::core::Policy = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, catalog.policies["order_followup"]);
+    }
+}
