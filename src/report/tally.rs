@@ -193,7 +193,13 @@ impl Tally<'_> {
                 }
                 EntryKind::Escalated => {
                     // Counted on the step left, on the channel it was sent on.
-                    let from = e.step.and_then(|s| s.checked_sub(1));
+                    // A branch (`on <word>`) is noted on the step it left;
+                    // any other escalation on the step it moved to.
+                    let branch = e.reason.as_deref().is_some_and(|r| r.starts_with("on "));
+                    let from = match branch {
+                        true => e.step,
+                        false => e.step.and_then(|s| s.checked_sub(1)),
+                    };
                     let sent = self.sent_before(pos, |s| s.step == from);
                     let ch = sent.and_then(|s| s.channel.as_deref()).unwrap_or("");
                     out.add(from, ch, "escalated", 1);

@@ -294,3 +294,19 @@ fn a_receipts_own_channel_word_never_becomes_a_counter() {
     );
     assert_eq!(has(&t, Some(0), "", "read"), 1);
 }
+
+#[test]
+fn a_branch_is_counted_on_the_step_it_left() {
+    let timeline = vec![
+        entry(T0, EntryKind::Accepted, None, None),
+        entry(T0, EntryKind::Sent, Some(0), Some("vk")),
+        Entry {
+            reason: Some("on called".into()),
+            ..entry(T0 + 5 * MIN, EntryKind::Escalated, Some(0), None)
+        },
+        entry(T0 + 5 * MIN, EntryKind::Sent, Some(1), Some("sms")),
+    ];
+    let t = run(&[], &timeline, &state(0, Phase::Due { at_ms: T0 }), &[]);
+    assert_eq!(has(&t, Some(0), "vk", "escalated"), 1);
+    assert_eq!(has(&t, None, "", "escalated"), 0);
+}
