@@ -234,3 +234,53 @@ async fn email_then_telegram_stopped_by_the_open_pixel() {
 
     run.stop().await;
 }
+
+/// A read of the VK message branches to an SMS (`on = { read = … }`,
+/// `final`), through the Redis store: `read` is also a stop word, and the
+/// store must not refuse the branch's own send for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_branches_to_a_final_sms_through_the_store() {
+    const BRANCHING: &str = "stop_on = [\"read\"]\n\n[[steps]]\nchannel = \"vk\"\nwait = \"30m\"\non = { read = \"thanks\" }\n\n[[steps]]\nchannel = \"vk\"\n\n[[steps]]\nname = \"thanks\"\nchannel = \"sms\"\nfinal = true\n";
+    let vk = FakeVk::start().await;
+    let sms = FakeSmsRu::start().await;
+    let cfg = TestConfig::new("branch", "http://127.0.0.1:9", "", BRANCHING);
+    cfg.vk_and_smsru(&vk.base_url(), sms.base_url(), "");
+    let mut run = Running::start(cfg).await;
+    let base = run.url("");
+
+    let id = run.id("branch");
+    run.publish_bytes(&body(
+        &id,
+        "c-1",
+        "delivery_delay",
+        json!({ "vk": "111", "sms": "+79160000001" }),
+    ))
+    .await;
+    wait_until("the VK message", Duration::from_secs(10), async || {
+        vk.messages().len() == 1
+    })
+    .await;
+    let msg = vk.messages().remove(0);
+    let event = vk.message_read("vk-secret", 111, msg.message_id);
+    let (status, answer) = vk.deliver(&format!("{base}/callbacks/vk/vk"), &event).await;
+    assert_eq!((status, answer.as_str()), (200, "ok"));
+
+    wait_until(
+        "the SMS the read leads to",
+        Duration::from_secs(10),
+        async || run.outcome(&id).await == Some("completed"),
+    )
+    .await;
+    assert_eq!(sms.received().len(), 1);
+    assert_eq!(vk.messages().len(), 1, "the second VK step is skipped");
+    let timeline = events(run.daemon(), &id).await;
+    assert!(
+        timeline.contains(&("escalated".into(), Some("on read".into()))),
+        "{timeline:?}"
+    );
+    assert_eq!(
+        timeline.last(),
+        Some(&("completed".into(), Some("read".into())))
+    );
+    run.stop().await;
+}

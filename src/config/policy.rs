@@ -1,6 +1,6 @@
 //! `policies/<name>.toml`: one escalation policy, named by its file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -93,12 +93,20 @@ pub(super) fn build_policy(
     let expire_after_ms = raw.expire_after.as_ref().and_then(|v| check.duration_ms(v));
 
     let raw_steps = read_raw_steps(raw.steps, check);
+    let names = read_step_names(&raw_steps, check);
+    let targets = raw_steps
+        .iter()
+        .filter_map(|s| s.get_ref().on.as_ref())
+        .flat_map(|on| on.get_ref().values())
+        .filter_map(|to| names.get(to.get_ref().trim()).copied())
+        .collect();
     let reading = StepReading {
         known: base.known,
         count: raw_steps.len(),
         wait_clock: default_clock,
         on_limit: default_on_limit,
-        names: read_step_names(&raw_steps, check),
+        names,
+        targets,
         custom_receipts: &base.custom_receipts,
     };
     let steps: Vec<Step> = raw_steps
@@ -326,6 +334,8 @@ struct StepReading<'a> {
     wait_clock: WaitClock,
     on_limit: OnLimit,
     names: BTreeMap<String, usize>,
+    /// The steps some `on` leads to (reached only by a branch or a `next`).
+    targets: BTreeSet<usize>,
     custom_receipts: &'a [String],
 }
 
@@ -414,15 +424,21 @@ impl StepReading<'_> {
         let wait_ms = match &s.wait {
             Some(w) => check.duration_ms(w),
             None if is_final => None,
-            None if i + 1 < self.count => {
-                check.err(span, format!(
-                    "step {} has no `wait`; say how long to wait for a stopping receipt before step {}, e.g. wait = \"30m\"",
-                    i + 1,
-                    i + 2
-                ));
+            // Only a step its wait leads on from needs one: the last, or
+            // one followed only by steps a branch leads to, may end there.
+            None => {
+                let on = next
+                    .map(usize::from)
+                    .or_else(|| (i + 1..self.count).find(|j| !self.targets.contains(j)));
+                if let Some(to) = on {
+                    check.err(span, format!(
+                        "step {} has no `wait`; say how long to wait for a stopping receipt before step {}, e.g. wait = \"30m\"",
+                        i + 1,
+                        to + 1
+                    ));
+                }
                 None
             }
-            None => None,
         };
         let wait_clock = s
             .wait_clock
