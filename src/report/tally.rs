@@ -149,6 +149,24 @@ impl Tally<'_> {
             .find(|e| e.event == EntryKind::Sent && matches(e))
     }
 
+    /// The step of the latest send, failure, skip or deferral before `pos`.
+    fn step_before(&self, pos: usize) -> Option<u8> {
+        (0..pos)
+            .rev()
+            .map(|i| self.at(i))
+            .find(|e| {
+                matches!(
+                    e.event,
+                    EntryKind::Sent
+                        | EntryKind::Uncertain
+                        | EntryKind::SendFailed
+                        | EntryKind::Skipped
+                        | EntryKind::Deferred
+                ) && e.step.is_some()
+            })
+            .and_then(|e| e.step)
+    }
+
     /// The message a receipt at `pos` answers: the latest sent before it
     /// on its channel (or on any, when it names none); failing that, the
     /// first sent after it in this decision — a receipt recorded while its
@@ -196,9 +214,20 @@ impl Tally<'_> {
                     // A branch (`on <word>`) is noted on the step it left;
                     // any other escalation on the step it moved to.
                     let branch = e.reason.as_deref().is_some_and(|r| r.starts_with("on "));
-                    let from = match branch {
-                        true => e.step,
-                        false => e.step.and_then(|s| s.checked_sub(1)),
+                    let from = if branch {
+                        e.step
+                    } else if self
+                        .policy
+                        .steps
+                        .iter()
+                        .any(|s| s.next.is_some() || !s.on.is_empty())
+                    {
+                        // A `next`, or falling through past steps only a
+                        // branch leads to, may jump: the step left is the
+                        // one the cascade last did something on.
+                        self.step_before(pos)
+                    } else {
+                        e.step.and_then(|s| s.checked_sub(1))
                     };
                     let sent = self.sent_before(pos, |s| s.step == from);
                     let ch = sent.and_then(|s| s.channel.as_deref()).unwrap_or("");

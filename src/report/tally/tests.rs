@@ -87,7 +87,16 @@ fn done() -> Cascade {
 }
 
 fn run(counted: &[Entry], fresh: &[Entry], before: &Cascade, receipts: &[(&str, i64)]) -> Tallied {
-    let p = policy();
+    run_on(policy(), counted, fresh, before, receipts)
+}
+
+fn run_on(
+    p: Policy,
+    counted: &[Entry],
+    fresh: &[Entry],
+    before: &Cascade,
+    receipts: &[(&str, i64)],
+) -> Tallied {
     let receipts: BTreeMap<String, i64> =
         receipts.iter().map(|(w, t)| (w.to_string(), *t)).collect();
     let price = |ch: &str| match ch {
@@ -309,4 +318,25 @@ fn a_branch_is_counted_on_the_step_it_left() {
     let t = run(&[], &timeline, &state(0, Phase::Due { at_ms: T0 }), &[]);
     assert_eq!(has(&t, Some(0), "vk", "escalated"), 1);
     assert_eq!(has(&t, None, "", "escalated"), 0);
+}
+
+#[test]
+fn a_jump_by_next_is_counted_on_the_step_it_left() {
+    // vk (next = sms), a step only a branch leads to, sms.
+    let mut p = policy();
+    p.steps.insert(1, p.steps[0].clone());
+    p.steps[0].next = Some(2);
+    p.steps[0].on = [("called".into(), 1)].into();
+    let timeline = vec![
+        entry(T0, EntryKind::Accepted, None, None),
+        entry(T0, EntryKind::Sent, Some(0), Some("vk")),
+        Entry {
+            reason: Some("unread".into()),
+            ..entry(T0 + 30 * MIN, EntryKind::Escalated, Some(2), None)
+        },
+        entry(T0 + 30 * MIN, EntryKind::Sent, Some(2), Some("sms")),
+    ];
+    let t = run_on(p, &[], &timeline, &state(0, Phase::Due { at_ms: T0 }), &[]);
+    assert_eq!(has(&t, Some(0), "vk", "escalated"), 1);
+    assert_eq!(has(&t, Some(1), "", "escalated"), 0);
 }
