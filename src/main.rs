@@ -540,7 +540,20 @@ fn simulate_cmd(cli: &Cli, a: &SimulateArgs) -> anyhow::Result<()> {
                 cascade::config::fmt_ms(r.after_ms),
                 r.on_channel.as_deref().unwrap_or("first")
             ),
-            None => "never reads".into(),
+            None if scenario.events.is_empty() => "never reads".into(),
+            None => {
+                let played: Vec<String> = scenario
+                    .events
+                    .iter()
+                    .map(|(word, at)| {
+                        format!(
+                            "{word} at {}",
+                            simulate::offset((at - scenario.start_ms) / 1000)
+                        )
+                    })
+                    .collect();
+                format!("receipts {}", played.join(", "))
+            }
         };
         println!(
             "customer: contacts {}; time zone {}; {reads}\n",

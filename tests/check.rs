@@ -617,6 +617,20 @@ fn simulate_plays_receipts_in_order() {
     ]);
     assert_eq!(sent(&later)[2], ("telegram".into(), 9000));
 
+    let (code, out, err) = cascade(
+        &cfg,
+        &[
+            "simulate",
+            "order_call",
+            "--event",
+            "called",
+            "--after",
+            "2h30m",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("; receipts called at +2h 30m\n"), "{out}");
+
     let (code, _, err) = cascade(&cfg, &["simulate", "order_call", "--event", "called"]);
     assert_eq!(code, 1);
     assert!(err.contains("give each --event its --after"), "{err}");
