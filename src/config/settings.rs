@@ -402,6 +402,30 @@ fn read_report(raw: &RawReport, check: &mut FileCheck) -> Option<ReportSettings>
     })
 }
 
+/// `http.admin_listen` when neither the file nor the environment sets it.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+
+/// `http.admin_listen` read on its own — the environment, else the file,
+/// else the default — without loading (and validating) the configuration:
+/// `cascade health` must not call a running daemon unhealthy because a live
+/// edit of channels/ or policies/ is invalid (the daemon keeps its last
+/// good set).
+pub fn admin_listen_alone(config: &std::path::Path) -> String {
+    if let Ok(listen) = std::env::var("CASCADE_HTTP_ADMIN_LISTEN") {
+        return listen;
+    }
+    std::fs::read_to_string(config)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| {
+            t.get("http")?
+                .get("admin_listen")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned())
+}
+
 /// The string settings as given (`None`: the problem is reported).
 struct Texts {
     amqp_url: Option<String>,
@@ -459,7 +483,7 @@ fn read_texts(raw: &RawSettings, check: &mut FileCheck) -> Texts {
         admin_listen: text(
             "CASCADE_HTTP_ADMIN_LISTEN",
             &raw.http.admin_listen,
-            "127.0.0.1:9090",
+            DEFAULT_ADMIN_LISTEN,
         ),
         log_format: text("CASCADE_LOG_FORMAT", &raw.log.format, "json"),
     }
