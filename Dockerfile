@@ -30,6 +30,9 @@ COPY cascade.toml ./
 COPY channels ./channels
 COPY policies ./policies
 COPY examples ./examples
+# Readable by the daemon's user whatever modes the checkout had (a umask
+# of 077 would leave them root's alone).
+RUN chmod -R a+rX /etc/cascade
 ENV CASCADE_CONFIG=/etc/cascade/cascade.toml \
     CASCADE_HTTP_LISTEN=0.0.0.0:8080
 # Not root: the daemon needs no privilege (its ports are above 1024, it

@@ -891,8 +891,7 @@ async fn health_cmd(cli: &Cli, url: Option<&str>, timeout: &str) -> anyhow::Resu
     let url = match url {
         Some(u) => u.to_owned(),
         None => {
-            let catalog = load(cli)?;
-            let listen = &catalog.settings.http.admin_listen;
+            let listen = &cascade::config::admin_listen_alone(&cli.config);
             // A wildcard listener is reached on loopback.
             let addr = listen
                 .parse::<std::net::SocketAddr>()

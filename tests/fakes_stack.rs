@@ -620,6 +620,11 @@ async fn the_stack_delivers_on_every_channel_and_a_read_from_the_index_stops_the
     // not listening.
     let admin = run.admin_url("");
     let port = admin.rsplit(':').next().unwrap();
+    // Also while a live edit left policies/ invalid: the daemon goes on
+    // with its last good set, so it is healthy (health reads only where
+    // the admin listener is, not the whole configuration).
+    run.cfg
+        .write("policies/broken.toml", "[[steps]]\nchannel = 5\n");
     let health = cascade_command()
         .arg("--config")
         .arg(run.cfg.path())

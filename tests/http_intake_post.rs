@@ -200,6 +200,53 @@ async fn a_bad_item_refuses_the_whole_batch_and_names_its_field() {
     );
 }
 
+/// A token given to a system that records receipts (a CRM) cannot send
+/// notifications: only the callers in `http.intake_callers` may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_intake_callers_may_submit() {
+    const CRM_TOKEN: &str = "crm-token-for-receipts-only-0123";
+    let (url, received) = fake_receiver(vec![]).await;
+    let extra = format!("[http.receipt_tokens]\ncrm = \"{CRM_TOKEN}\"\n");
+    let h = Harness::start(
+        TestConfig::new("post-scope", &url, &extra, DELIVERY_DELAY),
+        received,
+    )
+    .await;
+    let body = good(&h.id("from-crm")).to_string().into_bytes();
+    let a = h
+        .submit_raw(body, "application/json", Some(CRM_TOKEN))
+        .await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(
+        a.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("http.intake_callers"),
+        "{}",
+        a.body
+    );
+    // The CRM's token still records receipts (here: an unknown id, 404 past the token check).
+    let receipt = h
+        .http
+        .post(h.url("/v1/receipts"))
+        .bearer_auth(CRM_TOKEN)
+        .json(&json!({ "id": h.id("nothing"), "event": "read" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(receipt.status(), 404);
+    // The shared token is an intake caller: its notification is the only send.
+    let shared = h.id("from-shared");
+    assert_eq!(h.submit(&good(&shared)).await.status, 202);
+    h.wait_vk(1).await;
+    assert_eq!(h.sent_ids(), [shared]);
+    assert_eq!(
+        h.metric("cascade_http_intake_total{result=\"forbidden\"}")
+            .await,
+        1.0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_content_type_and_size_are_checked_first() {
     let h = started("post-guard").await;

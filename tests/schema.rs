@@ -101,6 +101,26 @@ fn schema_and_intake_agree_on_edge_cases() {
         with(base(), "/customer/contacts/vk", json!(5.5)),
         with(base(), "/customer/contacts/vk", json!(-12)),
         with(base(), "/customer/contacts/vk", json!(1e300)),
+        with(
+            base(),
+            "/customer/contacts/vk",
+            json!(9_007_199_254_740_991_u64),
+        ),
+        with(
+            base(),
+            "/customer/contacts/vk",
+            json!(9_007_199_254_740_992_u64),
+        ),
+        with(
+            base(),
+            "/customer/contacts/vk",
+            json!(-9_007_199_254_740_992_i64),
+        ),
+        with(
+            base(),
+            "/customer/contacts/vk",
+            json!(9.007_199_254_740_992e15),
+        ),
         with(base(), "/content/link", json!("HTTP://x")),
         with(base(), "/content/link", json!("http://")),
         with(base(), "/content/link", json!("https://a\u{a0}b")),

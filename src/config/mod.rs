@@ -19,8 +19,8 @@ pub use crate::channels::ChannelConfig;
 pub use error::{ConfigError, ConfigErrors, Severity, line_col};
 pub use secrets::SecretProblem;
 pub use settings::{
-    Amqp, Defaults, ENV_OVERRIDES, Http, LogFormat, QueueType, ReceiptToken, Redis, ReportSettings,
-    Settings,
+    Amqp, DEFAULT_ADMIN_LISTEN, Defaults, ENV_OVERRIDES, Http, LogFormat, QueueType, ReceiptToken,
+    Redis, ReportSettings, Settings, admin_listen_alone,
 };
 pub use values::{duration_ms, interpolate, parse_duration, parse_rate, parse_timezone};
 

@@ -1,7 +1,7 @@
 //! `cascade.toml`: the daemon's own settings. Every key has a default, and
 //! every scalar setting can be overridden by a `CASCADE_…` environment variable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::tz::TimeZone;
 use serde::Deserialize;
@@ -107,8 +107,12 @@ pub struct Http {
     pub listen: String,
     /// The admin listener: `/metrics`, `/healthz`, `/readyz` (loopback by default).
     pub admin_listen: String,
-    /// Bearer tokens for `POST /v1/receipts` and `/cancel`; none disables them.
+    /// Bearer tokens for the `/v1` API; none disables it.
     pub receipt_tokens: Vec<ReceiptToken>,
+    /// The callers (token names; `shared` for `receipt_token`) that may also
+    /// submit notifications (`POST /v1/notifications`): a token handed to a
+    /// system that records receipts must not be able to send SMS.
+    pub intake_callers: BTreeSet<String>,
     /// Base URL under which customers reach tracking links (pixel, clicks).
     pub public_url: String,
     /// A client must send a request's headers within this long of the
@@ -242,6 +246,9 @@ pub(super) struct RawHttp {
     /// `crm_file = "/run/secrets/crm"`.
     #[serde(default)]
     pub receipt_tokens: BTreeMap<String, Spanned<String>>,
+    /// The token names allowed to `POST /v1/notifications`.
+    #[serde(default)]
+    pub intake_callers: Vec<Spanned<String>>,
     pub public_url: Option<Spanned<String>>,
     pub header_read_timeout: Option<Spanned<String>>,
     pub request_timeout: Option<Spanned<String>>,
@@ -307,6 +314,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
     // The order of the reads is the order problems are reported in.
     let text = read_texts(raw, check);
     let receipt_tokens = secrets::receipt_tokens(&raw.http, check);
+    let intake_callers = read_intake_callers(&raw.http, check);
     let number = read_numbers(raw, check);
     let retention_ms = read_retention(raw, text.retention.as_deref(), check);
     let target = read_redis_target(raw, text.redis_url.as_deref(), check);
@@ -350,6 +358,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
             listen: text.listen?,
             admin_listen: text.admin_listen?,
             receipt_tokens,
+            intake_callers,
             public_url: text.public_url?,
             header_read_timeout_ms: time.header_read_timeout?.max(1),
             request_timeout_ms: time.request_timeout?.max(1),
@@ -400,6 +409,58 @@ fn read_report(raw: &RawReport, check: &mut FileCheck) -> Option<ReportSettings>
         segments,
         max_segments: max_segments?,
     })
+}
+
+/// `http.intake_callers`: each must name a token of this file (`shared`,
+/// or a key of `[http.receipt_tokens]`), so a typo cannot leave the
+/// intake shut while it looks open, or name a caller that does not exist.
+fn read_intake_callers(raw: &RawHttp, check: &mut FileCheck) -> BTreeSet<String> {
+    let mut known: BTreeSet<&str> = raw
+        .receipt_tokens
+        .keys()
+        .map(|k| k.strip_suffix("_file").unwrap_or(k))
+        .collect();
+    known.insert("shared");
+    let mut callers = BTreeSet::new();
+    for name in &raw.intake_callers {
+        if known.contains(name.get_ref().as_str()) {
+            callers.insert(name.get_ref().clone());
+        } else {
+            check.err(
+                name.span(),
+                format!(
+                    "`{}` names no token: the callers are {} (`shared` is receipt_token)",
+                    name.get_ref(),
+                    known.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+    }
+    callers
+}
+
+/// `http.admin_listen` when neither the file nor the environment sets it.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+
+/// `http.admin_listen` read on its own — the environment, else the file,
+/// else the default — without loading (and validating) the configuration:
+/// `cascade health` must not call a running daemon unhealthy because a live
+/// edit of channels/ or policies/ is invalid (the daemon keeps its last
+/// good set).
+pub fn admin_listen_alone(config: &std::path::Path) -> String {
+    if let Ok(listen) = std::env::var("CASCADE_HTTP_ADMIN_LISTEN") {
+        return listen;
+    }
+    std::fs::read_to_string(config)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| {
+            t.get("http")?
+                .get("admin_listen")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned())
 }
 
 /// The string settings as given (`None`: the problem is reported).
@@ -459,7 +520,7 @@ fn read_texts(raw: &RawSettings, check: &mut FileCheck) -> Texts {
         admin_listen: text(
             "CASCADE_HTTP_ADMIN_LISTEN",
             &raw.http.admin_listen,
-            "127.0.0.1:9090",
+            DEFAULT_ADMIN_LISTEN,
         ),
         log_format: text("CASCADE_LOG_FORMAT", &raw.log.format, "json"),
     }

@@ -236,7 +236,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
         (status = 202, description = "Every notification was validated and confirmed by RabbitMQ; the daemon starts the cascades (an id seen before counts as a duplicate, nothing is sent twice)", body = AcceptedBody),
         (status = 400, description = "At least one notification was refused (nothing of the batch was published), or the body is not JSON", body = IntakeRefusal),
         (status = 401, description = "No valid bearer token", body = super::openapi::ApiError),
-        (status = 403, description = "The API has no token configured", body = super::openapi::ApiError),
+        (status = 403, description = "The API has no token configured, or this caller is not in `http.intake_callers`", body = super::openapi::ApiError),
         (status = 408, description = "The request took longer than `http.request_timeout`"),
         (status = 413, description = "The body is longer than 1 MiB", body = CodedError),
         (status = 415, description = "The body is not `application/json`", body = CodedError),
@@ -249,10 +249,28 @@ pub(super) async fn post_notifications(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(reason) = authenticate(&state, &headers) {
-        return refused(&state, reason);
-    }
+    let caller = match authenticate(&state, &headers) {
+        Ok(caller) => caller,
+        Err(reason) => return refused(&state, reason),
+    };
     let telemetry = &state.telemetry;
+    // A token handed to a system that records receipts does not send SMS.
+    if !state
+        .catalog
+        .load()
+        .settings
+        .http
+        .intake_callers
+        .contains(&caller)
+    {
+        telemetry.http_intake("forbidden");
+        return super::error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "the caller `{caller}` may use the /v1 API but not submit notifications; list it in http.intake_callers"
+            ),
+        );
+    }
     if !is_json(&headers) {
         telemetry.http_intake("unsupported_media_type");
         return coded(
@@ -297,6 +315,7 @@ pub(super) async fn post_notifications(
     match state.publisher.publish_all(&bodies).await {
         Ok(()) => {
             telemetry.http_intake("accepted");
+            tracing::info!(caller = %caller, notifications = ids.len(), "notifications submitted over HTTP");
             (StatusCode::ACCEPTED, Json(AcceptedBody { accepted: ids })).into_response()
         }
         Err(e) => {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 /// | `malformed_json` | the body is not one complete JSON document (empty, syntax error, cut short, trailing bytes) |
 /// | `missing_field` | a required field (`id`, `policy`, `customer`, `customer.id`) is absent |
 /// | `invalid_field` | a field has the wrong type or a value outside its limits (empty, too long, too many entries, a link that is not http(s)) |
-/// | `invalid_id` | `id` is empty, longer than 200 bytes, or holds whitespace, control characters, `{` or `}` |
+/// | `invalid_id` | `id` is empty, longer than 200 characters, or holds whitespace, control characters, `{` or `}` |
 /// | `unknown_policy` | `policy` names no configured policy |
 /// | `invalid_timezone` | `customer.timezone` is not an IANA time zone name |
 /// | `invalid_time` | `send_at` or `expires_at` is not an RFC 3339 time |

@@ -111,6 +111,11 @@ struct Contact(Option<String>);
 /// `Contact`'s visitor.
 const CONTACT_EXPECTED: &str = "a string or a whole number";
 
+/// The largest whole number a contact may be written as: 2^53 − 1, the
+/// last one every JSON parser (JavaScript's too) reads exactly. Larger ids
+/// are written as strings, or a float would round them to another contact.
+pub const MAX_WHOLE_CONTACT: u64 = (1 << 53) - 1;
+
 impl<'de> Deserialize<'de> for Contact {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -123,15 +128,21 @@ impl<'de> Deserialize<'de> for Contact {
                 Ok(Contact(Some(v.to_owned())))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Contact, E> {
+                if v.unsigned_abs() > MAX_WHOLE_CONTACT {
+                    return Err(E::invalid_value(serde::de::Unexpected::Signed(v), &self));
+                }
                 Ok(Contact(Some(v.to_string())))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Contact, E> {
+                if v > MAX_WHOLE_CONTACT {
+                    return Err(E::invalid_value(serde::de::Unexpected::Unsigned(v), &self));
+                }
                 Ok(Contact(Some(v.to_string())))
             }
             /// `5.0` or `1e9` is a whole number too, as JSON Schema's
             /// `integer` says; `5.5` is not.
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Contact, E> {
-                if v.is_finite() && v.fract() == 0.0 {
+                if v.fract() == 0.0 && v.abs() <= MAX_WHOLE_CONTACT as f64 {
                     Ok(Contact(Some(format!("{v:.0}"))))
                 } else {
                     Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))

@@ -20,6 +20,7 @@
 use schemars::{Schema, SchemaGenerator, json_schema};
 use serde_json::Value;
 
+use super::json::MAX_WHOLE_CONTACT;
 use super::{
     MAX_CHANNEL_CONTENTS, MAX_CONTACT_CHARS, MAX_CONTACTS, MAX_CUSTOMER_ID_CHARS, MAX_ID_CHARS,
     MAX_KEY_CHARS, MAX_LINK_CHARS, MAX_POLICY_CHARS, MAX_PREFERENCES, MAX_SUBJECT_CHARS,
@@ -121,14 +122,18 @@ pub(super) fn contacts(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": ["object", "null"],
         "description": "Contact key (sms, email, vk, telegram, whatsapp, or a channel's own \
-                        contact key) to address. A whole number is taken as its decimal text \
-                        (a VK or Telegram id); null means no such contact.",
+                        contact key) to address. A whole number (at most 2^53 - 1) is taken \
+                        as its decimal text (a VK or Telegram id); null means no such contact.",
         "maxProperties": MAX_CONTACTS,
         "propertyNames": key(),
         "additionalProperties": {
             "anyOf": [
                 { "type": "string", "maxLength": MAX_CONTACT_CHARS },
-                { "type": "integer" },
+                {
+                    "type": "integer",
+                    "minimum": -(MAX_WHOLE_CONTACT as i64),
+                    "maximum": MAX_WHOLE_CONTACT,
+                },
                 { "type": "null" },
             ],
         },

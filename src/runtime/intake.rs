@@ -412,7 +412,11 @@ async fn failed(delivery: &Delivery, failure: &Failure, hands: &Hands) {
 /// The headers of a dead letter: the original ones, the error code and
 /// sentence, and the field at fault when the error names one.
 fn with_error(headers: Option<&FieldTable>, error: &IntakeError) -> FieldTable {
-    let mut headers = headers.cloned().unwrap_or_default();
+    // Without the error headers of an earlier refusal (a dead letter moved
+    // back by hand): a field named then must not stick to this error.
+    let mut kept = headers.map(|t| t.inner().clone()).unwrap_or_default();
+    kept.retain(|k, _| !k.as_str().starts_with(super::dead_letters::ERROR_HEADER));
+    let mut headers = FieldTable::from(kept);
     headers.insert(
         ShortString::from("x-cascade-error-code"),
         AMQPValue::LongString(LongString::from(error.code.as_str())),

@@ -23,6 +23,9 @@ pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed connect, requests are answered at once for this long
 /// instead of each trying again: a broker that is down is not hammered.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+/// The longest wait for a dropped connection's close handshake, which runs
+/// in the background: a blocked broker cannot hold anyone up with it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a batch was not taken. Whatever it is, none of the batch may be
 /// counted on: the caller retries the whole batch (ids make copies harmless).
@@ -49,9 +52,19 @@ pub struct Publisher {
 
 #[derive(Default)]
 struct Link {
-    open: Option<(Connection, Channel)>,
+    open: Option<Open>,
+    /// Counts the connections opened: a request that saw its channel fail
+    /// drops the connection only if it is still the one it used (lapin
+    /// numbers channels per connection, so a channel id cannot tell).
+    generation: u64,
     /// Set by a failed connect: no new attempt before then.
     retry_at: Option<Instant>,
+}
+
+struct Open {
+    conn: Connection,
+    channel: Channel,
+    generation: u64,
 }
 
 impl Publisher {
@@ -65,7 +78,7 @@ impl Publisher {
     /// Publishes every body and waits for all their confirms: `Ok` only
     /// when RabbitMQ took each one.
     pub async fn publish_all(&self, bodies: &[&[u8]]) -> Result<(), PublishError> {
-        let channel = self.channel().await?;
+        let (channel, generation) = self.channel().await?;
         let published = tokio::time::timeout(
             CONFIRM_TIMEOUT,
             publish_on(&channel, &self.config.queue, bodies),
@@ -77,28 +90,31 @@ impl Publisher {
             Err(PublishError::TimedOut | PublishError::Failed(_))
         ) {
             // A channel that failed or hangs is not used again.
-            self.forget(&channel).await;
+            self.forget(generation).await;
         }
         published
     }
 
     /// Closes the connection (at shutdown).
     pub async fn close(&self) {
-        if let Some((conn, _)) = self.open.lock().await.open.take() {
-            let _ = conn.close(200, ShortString::from("shutting down")).await;
+        let open = self.open.lock().await.open.take();
+        if let Some(open) = open {
+            close(open.conn, "shutting down").await;
         }
     }
 
     /// The open channel, or a new one if there is none or it failed.
-    async fn channel(&self) -> Result<Channel, PublishError> {
+    async fn channel(&self) -> Result<(Channel, u64), PublishError> {
         let mut link = self.open.lock().await;
-        if let Some((conn, channel)) = &link.open {
-            if conn.status().connected() && channel.status().connected() {
-                return Ok(channel.clone());
+        if let Some(open) = &link.open {
+            if open.conn.status().connected() && open.channel.status().connected() {
+                return Ok((open.channel.clone(), open.generation));
             }
             tracing::warn!("the HTTP intake's RabbitMQ channel is closed; opening another");
         }
-        link.open = None;
+        if let Some(stale) = link.open.take() {
+            tokio::spawn(close(stale.conn, "replaced"));
+        }
         if let Some(at) = link.retry_at
             && Instant::now() < at
         {
@@ -110,8 +126,14 @@ impl Publisher {
         match opened {
             Ok(Ok((conn, channel))) => {
                 link.retry_at = None;
-                link.open = Some((conn, channel.clone()));
-                Ok(channel)
+                link.generation += 1;
+                let generation = link.generation;
+                link.open = Some(Open {
+                    conn,
+                    channel: channel.clone(),
+                    generation,
+                });
+                Ok((channel, generation))
             }
             Ok(Err(e)) => {
                 link.retry_at = Some(Instant::now() + RECONNECT_PAUSE);
@@ -138,19 +160,24 @@ impl Publisher {
         Ok((conn, channel))
     }
 
-    /// Drops `channel` (if it is still the open one), so the next request
-    /// opens another.
-    async fn forget(&self, channel: &Channel) {
+    /// Drops the connection of `generation` if it is still the open one,
+    /// so the next request opens another. Its close runs in the background.
+    async fn forget(&self, generation: u64) {
         let mut link = self.open.lock().await;
         if link
             .open
             .as_ref()
-            .is_some_and(|(_, open)| open.id() == channel.id())
-            && let Some((conn, _)) = link.open.take()
+            .is_some_and(|open| open.generation == generation)
+            && let Some(open) = link.open.take()
         {
-            let _ = conn.close(200, ShortString::from("replaced")).await;
+            tokio::spawn(close(open.conn, "replaced"));
         }
     }
+}
+
+/// Closes a connection, waiting at most `CLOSE_TIMEOUT` for the broker.
+async fn close(conn: Connection, why: &'static str) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, ShortString::from(why))).await;
 }
 
 /// Publishes all bodies (pipelined), then waits for each confirm.

@@ -164,7 +164,7 @@ impl TestConfig {
             format!(
                 "[amqp]\nqueue = \"{name}.notifications\"\ndead_letter_queue = \"{name}.dead\"\nprefetch = 64\n\n\
                  [redis]\n{redis}prefix = \"{name}\"\ntimer_shards = {TEST_TIMER_SHARDS}\nretention = \"1h\"\n\n\
-                 [http]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nreceipt_token = \"{TOKEN}\"\n\n{cascade_extra}\n"
+                 [http]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nreceipt_token = \"{TOKEN}\"\nintake_callers = [\"shared\"]\n\n{cascade_extra}\n"
             ),
         )
         .unwrap();
