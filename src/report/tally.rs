@@ -250,6 +250,13 @@ impl Tally<'_> {
                 }
                 EntryKind::Completed => {
                     out.add(e.step, "", "completed", 1);
+                    // A `final` step reached by a branch completes with the
+                    // branch's word (`called`): a verdict that led to the
+                    // follow-up, not a read, and nothing was saved by it.
+                    let word = e.reason.as_deref().unwrap_or("");
+                    if !self.policy.stops_on(word) {
+                        continue;
+                    }
                     if !read_counted {
                         // A stopping receipt written straight into the
                         // receipts hash: no entry tells its channel.
@@ -318,19 +325,31 @@ impl Tally<'_> {
 
     /// The steps a read made unneeded: those not sent when the cascade
     /// completed, on the channel each would have used, and their price.
+    /// They are the steps the cascade would have gone on to with nobody
+    /// reading: each wait's end leads to the next (`Policy::after_wait`,
+    /// which skips steps only a branch leads to), up to a `final` step.
     fn saved(&self, out: &mut Tallied) {
-        let first = match &self.before.phase {
-            Phase::Due { .. } => self.before.step as usize,
-            Phase::InFlight { .. } | Phase::Waiting { .. } => self.before.step as usize + 1,
+        let policy = self.policy;
+        let mut step = match &self.before.phase {
+            Phase::Due { .. } => Some(self.before.step as usize),
+            Phase::InFlight { .. } | Phase::Waiting { .. } => {
+                policy.after_wait(self.before.step as usize)
+            }
             Phase::Done { .. } => return,
         };
-        for step in first..self.policy.steps.len() {
-            let Some(ch) = (self.would_use)(step) else {
-                continue;
+        // `check` refuses ways on that come round; the bound is for safety.
+        for _ in 0..policy.steps.len() {
+            let Some(s) = step.filter(|&s| s < policy.steps.len()) else {
+                return;
             };
-            let s = Some(step as u8);
-            out.add(s, &ch, "avoided", 1);
-            out.money(s, &ch, "saved", (self.price)(&ch));
+            if let Some(ch) = (self.would_use)(s) {
+                out.add(Some(s as u8), &ch, "avoided", 1);
+                out.money(Some(s as u8), &ch, "saved", (self.price)(&ch));
+            }
+            if policy.steps[s].is_final {
+                return;
+            }
+            step = policy.after_wait(s);
         }
     }
 }

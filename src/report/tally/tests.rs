@@ -340,3 +340,77 @@ fn a_jump_by_next_is_counted_on_the_step_it_left() {
     assert_eq!(has(&t, Some(0), "vk", "escalated"), 1);
     assert_eq!(has(&t, Some(1), "", "escalated"), 0);
 }
+
+#[test]
+fn a_final_step_reached_by_a_branch_completes_without_a_read_or_a_saving() {
+    // vk (on called → sms, final); the cascade completes with `called`
+    // once the sms is out: a verdict that led to the follow-up, not a read.
+    let mut p = policy();
+    p.steps[0].on = [("called".into(), 1)].into();
+    p.steps[1].is_final = true;
+    let timeline = vec![
+        entry(T0, EntryKind::Accepted, None, None),
+        entry(T0, EntryKind::Sent, Some(0), Some("vk")),
+        receipt(T0 + 5 * MIN, "called", None),
+        Entry {
+            reason: Some("on called".into()),
+            ..entry(T0 + 5 * MIN, EntryKind::Escalated, Some(0), None)
+        },
+        entry(T0 + 5 * MIN, EntryKind::Sent, Some(1), Some("sms")),
+        Entry {
+            reason: Some("called".into()),
+            ..entry(T0 + 5 * MIN, EntryKind::Completed, Some(1), None)
+        },
+    ];
+    let t = run_on(
+        p,
+        &[],
+        &timeline,
+        &state(0, Phase::Due { at_ms: T0 }),
+        &[("called", T0 + 5 * MIN)],
+    );
+    assert_eq!(has(&t, Some(1), "", "completed"), 1);
+    let reads: i64 = t
+        .counts
+        .iter()
+        .filter(|c| c.metric == "read")
+        .map(|c| c.n)
+        .sum();
+    assert_eq!(reads, 0, "{:?}", t.counts);
+    assert!(
+        !t.counts.iter().any(|c| c.metric == "avoided"),
+        "{:?}",
+        t.counts
+    );
+}
+
+#[test]
+fn a_read_saves_the_steps_a_wait_would_have_led_to_not_those_only_a_branch_reaches() {
+    // vk (on called → confirm, next = chat), confirm (final), chat.
+    let mut p = policy();
+    let mut confirm = p.steps[1].clone();
+    confirm.is_final = true;
+    p.steps.insert(1, confirm);
+    p.steps[0].on = [("called".into(), 1)].into();
+    p.steps[0].next = Some(2);
+    let waiting = Phase::Waiting {
+        channel: "vk".into(),
+        sent_ms: T0,
+        until_ms: T0 + 30 * MIN,
+    };
+    let read = [
+        receipt(T0 + 5 * MIN, "read", Some("vk")),
+        Entry {
+            reason: Some("read".into()),
+            ..entry(T0 + 5 * MIN, EntryKind::Completed, Some(0), None)
+        },
+    ];
+    let t = run_on(p, &[], &read, &state(0, waiting), &[("read", T0 + 5 * MIN)]);
+    let avoided: Vec<Option<u8>> = t
+        .counts
+        .iter()
+        .filter(|c| c.metric == "avoided")
+        .map(|c| c.step)
+        .collect();
+    assert_eq!(avoided, [Some(2)], "{:?}", t.counts);
+}

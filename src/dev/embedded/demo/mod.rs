@@ -43,13 +43,30 @@ impl Customers for Crowd<'_> {
         if self.never_read.contains(id) || self.reads.contains_key(id) {
             return None;
         }
+        // The call centre reports every call it made: the customer answered
+        // (`called`, which stops order_followup and leads order_call to its
+        // confirmation) or did not (`no_answer`, which leads order_call to
+        // a chat). A verdict is not a read: the customer may still read the
+        // step it leads to.
+        if kind == ChannelKind::Webhook {
+            let word = match self.dice.below(10) {
+                0..=5 => "called",
+                6..=8 => "no_answer",
+                _ => return None,
+            };
+            let at = entry.at_ms + self.dice.delay(50 * MIN);
+            if word == "called" {
+                self.reads.insert(id.to_owned(), (channel.to_owned(), at));
+            }
+            return Some((word.to_owned(), at));
+        }
         // Read probability and mean delay per kind; SMS has no read receipts.
         let (p, mean, word) = match kind {
             ChannelKind::Vk => (0.55, 12 * MIN, "read"),
             ChannelKind::Telegram => (0.7, 6 * MIN, "read"),
             ChannelKind::Whatsapp => (0.75, 8 * MIN, "read"),
             ChannelKind::Email => (0.4, 5 * HOUR, "opened"),
-            ChannelKind::Webhook => (0.6, 50 * MIN, "called"),
+            ChannelKind::Webhook => (0.0, 0, "called"),
             ChannelKind::Sms => (0.0, 0, "read"),
         };
         if !self.dice.chance(p) {

@@ -87,7 +87,8 @@ pub fn draw(catalog: &Catalog, customers: usize, day_start: i64, dice: &mut Dice
 fn policies(catalog: &Catalog) -> Vec<&str> {
     let sample: Vec<&str> = ["delivery_delay"; 5]
         .into_iter()
-        .chain(["order_followup"; 3])
+        .chain(["order_followup"; 2])
+        .chain(["order_call"; 2])
         .chain(["abandoned_cart"; 2])
         .filter(|p| catalog.policies.contains_key(*p))
         .collect();
@@ -137,6 +138,9 @@ fn notification(id: &str, policy: &str, order: usize, customer: &Value) -> Value
     let text = match policy {
         "delivery_delay" => format!("Заказ {order} задерживается на 2 дня. Приносим извинения!"),
         "abandoned_cart" => "Вы оставили товары в корзине. Они ещё ждут вас!".to_string(),
+        "order_call" => {
+            format!("Заказ {order} оформлен. Менеджер позвонит, чтобы согласовать доставку.")
+        }
         _ => format!("Заказ {order} оформлен. Мы позвоним, если понадобится уточнить детали."),
     };
     let sms = if policy == "delivery_delay" {
