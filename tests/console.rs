@@ -270,11 +270,6 @@ fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).unwrap().to_string()
 }
 
-/// A page's text.
-async fn text_of(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
-    http.get(url).send().await.unwrap().text().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_what_the_report_counts_in_a_browser_too() {
     let began = Instant::now();

@@ -588,15 +588,7 @@ async fn the_stack_delivers_on_every_channel_and_a_read_from_the_index_stops_the
     }
 
     // The page shows it all, and each read button's receipt went through.
-    let page = run
-        .http
-        .get(format!("{index}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(&run.http, format!("{index}/")).await;
     for shown in [
         "vk",
         "smsru",

@@ -196,25 +196,10 @@ fn check_agreement(validator: &Validator, value: &Value) -> Result<bool, String>
     }
 }
 
+/// The shipped example, the valid notification the corpus starts from.
 fn base() -> Value {
-    json!({
-        "id": "order-1001:delayed",
-        "policy": "delivery_delay",
-        "customer": {
-            "id": "c-42",
-            "timezone": "Europe/Moscow",
-            "segment": "new",
-            "contacts": { "vk": "123456789", "sms": "+79161234567" },
-            "preferences": ["vk"],
-            "opt_out": ["whatsapp"]
-        },
-        "content": {
-            "text": "Заказ 1001 задерживается",
-            "link": "https://shop.example.ru/orders/1001",
-            "channels": { "sms": { "text": "Заказ задерживается" } }
-        },
-        "send_at": "2026-11-23T09:00:00Z"
-    })
+    let path = root().join("examples/delivery_delay.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 /// `value` with the member at the JSON pointer `at` set (parents created).

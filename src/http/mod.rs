@@ -21,7 +21,7 @@ use tower_http::timeout::TimeoutLayer;
 pub mod callbacks;
 mod console;
 /// Text made safe for HTML (also for `cascade fakes`' index page).
-pub(crate) use console::escape;
+pub(crate) use console::{escape, url_encode};
 pub mod openapi;
 pub mod refusal;
 mod reports;

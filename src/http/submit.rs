@@ -202,11 +202,11 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
             if over {
                 too_large()
             } else {
-                coded(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::MalformedJson.as_str(),
+                let cut = IntakeError::new(
+                    ErrorCode::MalformedJson,
                     "the request body could not be read to its end",
-                )
+                );
+                refusal(vec![problem(&cut, None)])
             }
         })
 }
@@ -254,15 +254,10 @@ pub(super) async fn post_notifications(
         Err(reason) => return refused(&state, reason),
     };
     let telemetry = &state.telemetry;
+    // One configuration for the whole request, as loaded now.
+    let catalog = state.catalog.load_full();
     // A token handed to a system that records receipts does not send SMS.
-    if !state
-        .catalog
-        .load()
-        .settings
-        .http
-        .intake_callers
-        .contains(&caller)
-    {
+    if !catalog.settings.http.intake_callers.contains(&caller) {
         telemetry.http_intake("forbidden");
         return super::error(
             StatusCode::FORBIDDEN,
@@ -303,7 +298,6 @@ pub(super) async fn post_notifications(
             return refusal(vec![problem(&e, None)]);
         }
     };
-    let catalog = state.catalog.load_full();
     let ids = match admit_all(&items, &catalog, state.clock.now_ms()) {
         Ok(ids) => ids,
         Err(problems) => {

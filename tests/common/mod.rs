@@ -208,6 +208,11 @@ pub fn notification(id: &str, customer: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A page's text (GET, any status).
+pub async fn text_of(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// Polls `check` until it holds or `timeout` passes.
 pub async fn wait_until(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
@@ -1010,14 +1015,7 @@ impl Running {
 
     /// The daemon's Prometheus page.
     pub async fn metrics(&self) -> String {
-        self.http
-            .get(self.admin_url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        text_of(&self.http, self.admin_url("/metrics")).await
     }
 
     /// The sum of the samples of metric `name` with `labels` on the daemon's

@@ -18,7 +18,7 @@
 mod charts;
 mod page;
 
-pub(crate) use page::escape;
+pub(crate) use page::{escape, url_encode};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

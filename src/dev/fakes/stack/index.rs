@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Fake, FakeStack};
-use crate::http::escape;
+use crate::http::{escape, url_encode};
 
 #[derive(Deserialize)]
 struct Format {
@@ -132,7 +132,7 @@ fn render(received: &Value) -> String {
                     out,
                     "<td><form method=\"post\" action=\"/read/{name}/{}\">\
                      <button>mark read</button></form></td>",
-                    escape(&percent(id))
+                    escape(&url_encode(id))
                 );
             }
             out.push_str("</tr>");
@@ -162,19 +162,6 @@ fn render(received: &Value) -> String {
     }
     out.push_str("</body></html>");
     out
-}
-
-/// A message id made safe for a path segment (WhatsApp's `wamid.…` ids
-/// hold `=`; the others are digits).
-fn percent(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
