@@ -24,6 +24,7 @@ mod console;
 pub(crate) use console::{escape, url_encode};
 pub mod openapi;
 pub mod refusal;
+pub mod replies;
 mod reports;
 pub mod serve;
 mod submit;
