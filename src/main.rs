@@ -934,14 +934,18 @@ async fn receipt_cmd(
 ) -> anyhow::Result<()> {
     let catalog = load(cli)?;
     let now = Timestamp::now().as_millisecond();
-    match store(&catalog)
-        .await?
-        .record_receipt(id, event, channel, now)
-        .await?
-    {
+    let store = store(&catalog).await?;
+    let result = store.record_receipt(id, event, channel, now).await?;
+    match result {
         ReceiptResult::Recorded => println!("recorded {event} for {id}"),
         ReceiptResult::AlreadyRecorded => println!("{event} was already recorded for {id}"),
         ReceiptResult::UnknownNotification => bail!("no notification `{id}`"),
+    }
+    if event == cascade::core::replies::ANSWERED {
+        let n = store.spread_answer(id, now).await?;
+        if n > 0 {
+            println!("answered {n} open repl{}", if n == 1 { "y" } else { "ies" });
+        }
     }
     Ok(())
 }

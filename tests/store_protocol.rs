@@ -134,6 +134,7 @@ fn policy(stop_on: Vec<String>) -> Policy {
         limits: Default::default(),
         quiet_hours: BTreeMap::new(),
         quiet_off: Default::default(),
+        answer: None,
     }
 }
 

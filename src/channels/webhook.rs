@@ -100,6 +100,9 @@ struct Task<'a> {
     text: Option<&'a str>,
     subject: Option<&'a str>,
     link: Option<&'a str>,
+    /// A customer's reply, on a staff cascade's sends (`core::replies`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply: Option<&'a crate::notification::ReplyOf>,
 }
 
 #[derive(Serialize)]
@@ -131,6 +134,7 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
         text: notification.text_for(&channel.name, channel.kind),
         subject: notification.subject_for(&channel.name, channel.kind),
         link: notification.content.link.as_deref(),
+        reply: notification.reply.as_ref(),
     };
     let bytes = match serde_json::to_vec(&task) {
         Ok(b) => b,

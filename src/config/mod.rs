@@ -8,15 +8,17 @@ mod check;
 mod error;
 mod policy;
 mod provider_keys;
+mod replies;
 pub mod secrets;
 mod settings;
 mod values;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use crate::channels::ChannelConfig;
 pub use error::{ConfigError, ConfigErrors, Severity, line_col};
+pub use replies::{BusinessHours, Replies};
 pub use secrets::SecretProblem;
 pub use settings::{
     Amqp, DEFAULT_ADMIN_LISTEN, Defaults, ENV_OVERRIDES, Http, LogFormat, QueueType, ReceiptToken,
@@ -85,9 +87,20 @@ impl Catalog {
             limits: build_limits(&raw_settings.limits, &known, &mut check),
             quiet: build_quiet_hours(&raw_settings.quiet_hours, &known, &mut check),
             custom_receipts: raw_settings.receipts.custom_words(),
+            replies_sink: raw_settings.replies.sink.is_some()
+                || env("CASCADE_REPLIES_SINK").is_some_and(|s| !s.trim().is_empty()),
         };
         let policies = load_policies(&root, env, &base, &mut found);
 
+        if let Some(settings) = &settings {
+            check_staff_channels(
+                config_path,
+                &settings.replies,
+                &channels,
+                &policies,
+                &mut found,
+            );
+        }
         match (found.errors.is_empty(), settings) {
             (true, Some(settings)) => {
                 let channel_rules = channels
@@ -316,4 +329,48 @@ pub fn fmt_ms(ms: i64) -> String {
         .map(|(n, unit)| format!("{n}{unit}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The staff channels — `[replies] sink` and every policy's
+/// `answer_escalation` — must exist and reach staff: a channel that needs
+/// an address finds it in `[replies] staff` under its contact key.
+fn check_staff_channels(
+    config_path: &Path,
+    replies: &Replies,
+    channels: &BTreeMap<String, ChannelConfig>,
+    policies: &BTreeMap<String, crate::core::Policy>,
+    found: &mut Findings,
+) {
+    let escalations = policies.values().filter_map(|p| {
+        let a = p.answer.as_ref()?;
+        Some(
+            a.escalation
+                .iter()
+                .map(move |s| (s.channel.as_str(), p.name.as_str())),
+        )
+    });
+    let sink = replies.sink.as_deref().map(|s| (s, "[replies] sink"));
+    let mut seen = BTreeSet::new();
+    for (channel, used_by) in sink.into_iter().chain(escalations.flatten()) {
+        if !seen.insert(channel) {
+            continue;
+        }
+        let Some(config) = channels.get(channel) else {
+            found.errors.push(ConfigError::whole_file(
+                config_path,
+                format!("{used_by} names channel `{channel}`, which has no file in channels/"),
+            ));
+            continue;
+        };
+        if let Some(key) = &config.rules.contact_key
+            && !replies.staff.contains_key(key)
+        {
+            found.errors.push(ConfigError::whole_file(
+                config_path,
+                format!(
+                    "staff channel `{channel}` ({used_by}) sends to the contact `{key}`, which [replies] staff does not give; add e.g. [replies] staff = {{ {key} = \"…\" }}"
+                ),
+            ));
+        }
+    }
 }

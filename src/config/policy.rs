@@ -7,6 +7,7 @@ use toml::Spanned;
 
 use super::check::{FileCheck, KnownChannels};
 use super::settings::RawLimits;
+use crate::core::policy::{Answer, StaffStep};
 use crate::core::policy::{CANCELLED, DEFAULT_STOP_ON};
 use crate::core::{Limits, OnLimit, Policy, QuietHours, Step, WaitClock};
 use crate::report::tally::RECEIPT_WORDS;
@@ -23,6 +24,20 @@ pub(super) struct RawPolicy {
     pub steps: Option<Spanned<Vec<Spanned<RawStep>>>>,
     pub limits: Option<RawLimits>,
     pub quiet_hours: Option<BTreeMap<String, Spanned<String>>>,
+    pub answer_within: Option<Spanned<String>>,
+    pub answer_escalation: Option<Spanned<Vec<Spanned<RawStaffStep>>>>,
+}
+
+/// One `answer_escalation` entry: `"support_telegram"` (waiting
+/// `answer_within` before the next) or `{ channel = "…", wait = "30m" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawStaffStep {
+    Channel(String),
+    Table {
+        channel: String,
+        wait: Option<Spanned<String>>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +83,9 @@ pub(super) struct PolicyBase<'a> {
     pub quiet: BTreeMap<String, Option<QuietHours>>,
     /// `[receipts] custom`: the words of the operator's own systems.
     pub custom_receipts: Vec<String>,
+    /// Whether `[replies] sink` is set: an answer deadline needs somewhere
+    /// to hand the reply first.
+    pub replies_sink: bool,
 }
 
 /// Reads one policy file; `None` when anything in it is wrong (each problem
@@ -131,6 +149,8 @@ pub(super) fn build_policy(
         .filter_map(|(k, v)| Some((k, v?)))
         .collect();
 
+    let answer = read_answer(&raw.answer_within, raw.answer_escalation, base, check);
+
     if check.errors.len() > before {
         return None;
     }
@@ -143,6 +163,57 @@ pub(super) fn build_policy(
         limits,
         quiet_hours,
         quiet_off,
+        answer,
+    })
+}
+
+/// `answer_within` and `answer_escalation`: how soon staff must answer a
+/// customer's reply, and the staff channels in turn when they do not.
+fn read_answer(
+    within: &Option<Spanned<String>>,
+    escalation: Option<Spanned<Vec<Spanned<RawStaffStep>>>>,
+    base: &PolicyBase,
+    check: &mut FileCheck,
+) -> Option<Answer> {
+    let Some(within) = within else {
+        if let Some(e) = escalation {
+            check.err(
+                e.span(),
+                "answer_escalation without answer_within: set how soon a reply must be answered, e.g. answer_within = \"15m\"",
+            );
+        }
+        return None;
+    };
+    if !base.replies_sink {
+        check.err(
+            within.span(),
+            "answer_within needs [replies] sink in cascade.toml: the channel (a helpdesk webhook) every customer reply is handed to first",
+        );
+    }
+    let within_ms = check.duration_ms(within)?;
+    let mut steps = Vec::new();
+    for raw in escalation.map(Spanned::into_inner).unwrap_or_default() {
+        let span = raw.span();
+        let (channel, wait) = match raw.into_inner() {
+            RawStaffStep::Channel(c) => (c, None),
+            RawStaffStep::Table { channel, wait } => (channel, wait),
+        };
+        if !base.known.names.contains(channel.trim()) {
+            check.err(
+                span,
+                format!(
+                    "answer_escalation names channel `{channel}`, which has no file in channels/"
+                ),
+            );
+        }
+        steps.push(StaffStep {
+            channel: channel.trim().to_owned(),
+            wait_ms: wait.as_ref().and_then(|w| check.duration_ms(w)),
+        });
+    }
+    Some(Answer {
+        within_ms,
+        escalation: steps,
     })
 }
 
@@ -292,6 +363,7 @@ fn check_way_on_ends(steps: &[Step], check: &mut FileCheck) {
         limits: Limits::default(),
         quiet_hours: BTreeMap::new(),
         quiet_off: Default::default(),
+        answer: None,
     };
     for start in 0..steps.len() {
         let mut seen = vec![start];

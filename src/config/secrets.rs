@@ -38,6 +38,7 @@ pub const SHIPPED: &[&str] = &[
     "demo-app-secret",
     "demo-bot-token",
     "demo-call-centre-secret",
+    "demo-replies-secret",
     "demo-report-secret",
     "demo-secret",
     "demo-token",

@@ -22,6 +22,8 @@ pub struct Settings {
     pub report: ReportSettings,
     /// How `cascade run` writes its log lines (`log.format`).
     pub log_format: LogFormat,
+    /// `[replies]` and `[business_hours]`: customers' replies to staff.
+    pub replies: super::replies::Replies,
 }
 
 /// `log.format`: one JSON object a line (the default, for log shippers), or
@@ -174,6 +176,9 @@ pub(super) struct RawSettings {
     pub receipts: RawReceipts,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub replies: super::replies::RawReplies,
+    pub business_hours: Option<super::replies::RawBusinessHours>,
 }
 
 /// `[log]`.
@@ -276,7 +281,7 @@ pub(super) struct RawLimits {
 
 /// The environment variables that override settings, with the setting each
 /// replaces. Listed once so `--help` text, docs/configuration.md and the code agree.
-pub const ENV_OVERRIDES: [(&str, &str); 21] = [
+pub const ENV_OVERRIDES: [(&str, &str); 23] = [
     ("CASCADE_AMQP_URL", "amqp.url"),
     ("CASCADE_AMQP_QUEUE", "amqp.queue"),
     ("CASCADE_AMQP_DEAD_LETTER_QUEUE", "amqp.dead_letter_queue"),
@@ -298,6 +303,8 @@ pub const ENV_OVERRIDES: [(&str, &str); 21] = [
     ("CASCADE_HTTP_PUBLIC_URL", "http.public_url"),
     ("CASCADE_DEFAULTS_TIMEZONE", "defaults.timezone"),
     ("CASCADE_LOG_FORMAT", "log.format"),
+    ("CASCADE_REPLIES_SINK", "replies.sink"),
+    ("CASCADE_REPLIES_LINK_SECRET", "replies.link_secret"),
 ];
 
 /// `defaults.claim_lease` when unset. A claimed wake-up sends on its lease
@@ -323,6 +330,12 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
     let time = read_durations(raw, check);
     let report = read_report(&raw.report, check);
     let log_format = read_log_format(raw, text.log_format.as_deref(), check);
+    let replies = super::replies::read_replies(
+        &raw.replies,
+        raw.business_hours.as_ref(),
+        text.tz_name.as_deref().unwrap_or("Europe/Moscow"),
+        check,
+    );
     for w in raw
         .receipts
         .custom
@@ -374,6 +387,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
         },
         report: report?,
         log_format: log_format?,
+        replies: replies?,
     })
 }
 

@@ -5,6 +5,7 @@
 pub mod cascade;
 pub mod policy;
 pub mod quiet;
+pub mod replies;
 pub mod report;
 
 pub use cascade::{

@@ -39,6 +39,27 @@ pub struct Policy {
     /// a range set for their kind does not apply to them either.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub quiet_off: BTreeSet<String>,
+    /// How soon staff must answer a customer's reply, and whom to escalate
+    /// to when they do not (`answer_within`, `answer_escalation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
+}
+
+/// A policy's answer deadline for customers' replies (`core::replies`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub within_ms: i64,
+    /// The staff channels in turn once the deadline passes; each waits
+    /// for `answered` before the next (the last one waits for nothing).
+    pub escalation: Vec<StaffStep>,
+}
+
+/// One staff channel of an answer escalation and its wait.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StaffStep {
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_ms: Option<i64>,
 }
 
 /// One step: the channel (or ordered alternatives) and how long to wait for a

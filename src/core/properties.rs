@@ -113,6 +113,7 @@ fn arb_quiet() -> impl Strategy<Value = QuietHours> {
     (0u16..1440, 1u16..1440).prop_map(|(start, len)| QuietHours {
         start_min: (start / 15) * 15,
         end_min: ((start / 15) * 15 + len.max(15) / 15 * 15) % 1440,
+        quiet_days: 0,
     })
 }
 
@@ -181,6 +182,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
                     .map(|(k, v)| (k.to_owned(), v))
                     .collect(),
                 quiet_off: Default::default(),
+                answer: None,
             }
         })
 }
@@ -763,7 +765,11 @@ fn arb_quiet_near(change: DstChange) -> impl Strategy<Value = QuietHours> {
         .prop_filter("a range of at most 20 hours", |(start, end)| {
             start != end && (end + 1440 - start) % 1440 <= 20 * 60
         })
-        .prop_map(|(start_min, end_min)| QuietHours { start_min, end_min })
+        .prop_map(|(start_min, end_min)| QuietHours {
+            start_min,
+            end_min,
+            quiet_days: 0,
+        })
 }
 
 /// A cascade next to a DST change: one channel a step, every channel
@@ -827,6 +833,7 @@ fn arb_dst_case() -> impl Strategy<Value = DstCase> {
                             limits: Limits::default(),
                             quiet_hours,
                             quiet_off: Default::default(),
+                            answer: None,
                         },
                     }
                 },
@@ -1027,6 +1034,7 @@ fn arb_branching_policy() -> impl Strategy<Value = Policy> {
                 limits: Limits::default(),
                 quiet_hours: BTreeMap::new(),
                 quiet_off: Default::default(),
+                answer: None,
             }
         })
         .prop_filter("the way on must end", way_on_ends)

@@ -15,7 +15,18 @@ use serde::{Deserialize, Serialize};
 pub struct QuietHours {
     pub start_min: u16,
     pub end_min: u16,
+    /// Weekdays quiet all day (bit 0 Monday … bit 6 Sunday): the days a
+    /// business is closed, when staff business hours become quiet hours.
+    #[serde(default, rename = "days", skip_serializing_if = "no_days")]
+    pub quiet_days: u8,
 }
+
+fn no_days(days: &u8) -> bool {
+    *days == 0
+}
+
+/// The weekday names `parse_days` reads, Monday first.
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 /// Why a `QuietHours` string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +49,32 @@ impl QuietHours {
                 "quiet hours `{s}` start and end at the same time; give a range such as \"21:00-09:00\""
             )));
         }
-        Ok(QuietHours { start_min, end_min })
+        Ok(QuietHours {
+            start_min,
+            end_min,
+            quiet_days: 0,
+        })
+    }
+
+    /// The quiet hours outside business hours `"09:00-18:00"` on the
+    /// working days `days` (`"mon-fri"`, `"mon,wed,fri"`, `"mon-sun"`).
+    pub fn outside_business(hours: &str, days: &str) -> Result<Self, QuietHoursError> {
+        let open = QuietHours::parse(hours).map_err(|_| {
+            QuietHoursError(format!(
+                "`{hours}` is not a business-hours range; write it as \"HH:MM-HH:MM\", e.g. \"09:00-18:00\""
+            ))
+        })?;
+        let working = parse_days(days)?;
+        Ok(QuietHours {
+            start_min: open.end_min,
+            end_min: open.start_min,
+            quiet_days: !working & 0x7f,
+        })
+    }
+
+    fn quiet_day(&self, local: &DateTime) -> bool {
+        let bit = local.weekday().to_monday_zero_offset() as u8;
+        self.quiet_days & (1 << bit) != 0
     }
 
     fn contains_minute(&self, m: u16) -> bool {
@@ -52,7 +88,7 @@ impl QuietHours {
     /// Is `at_ms` inside the quiet range, in `tz`?
     pub fn is_quiet(&self, at_ms: i64, tz: &TimeZone) -> bool {
         let local = local_time(at_ms, tz);
-        self.contains_minute(minute_of_day(&local))
+        self.quiet_day(&local) || self.contains_minute(minute_of_day(&local))
     }
 
     /// The first instant strictly after `at_ms` outside the range: usually
@@ -75,10 +111,14 @@ impl QuietHours {
     fn next_change(&self, at_ms: i64, quiet: bool, tz: &TimeZone) -> i64 {
         let edge = if quiet { self.start_min } else { self.end_min };
         let mut t = at_ms;
-        // Each turn passes one edge or one DST change; a few suffice, unless
-        // the time-zone database has gone wrong.
-        for _ in 0..16 {
-            let by_clock = next_local_time(t, edge, tz);
+        // Each turn passes one edge, one midnight (when whole days are
+        // quiet) or one DST change; a week's worth suffices, unless the
+        // time-zone database has gone wrong.
+        for _ in 0..64 {
+            let mut by_clock = next_local_time(t, edge, tz);
+            if self.quiet_days != 0 {
+                by_clock = by_clock.min(next_local_time(t, 0, tz));
+            }
             t = next_transition(t, tz)
                 .filter(|&jump| jump < by_clock)
                 .unwrap_or(by_clock);
@@ -136,6 +176,35 @@ impl std::fmt::Display for QuietHours {
             self.end_min % 60
         )
     }
+}
+
+/// `"mon-fri"`, `"sat,sun"`, `"mon-wed,fri"` → a weekday bit set (bit 0 Monday).
+fn parse_days(s: &str) -> Result<u8, QuietHoursError> {
+    let bad = || {
+        QuietHoursError(format!(
+            "`{s}` is not a list of weekdays; write e.g. \"mon-fri\" or \"mon,wed,fri\""
+        ))
+    };
+    let day = |d: &str| {
+        WEEKDAYS
+            .iter()
+            .position(|w| *w == d.trim().to_ascii_lowercase())
+            .ok_or_else(bad)
+    };
+    let mut bits = 0u8;
+    for part in s.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (day(a)?, day(b)?);
+                if a > b {
+                    return Err(bad());
+                }
+                (a..=b).for_each(|d| bits |= 1 << d);
+            }
+            None => bits |= 1 << day(part)?,
+        }
+    }
+    Ok(bits)
 }
 
 fn parse_hhmm(s: &str) -> Option<u16> {
@@ -218,7 +287,8 @@ mod tests {
             QuietHours::parse("21:00-09:00").unwrap(),
             QuietHours {
                 start_min: 1260,
-                end_min: 540
+                end_min: 540,
+                quiet_days: 0,
             }
         );
         assert_eq!(QuietHours::parse("9:30 - 10:00").unwrap().start_min, 570);
@@ -233,6 +303,65 @@ mod tests {
         ] {
             assert!(QuietHours::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn business_hours_become_quiet_hours_with_days_off() {
+        let q = QuietHours::outside_business("09:00-18:00", "mon-fri").unwrap();
+        assert_eq!(
+            (q.start_min, q.end_min, q.quiet_days),
+            (1080, 540, 0b110_0000)
+        );
+        assert_eq!(
+            QuietHours::outside_business("10:00-19:00", "mon-wed,fri")
+                .unwrap()
+                .quiet_days,
+            0b110_1000
+        );
+        for (hours, days) in [
+            ("09:00-18:00", "mon-funday"),
+            ("09:00-18:00", "fri-mon"),
+            ("09:00-18:00", ""),
+            ("9-18", "mon-fri"),
+        ] {
+            assert!(
+                QuietHours::outside_business(hours, days).is_err(),
+                "{hours} {days}"
+            );
+        }
+        // 2026-12-04 is a Friday. 17:59 MSK open; 18:00 quiet until Monday 09:00.
+        assert!(!q.is_quiet(ms("2026-12-04T14:59:00Z"), &msk()));
+        assert!(q.is_quiet(ms("2026-12-04T15:00:00Z"), &msk()));
+        assert!(q.is_quiet(ms("2026-12-05T09:00:00Z"), &msk())); // Saturday noon
+        assert_eq!(
+            q.next_open(ms("2026-12-04T16:00:00Z"), &msk()),
+            ms("2026-12-07T06:00:00Z")
+        );
+        assert_eq!(
+            q.quiet_start_after(ms("2026-12-07T06:00:00Z"), &msk()),
+            ms("2026-12-07T15:00:00Z")
+        );
+        // Fifteen business minutes from Friday 17:50 end on Monday 09:05.
+        assert_eq!(
+            q.awake_deadline(ms("2026-12-04T14:50:00Z"), 15 * 60_000, &msk()),
+            ms("2026-12-07T06:05:00Z")
+        );
+    }
+
+    #[test]
+    fn days_off_alone_around_midnight() {
+        // Open every weekday except a short night range; Sunday closed.
+        let q = QuietHours::outside_business("06:00-23:00", "mon-sat").unwrap();
+        // Saturday 23:30 is quiet (range), and stays so through Sunday, to Monday 06:00.
+        assert_eq!(
+            q.next_open(ms("2026-12-05T20:30:00Z"), &msk()),
+            ms("2026-12-07T03:00:00Z")
+        );
+        // From Monday 05:00 the quiet range ends at 06:00 the same morning.
+        assert_eq!(
+            q.next_open(ms("2026-12-07T02:00:00Z"), &msk()),
+            ms("2026-12-07T03:00:00Z")
+        );
     }
 
     #[test]

@@ -66,6 +66,7 @@ fn delivery_delay() -> Policy {
         limits: Limits::default(),
         quiet_hours: BTreeMap::new(),
         quiet_off: Default::default(),
+        answer: None,
     }
 }
 
@@ -1081,6 +1082,7 @@ fn order_call() -> Policy {
         limits: Limits::default(),
         quiet_hours: BTreeMap::new(),
         quiet_off: Default::default(),
+        answer: None,
     }
 }
 

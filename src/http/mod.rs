@@ -53,6 +53,8 @@ pub struct AppState {
     pub telemetry: Telemetry,
     /// Publishes what `POST /v1/notifications` takes to the intake queue.
     pub publisher: Arc<Publisher>,
+    /// Starts the staff cascades customers' replies open (`replies`).
+    pub worker: Arc<crate::runtime::worker::Worker>,
 }
 
 /// Body limits per route, in bytes: what each sender documents or needs,
@@ -120,6 +122,7 @@ pub fn public_router(state: AppState, request_timeout: Duration) -> Router {
             get(openapi::serve).layer(RequestBodyLimitLayer::new(body_limits::TRACKING)),
         )
         .merge(callbacks::routes())
+        .merge(replies::routes())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
@@ -331,11 +334,21 @@ async fn record_from(
             "event must be a lowercase word of letters, digits and `_`, e.g. \"read\"",
         );
     }
-    match state
+    let result = state
         .store
         .record_receipt(id, event, channel, state.clock.now_ms())
-        .await
+        .await;
+    // An answer reaches every staff cascade the notification's replies
+    // opened, also when the notification had an answer before.
+    if event == crate::core::replies::ANSWERED
+        && matches!(
+            result,
+            Ok(ReceiptResult::Recorded | ReceiptResult::AlreadyRecorded)
+        )
     {
+        replies::answered(state, id).await;
+    }
+    match result {
         Ok(ReceiptResult::Recorded) => {
             state.telemetry.emit(ReceiptRecorded {
                 notification_id: id,
@@ -343,6 +356,7 @@ async fn record_from(
                 channel,
                 caller,
             });
+
             (StatusCode::ACCEPTED, Json(json!({ "status": "recorded" }))).into_response()
         }
         Ok(ReceiptResult::AlreadyRecorded) => (

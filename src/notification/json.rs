@@ -29,6 +29,17 @@ where
     Object::<T>::deserialize(d).map(|o| o.0)
 }
 
+/// A field only the daemon writes: any value a producer sends is read as
+/// `None` (and `parse` drops it), so it can never refuse a notification.
+pub(super) fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
 /// Like `object`, but absent or `null` gives the default.
 pub(super) fn object_or_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where

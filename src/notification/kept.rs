@@ -6,7 +6,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{Content, Customer, Notification, json};
+use super::{Content, Customer, Notification, ReplyOf, json};
 
 #[derive(Serialize)]
 struct KeptRef<'a> {
@@ -16,6 +16,8 @@ struct KeptRef<'a> {
     send_at: Option<Timestamp>,
     #[serde(with = "json::rfc3339", skip_serializing_if = "Option::is_none")]
     expires_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply: Option<&'a ReplyOf>,
 }
 
 #[derive(Deserialize)]
@@ -27,6 +29,8 @@ struct Kept {
     send_at: Option<Timestamp>,
     #[serde(default, with = "json::rfc3339")]
     expires_at: Option<Timestamp>,
+    #[serde(default)]
+    reply: Option<ReplyOf>,
 }
 
 impl Notification {
@@ -37,6 +41,7 @@ impl Notification {
             content: &self.content,
             send_at: self.send_at,
             expires_at: self.expires_at,
+            reply: self.reply.as_ref(),
         })
     }
 
@@ -55,6 +60,7 @@ impl Notification {
             content: kept.content,
             send_at: kept.send_at,
             expires_at: kept.expires_at,
+            reply: kept.reply,
         })
     }
 }

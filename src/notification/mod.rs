@@ -97,6 +97,32 @@ pub struct Notification {
     )]
     #[schemars(schema_with = "schema::time")]
     pub expires_at: Option<Timestamp>,
+    /// The customer's reply a staff cascade hands over (`core::replies`).
+    /// Set by the daemon only: `parse` drops whatever a producer sends.
+    #[serde(
+        default,
+        deserialize_with = "json::lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(skip)]
+    pub reply: Option<ReplyOf>,
+}
+
+/// What staff need to answer a customer's reply: carried by the staff
+/// cascade's notification and sent in the webhook body as `reply`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplyOf {
+    /// The notification the customer replied to.
+    pub notification_id: String,
+    pub policy: String,
+    pub customer_id: String,
+    /// The channel the reply came in on.
+    pub channel: String,
+    pub text: String,
+    /// RFC 3339.
+    pub received_at: String,
+    /// A signed page where staff mark the reply answered.
+    pub answer_url: String,
 }
 
 /// Who the notification is for, and where they can be reached.
@@ -297,9 +323,10 @@ pub fn parse(body: &[u8], max_body_bytes: usize) -> Result<Notification, IntakeE
         ));
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    let notification: Notification = json::object(&mut de)
+    let mut notification: Notification = json::object(&mut de)
         .and_then(|n| de.end().map(|()| n))
         .map_err(|e| json::error_from_serde(text, &e))?;
+    notification.reply = None;
     check_limits(&notification)?;
     Ok(notification)
 }

@@ -40,7 +40,7 @@ pub const TTR_BUCKETS: [(i64, &str); 11] = [
 pub const TTR_MORE: &str = "more";
 
 /// Receipt words counted under their own name; any other is `other`.
-pub const RECEIPT_WORDS: [&str; 7] = [
+pub const RECEIPT_WORDS: [&str; 8] = [
     "delivered",
     "read",
     "opened",
@@ -48,6 +48,7 @@ pub const RECEIPT_WORDS: [&str; 7] = [
     "replied",
     "failed",
     "cancelled",
+    "answered",
 ];
 
 /// Money is counted in thousandths of the channels' `cost` unit, so that

@@ -114,7 +114,17 @@ impl Daemon {
                 publisher.close().await;
             }
         });
+        let worker = Arc::new(Worker {
+            store: store.clone(),
+            catalog: catalog.clone(),
+            outbound: Outbound::new(),
+            clock: options.clock.clone(),
+            telemetry: telemetry.clone(),
+            shutdown: shutdown.clone(),
+            alarm: Default::default(),
+        });
         let state = AppState {
+            worker: worker.clone(),
             store: store.clone(),
             clock: options.clock.clone(),
             health: health.clone(),
@@ -128,15 +138,6 @@ impl Daemon {
             tasks.spawn(warn_insecure(catalog.clone(), shutdown.clone()));
         }
 
-        let worker = Arc::new(Worker {
-            store: store.clone(),
-            catalog: catalog.clone(),
-            outbound: Outbound::new(),
-            clock: options.clock.clone(),
-            telemetry: telemetry.clone(),
-            shutdown: shutdown.clone(),
-            alarm: Default::default(),
-        });
         tasks.spawn(super::gauges::sample(
             worker.clone(),
             options.sample_every,

@@ -64,6 +64,12 @@ impl Keys {
         join(&[&self.prefix, ":{", id, "}:receipts"])
     }
 
+    /// The staff cascades customers' replies to a notification opened:
+    /// staff cascade id → Unix ms (`core::replies`), for `answered` to reach them.
+    pub fn replies(&self, id: &str) -> String {
+        join(&[&self.prefix, ":{", id, "}:replies"])
+    }
+
     /// The wake-up sorted set an id belongs to.
     pub fn timer_of(&self, id: &str) -> String {
         self.timer(shard_of(id, self.shards))

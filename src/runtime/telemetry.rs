@@ -200,7 +200,7 @@ impl Telemetry {
 
     /// One receipt recorded; custom words are counted as `other`.
     pub(super) fn receipt(&self, event: &str) {
-        const KNOWN: [&str; 9] = [
+        const KNOWN: [&str; 10] = [
             "delivered",
             "read",
             "opened",
@@ -210,6 +210,7 @@ impl Telemetry {
             "cancelled",
             "called",
             "paid",
+            "answered",
         ];
         let word = KNOWN
             .iter()

@@ -85,6 +85,8 @@ struct Message {
     from: Option<User>,
     #[serde(default)]
     reply_to_message: Option<MessageRef>,
+    #[serde(default)]
+    text: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,8 +225,26 @@ async fn update(
         );
         return answer(StatusCode::OK);
     };
-    let recorded = crate::http::record(&state, &id, event, Some(&channel)).await;
-    answer_recorded(&state, &seen_key, recorded.status()).await
+    let recorded = match update.message.as_ref().filter(|_| event == "replied") {
+        Some(message) => {
+            let inbound_id = format!(
+                "{}:{}",
+                message.chat.as_ref().map_or(0, |c| c.id),
+                message.message_id
+            );
+            let reply = crate::http::replies::Reply {
+                notification_id: &id,
+                channel: &channel,
+                text: message.text.as_deref().unwrap_or(""),
+                inbound_id: &inbound_id,
+            };
+            crate::http::replies::received(&state, reply).await
+        }
+        None => crate::http::record(&state, &id, event, Some(&channel))
+            .await
+            .status(),
+    };
+    answer_recorded(&state, &seen_key, recorded).await
 }
 
 /// What an update is about: the provider message ids it may concern, newest

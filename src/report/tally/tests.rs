@@ -23,6 +23,7 @@ fn policy() -> Policy {
         limits: Limits::default(),
         quiet_hours: BTreeMap::new(),
         quiet_off: Default::default(),
+        answer: None,
     }
 }
 

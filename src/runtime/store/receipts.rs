@@ -130,3 +130,53 @@ pub(super) fn receipt_entry(event: &str, channel: Option<&str>, now_ms: i64) -> 
 pub fn receipts_seen(fields: usize, failed: Option<&str>) -> String {
     format!("{fields}\t{}", failed.unwrap_or(""))
 }
+
+impl Store {
+    /// Notes that a customer's reply to notification `id` opened the staff
+    /// cascade `staff_id`, so that an `answered` for `id` reaches it.
+    pub async fn note_reply(
+        &self,
+        id: &str,
+        staff_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let key = self.keys.replies(id);
+        let mut c = self.conn.clone();
+        redis::pipe()
+            .hset(&key, staff_id, now_ms)
+            .ignore()
+            .pexpire(&key, self.retention_ms)
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// The staff cascades replies to notification `id` opened (`note_reply`).
+    pub async fn replies_of(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("HKEYS")
+            .arg(self.keys.replies(id))
+            .query_async(&mut c)
+            .await?;
+        Ok(ids)
+    }
+
+    /// After `answered` was recorded on `id` (or found recorded): a
+    /// notification's answer reaches every staff cascade its customers'
+    /// replies opened; a staff cascade's answer is noted on its
+    /// notification too. Returns how many were newly recorded.
+    pub async fn spread_answer(&self, id: &str, now_ms: i64) -> Result<usize, StoreError> {
+        use crate::core::replies::{ANSWERED, replied_to};
+        let targets = match replied_to(id) {
+            Some(notification) => vec![notification.to_owned()],
+            None => self.replies_of(id).await?,
+        };
+        let mut fresh = 0;
+        for target in targets {
+            let result = self.record_receipt(&target, ANSWERED, None, now_ms).await?;
+            fresh += usize::from(result == ReceiptResult::Recorded);
+        }
+        Ok(fresh)
+    }
+}
