@@ -85,6 +85,27 @@ struct Message {
     from: Option<User>,
     #[serde(default)]
     reply_to_message: Option<MessageRef>,
+    #[serde(default)]
+    text: Option<String>,
+    /// A photo's or a document's words.
+    #[serde(default)]
+    caption: Option<String>,
+}
+
+impl Message {
+    /// The customer's words: the text, else a caption, else nothing.
+    fn words(&self) -> &str {
+        self.text
+            .as_deref()
+            .or(self.caption.as_deref())
+            .unwrap_or("")
+    }
+
+    /// The reply hook's id of this message: `<chat id>:<message_id>`.
+    fn inbound_id(&self) -> String {
+        let chat = self.chat.as_ref().map_or(0, |c| c.id);
+        format!("{chat}:{}", self.message_id)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,8 +244,24 @@ async fn update(
         );
         return answer(StatusCode::OK);
     };
-    let recorded = crate::http::record(&state, &id, event, Some(&channel)).await;
-    answer_recorded(&state, &seen_key, recorded.status()).await
+    let recorded = match (event, &update.message) {
+        ("replied", Some(message)) => {
+            crate::http::replies::received(
+                &state,
+                crate::http::replies::Reply {
+                    notification_id: &id,
+                    channel: &channel,
+                    text: message.words(),
+                    inbound_id: &message.inbound_id(),
+                },
+            )
+            .await
+        }
+        _ => crate::http::record(&state, &id, event, Some(&channel))
+            .await
+            .status(),
+    };
+    answer_recorded(&state, &seen_key, recorded).await
 }
 
 /// What an update is about: the provider message ids it may concern, newest
@@ -301,5 +338,36 @@ async fn answer_recorded(state: &AppState, seen_key: &str, recorded: StatusCode)
             count(state, PROVIDER, "recorded");
             answer(StatusCode::OK)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(json: &str) -> Message {
+        serde_json::from_str::<Update>(json)
+            .expect("an update")
+            .message
+            .expect("a message")
+    }
+
+    #[test]
+    fn a_message_yields_its_text_or_caption_and_chat_and_message_id() {
+        let text = message(
+            r#"{"update_id": 1, "message": {"message_id": 42, "chat": {"id": 555},
+                "from": {"id": 555, "is_bot": false}, "text": "Заберу сегодня"}}"#,
+        );
+        assert_eq!(text.words(), "Заберу сегодня");
+        assert_eq!(text.inbound_id(), "555:42");
+        let photo = message(
+            r#"{"update_id": 2, "message": {"message_id": 43, "chat": {"id": -100},
+                "caption": "вот чек", "photo": []}}"#,
+        );
+        assert_eq!(photo.words(), "вот чек");
+        assert_eq!(photo.inbound_id(), "-100:43");
+        let sticker =
+            message(r#"{"update_id": 3, "message": {"message_id": 44, "chat": {"id": 1}}}"#);
+        assert_eq!(sticker.words(), "");
     }
 }
