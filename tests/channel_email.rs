@@ -25,6 +25,10 @@ const ADDRESS: &str = "ivan@example.ru";
 const POLICY: &str = "stop_on = [\"opened\", \"clicked\", \"read\", \"replied\"]\nexpire_after = \"3d\"\n\n\
                       [[steps]]\nchannel = \"email\"\nwait = \"1d\"\n\n[[steps]]\nchannel = \"vk\"\n";
 
+/// The mail server posts replies with the shared token; `crm` records
+/// receipts but may not post replies.
+const CALLERS: &str = "inbound_email_callers = [\"shared\"]\n\n[http.receipt_tokens]\ncrm = \"crm-token-0123456789abcdef\"\n";
+
 fn email_channel(port: u16, extra: &str) -> String {
     format!(
         "kind = \"email\"\nhost = \"127.0.0.1\"\nport = \"{port}\"\ntls = \"none\"\n\
@@ -62,7 +66,7 @@ impl Harness {
     async fn start_on(name: &str, channel: impl FnOnce(u16) -> String) -> Harness {
         let sink = smtp::start().await.expect("the SMTP sink starts");
         let (url, messenger) = fake_receiver(vec![]).await;
-        let cfg = TestConfig::new(name, &url, "", DELIVERY_DELAY);
+        let cfg = TestConfig::new(name, &url, CALLERS, DELIVERY_DELAY);
         cfg.write("policies/abandoned_cart.toml", POLICY);
         cfg.write("channels/email.toml", &channel(sink.port()));
         let mut run = Running::start(cfg).await;
@@ -778,6 +782,11 @@ async fn a_reply_by_email_is_recorded_as_replied_and_stops_the_cascade() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
+    // A token of the API that is not the mail server's.
+    let crm = inbound(Some("crm-token-0123456789abcdef"), reply_to(&message_id))
+        .await
+        .unwrap();
+    assert_eq!(crm.status(), 403);
     // Not an email at all.
     let garbage = inbound(Some(TOKEN), "{\"id\": 1}".into()).await.unwrap();
     assert_eq!(garbage.status(), 400);

@@ -10,8 +10,8 @@
 //! acknowledged (`202`, a reply that answers none of our messages is counted
 //! `unmapped`), so no reply loops between the MTA and the daemon; only a
 //! store failure answers `503`, which an MTA retries. Authenticated with the
-//! `/v1` API's bearer tokens: any of them may already record `replied`
-//! through `POST /v1/receipts`.
+//! `/v1` API's bearer tokens, and only those of `http.inbound_email_callers`
+//! may: what is posted reaches staff as a customer's words.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -56,7 +56,7 @@ fn answer(status: StatusCode, word: &str) -> Response {
         (status = 200, description = "This reply was recorded before", body = super::openapi::InboundAnswer),
         (status = 400, description = "The body is not an email (no `From`)", body = super::openapi::ApiError),
         (status = 401, description = "No valid bearer token", body = super::openapi::ApiError),
-        (status = 403, description = "The API has no token configured", body = super::openapi::ApiError),
+        (status = 403, description = "The API has no token configured, or this caller is not in `http.inbound_email_callers`", body = super::openapi::ApiError),
         (status = 408, description = "The request took longer than `http.request_timeout`"),
         (status = 413, description = "The body is longer than 1 MiB"),
         (status = 415, description = "Not `message/rfc822`, `text/plain` or `application/octet-stream`", body = super::openapi::ApiError),
@@ -68,8 +68,28 @@ pub(super) async fn post_inbound_email(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(reason) = authenticate(&state, &headers) {
-        return refused(&state, reason);
+    let caller = match authenticate(&state, &headers) {
+        Ok(caller) => caller,
+        Err(reason) => return refused(&state, reason),
+    };
+    // What is posted here reaches staff as the customer's words: only the
+    // mail server's token may, not every system that records receipts.
+    let allowed = {
+        let catalog = state.catalog.load();
+        catalog
+            .settings
+            .http
+            .inbound_email_callers
+            .contains(&caller)
+    };
+    if !allowed {
+        count(&state, PROVIDER, "forbidden");
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "the caller `{caller}` may use the /v1 API but not post email replies; list it in http.inbound_email_callers"
+            ),
+        );
     }
     if !raw_message(&headers) {
         count(&state, PROVIDER, "unsupported_media_type");

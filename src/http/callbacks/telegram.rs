@@ -12,8 +12,10 @@
 //!   them the id the worker remembered, so `read` is recorded for
 //!   that notification. The query is answered (`answerCallbackQuery`) so the
 //!   customer's spinner stops, also when the message is unknown.
-//! * A `message` that replies to one of the bot's messages records `replied`
-//!   for that message's notification. A message that quotes nothing is taken
+//! * A `message` that replies to one of the bot's messages goes to the
+//!   reply hook (`http::replies`) with its text (or caption) and
+//!   `<chat id>:<message_id>`, which records `replied` for that message's
+//!   notification. A message that quotes nothing is taken
 //!   as a reply to the newest of the bot's messages just before it in that
 //!   chat: message ids count up within a private chat (observed; the Bot
 //!   API only promises them unique per chat), so the daemon looks at the

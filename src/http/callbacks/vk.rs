@@ -16,7 +16,9 @@
 //!   conversation up to `read_message_id`. Each notification sent to that
 //!   peer with a message id up to it gets `read`.
 //! * `message_new` from the customer (not the community's own, `out = 1`)
-//!   records `replied` for the latest message sent to that peer before it.
+//!   goes to the reply hook (`http::replies`) with its `text` and
+//!   `<peer_id>_<id>`, which records `replied` for the latest message sent
+//!   to that peer before it.
 //! * Every authentic event is answered `ok` (200, plain text), also unknown
 //!   kinds and events about messages this daemon does not know, since VK
 //!   stops calling a server that keeps failing; only a store failure

@@ -20,7 +20,9 @@
 //! * Meta posts all of an app's statuses to one URL, so a wamid unknown to
 //!   the URL's channel is looked up under the other whatsapp channels too.
 //! * `messages[]` from the customer that reply to one of our messages
-//!   (`context.id`) record `replied`; other inbound messages cannot be
+//!   (`context.id`) go to the reply hook (`http::replies`) with their words
+//!   (a text's body, a button's text, a chosen reply's title) and the
+//!   wamid, which records `replied`; other inbound messages cannot be
 //!   mapped yet and are counted as `unmapped`.
 //! * Unknown wamids are acknowledged (200) and counted; every authentic
 //!   delivery is answered 200 unless the store fails (503: Meta retries).
