@@ -346,6 +346,10 @@ Content-Type: text/plain; charset=koi8-r\r\nContent-Transfer-Encoding: base64\r\
 <div dir=\"ltr\">Call me<div>after six</div></div><br><div class=\"gmail_quote\"><div class=\"gmail_attr\">\
 On Sat wrote:<br></div><blockquote class=\"gmail_quote\">Your cart</blockquote></div>\r\n";
         assert_eq!(parse(gmail.as_bytes()).unwrap().text, "Call me\nafter six");
+        // A quote with no attribution line: the blockquote itself goes.
+        let bare_quote = "From: ivan@example.ru\r\nContent-Type: text/html\r\n\r\n\
+<p>Yes</p><blockquote type=\"cite\"><p>Your cart is waiting</p></blockquote>\r\n";
+        assert_eq!(parse(bare_quote.as_bytes()).unwrap().text, "Yes");
     }
 
     #[test]
