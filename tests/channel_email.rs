@@ -22,8 +22,12 @@ const CART: &str = "https://shop.example.ru/cart/7?x=1&y=2";
 const ADDRESS: &str = "ivan@example.ru";
 
 /// Email first; the messenger (a webhook here) if not opened within a day.
-const POLICY: &str = "stop_on = [\"opened\", \"clicked\", \"read\"]\nexpire_after = \"3d\"\n\n\
+const POLICY: &str = "stop_on = [\"opened\", \"clicked\", \"read\", \"replied\"]\nexpire_after = \"3d\"\n\n\
                       [[steps]]\nchannel = \"email\"\nwait = \"1d\"\n\n[[steps]]\nchannel = \"vk\"\n";
+
+/// The mail server posts replies with the shared token; `crm` records
+/// receipts but may not post replies.
+const CALLERS: &str = "inbound_email_callers = [\"shared\"]\n\n[http.receipt_tokens]\ncrm = \"crm-token-0123456789abcdef\"\n";
 
 fn email_channel(port: u16, extra: &str) -> String {
     format!(
@@ -62,7 +66,7 @@ impl Harness {
     async fn start_on(name: &str, channel: impl FnOnce(u16) -> String) -> Harness {
         let sink = smtp::start().await.expect("the SMTP sink starts");
         let (url, messenger) = fake_receiver(vec![]).await;
-        let cfg = TestConfig::new(name, &url, "", DELIVERY_DELAY);
+        let cfg = TestConfig::new(name, &url, CALLERS, DELIVERY_DELAY);
         cfg.write("policies/abandoned_cart.toml", POLICY);
         cfg.write("channels/email.toml", &channel(sink.port()));
         let mut run = Running::start(cfg).await;
@@ -239,6 +243,7 @@ async fn an_email_goes_out_with_its_ids_unsubscribe_both_parts_and_tracking() {
         Some("List-Unsubscribe=One-Click")
     );
     assert!(mail.header("Subject").is_some() && mail.header("Date").is_some());
+    assert_eq!(mail.header("Reply-To"), None, "no reply_to, no Reply-To");
     let content_type = mail.header("Content-Type").unwrap();
     assert!(
         content_type.starts_with("multipart/alternative"),
@@ -696,4 +701,149 @@ async fn a_hard_bounce_escalates_at_once_and_a_forged_or_soft_one_does_not() {
         Some("failed receipt"),
         "{failed:?}"
     );
+}
+
+/// A customer's reply as Gmail writes it: multipart/alternative, the text
+/// quoted-printable, answering `message_id` (and an older message), with
+/// the quoted original and a signature.
+fn reply_to(message_id: &str) -> String {
+    format!(
+        "Return-Path: <{ADDRESS}>\r\nFrom: =?UTF-8?B?0JjQstCw0L0=?= <{ADDRESS}>\r\n\
+         To: Shop replies <replies@shop.example.ru>\r\n\
+         Subject: Re: =?UTF-8?B?0JrQvtGA0LfQuNC90LAg0LbQtNGR0YI=?=\r\n\
+         Date: Sat, 5 Dec 2026 17:50:00 +0300\r\n\
+         Message-ID: <CAFreply-{n}@mail.gmail.com>\r\n\
+         In-Reply-To: {message_id}\r\n\
+         References: <older@shop.example.ru> {message_id}\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/alternative; boundary=\"000000000000a1b2\"\r\n\r\n\
+         --000000000000a1b2\r\n\
+         Content-Type: text/plain; charset=\"UTF-8\"\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+         =D0=97=D0=B0=D0=B1=D0=B5=D1=80=D1=83 =D0=B7=D0=B0=D0=B2=D1=82=D1=80=D0=B0, =\r\n\
+         =D1=81=D0=BF=D0=B0=D1=81=D0=B8=D0=B1=D0=BE!\r\n\r\n\
+         -- \r\n=D0=98=D0=B2=D0=B0=D0=BD\r\n\r\n\
+         On Sat, Dec 5, 2026 at 5:43 PM Shop <noreply@shop.example.ru> wrote:\r\n\r\n\
+         > =D0=92=D1=8B =D0=B7=D0=B0=D0=B1=D1=8B=D0=BB=D0=B8 =D0=BA=D0=BE=D1=80=D0=B7=\r\n\
+         > =D0=B8=D0=BD=D1=83\r\n\r\n\
+         --000000000000a1b2\r\n\
+         Content-Type: text/html; charset=\"UTF-8\"\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+         <div dir=3D\"ltr\">=D0=97=D0=B0=D0=B1=D0=B5=D1=80=D1=83</div><div class=3D\"gmail_quote\">=\r\n\
+         <blockquote>=D0=9A=D0=BE=D1=80=D0=B7=D0=B8=D0=BD=D0=B0</blockquote></div>\r\n\r\n\
+         --000000000000a1b2--\r\n",
+        n = message_id.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_by_email_is_recorded_as_replied_and_stops_the_cascade() {
+    let h = Harness::start_with(
+        "email-reply",
+        "reply_to = \"Shop replies <replies@shop.example.ru>\"",
+    )
+    .await;
+    let id = h.id("n");
+    h.publish(&id).await;
+    let mail = h.sent_mail(&id).await;
+    assert_eq!(
+        mail.header("Reply-To").as_deref(),
+        Some("\"Shop replies\" <replies@shop.example.ru>"),
+        "reply_to sets the Reply-To of every message"
+    );
+    let message_id = mail.header("Message-ID").expect("a Message-ID");
+    // What the reply hook is handed: the customer's words only.
+    let read = cascade::channels::email::inbound::parse(reply_to(&message_id).as_bytes()).unwrap();
+    assert_eq!(read.text, "Заберу завтра, спасибо!");
+    assert_eq!(read.answers[0], message_id);
+    let inbound = |token: Option<&str>, body: String| {
+        let mut request = h
+            .http
+            .post(h.url("/v1/inbound/email"))
+            .header("Content-Type", "message/rfc822")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let counted = async |result: &str| {
+        h.metric(
+            "cascade_callbacks_total",
+            &[("provider", "email_inbound"), ("result", result)],
+        )
+        .await
+    };
+
+    // No token, a wrong one: refused like the rest of the API.
+    let anonymous = inbound(None, reply_to(&message_id)).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wrong = inbound(Some("not-the-token"), reply_to(&message_id))
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    // A token of the API that is not the mail server's.
+    let crm = inbound(Some("crm-token-0123456789abcdef"), reply_to(&message_id))
+        .await
+        .unwrap();
+    assert_eq!(crm.status(), 403);
+    // Not an email at all.
+    let garbage = inbound(Some(TOKEN), "{\"id\": 1}".into()).await.unwrap();
+    assert_eq!(garbage.status(), 400);
+    // An email that answers none of our messages: acknowledged, counted.
+    let stranger = inbound(Some(TOKEN), reply_to("<someone-else@example.org>"))
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 202);
+    let answer: serde_json::Value = stranger.json().await.unwrap();
+    assert_eq!(answer["status"], "unmapped");
+    assert_eq!(counted("unmapped").await, 1);
+    assert!(
+        h.entries(&id, "receipt").await.is_empty(),
+        "nothing recorded"
+    );
+
+    // The customer's reply.
+    let reply = inbound(Some(TOKEN), reply_to(&message_id)).await.unwrap();
+    assert_eq!(reply.status(), 202);
+    let answer: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(answer["status"], "recorded");
+    assert_eq!(counted("recorded").await, 1);
+    h.wait_outcome(&id, "completed").await;
+    let view: serde_json::Value = h
+        .http
+        .get(h.url(&format!("/v1/notifications/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["state"], "completed", "{view}");
+    assert!(view["receipts"]["replied"].is_i64(), "{view}");
+    let receipt = view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "receipt")
+        .cloned()
+        .expect("a receipt entry");
+    assert_eq!(receipt["reason"], "replied", "{view}");
+    assert_eq!(receipt["channel"], "email", "{view}");
+
+    // The MTA delivers it again: known, not recorded twice.
+    let again = inbound(Some(TOKEN), reply_to(&message_id)).await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(counted("already_recorded").await, 1);
+
+    // Past the day's wait: the cascade stopped, no messenger.
+    h.clock.advance(25 * HOUR);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.messenger_posts(&id), 0, "no messenger after a reply");
+    assert_eq!(
+        h.events(&id).await,
+        ["accepted", "sent", "receipt", "completed"]
+    );
+    h.stop().await;
 }

@@ -584,6 +584,35 @@ fn an_intake_caller_that_names_no_token_is_an_error_where_it_is_written() {
 }
 
 #[test]
+fn an_inbound_email_caller_that_names_no_token_is_an_error_where_it_is_written() {
+    let dir = scratch("inbound-callers");
+    let path = dir.join("cascade.toml");
+    let shipped = std::fs::read_to_string(&path).unwrap();
+    let line = shipped
+        .lines()
+        .position(|l| l.starts_with("inbound_email_callers"))
+        .expect("the shipped cascade.toml lists the inbound email callers")
+        + 1;
+    std::fs::write(
+        &path,
+        shipped.replace(
+            "inbound_email_callers = []",
+            "inbound_email_callers = [\"mta\"]",
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = cascade(&path, &["check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "cascade.toml:{line}:26: error: `mta` names no token: the callers are shared"
+        )),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn simulate_plays_receipts_in_order() {
     let cfg = repo().join("cascade.toml");
     let play = |extra: &[&str]| -> Vec<serde_json::Value> {

@@ -115,6 +115,10 @@ pub struct Http {
     /// submit notifications (`POST /v1/notifications`): a token handed to a
     /// system that records receipts must not be able to send SMS.
     pub intake_callers: BTreeSet<String>,
+    /// The callers that may post customers' email replies
+    /// (`POST /v1/inbound/email`): what they post is handed to staff as the
+    /// customer's words, so only the mail server's token should.
+    pub inbound_email_callers: BTreeSet<String>,
     /// Base URL under which customers reach tracking links (pixel, clicks).
     pub public_url: String,
     /// A client must send a request's headers within this long of the
@@ -254,6 +258,9 @@ pub(super) struct RawHttp {
     /// The token names allowed to `POST /v1/notifications`.
     #[serde(default)]
     pub intake_callers: Vec<Spanned<String>>,
+    /// The token names allowed to `POST /v1/inbound/email`.
+    #[serde(default)]
+    pub inbound_email_callers: Vec<Spanned<String>>,
     pub public_url: Option<Spanned<String>>,
     pub header_read_timeout: Option<Spanned<String>>,
     pub request_timeout: Option<Spanned<String>>,
@@ -321,7 +328,8 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
     // The order of the reads is the order problems are reported in.
     let text = read_texts(raw, check);
     let receipt_tokens = secrets::receipt_tokens(&raw.http, check);
-    let intake_callers = read_intake_callers(&raw.http, check);
+    let intake_callers = read_callers(&raw.http, &raw.http.intake_callers, check);
+    let inbound_email_callers = read_callers(&raw.http, &raw.http.inbound_email_callers, check);
     let number = read_numbers(raw, check);
     let retention_ms = read_retention(raw, text.retention.as_deref(), check);
     let target = read_redis_target(raw, text.redis_url.as_deref(), check);
@@ -372,6 +380,7 @@ pub(super) fn build_settings(raw: &RawSettings, check: &mut FileCheck) -> Option
             admin_listen: text.admin_listen?,
             receipt_tokens,
             intake_callers,
+            inbound_email_callers,
             public_url: text.public_url?,
             header_read_timeout_ms: time.header_read_timeout?.max(1),
             request_timeout_ms: time.request_timeout?.max(1),
@@ -425,10 +434,15 @@ fn read_report(raw: &RawReport, check: &mut FileCheck) -> Option<ReportSettings>
     })
 }
 
-/// `http.intake_callers`: each must name a token of this file (`shared`,
-/// or a key of `[http.receipt_tokens]`), so a typo cannot leave the
-/// intake shut while it looks open, or name a caller that does not exist.
-fn read_intake_callers(raw: &RawHttp, check: &mut FileCheck) -> BTreeSet<String> {
+/// `http.intake_callers`, `http.inbound_email_callers`: each must name a
+/// token of this file (`shared`, or a key of `[http.receipt_tokens]`), so a
+/// typo cannot leave a route shut while it looks open, or name a caller
+/// that does not exist.
+fn read_callers(
+    raw: &RawHttp,
+    listed: &[Spanned<String>],
+    check: &mut FileCheck,
+) -> BTreeSet<String> {
     let mut known: BTreeSet<&str> = raw
         .receipt_tokens
         .keys()
@@ -436,7 +450,7 @@ fn read_intake_callers(raw: &RawHttp, check: &mut FileCheck) -> BTreeSet<String>
         .collect();
     known.insert("shared");
     let mut callers = BTreeSet::new();
-    for name in &raw.intake_callers {
+    for name in listed {
         if known.contains(name.get_ref().as_str()) {
             callers.insert(name.get_ref().clone());
         } else {

@@ -20,6 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub mod callbacks;
 mod console;
+mod inbound_email;
 /// Text made safe for HTML (also for `cascade fakes`' index page).
 pub(crate) use console::{escape, url_encode};
 pub mod openapi;
@@ -73,6 +74,9 @@ pub mod body_limits {
     pub const WHATSAPP: usize = 256 * 1024;
     /// A bounce report may quote the whole message it returns.
     pub const EMAIL_BOUNCE: usize = 256 * 1024;
+    /// `POST /v1/inbound/email`: one customer's reply as a raw message, with
+    /// the original it quotes; attachments past this are not read.
+    pub const INBOUND_EMAIL: usize = 1024 * 1024;
     /// Tracking links are GETs; nothing to read.
     pub const TRACKING: usize = 1024;
     /// `POST /v1/notifications` (one notification or a batch) reads its body
@@ -93,6 +97,11 @@ fn v1_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         (
             "/v1/notifications/{id}",
             get(timeline::get_notification).layer(small()),
+        ),
+        (
+            "/v1/inbound/email",
+            post(inbound_email::post_inbound_email)
+                .layer(RequestBodyLimitLayer::new(body_limits::INBOUND_EMAIL)),
         ),
         ("/v1/report", get(reports::get_report).layer(small())),
         (

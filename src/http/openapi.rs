@@ -26,10 +26,12 @@ use super::submit::{AcceptedBody, CodedError, IntakeProblem, IntakeRefusal, MAX_
         super::timeline::get_notification,
         super::reports::get_report,
         super::reports::get_customer,
+        super::inbound_email::post_inbound_email,
     ),
     components(schemas(
         ApiError,
         ReceiptAnswer,
+        InboundAnswer,
         AcceptedBody,
         IntakeProblem,
         IntakeRefusal,
@@ -76,6 +78,14 @@ pub struct ApiError {
 #[derive(Serialize, ToSchema)]
 pub struct ReceiptAnswer {
     #[schema(pattern = "^(recorded|already_recorded)$")]
+    pub status: String,
+}
+
+/// An inbound reply: `recorded` (`202`), `already_recorded` (`200`), or
+/// `unmapped` (`202`: it answers none of our messages; not to be sent again).
+#[derive(Serialize, ToSchema)]
+pub struct InboundAnswer {
+    #[schema(pattern = "^(recorded|already_recorded|unmapped)$")]
     pub status: String,
 }
 

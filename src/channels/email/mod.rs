@@ -15,6 +15,7 @@
 mod compose;
 mod failure;
 mod html;
+pub mod inbound;
 mod settings;
 mod tracking;
 mod transport;

@@ -12,8 +12,10 @@
 //!   them the id the worker remembered, so `read` is recorded for
 //!   that notification. The query is answered (`answerCallbackQuery`) so the
 //!   customer's spinner stops, also when the message is unknown.
-//! * A `message` that replies to one of the bot's messages records `replied`
-//!   for that message's notification. A message that quotes nothing is taken
+//! * A `message` that replies to one of the bot's messages goes to the
+//!   reply hook (`http::replies`) with its text (or caption) and
+//!   `<chat id>:<message_id>`, which records `replied` for that message's
+//!   notification. A message that quotes nothing is taken
 //!   as a reply to the newest of the bot's messages just before it in that
 //!   chat: message ids count up within a private chat (observed; the Bot
 //!   API only promises them unique per chat), so the daemon looks at the
@@ -87,6 +89,25 @@ struct Message {
     reply_to_message: Option<MessageRef>,
     #[serde(default)]
     text: Option<String>,
+    /// A photo's or a document's words.
+    #[serde(default)]
+    caption: Option<String>,
+}
+
+impl Message {
+    /// The customer's words: the text, else a caption, else nothing.
+    fn words(&self) -> &str {
+        self.text
+            .as_deref()
+            .or(self.caption.as_deref())
+            .unwrap_or("")
+    }
+
+    /// The reply hook's id of this message: `<chat id>:<message_id>`.
+    fn inbound_id(&self) -> String {
+        let chat = self.chat.as_ref().map_or(0, |c| c.id);
+        format!("{chat}:{}", self.message_id)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,22 +246,20 @@ async fn update(
         );
         return answer(StatusCode::OK);
     };
-    let recorded = match update.message.as_ref().filter(|_| event == "replied") {
-        Some(message) => {
-            let inbound_id = format!(
-                "{}:{}",
-                message.chat.as_ref().map_or(0, |c| c.id),
-                message.message_id
-            );
-            let reply = crate::http::replies::Reply {
-                notification_id: &id,
-                channel: &channel,
-                text: message.text.as_deref().unwrap_or(""),
-                inbound_id: &inbound_id,
-            };
-            crate::http::replies::received(&state, reply).await
+    let recorded = match (event, &update.message) {
+        ("replied", Some(message)) => {
+            crate::http::replies::received(
+                &state,
+                crate::http::replies::Reply {
+                    notification_id: &id,
+                    channel: &channel,
+                    text: message.words(),
+                    inbound_id: &message.inbound_id(),
+                },
+            )
+            .await
         }
-        None => crate::http::record(&state, &id, event, Some(&channel))
+        _ => crate::http::record(&state, &id, event, Some(&channel))
             .await
             .status(),
     };
@@ -321,5 +340,36 @@ async fn answer_recorded(state: &AppState, seen_key: &str, recorded: StatusCode)
             count(state, PROVIDER, "recorded");
             answer(StatusCode::OK)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(json: &str) -> Message {
+        serde_json::from_str::<Update>(json)
+            .expect("an update")
+            .message
+            .expect("a message")
+    }
+
+    #[test]
+    fn a_message_yields_its_text_or_caption_and_chat_and_message_id() {
+        let text = message(
+            r#"{"update_id": 1, "message": {"message_id": 42, "chat": {"id": 555},
+                "from": {"id": 555, "is_bot": false}, "text": "Заберу сегодня"}}"#,
+        );
+        assert_eq!(text.words(), "Заберу сегодня");
+        assert_eq!(text.inbound_id(), "555:42");
+        let photo = message(
+            r#"{"update_id": 2, "message": {"message_id": 43, "chat": {"id": -100},
+                "caption": "вот чек", "photo": []}}"#,
+        );
+        assert_eq!(photo.words(), "вот чек");
+        assert_eq!(photo.inbound_id(), "-100:43");
+        let sticker =
+            message(r#"{"update_id": 3, "message": {"message_id": 44, "chat": {"id": 1}}}"#);
+        assert_eq!(sticker.words(), "");
     }
 }

@@ -16,7 +16,9 @@
 //!   conversation up to `read_message_id`. Each notification sent to that
 //!   peer with a message id up to it gets `read`.
 //! * `message_new` from the customer (not the community's own, `out = 1`)
-//!   records `replied` for the latest message sent to that peer before it.
+//!   goes to the reply hook (`http::replies`) with its `text` and
+//!   `<peer_id>_<id>`, which records `replied` for the latest message sent
+//!   to that peer before it.
 //! * Every authentic event is answered `ok` (200, plain text), also unknown
 //!   kinds and events about messages this daemon does not know, since VK
 //!   stops calling a server that keeps failing; only a store failure
@@ -87,6 +89,22 @@ struct Incoming {
     from_id: Option<i64>,
     #[serde(default)]
     out: Option<i64>,
+    /// The customer's words (empty for a sticker or a photo).
+    #[serde(default)]
+    text: String,
+}
+
+impl Incoming {
+    /// The message of a `message_new` object, in either API version's shape.
+    fn of(object: &Value) -> Option<Incoming> {
+        Incoming::deserialize(object.get("message").unwrap_or(object)).ok()
+    }
+
+    /// The reply hook's id of this message: `<peer_id>_<id>`, as VK names
+    /// a message in a conversation.
+    fn inbound_id(&self) -> String {
+        format!("{}_{}", self.peer_id, self.id.unwrap_or(0))
+    }
 }
 
 fn text(status: StatusCode, body: &str) -> Response {
@@ -244,10 +262,10 @@ async fn message_read(state: &AppState, channel: &str, object: &Value) -> Result
     record_all(state, channel, &ids, "read", read.read_message_id).await
 }
 
-/// `replied` for the latest message sent to the peer before the customer wrote.
+/// `replied` for the latest message sent to the peer before the customer
+/// wrote, handed to the reply hook with the customer's words.
 async fn message_new(state: &AppState, channel: &str, object: &Value) -> Result<(), ()> {
-    let message = object.get("message").unwrap_or(object);
-    let Ok(incoming) = Incoming::deserialize(message) else {
+    let Some(incoming) = Incoming::of(object) else {
         count(state, PROVIDER, "malformed");
         tracing::warn!(
             channel,
@@ -266,13 +284,25 @@ async fn message_new(state: &AppState, channel: &str, object: &Value) -> Result<
         .peer_messages_up_to(channel, &peer, before, state.clock.now_ms())
         .await
         .map_err(|e| tracing::warn!(error = %e, "cannot look up VK messages by peer"))?;
-    let ids: BTreeSet<String> = sent
-        .into_iter()
-        .last()
-        .map(|(id, _)| id)
-        .into_iter()
-        .collect();
-    record_all(state, channel, &ids, "replied", before).await
+    let Some((id, _step)) = sent.into_iter().last() else {
+        return record_all(state, channel, &BTreeSet::new(), "replied", before).await;
+    };
+    let status = crate::http::replies::received(
+        state,
+        crate::http::replies::Reply {
+            notification_id: &id,
+            channel,
+            text: &incoming.text,
+            inbound_id: &incoming.inbound_id(),
+        },
+    )
+    .await;
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => return Err(()),
+        StatusCode::NOT_FOUND => count(state, PROVIDER, "unknown"),
+        _ => count(state, PROVIDER, "recorded"),
+    }
+    Ok(())
 }
 
 /// Records `event` for each notification; counts the callback once.
@@ -308,4 +338,28 @@ async fn record_all(
         if recorded { "recorded" } else { "unknown" },
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_message_new_yields_the_customers_text_and_the_message_id() {
+        // API 5.103 and later: the message under `message`.
+        let object = json!({
+            "message": {"id": 812, "peer_id": 123456, "from_id": 123456, "out": 0,
+                        "text": "Да, привезите завтра"},
+            "client_info": {}
+        });
+        let m = Incoming::of(&object).expect("a message");
+        assert_eq!(m.text, "Да, привезите завтра");
+        assert_eq!(m.inbound_id(), "123456_812");
+        // Before 5.103: the object is the message; a sticker has no text.
+        let old = json!({"id": 9, "peer_id": 77, "out": 0});
+        let m = Incoming::of(&old).expect("a message");
+        assert_eq!((m.text.as_str(), m.inbound_id().as_str()), ("", "77_9"));
+        assert!(Incoming::of(&json!({"message": {"text": "no peer"}})).is_none());
+    }
 }

@@ -20,7 +20,9 @@
 //! * Meta posts all of an app's statuses to one URL, so a wamid unknown to
 //!   the URL's channel is looked up under the other whatsapp channels too.
 //! * `messages[]` from the customer that reply to one of our messages
-//!   (`context.id`) record `replied`; other inbound messages cannot be
+//!   (`context.id`) go to the reply hook (`http::replies`) with their words
+//!   (a text's body, a button's text, a chosen reply's title) and the
+//!   wamid, which records `replied`; other inbound messages cannot be
 //!   mapped yet and are counted as `unmapped`.
 //! * Unknown wamids are acknowledged (200) and counted; every authentic
 //!   delivery is answered 200 unless the store fails (503: Meta retries).
@@ -179,6 +181,59 @@ struct Inbound {
     id: String,
     #[serde(default)]
     context: Option<Context>,
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    text: Option<TextBody>,
+    /// A quick-reply button of a template.
+    #[serde(default)]
+    button: Option<ButtonBody>,
+    /// A reply button or a list row of an interactive message.
+    #[serde(default)]
+    interactive: Option<Interactive>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TextBody {
+    #[serde(default)]
+    body: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ButtonBody {
+    #[serde(default)]
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Interactive {
+    #[serde(default)]
+    button_reply: Option<Titled>,
+    #[serde(default)]
+    list_reply: Option<Titled>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Titled {
+    #[serde(default)]
+    title: String,
+}
+
+impl Inbound {
+    /// The customer's words: a text's body, a pressed button's text, a
+    /// chosen reply's or list row's title; empty for media, a location….
+    fn words(&self) -> &str {
+        let interactive = self.interactive.as_ref();
+        let found = match self.kind.as_str() {
+            "text" => self.text.as_ref().map(|t| t.body.as_str()),
+            "button" => self.button.as_ref().map(|b| b.text.as_str()),
+            "interactive" => interactive
+                .and_then(|i| i.button_reply.as_ref().or(i.list_reply.as_ref()))
+                .map(|t| t.title.as_str()),
+            _ => None,
+        };
+        found.unwrap_or("")
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -396,7 +451,7 @@ async fn on_inbound(state: &AppState, channel: &str, message: &Inbound) -> Resul
         Err(_) => return Err(StoreDown),
     }
     let result = match lookup(state, channel, replied_to).await {
-        Ok(Some((id, _, _))) => record(state, channel, &id, "replied").await,
+        Ok(Some((id, _, _))) => replied(state, channel, &id, message).await,
         Ok(None) => {
             count(state, PROVIDER, "unknown");
             Ok(())
@@ -409,9 +464,30 @@ async fn on_inbound(state: &AppState, channel: &str, message: &Inbound) -> Resul
     result
 }
 
+/// Hands the customer's message to the reply hook, which records `replied`.
+async fn replied(
+    state: &AppState,
+    channel: &str,
+    id: &str,
+    message: &Inbound,
+) -> Result<(), StoreDown> {
+    let reply = crate::http::replies::Reply {
+        notification_id: id,
+        channel,
+        text: message.words(),
+        inbound_id: &message.id,
+    };
+    counted(state, crate::http::replies::received(state, reply).await)
+}
+
 async fn record(state: &AppState, channel: &str, id: &str, event: &str) -> Result<(), StoreDown> {
     let response = crate::http::record(state, id, event, Some(channel)).await;
-    match response.status() {
+    counted(state, response.status())
+}
+
+/// Counts what became of a status or a message; `Err` asks Meta to retry.
+fn counted(state: &AppState, status: StatusCode) -> Result<(), StoreDown> {
+    match status {
         StatusCode::SERVICE_UNAVAILABLE => Err(StoreDown),
         StatusCode::NOT_FOUND => {
             count(state, PROVIDER, "unknown");
@@ -448,5 +524,39 @@ mod tests {
         assert!(!signature_matches("app-secret", body, "sha256=zz"));
         assert!(!signature_matches("app-secret", body, "sha1=abcd"));
         assert!(!signature_matches("app-secret", body, ""));
+    }
+
+    fn inbound(json: &str) -> Inbound {
+        serde_json::from_str(json).expect("an inbound message")
+    }
+
+    #[test]
+    fn an_inbound_message_yields_the_customers_words() {
+        let text = inbound(
+            r#"{"from": "79000000000", "id": "wamid.IN1", "type": "text",
+                "context": {"id": "wamid.OUT"}, "text": {"body": "Приеду в 6"}}"#,
+        );
+        assert_eq!(
+            (text.words(), text.id.as_str()),
+            ("Приеду в 6", "wamid.IN1")
+        );
+        let button = inbound(
+            r#"{"id": "wamid.IN2", "type": "button", "button": {"text": "Подтвердить", "payload": "yes"}}"#,
+        );
+        assert_eq!(button.words(), "Подтвердить");
+        let chosen = inbound(
+            r#"{"id": "wamid.IN3", "type": "interactive", "interactive": {"type": "button_reply",
+                "button_reply": {"id": "b1", "title": "Перезвоните"}}}"#,
+        );
+        assert_eq!(chosen.words(), "Перезвоните");
+        let row = inbound(
+            r#"{"id": "wamid.IN4", "type": "interactive", "interactive": {"type": "list_reply",
+                "list_reply": {"id": "r1", "title": "Суббота"}}}"#,
+        );
+        assert_eq!(row.words(), "Суббота");
+        let photo = inbound(r#"{"id": "wamid.IN5", "type": "image", "image": {"id": "m1"}}"#);
+        assert_eq!(photo.words(), "");
+        let odd = inbound(r#"{"id": "wamid.IN6", "type": "text"}"#);
+        assert_eq!(odd.words(), "");
     }
 }
