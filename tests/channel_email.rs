@@ -27,7 +27,8 @@ const POLICY: &str = "stop_on = [\"opened\", \"clicked\", \"read\", \"replied\"]
 
 /// The mail server posts replies with the shared token; `crm` records
 /// receipts but may not post replies.
-const CALLERS: &str = "inbound_email_callers = [\"shared\"]\n\n[http.receipt_tokens]\ncrm = \"crm-token-0123456789abcdef\"\n";
+const CALLERS: &str = "inbound_email_callers = [\"shared\"]\n\n[http.receipt_tokens]\ncrm = \"crm-token-0123456789abcdef\"\n\n\
+     [replies]\nsink = \"helpdesk\"\nlink_secret = \"a-replies-link-secret-long-enough\"\n";
 
 fn email_channel(port: u16, extra: &str) -> String {
     format!(
@@ -69,6 +70,10 @@ impl Harness {
         let cfg = TestConfig::new(name, &url, CALLERS, DELIVERY_DELAY);
         cfg.write("policies/abandoned_cart.toml", POLICY);
         cfg.write("channels/email.toml", &channel(sink.port()));
+        cfg.write(
+            "channels/helpdesk.toml",
+            &format!("kind = \"webhook\"\ncontact = \"none\"\nurl = \"{url}/helpdesk\"\ntimeout = \"2s\"\n"),
+        );
         let mut run = Running::start(cfg).await;
         // Tracking links point at the port the daemon was given.
         let public_url = format!("http://{}", run.daemon().http_addr);
@@ -832,10 +837,22 @@ async fn a_reply_by_email_is_recorded_as_replied_and_stops_the_cascade() {
     assert_eq!(receipt["reason"], "replied", "{view}");
     assert_eq!(receipt["channel"], "email", "{view}");
 
+    // The helpdesk is handed the customer's words, without the quote.
+    wait_until("the helpdesk's task", AT_ONCE, async || {
+        h.messenger.count("helpdesk") == 1
+    })
+    .await;
+    let task = h.messenger.on("helpdesk").remove(0);
+    assert_eq!(task["reply"]["notification_id"], id.as_str(), "{task}");
+    assert_eq!(task["reply"]["channel"], "email");
+    assert_eq!(task["reply"]["text"], "Заберу завтра, спасибо!");
+
     // The MTA delivers it again: known, not recorded twice.
     let again = inbound(Some(TOKEN), reply_to(&message_id)).await.unwrap();
     assert_eq!(again.status(), 200);
     assert_eq!(counted("already_recorded").await, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.messenger.count("helpdesk"), 1, "handed over once");
 
     // Past the day's wait: the cascade stopped, no messenger.
     h.clock.advance(25 * HOUR);
