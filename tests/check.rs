@@ -99,7 +99,7 @@ fn a_broken_policy_is_reported_with_file_line_and_column() {
     let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
     assert_eq!(code, 1, "{out}{err}");
     // Every problem, each at its place, each saying what would be right.
-    assert!(err.contains("broken.toml:4:11: error: unknown channel `vkk`; channels configured: call_centre, email, sms, telegram, vk, whatsapp"), "{err}");
+    assert!(err.contains("broken.toml:4:11: error: unknown channel `vkk`; channels configured: call_centre, email, helpdesk, manager, sms, support_telegram, telegram, vk, whatsapp"), "{err}");
     assert!(
         err.contains("broken.toml:5:8: error: `30 minutes please` is not a duration"),
         "{err}"
@@ -692,4 +692,73 @@ fn simulate_plays_receipts_in_order() {
     let (code, _, err) = cascade(&cfg, &["simulate", "order_call", "--event", "called"]);
     assert_eq!(code, 1);
     assert!(err.contains("give each --event its --after"), "{err}");
+}
+
+/// Answer deadlines: the staff channels must exist and reach staff, an
+/// escalation needs a deadline, a deadline needs a sink, business hours
+/// must read; each reported at its place.
+#[test]
+fn answer_deadlines_and_staff_channels_are_checked() {
+    let dir = scratch("answers");
+    std::fs::write(
+        dir.join("policies/replies.toml"),
+        "answer_within = \"fifteen\"\nanswer_escalation = [\"support_telegram\", \"pager\"]\n\n[[steps]]\nchannel = \"email\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("policies/no_deadline.toml"),
+        "answer_escalation = [\"manager\"]\n\n[[steps]]\nchannel = \"email\"\n",
+    )
+    .unwrap();
+    let settings = std::fs::read_to_string(dir.join("cascade.toml")).unwrap();
+    let broken = settings
+        .replace(
+            "staff = { telegram = \"${SUPPORT_CHAT_ID:--1001234567890}\" }",
+            "",
+        )
+        .replace("days = \"mon-fri\"", "days = \"mon-funday\"");
+    assert_ne!(broken, settings);
+    std::fs::write(dir.join("cascade.toml"), &broken).unwrap();
+    let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1, "{out}{err}");
+    for expected in [
+        "replies.toml:1:17: error: `fifteen` is not a duration",
+        "replies.toml:2:42: error: answer_escalation names channel `pager`, which has no file in channels/",
+        "no_deadline.toml:1:21: error: answer_escalation without answer_within",
+        "cascade.toml:82:8: error: [business_hours] `mon-funday` is not a list of weekdays",
+    ] {
+        assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
+    }
+
+    // Without business hours' typo: the staff chat has no address.
+    std::fs::write(
+        dir.join("cascade.toml"),
+        settings.replace(
+            "staff = { telegram = \"${SUPPORT_CHAT_ID:--1001234567890}\" }",
+            "",
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.join("policies/replies.toml")).unwrap();
+    std::fs::remove_file(dir.join("policies/no_deadline.toml")).unwrap();
+    let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("staff channel `support_telegram` (abandoned_cart) sends to the contact `telegram`, which [replies] staff does not give"),
+        "{err}"
+    );
+
+    // A deadline without a sink.
+    std::fs::write(
+        dir.join("cascade.toml"),
+        settings.replace("sink = \"helpdesk\"", ""),
+    )
+    .unwrap();
+    let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("order_call.toml:3:17: error: answer_within needs [replies] sink"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

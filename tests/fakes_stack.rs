@@ -476,7 +476,8 @@ async fn the_stack_delivers_on_every_channel_and_a_read_from_the_index_stops_the
     let cfg = TestConfig::new(
         "fakes-stack",
         "http://127.0.0.1:9",
-        "[receipts]\ncustom = [\"paid\", \"called\"]\n",
+        "[receipts]\ncustom = [\"paid\", \"called\", \"no_answer\"]\n\n\
+         [replies]\nsink = \"helpdesk\"\nlink_secret = \"a-replies-link-secret-long-enough\"\nstaff = { telegram = \"-100123\" }\n",
         DELIVERY_DELAY,
     );
     ship("channels", &cfg.dir);

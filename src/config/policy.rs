@@ -190,7 +190,7 @@ fn read_answer(
             "answer_within needs [replies] sink in cascade.toml: the channel (a helpdesk webhook) every customer reply is handed to first",
         );
     }
-    let within_ms = check.duration_ms(within)?;
+    let within_ms = check.duration_ms(within);
     let mut steps = Vec::new();
     for raw in escalation.map(Spanned::into_inner).unwrap_or_default() {
         let span = raw.span();
@@ -212,7 +212,7 @@ fn read_answer(
         });
     }
     Some(Answer {
-        within_ms,
+        within_ms: within_ms?,
         escalation: steps,
     })
 }
