@@ -301,6 +301,14 @@ impl Tally<'_> {
         out.add(msg.step, ch, "read", 1);
         let ttr = at_ms.saturating_sub(msg.at_ms).max(0);
         out.add(msg.step, ch, format!("ttr:{}", ttr_bucket(ttr)), 1);
+        // A staff cascade's answer time counts from the reply: when the
+        // reply was handed over (its first step's send), on no step.
+        if crate::core::replies::is_staff_policy(&self.policy.name)
+            && let Some(handed) = self.sent_before(pos, |s| s.step == Some(0))
+        {
+            let answer_ms = at_ms.saturating_sub(handed.at_ms).max(0);
+            out.add(None, "", format!("answer:{}", ttr_bucket(answer_ms)), 1);
+        }
         let later = self.sent_before(pos, |s| s.step > msg.step);
         if let Some(esc) = later
             && at_ms >= esc.at_ms

@@ -415,3 +415,28 @@ fn a_read_saves_the_steps_a_wait_would_have_led_to_not_those_only_a_branch_reach
         .collect();
     assert_eq!(avoided, [Some(2)], "{:?}", t.counts);
 }
+
+#[test]
+fn a_staff_answer_counts_its_time_from_the_reply() {
+    let mut p = policy();
+    p.name = "delivery_delay:answer".into();
+    p.stop_on = vec!["answered".into()];
+    // Handed over at T0, the support chat asked at T0+15m, answered at T0+20m.
+    let counted = escalated_to_sms();
+    let fresh = [
+        receipt(T0 + 35 * MIN, "answered", None),
+        completed(T0 + 35 * MIN, 1, "answered"),
+    ];
+    let t = run_on(p, &counted, &fresh, &done(), &[("answered", T0 + 35 * MIN)]);
+    assert_eq!(has(&t, Some(1), "sms", "read"), 1);
+    assert_eq!(has(&t, Some(1), "sms", "ttr:5m"), 1, "{:?}", t.counts);
+    assert_eq!(has(&t, None, "", "answer:1h"), 1, "{:?}", t.counts);
+    // A customer's policy counts no answer time.
+    let t = run(
+        &counted,
+        &[receipt(T0 + 35 * MIN, "read", None)],
+        &done(),
+        &[("read", T0 + 35 * MIN)],
+    );
+    assert!(t.counts.iter().all(|c| !c.metric.starts_with("answer:")));
+}
