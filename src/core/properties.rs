@@ -1194,3 +1194,52 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Business hours with days off (`QuietHours::outside_business`): the
+    /// next open moment is open and every minute before it is quiet, and
+    /// an awake wait ends on an open moment having counted exactly its
+    /// open minutes, in a zone with DST.
+    #[test]
+    fn business_hours_with_days_off_open_and_count_right(
+        open in 0u16..1380,
+        len in 60u16..1000,
+        working in 1u8..0x7f,
+        start in 1_780_000_000_000i64..1_800_000_000_000,
+        wait_min in 0i64..600,
+    ) {
+        let close = (open + len).min(1439);
+        let hhmm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+        let days: Vec<&str> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| working & (1 << i) != 0)
+            .map(|(_, d)| *d)
+            .collect();
+        let q = QuietHours::outside_business(&format!("{}-{}", hhmm(open), hhmm(close)), &days.join(","))
+            .map_err(|e| TestCaseError::fail(e.0))?;
+        let tz = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        let start = start - start % MIN;
+        let next = q.next_open(start, &tz);
+        prop_assert!(!q.is_quiet(next, &tz));
+        let mut t = start;
+        while t < next {
+            prop_assert!(q.is_quiet(t, &tz), "open at {t} before {next}");
+            t += MIN;
+        }
+        let end = q.awake_deadline(start, wait_min * MIN, &tz);
+        // It ends in an open minute, or right as one closes.
+        prop_assert!(wait_min == 0 || !q.is_quiet(end - 1, &tz));
+        let mut counted = 0;
+        let mut t = start;
+        while t < end {
+            if !q.is_quiet(t, &tz) {
+                counted += 1;
+            }
+            t += MIN;
+        }
+        prop_assert_eq!(counted, wait_min, "open minutes between {} and {}", start, end);
+    }
+}
