@@ -27,12 +27,7 @@ pub struct Reply<'a> {
 /// such notification, 503 the store is unavailable (the provider should
 /// deliver it again).
 pub async fn received(state: &AppState, reply: Reply<'_>) -> StatusCode {
-    super::record(
-        state,
-        reply.notification_id,
-        "replied",
-        Some(reply.channel),
-    )
-    .await
-    .status()
+    super::record(state, reply.notification_id, "replied", Some(reply.channel))
+        .await
+        .status()
 }

@@ -30,6 +30,9 @@ pub(super) struct View {
     next_wake_up: Option<String>,
     /// Event word → when it was first recorded (Unix ms; `failed`: the latest).
     receipts: BTreeMap<String, i64>,
+    /// Data recorded with its receipts (`{"slot": "Friday 10-14"}`), for
+    /// follow-up texts; `{}` when none.
+    data: BTreeMap<String, String>,
     timeline: Vec<EntryView>,
 }
 
@@ -76,6 +79,7 @@ fn view(id: String, t: Timeline) -> View {
         next_wake_up_ms: next,
         next_wake_up: next.map(rfc3339),
         receipts: t.receipts,
+        data: t.data,
         timeline: t.entries.into_iter().map(EntryView::of).collect(),
     }
 }
