@@ -14,6 +14,7 @@ pub use report::{IntakeCounts, Played, Report};
 
 use super::driver::{Customers, Driver, Intake, PlayError};
 use crate::config::Catalog;
+use crate::core::receipt_data::ReceiptData;
 use crate::core::{ChannelKind, Entry};
 use crate::dev::dice::Dice;
 use crate::dev::fakes::script::Scripted;
@@ -37,6 +38,22 @@ struct Crowd<'a> {
 }
 
 impl Customers for Crowd<'_> {
+    /// A call that got through comes with the delivery slot the manager
+    /// agreed, which order_call's confirmation quotes (`{{data.slot}}`).
+    /// Picked by the id, not the dice: the day's draws stay as they were.
+    fn data_for(&mut self, id: &str, event: &str) -> ReceiptData {
+        const SLOTS: [&str; 3] = [
+            "пятница, 10:00–14:00",
+            "суббота, 12:00–16:00",
+            "понедельник, 9:00–13:00",
+        ];
+        if event != "called" {
+            return ReceiptData::new();
+        }
+        let slot = SLOTS[(crate::runtime::keys::fnv1a(id.as_bytes()) % 3) as usize];
+        ReceiptData::from([("slot".to_owned(), slot.to_owned())])
+    }
+
     fn on_sent(&mut self, id: &str, entry: &Entry) -> Option<(String, i64)> {
         let channel = entry.channel.as_deref()?;
         let kind = self.catalog.channels.get(channel)?.kind;
