@@ -170,6 +170,35 @@ async fn the_slot_recorded_with_called_is_quoted_by_the_confirmation() {
         view(&run, &by_notification).await["data"],
         json!({ "slot": "Tuesday 9-12", "floor": "3" })
     );
+    // `cascade receipt --data` merges the same way, and `cascade status`
+    // shows the data.
+    let cli = |args: &[&str]| {
+        let out = cascade_command()
+            .arg("--config")
+            .arg(run.cfg.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = cli(&[
+        "receipt",
+        &by_notification,
+        "called",
+        "--data",
+        "floor=4",
+        "--data",
+        "door=B",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = cli(&["status", &by_notification]);
+    assert_eq!(code, Some(0), "{out}");
+    for line in ["data.door: B", "data.floor: 4", "data.slot: Tuesday 9-12"] {
+        assert!(out.contains(line), "{line}\n---\n{out}");
+    }
     // Kept as long as the finished record.
     let mut redis = redis().await;
     let ttl: i64 = redis::cmd("PTTL")
