@@ -786,3 +786,23 @@ fn a_malformed_placeholder_is_refused_naming_the_field_and_where() {
     });
     assert!(parse(literal.to_string().as_bytes(), 1 << 20).is_ok());
 }
+
+#[test]
+fn a_step_text_must_fit_the_channels_of_its_step() {
+    let body = |text: String| {
+        serde_json::to_vec(&json!({
+            "id": "order-1002:call", "policy": "order_call",
+            "customer": {"id": "c-43", "contacts": {"email": "a@example.ru", "sms": "+79161234568"}},
+            "content": {"text": "Заказ 1002 оформлен", "steps": {"confirm": {"text": text}}},
+        }))
+        .unwrap()
+    };
+    assert!(admit(&body("ж".repeat(201)), catalog()).is_ok());
+    let err = admit_err(&body("ж".repeat(202)));
+    assert_refused(
+        &err,
+        ErrorCode::TextTooLong,
+        "content.steps.confirm.text needs 4 SMS segments",
+    );
+    assert_eq!(err.field.as_deref(), Some("content.steps.confirm.text"));
+}
