@@ -769,7 +769,7 @@ async fn status_cmd(cli: &Cli, id: &str, json: bool) -> anyhow::Result<()> {
     );
     // What came with its receipts, for follow-up texts (`{{data.<key>}}`).
     for (key, value) in &data {
-        println!("data.{key}: {value}");
+        println!("data.{key}: {}", cascade::pii::scrub(value));
     }
     Ok(())
 }

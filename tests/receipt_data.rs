@@ -170,6 +170,19 @@ async fn the_slot_recorded_with_called_is_quoted_by_the_confirmation() {
         view(&run, &by_notification).await["data"],
         json!({ "slot": "Tuesday 9-12", "floor": "3" })
     );
+    // Shown with contacts masked, as reasons are (a text still quotes it).
+    let (status, _) = post_receipt(
+        &run,
+        &json!({ "id": by_notification, "event": "called", "data": { "note": "перезвонить +7 916 123-45-67" } }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let note = view(&run, &by_notification).await["data"]["note"].clone();
+    let note = note.as_str().unwrap();
+    assert!(
+        note.starts_with("перезвонить ") && !note.contains("123-45-67"),
+        "{note}"
+    );
     // `cascade receipt --data` merges the same way, and `cascade status`
     // shows the data.
     let cli = |args: &[&str]| {
@@ -196,6 +209,7 @@ async fn the_slot_recorded_with_called_is_quoted_by_the_confirmation() {
     assert_eq!(code, Some(0), "{out}");
     let (code, out) = cli(&["status", &by_notification]);
     assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("123-45-67"), "{out}");
     for line in ["data.door: B", "data.floor: 4", "data.slot: Tuesday 9-12"] {
         assert!(out.contains(line), "{line}\n---\n{out}");
     }
