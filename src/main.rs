@@ -958,6 +958,10 @@ async fn receipt_cmd(
         ReceiptResult::Recorded => println!("recorded {event} for {id}"),
         ReceiptResult::AlreadyRecorded => println!("{event} was already recorded for {id}"),
         ReceiptResult::UnknownNotification => bail!("no notification `{id}`"),
+        ReceiptResult::DataFull(held) => bail!(
+            "`{id}` holds {held} data keys; with these it would pass {} (nothing was recorded)",
+            cascade::core::receipt_data::MAX_KEYS
+        ),
     }
     Ok(())
 }

@@ -284,5 +284,29 @@ async fn hostile_data_is_refused_naming_the_field() {
     assert_eq!(shown["data"], json!({}));
     assert!(shown["receipts"].get("called").is_none(), "{shown}");
     assert_eq!(run.outcome(&id).await, None);
+
+    // 64 keys in all over its receipts; the receipt that would pass it is
+    // refused whole.
+    for round in 0..4 {
+        let data: serde_json::Map<String, Value> = (0..16)
+            .map(|i| (format!("k{round}_{i}"), json!("v")))
+            .collect();
+        let (status, answer) =
+            post_receipt(&run, &json!({ "id": id, "event": "noted", "data": data })).await;
+        assert!([200, 202].contains(&status), "{answer}");
+    }
+    let (status, answer) = post_receipt(
+        &run,
+        &json!({ "id": id, "event": "called", "data": { "slot": "Friday" } }),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["field"]),
+        (400, &json!("data")),
+        "{answer}"
+    );
+    let shown = view(&run, &id).await;
+    assert_eq!(shown["data"].as_object().unwrap().len(), 64);
+    assert!(shown["receipts"].get("called").is_none(), "{shown}");
     run.stop().await;
 }

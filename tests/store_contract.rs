@@ -318,6 +318,32 @@ async fn receipt_data<S: CascadeStore + Foreign>(s: &S, rig: &Rig) -> Vec<String
         log.push(format!("{:?}", s.receipt_data("n-1").await.unwrap()));
     }
     log.push(format!("{:?}", s.receipt_data("nobody").await.unwrap()));
+    // At most 64 keys in all: the receipt that would pass it is refused
+    // whole; one that only replaces keys held is not.
+    for round in 0..4 {
+        let given: ReceiptData = (0..16)
+            .map(|i| (format!("k{round}_{i}"), "v".to_owned()))
+            .collect();
+        let r = s
+            .record_receipt_with_data("n-1", "noted", None, &given, NOW)
+            .await
+            .unwrap();
+        log.push(format!("{r:?}"));
+    }
+    let fourteen: ReceiptData = (0..14).map(|i| (format!("f{i}"), "v".to_owned())).collect();
+    for given in [
+        fourteen,
+        data(&[("one_more", "v")]),
+        data(&[("slot", "Sunday")]),
+    ] {
+        let r = s
+            .record_receipt_with_data("n-1", "paid", None, &given, NOW)
+            .await
+            .unwrap();
+        log.push(format!("{r:?}"));
+    }
+    let held = s.receipt_data("n-1").await.unwrap();
+    log.push(format!("{} {:?}", held.len(), held.get("slot")));
     log
 }
 
@@ -337,6 +363,15 @@ async fn receipt_data_is_merged_in_the_receipts_call() {
             "delivered: Recorded",
             "{\"floor\": \"3\", \"slot\": \"Monday 9-12\"}",
             "{}",
+            // 2 + 16 × 3 = 50 keys, then 16 more would make 66.
+            "Recorded",
+            "AlreadyRecorded",
+            "AlreadyRecorded",
+            "DataFull(50)",
+            "Recorded",
+            "DataFull(64)",
+            "AlreadyRecorded",
+            "64 Some(\"Sunday\")",
         ]
     );
 }

@@ -13,6 +13,9 @@ use super::template::{MAX_DATA_KEY_CHARS, is_data_key};
 pub const MAX_ENTRIES: usize = 16;
 /// Longest value, in characters.
 pub const MAX_VALUE_CHARS: usize = 500;
+/// Most keys one notification's data may hold, over all its receipts: a
+/// caller cannot grow it without bound.
+pub const MAX_KEYS: usize = 64;
 
 /// Key → value, checked.
 pub type ReceiptData = BTreeMap<String, String>;

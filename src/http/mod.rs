@@ -375,6 +375,17 @@ async fn record_from(
         Ok(ReceiptResult::UnknownNotification) => {
             error(StatusCode::NOT_FOUND, "no such notification")
         }
+        Ok(ReceiptResult::DataFull(held)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": format!(
+                    "the notification holds {held} data keys; with this receipt's new ones it would pass {} (nothing was recorded)",
+                    receipt_data::MAX_KEYS
+                ),
+                "field": "data",
+            })),
+        )
+            .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot record a receipt");
             error(

@@ -7,8 +7,8 @@
 -- Here KEYS and ARGV come in a fixed layout, the receipt words last, so
 -- nothing is copied.
 -- KEYS: record, receipts, data, timers, events
--- ARGV: id, event, now, entry, stream bound, data key and value pairs…
-local r = receipt_record(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV, 6)
+-- ARGV: id, event, now, entry, stream bound, data max, data key and value pairs…
+local r = receipt_record(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV, 7)
 if r[1] == 'recorded' then
   woken(KEYS[4], KEYS[5], ARGV[1], ARGV[3], ARGV[4], ARGV[5])
 end

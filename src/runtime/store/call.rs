@@ -98,7 +98,8 @@ impl Scripts {
                 "receipt_whole.lua"
             ),
             receipt_record: script!("record.lua", "receipt.lua";
-                "return receipt_record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV, 4)"),
+                "return receipt_record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], \
+                 ARGV, 5)"),
             woken: script!("wake.lua", "woken.lua";
                 "return woken(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"),
             claim: script!("wake.lua", "claim.lua"),

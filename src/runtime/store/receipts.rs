@@ -5,7 +5,7 @@ use redis::{ParsingError, Value};
 
 use super::call::{Call, FromTagged, Reply, Tagged};
 use super::{Store, StoreError};
-use crate::core::receipt_data::ReceiptData;
+use crate::core::receipt_data::{MAX_KEYS, ReceiptData};
 use crate::core::{Entry, EntryKind};
 use crate::runtime::keys::Keys;
 use crate::runtime::record::encode_entry;
@@ -16,6 +16,9 @@ pub enum ReceiptResult {
     Recorded,
     AlreadyRecorded,
     UnknownNotification,
+    /// The data would take the notification's past `receipt_data::MAX_KEYS`
+    /// keys (it holds this many): nothing was recorded.
+    DataFull(usize),
 }
 
 impl FromTagged for ReceiptResult {
@@ -24,6 +27,7 @@ impl FromTagged for ReceiptResult {
             "recorded" => Ok(ReceiptResult::Recorded),
             "already" => Ok(ReceiptResult::AlreadyRecorded),
             "unknown" => Ok(ReceiptResult::UnknownNotification),
+            "data_full" => Ok(ReceiptResult::DataFull(t.value(0)?)),
             _ => t.unexpected(),
         }
     }
@@ -50,13 +54,15 @@ impl ReceiptArgs<'_> {
         ]
     }
 
-    /// `receipt_record`'s parameters after its keys, but the data.
+    /// `receipt_record`'s parameters after its keys, but the data and its bound.
     fn record_args(&self, call: &mut Call) {
         call.arg(self.event).arg(self.now_ms).arg(&self.entry);
     }
 
-    /// `receipt_record`'s last parameters: the data's key and value pairs.
+    /// `receipt_record`'s last parameters: the data's bound, and its key
+    /// and value pairs.
     fn data_args(&self, call: &mut Call) {
+        call.arg(MAX_KEYS);
         for (key, value) in self.data {
             call.arg(key).arg(value);
         }

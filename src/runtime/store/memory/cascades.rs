@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::State;
 use crate::core::policy::FAILED;
-use crate::core::receipt_data::ReceiptData;
+use crate::core::receipt_data::{MAX_KEYS, ReceiptData};
 use crate::core::{Cascade, Decision, Entry, Policy};
 use crate::notification::Admitted;
 use crate::runtime::record::{decode_timeline, encode_entry};
@@ -307,6 +307,13 @@ impl State {
         let expires_at_ms = stored.expires_at_ms;
         self.receipts_mut(id, clock_ms);
         let receipts = self.receipts.entry(id.to_owned()).or_default();
+        let added = data
+            .keys()
+            .filter(|k| !receipts.data.contains_key(*k))
+            .count();
+        if receipts.data.len() + added > MAX_KEYS {
+            return ReceiptResult::DataFull(receipts.data.len());
+        }
         // Data is merged whenever the notification exists, also with an
         // event recorded before (a second `called` may correct a slot).
         receipts
