@@ -120,6 +120,10 @@ enum Command {
         /// The channel the receipt is about.
         #[arg(long)]
         channel: Option<String>,
+        /// Data for follow-up texts (`{{data.slot}}`), `key=value`; repeatable,
+        /// e.g. `--data "slot=Friday 10-14"`.
+        #[arg(long = "data", value_name = "KEY=VALUE")]
+        data: Vec<String>,
     },
 }
 
@@ -350,9 +354,12 @@ fn main() -> ExitCode {
         Command::Send { file } => with_runtime(send_cmd(&cli, file)),
         Command::Status { id, json } => with_runtime(status_cmd(&cli, id, *json)),
         Command::Dead(command) => with_runtime(dead_cmd(&cli, command)),
-        Command::Receipt { id, event, channel } => {
-            with_runtime(receipt_cmd(&cli, id, event, channel.as_deref()))
-        }
+        Command::Receipt {
+            id,
+            event,
+            channel,
+            data,
+        } => with_runtime(receipt_cmd(&cli, id, event, channel.as_deref(), data)),
         Command::Schema {
             what: SchemaKind::Notification,
         } => print_json(&cascade::notification::json_schema()),
@@ -744,9 +751,11 @@ async fn store(catalog: &Catalog) -> anyhow::Result<Store> {
 
 async fn status_cmd(cli: &Cli, id: &str, json: bool) -> anyhow::Result<()> {
     let catalog = load(cli)?;
-    let Some((loaded, entries)) = store(&catalog).await?.details(id).await? else {
+    let store = store(&catalog).await?;
+    let Some((loaded, entries)) = store.details(id).await? else {
         bail!("no notification `{id}` (unknown, or its retention ran out)");
     };
+    let data = store.receipt_data(id).await?;
     if json {
         // As the timeline API shows them: steps counted from 1, reasons masked.
         for e in entries {
@@ -758,6 +767,10 @@ async fn status_cmd(cli: &Cli, id: &str, json: bool) -> anyhow::Result<()> {
         "{}",
         cascade::runtime::status::render(id, &loaded, &entries, &catalog)
     );
+    // What came with its receipts, for follow-up texts (`{{data.<key>}}`).
+    for (key, value) in &data {
+        println!("data.{key}: {}", cascade::pii::scrub(value));
+    }
     Ok(())
 }
 
@@ -931,15 +944,24 @@ async fn receipt_cmd(
     id: &str,
     event: &str,
     channel: Option<&str>,
+    data: &[String],
 ) -> anyhow::Result<()> {
+    let data = cascade::core::receipt_data::from_pairs(data.iter().map(String::as_str))
+        .map_err(|e| anyhow::anyhow!("--data: {}", e.message))?;
     let catalog = load(cli)?;
     let now = Timestamp::now().as_millisecond();
     let store = store(&catalog).await?;
-    let result = store.record_receipt(id, event, channel, now).await?;
+    let result = store
+        .record_receipt_with_data(id, event, channel, &data, now)
+        .await?;
     match result {
         ReceiptResult::Recorded => println!("recorded {event} for {id}"),
         ReceiptResult::AlreadyRecorded => println!("{event} was already recorded for {id}"),
         ReceiptResult::UnknownNotification => bail!("no notification `{id}`"),
+        ReceiptResult::DataFull(held) => bail!(
+            "`{id}` holds {held} data keys; with these it would pass {} (nothing was recorded)",
+            cascade::core::receipt_data::MAX_KEYS
+        ),
     }
     if event == cascade::core::replies::ANSWERED {
         let n = store.spread_answer(id, now).await?;

@@ -762,3 +762,41 @@ fn answer_deadlines_and_staff_channels_are_checked() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_bad_placeholder_in_a_policy_text_is_reported_where_it_is_written() {
+    let dir = scratch("placeholders");
+    let policy = "\
+[[steps]]
+channel = \"email\"
+wait = \"1h\"
+text = \"Hello {{ customer.id }}, slot {{data.slot}}; literal {{{{ ok\"
+
+[[steps]]
+channel = \"sms\"
+wait = \"1h\"
+text = \"Your slot: {{slot}}\"
+
+[[steps]]
+channel = \"vk\"
+wait = \"1h\"
+subject = 'x {{data.}}'
+text = \"y\"
+
+[[steps]]
+channel = \"vk\"
+text = \"unclosed {{data.slot\"
+";
+    std::fs::write(dir.join("policies/texty.toml"), policy).unwrap();
+    let (code, out, err) = cascade(&dir.join("cascade.toml"), &["check"]);
+    assert_eq!(code, 1, "{out}{err}");
+    for want in [
+        "texty.toml:9:20: error: unknown placeholder `{{slot}}`",
+        "texty.toml:14:14: error: unknown placeholder `{{data.}}`",
+        "texty.toml:19:18: error: `{{` is not closed by `}}`",
+    ] {
+        assert!(err.contains(want), "{want}\n---\n{err}");
+    }
+    assert!(err.contains("3 problems found"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

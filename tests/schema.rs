@@ -140,6 +140,33 @@ fn schema_and_intake_agree_on_edge_cases() {
         with(base(), "/expires_at", json!("2026-11-23T09:00Z")),
         with(base(), "/content", Value::Null),
         with(base(), "/content/channels/sms", Value::Null),
+        with(
+            base(),
+            "/content/text",
+            json!("at {{ data.slot }} for {{customer.id}}"),
+        ),
+        with(
+            base(),
+            "/content/text",
+            json!("{{notification.id}}{{data.a_1}}"),
+        ),
+        with(base(), "/content/text", json!("{{foo}}")),
+        with(base(), "/content/text", json!("{{data.}}")),
+        with(base(), "/content/text", json!("x {{data.slot")),
+        with(base(), "/content/text", json!("{{{{ literal {{{{{")),
+        with(base(), "/content/text", json!("{{{data.slot}}}")),
+        with(base(), "/content/text", json!("{{data.slot }x}}")),
+        with(base(), "/content/subject", json!("{{data.Slot}}")),
+        with(base(), "/content/html", json!("<p>{{ data.slot\t}}</p>")),
+        with(
+            base(),
+            "/content/steps/confirm/text",
+            json!("{{data.slot}}"),
+        ),
+        with(base(), "/content/steps/confirm/text", json!("{{data.x y}}")),
+        with(base(), "/content/steps/Confirm", json!({"text": "x"})),
+        with(base(), "/content/steps/a b", json!({"text": "x"})),
+        with(base(), "/content/steps", json!(null)),
         json!([base()]),
         json!("text"),
     ];
@@ -233,6 +260,21 @@ fn remove(value: &mut Value, at: &str) {
 
 /// Characters that sit on the rules' edges: whitespace by one definition and
 /// not another, control characters, braces, multi-byte letters.
+/// Pieces of placeholders, so generated texts hold some (`{` is among
+/// the characters too).
+const PLACEHOLDER_PIECES: &[&str] = &[
+    "{{data.slot}}",
+    "{{ data.slot }}",
+    "{{customer.id}}",
+    "{{notification.id}}",
+    "{{{{",
+    "{{",
+    "}}",
+    "{{data.}}",
+    "{{foo}}",
+    "data.slot",
+];
+
 const EDGE_CHARS: &[char] = &[
     'a', 'Z', '0', '-', ':', '/', ' ', '\t', '\n', '\u{85}', '\u{a0}', '\u{3000}', '\u{2028}',
     '\u{feff}', '\u{200b}', '\u{7}', '\u{7f}', '\u{9f}', '{', '}', 'ж', '😀',
@@ -256,8 +298,30 @@ fn string(limits: &'static [usize]) -> BoxedStrategy<Value> {
     prop_oneof![
         3 => short_string().prop_map(Value::from),
         1 => long_string(limits).prop_map(Value::from),
+        1 => placeholder_text().prop_map(Value::from),
     ]
     .boxed()
+}
+
+/// Placeholder pieces and edge characters, mixed.
+fn placeholder_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            prop::sample::select(PLACEHOLDER_PIECES).prop_map(str::to_owned),
+            prop::sample::select(EDGE_CHARS).prop_map(|c| c.to_string()),
+        ],
+        0..5,
+    )
+    .prop_map(|pieces| pieces.concat())
+}
+
+/// A `content.steps` key: a step name, or not one.
+fn step_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::sample::select(vec!["confirm", "open_chat", "s1"]).prop_map(str::to_owned),
+        2 => short_string(),
+        1 => Just("x".repeat(101)),
+    ]
 }
 
 /// A value of some other JSON type.
@@ -396,6 +460,14 @@ fn change() -> BoxedStrategy<(&'static str, Option<Value>)> {
         field("/content/channels", map_of(texts(), 0..3)),
         field("/content/channels", map_of(Just(json!({})).boxed(), 31..35)),
         field("/content/channels/sms", texts()),
+        field(
+            "/content/steps",
+            prop::collection::vec((step_key(), texts()), 0..3)
+                .prop_map(|entries| Value::Object(entries.into_iter().collect()))
+                .boxed()
+        ),
+        field("/content/steps", map_of(Just(json!({})).boxed(), 31..35)),
+        field("/content/steps/confirm", texts()),
         field("/send_at", time()),
         field("/expires_at", time()),
         field("/unknown", wrong_type()),

@@ -11,6 +11,7 @@ mod limits;
 mod rig;
 
 use cascade::core::Decision;
+use cascade::core::receipt_data::ReceiptData;
 use cascade::runtime::record::encode_entry;
 use cascade::runtime::store::{CascadeStore, ProviderMessage};
 
@@ -284,6 +285,95 @@ async fn a_receipt_is_recorded_once_and_wakes_the_cascade() {
     );
     assert!(log[5].contains("seen=\"2\\t1800000000003\""), "{}", log[5]);
     assert_eq!(log[6], "[(\"n-1\", None, 1800000001003)]");
+}
+
+/// Data recorded with receipts is merged into the notification's data in
+/// the receipt's own call: for an unknown id nothing is kept; a later value
+/// of a key wins, also when its event was recorded before; a receipt
+/// without data leaves it alone.
+async fn receipt_data<S: CascadeStore + Foreign>(s: &S, rig: &Rig) -> Vec<String> {
+    rig.accept(s, "n-1", NOW + 60 * MIN, false).await;
+    let data = |pairs: &[(&str, &str)]| -> ReceiptData {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let mut log = Vec::new();
+    for (id, word, given) in [
+        ("nobody", "called", data(&[("slot", "Friday 10-14")])),
+        (
+            "n-1",
+            "called",
+            data(&[("slot", "Friday 10-14"), ("floor", "3")]),
+        ),
+        ("n-1", "called", data(&[("slot", "Monday 9-12")])),
+        ("n-1", "delivered", data(&[])),
+    ] {
+        let r = s
+            .record_receipt_with_data(id, word, None, &given, NOW)
+            .await
+            .unwrap();
+        log.push(format!("{word}: {r:?}"));
+        log.push(format!("{:?}", s.receipt_data("n-1").await.unwrap()));
+    }
+    log.push(format!("{:?}", s.receipt_data("nobody").await.unwrap()));
+    // At most 64 keys in all: the receipt that would pass it is refused
+    // whole; one that only replaces keys held is not.
+    for round in 0..4 {
+        let given: ReceiptData = (0..16)
+            .map(|i| (format!("k{round}_{i}"), "v".to_owned()))
+            .collect();
+        let r = s
+            .record_receipt_with_data("n-1", "noted", None, &given, NOW)
+            .await
+            .unwrap();
+        log.push(format!("{r:?}"));
+    }
+    let fourteen: ReceiptData = (0..14).map(|i| (format!("f{i}"), "v".to_owned())).collect();
+    for given in [
+        fourteen,
+        data(&[("one_more", "v")]),
+        data(&[("slot", "Sunday")]),
+    ] {
+        let r = s
+            .record_receipt_with_data("n-1", "paid", None, &given, NOW)
+            .await
+            .unwrap();
+        log.push(format!("{r:?}"));
+    }
+    let held = s.receipt_data("n-1").await.unwrap();
+    log.push(format!("{} {:?}", held.len(), held.get("slot")));
+    log
+}
+
+#[tokio::test]
+async fn receipt_data_is_merged_in_the_receipts_call() {
+    let rig = Rig::new("contract-data").await;
+    let log = both!(rig, receipt_data);
+    assert_eq!(
+        log,
+        [
+            "called: UnknownNotification",
+            "{}",
+            "called: Recorded",
+            "{\"floor\": \"3\", \"slot\": \"Friday 10-14\"}",
+            "called: AlreadyRecorded",
+            "{\"floor\": \"3\", \"slot\": \"Monday 9-12\"}",
+            "delivered: Recorded",
+            "{\"floor\": \"3\", \"slot\": \"Monday 9-12\"}",
+            "{}",
+            // 2 + 16 × 3 = 50 keys, then 16 more would make 66.
+            "Recorded",
+            "AlreadyRecorded",
+            "AlreadyRecorded",
+            "DataFull(50)",
+            "Recorded",
+            "DataFull(64)",
+            "AlreadyRecorded",
+            "64 Some(\"Sunday\")",
+        ]
+    );
 }
 
 /// A send's provider message id leads back to its notification and step.

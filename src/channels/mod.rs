@@ -9,6 +9,7 @@ pub mod email;
 pub mod settings;
 pub mod sms;
 pub mod telegram;
+pub mod texts;
 pub mod vk;
 pub mod webhook;
 pub mod whatsapp;
@@ -41,14 +42,25 @@ pub struct Outgoing<'a> {
     /// When the send was decided, by the daemon's clock (which tests move):
     /// the circuit breaker's time.
     pub now_ms: i64,
+    /// What this send says, placeholders filled in (`texts`).
+    pub texts: &'a texts::Texts,
 }
 
 impl Outgoing<'_> {
-    /// The text for this channel: its own, the kind's, else the default.
+    /// The text of this send (`texts::chosen`: the step's, the channel's,
+    /// the kind's, else the common one), filled in.
     pub fn text(&self) -> &str {
-        self.notification
-            .text_for(&self.channel.name, self.channel.kind)
-            .unwrap_or("")
+        &self.texts.text
+    }
+
+    /// The subject of this send, if one is given.
+    pub fn subject(&self) -> Option<&str> {
+        self.texts.subject.as_deref()
+    }
+
+    /// The HTML body of this send, if one is given.
+    pub fn html(&self) -> Option<&str> {
+        self.texts.html.as_deref()
     }
 
     /// A key that is the same for every attempt of this step, for providers

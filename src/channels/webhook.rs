@@ -131,8 +131,8 @@ pub async fn send(http: &reqwest::Client, out: &Outgoing<'_>) -> SendOutcome {
             segment: notification.customer.segment.as_deref(),
         },
         contact: out.contact,
-        text: notification.text_for(&channel.name, channel.kind),
-        subject: notification.subject_for(&channel.name, channel.kind),
+        text: Some(out.text()).filter(|t| !t.is_empty()),
+        subject: out.subject(),
         link: notification.content.link.as_deref(),
         reply: notification.reply.as_ref(),
     };

@@ -9,6 +9,7 @@ use super::check::{FileCheck, KnownChannels};
 use super::settings::RawLimits;
 use crate::core::policy::{Answer, StaffStep};
 use crate::core::policy::{CANCELLED, DEFAULT_STOP_ON};
+use crate::core::template;
 use crate::core::{Limits, OnLimit, Policy, QuietHours, Step, WaitClock};
 use crate::report::tally::RECEIPT_WORDS;
 
@@ -52,6 +53,8 @@ pub(super) struct RawStep {
     pub next: Option<Spanned<String>>,
     #[serde(rename = "final")]
     pub is_final: Option<Spanned<bool>>,
+    pub text: Option<Spanned<String>>,
+    pub subject: Option<Spanned<String>>,
 }
 
 /// `channel = "vk"` or `channel = ["telegram", "whatsapp"]`.
@@ -390,6 +393,43 @@ fn check_way_on_ends(steps: &[Step], check: &mut FileCheck) {
     }
 }
 
+/// A step's `text` or `subject`: not blank, and every placeholder one a
+/// send can fill in (`core::template`); a bad one is reported where it is
+/// written.
+fn step_text(t: &Spanned<String>, what: &str, check: &mut FileCheck) -> Option<String> {
+    let text = t.get_ref();
+    if text.trim().is_empty() {
+        check.err(
+            t.span(),
+            format!("the step's `{what}` is blank; leave it out to use the notification's texts"),
+        );
+        return None;
+    }
+    if let Err(e) = template::check(text) {
+        check.err(text_position(check.src, t, e.offset), e.message);
+        return None;
+    }
+    Some(text.clone())
+}
+
+/// Where byte `offset` of a string value is in the file: exact for a
+/// string written without escapes, else the string's start.
+fn text_position(src: &str, t: &Spanned<String>, offset: usize) -> std::ops::Range<usize> {
+    let span = t.span();
+    let written = src.get(span.clone()).unwrap_or("");
+    for quote in ["\"\"\"", "'''", "\"", "'"] {
+        if let Some(inner) = written
+            .strip_prefix(quote)
+            .and_then(|w| w.strip_suffix(quote))
+            && inner == t.get_ref()
+        {
+            let at = span.start + quote.len() + offset;
+            return at..at;
+        }
+    }
+    span
+}
+
 /// A step as a message names it: its name, else its number.
 fn step_label(step: &Step, i: usize) -> String {
     match &step.name {
@@ -522,6 +562,11 @@ impl StepReading<'_> {
             .as_ref()
             .and_then(|v| check.choice(v, "limit behaviour", &ON_LIMITS))
             .unwrap_or(self.on_limit);
+        let text = s.text.as_ref().and_then(|t| step_text(t, "text", check));
+        let subject = s
+            .subject
+            .as_ref()
+            .and_then(|t| step_text(t, "subject", check));
         Some(Step {
             channels,
             wait_ms,
@@ -531,6 +576,8 @@ impl StepReading<'_> {
             on,
             next,
             is_final,
+            text,
+            subject,
         })
     }
 

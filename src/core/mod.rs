@@ -6,7 +6,9 @@ pub mod cascade;
 pub mod policy;
 pub mod quiet;
 pub mod replies;
+pub mod receipt_data;
 pub mod report;
+pub mod template;
 
 pub use cascade::{
     Branch, Cascade, Context, Decision, Entry, EntryKind, Event, Outcome, Phase, Recipient,

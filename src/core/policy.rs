@@ -88,6 +88,15 @@ pub struct Step {
     /// The cascade ends once this step is sent.
     #[serde(rename = "final", default, skip_serializing_if = "is_false")]
     pub is_final: bool,
+    /// The step's own text (placeholders allowed, `core::template`), used
+    /// when the notification has none for this step (`content.steps`).
+    /// Skipped when absent, so snapshots of policies without it keep
+    /// their bytes (and their hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The subject going with `text` (email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {

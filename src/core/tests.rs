@@ -1266,3 +1266,13 @@ fn a_policy_without_branches_serialises_as_before() {
         order_call()
     );
 }
+
+#[test]
+fn a_step_text_is_kept_in_the_snapshot_only_when_given() {
+    let mut p = order_call();
+    p.steps[2].text = Some("Agreed: {{data.slot}}".into());
+    let json = serde_json::to_string(&p).unwrap();
+    assert_eq!(json.matches("\"text\"").count(), 1, "{json}");
+    assert!(!json.contains("\"subject\""), "{json}");
+    assert_eq!(serde_json::from_str::<Policy>(&json).unwrap(), p);
+}

@@ -34,6 +34,7 @@ mod timeline;
 pub use submit::{MAX_BATCH, MAX_REQUEST_BYTES, RETRY_AFTER_SECS};
 pub use timeline::EntryView;
 
+use crate::core::receipt_data::{self, ReceiptData};
 use crate::runtime::Health;
 use crate::runtime::clock::Clock;
 use crate::runtime::internal_events::ReceiptRecorded;
@@ -162,6 +163,14 @@ struct ReceiptBody {
     /// The configured channel it happened on (the report counts it there), or left out.
     #[serde(default)]
     channel: Option<String>,
+    /// What came with it, for follow-up texts (`{{data.slot}}`): at most 16
+    /// entries, keys of `[a-z0-9_]{1,40}`, values strings (numbers and
+    /// booleans kept as their JSON text) of at most 500 characters without
+    /// control characters. Merged into the notification's data whenever it
+    /// exists, a later value of a key winning.
+    #[serde(default)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, String>>, example = json!({"slot": "Friday 10-14"}))]
+    data: Option<serde_json::Value>,
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -240,7 +249,7 @@ fn valid_event(event: &str) -> bool {
     responses(
         (status = 202, description = "Recorded", body = openapi::ReceiptAnswer),
         (status = 200, description = "This event was recorded for this notification before", body = openapi::ReceiptAnswer),
-        (status = 400, description = "Not `{\"id\", \"event\", \"channel\"}`, an event that is not a lowercase word, or an unknown channel", body = openapi::ApiError),
+        (status = 400, description = "Not `{\"id\", \"event\", \"channel\", \"data\"}`, an event that is not a lowercase word, an unknown channel, or `data` refused (`{\"error\", \"field\"}`, the field e.g. `data.slot`)", body = openapi::ApiError),
         (status = 401, description = "No valid bearer token", body = openapi::ApiError),
         (status = 403, description = "The API has no token configured", body = openapi::ApiError),
         (status = 404, description = "No such notification", body = openapi::ApiError),
@@ -263,8 +272,18 @@ async fn post_receipt(
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                &format!("expected {{\"id\", \"event\", \"channel\"}}: {e}"),
+                &format!("expected {{\"id\", \"event\", \"channel\", \"data\"}}: {e}"),
             );
+        }
+    };
+    let data = match body.data.as_ref().map(receipt_data::from_json).transpose() {
+        Ok(data) => data.unwrap_or_default(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": e.message, "field": e.field })),
+            )
+                .into_response();
         }
     };
     // The channel says which message was read (the report counts the read
@@ -282,6 +301,7 @@ async fn post_receipt(
         &body.id,
         &body.event,
         body.channel.as_deref(),
+        &data,
         Some(&caller),
     )
     .await
@@ -319,6 +339,7 @@ async fn cancel(
         &id,
         crate::core::policy::CANCELLED,
         None,
+        &ReceiptData::new(),
         Some(&caller),
     )
     .await
@@ -326,7 +347,7 @@ async fn cancel(
 
 /// Records a receipt and logs it; shared with the provider callbacks.
 pub async fn record(state: &AppState, id: &str, event: &str, channel: Option<&str>) -> Response {
-    record_from(state, id, event, channel, None).await
+    record_from(state, id, event, channel, &ReceiptData::new(), None).await
 }
 
 /// Records a receipt and logs it with the API caller that sent it.
@@ -335,6 +356,7 @@ async fn record_from(
     id: &str,
     event: &str,
     channel: Option<&str>,
+    data: &ReceiptData,
     caller: Option<&str>,
 ) -> Response {
     if !valid_event(event) {
@@ -345,7 +367,7 @@ async fn record_from(
     }
     let result = state
         .store
-        .record_receipt(id, event, channel, state.clock.now_ms())
+        .record_receipt_with_data(id, event, channel, data, state.clock.now_ms())
         .await;
     // An answer reaches every staff cascade the notification's replies
     // opened, also when the notification had an answer before.
@@ -376,6 +398,17 @@ async fn record_from(
         Ok(ReceiptResult::UnknownNotification) => {
             error(StatusCode::NOT_FOUND, "no such notification")
         }
+        Ok(ReceiptResult::DataFull(held)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": format!(
+                    "the notification holds {held} data keys; with this receipt's new ones it would pass {} (nothing was recorded)",
+                    receipt_data::MAX_KEYS
+                ),
+                "field": "data",
+            })),
+        )
+            .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot record a receipt");
             error(

@@ -68,10 +68,14 @@ impl Modify for BearerScheme {
     }
 }
 
-/// The body of most refusals outside notification intake: one sentence.
+/// The body of most refusals outside notification intake: one sentence,
+/// and the refused field where one is to blame (a receipt's `data.<key>`).
 #[derive(Serialize, ToSchema)]
 pub struct ApiError {
     pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "data.slot")]
+    pub field: Option<String>,
 }
 
 /// A receipt or a cancellation: `recorded` (`202`) or `already_recorded` (`200`).

@@ -179,7 +179,9 @@ fn staff_text(of: &ReplyOf) -> String {
     let words = if of.text.trim().is_empty() {
         "(no text: a photo, a sticker or a voice message)".to_owned()
     } else {
-        of.text.clone()
+        // The customer's words are quoted, never filled in: a `{{` of
+        // theirs is written as the template's literal `{{{{`.
+        of.text.replace("{{", "{{{{")
     };
     format!(
         "Customer {} replied on {} to {} ({}):\n\n{}\n\nMark it answered: {}",

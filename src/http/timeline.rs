@@ -30,6 +30,9 @@ pub(super) struct View {
     next_wake_up: Option<String>,
     /// Event word → when it was first recorded (Unix ms; `failed`: the latest).
     receipts: BTreeMap<String, i64>,
+    /// Data recorded with its receipts (`{"slot": "Friday 10-14"}`), for
+    /// follow-up texts, personal data masked; `{}` when none.
+    data: BTreeMap<String, String>,
     timeline: Vec<EntryView>,
 }
 
@@ -76,6 +79,12 @@ fn view(id: String, t: Timeline) -> View {
         next_wake_up_ms: next,
         next_wake_up: next.map(rfc3339),
         receipts: t.receipts,
+        // Typed by people: a phone or an address in it is masked, as reasons are.
+        data: t
+            .data
+            .into_iter()
+            .map(|(k, v)| (k, crate::pii::scrub(&v).into_owned()))
+            .collect(),
         timeline: t.entries.into_iter().map(EntryView::of).collect(),
     }
 }

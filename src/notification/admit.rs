@@ -122,7 +122,34 @@ impl Admission<'_> {
             self.normalise_contact(config)?;
             check_text(&self.notification, &policy.name, config)?;
         }
+        self.check_step_texts(policy)?;
         Ok(Reach { seen, skipped })
+    }
+
+    /// A text of `content.steps` must fit every channel of its step that
+    /// can reach the customer, as the other texts must (placeholders count
+    /// as written: their values are checked when they are recorded).
+    fn check_step_texts(&self, policy: &Policy) -> Result<(), IntakeError> {
+        for step in &policy.steps {
+            let Some(name) = step.name.as_deref() else {
+                continue;
+            };
+            let Some(text) = self.notification.content.steps.get(name) else {
+                continue;
+            };
+            let Some(text) = text.text.as_deref().filter(|t| !t.trim().is_empty()) else {
+                continue;
+            };
+            for channel in &step.channels {
+                if unreachable(channel, &self.catalog.channel_rules, &self.recipient).is_some() {
+                    continue;
+                }
+                if let Some(config) = self.catalog.channels.get(channel) {
+                    fits(&format!("content.steps.{name}.text"), text, config)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The channel's contact in its normal form, or `invalid_contact`.
@@ -266,6 +293,13 @@ fn check_text(n: &Notification, policy: &str, config: &ChannelConfig) -> Result<
         )
         .at("content.text"));
     };
+    fits(&field, text, config)
+}
+
+/// `text` (of `field`) fits the channel: its `max_length`, and for SMS its
+/// `max_segments`.
+fn fits(field: &str, text: &str, config: &ChannelConfig) -> Result<(), IntakeError> {
+    let (channel, kind) = (config.name.as_str(), config.kind);
     if let Some(max) = config.max_length {
         let chars = text.chars().count();
         if chars > max {

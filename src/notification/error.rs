@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 /// | `text_too_long` | a text is longer than its channel takes (`max_length` characters, or `max_segments` SMS segments), or longer than 64 KiB |
 /// | `poison` | handling the message failed `amqp.max_deliveries` times in its own right (the daemon panicked on it, or Redis refused its keys, e.g. a key of the wrong type); the sentence says how often and the last error, `x-cascade-deliveries` the count. Outages of Redis or RabbitMQ never count |
 /// | `send_at_too_far` | `send_at` is further ahead than `defaults.send_at_horizon` (default 30 days) |
+/// | `invalid_placeholder` | a text holds a placeholder that is not `{{data.<key>}}`, `{{customer.id}}` or `{{notification.id}}`, or a `{{` never closed (a literal `{{` is written `{{{{`) |
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -46,11 +47,12 @@ pub enum ErrorCode {
     TextTooLong,
     Poison,
     SendAtTooFar,
+    InvalidPlaceholder,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the table above (for metrics and docs).
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BodyTooLarge,
         ErrorCode::InvalidUtf8,
         ErrorCode::MalformedJson,
@@ -66,6 +68,7 @@ impl ErrorCode {
         ErrorCode::TextTooLong,
         ErrorCode::Poison,
         ErrorCode::SendAtTooFar,
+        ErrorCode::InvalidPlaceholder,
     ];
 
     /// The machine word, as written in the dead-letter header.
@@ -86,6 +89,7 @@ impl ErrorCode {
             ErrorCode::TextTooLong => "text_too_long",
             ErrorCode::Poison => "poison",
             ErrorCode::SendAtTooFar => "send_at_too_far",
+            ErrorCode::InvalidPlaceholder => "invalid_placeholder",
         }
     }
 

@@ -5,8 +5,9 @@ use super::error::quote;
 use super::{
     Content, Customer, ErrorCode, IntakeError, MAX_CHANNEL_CONTENTS, MAX_CONTACT_CHARS,
     MAX_CUSTOMER_ID_CHARS, MAX_ID_CHARS, MAX_KEY_CHARS, MAX_LINK_CHARS, MAX_POLICY_CHARS,
-    MAX_PREFERENCES, MAX_SUBJECT_CHARS, MAX_TEXT_CHARS, Notification, json,
+    MAX_PREFERENCES, MAX_STEP_CONTENTS, MAX_SUBJECT_CHARS, MAX_TEXT_CHARS, Notification, json,
 };
+use crate::core::template;
 
 fn invalid(field: &str, msg: String) -> Result<(), IntakeError> {
     Err(IntakeError::new(ErrorCode::InvalidField, msg).at(field))
@@ -208,7 +209,42 @@ fn check_content(content: &Content) -> Result<(), IntakeError> {
             texts.html.as_deref(),
         )?;
     }
+    if content.steps.len() > MAX_STEP_CONTENTS {
+        return invalid(
+            "content.steps",
+            format!(
+                "content.steps has {} entries; at most {MAX_STEP_CONTENTS} are allowed",
+                content.steps.len()
+            ),
+        );
+    }
+    for (name, texts) in &content.steps {
+        if !step_name_ok(name) {
+            return invalid(
+                "content.steps",
+                format!(
+                    "content.steps has the key {}; keys are policy step names: 1 to {MAX_KEY_CHARS} lowercase letters, digits and `_`",
+                    quote(name)
+                ),
+            );
+        }
+        check_texts(
+            &format!("content.steps.{name}"),
+            texts.text.as_deref(),
+            texts.subject.as_deref(),
+            texts.html.as_deref(),
+        )?;
+    }
     Ok(())
+}
+
+/// A key of `content.steps`: a policy step name (`config/policy.rs`), short.
+fn step_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_KEY_CHARS
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A map key: not blank and short.
@@ -251,6 +287,18 @@ fn check_texts(
                     "{field}.{part} is {} characters long; at most {max} are accepted",
                     chars(v)
                 ),
+            )
+            .at(format!("{field}.{part}")));
+        }
+        // Every text is filled in when sent (`core::template`): a
+        // placeholder that could never be filled in is refused now.
+        if let Some(v) = value
+            && let Err(e) = template::check(v)
+        {
+            let at = v[..e.offset].chars().count();
+            return Err(IntakeError::new(
+                ErrorCode::InvalidPlaceholder,
+                format!("{field}.{part}, at character {at}: {}", e.message),
             )
             .at(format!("{field}.{part}")));
         }

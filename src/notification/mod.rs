@@ -29,7 +29,7 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::core::{ChannelKind, Policy, Recipient};
+use crate::core::{ChannelKind, Policy, Recipient, Step};
 
 pub use admit::{admit, admit_at};
 use error::grouped;
@@ -63,6 +63,8 @@ pub const MAX_LINK_CHARS: usize = 2048;
 pub const MAX_KEY_CHARS: usize = 100;
 /// Most entries in `content.channels`.
 pub const MAX_CHANNEL_CONTENTS: usize = 32;
+/// Most entries in `content.steps`.
+pub const MAX_STEP_CONTENTS: usize = 32;
 
 /// One message for one customer, as enqueued (contract §2).
 ///
@@ -188,6 +190,16 @@ pub struct Content {
     )]
     #[schemars(schema_with = "schema::channel_contents")]
     pub channels: BTreeMap<String, ChannelContent>,
+    /// Policy step name → texts for that step (a follow-up's own words,
+    /// `{{data.slot}}` and all): they win over every other text of the
+    /// step's channels (`Notification::step_texts`).
+    #[serde(
+        default,
+        deserialize_with = "json::object_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    #[schemars(schema_with = "schema::step_contents")]
+    pub steps: BTreeMap<String, ChannelContent>,
 }
 
 /// Texts for one channel (by name) or one kind of channel.
@@ -256,6 +268,46 @@ impl Notification {
         self.part_for(Part::Html, channel, kind).map(|(_, t)| t)
     }
 
+    /// The texts a send of `step` says on `channel`, placeholders not yet
+    /// filled in: `content.steps.<step name>` when it has a text or an
+    /// html, else the policy step's own `text` (and `subject`), else
+    /// `text_for`, `subject_for` and `html_for`. A step's texts come as a
+    /// set: an email of a step text has the step's subject and html or none.
+    pub fn step_texts<'a>(
+        &'a self,
+        step: Option<&'a Step>,
+        channel: &str,
+        kind: ChannelKind,
+    ) -> StepTexts<'a> {
+        fn present(t: Option<&str>) -> Option<&str> {
+            t.filter(|t| !t.trim().is_empty())
+        }
+        let name = step.and_then(|s| s.name.as_deref());
+        if let Some(c) = name.and_then(|n| self.content.steps.get(n))
+            && (present(c.text.as_deref()).is_some() || present(c.html.as_deref()).is_some())
+        {
+            return StepTexts {
+                text: present(c.text.as_deref()),
+                subject: present(c.subject.as_deref()),
+                html: present(c.html.as_deref()),
+            };
+        }
+        if let Some(s) = step
+            && let Some(text) = present(s.text.as_deref())
+        {
+            return StepTexts {
+                text: Some(text),
+                subject: present(s.subject.as_deref()),
+                html: None,
+            };
+        }
+        StepTexts {
+            text: self.text_for(channel, kind),
+            subject: self.subject_for(channel, kind),
+            html: self.html_for(channel, kind),
+        }
+    }
+
     /// The text and the path of the field it came from, for messages.
     fn part_for(&self, part: Part, channel: &str, kind: ChannelKind) -> Option<(String, &str)> {
         fn present(t: Option<&str>) -> Option<&str> {
@@ -273,6 +325,15 @@ impl Notification {
         present(part.of_content(&self.content))
             .map(|text| (format!("content.{}", part.name()), text))
     }
+}
+
+/// The texts of one send before their placeholders are filled in
+/// (`Notification::step_texts`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepTexts<'a> {
+    pub text: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub html: Option<&'a str>,
 }
 
 /// A notification that passed every check, with what the runtime needs to

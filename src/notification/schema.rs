@@ -23,8 +23,8 @@ use serde_json::Value;
 use super::json::MAX_WHOLE_CONTACT;
 use super::{
     MAX_CHANNEL_CONTENTS, MAX_CONTACT_CHARS, MAX_CONTACTS, MAX_CUSTOMER_ID_CHARS, MAX_ID_CHARS,
-    MAX_KEY_CHARS, MAX_LINK_CHARS, MAX_POLICY_CHARS, MAX_PREFERENCES, MAX_SUBJECT_CHARS,
-    MAX_TEXT_CHARS, Notification,
+    MAX_KEY_CHARS, MAX_LINK_CHARS, MAX_POLICY_CHARS, MAX_PREFERENCES, MAX_STEP_CONTENTS,
+    MAX_SUBJECT_CHARS, MAX_TEXT_CHARS, Notification,
 };
 
 /// Where the schema is published in the repository; also its `$id`.
@@ -149,12 +149,30 @@ pub(super) fn channel_words(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// A text whose every `{{` opens a placeholder `core::template` fills in
+/// (`{{data.<key>}}`, `{{customer.id}}`, `{{notification.id}}`, spaces or
+/// tabs inside the braces) or is a literal `{{` written `{{{{`.
+fn placeholders() -> String {
+    format!(
+        r"^(?:[^{{]|\{{(?:[^{{]|$)|\{{\{{\{{\{{|\{{\{{[ \t]*(?:data\.[a-z0-9_]{{1,{}}}|customer\.id|notification\.id)[ \t]*\}}\}})*$",
+        crate::core::template::MAX_DATA_KEY_CHARS
+    )
+}
+
 pub(super) fn text(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": ["string", "null"], "maxLength": MAX_TEXT_CHARS })
+    json_schema!({
+        "type": ["string", "null"],
+        "maxLength": MAX_TEXT_CHARS,
+        "pattern": placeholders(),
+    })
 }
 
 pub(super) fn subject(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": ["string", "null"], "maxLength": MAX_SUBJECT_CHARS })
+    json_schema!({
+        "type": ["string", "null"],
+        "maxLength": MAX_SUBJECT_CHARS,
+        "pattern": placeholders(),
+    })
 }
 
 pub(super) fn link(_: &mut SchemaGenerator) -> Schema {
@@ -179,6 +197,19 @@ pub(super) fn channel_contents(generator: &mut SchemaGenerator) -> Schema {
                         the common text, subject and html.",
         "maxProperties": MAX_CHANNEL_CONTENTS,
         "propertyNames": key(),
+        "additionalProperties": texts,
+    })
+}
+
+pub(super) fn step_contents(generator: &mut SchemaGenerator) -> Schema {
+    let texts = generator.subschema_for::<super::ChannelContent>();
+    json_schema!({
+        "type": ["object", "null"],
+        "description": "Policy step name to texts for that step (a follow-up's own words); \
+                        they win over the policy step's text, content.channels and the common \
+                        texts.",
+        "maxProperties": MAX_STEP_CONTENTS,
+        "propertyNames": { "pattern": format!("^[a-z0-9_]{{1,{MAX_KEY_CHARS}}}$") },
         "additionalProperties": texts,
     })
 }

@@ -127,6 +127,7 @@ fn codes_are_stable_words() {
             "text_too_long",
             "poison",
             "send_at_too_far",
+            "invalid_placeholder",
         ]
     );
     for code in ErrorCode::ALL {
@@ -761,4 +762,47 @@ fn refusals_name_the_field_at_fault() {
         let err = admit(&body, catalog()).expect_err("refused");
         assert_eq!(err.field.as_deref(), field, "{}", err.message);
     }
+}
+
+#[test]
+fn a_malformed_placeholder_is_refused_naming_the_field_and_where() {
+    let body = serde_json::json!({
+        "id": "o-1", "policy": "p", "customer": {"id": "c"},
+        "content": {"text": "ok {{data.slot}}", "steps": {"confirm": {"text": "see {{foo}}"}}},
+    });
+    let e = parse(body.to_string().as_bytes(), 1 << 20).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidPlaceholder);
+    assert_eq!(e.field.as_deref(), Some("content.steps.confirm.text"));
+    assert!(e.message.contains("at character 4"), "{}", e.message);
+    let bad_key = serde_json::json!({
+        "id": "o-1", "policy": "p", "customer": {"id": "c"},
+        "content": {"text": "x", "steps": {"Confirm": {"text": "y"}}},
+    });
+    let e = parse(bad_key.to_string().as_bytes(), 1 << 20).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("content.steps"));
+    let literal = serde_json::json!({
+        "id": "o-1", "policy": "p", "customer": {"id": "c"},
+        "content": {"text": "{{{{ and {{ customer.id }}"},
+    });
+    assert!(parse(literal.to_string().as_bytes(), 1 << 20).is_ok());
+}
+
+#[test]
+fn a_step_text_must_fit_the_channels_of_its_step() {
+    let body = |text: String| {
+        serde_json::to_vec(&json!({
+            "id": "order-1002:call", "policy": "order_call",
+            "customer": {"id": "c-43", "contacts": {"email": "a@example.ru", "sms": "+79161234568"}},
+            "content": {"text": "Заказ 1002 оформлен", "steps": {"confirm": {"text": text}}},
+        }))
+        .unwrap()
+    };
+    assert!(admit(&body("ж".repeat(201)), catalog()).is_ok());
+    let err = admit_err(&body("ж".repeat(202)));
+    assert_refused(
+        &err,
+        ErrorCode::TextTooLong,
+        "content.steps.confirm.text needs 4 SMS segments",
+    );
+    assert_eq!(err.field.as_deref(), Some("content.steps.confirm.text"));
 }

@@ -70,6 +70,12 @@ impl Keys {
         join(&[&self.prefix, ":{", id, "}:replies"])
     }
 
+    /// Data recorded with receipts (`{"slot": "Friday 10-14"}`): key →
+    /// value, a later write of a key winning; kept as long as the record.
+    pub fn data(&self, id: &str) -> String {
+        join(&[&self.prefix, ":{", id, "}:data"])
+    }
+
     /// The wake-up sorted set an id belongs to.
     pub fn timer_of(&self, id: &str) -> String {
         self.timer(shard_of(id, self.shards))
@@ -205,6 +211,7 @@ mod tests {
         assert_eq!(k.later(15), "cascade:later:{15}");
         assert_eq!(k.later_slot(15, 30_000_000), "cascade:later:{15}:30000000");
         assert_eq!(k.state("a"), "cascade:{a}:state");
+        assert_eq!(k.data("a"), "cascade:{a}:data");
         assert_eq!(k.events(2), "cascade:events:{2}");
         assert_eq!(k.provider_message("sms", "m-1"), "cascade:pmid:{sms:m-1}");
         assert!(k.timer_of("x").starts_with("cascade:timers:{"));

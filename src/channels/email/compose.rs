@@ -40,8 +40,8 @@ pub(super) fn compose(
 ) -> Result<Composed, String> {
     let (notification, channel) = (out.notification, out.channel);
     let text = out.text();
-    let subject = notification
-        .subject_for(&channel.name, channel.kind)
+    let subject = out
+        .subject()
         .map(|t| t.trim().to_owned())
         .unwrap_or_else(|| subject_from_text(text));
     let tracker = s.tracking_secret.as_deref().map(|secret| Tracker {
@@ -67,7 +67,7 @@ pub(super) fn compose(
         });
 
     let plain = plain_part(text, link.as_ref());
-    let mut html = match notification.html_for(&channel.name, channel.kind) {
+    let mut html = match out.html() {
         Some(given) => html_from_given(given, link.as_ref(), s, tracker.as_ref()),
         None => html_from_text(text, link.as_ref()),
     };

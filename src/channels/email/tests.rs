@@ -370,6 +370,13 @@ async fn send_via(
         channel: "email".into(),
         attempt: 1,
     };
+    let texts = crate::channels::texts::chosen(&notification, None, &ch.name, ch.kind);
+    let texts = crate::channels::texts::render(
+        &texts,
+        &notification,
+        &crate::core::receipt_data::ReceiptData::new(),
+    )
+    .unwrap();
     let out = Outgoing {
         notification: &notification,
         order: &order,
@@ -378,6 +385,7 @@ async fn send_via(
         public_url: "http://127.0.0.1:8080/",
         tracking_until_ms: i64::MAX,
         now_ms: 0,
+        texts: &texts,
     };
     send(transports, &out).await
 }

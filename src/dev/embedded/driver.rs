@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::rig::Rig;
 use crate::channels::Outbound;
 use crate::config::Catalog;
+use crate::core::receipt_data::ReceiptData;
 use crate::core::{Cascade, Entry, EntryKind};
 use crate::notification::{self, IntakeError, Notification};
 use crate::runtime::clock::{Clock, VirtualClock};
@@ -33,6 +34,12 @@ pub trait Customers {
     /// A send went out (`entry` is its `sent` line): the receipt the
     /// customer's reaction brings, as (event word, when), if any.
     fn on_sent(&mut self, id: &str, entry: &Entry) -> Option<(String, i64)>;
+
+    /// The data that comes with a receipt `on_sent` brought (what a call
+    /// centre's manager typed with `called`); none unless said.
+    fn data_for(&mut self, _id: &str, _event: &str) -> ReceiptData {
+        ReceiptData::new()
+    }
 }
 
 /// What intake made of one message body.
@@ -63,8 +70,8 @@ pub enum PlayError {
 }
 
 /// A receipt the customers will bring: (when, order of arrival, id, event,
-/// channel), earliest first.
-type Pending = Reverse<(i64, u64, String, String, Option<String>)>;
+/// channel, data), earliest first.
+type Pending = Reverse<(i64, u64, String, String, Option<String>, ReceiptData)>;
 
 /// How long a finished cascade stays readable: well past a played day.
 const RETENTION_MS: i64 = 30 * 24 * 3_600_000;
@@ -156,6 +163,18 @@ impl Driver {
 
     /// A receipt (a read, a cancel) that will arrive at `at_ms`.
     pub fn receipt_at(&mut self, id: &str, event: &str, channel: Option<&str>, at_ms: i64) {
+        self.receipt_with_data_at(id, event, channel, ReceiptData::new(), at_ms);
+    }
+
+    /// A receipt with data (`{"slot": …}`) that will arrive at `at_ms`.
+    pub fn receipt_with_data_at(
+        &mut self,
+        id: &str,
+        event: &str,
+        channel: Option<&str>,
+        data: ReceiptData,
+        at_ms: i64,
+    ) {
         self.arrivals += 1;
         self.pending.push(Reverse((
             at_ms.max(self.now_ms()),
@@ -163,6 +182,7 @@ impl Driver {
             id.to_owned(),
             event.to_owned(),
             channel.map(str::to_owned),
+            data,
         )));
     }
 
@@ -255,13 +275,16 @@ impl Driver {
         while let Some(Reverse((at, ..))) = self.pending.peek()
             && *at <= now
         {
-            let Some(Reverse((_, _, id, event, channel))) = self.pending.pop() else {
+            let Some(Reverse((_, _, id, event, channel, data))) = self.pending.pop() else {
                 break;
             };
-            self.rig.block_on(
-                self.store
-                    .record_receipt(&id, &event, channel.as_deref(), now),
-            )?;
+            self.rig.block_on(self.store.record_receipt_with_data(
+                &id,
+                &event,
+                channel.as_deref(),
+                &data,
+                now,
+            ))?;
             delivered += 1;
         }
         Ok(delivered)
@@ -279,7 +302,8 @@ impl Driver {
                 continue;
             }
             if let Some((event, at)) = customers.on_sent(id, entry) {
-                self.receipt_at(id, &event, entry.channel.as_deref(), at);
+                let data = customers.data_for(id, &event);
+                self.receipt_with_data_at(id, &event, entry.channel.as_deref(), data, at);
             }
         }
         Ok(())

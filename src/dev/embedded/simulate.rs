@@ -2,6 +2,7 @@
 //! customer, with no sends to real providers: the daemon's worker sends to
 //! fakes on loopback. Ops use it to check a policy before shipping it.
 
+use crate::core::receipt_data::ReceiptData;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
@@ -100,6 +101,21 @@ impl Customers for Reader<'_> {
     }
 }
 
+/// Data for the played receipts: each key the policy's step texts quote
+/// (`{{data.slot}}`) with a sample value `<slot>`, so a step that quotes
+/// what a call centre records plays as it would when the data comes.
+fn sample_data(policy: Option<&crate::core::Policy>) -> ReceiptData {
+    let texts = policy
+        .into_iter()
+        .flat_map(|p| &p.steps)
+        .flat_map(|s| [s.text.as_deref(), s.subject.as_deref()])
+        .flatten();
+    texts
+        .flat_map(crate::core::template::data_keys)
+        .map(|key| (key.to_owned(), format!("<{key}>")))
+        .collect()
+}
+
 /// The notification a producer would send for the scenario's customer.
 fn notification_body(scenario: &Scenario) -> Vec<u8> {
     let contacts: serde_json::Map<String, serde_json::Value> = scenario
@@ -168,8 +184,9 @@ pub fn simulate(catalog: &Catalog, scenario: &Scenario) -> Result<Vec<Line>, Str
         .intake(&notification_body(scenario), &mut reader)
         .map_err(PlayError::from)
         .and_then(|intake| {
+            let data = sample_data(catalog.policies.get(&scenario.policy));
             for (event, at_ms) in &scenario.events {
-                driver.receipt_at(SIMULATED_ID, event, None, *at_ms);
+                driver.receipt_with_data_at(SIMULATED_ID, event, None, data.clone(), *at_ms);
             }
             driver.run_to_end(&mut reader)?;
             Ok(intake)

@@ -3,6 +3,7 @@
 -- with the wake-up this returns).
 -- record_key   <prefix>:{<id>}:state (layout: record.lua)
 -- receipts_key   <prefix>:{<id>}:receipts
+-- data_key   <prefix>:{<id>}:data (receipt.lua): kept as long as the record
 -- version: the version the decision was made on   state: the new state
 -- due: the wake-up, ms, or "" when finished
 -- sends: "1" when the decision orders a send: refuse it if a stopping
@@ -22,7 +23,7 @@
 -- finished)}; {'conflict'} if the state changed meanwhile (decide again);
 -- {'stopped'} if a stopping receipt arrived (decide again); {'gone'} if the
 -- cascade is gone; {'unreadable', why}.
-local function commit_record(record_key, receipts_key, version, state, due, sends, retention,
+local function commit_record(record_key, receipts_key, data_key, version, state, due, sends, retention,
                              entries, n_stopping, lines, words, first)
   local record, reply = load_record(record_key, 'gone')
   if not record then
@@ -76,6 +77,7 @@ local function commit_record(record_key, receipts_key, version, state, due, send
     -- Finished: kept for `status` and late receipts until the retention ends.
     redis.call('SET', record_key, stored, 'PX', retention)
     redis.call('PEXPIRE', receipts_key, retention)
+    redis.call('PEXPIRE', data_key, retention)
   end
   return { 'done', next_v, due }
 end

@@ -6,10 +6,10 @@
 -- ARGV in the order of its function's parameters (runtime/store/call.rs).
 -- Here KEYS and ARGV come in a fixed layout, the receipt words last, so
 -- nothing is copied.
--- KEYS: record, receipts, timers, events
--- ARGV: id, event, now, entry, stream bound
-local r = receipt_record(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4])
+-- KEYS: record, receipts, data, timers, events
+-- ARGV: id, event, now, entry, stream bound, data max, data key and value pairs…
+local r = receipt_record(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV, 7)
 if r[1] == 'recorded' then
-  woken(KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[4], ARGV[5])
+  woken(KEYS[4], KEYS[5], ARGV[1], ARGV[3], ARGV[4], ARGV[5])
 end
 return r

@@ -73,7 +73,7 @@ impl Scripts {
                 "commit_whole.lua"
             ),
             commit_record: script!("record.lua", "commit.lua";
-                "return commit_record(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], \
+                "return commit_record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], \
                  ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV, 9)"),
             index: script!("index.lua"; "return index_send(KEYS[1], ARGV[1], ARGV[2], ARGV[3])"),
             settle: script!("wake.lua", "settle.lua";
@@ -98,7 +98,8 @@ impl Scripts {
                 "receipt_whole.lua"
             ),
             receipt_record: script!("record.lua", "receipt.lua";
-                "return receipt_record(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])"),
+                "return receipt_record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], \
+                 ARGV, 5)"),
             woken: script!("wake.lua", "woken.lua";
                 "return woken(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"),
             claim: script!("wake.lua", "claim.lua"),

@@ -17,6 +17,7 @@ use super::{
     ReceiptResult, Store, StoreError,
 };
 use crate::config::ChannelConfig;
+use crate::core::receipt_data::ReceiptData;
 use crate::core::{Cascade, Decision, Entry, Policy, Rate};
 use crate::notification::Admitted;
 use crate::report::Count;
@@ -163,7 +164,31 @@ pub trait CascadeStore: Clone + Send + Sync + 'static {
         event: &str,
         channel: Option<&str>,
         now_ms: i64,
+    ) -> impl Future<Output = Result<ReceiptResult, StoreError>> + Send {
+        async move {
+            self.record_receipt_with_data(id, event, channel, &ReceiptData::new(), now_ms)
+                .await
+        }
+    }
+
+    /// `record_receipt`, with `data` merged into the notification's data in
+    /// the same atomic step, whenever the notification exists (also when
+    /// the event was recorded before); a later write of a key wins.
+    fn record_receipt_with_data(
+        &self,
+        id: &str,
+        event: &str,
+        channel: Option<&str>,
+        data: &ReceiptData,
+        now_ms: i64,
     ) -> impl Future<Output = Result<ReceiptResult, StoreError>> + Send;
+
+    /// The data recorded with a notification's receipts (empty when none,
+    /// or when the notification is unknown).
+    fn receipt_data(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<ReceiptData, StoreError>> + Send;
 
     /// The (notification id, step) a provider message id was sent for.
     fn provider_message(
@@ -315,14 +340,19 @@ impl CascadeStore for Store {
         Store::take_rate(self, channel, rate, max_wait).await
     }
 
-    async fn record_receipt(
+    async fn record_receipt_with_data(
         &self,
         id: &str,
         event: &str,
         channel: Option<&str>,
+        data: &ReceiptData,
         now_ms: i64,
     ) -> Result<ReceiptResult, StoreError> {
-        Store::record_receipt(self, id, event, channel, now_ms).await
+        Store::record_receipt_with_data(self, id, event, channel, data, now_ms).await
+    }
+
+    async fn receipt_data(&self, id: &str) -> Result<ReceiptData, StoreError> {
+        Store::receipt_data(self, id).await
     }
 
     async fn provider_message(

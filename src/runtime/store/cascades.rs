@@ -177,6 +177,8 @@ pub struct Timeline {
     pub entries: Vec<Entry>,
     /// Event word → Unix ms.
     pub receipts: BTreeMap<String, i64>,
+    /// Data recorded with receipts (`Keys::data`).
+    pub data: BTreeMap<String, String>,
 }
 
 /// One decision to store (`Store::commit`).
@@ -224,8 +226,12 @@ struct CommitArgs<'a> {
 }
 
 impl CommitArgs<'_> {
-    fn record_keys(&self, keys: &Keys) -> [String; 2] {
-        [keys.state(self.id), keys.receipts(self.id)]
+    fn record_keys(&self, keys: &Keys) -> [String; 3] {
+        [
+            keys.state(self.id),
+            keys.receipts(self.id),
+            keys.data(self.id),
+        ]
     }
 
     /// `commit_record`'s parameters after its keys, but the words.
@@ -544,13 +550,14 @@ impl Store {
             return self.commit_in_parts(&args).await;
         }
         // commit_whole.lua's layout.
-        let [record, receipts] = args.record_keys(&self.keys);
+        let [record, receipts, data] = args.record_keys(&self.keys);
         let [timers, later, events] = args.settle.keys(&self.keys);
         let slot_list = &args.settle.wake.slot_list;
         let report = &args.settle.counts.key;
         let mut keys = vec![
             &record[..],
             &receipts,
+            &data,
             &timers,
             &later,
             slot_list,
@@ -596,7 +603,7 @@ impl Store {
         let keys = args.record_keys(&self.keys);
         let mut record = Call::with_room(
             &self.scripts.commit_record,
-            &[&keys[0], &keys[1]],
+            &[&keys[0], &keys[1], &keys[2]],
             9 + args.words.len(),
             args.room(),
         );
@@ -631,6 +638,12 @@ impl Store {
         Ok(record.map(|r| (r, receipts)))
     }
 
+    /// The data recorded with a notification's receipts (`Keys::data`).
+    pub async fn receipt_data(&self, id: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(c.hgetall(self.keys.data(id)).await?)
+    }
+
     /// One notification's state, timeline and receipts, for the timeline
     /// API (one round trip: the keys share the cascade's slot).
     pub async fn timeline(&self, id: &str) -> Result<Option<Timeline>, StoreError> {
@@ -643,6 +656,7 @@ impl Store {
             cascade: r.cascade().map_err(&corrupt)?,
             entries: r.entries().map_err(&corrupt)?,
             receipts: read_receipts(receipts).0,
+            data: self.receipt_data(id).await?,
         }))
     }
 

@@ -5,6 +5,7 @@ use redis::{ParsingError, Value};
 
 use super::call::{Call, FromTagged, Reply, Tagged};
 use super::{Store, StoreError};
+use crate::core::receipt_data::{MAX_KEYS, ReceiptData};
 use crate::core::{Entry, EntryKind};
 use crate::runtime::keys::Keys;
 use crate::runtime::record::encode_entry;
@@ -15,6 +16,9 @@ pub enum ReceiptResult {
     Recorded,
     AlreadyRecorded,
     UnknownNotification,
+    /// The data would take the notification's past `receipt_data::MAX_KEYS`
+    /// keys (it holds this many): nothing was recorded.
+    DataFull(usize),
 }
 
 impl FromTagged for ReceiptResult {
@@ -23,6 +27,7 @@ impl FromTagged for ReceiptResult {
             "recorded" => Ok(ReceiptResult::Recorded),
             "already" => Ok(ReceiptResult::AlreadyRecorded),
             "unknown" => Ok(ReceiptResult::UnknownNotification),
+            "data_full" => Ok(ReceiptResult::DataFull(t.value(0)?)),
             _ => t.unexpected(),
         }
     }
@@ -33,19 +38,34 @@ impl FromTagged for ReceiptResult {
 struct ReceiptArgs<'a> {
     id: &'a str,
     event: &'a str,
+    /// Merged into the data hash whenever the notification exists.
+    data: &'a ReceiptData,
     now_ms: i64,
     /// The timeline entry of the receipt.
     entry: String,
 }
 
 impl ReceiptArgs<'_> {
-    fn record_keys(&self, keys: &Keys) -> [String; 2] {
-        [keys.state(self.id), keys.receipts(self.id)]
+    fn record_keys(&self, keys: &Keys) -> [String; 3] {
+        [
+            keys.state(self.id),
+            keys.receipts(self.id),
+            keys.data(self.id),
+        ]
     }
 
-    /// `receipt_record`'s parameters after its keys.
+    /// `receipt_record`'s parameters after its keys, but the data and its bound.
     fn record_args(&self, call: &mut Call) {
         call.arg(self.event).arg(self.now_ms).arg(&self.entry);
+    }
+
+    /// `receipt_record`'s last parameters: the data's bound, and its key
+    /// and value pairs.
+    fn data_args(&self, call: &mut Call) {
+        call.arg(MAX_KEYS);
+        for (key, value) in self.data {
+            call.arg(key).arg(value);
+        }
     }
 
     fn woken_keys(&self, keys: &Keys) -> [String; 2] {
@@ -75,17 +95,37 @@ impl Store {
         channel: Option<&str>,
         now_ms: i64,
     ) -> Result<ReceiptResult, StoreError> {
+        self.record_receipt_with_data(id, event, channel, &ReceiptData::new(), now_ms)
+            .await
+    }
+
+    /// `record_receipt`, with data merged into the notification's data hash
+    /// in the same call (`Keys::data`), also when the event was recorded
+    /// before.
+    pub async fn record_receipt_with_data(
+        &self,
+        id: &str,
+        event: &str,
+        channel: Option<&str>,
+        data: &ReceiptData,
+        now_ms: i64,
+    ) -> Result<ReceiptResult, StoreError> {
         let args = ReceiptArgs {
             id,
             event,
+            data,
             now_ms,
             entry: encode_entry(&receipt_entry(event, channel, now_ms)),
         };
         let mut c = self.conn.clone();
         let (record, woken) = (args.record_keys(&self.keys), args.woken_keys(&self.keys));
         if self.split {
-            let mut call = Call::new(&self.scripts.receipt_record, &[&record[0], &record[1]]);
+            let mut call = Call::new(
+                &self.scripts.receipt_record,
+                &[&record[0], &record[1], &record[2]],
+            );
             args.record_args(&mut call);
+            args.data_args(&mut call);
             let reply: Reply<ReceiptResult> = call.invoke(&mut c).await?;
             let reply = reply.about(id)?;
             // Also for one already recorded: the call that recorded it may
@@ -102,11 +142,12 @@ impl Store {
             return Ok(reply);
         }
         // receipt_whole.lua's layout.
-        let keys = [&record[0][..], &record[1], &woken[0], &woken[1]];
+        let keys = [&record[0][..], &record[1], &record[2], &woken[0], &woken[1]];
         let mut call = Call::new(&self.scripts.receipt, &keys);
         call.arg(id);
         args.record_args(&mut call);
         call.arg(self.events_max_len);
+        args.data_args(&mut call);
         let reply: Reply<ReceiptResult> = call.invoke(&mut c).await?;
         reply.about(id)
     }

@@ -4,6 +4,8 @@
 
 use super::wakeup::Wakeup;
 use super::*;
+use crate::channels::texts::{self, Texts};
+use crate::core::receipt_data::ReceiptData;
 
 impl<S: CascadeStore> Wakeup<'_, S> {
     /// Admits the send (on the claim's lease, or stored in flight first),
@@ -140,7 +142,12 @@ impl<S: CascadeStore> Wakeup<'_, S> {
             .as_ref()
             .and_then(|k| send.loaded.recipient.contacts.get(k))
             .map(String::as_str);
+        let texts = match self.texts(send, channel).await {
+            Ok(texts) => texts,
+            Err(outcome) => return outcome,
+        };
         let outgoing = Outgoing {
+            texts: &texts,
             notification: &send.loaded.notification,
             order: &send.order,
             channel,
@@ -192,6 +199,31 @@ impl<S: CascadeStore> Wakeup<'_, S> {
             took: started.elapsed(),
         });
         outcome
+    }
+
+    /// What the send says: the step's texts with their placeholders
+    /// filled in, the receipt data read only when they name some. A
+    /// placeholder without a value fails the send permanently (nothing half
+    /// filled goes out; the cascade moves on as for a refused recipient);
+    /// data that cannot be read is a transient failure, retried.
+    async fn texts(&self, send: &Send, channel: &ChannelConfig) -> Result<Texts, SendOutcome> {
+        let notification = &send.loaded.notification;
+        let step = send.loaded.policy.steps.get(send.order.step as usize);
+        let chosen = texts::chosen(notification, step, &channel.name, channel.kind);
+        let data =
+            if texts::needs_data(&chosen) {
+                self.worker.store.receipt_data(self.id).await.map_err(|e| {
+                    SendOutcome::Transient {
+                        reason: format!("cannot read the receipt data for the text: {e}"),
+                        retry_after_ms: None,
+                    }
+                })?
+            } else {
+                ReceiptData::new()
+            };
+        texts::render(&chosen, notification, &data).map_err(|e| SendOutcome::Permanent {
+            reason: e.to_string(),
+        })
     }
 
     pub(super) async fn release_limit(

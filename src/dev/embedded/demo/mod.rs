@@ -14,6 +14,7 @@ pub use report::{IntakeCounts, Played, Report};
 
 use super::driver::{Customers, Driver, Intake, PlayError};
 use crate::config::Catalog;
+use crate::core::receipt_data::ReceiptData;
 use crate::core::{ChannelKind, Entry};
 use crate::dev::dice::Dice;
 use crate::dev::fakes::script::Scripted;
@@ -27,6 +28,13 @@ pub struct DemoOptions {
     pub timelines: usize,
 }
 
+/// The delivery slots the call centre's managers agree on.
+const SLOTS: [&str; 3] = [
+    "пятница, 10:00–14:00",
+    "суббота, 12:00–16:00",
+    "понедельник, 9:00–13:00",
+];
+
 /// The customers of the day: whether and when each reads what reaches them.
 struct Crowd<'a> {
     catalog: &'a Catalog,
@@ -37,6 +45,17 @@ struct Crowd<'a> {
 }
 
 impl Customers for Crowd<'_> {
+    /// A call that got through comes with the delivery slot the manager
+    /// agreed, which order_call's confirmation quotes (`{{data.slot}}`).
+    /// Picked by the id, not the dice: the day's draws stay as they were.
+    fn data_for(&mut self, id: &str, event: &str) -> ReceiptData {
+        if event != "called" {
+            return ReceiptData::new();
+        }
+        let slot = SLOTS[(crate::runtime::keys::fnv1a(id.as_bytes()) % 3) as usize];
+        ReceiptData::from([("slot".to_owned(), slot.to_owned())])
+    }
+
     fn on_sent(&mut self, id: &str, entry: &Entry) -> Option<(String, i64)> {
         let channel = entry.channel.as_deref()?;
         let kind = self.catalog.channels.get(channel)?.kind;
@@ -322,8 +341,10 @@ mod tests {
         };
         assert!(failed(true) > 0 && failed(false) > 0);
 
-        // Each SMS is one of the texts the demo's producers write, to a
-        // demo customer's number, as the gateways decoded it.
+        // Each SMS is one of the texts the demo's producers write, or
+        // order_call's confirmation quoting the slot the call centre
+        // recorded with `called`, to a demo customer's number, as the
+        // gateways decoded it.
         let sms: Vec<_> = driver
             .rig
             .fakes
@@ -334,7 +355,13 @@ mod tests {
             })
             .collect();
         assert!(!sms.is_empty());
-        for sms in &sms {
+        let confirmations: Vec<String> = SLOTS
+            .iter()
+            .map(|slot| format!("Спасибо за разговор! Доставка согласована: {slot}."))
+            .collect();
+        let confirmed = sms.iter().filter(|s| confirmations.contains(&s.text));
+        assert!(confirmed.count() > 0, "no confirmation quoted a slot");
+        for sms in sms.iter().filter(|s| !confirmations.contains(&s.text)) {
             let (order, rest) = sms
                 .text
                 .strip_prefix("Заказ ")

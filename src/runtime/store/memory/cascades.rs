@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::State;
 use crate::core::policy::FAILED;
+use crate::core::receipt_data::{MAX_KEYS, ReceiptData};
 use crate::core::{Cascade, Decision, Entry, Policy};
 use crate::notification::Admitted;
 use crate::runtime::record::{decode_timeline, encode_entry};
@@ -42,10 +43,12 @@ impl Stored {
     }
 }
 
-/// One cascade's receipts hash: word -> Unix ms.
+/// One cascade's receipts hash: word -> Unix ms; and the data recorded
+/// with them (`<prefix>:{<id>}:data`), kept as long.
 #[derive(Default)]
 pub(super) struct Receipts {
     words: BTreeMap<String, i64>,
+    data: ReceiptData,
     expires_at_ms: Option<i64>,
 }
 
@@ -294,6 +297,7 @@ impl State {
         id: &str,
         event: &str,
         channel: Option<&str>,
+        data: &ReceiptData,
         now_ms: i64,
         clock_ms: i64,
     ) -> ReceiptResult {
@@ -303,6 +307,21 @@ impl State {
         let expires_at_ms = stored.expires_at_ms;
         self.receipts_mut(id, clock_ms);
         let receipts = self.receipts.entry(id.to_owned()).or_default();
+        let added = data
+            .keys()
+            .filter(|k| !receipts.data.contains_key(*k))
+            .count();
+        if receipts.data.len() + added > MAX_KEYS {
+            return ReceiptResult::DataFull(receipts.data.len());
+        }
+        // Data is merged whenever the notification exists, also with an
+        // event recorded before (a second `called` may correct a slot).
+        receipts
+            .data
+            .extend(data.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if !data.is_empty() && expires_at_ms.is_some() {
+            receipts.expires_at_ms = expires_at_ms;
+        }
         // The first time of an event is kept, except `failed`, whose latest
         // time counts (it escalates the step current when it arrives).
         if event != FAILED && receipts.words.contains_key(event) {
@@ -324,6 +343,13 @@ impl State {
             timers.set_due(id, now_ms);
         }
         ReceiptResult::Recorded
+    }
+
+    /// The data recorded with `id`'s receipts.
+    pub(super) fn receipt_data(&mut self, id: &str, clock_ms: i64) -> ReceiptData {
+        self.receipts_mut(id, clock_ms)
+            .map(|r| r.data.clone())
+            .unwrap_or_default()
     }
 
     /// A receipt written by another system (`HSET`): no entry, no wake-up.

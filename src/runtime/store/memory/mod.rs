@@ -196,6 +196,8 @@ impl MemoryStore {
     }
 }
 
+use crate::core::receipt_data::ReceiptData;
+
 impl CascadeStore for MemoryStore {
     fn shards(&self) -> u16 {
         self.lock().0.shards
@@ -356,15 +358,21 @@ impl CascadeStore for MemoryStore {
         Ok(RateTake::Taken(delay))
     }
 
-    async fn record_receipt(
+    async fn record_receipt_with_data(
         &self,
         id: &str,
         event: &str,
         channel: Option<&str>,
+        data: &ReceiptData,
         now_ms: i64,
     ) -> Result<ReceiptResult, StoreError> {
         let (mut state, clock_ms) = self.lock();
-        Ok(state.record_receipt(id, event, channel, now_ms, clock_ms))
+        Ok(state.record_receipt(id, event, channel, data, now_ms, clock_ms))
+    }
+
+    async fn receipt_data(&self, id: &str) -> Result<ReceiptData, StoreError> {
+        let (mut state, clock_ms) = self.lock();
+        Ok(state.receipt_data(id, clock_ms))
     }
 
     async fn provider_message(
