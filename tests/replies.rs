@@ -274,7 +274,7 @@ async fn an_answer_in_time_asks_no_staff_and_each_reply_is_handed_over_once() {
     assert_eq!(h.hooks.count("manager"), 0);
 
     // A later reply opens a new deadline: the earlier answer does not cover it.
-    assert_eq!(h.reply(&message, "И ещё вопрос").await, 200);
+    assert_eq!(h.reply(&message, "И ещё вопрос: {{data.slot}}?").await, 200);
     let third = h.helpdesk(3).await.remove(2);
     let third_id = third["notification_id"].as_str().unwrap().to_owned();
     h.run.wait_entry(&third_id, "sent", Some(0)).await;
@@ -287,6 +287,13 @@ async fn an_answer_in_time_asks_no_staff_and_each_reply_is_handed_over_once() {
         h.outcome(&third_id).await,
         None,
         "still waiting for an answer"
+    );
+    // The customer's words are quoted as written, braces and all.
+    let asked = h.staff_messages().remove(0);
+    assert!(
+        asked.text.contains("И ещё вопрос: {{data.slot}}?"),
+        "{}",
+        asked.text
     );
     // The support chat marks it answered through the link: the manager is
     // never asked.

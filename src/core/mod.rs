@@ -5,8 +5,8 @@
 pub mod cascade;
 pub mod policy;
 pub mod quiet;
-pub mod replies;
 pub mod receipt_data;
+pub mod replies;
 pub mod report;
 pub mod template;
 
