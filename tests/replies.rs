@@ -317,6 +317,20 @@ async fn without_a_deadline_a_reply_is_only_handed_over() {
     let task = h.helpdesk(1).await.remove(0);
     let staff_id = task["notification_id"].as_str().unwrap().to_owned();
     h.wait_outcome(&staff_id, "exhausted").await;
+    // Support staff find it through the API like any notification.
+    let encoded = staff_id.replace('}', "%7D");
+    let view: Value = h
+        .http
+        .get(h.url(&format!("/v1/notifications/{encoded}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["id"], staff_id.as_str(), "{view}");
+    assert_eq!(view["state"], "exhausted", "{view}");
     h.clock.advance(24 * 60 * MIN);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(h.staff_messages().is_empty());
