@@ -40,7 +40,14 @@ impl Harness {
     async fn start(name: &str, policy: &str, timeout: &str) -> Harness {
         let vk = FakeVk::start().await.with_group_id(4242);
         let (receiver, sms) = fake_receiver(vec![]).await;
-        let cfg = TestConfig::new(name, &receiver, "", policy);
+        // Customers' replies go to a helpdesk webhook on the same receiver.
+        let replies =
+            "[replies]\nsink = \"helpdesk\"\nlink_secret = \"a-replies-link-secret-long-enough\"\n";
+        let cfg = TestConfig::new(name, &receiver, replies, policy);
+        cfg.write(
+            "channels/helpdesk.toml",
+            &format!("kind = \"webhook\"\ncontact = \"none\"\nurl = \"{receiver}/helpdesk\"\ntimeout = \"2s\"\n"),
+        );
         cfg.write(
             "channels/vk.toml",
             &format!(
@@ -491,6 +498,16 @@ async fn a_customer_reply_records_replied() {
         h.receipts(&first).await.is_empty(),
         "only the latest message is replied to"
     );
+    // The helpdesk has the customer's words, and nothing of the
+    // community's own message.
+    wait_until("the helpdesk's task", AT_ONCE, async || {
+        h.sms.count("helpdesk") == 1
+    })
+    .await;
+    let task = h.sms.on("helpdesk").remove(0);
+    assert_eq!(task["reply"]["notification_id"], second.as_str(), "{task}");
+    assert_eq!(task["reply"]["channel"], "vk");
+    assert_eq!(task["reply"]["text"], "Спасибо, жду");
     h.stop().await;
 }
 

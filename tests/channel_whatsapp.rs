@@ -41,7 +41,14 @@ impl Harness {
         let wa = FakeWhatsApp::start().await;
         let (url, sms) = fake_receiver(vec![]).await;
         // `delivery_delay`: free-form whatsapp, then SMS.
-        let cfg = TestConfig::new(name, &url, "", &policy("whatsapp", "sms"));
+        // Customers' replies go to a helpdesk webhook on the same receiver.
+        let replies =
+            "[replies]\nsink = \"helpdesk\"\nlink_secret = \"a-replies-link-secret-long-enough\"\n";
+        let cfg = TestConfig::new(name, &url, replies, &policy("whatsapp", "sms"));
+        cfg.write(
+            "channels/helpdesk.toml",
+            &format!("kind = \"webhook\"\ncontact = \"none\"\nurl = \"{url}/helpdesk\"\ntimeout = \"2s\"\n"),
+        );
         // `max_backoff` also caps a rate limit's cool-down: 2m lets Meta's
         // through (with 3 attempts, backoff never passes 400 ms).
         let channel = |extra: &str| {
@@ -494,4 +501,57 @@ async fn a_timeout_after_sending_is_uncertain_and_not_resent() {
     assert_eq!(h.wa.received().len(), 1);
     assert_eq!(h.sms.count("sms"), 0);
     assert_eq!(h.outcome(&id).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_reply_is_recorded_and_handed_to_the_helpdesk() {
+    let h = Harness::start("wa-reply").await;
+    let id = h.id("n");
+    h.publish(&id, "delivery_delay").await;
+    let sent = h.sent(&id).await;
+    let inbound = |wamid: &str, context: Option<&str>, text: &str| {
+        let mut message = json!({
+            "from": sent.to, "id": wamid, "timestamp": "1763900100",
+            "type": "text", "text": { "body": text },
+        });
+        if let Some(to) = context {
+            message["context"] = json!({ "from": "15550783881", "id": to });
+        }
+        let mut body = FakeWhatsApp::envelope(vec![]);
+        let value = &mut body["entry"][0]["changes"][0]["value"];
+        value.as_object_mut().unwrap().remove("statuses");
+        value["messages"] = json!([message]);
+        body
+    };
+    // A message quoting nothing of ours: acknowledged, counted, not recorded.
+    let stray = inbound("wamid.IN-stray", None, "Привет");
+    assert_eq!(
+        h.wa.deliver(&h.webhook("whatsapp"), APP_SECRET, &stray)
+            .await,
+        200
+    );
+    wait_until("the unmapped count", AT_ONCE, async || {
+        h.callbacks("unmapped").await == 1
+    })
+    .await;
+    // The reply to our message, delivered twice by Meta.
+    let reply = inbound("wamid.IN-1", Some(&sent.wamid), "Можно завтра после обеда?");
+    for _ in 0..2 {
+        assert_eq!(
+            h.wa.deliver(&h.webhook("whatsapp"), APP_SECRET, &reply)
+                .await,
+            200
+        );
+    }
+    wait_until("the helpdesk's task", AT_ONCE, async || {
+        h.sms.count("helpdesk") == 1
+    })
+    .await;
+    assert!(h.receipts(&id).await.contains_key("replied"));
+    let task = h.sms.on("helpdesk").remove(0);
+    assert_eq!(task["reply"]["notification_id"], id.as_str(), "{task}");
+    assert_eq!(task["reply"]["channel"], "whatsapp");
+    assert_eq!(task["reply"]["text"], "Можно завтра после обеда?");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(h.sms.count("helpdesk"), 1, "handed over once");
 }
