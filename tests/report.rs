@@ -354,7 +354,7 @@ async fn the_report_shows_how_staff_answered_customers_replies() {
     let http = reqwest::Client::new();
     let hook = run.url("/callbacks/telegram/telegram");
 
-    // Five customers, each in a chat of their own: a, b, c, d reply to
+    // Six customers, each in a chat of their own: a, b, c, d, f reply to
     // delivery_delay, e to plain.
     let who = [
         ("a", "delivery_delay", Some("vip")),
@@ -362,6 +362,7 @@ async fn the_report_shows_how_staff_answered_customers_replies() {
         ("c", "delivery_delay", Some("new")),
         ("d", "delivery_delay", Some("vip")),
         ("e", "plain", None),
+        ("f", "delivery_delay", Some("new")),
     ];
     let mut ids = BTreeMap::new();
     let mut messages = BTreeMap::new();
@@ -405,20 +406,30 @@ async fn the_report_shows_how_staff_answered_customers_replies() {
         assert!(r.status().is_success(), "{}", r.status());
     };
     let (a, b, c) = (reply("a").await, reply("b").await, reply("c").await);
-    // a is answered in 5 minutes; b and c are not: staff are asked.
+    let f = reply("f").await;
+    // a is answered in 5 minutes; b, c and f are not: staff are asked.
     run.clock.advance(5 * MIN);
     answer("a").await;
     run.wait_outcome(&a, "completed").await;
     run.clock.advance(11 * MIN);
     run.wait_entry(&b, "sent", Some(1)).await;
     run.wait_entry(&c, "sent", Some(1)).await;
+    run.wait_entry(&f, "sent", Some(1)).await;
     // b is answered after the support chat was asked, 20 minutes in.
     run.clock.advance(4 * MIN);
     answer("b").await;
     run.wait_outcome(&b, "completed").await;
     // Nobody answers c: the manager is asked last, and that is the end.
+    // f is answered only then, 36 minutes in.
     run.clock.advance(16 * MIN);
     run.wait_outcome(&c, "exhausted").await;
+    run.wait_outcome(&f, "exhausted").await;
+    answer("f").await;
+    wait_until("f's late answer counted", AT_ONCE, async || {
+        let (state, t) = run.daemon().store.status(&f).await.unwrap().unwrap();
+        t.iter().any(|e| e.event == EntryKind::Receipt) && state.tallied == Some(t.len() as u32)
+    })
+    .await;
     // d is still within its deadline; e's reply is only handed over.
     let _d = reply("d").await;
     let e = reply("e").await;
@@ -461,7 +472,7 @@ async fn the_report_shows_how_staff_answered_customers_replies() {
         !main.contains(":answer"),
         "staff rows are not customers':\n{main}"
     );
-    assert!(main.contains("5 notifications accepted"), "{main}");
+    assert!(main.contains("6 notifications accepted"), "{main}");
     let line = |policy: &str| {
         replies
             .lines()
@@ -469,27 +480,13 @@ async fn the_report_shows_how_staff_answered_customers_replies() {
             .map(cells)
             .unwrap_or_else(|| panic!("no replies row of {policy}:\n{replies}"))
     };
-    // received, handed over, answered, in time, escalated, after escalation,
-    // unanswered, open, answer p50 (a, 5 minutes: the 10m bucket's top),
-    // p90 (b, 20 minutes: 15m + 0.8 × 15m), in-time rate (a of a, b, c).
-    assert_eq!(
-        line("delivery_delay"),
-        [
-            "delivery_delay",
-            "4",
-            "4",
-            "2",
-            "1",
-            "2",
-            "1",
-            "1",
-            "1",
-            "10m",
-            "27m",
-            "33.3%"
-        ],
-        "{replies}"
-    );
+    // received, handed over, answered (a, b, f), in time (a), escalated
+    // (b, c, f), after escalation (b, f), unanswered (c), open (d), answer
+    // p50 (the middle of a's 5m, b's 20m and f's 36m: in the 30m bucket,
+    // 15m + 0.5 × 15m) and p90 (in the 1h bucket: 30m + 0.7 × 30m),
+    // in-time rate (a of a, b, c, f).
+    let want = "delivery_delay 5 5 3 1 3 2 1 1 22m 51m 25.0%";
+    assert_eq!(line("delivery_delay"), cells(want), "{replies}");
     assert_eq!(
         line("plain"),
         [
@@ -518,10 +515,10 @@ async fn the_report_shows_how_staff_answered_customers_replies() {
             &new["answered_in_time"],
             &new["escalated"]
         ),
-        (&json!(2), &json!(0), &json!(2)),
+        (&json!(3), &json!(0), &json!(3)),
         "{new}"
     );
-    assert_eq!(new["answered_after_escalation"], 1);
+    assert_eq!(new["answered_after_escalation"], 2);
     assert_eq!(new["unanswered"], 1);
     assert_eq!(new["open"], 0);
     let vip = of("delivery_delay", "vip");
@@ -563,7 +560,7 @@ async fn the_report_shows_how_staff_answered_customers_replies() {
             &dd["answer_p50_ms"],
             &dd["answer_p90_ms"]
         ),
-        (&json!(4), &json!(2), &json!(600_000), &json!(1_620_000)),
+        (&json!(5), &json!(3), &json!(1_350_000), &json!(3_060_000)),
         "{dd}"
     );
     assert!(dd.get("segment").is_none(), "{dd}");
@@ -575,9 +572,9 @@ async fn the_report_shows_how_staff_answered_customers_replies() {
         .map(|(_, rest)| rest.split("</section>").next().unwrap())
         .unwrap_or_else(|| panic!("no replies card on the console:\n{html}"));
     for (k, v) in [
-        ("received", "4"),
+        ("received", "5"),
         ("unanswered", "1"),
-        ("in-time rate", "33.3%"),
+        ("in-time rate", "25.0%"),
     ] {
         let cell = format!("data-k=\"{k}\">{v}</td>");
         assert!(section.contains(&cell), "{cell} in {section}");

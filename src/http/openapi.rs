@@ -135,9 +135,9 @@ pub struct ReplyRowDoc {
     pub answered_in_time: Option<i64>,
     /// The deadline missed: escalated to the first staff channel.
     pub escalated: Option<i64>,
-    /// Answered after staff were asked.
+    /// Answered after the deadline (staff asked, or the deadline passed with none to ask).
     pub answered_after_escalation: Option<i64>,
-    /// Never answered: the staff escalation ran out.
+    /// The staff escalation ran out (the last staff channel asked, or the deadline passed with none to ask) and nobody answered since.
     pub unanswered: Option<i64>,
     /// Not answered yet (or received before the range).
     pub open: Option<i64>,

@@ -254,7 +254,7 @@ pub const REPLIES_COLUMNS: [&str; 11] = [
 /// What the replies table's columns mean, printed under it.
 pub const REPLIES_NOTE: &str = "replies to each policy's notifications: in time = answered within \
      answer_within (business hours when set), no staff asked; escalated = deadline missed, staff asked; \
-     unanswered = staff escalation ran out; open = not answered yet; answer p50/p90 from the \
+     unanswered = staff escalation ran out, no answer since; open = still waiting; answer p50/p90 from the \
      hand-over (from buckets); in-time rate = in time ÷ (in time + deadline missed); \
      – = the policy has no answer deadline";
 

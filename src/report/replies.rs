@@ -9,8 +9,9 @@
 //! on step 0 = handed over; `read` on step 0 = answered within the
 //! deadline; `escalated` on step 0 = the deadline missed, staff asked;
 //! `read` on a later step = answered after escalation; `exhausted` = the
-//! staff cascade ran out unanswered; `answer:<bucket>` = the time from
-//! the hand-over to the answer.
+//! staff cascade ran out (its last staff channel asked); an answer after
+//! that is still a `read`, and also `answered_after_end`;
+//! `answer:<bucket>` = the time from the hand-over to the answer.
 //!
 //! Without a deadline the staff cascade ends `exhausted` as soon as the
 //! reply is handed over, so `exhausted` means nothing there: such a
@@ -22,6 +23,7 @@ use serde::Serialize;
 
 use super::parse_field;
 use super::rows::{Dimension, Query, percentile};
+use super::tally::ANSWERED_AFTER_END;
 use crate::core::replies::is_staff_policy;
 
 /// The replies to one policy's notifications (in one segment, when the
@@ -45,10 +47,12 @@ pub struct ReplyRow {
     pub answered_in_time: Option<i64>,
     /// Deadline missed: escalated to the first staff channel.
     pub escalated: Option<i64>,
-    /// Answered after staff were asked.
+    /// Answered after the deadline: after staff were asked (also after the
+    /// escalation ran out) or, with no staff channels, after it passed.
     pub answered_after_escalation: Option<i64>,
-    /// Never answered: the staff escalation ran out (its last staff channel
-    /// was asked) or, with no staff channels, the deadline passed.
+    /// Not answered, and nobody left to ask: the staff escalation ran out
+    /// (its last staff channel was asked) or, with no staff channels, the
+    /// deadline passed; an answer since takes a reply out of it.
     pub unanswered: Option<i64>,
     /// received − answered − unanswered − cancelled − expired (not below
     /// 0): still waiting for an answer, or received before the range.
@@ -72,6 +76,9 @@ struct Sums {
     read_later: i64,
     escalated_first: i64,
     exhausted_first: i64,
+    /// Answers after the staff cascade ended, on step 0 and later steps.
+    late_first: i64,
+    late_later: i64,
     exhausted_later: i64,
     cancelled: i64,
     expired: i64,
@@ -94,6 +101,8 @@ impl Sums {
             "escalated" if first => self.escalated_first += n,
             "exhausted" if first => self.exhausted_first += n,
             "exhausted" => self.exhausted_later += n,
+            ANSWERED_AFTER_END if first => self.late_first += n,
+            ANSWERED_AFTER_END => self.late_later += n,
             "cancelled" => self.cancelled += n,
             "expired" => self.expired += n,
             m => {
@@ -120,18 +129,25 @@ impl Sums {
             ..ReplyRow::default()
         };
         if deadline {
-            let unanswered = self.exhausted_first + self.exhausted_later;
+            // An answer on step 0 after the staff cascade ended came after
+            // the deadline (a policy with no staff channels).
+            let in_time = (self.read_first - self.late_first).max(0);
+            let late = self.read_later + self.late_first;
+            // Ran out, and not answered afterwards.
+            let unanswered =
+                (self.exhausted_first + self.exhausted_later - self.late_first - self.late_later)
+                    .max(0);
             // The deadline passed: staff were asked, or there were none to ask.
             let missed = self.escalated_first + self.exhausted_first;
-            let decided = self.read_first + missed;
-            row.answered_in_time = Some(self.read_first);
+            let decided = in_time + missed;
+            row.answered_in_time = Some(in_time);
             row.escalated = Some(self.escalated_first);
-            row.answered_after_escalation = Some(self.read_later);
+            row.answered_after_escalation = Some(late);
             row.unanswered = Some(unanswered);
             row.open = Some(
                 (self.accepted - answered - unanswered - self.cancelled - self.expired).max(0),
             );
-            row.in_time_rate = (decided > 0).then(|| self.read_first as f64 / decided as f64);
+            row.in_time_rate = (decided > 0).then(|| in_time as f64 / decided as f64);
         }
         row
     }
@@ -258,6 +274,52 @@ mod tests {
         assert_eq!(r.answer_p50_ms, Some(246_000));
         assert_eq!(r.answer_p90_ms, Some(2_970_000));
         assert_eq!(r.answer_time.get("1h"), Some(&2));
+    }
+
+    #[test]
+    fn an_answer_after_the_staff_cascade_ran_out_is_late_not_unanswered() {
+        let c = counters(&[
+            // x: 3 replies, 1 in time; 2 ran out, one of them answered later.
+            ("x:answer", None, "-", "accepted", 3),
+            ("x:answer", Some(0), "-", "sent", 3),
+            ("x:answer", Some(0), "-", "read", 1),
+            ("x:answer", Some(0), "-", "escalated", 2),
+            ("x:answer", Some(1), "-", "exhausted", 2),
+            ("x:answer", Some(1), "-", "read", 1),
+            ("x:answer", Some(1), "-", "answered_after_end", 1),
+            // y, no staff channels: 2 replies past the deadline, one
+            // answered afterwards.
+            ("y:answer", None, "-", "accepted", 2),
+            ("y:answer", Some(0), "-", "sent", 2),
+            ("y:answer", Some(0), "-", "exhausted", 2),
+            ("y:answer", Some(0), "-", "read", 1),
+            ("y:answer", Some(0), "-", "answered_after_end", 1),
+        ]);
+        let deadlines = BTreeSet::from(["x".to_owned(), "y".to_owned()]);
+        let rows = build(&c, &query(None, &[], &deadlines));
+        let x = &rows[0];
+        assert_eq!(x.answered, 2);
+        assert_eq!(
+            (
+                x.answered_in_time,
+                x.answered_after_escalation,
+                x.unanswered,
+                x.open
+            ),
+            (Some(1), Some(1), Some(1), Some(0))
+        );
+        assert_eq!(x.in_time_rate, Some(1.0 / 3.0));
+        let y = &rows[1];
+        assert_eq!(
+            (
+                y.answered_in_time,
+                y.answered_after_escalation,
+                y.unanswered,
+                y.open
+            ),
+            (Some(0), Some(1), Some(1), Some(0))
+        );
+        assert_eq!(y.in_time_rate, Some(0.0));
     }
 
     #[test]

@@ -210,8 +210,11 @@ async fn overview(State(state): State<AppState>, Query(p): Query<Params>) -> Res
     let now = state.clock.now_ms();
     let (range, mut notes) = Range::of(p.since.as_deref(), "7d", &catalog, now);
     let policy = p.policy();
+    // `P:answer` names the staff cascades of replies to `P`'s notifications.
     if let Some(name) = policy
-        && !catalog.policies.contains_key(name)
+        && !catalog
+            .policies
+            .contains_key(name.strip_suffix(":answer").unwrap_or(name))
     {
         notes.push(format!(
             "`{name}` is not a policy of this configuration (its counters are read all the same)"
