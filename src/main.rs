@@ -801,8 +801,11 @@ fn range_ms(r: &RangeArgs) -> anyhow::Result<(i64, i64)> {
 
 async fn report_cmd(cli: &Cli, a: &ReportArgs) -> anyhow::Result<()> {
     let catalog = load(cli)?;
+    // `P:answer` names the staff cascades of replies to `P`'s notifications.
     if let Some(p) = &a.policy
-        && !catalog.policies.contains_key(p)
+        && !catalog
+            .policies
+            .contains_key(p.strip_suffix(":answer").unwrap_or(p))
     {
         eprintln!(
             "warning: `{p}` is not a policy of this configuration (its counters are read all the same)"

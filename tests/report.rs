@@ -283,3 +283,300 @@ async fn the_report_counts_what_the_timelines_say_and_nothing_more() {
     assert_eq!(unknown["notifications"], json!([]), "{unknown}");
     run.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// Replies: customers' replies and staff's answers, through the daemon.
+// ---------------------------------------------------------------------------
+
+const TG_SECRET: &str = "tg-webhook-secret";
+const STAFF_CHAT: i64 = -100_200_300;
+
+/// `delivery_delay` over Telegram, whose replies must be answered within 15
+/// minutes (then the support chat, then the manager); `plain`, whose
+/// replies are only handed over.
+const ANSWERED_POLICY: &str = "stop_on = [\"read\"]\nanswer_within = \"15m\"\nanswer_escalation = [\"support_telegram\", \"manager\"]\n\n[[steps]]\nchannel = \"telegram\"\nwait = \"30m\"\n\n[[steps]]\nchannel = \"sms\"\n";
+const PLAIN_POLICY: &str = "stop_on = [\"read\"]\n\n[[steps]]\nchannel = \"telegram\"\nwait = \"30m\"\n\n[[steps]]\nchannel = \"sms\"\n";
+
+/// The helpdesk's task for the reply to `id`: the staff cascade's id.
+async fn staff_of(hooks: &Received, id: &str) -> String {
+    let mut found = None;
+    wait_until(
+        &format!("the helpdesk's task for {id}"),
+        AT_ONCE,
+        async || {
+            found = hooks
+                .on("helpdesk")
+                .into_iter()
+                .find(|t| t["reply"]["notification_id"] == id)
+                .and_then(|t| t["notification_id"].as_str().map(str::to_owned));
+            found.is_some()
+        },
+    )
+    .await;
+    found.unwrap()
+}
+
+fn cells(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_shows_how_staff_answered_customers_replies() {
+    use cascade::dev::fakes::telegram::FakeTelegram;
+    let tg = FakeTelegram::start().await;
+    let (url, hooks) = fake_receiver(vec![]).await;
+    let extra = format!(
+        "[replies]\nsink = \"helpdesk\"\nlink_secret = \"a-replies-link-secret-long-enough\"\nstaff = {{ telegram = \"{STAFF_CHAT}\" }}\n"
+    );
+    let cfg = TestConfig::new("report-replies", &url, &extra, ANSWERED_POLICY);
+    cfg.write("policies/plain.toml", PLAIN_POLICY);
+    for (file, token) in [
+        ("telegram", "123456:CUSTOMER-token"),
+        ("support_telegram", "654321:STAFF-token"),
+    ] {
+        cfg.write(
+            &format!("channels/{file}.toml"),
+            &format!(
+                "kind = \"telegram\"\nbase_url = \"{}\"\nbot_token = \"{token}\"\nwebhook_secret = \"{TG_SECRET}\"\ntimeout = \"1s\"\n",
+                tg.base_url()
+            ),
+        );
+    }
+    for hook in ["helpdesk", "manager"] {
+        cfg.write(
+            &format!("channels/{hook}.toml"),
+            &format!(
+                "kind = \"webhook\"\ncontact = \"none\"\nurl = \"{url}/{hook}\"\ntimeout = \"2s\"\n"
+            ),
+        );
+    }
+    let run = Running::start(cfg).await.settle(Settle::Always);
+    let http = reqwest::Client::new();
+    let hook = run.url("/callbacks/telegram/telegram");
+
+    // Six customers, each in a chat of their own: a, b, c, d, f reply to
+    // delivery_delay, e to plain.
+    let who = [
+        ("a", "delivery_delay", Some("vip")),
+        ("b", "delivery_delay", Some("new")),
+        ("c", "delivery_delay", Some("new")),
+        ("d", "delivery_delay", Some("vip")),
+        ("e", "plain", None),
+        ("f", "delivery_delay", Some("new")),
+    ];
+    let mut ids = BTreeMap::new();
+    let mut messages = BTreeMap::new();
+    for (i, (name, policy, segment)) in who.iter().enumerate() {
+        let id = run.id(name);
+        let chat = 5_551_000 + i as i64;
+        let mut customer =
+            json!({ "id": format!("c-{name}"), "contacts": { "telegram": chat.to_string() } });
+        if let Some(s) = segment {
+            customer["segment"] = json!(s);
+        }
+        run.publish(&json!({
+            "id": id, "policy": policy, "customer": customer,
+            "content": { "text": "Заказ задерживается" }
+        }))
+        .await;
+        run.wait_entry(&id, "sent", Some(0)).await;
+        let message = tg
+            .messages()
+            .into_iter()
+            .find(|m| m.chat_id == chat)
+            .expect("the customer's message");
+        ids.insert(*name, id);
+        messages.insert(*name, message);
+    }
+    let reply = async |name: &str| {
+        let update = tg.reply(&messages[name], "Когда привезёте?");
+        assert_eq!(tg.deliver(&hook, Some(TG_SECRET), &update).await, 200);
+        let staff = staff_of(&hooks, &ids[name]).await;
+        run.wait_entry(&staff, "sent", Some(0)).await;
+        staff
+    };
+    let answer = async |name: &str| {
+        let r = http
+            .post(run.url("/v1/receipts"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "id": ids[name], "event": "answered" }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    };
+    let (a, b, c) = (reply("a").await, reply("b").await, reply("c").await);
+    let f = reply("f").await;
+    // a is answered in 5 minutes; b, c and f are not: staff are asked.
+    run.clock.advance(5 * MIN);
+    answer("a").await;
+    run.wait_outcome(&a, "completed").await;
+    run.clock.advance(11 * MIN);
+    run.wait_entry(&b, "sent", Some(1)).await;
+    run.wait_entry(&c, "sent", Some(1)).await;
+    run.wait_entry(&f, "sent", Some(1)).await;
+    // b is answered after the support chat was asked, 20 minutes in.
+    run.clock.advance(4 * MIN);
+    answer("b").await;
+    run.wait_outcome(&b, "completed").await;
+    // Nobody answers c: the manager is asked last, and that is the end.
+    // f is answered only then, 36 minutes in.
+    run.clock.advance(16 * MIN);
+    run.wait_outcome(&c, "exhausted").await;
+    run.wait_outcome(&f, "exhausted").await;
+    answer("f").await;
+    wait_until("f's late answer counted", AT_ONCE, async || {
+        let (state, t) = run.daemon().store.status(&f).await.unwrap().unwrap();
+        t.iter().any(|e| e.event == EntryKind::Receipt) && state.tallied == Some(t.len() as u32)
+    })
+    .await;
+    // d is still within its deadline; e's reply is only handed over.
+    let _d = reply("d").await;
+    let e = reply("e").await;
+    run.wait_outcome(&e, "exhausted").await;
+
+    let now = run.clock.now_ms();
+    let range = [
+        "--from".to_owned(),
+        jiff::Timestamp::from_millisecond(now - 2 * 3_600_000)
+            .unwrap()
+            .to_string(),
+        "--to".to_owned(),
+        jiff::Timestamp::from_millisecond(now + 3_600_000)
+            .unwrap()
+            .to_string(),
+    ];
+    let cli = |args: &[&str]| {
+        let out = cascade_command()
+            .arg("--config")
+            .arg(run.cfg.path())
+            .arg("report")
+            .args(args)
+            .args(&range)
+            .output()
+            .expect("cascade report runs");
+        assert!(
+            out.status.success(),
+            "cascade report: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    // The text: the customers' table, then the replies.
+    let text = cli(&[]);
+    let (main, replies) = text
+        .split_once("\nReplies\n\n")
+        .unwrap_or_else(|| panic!("no Replies section:\n{text}"));
+    assert!(
+        !main.contains(":answer"),
+        "staff rows are not customers':\n{main}"
+    );
+    assert!(main.contains("6 notifications accepted"), "{main}");
+    let line = |policy: &str| {
+        replies
+            .lines()
+            .find(|l| l.starts_with(&format!("{policy} ")))
+            .map(cells)
+            .unwrap_or_else(|| panic!("no replies row of {policy}:\n{replies}"))
+    };
+    // received, handed over, answered (a, b, f), in time (a), escalated
+    // (b, c, f), after escalation (b, f), unanswered (c), open (d), answer
+    // p50 (the middle of a's 5m, b's 20m and f's 36m: in the 30m bucket,
+    // 15m + 0.5 × 15m) and p90 (in the 1h bucket: 30m + 0.7 × 30m),
+    // in-time rate (a of a, b, c, f).
+    let want = "delivery_delay 5 5 3 1 3 2 1 1 22m 51m 25.0%";
+    assert_eq!(line("delivery_delay"), cells(want), "{replies}");
+    assert_eq!(
+        line("plain"),
+        [
+            "plain", "1", "1", "0", "–", "–", "–", "–", "–", "–", "–", "–"
+        ],
+        "a reply with no deadline is only handed over:\n{replies}"
+    );
+    // The staff cascades' own rows, when asked for by name.
+    let staff = cli(&["--policy", "delivery_delay:answer"]);
+    assert!(staff.contains("delivery_delay:answer"), "{staff}");
+    assert!(staff.contains("helpdesk"), "{staff}");
+
+    // The JSON, by segment.
+    let json: Value = serde_json::from_str(&cli(&["--json", "--by", "policy,segment"])).unwrap();
+    let replies = json["replies"].as_array().unwrap();
+    let of = |policy: &str, segment: &str| {
+        replies
+            .iter()
+            .find(|r| r["policy"] == policy && r["segment"] == segment)
+            .unwrap_or_else(|| panic!("no {policy}/{segment} in {json:#}"))
+    };
+    let new = of("delivery_delay", "new");
+    assert_eq!(
+        (
+            &new["received"],
+            &new["answered_in_time"],
+            &new["escalated"]
+        ),
+        (&json!(3), &json!(0), &json!(3)),
+        "{new}"
+    );
+    assert_eq!(new["answered_after_escalation"], 2);
+    assert_eq!(new["unanswered"], 1);
+    assert_eq!(new["open"], 0);
+    let vip = of("delivery_delay", "vip");
+    assert_eq!((&vip["received"], &vip["open"]), (&json!(2), &json!(1)));
+    assert_eq!(vip["in_time_rate"], 1.0);
+    assert_eq!(vip["answer_time"], json!({ "10m": 1 }));
+    let plain = of("plain", "-");
+    assert_eq!(plain["deadline"], false);
+    assert_eq!(plain["unanswered"], Value::Null);
+    assert!(
+        json["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| !r["policy"].as_str().unwrap().ends_with(":answer")),
+        "{json:#}"
+    );
+
+    // The same over HTTP.
+    let body: Value = http
+        .get(run.url("/v1/report?since=3h&by=policy"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dd = body["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["policy"] == "delivery_delay")
+        .unwrap_or_else(|| panic!("{body:#}"));
+    assert_eq!(
+        (
+            &dd["received"],
+            &dd["answered"],
+            &dd["answer_p50_ms"],
+            &dd["answer_p90_ms"]
+        ),
+        (&json!(5), &json!(3), &json!(1_350_000), &json!(3_060_000)),
+        "{dd}"
+    );
+    assert!(dd.get("segment").is_none(), "{dd}");
+
+    // The console's overview has the replies table too.
+    let html = text_of(&http, run.admin_url("/console?since=3h")).await;
+    let section = html
+        .split_once("id=\"replies\"")
+        .map(|(_, rest)| rest.split("</section>").next().unwrap())
+        .unwrap_or_else(|| panic!("no replies card on the console:\n{html}"));
+    for (k, v) in [
+        ("received", "5"),
+        ("unanswered", "1"),
+        ("in-time rate", "25.0%"),
+    ] {
+        let cell = format!("data-k=\"{k}\">{v}</td>");
+        assert!(section.contains(&cell), "{cell} in {section}");
+    }
+}

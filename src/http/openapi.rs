@@ -37,6 +37,7 @@ use super::submit::{AcceptedBody, CodedError, IntakeProblem, IntakeRefusal, MAX_
         IntakeRefusal,
         CodedError,
         ReportDoc,
+        ReplyRowDoc,
         CustomerNotificationsDoc,
     )),
     modifiers(&BearerScheme),
@@ -110,6 +111,47 @@ pub struct ReportDoc {
     /// The rows summed.
     #[schema(value_type = Object)]
     pub total: Value,
+    /// Customers' replies and staff's answers, one per policy replied to
+    /// (and segment, when grouped by segment); empty when none were received.
+    pub replies: Vec<ReplyRowDoc>,
+}
+
+/// The replies to one policy's notifications (`GET /v1/report`'s `replies`).
+/// The counts that need an answer deadline are `null` for a policy without
+/// `answer_within`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ReplyRow)]
+pub struct ReplyRowDoc {
+    /// The policy of the notifications replied to.
+    pub policy: String,
+    /// The customers' segment, when the report is grouped by segment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    /// Whether replies must be answered within a deadline (`answer_within`).
+    pub deadline: bool,
+    /// Replies received.
+    pub received: i64,
+    /// Replies handed to `[replies] sink`.
+    pub handed_over: i64,
+    /// Replies answered, in time or after escalation.
+    pub answered: i64,
+    /// Answered before the deadline (business hours), no staff asked.
+    pub answered_in_time: Option<i64>,
+    /// The deadline missed: escalated to the first staff channel.
+    pub escalated: Option<i64>,
+    /// Answered after the deadline (staff asked, or the deadline passed with none to ask).
+    pub answered_after_escalation: Option<i64>,
+    /// The staff escalation ran out (the last staff channel asked, or the deadline passed with none to ask) and nobody answered since.
+    pub unanswered: Option<i64>,
+    /// Not answered yet (or received before the range).
+    pub open: Option<i64>,
+    /// answered_in_time ÷ (answered_in_time + deadlines missed).
+    pub in_time_rate: Option<f64>,
+    /// Time from the hand-over to the answer, from the buckets.
+    pub answer_p50_ms: Option<i64>,
+    pub answer_p90_ms: Option<i64>,
+    /// Answers by answer-time bucket (`1m` … `1d`, `more`).
+    pub answer_time: std::collections::BTreeMap<String, i64>,
 }
 
 /// `GET /v1/customers/{id}/notifications`.
@@ -226,6 +268,36 @@ mod tests {
             "#/components/schemas/Contact"
         );
         assert!(schemas["Notification"].get("$schema").is_none());
+    }
+
+    /// The documented reply row has the fields the report's JSON gives.
+    #[test]
+    fn the_reply_row_is_described_as_the_report_serializes_it() {
+        let doc = document();
+        let described: std::collections::BTreeSet<String> =
+            doc["components"]["schemas"]["ReplyRow"]["properties"]
+                .as_object()
+                .expect("ReplyRow is described")
+                .keys()
+                .cloned()
+                .collect();
+        let row = crate::report::ReplyRow {
+            segment: Some("new".into()),
+            ..Default::default()
+        };
+        let given: std::collections::BTreeSet<String> = serde_json::to_value(row)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(described, given);
+        let report = &doc["components"]["schemas"]["Report"];
+        assert!(
+            report["required"].to_string().contains("\"replies\""),
+            "{report}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The operator's view: counters the daemon keeps for every stored decision
 //! (`tally`), read back by hour and summed into report rows (`rows`), the
-//! what-if on a step's wait (`what_if`), and their text forms (`render`).
+//! what-if on a step's wait (`what_if`), customers' replies and staff's
+//! answers (`replies`), and their text forms (`render`).
 //! No I/O here: the store reads and writes the counters
 //! (runtime/store/aggregates.rs).
 //!
@@ -10,10 +11,12 @@
 //! retention.
 
 pub mod render;
+pub mod replies;
 pub mod rows;
 pub mod tally;
 pub mod what_if;
 
+pub use replies::ReplyRow;
 pub use rows::{Dimension, Report, Row};
 pub use tally::{Count, Tallied, Tally};
 

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::replies::ReplyRow;
 use super::rows::{Dimension, Report, Row};
 use super::what_if::{Estimate, WhatIf};
 
@@ -225,7 +226,82 @@ pub fn report_table(r: &Report) -> String {
     out.push('\n');
     out.push_str(REPORT_NOTE);
     out.push('\n');
+    if !r.replies.is_empty() {
+        out.push_str("\nReplies\n\n");
+        out.push_str(&table(&replies_head(r), &replies_rows(r)));
+        out.push('\n');
+        out.push_str(REPLIES_NOTE);
+        out.push('\n');
+    }
     out
+}
+
+/// The columns of the replies table after its policy (and segment).
+pub const REPLIES_COLUMNS: [&str; 11] = [
+    "received",
+    "handed over",
+    "answered",
+    "in time",
+    "escalated",
+    "after escalation",
+    "unanswered",
+    "open",
+    "answer p50",
+    "answer p90",
+    "in-time rate",
+];
+
+/// What the replies table's columns mean, printed under it.
+pub const REPLIES_NOTE: &str = "replies to each policy's notifications: in time = answered within \
+     answer_within (business hours when set), no staff asked; escalated = deadline missed, staff asked; \
+     unanswered = staff escalation ran out, no answer since; open = still waiting; answer p50/p90 from the \
+     hand-over (from buckets); in-time rate = in time ÷ (in time + deadline missed); \
+     – = the policy has no answer deadline";
+
+/// The replies table's heading: policy, segment when grouped by it, then
+/// `REPLIES_COLUMNS`.
+pub fn replies_head(r: &Report) -> Vec<String> {
+    let mut head = vec!["policy".to_owned()];
+    if r.by.contains(&Dimension::Segment) {
+        head.push("segment".into());
+    }
+    head.extend(REPLIES_COLUMNS.iter().map(|c| c.to_string()));
+    head
+}
+
+/// The replies rows' cells under `replies_head`.
+pub fn replies_rows(r: &Report) -> Vec<Vec<String>> {
+    let by_segment = r.by.contains(&Dimension::Segment);
+    r.replies
+        .iter()
+        .map(|row| {
+            let mut cells = vec![row.policy.clone()];
+            if by_segment {
+                cells.push(row.segment.clone().unwrap_or_default());
+            }
+            cells.extend(reply_cells(row));
+            cells
+        })
+        .collect()
+}
+
+/// A replies row's cells under `REPLIES_COLUMNS`: `–` where the policy
+/// has no deadline to count against.
+pub fn reply_cells(row: &ReplyRow) -> Vec<String> {
+    let n = |v: Option<i64>| v.map_or("–".into(), |n| n.to_string());
+    vec![
+        row.received.to_string(),
+        row.handed_over.to_string(),
+        row.answered.to_string(),
+        n(row.answered_in_time),
+        n(row.escalated),
+        n(row.answered_after_escalation),
+        n(row.unanswered),
+        n(row.open),
+        time_to_read(row.answer_p50_ms),
+        time_to_read(row.answer_p90_ms),
+        percent(row.in_time_rate),
+    ]
 }
 
 /// Whether a row has nothing in the table's columns: the tables leave it out.
@@ -285,6 +361,61 @@ pub fn report_csv(r: &Report) -> String {
             format!("{:.2}", row.cost),
             format!("{:.2}", row.saved),
             row.sms_avoided.to_string(),
+        ]);
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    if !r.replies.is_empty() {
+        // A second table, after an empty line, with a heading of its own.
+        out.push('\n');
+        out.push_str(&replies_csv(r));
+    }
+    out
+}
+
+/// The replies as CSV: one line per policy (and segment), empty cells
+/// where the policy has no deadline.
+pub fn replies_csv(r: &Report) -> String {
+    let by_segment = r.by.contains(&Dimension::Segment);
+    let mut head = vec!["replies_to_policy"];
+    if by_segment {
+        head.push("segment");
+    }
+    head.extend([
+        "received",
+        "handed_over",
+        "answered",
+        "answered_in_time",
+        "escalated",
+        "answered_after_escalation",
+        "unanswered",
+        "open",
+        "answer_p50_ms",
+        "answer_p90_ms",
+        "in_time_rate",
+    ]);
+    let mut out = head.join(",");
+    out.push('\n');
+    let n = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
+    for row in &r.replies {
+        let mut line = vec![csv_cell(&row.policy)];
+        if by_segment {
+            line.push(csv_cell(row.segment.as_deref().unwrap_or_default()));
+        }
+        line.extend([
+            row.received.to_string(),
+            row.handed_over.to_string(),
+            row.answered.to_string(),
+            n(row.answered_in_time),
+            n(row.escalated),
+            n(row.answered_after_escalation),
+            n(row.unanswered),
+            n(row.open),
+            n(row.answer_p50_ms),
+            n(row.answer_p90_ms),
+            row.in_time_rate
+                .map(|x| format!("{x:.4}"))
+                .unwrap_or_default(),
         ]);
         out.push_str(&line.join(","));
         out.push('\n');
@@ -414,6 +545,101 @@ mod tests {
             assert!(numeric(n), "{n}");
         }
         assert!(!numeric("vk"));
+    }
+
+    /// A report of `dd` (customers) and replies to it, one with a deadline
+    /// and one (`plain`) without.
+    fn with_replies(by: &[Dimension]) -> Report {
+        use crate::report::field;
+        use std::collections::{BTreeMap, BTreeSet};
+        let counters: BTreeMap<String, i64> = [
+            (field("dd", None, "", "new", "accepted"), 10),
+            (field("dd", Some(0), "vk", "new", "sent"), 10),
+            (field("dd:answer", None, "", "new", "accepted"), 4),
+            (field("dd:answer", Some(0), "helpdesk", "new", "sent"), 4),
+            (field("dd:answer", Some(0), "helpdesk", "new", "read"), 2),
+            (
+                field("dd:answer", Some(0), "helpdesk", "new", "escalated"),
+                2,
+            ),
+            (field("dd:answer", Some(1), "manager", "new", "sent"), 2),
+            (
+                field("dd:answer", Some(1), "manager", "new", "exhausted"),
+                1,
+            ),
+            (field("dd:answer", None, "", "new", "answer:5m"), 2),
+            (field("plain:answer", None, "", "new", "accepted"), 3),
+            (field("plain:answer", Some(0), "helpdesk", "new", "sent"), 3),
+            (field("plain:answer", Some(0), "", "new", "exhausted"), 3),
+        ]
+        .into_iter()
+        .collect();
+        crate::report::rows::build(
+            &counters,
+            &crate::report::rows::Query {
+                from_ms: 0,
+                to_ms: 3_600_000,
+                policy: None,
+                by,
+                sms_channels: &BTreeSet::new(),
+                answer_deadlines: &BTreeSet::from(["dd".to_owned()]),
+            },
+        )
+    }
+
+    #[test]
+    fn replies_get_a_table_of_their_own_after_the_report() {
+        let r = with_replies(&[Dimension::Policy, Dimension::Step, Dimension::Channel]);
+        let text = report_table(&r);
+        let (main, replies) = text.split_once("\nReplies\n\n").expect(&text);
+        // Staff sends are not customers' notifications.
+        assert!(
+            !main.contains("dd:answer") && !main.contains("helpdesk"),
+            "{main}"
+        );
+        assert!(main.contains("10 notifications accepted"), "{main}");
+        assert_eq!(r.total.sent, 10);
+        let lines: Vec<&str> = replies.lines().collect();
+        assert_eq!(
+            lines[0].split("  ").filter(|c| !c.is_empty()).count(),
+            REPLIES_COLUMNS.len() + 1,
+            "{replies}"
+        );
+        let cells = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            cells(lines[1]),
+            // answer p50 3m 30s, p90 4m 42s
+            [
+                "dd", "4", "4", "2", "2", "2", "0", "1", "1", "3m", "30s", "4m", "42s", "50.0%"
+            ]
+        );
+        assert_eq!(
+            cells(lines[2]),
+            [
+                "plain", "3", "3", "0", "–", "–", "–", "–", "–", "–", "–", "–"
+            ]
+        );
+        assert!(replies.contains(REPLIES_NOTE));
+        let csv = report_csv(&r);
+        let (_, replies) = csv.split_once("\n\n").expect(&csv);
+        assert_eq!(
+            replies,
+            "replies_to_policy,received,handed_over,answered,answered_in_time,escalated,answered_after_escalation,unanswered,open,answer_p50_ms,answer_p90_ms,in_time_rate\n\
+             dd,4,4,2,2,2,0,1,1,210000,282000,0.5000\n\
+             plain,3,3,0,,,,,,,,\n"
+        );
+        // By segment: a segment column.
+        let r = with_replies(&[Dimension::Segment]);
+        assert_eq!(replies_head(&r)[1], "segment");
+        assert_eq!(replies_rows(&r)[0][..3], ["dd", "new", "4"]);
+    }
+
+    #[test]
+    fn no_replies_no_replies_section() {
+        let mut r = with_replies(&[Dimension::Policy]);
+        r.replies.clear();
+        assert!(!report_table(&r).contains("Replies"));
+        assert!(!report_csv(&r).contains("replies_to_policy"));
     }
 
     #[test]

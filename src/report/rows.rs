@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use super::replies::ReplyRow;
 use super::tally::{MONEY_SCALE, TTR_BUCKETS, TTR_MORE};
 use super::{Group, parse_field};
+use crate::core::replies::is_staff_policy;
 
 /// What rows are grouped by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -113,6 +115,10 @@ pub struct Report {
     pub policy: Option<String>,
     pub rows: Vec<Row>,
     pub total: Row,
+    /// Customers' replies and staff's answers, by the policy replied to
+    /// (`replies`); the staff cascades' own counters are not in `rows` or
+    /// `total` unless `policy` names a staff policy (`P:answer`).
+    pub replies: Vec<ReplyRow>,
 }
 
 /// Which rows to build.
@@ -123,6 +129,9 @@ pub struct Query<'a> {
     pub by: &'a [Dimension],
     /// The channels of SMS kind (for `sms_avoided`).
     pub sms_channels: &'a BTreeSet<String>,
+    /// The policies whose replies must be answered within a deadline
+    /// (`answer_within`), for the replies rows.
+    pub answer_deadlines: &'a BTreeSet<String>,
 }
 
 /// The group a counter's group falls in when rows are grouped by `by`.
@@ -159,6 +168,12 @@ pub fn build(counters: &BTreeMap<String, i64>, q: &Query<'_>) -> Report {
         if q.policy.is_some_and(|p| p != g.policy) {
             continue;
         }
+        // Staff answering customers' replies are not customers being
+        // notified: their counters make the replies rows, and the main
+        // rows only when their policy is asked for by name.
+        if q.policy.is_none() && is_staff_policy(&g.policy) {
+            continue;
+        }
         let sms = q.sms_channels.contains(&g.channel);
         let key = project(&g, q.by);
         let row = groups
@@ -180,6 +195,7 @@ pub fn build(counters: &BTreeMap<String, i64>, q: &Query<'_>) -> Report {
         policy: q.policy.map(str::to_owned),
         rows,
         total,
+        replies: super::replies::build(counters, q),
     }
 }
 
@@ -336,6 +352,7 @@ mod tests {
                 policy: Some("dd"),
                 by: &[Dimension::Step, Dimension::Channel],
                 sms_channels: &sms,
+                answer_deadlines: &BTreeSet::new(),
             },
         );
         assert_eq!(r.rows.len(), 3, "{:?}", r.rows);

@@ -36,6 +36,10 @@ pub const TTR_BUCKETS: [(i64, &str); 11] = [
     (86_400_000, "1d"),
 ];
 
+/// A staff cascade's answer recorded after it ended (`report::replies`),
+/// counted on the step and channel of the answer's read.
+pub const ANSWERED_AFTER_END: &str = "answered_after_end";
+
 /// The bucket past the last bound.
 pub const TTR_MORE: &str = "more";
 
@@ -308,6 +312,18 @@ impl Tally<'_> {
         {
             let answer_ms = at_ms.saturating_sub(handed.at_ms).max(0);
             out.add(None, "", format!("answer:{}", ttr_bucket(answer_ms)), 1);
+            // An answer after the staff cascade ended (its last staff
+            // channel asked, or the deadline passed with none): the reply
+            // counted as run out is answered after all.
+            let ended = (0..pos).map(|i| self.at(i)).any(|e| {
+                matches!(
+                    e.event,
+                    EntryKind::Exhausted | EntryKind::Expired | EntryKind::Cancelled
+                )
+            });
+            if ended {
+                out.add(msg.step, ch, ANSWERED_AFTER_END, 1);
+            }
         }
         let later = self.sent_before(pos, |s| s.step > msg.step);
         if let Some(esc) = later

@@ -44,6 +44,16 @@ fn sms_channels(catalog: &Catalog) -> BTreeSet<String> {
         .collect()
 }
 
+/// The policies whose replies must be answered within a deadline.
+fn answer_deadlines(catalog: &Catalog) -> BTreeSet<String> {
+    catalog
+        .policies
+        .values()
+        .filter(|p| p.answer.is_some())
+        .map(|p| p.name.clone())
+        .collect()
+}
+
 /// The report `req` asks for.
 pub async fn report<S: CascadeStore>(
     store: &S,
@@ -53,6 +63,7 @@ pub async fn report<S: CascadeStore>(
     let (from, to) = hours(catalog, req.from_ms, req.to_ms);
     let counters = store.report_counts(from, to).await?;
     let sms = sms_channels(catalog);
+    let deadlines = answer_deadlines(catalog);
     Ok(build(
         &counters,
         &Query {
@@ -61,6 +72,7 @@ pub async fn report<S: CascadeStore>(
             policy: req.policy.as_deref(),
             by: &req.by,
             sms_channels: &sms,
+            answer_deadlines: &deadlines,
         },
     ))
 }

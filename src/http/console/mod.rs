@@ -4,7 +4,8 @@
 //!
 //! - `/console`: per policy a funnel (accepted, sent per step, read,
 //!   escalated, late reads), money spent and saved, the report table as
-//!   `cascade report` prints it, and time to read by segment;
+//!   `cascade report` prints it, customers' replies and staff's answers,
+//!   and time to read by segment;
 //! - `/console/what-if`: a step's wait against escalations, cost and late
 //!   reads, as `cascade what-if` estimates them;
 //! - `/console/search`: a notification's timeline, or a customer's
@@ -35,8 +36,9 @@ use self::page::{Frame, Tab, empty, href, notice, respond, select, time_s};
 use super::AppState;
 use crate::config::{Catalog, parse_duration};
 use crate::report::render::{
-    REPORT_COLUMNS, REPORT_NOTE, WHAT_IF_COLUMNS, blank, group_cells, heading, money, numeric,
-    percent, report_cells, stamp, time_to_read, what_if_cells,
+    REPLIES_COLUMNS, REPLIES_NOTE, REPORT_COLUMNS, REPORT_NOTE, WHAT_IF_COLUMNS, blank,
+    group_cells, heading, money, numeric, percent, replies_head, replies_rows, report_cells, stamp,
+    time_to_read, what_if_cells,
 };
 use crate::report::rows::buckets;
 use crate::report::{Dimension, Report, Row};
@@ -208,8 +210,11 @@ async fn overview(State(state): State<AppState>, Query(p): Query<Params>) -> Res
     let now = state.clock.now_ms();
     let (range, mut notes) = Range::of(p.since.as_deref(), "7d", &catalog, now);
     let policy = p.policy();
+    // `P:answer` names the staff cascades of replies to `P`'s notifications.
     if let Some(name) = policy
-        && !catalog.policies.contains_key(name)
+        && !catalog
+            .policies
+            .contains_key(name.strip_suffix(":answer").unwrap_or(name))
     {
         notes.push(format!(
             "`{name}` is not a policy of this configuration (its counters are read all the same)"
@@ -250,16 +255,21 @@ async fn overview(State(state): State<AppState>, Query(p): Query<Params>) -> Res
     for n in &notes {
         body.push_str(&notice(n));
     }
-    if main.rows.is_empty() {
+    if main.rows.is_empty() && main.replies.is_empty() {
         body.push_str(&empty(
             "Nothing counted in this range. Counters start with the notifications the daemon accepts; try a longer range or another policy.",
         ));
+    } else if main.rows.is_empty() {
+        body.push_str(&replies_card(&main));
     } else {
         body.push_str(&kpis(&main.total));
         for (name, rows) in by_policy(&main) {
             body.push_str(&policy_card(&catalog, name, &rows));
         }
         body.push_str(&report_card(&main));
+        if !main.replies.is_empty() {
+            body.push_str(&replies_card(&main));
+        }
         body.push_str(&ttr_card(&segments, policy));
     }
     respond(StatusCode::OK, page::layout(&frame, "Overview", &body))
@@ -422,6 +432,26 @@ fn report_card(r: &Report) -> String {
         "<section class=\"card\" id=\"report\"><h2>Report <small>as <code>cascade report</code> prints it</small></h2>{}<p class=\"note\">{}</p></section>",
         table(&head, &rows),
         escape(REPORT_NOTE)
+    )
+}
+
+/// Customers' replies and staff's answers, as `cascade report` prints them.
+fn replies_card(r: &Report) -> String {
+    let head = replies_head(r);
+    let rows: Vec<(String, &'static str, Vec<String>)> = replies_rows(r)
+        .into_iter()
+        .map(|cells| {
+            (
+                cells[..head.len() - REPLIES_COLUMNS.len()].join("|"),
+                "",
+                cells,
+            )
+        })
+        .collect();
+    format!(
+        "<section class=\"card\" id=\"replies\"><h2>Replies <small>customers' replies and staff's answers, as <code>cascade report</code> prints them</small></h2>{}<p class=\"note\">{}</p></section>",
+        table(&head, &rows),
+        escape(REPLIES_NOTE)
     )
 }
 
@@ -949,4 +979,52 @@ async fn dead_letters(State(state): State<AppState>, Query(p): Query<Params>) ->
         escape(queue)
     );
     respond(StatusCode::OK, page::layout(&frame, "Dead letters", &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::report::field;
+    use crate::report::rows::{Query, build};
+
+    #[test]
+    fn the_replies_card_shows_the_replies_table() {
+        let counters: BTreeMap<String, i64> = [
+            (field("dd:answer", None, "", "vip", "accepted"), 3),
+            (field("dd:answer", Some(0), "helpdesk", "vip", "read"), 2),
+            (
+                field("dd:answer", Some(0), "helpdesk", "vip", "escalated"),
+                1,
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let by = [Dimension::Policy, Dimension::Segment];
+        let r = build(
+            &counters,
+            &Query {
+                from_ms: 0,
+                to_ms: 1,
+                policy: None,
+                by: &by,
+                sms_channels: &BTreeSet::new(),
+                answer_deadlines: &BTreeSet::new(),
+            },
+        );
+        let html = replies_card(&r);
+        assert!(html.contains("id=\"replies\""), "{html}");
+        for (k, v) in [
+            ("received", "3"),
+            ("in time", "2"),
+            ("escalated", "1"),
+            ("open", "1"),
+            ("in-time rate", "66.7%"),
+        ] {
+            let cell = format!("<td class=\"num\" data-k=\"{k}\">{v}</td>");
+            assert!(html.contains(&cell), "{cell} in {html}");
+        }
+        assert!(html.contains("data-row=\"dd|vip\""), "{html}");
+    }
 }

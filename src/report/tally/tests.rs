@@ -440,3 +440,31 @@ fn a_staff_answer_counts_its_time_from_the_reply() {
     );
     assert!(t.counts.iter().all(|c| !c.metric.starts_with("answer:")));
 }
+
+#[test]
+fn a_staff_answer_after_the_escalation_ran_out_says_so() {
+    let mut p = policy();
+    p.name = "delivery_delay:answer".into();
+    p.stop_on = vec!["answered".into()];
+    let mut counted = escalated_to_sms();
+    // The last staff channel asked ends the staff cascade.
+    counted.push(entry(T0 + 30 * MIN, EntryKind::Exhausted, Some(1), None));
+    let fresh = [receipt(T0 + 50 * MIN, "answered", None)];
+    let t = run_on(p.clone(), &counted, &fresh, &done(), &[]);
+    assert_eq!(has(&t, Some(1), "sms", "read"), 1);
+    assert_eq!(
+        has(&t, Some(1), "sms", ANSWERED_AFTER_END),
+        1,
+        "{:?}",
+        t.counts
+    );
+    assert_eq!(has(&t, None, "", "answer:1h"), 1);
+    // Answered while the staff were being asked: not after the end.
+    let t = run_on(p, &counted[..4], &fresh, &done(), &[]);
+    assert_eq!(has(&t, Some(1), "sms", "read"), 1);
+    assert!(
+        t.counts.iter().all(|c| c.metric != ANSWERED_AFTER_END),
+        "{:?}",
+        t.counts
+    );
+}
