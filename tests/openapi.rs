@@ -105,11 +105,32 @@ fn schemathesis() -> Option<PathBuf> {
 async fn the_daemon_answers_as_its_description_says() {
     let Some(st) = schemathesis() else { return };
     let run = daemon("openapi-fuzz").await;
+    // Hypothesis inside schemathesis now and then trips over its own
+    // example generation ("Runtime Error ... Inconsistent results") with
+    // no request at fault: such a run, and only such a run, is repeated.
+    let (status, stdout, stderr) = fuzz(&st, &run).await;
+    let internal_only =
+        !status.success() && stdout.contains("Runtime Error") && !stdout.contains("FAILURES");
+    let (status, stdout, stderr) = if internal_only {
+        println!("schemathesis stumbled over itself; running it again:\n{stdout}");
+        fuzz(&st, &run).await
+    } else {
+        (status, stdout, stderr)
+    };
+    println!("{stdout}");
+    assert!(
+        status.success(),
+        "schemathesis found responses that do not match /openapi.json:\n{stdout}\n{stderr}"
+    );
+}
+
+/// One schemathesis run against the daemon: its exit status, its output.
+async fn fuzz(st: &std::path::Path, run: &Running) -> (std::process::ExitStatus, String, String) {
     let base = run.url("");
     let reports = run.cfg.dir.join("schemathesis");
     std::fs::create_dir_all(&reports).unwrap();
     let log = reports.join("output.txt");
-    let mut child = Command::new(&st)
+    let mut child = Command::new(st)
         .args(["run", &format!("{base}/openapi.json"), "--url", &base])
         .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
         // Every check but one: schema-valid data may still be refused for
@@ -155,9 +176,5 @@ async fn the_daemon_answers_as_its_description_says() {
         })
         .unwrap_or_default();
     let stdout = std::fs::read_to_string(&log).unwrap_or_default();
-    println!("{stdout}");
-    assert!(
-        status.success(),
-        "schemathesis found responses that do not match /openapi.json:\n{stdout}\n{stderr}"
-    );
+    (status, stdout, stderr)
 }
