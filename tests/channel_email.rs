@@ -815,16 +815,7 @@ async fn a_reply_by_email_is_recorded_as_replied_and_stops_the_cascade() {
     assert_eq!(answer["status"], "recorded");
     assert_eq!(counted("recorded").await, 1);
     h.wait_outcome(&id, "completed").await;
-    let view: serde_json::Value = h
-        .http
-        .get(h.url(&format!("/v1/notifications/{id}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = h.get_v1(&format!("/v1/notifications/{id}")).await;
     assert_eq!(view["state"], "completed", "{view}");
     assert!(view["receipts"]["replied"].is_i64(), "{view}");
     let receipt = view["timeline"]

@@ -80,15 +80,7 @@ async fn post_receipt(run: &Running, body: &Value) -> (u16, Value) {
 }
 
 async fn view(run: &Running, id: &str) -> Value {
-    reqwest::Client::new()
-        .get(run.url(&format!("/v1/notifications/{id}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    run.get_v1(&format!("/v1/notifications/{id}")).await
 }
 
 async fn message_to(tg: &FakeTelegram, chat: i64) -> String {

@@ -319,16 +319,7 @@ async fn without_a_deadline_a_reply_is_only_handed_over() {
     h.wait_outcome(&staff_id, "exhausted").await;
     // Support staff find it through the API like any notification.
     let encoded = staff_id.replace('}', "%7D");
-    let view: Value = h
-        .http
-        .get(h.url(&format!("/v1/notifications/{encoded}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = h.get_v1(&format!("/v1/notifications/{encoded}")).await;
     assert_eq!(view["id"], staff_id.as_str(), "{view}");
     assert_eq!(view["state"], "exhausted", "{view}");
     h.clock.advance(24 * 60 * MIN);

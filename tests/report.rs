@@ -538,15 +538,7 @@ async fn the_report_shows_how_staff_answered_customers_replies() {
     );
 
     // The same over HTTP.
-    let body: Value = http
-        .get(run.url("/v1/report?since=3h&by=policy"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = run.get_v1("/v1/report?since=3h&by=policy").await;
     let dd = body["replies"]
         .as_array()
         .unwrap()

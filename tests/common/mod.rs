@@ -913,6 +913,20 @@ impl Running {
         format!("http://{}{path}", self.daemon().http_addr)
     }
 
+    /// `GET <path>` on the public listener with the API's bearer token:
+    /// the JSON it answers (`/v1/notifications/<id>`, `/v1/report?…`).
+    pub async fn get_v1(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// `http://<the daemon's admin address><path>` (`/metrics`, `/healthz`, `/readyz`).
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.daemon().admin_addr)
