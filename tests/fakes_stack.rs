@@ -643,3 +643,143 @@ async fn the_stack_delivers_on_every_channel_and_a_read_from_the_index_stops_the
     assert_eq!(down.status.code(), Some(1));
     drop(run);
 }
+
+/// The order-follow-up story on the shipped files (`policies/order_call.toml`,
+/// `examples/order_call.json`) and the compose environment: an email, then
+/// a call-centre task; `called` with the slot the manager agreed sends a
+/// Telegram confirmation quoting it, `no_answer` opens a WhatsApp chat; and
+/// what that customer writes back in WhatsApp reaches the helpdesk at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_call_story_branches_both_ways_and_a_reply_reaches_the_helpdesk() {
+    let stack = FakeStack::start(StackOptions {
+        bind: [127, 0, 0, 1].into(),
+        base_port: 0,
+        callbacks: Callbacks::default(),
+    })
+    .await
+    .unwrap();
+    let smtp = smtp::start().await.unwrap();
+    let cfg = TestConfig::new(
+        "order-story",
+        "http://127.0.0.1:9",
+        "[receipts]\ncustom = [\"paid\", \"called\", \"no_answer\"]\n\n\
+         [replies]\nsink = \"helpdesk\"\nlink_secret = \"a-replies-link-secret-long-enough\"\nstaff = { telegram = \"-100123\" }\n",
+        DELIVERY_DELAY,
+    );
+    ship("channels", &cfg.dir);
+    ship("policies", &cfg.dir);
+    let env = env_on(&stack, &smtp);
+    let catalog = Catalog::load_with_env(&cfg.path(), &|k| env.get(k).cloned())
+        .unwrap_or_else(|e| panic!("the shipped files with the compose environment: {e}"));
+    assert_all_on(&catalog, "http://127.0.0.1:");
+    let run =
+        Running::start_catalog(cfg, catalog.clone(), |o| o.insecure_demo_secrets = true).await;
+    let story = |id: &str, customer: &str, chat: &str, phone: &str| {
+        let text = std::fs::read_to_string(repo().join("examples/order_call.json")).unwrap();
+        let mut n: Value = serde_json::from_str(&text).unwrap();
+        n["id"] = json!(id);
+        n["customer"]["id"] = json!(customer);
+        n["customer"]["contacts"]["telegram"] = json!(chat);
+        n["customer"]["contacts"]["whatsapp"] = json!(phone);
+        n["customer"]["contacts"]["sms"] = json!(phone);
+        n
+    };
+    let (called, unanswered) = (run.id("called"), run.id("no-answer"));
+    run.publish(&story(&called, "c-called", "5550010", "+79160000010"))
+        .await;
+    run.publish(&story(
+        &unanswered,
+        "c-unanswered",
+        "5550011",
+        "+79160000011",
+    ))
+    .await;
+    wait_until("both emails", AT_ONCE * 2, async || {
+        smtp.accepted().len() == 2
+    })
+    .await;
+
+    // Unopened for two hours: a call-centre task each.
+    run.clock.advance(2 * 60 * MIN + MIN);
+    wait_listed(&run, &stack, "webhook", |m| m["to"] == "c-called").await;
+    wait_listed(&run, &stack, "webhook", |m| m["to"] == "c-unanswered").await;
+
+    // The call got through; the manager typed the slot agreed.
+    let post = |body: Value| {
+        let (http, url) = (run.http.clone(), run.url("/v1/receipts"));
+        async move {
+            let answer = http
+                .post(url)
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            answer.status().as_u16()
+        }
+    };
+    let slot = json!({ "slot": "в пятницу с 10 до 14" });
+    assert_eq!(
+        post(json!({ "id": called, "event": "called", "data": slot })).await,
+        202
+    );
+    let confirmation = wait_listed(&run, &stack, "telegram", |m| m["to"] == "5550010").await;
+    assert_eq!(
+        confirmation["text"],
+        "Заказ 1002: доставим в пятницу с 10 до 14. Если планы изменятся, ответьте на это сообщение.",
+        "{confirmation}"
+    );
+    run.wait_outcome(&called, "completed").await;
+
+    // The other call did not: the chat opens in WhatsApp.
+    assert_eq!(
+        post(json!({ "id": unanswered, "event": "no_answer" })).await,
+        202
+    );
+    let chat = wait_listed(&run, &stack, "whatsapp", |m| m["to"] == "79160000011").await;
+    assert!(
+        !listed(&run.http, &stack, "telegram")
+            .await
+            .iter()
+            .any(|m| m["to"] == "5550011"),
+        "no confirmation without the call"
+    );
+
+    // The customer answers in WhatsApp: the helpdesk has it at once.
+    let wamid = chat["id"].as_str().unwrap();
+    let reply = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "102290129340398", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550783881", "phone_number_id": "106540352242922" },
+            "messages": [{
+                "from": "79160000011", "id": "wamid.REPLY-1", "timestamp": "1763900100",
+                "type": "text", "text": { "body": "Лучше в субботу утром" },
+                "context": { "from": "15550783881", "id": wamid }
+            }]
+        }}]}]
+    });
+    let bytes = reply.to_string().into_bytes();
+    let signature =
+        cascade::dev::fakes::whatsapp::FakeWhatsApp::signature("demo-app-secret", &bytes);
+    let answer = run
+        .http
+        .post(run.url("/callbacks/whatsapp/whatsapp"))
+        .header("X-Hub-Signature-256", signature)
+        .header("content-type", "application/json")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let task = wait_listed(&run, &stack, "webhook", |m| {
+        m["body"]["reply"]["notification_id"] == json!(unanswered)
+    })
+    .await;
+    assert_eq!(
+        task["body"]["reply"]["text"], "Лучше в субботу утром",
+        "{task}"
+    );
+    assert_eq!(task["body"]["reply"]["channel"], "whatsapp");
+    assert_eq!(task["body"]["policy"], "order_call:answer");
+}
