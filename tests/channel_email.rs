@@ -808,6 +808,31 @@ async fn a_reply_by_email_is_recorded_as_replied_and_stops_the_cascade() {
         "nothing recorded"
     );
 
+    // Someone else copying the Message-ID, and an out-of-office answer:
+    // acknowledged, counted, nothing recorded.
+    let forged = reply_to(&message_id).replace(
+        &format!("From: =?UTF-8?B?0JjQstCw0L0=?= <{ADDRESS}>"),
+        "From: Mallory <mallory@evil.example>",
+    );
+    let answer = inbound(Some(TOKEN), forged).await.unwrap();
+    assert_eq!(answer.status(), 202);
+    assert_eq!(
+        answer.json::<serde_json::Value>().await.unwrap()["status"],
+        "foreign_sender"
+    );
+    let away = reply_to(&message_id).replace(
+        "MIME-Version",
+        "Auto-Submitted: auto-replied\r\nMIME-Version",
+    );
+    let answer = inbound(Some(TOKEN), away).await.unwrap();
+    assert_eq!(
+        answer.json::<serde_json::Value>().await.unwrap()["status"],
+        "ignored"
+    );
+    assert_eq!(counted("foreign_sender").await, 1);
+    assert_eq!(counted("automatic").await, 1);
+    assert!(h.receipts::<i64>(&id).await.is_empty(), "nothing recorded");
+
     // The customer's reply.
     let reply = inbound(Some(TOKEN), reply_to(&message_id)).await.unwrap();
     assert_eq!(reply.status(), 202);

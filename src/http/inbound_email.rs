@@ -98,13 +98,23 @@ pub(super) async fn post_inbound_email(
             "send the raw message as message/rfc822 (or text/plain, application/octet-stream)",
         );
     }
-    let Some(email) = parse(&body) else {
+    // Parsing a large message takes a while: off the async workers.
+    let Ok(parsed) = tokio::task::spawn_blocking(move || parse(&body)).await else {
+        count(&state, PROVIDER, "malformed");
+        return error(StatusCode::BAD_REQUEST, "the message could not be read");
+    };
+    let Some(email) = parsed else {
         count(&state, PROVIDER, "malformed");
         return error(
             StatusCode::BAD_REQUEST,
             "expected a raw email (RFC 5322) with at least a From header",
         );
     };
+    if email.automatic {
+        // An out-of-office answer or a bounce: nobody wrote to us.
+        count(&state, PROVIDER, "automatic");
+        return answer(StatusCode::ACCEPTED, "ignored");
+    }
     let channels: Vec<String> = state
         .catalog
         .load()
@@ -113,7 +123,9 @@ pub(super) async fn post_inbound_email(
         .filter(|c| c.kind == ChannelKind::Email)
         .map(|c| c.name.clone())
         .collect();
-    for answered in &email.answers {
+    // At most the newest few ids a reply names: a long References list
+    // costs a lookup per id and channel.
+    for answered in email.answers.iter().take(MAX_ANSWERED_IDS) {
         for channel in &channels {
             let found = match state.store.provider_message(channel, answered).await {
                 Ok(found) => found,
@@ -125,6 +137,17 @@ pub(super) async fn post_inbound_email(
             let Some((notification_id, _step)) = found else {
                 continue;
             };
+            // Only the customer the message went to may answer it: anyone
+            // can copy a Message-ID into In-Reply-To.
+            match sent_to(&state, &notification_id, channel).await {
+                Err(()) => return unavailable(),
+                Ok(Some(to)) if to != email.from => {
+                    count(&state, PROVIDER, "foreign_sender");
+                    tracing::info!(notification_id = %notification_id, channel = %channel, "an email reply from another address than the customer's; acknowledged, not recorded");
+                    return answer(StatusCode::ACCEPTED, "foreign_sender");
+                }
+                Ok(_) => {}
+            }
             let status = received(
                 &state,
                 Reply {
@@ -167,6 +190,33 @@ pub(super) async fn post_inbound_email(
         "an email that answers none of our messages; acknowledged"
     );
     answer(StatusCode::ACCEPTED, "unmapped")
+}
+
+/// The most ids of `In-Reply-To` and `References` looked up.
+const MAX_ANSWERED_IDS: usize = 20;
+
+/// The address (lowercased) notification `id`'s messages on `channel`
+/// went to; `None` when it is no longer known (the hook answers that).
+async fn sent_to(state: &AppState, id: &str, channel: &str) -> Result<Option<String>, ()> {
+    let loaded = match state.store.load(id).await {
+        Ok(Some(loaded)) => loaded,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the notification an email reply answers");
+            return Err(());
+        }
+    };
+    let catalog = state.catalog.load();
+    let key = catalog
+        .channels
+        .get(channel)
+        .and_then(|c| c.rules.contact_key.clone())
+        .unwrap_or_else(|| "email".to_owned());
+    Ok(loaded
+        .recipient
+        .contacts
+        .get(&key)
+        .map(|a| a.trim().to_ascii_lowercase()))
 }
 
 fn unavailable() -> Response {

@@ -76,7 +76,7 @@ pub mod body_limits {
     /// A bounce report may quote the whole message it returns.
     pub const EMAIL_BOUNCE: usize = 256 * 1024;
     /// `POST /v1/inbound/email`: one customer's reply as a raw message, with
-    /// the original it quotes; attachments past this are not read.
+    /// the original it quotes; a longer one is refused whole (`413`).
     pub const INBOUND_EMAIL: usize = 1024 * 1024;
     /// Tracking links are GETs; nothing to read.
     pub const TRACKING: usize = 1024;

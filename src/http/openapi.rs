@@ -90,7 +90,7 @@ pub struct ReceiptAnswer {
 /// `unmapped` (`202`: it answers none of our messages; not to be sent again).
 #[derive(Serialize, ToSchema)]
 pub struct InboundAnswer {
-    #[schema(pattern = "^(recorded|already_recorded|unmapped)$")]
+    #[schema(pattern = "^(recorded|already_recorded|unmapped|ignored|foreign_sender)$")]
     pub status: String,
 }
 
