@@ -327,3 +327,43 @@ async fn without_a_deadline_a_reply_is_only_handed_over() {
     assert!(h.staff_messages().is_empty());
     assert_eq!(h.hooks.count("manager"), 0);
 }
+
+/// The replies hash in Redis: an `answered` that comes while a staff
+/// cascade is noted but not yet stored marks it, for its start to see;
+/// and one notification opens at most `MAX_REPLIES` staff cascades.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_racing_a_start_is_kept_and_replies_are_bounded() {
+    use cascade::runtime::store::MAX_REPLIES;
+    let h = Harness::start("replies-store", POLICY).await;
+    let id = h.id("n");
+    h.publish(&id).await;
+    let message = h.customer_message(&id).await;
+    assert_eq!(h.reply(&message, "Вопрос").await, 200);
+    let stored = h.helpdesk(1).await.remove(0)["notification_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store = &h.daemon().store;
+    let now = cascade::runtime::clock::Clock::now_ms(h.clock.as_ref());
+    let starting = format!("{id}}}reply-0000000000000001");
+    assert!(store.note_reply(&id, &starting, now).await.unwrap());
+    assert_eq!(
+        store.spread_answer(&id, now).await.unwrap(),
+        1,
+        "the stored one"
+    );
+    assert!(store.answered_before_start(&id, &starting).await.unwrap());
+    assert!(!store.answered_before_start(&id, &stored).await.unwrap());
+    h.wait_outcome(&stored, "completed").await;
+
+    let mut noted = 2;
+    for n in 2..30 {
+        let staff = format!("{id}}}reply-{n:016x}");
+        if store.note_reply(&id, &staff, now).await.unwrap() {
+            noted += 1;
+        }
+    }
+    assert_eq!(noted, MAX_REPLIES);
+    // One noted before is still noted (a provider delivering it again).
+    assert!(store.note_reply(&id, &starting, now).await.unwrap());
+}

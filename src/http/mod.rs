@@ -376,8 +376,12 @@ async fn record_from(
             result,
             Ok(ReceiptResult::Recorded | ReceiptResult::AlreadyRecorded)
         )
+        && replies::answered(state, id).await.is_err()
     {
-        replies::answered(state, id).await;
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is unavailable; try again",
+        );
     }
     match result {
         Ok(ReceiptResult::Recorded) => {

@@ -146,10 +146,20 @@ async fn open_staff_cascade(
         send_at_ms: None,
         expires_at_ms: None,
     };
-    // Noted first: an `answered` recorded from now on reaches the cascade.
-    state.store.note_reply(id, &staff, now).await?;
+    // Noted first: an `answered` recorded from now on reaches the cascade
+    // (or, while it is not stored yet, marks it for the check below).
+    if !state.store.note_reply(id, &staff, now).await? {
+        tracing::warn!(notification_id = %id, channel = reply.channel, "a reply past the most one notification hands to staff; recorded, not handed over");
+        return Ok(false);
+    }
     match state.worker.start(admitted, catalog, now).await? {
         Started::New { first } => {
+            if state.store.answered_before_start(id, &staff).await? {
+                state
+                    .store
+                    .record_receipt(&staff, ANSWERED, None, state.clock.now_ms())
+                    .await?;
+            }
             tracing::info!(notification_id = %id, staff_cascade = %staff, channel = reply.channel, text_chars = text.chars().count(), "a customer's reply handed to staff");
             // Without a first send the scheduler takes it on (`start`
             // noted its wake-up).
@@ -163,38 +173,50 @@ async fn open_staff_cascade(
             }
             Ok(true)
         }
-        // Known already, or refused even alone (and so not recorded): the
-        // provider's next delivery of the reply tries again.
+        // Known already: a provider delivering the reply again.
         Started::Duplicate => Ok(false),
-        Started::Refused => Err(crate::runtime::store::StoreError::Corrupt {
-            id: staff,
-            why: "the store refused the staff cascade".into(),
-        }),
+        // Refused even alone: asking the provider again would not help
+        // (and VK turns off a callback server that keeps failing).
+        Started::Refused => {
+            tracing::error!(notification_id = %id, staff_cascade = %staff, "the store refused a staff cascade; the reply is recorded, not handed over");
+            Ok(false)
+        }
     }
 }
 
 /// What a staff channel's message says: who wrote, about what, their
 /// words, and where to mark it answered.
 fn staff_text(of: &ReplyOf) -> String {
+    // The customer's words come last, each line quoted, so that nothing
+    // they write can pass for our own lines (a link of theirs, say).
     let words = if of.text.trim().is_empty() {
-        "(no text: a photo, a sticker or a voice message)".to_owned()
+        "> (no text: a photo, a sticker or a voice message)".to_owned()
     } else {
-        // The customer's words are quoted, never filled in: a `{{` of
-        // theirs is written as the template's literal `{{{{`.
-        of.text.replace("{{", "{{{{")
+        of.text
+            .lines()
+            .map(|l| format!("> {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     };
+    // Quoted, never filled in: a `{{` of theirs is the template's `{{{{`.
+    let words = words.replace("{{", "{{{{");
     format!(
-        "Customer {} replied on {} to {} ({}):\n\n{}\n\nMark it answered: {}",
-        of.customer_id, of.channel, of.notification_id, of.policy, words, of.answer_url
+        "Customer {} replied on {} to {} ({}).\nMark it answered: {}\n\n{}",
+        of.customer_id, of.channel, of.notification_id, of.policy, of.answer_url, words
     )
 }
 
-/// After `answered` was recorded on `id` (`Store::spread_answer`). A
-/// failure is logged; repeating the receipt spreads it again.
-pub async fn answered(state: &AppState, id: &str) {
-    if let Err(e) = state.store.spread_answer(id, state.clock.now_ms()).await {
-        tracing::warn!(notification_id = %id, error = %e, "cannot pass an answer on to the staff cascades");
-    }
+/// After `answered` was recorded on `id` (`Store::spread_answer`). On a
+/// failure the caller answers 503, so that the answer is sent again.
+pub async fn answered(state: &AppState, id: &str) -> Result<(), ()> {
+    state
+        .store
+        .spread_answer(id, state.clock.now_ms())
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            tracing::warn!(notification_id = %id, error = %e, "cannot pass an answer on to the staff cascades");
+        })
 }
 
 /// The signed-link routes: a page to mark a reply answered.
@@ -316,11 +338,13 @@ async fn answer_post(State(state): State<AppState>, Path(token): Path<String>) -
     let Some(staff) = verify(&secret, &token) else {
         return not_found();
     };
-    let Some(notification) = replied_to(&staff).map(str::to_owned) else {
+    if replied_to(&staff).is_none() {
         return not_found();
-    };
-    // Recorded on the notification, whence it reaches its staff cascades.
-    let recorded = super::record(&state, &notification, ANSWERED, None).await;
+    }
+    // This reply's answer (noted on its notification too), not its
+    // notification's: a later reply waits for an answer of its own, and
+    // the link works after the notification itself is gone.
+    let recorded = super::record(&state, &staff, ANSWERED, None).await;
     match recorded.status() {
         StatusCode::SERVICE_UNAVAILABLE => return unavailable(),
         StatusCode::NOT_FOUND => return not_found(),

@@ -89,6 +89,10 @@ struct Incoming {
     from_id: Option<i64>,
     #[serde(default)]
     out: Option<i64>,
+    /// The message's number within the conversation, when `id` is 0 (a
+    /// community chat).
+    #[serde(default)]
+    conversation_message_id: Option<i64>,
     /// The customer's words (empty for a sticker or a photo).
     #[serde(default)]
     text: String,
@@ -101,9 +105,20 @@ impl Incoming {
     }
 
     /// The reply hook's id of this message: `<peer_id>_<id>`, as VK names
-    /// a message in a conversation.
+    /// a message in a conversation; `<peer_id>_c<n>` by its number in the
+    /// conversation when VK gives no id; else a digest of its text, so
+    /// that two different messages are never taken for one.
     fn inbound_id(&self) -> String {
-        format!("{}_{}", self.peer_id, self.id.unwrap_or(0))
+        match (self.id.filter(|id| *id > 0), self.conversation_message_id) {
+            (Some(id), _) => format!("{}_{id}", self.peer_id),
+            (None, Some(n)) => format!("{}_c{n}", self.peer_id),
+            (None, None) => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(self.text.as_bytes());
+                let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+                format!("{}_t{hex}", self.peer_id)
+            }
+        }
     }
 }
 
@@ -361,5 +376,15 @@ mod tests {
         let m = Incoming::of(&old).expect("a message");
         assert_eq!((m.text.as_str(), m.inbound_id().as_str()), ("", "77_9"));
         assert!(Incoming::of(&json!({"message": {"text": "no peer"}})).is_none());
+        // No id: the number in the conversation, else the text tells apart.
+        let chat = json!({"message": {"id": 0, "conversation_message_id": 41, "peer_id": 2000000001, "text": "a"}});
+        assert_eq!(Incoming::of(&chat).unwrap().inbound_id(), "2000000001_c41");
+        let bare = |text: &str| {
+            Incoming::of(&json!({"peer_id": 5, "text": text}))
+                .unwrap()
+                .inbound_id()
+        };
+        assert_ne!(bare("первое"), bare("второе"));
+        assert_eq!(bare("первое"), bare("первое"));
     }
 }

@@ -44,7 +44,7 @@ pub use error::StoreError;
 pub use memory::{MemoryStore, StreamEntry};
 pub use provider_index::ProviderMessage;
 pub use rates::RateTake;
-pub use receipts::{ReceiptResult, receipts_seen};
+pub use receipts::{MAX_REPLIES, ReceiptResult, receipts_seen};
 pub use report_counts::{Counters, ReportBook};
 pub use timers::{Claimed, Claims, Lease, TimerCounts};
 

@@ -172,17 +172,34 @@ pub fn receipts_seen(fields: usize, failed: Option<&str>) -> String {
     format!("{fields}\t{}", failed.unwrap_or(""))
 }
 
+/// Most staff cascades one notification's replies open.
+pub const MAX_REPLIES: usize = 20;
+
+/// A replies-hash value saying an `answered` came before the staff
+/// cascade was stored.
+const ANSWERED_MARK: &str = "answered:";
+
 impl Store {
-    /// Notes that a customer's reply to notification `id` opened the staff
+    /// Notes that a customer's reply to notification `id` opens the staff
     /// cascade `staff_id`, so that an `answered` for `id` reaches it.
+    /// `false` when the notification has `MAX_REPLIES` open already: a
+    /// customer writing on and on pages staff that often at most.
     pub async fn note_reply(
         &self,
         id: &str,
         staff_id: &str,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let key = self.keys.replies(id);
         let mut c = self.conn.clone();
+        let (known, count): (bool, usize) = redis::pipe()
+            .hexists(&key, staff_id)
+            .hlen(&key)
+            .query_async(&mut c)
+            .await?;
+        if !known && count >= MAX_REPLIES {
+            return Ok(false);
+        }
         redis::pipe()
             .hset(&key, staff_id, now_ms)
             .ignore()
@@ -190,7 +207,23 @@ impl Store {
             .ignore()
             .query_async::<()>(&mut c)
             .await?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Whether an `answered` reached the staff cascade `staff_id` before it
+    /// was stored (`spread_answer` marks it in the replies hash).
+    pub async fn answered_before_start(
+        &self,
+        id: &str,
+        staff_id: &str,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let value: Option<String> = redis::cmd("HGET")
+            .arg(self.keys.replies(id))
+            .arg(staff_id)
+            .query_async(&mut c)
+            .await?;
+        Ok(value.is_some_and(|v| v.starts_with(ANSWERED_MARK)))
     }
 
     /// The staff cascades replies to notification `id` opened (`note_reply`).
@@ -215,7 +248,20 @@ impl Store {
         };
         let mut fresh = 0;
         for target in targets {
-            let result = self.record_receipt(&target, ANSWERED, None, now_ms).await?;
+            let mut result = self.record_receipt(&target, ANSWERED, None, now_ms).await?;
+            if result == ReceiptResult::UnknownNotification && replied_to(&target).is_some() {
+                // A staff cascade noted but not stored yet: mark it, for
+                // its start to see (`answered_before_start`), then try
+                // once more, in case it was stored in between.
+                let mut c = self.conn.clone();
+                let _: () = redis::cmd("HSET")
+                    .arg(self.keys.replies(id))
+                    .arg(&target)
+                    .arg(format!("{ANSWERED_MARK}{now_ms}"))
+                    .query_async(&mut c)
+                    .await?;
+                result = self.record_receipt(&target, ANSWERED, None, now_ms).await?;
+            }
             fresh += usize::from(result == ReceiptResult::Recorded);
         }
         Ok(fresh)
