@@ -110,6 +110,10 @@ async fn breakdown(
             "VK peer hashes".into()
         } else if rest.starts_with(":policy:") {
             "policy snapshot".into()
+        } else if rest.starts_with(":customer:") {
+            "customer index".into()
+        } else if rest.starts_with(":report:") || rest.starts_with(":segments:") {
+            "report counters".into()
         } else {
             rest.rsplit(':').next().unwrap_or("?").to_owned()
         }
