@@ -393,6 +393,44 @@ fn ship(dir: &str, into: &Path) {
     }
 }
 
+/// The provider fakes, an SMTP sink and a daemon on the shipped channels/
+/// and policies/ (plus `extra_policy` as `every_channel`) with the
+/// environment docker-compose.yml gives it, pointed at the fakes; checked
+/// first to reach no real provider.
+async fn shipped_stack(
+    name: &str,
+    extra_policy: Option<&str>,
+) -> (std::sync::Arc<FakeStack>, smtp::FakeSmtp, Catalog, Running) {
+    let stack = FakeStack::start(StackOptions {
+        bind: [127, 0, 0, 1].into(),
+        base_port: 0,
+        callbacks: Callbacks::default(),
+    })
+    .await
+    .unwrap();
+    let smtp = smtp::start().await.unwrap();
+    let cfg = TestConfig::new(
+        name,
+        "http://127.0.0.1:9",
+        "[receipts]\ncustom = [\"paid\", \"called\", \"no_answer\"]\n\n\
+         [replies]\nsink = \"helpdesk\"\nlink_secret = \"a-replies-link-secret-long-enough\"\nstaff = { telegram = \"-100123\" }\n",
+        DELIVERY_DELAY,
+    );
+    ship("channels", &cfg.dir);
+    ship("policies", &cfg.dir);
+    if let Some(policy) = extra_policy {
+        cfg.write("policies/every_channel.toml", policy);
+    }
+    let env = env_on(&stack, &smtp);
+    let catalog = Catalog::load_with_env(&cfg.path(), &|k| env.get(k).cloned())
+        .unwrap_or_else(|e| panic!("the shipped files with the compose environment: {e}"));
+    // Before anything is sent: no channel may reach a real provider.
+    assert_all_on(&catalog, "http://127.0.0.1:");
+    let run =
+        Running::start_catalog(cfg, catalog.clone(), |o| o.insecure_demo_secrets = true).await;
+    (stack, smtp, catalog, run)
+}
+
 /// examples/delivery_delay.json with a notification id of this test.
 fn example(id: &str, phone: &str) -> Value {
     let text = std::fs::read_to_string(repo().join("examples/delivery_delay.json")).unwrap();
@@ -465,36 +503,12 @@ async fn wait_listed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stack_delivers_on_every_channel_and_a_read_from_the_index_stops_the_escalation() {
-    let stack = FakeStack::start(StackOptions {
-        bind: [127, 0, 0, 1].into(),
-        base_port: 0,
-        callbacks: Callbacks::default(),
-    })
-    .await
-    .unwrap();
-    let smtp = smtp::start().await.unwrap();
-    let cfg = TestConfig::new(
-        "fakes-stack",
-        "http://127.0.0.1:9",
-        "[receipts]\ncustom = [\"paid\", \"called\", \"no_answer\"]\n\n\
-         [replies]\nsink = \"helpdesk\"\nlink_secret = \"a-replies-link-secret-long-enough\"\nstaff = { telegram = \"-100123\" }\n",
-        DELIVERY_DELAY,
-    );
-    ship("channels", &cfg.dir);
-    ship("policies", &cfg.dir);
-    cfg.write("policies/every_channel.toml", EVERY_CHANNEL);
-    let env = env_on(&stack, &smtp);
-    let catalog = Catalog::load_with_env(&cfg.path(), &|k| env.get(k).cloned())
-        .unwrap_or_else(|e| panic!("the shipped files with the compose environment: {e}"));
+    let (stack, smtp, catalog, run) = shipped_stack("fakes-stack", Some(EVERY_CHANNEL)).await;
     assert_eq!(
         catalog.policies.len(),
         5,
         "the four shipped and this test's"
     );
-    // Before anything is sent: no channel may reach a real provider.
-    assert_all_on(&catalog, "http://127.0.0.1:");
-    let run =
-        Running::start_catalog(cfg, catalog.clone(), |o| o.insecure_demo_secrets = true).await;
     stack.set_callbacks(Callbacks::of(&catalog, &run.url("")));
     let index = stack.url(Fake::Index, "127.0.0.1");
 
@@ -651,29 +665,7 @@ async fn the_stack_delivers_on_every_channel_and_a_read_from_the_index_stops_the
 /// what that customer writes back in WhatsApp reaches the helpdesk at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_call_story_branches_both_ways_and_a_reply_reaches_the_helpdesk() {
-    let stack = FakeStack::start(StackOptions {
-        bind: [127, 0, 0, 1].into(),
-        base_port: 0,
-        callbacks: Callbacks::default(),
-    })
-    .await
-    .unwrap();
-    let smtp = smtp::start().await.unwrap();
-    let cfg = TestConfig::new(
-        "order-story",
-        "http://127.0.0.1:9",
-        "[receipts]\ncustom = [\"paid\", \"called\", \"no_answer\"]\n\n\
-         [replies]\nsink = \"helpdesk\"\nlink_secret = \"a-replies-link-secret-long-enough\"\nstaff = { telegram = \"-100123\" }\n",
-        DELIVERY_DELAY,
-    );
-    ship("channels", &cfg.dir);
-    ship("policies", &cfg.dir);
-    let env = env_on(&stack, &smtp);
-    let catalog = Catalog::load_with_env(&cfg.path(), &|k| env.get(k).cloned())
-        .unwrap_or_else(|e| panic!("the shipped files with the compose environment: {e}"));
-    assert_all_on(&catalog, "http://127.0.0.1:");
-    let run =
-        Running::start_catalog(cfg, catalog.clone(), |o| o.insecure_demo_secrets = true).await;
+    let (stack, smtp, _catalog, run) = shipped_stack("order-story", None).await;
     let story = |id: &str, customer: &str, chat: &str, phone: &str| {
         let text = std::fs::read_to_string(repo().join("examples/order_call.json")).unwrap();
         let mut n: Value = serde_json::from_str(&text).unwrap();

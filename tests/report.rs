@@ -242,15 +242,9 @@ async fn the_report_counts_what_the_timelines_say_and_nothing_more() {
     let url = run.url("/v1/report?policy=delivery_delay&since=3h&by=step,channel");
     let anonymous = http.get(&url).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
-    let body: Value = http
-        .get(&url)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = run
+        .get_v1("/v1/report?policy=delivery_delay&since=3h&by=step,channel")
+        .await;
     assert_eq!(body["total"]["sent"], json!(r.total.sent));
     assert_eq!(body["total"]["read"], json!(r.total.read));
     assert_eq!(body["rows"].as_array().unwrap().len(), r.rows.len());
