@@ -250,30 +250,14 @@ async fn the_report_counts_what_the_timelines_say_and_nothing_more() {
     assert_eq!(body["rows"].as_array().unwrap().len(), r.rows.len());
 
     // A customer's notifications: c-1 got six (i = 1, 41, 81, …).
-    let body: Value = http
-        .get(run.url("/v1/customers/c-1/notifications"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = run.get_v1("/v1/customers/c-1/notifications").await;
     let list = body["notifications"].as_array().unwrap();
     assert_eq!(list.len(), N / 40, "{body}");
     assert!(
         list.iter()
             .all(|n| n["state"] == "exhausted" || n["state"] == "completed")
     );
-    let unknown: Value = http
-        .get(run.url("/v1/customers/nobody/notifications"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let unknown = run.get_v1("/v1/customers/nobody/notifications").await;
     assert_eq!(unknown["notifications"], json!([]), "{unknown}");
     run.stop().await;
 }
