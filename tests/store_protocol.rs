@@ -135,6 +135,7 @@ fn policy(stop_on: Vec<String>) -> Policy {
         quiet_hours: BTreeMap::new(),
         quiet_off: Default::default(),
         answer: None,
+        awake_hours: None,
     }
 }
 

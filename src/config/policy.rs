@@ -167,6 +167,7 @@ pub(super) fn build_policy(
         quiet_hours,
         quiet_off,
         answer,
+        awake_hours: None,
     })
 }
 
@@ -367,6 +368,7 @@ fn check_way_on_ends(steps: &[Step], check: &mut FileCheck) {
         quiet_hours: BTreeMap::new(),
         quiet_off: Default::default(),
         answer: None,
+        awake_hours: None,
     };
     for start in 0..steps.len() {
         let mut seen = vec![start];

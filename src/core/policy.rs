@@ -43,6 +43,11 @@ pub struct Policy {
     /// to when they do not (`answer_within`, `answer_escalation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<Answer>,
+    /// The quiet hours an awake wait skips when no step after it has any
+    /// of its own: a staff cascade's business hours, so a deadline with no
+    /// staff channel after it still counts working time only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awake_hours: Option<QuietHours>,
 }
 
 /// A policy's answer deadline for customers' replies (`core::replies`).

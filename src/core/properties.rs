@@ -183,6 +183,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
                     .collect(),
                 quiet_off: Default::default(),
                 answer: None,
+                awake_hours: None,
             }
         })
 }
@@ -834,6 +835,7 @@ fn arb_dst_case() -> impl Strategy<Value = DstCase> {
                             quiet_hours,
                             quiet_off: Default::default(),
                             answer: None,
+                            awake_hours: None,
                         },
                     }
                 },
@@ -1035,6 +1037,7 @@ fn arb_branching_policy() -> impl Strategy<Value = Policy> {
                 quiet_hours: BTreeMap::new(),
                 quiet_off: Default::default(),
                 answer: None,
+                awake_hours: None,
             }
         })
         .prop_filter("the way on must end", way_on_ends)

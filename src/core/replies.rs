@@ -89,6 +89,8 @@ pub fn staff_policy(policy: &Policy, sink: &str, business: Option<QuietHours>) -
         quiet_hours,
         quiet_off: BTreeSet::from([sink.to_owned()]),
         answer: None,
+        // A deadline with no staff channel after it counts business time too.
+        awake_hours: business,
     }
 }
 
@@ -111,6 +113,7 @@ mod tests {
             quiet_hours: BTreeMap::new(),
             quiet_off: BTreeSet::new(),
             answer,
+            awake_hours: None,
         }
     }
 
@@ -134,6 +137,65 @@ mod tests {
         assert_eq!(p.steps.len(), 1);
         assert!(p.steps[0].is_final);
         assert_eq!(p.steps[0].channels, ["helpdesk"]);
+    }
+
+    #[test]
+    fn a_deadline_without_staff_channels_counts_business_time() {
+        use crate::core::cascade::{Context, Recipient, Timing};
+        use crate::core::{Cascade, Event, Phase, decide};
+        let answer = Answer {
+            within_ms: 15 * 60_000,
+            escalation: Vec::new(),
+        };
+        let business = QuietHours::outside_business("09:00-18:00", "mon-fri").unwrap();
+        let p = staff_policy(&order_policy(Some(answer)), "helpdesk", Some(business));
+        let tz = jiff::tz::TimeZone::get("Europe/Moscow").unwrap();
+        let recipient = Recipient {
+            contacts: BTreeMap::new(),
+            preferences: Vec::new(),
+            opt_out: Vec::new(),
+            tz,
+        };
+        let channels = BTreeMap::from([(
+            "helpdesk".to_owned(),
+            crate::core::ChannelRules {
+                kind: crate::core::ChannelKind::Webhook,
+                contact_key: None,
+                retry: crate::core::RetryPolicy::default(),
+                on_uncertain: crate::core::OnUncertain::Resend,
+            },
+        )]);
+        let receipts = BTreeMap::new();
+        let ctx = Context {
+            notification_id: "n}reply-1",
+            policy: &p,
+            channels: &channels,
+            recipient: &recipient,
+            receipts: &receipts,
+            timing: Timing::default(),
+        };
+        let ms = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+        // Friday 17:50 in Moscow: handed over at once.
+        let friday = ms("2026-12-04T14:50:00Z");
+        let started = Cascade::start(friday, None, None, &ctx);
+        let order = started.send.clone().expect("the hand-over");
+        let sent = decide(
+            started.cascade,
+            Event::SendResult {
+                step: order.step,
+                channel: order.channel,
+                outcome: crate::core::SendOutcome::Sent {
+                    provider_message_id: None,
+                },
+            },
+            friday,
+            &ctx,
+        );
+        let Phase::Waiting { until_ms, .. } = sent.cascade.phase else {
+            panic!("{:?}", sent.cascade.phase);
+        };
+        // Ten business minutes on Friday, five on Monday morning.
+        assert_eq!(until_ms, ms("2026-12-07T06:05:00Z"));
     }
 
     #[test]

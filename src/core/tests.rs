@@ -67,6 +67,7 @@ fn delivery_delay() -> Policy {
         quiet_hours: BTreeMap::new(),
         quiet_off: Default::default(),
         answer: None,
+        awake_hours: None,
     }
 }
 
@@ -1083,6 +1084,7 @@ fn order_call() -> Policy {
         quiet_hours: BTreeMap::new(),
         quiet_off: Default::default(),
         answer: None,
+        awake_hours: None,
     }
 }
 

@@ -137,6 +137,7 @@ pub fn policy(limits: &CaseLimits) -> Policy {
         quiet_hours: BTreeMap::new(),
         quiet_off: Default::default(),
         answer: None,
+        awake_hours: None,
     }
 }
 

@@ -149,8 +149,10 @@ impl<'a> Run<'_, 'a> {
         let wait_ms = def.wait_ms.unwrap_or(0);
         let mut until_ms = self.now_ms.saturating_add(wait_ms);
         if def.wait_clock == WaitClock::Awake
-            && let Some(next) = self.first_reachable(step as usize)
-            && let Some(q) = self.quiet_hours(next)
+            && let Some(q) = self
+                .first_reachable(step as usize)
+                .and_then(|next| self.quiet_hours(next))
+                .or(self.ctx.policy.awake_hours)
         {
             until_ms = q.awake_deadline(self.now_ms, wait_ms, &self.ctx.recipient.tz);
         }

@@ -24,6 +24,7 @@ fn policy() -> Policy {
         quiet_hours: BTreeMap::new(),
         quiet_off: Default::default(),
         answer: None,
+        awake_hours: None,
     }
 }
 
