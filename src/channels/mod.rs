@@ -43,11 +43,11 @@ pub struct Outgoing<'a> {
     /// the circuit breaker's time.
     pub now_ms: i64,
     /// What this send says, placeholders filled in (`texts`).
-    pub texts: &'a texts::Texts,
+    pub texts: &'a texts::Texts<'a>,
 }
 
 impl Outgoing<'_> {
-    /// The text of this send (`texts::chosen`: the step's, the channel's,
+    /// The text of this send (`Notification::step_texts`: the step's, the channel's,
     /// the kind's, else the common one), filled in.
     pub fn text(&self) -> &str {
         &self.texts.text

@@ -4,55 +4,52 @@
 //! and subjects (JSON bodies are escaped by serde; no channel sends its
 //! text with a markup parse mode), HTML-escaped in email HTML bodies.
 
+use std::borrow::Cow;
+
 use crate::core::receipt_data::ReceiptData;
 use crate::core::template::{self, Escape, Placeholder, RenderError};
-use crate::core::{ChannelKind, Step};
 use crate::notification::{Notification, StepTexts};
 
-/// What a send says, ready for an adapter.
+/// What a send says, ready for an adapter: the notification's own texts,
+/// borrowed, unless a placeholder had to be filled in (this runs for every
+/// send, and an email's HTML may be 64 KiB).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Texts {
-    pub text: String,
-    pub subject: Option<String>,
-    pub html: Option<String>,
+pub struct Texts<'a> {
+    pub text: Cow<'a, str>,
+    pub subject: Option<Cow<'a, str>>,
+    pub html: Option<Cow<'a, str>>,
 }
 
-/// The texts `step` sends on a channel, before they are filled in.
-pub fn chosen<'n>(
-    notification: &'n Notification,
-    step: Option<&'n Step>,
-    channel: &str,
-    kind: ChannelKind,
-) -> StepTexts<'n> {
-    notification.step_texts(step, channel, kind)
-}
-
-/// Whether filling `texts` in needs the receipt data (read only then).
+/// Whether filling `texts` in needs the receipt data (read only then). A
+/// text without `{{` is not parsed.
 pub fn needs_data(texts: &StepTexts<'_>) -> bool {
     [texts.text, texts.subject, texts.html]
         .into_iter()
         .flatten()
+        .filter(|t| template::has_placeholders(t))
         .any(|t| !template::data_keys(t).is_empty())
 }
 
-/// `texts` filled in with the notification's ids and `data`. A placeholder
-/// without a value is an error: the send must not go out half filled.
-pub fn render(
-    texts: &StepTexts<'_>,
+/// `texts` (`Notification::step_texts`: the step's, the channel's, the
+/// kind's, else the common one) filled in with the notification's ids and
+/// `data`. A placeholder without a value is an error: the send must not go
+/// out half filled.
+pub fn render<'a>(
+    texts: &StepTexts<'a>,
     notification: &Notification,
     data: &ReceiptData,
-) -> Result<Texts, RenderError> {
+) -> Result<Texts<'a>, RenderError> {
     let value = |p: Placeholder<'_>| match p {
         Placeholder::Data(key) => data.get(key).cloned(),
         Placeholder::CustomerId => Some(notification.customer.id.clone()),
         Placeholder::NotificationId => Some(notification.id.clone()),
     };
-    let fill = |t: Option<&str>, escape| -> Result<Option<String>, RenderError> {
+    let fill = |t: Option<&'a str>, escape| -> Result<Option<Cow<'a, str>>, RenderError> {
         t.map(|t| {
             if template::has_placeholders(t) {
-                template::render(t, value, escape)
+                template::render(t, value, escape).map(Cow::Owned)
             } else {
-                Ok(t.to_owned())
+                Ok(Cow::Borrowed(t))
             }
         })
         .transpose()
@@ -75,6 +72,8 @@ mod tests {
         .unwrap()
     }
 
+    use crate::core::{ChannelKind, Step};
+
     fn step(name: &str, text: Option<&str>) -> Step {
         Step {
             channels: vec!["telegram".into()],
@@ -93,7 +92,7 @@ mod tests {
         }));
         let data = ReceiptData::from([("slot".to_owned(), "<Fri>".to_owned())]);
         let confirm = step("confirm", Some("policy {{data.slot}}"));
-        let t = chosen(&n, Some(&confirm), "telegram", ChannelKind::Telegram);
+        let t = n.step_texts(Some(&confirm), "telegram", ChannelKind::Telegram);
         assert!(needs_data(&t));
         let r = render(&t, &n, &data).unwrap();
         assert_eq!(r.text, "confirmed: <Fri>");
@@ -103,11 +102,11 @@ mod tests {
             "open_chat",
             Some("policy {{data.slot}} for {{customer.id}}"),
         );
-        let t = chosen(&n, Some(&other), "telegram", ChannelKind::Telegram);
+        let t = n.step_texts(Some(&other), "telegram", ChannelKind::Telegram);
         assert_eq!(render(&t, &n, &data).unwrap().text, "policy <Fri> for c-1");
 
         let plain = step("open_chat", None);
-        let t = chosen(&n, Some(&plain), "telegram", ChannelKind::Telegram);
+        let t = n.step_texts(Some(&plain), "telegram", ChannelKind::Telegram);
         assert!(!needs_data(&t));
         assert_eq!(render(&t, &n, &data).unwrap().text, "by channel");
     }
@@ -115,7 +114,7 @@ mod tests {
     #[test]
     fn a_missing_value_is_an_error_naming_the_placeholder() {
         let n = notification(serde_json::json!({"text": "at {{data.slot}}"}));
-        let t = chosen(&n, None, "sms", ChannelKind::Sms);
+        let t = n.step_texts(None, "sms", ChannelKind::Sms);
         let e = render(&t, &n, &ReceiptData::new()).unwrap_err();
         assert_eq!(e.to_string(), "placeholder {{data.slot}} has no value");
     }

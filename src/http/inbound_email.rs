@@ -137,17 +137,6 @@ pub(super) async fn post_inbound_email(
             let Some((notification_id, _step)) = found else {
                 continue;
             };
-            // Only the customer the message went to may answer it: anyone
-            // can copy a Message-ID into In-Reply-To.
-            match sent_to(&state, &notification_id, channel).await {
-                Err(()) => return unavailable(),
-                Ok(Some(to)) if to != email.from => {
-                    count(&state, PROVIDER, "foreign_sender");
-                    tracing::info!(notification_id = %notification_id, channel = %channel, "an email reply from another address than the customer's; acknowledged, not recorded");
-                    return answer(StatusCode::ACCEPTED, "foreign_sender");
-                }
-                Ok(_) => {}
-            }
             let status = received(
                 &state,
                 Reply {
@@ -155,6 +144,9 @@ pub(super) async fn post_inbound_email(
                     channel,
                     text: &email.text,
                     inbound_id: &email.inbound_id,
+                    // Anyone can copy a Message-ID into In-Reply-To: only
+                    // the customer the message went to may answer it.
+                    from: Some(&email.from),
                 },
             )
             .await;
@@ -177,6 +169,10 @@ pub(super) async fn post_inbound_email(
                     count(&state, PROVIDER, "unknown");
                     answer(StatusCode::ACCEPTED, "unmapped")
                 }
+                StatusCode::FORBIDDEN => {
+                    count(&state, PROVIDER, "foreign_sender");
+                    answer(StatusCode::ACCEPTED, "foreign_sender")
+                }
                 _ => {
                     count(&state, PROVIDER, "recorded");
                     answer(StatusCode::ACCEPTED, "recorded")
@@ -194,30 +190,6 @@ pub(super) async fn post_inbound_email(
 
 /// The most ids of `In-Reply-To` and `References` looked up.
 const MAX_ANSWERED_IDS: usize = 20;
-
-/// The address (lowercased) notification `id`'s messages on `channel`
-/// went to; `None` when it is no longer known (the hook answers that).
-async fn sent_to(state: &AppState, id: &str, channel: &str) -> Result<Option<String>, ()> {
-    let loaded = match state.store.load(id).await {
-        Ok(Some(loaded)) => loaded,
-        Ok(None) => return Ok(None),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the notification an email reply answers");
-            return Err(());
-        }
-    };
-    let catalog = state.catalog.load();
-    let key = catalog
-        .channels
-        .get(channel)
-        .and_then(|c| c.rules.contact_key.clone())
-        .unwrap_or_else(|| "email".to_owned());
-    Ok(loaded
-        .recipient
-        .contacts
-        .get(&key)
-        .map(|a| a.trim().to_ascii_lowercase()))
-}
 
 fn unavailable() -> Response {
     error(

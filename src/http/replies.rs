@@ -21,6 +21,7 @@ use super::escape;
 use crate::core::Recipient;
 use crate::core::replies::{ANSWERED, replied_to, staff_id, staff_policy};
 use crate::notification::{Admitted, Content, Customer, Notification, ReplyOf};
+use crate::runtime::store::Loaded;
 use crate::runtime::worker::Started;
 
 /// One inbound customer message mapped to the notification it answers.
@@ -36,6 +37,10 @@ pub struct Reply<'a> {
     /// `chat:message_id`, WhatsApp `wamid`, email `Message-ID`): a provider
     /// delivering the same message twice hands it to staff once.
     pub inbound_id: &'a str,
+    /// Who it says it is from, where the channel cannot vouch for that
+    /// (an email's `From`, lowercased): it must be the address our message
+    /// went to. `None` where the provider maps the sender (a chat).
+    pub from: Option<&'a str>,
 }
 
 /// The longest reply text handed to staff, in characters.
@@ -44,18 +49,38 @@ const MAX_REPLY_CHARS: usize = 4096;
 /// Records `replied` on the notification and hands the reply to staff.
 /// Answers like `super::record`: 202 recorded (or handed over), 200 known
 /// already, 404 no such notification, 503 the store is unavailable (the
-/// provider should deliver it again). A reply to a finished or expired
-/// notification is still handed over: the customer still wrote to us.
+/// provider should deliver it again); and 403, nothing recorded, when
+/// `from` is not the address our message went to. A reply to a finished
+/// or expired notification is still handed over: the customer still wrote.
 pub async fn received(state: &AppState, reply: Reply<'_>) -> StatusCode {
     let id = reply.notification_id;
-    let recorded = super::record(state, id, "replied", Some(reply.channel))
-        .await
-        .status();
     let catalog = state.catalog.load_full();
     let replies = &catalog.settings.replies;
     // A staff member answering a staff message in a messenger is not a
     // customer's reply: nothing to hand over (and no loop of staff cascades).
-    let (Some(sink), true) = (replies.sink.as_deref(), replied_to(id).is_none()) else {
+    let sink = replies.sink.as_deref().filter(|_| replied_to(id).is_none());
+    // Read once, for the sender's check and the staff cascade.
+    let loaded = if sink.is_some() || reply.from.is_some() {
+        match state.store.load(id).await {
+            Ok(Some(loaded)) => Some(loaded),
+            Ok(None) => return StatusCode::NOT_FOUND,
+            Err(e) => {
+                tracing::warn!(notification_id = %id, error = %e, "cannot read the notification a reply answers");
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+        }
+    } else {
+        None
+    };
+    if let (Some(from), Some(loaded)) = (reply.from, &loaded)
+        && sent_to(&catalog, loaded, reply.channel).is_none_or(|to| to != from)
+    {
+        return StatusCode::FORBIDDEN;
+    }
+    let recorded = super::record(state, id, "replied", Some(reply.channel))
+        .await
+        .status();
+    let (Some(sink), Some(loaded)) = (sink, loaded) else {
         return recorded;
     };
     if matches!(
@@ -64,7 +89,7 @@ pub async fn received(state: &AppState, reply: Reply<'_>) -> StatusCode {
     ) {
         return recorded;
     }
-    match open_staff_cascade(state, &catalog, sink, reply).await {
+    match open_staff_cascade(state, &catalog, sink, reply, loaded).await {
         Ok(true) => StatusCode::ACCEPTED,
         Ok(false) => StatusCode::OK,
         Err(e) => {
@@ -81,11 +106,9 @@ async fn open_staff_cascade(
     catalog: &crate::config::Catalog,
     sink: &str,
     reply: Reply<'_>,
+    loaded: Loaded,
 ) -> Result<bool, crate::runtime::store::StoreError> {
     let id = reply.notification_id;
-    let Some(loaded) = state.store.load(id).await? else {
-        return Ok(false); // forgotten in between: nothing to hand over
-    };
     let replies = &catalog.settings.replies;
     let business = replies.business.as_ref();
     let policy = staff_policy(&loaded.policy, sink, business.map(|b| b.quiet));
@@ -182,6 +205,20 @@ async fn open_staff_cascade(
             Ok(false)
         }
     }
+}
+
+/// The address (lowercased) `loaded`'s messages on `channel` went to.
+fn sent_to(catalog: &crate::config::Catalog, loaded: &Loaded, channel: &str) -> Option<String> {
+    let key = catalog
+        .channels
+        .get(channel)
+        .and_then(|c| c.rules.contact_key.as_deref())
+        .unwrap_or("email");
+    loaded
+        .recipient
+        .contacts
+        .get(key)
+        .map(|a| a.trim().to_ascii_lowercase())
 }
 
 /// What a staff channel's message says: who wrote, about what, their

@@ -370,7 +370,7 @@ async fn send_via(
         channel: "email".into(),
         attempt: 1,
     };
-    let texts = crate::channels::texts::chosen(&notification, None, &ch.name, ch.kind);
+    let texts = notification.step_texts(None, &ch.name, ch.kind);
     let texts = crate::channels::texts::render(
         &texts,
         &notification,

@@ -255,6 +255,7 @@ async fn update(
                     channel: &channel,
                     text: message.words(),
                     inbound_id: &message.inbound_id(),
+                    from: None,
                 },
             )
             .await

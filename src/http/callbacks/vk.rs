@@ -309,6 +309,7 @@ async fn message_new(state: &AppState, channel: &str, object: &Value) -> Result<
             channel,
             text: &incoming.text,
             inbound_id: &incoming.inbound_id(),
+            from: None,
         },
     )
     .await;

@@ -476,6 +476,7 @@ async fn replied(
         channel,
         text: message.words(),
         inbound_id: &message.id,
+        from: None,
     };
     counted(state, crate::http::replies::received(state, reply).await)
 }

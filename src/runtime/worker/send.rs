@@ -206,10 +206,14 @@ impl<S: CascadeStore> Wakeup<'_, S> {
     /// placeholder without a value fails the send permanently (nothing half
     /// filled goes out; the cascade moves on as for a refused recipient);
     /// data that cannot be read is a transient failure, retried.
-    async fn texts(&self, send: &Send, channel: &ChannelConfig) -> Result<Texts, SendOutcome> {
+    async fn texts<'s>(
+        &self,
+        send: &'s Send,
+        channel: &ChannelConfig,
+    ) -> Result<Texts<'s>, SendOutcome> {
         let notification = &send.loaded.notification;
         let step = send.loaded.policy.steps.get(send.order.step as usize);
-        let chosen = texts::chosen(notification, step, &channel.name, channel.kind);
+        let chosen = notification.step_texts(step, &channel.name, channel.kind);
         let data =
             if texts::needs_data(&chosen) {
                 self.worker.store.receipt_data(self.id).await.map_err(|e| {
