@@ -340,19 +340,18 @@ async fn answer_page(State(state): State<AppState>, Path(token): Path<String>) -
     let Some(staff) = verify(&secret, &token) else {
         return not_found();
     };
-    let details = match state.store.details(&staff).await {
-        Ok(Some((loaded, _))) => loaded,
+    let loaded = match state.store.load(&staff).await {
+        Ok(Some(loaded)) => loaded,
         Ok(None) => return not_found(),
         Err(_) => return unavailable(),
     };
-    let Some(of) = loaded_reply(&details.notification) else {
+    let Some(of) = loaded.notification.reply.as_ref() else {
         return not_found();
     };
-    let answered = details.receipts.contains_key(ANSWERED);
-    let state_line = if answered {
-        "<p><strong>Already marked answered.</strong></p>".to_owned()
+    let state_line = if loaded.receipts.contains_key(ANSWERED) {
+        "<p><strong>Already marked answered.</strong></p>"
     } else {
-        "<form method=\"post\"><button type=\"submit\">Mark answered</button></form>".to_owned()
+        "<form method=\"post\"><button type=\"submit\">Mark answered</button></form>"
     };
     page(
         StatusCode::OK,
@@ -392,10 +391,6 @@ async fn answer_post(State(state): State<AppState>, Path(token): Path<String>) -
         "Marked answered",
         "<p>Thank you. The reply is marked answered; no one else will be asked to answer it.</p>",
     )
-}
-
-fn loaded_reply(n: &Notification) -> Option<&ReplyOf> {
-    n.reply.as_ref()
 }
 
 fn unavailable() -> Response {

@@ -289,19 +289,13 @@ pub fn replies_rows(r: &Report) -> Vec<Vec<String>> {
 /// has no deadline to count against.
 pub fn reply_cells(row: &ReplyRow) -> Vec<String> {
     let n = |v: Option<i64>| v.map_or("–".into(), |n| n.to_string());
-    vec![
-        row.received.to_string(),
-        row.handed_over.to_string(),
-        row.answered.to_string(),
-        n(row.answered_in_time),
-        n(row.escalated),
-        n(row.answered_after_escalation),
-        n(row.unanswered),
-        n(row.open),
+    let mut cells: Vec<String> = row.counts().into_iter().map(n).collect();
+    cells.extend([
         time_to_read(row.answer_p50_ms),
         time_to_read(row.answer_p90_ms),
         percent(row.in_time_rate),
-    ]
+    ]);
+    cells
 }
 
 /// Whether a row has nothing in the table's columns: the tables leave it out.
@@ -402,15 +396,8 @@ pub fn replies_csv(r: &Report) -> String {
         if by_segment {
             line.push(csv_cell(row.segment.as_deref().unwrap_or_default()));
         }
+        line.extend(row.counts().into_iter().map(n));
         line.extend([
-            row.received.to_string(),
-            row.handed_over.to_string(),
-            row.answered.to_string(),
-            n(row.answered_in_time),
-            n(row.escalated),
-            n(row.answered_after_escalation),
-            n(row.unanswered),
-            n(row.open),
             n(row.answer_p50_ms),
             n(row.answer_p90_ms),
             row.in_time_rate

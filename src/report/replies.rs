@@ -67,6 +67,23 @@ pub struct ReplyRow {
     pub answer_time: BTreeMap<String, i64>,
 }
 
+impl ReplyRow {
+    /// The counted columns in table order (received … open): `None` where
+    /// the policy has no deadline to count against.
+    pub fn counts(&self) -> [Option<i64>; 8] {
+        [
+            Some(self.received),
+            Some(self.handed_over),
+            Some(self.answered),
+            self.answered_in_time,
+            self.escalated,
+            self.answered_after_escalation,
+            self.unanswered,
+            self.open,
+        ]
+    }
+}
+
 /// The counters of one row's staff cascades, summed.
 #[derive(Default)]
 struct Sums {
